@@ -1,0 +1,182 @@
+#include "ember/data/criteo.h"
+
+#include <sys/stat.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+namespace ember::data {
+namespace {
+constexpr size_t kChunk = 1 << 22;
+
+bool ParseHex(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 16) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+    else return false;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
+}  // namespace
+
+Status ParseCriteoLine(std::string_view line, Batch* batch, size_t row) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  const int nd = batch->num_dense, ns = batch->num_sparse;
+  const int expected = 1 + nd + ns;
+  std::string_view fields[1 + 64 + 1024];
+  if (expected > static_cast<int>(sizeof(fields) / sizeof(fields[0])))
+    return Status::InvalidArgument("too many fields configured");
+  int count = 0;
+  size_t start = 0;
+  for (;;) {
+    const size_t tab = line.find('\t', start);
+    const std::string_view f = line.substr(start, tab == std::string_view::npos ? tab : tab - start);
+    if (count < expected) fields[count] = f;
+    ++count;
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  if (count != expected)
+    return Status::InvalidArgument("expected " + std::to_string(expected) +
+                                   " tab-separated fields, got " + std::to_string(count));
+  if (fields[0] == "1") batch->labels[row] = 1.0f;
+  else if (fields[0] == "0") batch->labels[row] = 0.0f;
+  else return Status::InvalidArgument("field 1 (label): expected 0 or 1, got '" + std::string(fields[0]) + "'");
+  float* dense = batch->dense.data() + row * nd;
+  for (int j = 0; j < nd; ++j) {
+    const std::string_view f = fields[1 + j];
+    if (f.empty()) {
+      dense[j] = 0.0f;
+      continue;
+    }
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(f.data(), f.data() + f.size(), v);
+    if (ec != std::errc() || p != f.data() + f.size())
+      return Status::InvalidArgument("field " + std::to_string(2 + j) + " (I" + std::to_string(1 + j) +
+                                     "): expected an integer, got '" + std::string(f) + "'");
+    dense[j] = v > 0 ? static_cast<float>(std::log1p(static_cast<double>(v))) : 0.0f;
+  }
+  const size_t stride = batch->labels.size();
+  for (int j = 0; j < ns; ++j) {
+    const std::string_view f = fields[1 + nd + j];
+    uint64_t id = kMissingId;
+    if (!f.empty() && !ParseHex(f, &id))
+      return Status::InvalidArgument("field " + std::to_string(2 + nd + j) + " (C" + std::to_string(1 + j) +
+                                     "): expected a hex id of at most 16 digits, got '" + std::string(f) + "'");
+    batch->sparse[j * stride + row] = id;
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& options) {
+  if (options.batch_size == 0) return Status::InvalidArgument("batch size must be > 0");
+  if (options.num_dense < 0 || options.num_dense > 64 || options.num_sparse < 1 || options.num_sparse > 1000)
+    return Status::InvalidArgument("bad field counts");
+  std::unique_ptr<CriteoReader> r(new CriteoReader(options));
+  r->file_ = std::fopen(options.path.c_str(), "rb");
+  if (!r->file_) return Status::IoError("cannot open data file " + options.path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::stat(options.path.c_str(), &st) == 0) r->file_bytes_ = static_cast<uint64_t>(st.st_size);
+  return r;
+}
+
+CriteoReader::~CriteoReader() {
+  if (file_) std::fclose(file_);
+}
+
+Result<bool> CriteoReader::ReadLine(std::string_view* line) {
+  for (;;) {
+    const char* base = buf_.data() + pos_;
+    const size_t avail = buf_.size() - pos_;
+    const void* nl = std::memchr(base, '\n', avail);
+    if (nl) {
+      const size_t len = static_cast<const char*>(nl) - base;
+      if (!carry_.empty()) {
+        carry_.append(base, len);
+        *line = carry_;
+      } else {
+        *line = std::string_view(base, len);
+      }
+      pos_ += len + 1;
+      consumed_ += len + 1;
+      ++line_no_;
+      return true;
+    }
+    if (eof_) {
+      if (avail == 0 && carry_.empty()) return false;
+      carry_.append(base, avail);  // last line without '\n'
+      pos_ = buf_.size();
+      consumed_ += avail;
+      ++line_no_;
+      *line = carry_;
+      return true;
+    }
+    // Keep the partial line, refill.
+    carry_.append(base, avail);
+    buf_.resize(kChunk);
+    const size_t got = std::fread(buf_.data(), 1, kChunk, file_);
+    if (got < kChunk) {
+      if (std::ferror(file_)) return Status::IoError("read error in " + options_.path);
+      eof_ = true;
+    }
+    buf_.resize(got);
+    pos_ = 0;
+    if (carry_.empty()) continue;
+    // The carried fragment will be completed from the new chunk.
+    const void* nl2 = std::memchr(buf_.data(), '\n', got);
+    if (nl2) {
+      const size_t len = static_cast<const char*>(nl2) - buf_.data();
+      carry_.append(buf_.data(), len);
+      pos_ = len + 1;
+      consumed_ += len + 1;
+      ++line_no_;
+      *line = carry_;
+      return true;
+    }
+  }
+}
+
+Result<bool> CriteoReader::Next(Batch* batch) {
+  batch->Reset(options_.num_dense, options_.num_sparse, options_.batch_size);
+  size_t row = 0;
+  while (row < options_.batch_size) {
+    if (options_.max_rows && rows_ >= options_.max_rows) break;
+    std::string_view line;
+    // Lines returned from carry_ are invalidated by the next ReadLine; parse before that.
+    auto got = ReadLine(&line);
+    if (!got.ok()) return got.status();
+    if (!*got) break;
+    const bool from_carry = !carry_.empty() && line.data() == carry_.data();
+    if (line.empty() || (line.size() == 1 && line[0] == '\r')) {
+      if (from_carry) carry_.clear();
+      continue;  // blank lines are ignored
+    }
+    Status st = ParseCriteoLine(line, batch, row);
+    if (from_carry) carry_.clear();
+    if (!st.ok()) {
+      if (options_.on_bad_line == BadLinePolicy::kSkip) {
+        ++bad_lines_;
+        continue;
+      }
+      return Status::InvalidArgument(options_.path + ":" + std::to_string(line_no_) + ": " + st.message());
+    }
+    ++row;
+    ++rows_;
+  }
+  batch->size = row;
+  return row > 0;
+}
+
+double CriteoReader::Progress() const {
+  if (file_bytes_ == 0) return 0;
+  return std::min(1.0, static_cast<double>(consumed_) / static_cast<double>(file_bytes_));
+}
+
+}  // namespace ember::data

@@ -1,0 +1,66 @@
+// Streaming reader of the Criteo Kaggle text format:
+//   label \t I1 .. I{num_dense} \t C1 .. C{num_sparse} \n
+// label is 0 or 1; I are decimal integers (may be negative or empty); C are hex ids of up to 16
+// digits (may be empty). Dense features become log(1 + max(x, 0)) (negatives clamp to 0 as in
+// the DLRM reference; missing = 0); sparse ids are the hex value, empty = kMissingId.
+//
+// Malformed lines are an error naming the file and line (on_bad_line = kError), or are skipped
+// and counted (kSkip). Not thread-safe.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ember/data/batch.h"
+
+namespace ember::data {
+
+enum class BadLinePolicy { kError, kSkip };
+
+struct CriteoOptions {
+  std::string path;
+  size_t batch_size = 1024;
+  int num_dense = 13;
+  int num_sparse = 26;
+  BadLinePolicy on_bad_line = BadLinePolicy::kError;
+  // Read at most this many examples (0 = all).
+  uint64_t max_rows = 0;
+};
+
+// Parses one line (without its '\n') into example `row` of *batch. On error returns a message
+// (without file/line, which the caller adds).
+Status ParseCriteoLine(std::string_view line, Batch* batch, size_t row);
+
+class CriteoReader final : public BatchReader {
+ public:
+  static Result<std::unique_ptr<CriteoReader>> Open(const CriteoOptions& options);
+  ~CriteoReader() override;
+
+  Result<bool> Next(Batch* batch) override;
+  double Progress() const override;
+  uint64_t bad_lines() const override { return bad_lines_; }
+  int num_dense() const override { return options_.num_dense; }
+  int num_sparse() const override { return options_.num_sparse; }
+  uint64_t line_number() const { return line_no_; }
+
+ private:
+  explicit CriteoReader(const CriteoOptions& options) : options_(options) {}
+  // Next line into *line; false at EOF.
+  Result<bool> ReadLine(std::string_view* line);
+
+  CriteoOptions options_;
+  FILE* file_ = nullptr;
+  uint64_t file_bytes_ = 0;
+  uint64_t consumed_ = 0;
+  uint64_t line_no_ = 0;
+  uint64_t rows_ = 0;
+  uint64_t bad_lines_ = 0;
+  std::string buf_;
+  size_t pos_ = 0;
+  bool eof_ = false;
+  std::string carry_;
+};
+
+}  // namespace ember::data

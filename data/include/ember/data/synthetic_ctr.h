@@ -1,0 +1,95 @@
+// Synthetic CTR data with a planted ground truth, in the Criteo text format.
+//
+// Categorical field f draws a Zipf(s)-distributed rank r in [1, V_f] (V_f spread geometrically
+// from min_vocab to max_vocab over the fields); the written id is a teacher-seeded hash of
+// (f, r). Integer features are log-normal counts with per-feature missing rates. The click
+// probability comes from a hidden teacher:
+//   logit = b + sum_f w_f(v_f) + sum_{(f,g) in P} c_fg <u_f(v_f), u_g(v_g)> + sum_j a_j tanh(z_j - m_j)
+//           + a_x z_0 z_1,     z_j = log1p(x_j) (0 when missing)
+// where every per-value parameter is derived from a hash of (teacher_seed, f, id), so no table is
+// held, and b is calibrated by bisection on a fixed pilot sample to the requested CTR.
+// The teacher depends only on (teacher_seed, shape options); `seed` only drives sampling, so a
+// train and a test file share one teacher when they share teacher_seed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ember/common/status.h"
+
+namespace ember::data {
+
+struct SyntheticCtrOptions {
+  uint64_t rows = 100000;
+  uint64_t seed = 1;           // sampling
+  uint64_t teacher_seed = 42;  // the hidden model
+  int num_dense = 13;
+  int num_sparse = 26;
+  uint64_t min_vocab = 10;
+  uint64_t max_vocab = 2000000;
+  double zipf = 1.1;           // Zipf exponent of every field
+  double ctr = 0.25;           // target mean click probability
+  int rank = 4;                // rank of the pairwise interaction factors
+  double first_order_scale = 0.6;
+  double interaction_scale = 0.5;
+  double dense_scale = 0.4;
+};
+
+class SyntheticCtrTeacher {
+ public:
+  explicit SyntheticCtrTeacher(const SyntheticCtrOptions& options);
+  const SyntheticCtrOptions& options() const { return options_; }
+  uint64_t vocab(int field) const { return vocab_[field]; }
+  double bias() const { return bias_; }
+  // The id written for rank r (1-based) of field f.
+  uint64_t IdOfRank(int field, uint64_t rank) const;
+  // Logit of an example: raw integer values (negative = missing) and ids per field.
+  double Logit(const int64_t* raw_dense, const uint64_t* ids) const;
+
+  // Draws example `row` of the stream seeded by `seed`: raw dense values (-1 = missing) and ids.
+  void Sample(uint64_t seed, uint64_t row, int64_t* raw_dense, uint64_t* ids) const;
+
+ private:
+  double LogitNoBias(const int64_t* raw_dense, const uint64_t* ids) const;
+  SyntheticCtrOptions options_;
+  std::vector<uint64_t> vocab_;
+  std::vector<double> field_scale_;
+  std::vector<std::pair<int, int>> pairs_;
+  std::vector<double> pair_scale_;
+  std::vector<double> dense_a_, dense_m_, dense_mu_, dense_sigma_, dense_missing_;
+  double bias_ = 0;
+};
+
+// Zipf sampler over {1..n} with exponent s > 0 (rejection-inversion, Hoermann & Derflinger
+// 1996): O(1) expected per draw, no tables.
+class ZipfSampler {
+ public:
+  ZipfSampler(uint64_t n, double s);
+  // Draws a rank from 64 random bits (re-mixed on each rejection).
+  uint64_t Sample(uint64_t random_bits) const;
+
+ private:
+  double H(double x) const;
+  double HIntegral(double x) const;
+  double HIntegralInverse(double x) const;
+  uint64_t n_;
+  double s_;
+  double h_x1_, h_n_, threshold_;
+};
+
+struct OracleStats {
+  uint64_t rows = 0;
+  double auc = 0;
+  double logloss = 0;
+  double ctr = 0;           // observed click rate
+  double mean_probability = 0;
+};
+
+// Writes `options.rows` examples to `out_path` (atomically) and `<out_path>.oracle.json`.
+// `progress(rows_done)` is called periodically if set.
+Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& options, const std::string& out_path,
+                                      const std::function<void(uint64_t)>& progress = {});
+
+}  // namespace ember::data

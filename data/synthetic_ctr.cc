@@ -1,0 +1,251 @@
+#include "ember/data/synthetic_ctr.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "ember/common/file.h"
+#include "ember/common/hash.h"
+#include "ember/common/metrics.h"
+
+namespace ember::data {
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+
+double Gaussian(uint64_t h) {
+  const double u1 = std::max(UnitFromHash(Mix64(h)), 1e-300);
+  const double u2 = UnitFromHash(Mix64(h ^ 0x6a09e667f3bcc909ULL));
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2 * kPi * u2);
+}
+double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+double Helper1(double x) { return std::abs(x) > 1e-8 ? std::log1p(x) / x : 1 - x * (0.5 - x / 3); }
+double Helper2(double x) { return std::abs(x) > 1e-8 ? std::expm1(x) / x : 1 + x * (0.5 + x / 6); }
+}  // namespace
+
+ZipfSampler::ZipfSampler(uint64_t n, double s) : n_(n), s_(s) {
+  h_x1_ = HIntegral(1.5) - 1.0;
+  h_n_ = HIntegral(static_cast<double>(n) + 0.5);
+  threshold_ = 2.0 - HIntegralInverse(HIntegral(2.5) - H(2.0));
+}
+double ZipfSampler::H(double x) const { return std::exp(-s_ * std::log(x)); }
+double ZipfSampler::HIntegral(double x) const {
+  const double lx = std::log(x);
+  return Helper2((1.0 - s_) * lx) * lx;
+}
+double ZipfSampler::HIntegralInverse(double x) const {
+  double t = x * (1.0 - s_);
+  if (t < -1.0) t = -1.0;
+  return std::exp(Helper1(t) * x);
+}
+uint64_t ZipfSampler::Sample(uint64_t bits) const {
+  for (int attempt = 0;; ++attempt) {
+    bits = Mix64(bits + 0x9e3779b97f4a7c15ULL * (attempt + 1));
+    const double u = h_n_ + UnitFromHash(bits) * (h_x1_ - h_n_);
+    const double x = HIntegralInverse(u);
+    double kd = std::floor(x + 0.5);
+    if (kd < 1) kd = 1;
+    if (kd > static_cast<double>(n_)) kd = static_cast<double>(n_);
+    if (kd - x <= threshold_ || u >= HIntegral(kd + 0.5) - H(kd)) return static_cast<uint64_t>(kd);
+  }
+}
+
+SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o) : options_(o) {
+  const uint64_t ts = o.teacher_seed;
+  const int S = o.num_sparse;
+  for (int f = 0; f < S; ++f) {
+    const double t = S > 1 ? static_cast<double>(f) / (S - 1) : 1.0;
+    const double v = static_cast<double>(o.min_vocab) *
+                     std::pow(static_cast<double>(o.max_vocab) / o.min_vocab, t);
+    vocab_.push_back(std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(v))));
+    // Importance varies by field: some fields matter much more than others.
+    field_scale_.push_back(o.first_order_scale * (0.3 + 1.4 * UnitFromHash(Mix64(PairSeed(ts, 100 + f)))));
+  }
+  // Each field interacts with two others (a ring plus a chord): 2S pairs.
+  for (int f = 0; f < S && S > 1; ++f) {
+    const int g1 = (f + 1) % S;
+    const int g2 = (f + 1 + static_cast<int>(Mix64(PairSeed(ts, 200 + f)) % std::max(1, S - 1))) % S;
+    pairs_.push_back({f, g1});
+    if (g2 != f && g2 != g1) pairs_.push_back({f, g2});
+  }
+  for (size_t p = 0; p < pairs_.size(); ++p)
+    pair_scale_.push_back(o.interaction_scale * Gaussian(PairSeed(ts, 300 + p)) /
+                          std::sqrt(static_cast<double>(o.rank)));
+  for (int j = 0; j < o.num_dense; ++j) {
+    const uint64_t h = PairSeed(ts, 400 + j);
+    dense_a_.push_back(o.dense_scale * Gaussian(h));
+    dense_mu_.push_back(0.5 + 3.0 * UnitFromHash(Mix64(h + 1)));
+    dense_sigma_.push_back(0.5 + 1.5 * UnitFromHash(Mix64(h + 2)));
+    dense_m_.push_back(dense_mu_.back() * (0.6 + 0.8 * UnitFromHash(Mix64(h + 3))));
+    dense_missing_.push_back(0.05 + 0.4 * UnitFromHash(Mix64(h + 4)));
+  }
+  // Calibrate the bias on a fixed pilot sample (depends on the teacher only).
+  const int pilot = 20000;
+  std::vector<double> logits(pilot);
+  std::vector<int64_t> dense(o.num_dense);
+  std::vector<uint64_t> ids(S);
+  for (int i = 0; i < pilot; ++i) {
+    Sample(Mix64(ts ^ 0xca1b), static_cast<uint64_t>(i), dense.data(), ids.data());
+    logits[i] = LogitNoBias(dense.data(), ids.data());
+  }
+  double lo = -30, hi = 30;
+  for (int it = 0; it < 100; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    double mean = 0;
+    for (double l : logits) mean += Sigmoid(l + mid);
+    mean /= pilot;
+    (mean < o.ctr ? lo : hi) = mid;
+  }
+  bias_ = 0.5 * (lo + hi);
+}
+
+uint64_t SyntheticCtrTeacher::IdOfRank(int field, uint64_t rank) const {
+  return Mix64(PairSeed(options_.teacher_seed, 500 + field) ^ rank) & 0xffffffffULL;
+}
+
+void SyntheticCtrTeacher::Sample(uint64_t seed, uint64_t row, int64_t* raw_dense, uint64_t* ids) const {
+  const uint64_t base = Mix64(PairSeed(seed, row));
+  for (int j = 0; j < options_.num_dense; ++j) {
+    const uint64_t h = Mix64(base + 0x1000 + j);
+    if (UnitFromHash(h) < dense_missing_[j]) {
+      raw_dense[j] = -1;
+      continue;
+    }
+    const double x = std::exp(dense_mu_[j] + dense_sigma_[j] * Gaussian(h ^ 0xd1b54a32d192ed03ULL));
+    raw_dense[j] = static_cast<int64_t>(std::min(x, 1e12));
+  }
+  for (int f = 0; f < options_.num_sparse; ++f) {
+    // Samplers are cheap to build; keeping them per call avoids shared mutable state.
+    const ZipfSampler zipf(vocab_[f], options_.zipf);
+    ids[f] = IdOfRank(f, zipf.Sample(Mix64(base + 0x2000 + f)));
+  }
+}
+
+double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t* ids) const {
+  const uint64_t ts = options_.teacher_seed;
+  double logit = 0;
+  const int S = options_.num_sparse, k = options_.rank;
+  double u[64][16];
+  for (int f = 0; f < S; ++f) {
+    const uint64_t h = HashId(ids[f], PairSeed(ts, 600 + f));
+    logit += field_scale_[f] * Gaussian(h);
+    if (f < 64)
+      for (int r = 0; r < k && r < 16; ++r) u[f][r] = Gaussian(Mix64(h + 0x3000 + r));
+  }
+  for (size_t p = 0; p < pairs_.size(); ++p) {
+    const auto [f, g] = pairs_[p];
+    if (f >= 64 || g >= 64) continue;
+    double dot = 0;
+    for (int r = 0; r < k && r < 16; ++r) dot += u[f][r] * u[g][r];
+    logit += pair_scale_[p] * dot;
+  }
+  double z0 = 0, z1 = 0;
+  for (int j = 0; j < options_.num_dense; ++j) {
+    const double z = raw_dense[j] > 0 ? std::log1p(static_cast<double>(raw_dense[j])) : 0.0;
+    logit += dense_a_[j] * std::tanh(z - dense_m_[j]);
+    if (j == 0) z0 = z;
+    if (j == 1) z1 = z;
+  }
+  if (options_.num_dense > 1)
+    logit += options_.dense_scale * 0.15 * std::tanh(z0 - dense_m_[0]) * std::tanh(z1 - dense_m_[1]);
+  return logit;
+}
+
+double SyntheticCtrTeacher::Logit(const int64_t* raw_dense, const uint64_t* ids) const {
+  return bias_ + LogitNoBias(raw_dense, ids);
+}
+
+Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::string& out_path,
+                                      const std::function<void(uint64_t)>& progress) {
+  if (o.num_sparse < 1 || o.num_sparse > 64) return Status::InvalidArgument("--fields must be in [1, 64]");
+  if (o.num_dense < 0 || o.num_dense > 64) return Status::InvalidArgument("--dense must be in [0, 64]");
+  if (o.min_vocab < 1 || o.max_vocab < o.min_vocab)
+    return Status::InvalidArgument("need 1 <= min_vocab <= max_vocab");
+  if (!(o.ctr > 0 && o.ctr < 1)) return Status::InvalidArgument("--ctr must be in (0, 1)");
+  if (!(o.zipf > 0)) return Status::InvalidArgument("--zipf must be > 0");
+  if (o.rank < 1 || o.rank > 16) return Status::InvalidArgument("rank must be in [1, 16]");
+  const SyntheticCtrTeacher teacher(o);
+  const std::string tmp = out_path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Status::IoError("cannot create " + tmp + ": " + std::strerror(errno));
+  std::vector<float> probs(o.rows), labels(o.rows);
+  std::vector<int64_t> dense(o.num_dense);
+  std::vector<uint64_t> ids(o.num_sparse);
+  std::string buf;
+  buf.reserve(1 << 22);
+  char tmpbuf[32];
+  double psum = 0, ysum = 0;
+  for (uint64_t row = 0; row < o.rows; ++row) {
+    teacher.Sample(o.seed, row, dense.data(), ids.data());
+    const double p = Sigmoid(teacher.Logit(dense.data(), ids.data()));
+    const bool y = UnitFromHash(Mix64(PairSeed(o.seed ^ 0x1abe1, row))) < p;
+    probs[row] = static_cast<float>(p);
+    labels[row] = y ? 1.0f : 0.0f;
+    psum += p;
+    ysum += y;
+    buf += y ? '1' : '0';
+    for (int j = 0; j < o.num_dense; ++j) {
+      buf += '\t';
+      if (dense[j] >= 0) {
+        int n = std::snprintf(tmpbuf, sizeof(tmpbuf), "%" PRId64, dense[j]);
+        buf.append(tmpbuf, n);
+      }
+    }
+    for (int s = 0; s < o.num_sparse; ++s) {
+      int n = std::snprintf(tmpbuf, sizeof(tmpbuf), "\t%08" PRIx64, ids[s]);
+      buf.append(tmpbuf, n);
+    }
+    buf += '\n';
+    if (buf.size() > (1 << 22) - 4096) {
+      if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size()) {
+        std::fclose(f);
+        return Status::IoError("write failed: " + tmp);
+      }
+      buf.clear();
+      if (progress) progress(row + 1);
+    }
+  }
+  if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size() || std::fflush(f) != 0 ||
+      ::fsync(fileno(f)) != 0) {
+    std::fclose(f);
+    return Status::IoError("write failed: " + tmp);
+  }
+  std::fclose(f);
+  if (std::rename(tmp.c_str(), out_path.c_str()) != 0)
+    return Status::IoError("cannot rename " + tmp + " to " + out_path);
+  OracleStats stats;
+  stats.rows = o.rows;
+  stats.auc = ExactAuc(probs, labels);
+  stats.logloss = LogLoss(probs, labels);
+  stats.ctr = o.rows ? ysum / o.rows : 0;
+  stats.mean_probability = o.rows ? psum / o.rows : 0;
+  nlohmann::json j = {
+      {"auc", stats.auc},
+      {"logloss", stats.logloss},
+      {"rows", stats.rows},
+      {"ctr", stats.ctr},
+      {"mean_probability", stats.mean_probability},
+      {"seed", o.seed},
+      {"teacher_seed", o.teacher_seed},
+      {"num_dense", o.num_dense},
+      {"num_sparse", o.num_sparse},
+      {"min_vocab", o.min_vocab},
+      {"max_vocab", o.max_vocab},
+      {"zipf", o.zipf},
+      {"target_ctr", o.ctr},
+      {"teacher_bias", teacher.bias()},
+      {"hash", kHashName},
+  };
+  nlohmann::json vocabs = nlohmann::json::array();
+  for (int s = 0; s < o.num_sparse; ++s) vocabs.push_back(teacher.vocab(s));
+  j["vocab"] = vocabs;
+  EMBER_RETURN_IF_ERROR(WriteFileAtomic(out_path + ".oracle.json", j.dump(2) + "\n"));
+  return stats;
+}
+
+}  // namespace ember::data

@@ -1,0 +1,33 @@
+// Batched row kernels, each with a plain reference twin (`*Ref`) that tests compare against.
+//
+// Rows are addressed through pointer arrays (rows[i] -> weights[dim] followed by optimizer
+// state), so kernels work over any storage layout.
+//
+// Semantics (pseudocode):
+//   GatherRows:        for i < n: out[i*dim : (i+1)*dim] = rows[i][0:dim]
+//   ApplyUpdate, with g = grads[i*dim : (i+1)*dim], w = rows[i][0:dim], s = rows[i][dim:]:
+//     sgd:             w -= lr * g
+//     adagrad:         s += g*g;                 w -= lr * g / (sqrt(s) + eps)   (s: dim floats)
+//     rowwise_adagrad: s[0] += mean(g*g);        w -= lr * g / (sqrt(s[0]) + eps)
+//     adam:            t = ++s[2*dim]; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
+//                      w -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+//                      (m = s[0:dim], v = s[dim:2dim]; the step count is per row, so rows
+//                       touched rarely get the bias correction of their own history)
+// A key must not appear twice in one call (callers de-duplicate and sum gradients first).
+#pragma once
+
+#include <cstddef>
+
+#include "ember/embedding/types.h"
+
+namespace ember::embedding {
+
+void GatherRows(const float* const* rows, size_t n, int dim, float* out);
+void GatherRowsRef(const float* const* rows, size_t n, int dim, float* out);
+
+void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim,
+                 const float* grads);
+void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, int dim,
+                    const float* grads);
+
+}  // namespace ember::embedding

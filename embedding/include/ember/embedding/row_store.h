@@ -1,0 +1,89 @@
+// RowStore: the rows of one table (or of one table's shard) with their optimizer state.
+//
+// Storage is a flat open-addressing hash index (key -> slot, linear probing) over an arena of
+// fixed-size blocks; a slot holds `dim` weights followed by StateFloats(optimizer, dim) floats.
+// Rows are created on first Pull or Push with the deterministic initialiser of TableSpec, so a
+// row's initial value depends only on (spec.seed, key). Pointers to rows stay valid for the
+// store's lifetime (blocks never move).
+//
+// Batched calls only: one call moves a batch of keys. Keys in one Push must be unique.
+// Thread-compatible: callers serialise access (ps::Shard holds a mutex).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ember/common/status.h"
+#include "ember/embedding/types.h"
+
+namespace ember::embedding {
+
+class RowStore {
+ public:
+  explicit RowStore(const TableSpec& spec);
+
+  const TableSpec& spec() const { return spec_; }
+  int dim() const { return spec_.dim; }
+  // Floats per slot: dim + optimizer state.
+  int stride() const { return stride_; }
+  size_t size() const { return size_; }
+  // Bytes held by rows, state and the index.
+  size_t MemoryBytes() const;
+
+  // out[i*dim .. (i+1)*dim) = weights of keys[i]; missing rows are created.
+  void Pull(const uint64_t* keys, size_t n, float* out);
+  // Applies the optimizer with grads[i*dim ..] to keys[i]; missing rows are created first.
+  void Push(const uint64_t* keys, size_t n, const float* grads);
+  // Plain twins of Pull/Push (per-key lookups, reference kernels) for tests and benchmarks.
+  void PullRef(const uint64_t* keys, size_t n, float* out);
+  void PushRef(const uint64_t* keys, size_t n, const float* grads);
+
+  // Read-only lookup: the slot of key, or nullptr if absent (weights then state).
+  const float* Find(uint64_t key) const;
+  // Pointers to the slots of keys, creating missing rows. ptrs must hold n entries.
+  void FindOrCreate(const uint64_t* keys, size_t n, float** ptrs);
+  // Calls fn(key, slot) for every row, in slot (creation) order.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], SlotPtr(static_cast<uint32_t>(s)));
+  }
+  // Inserts or overwrites a row with `stride()` floats (restore, resharding).
+  void Put(uint64_t key, const float* slot);
+
+  // Initial weights of a key under spec (dim floats).
+  static void InitRow(const TableSpec& spec, uint64_t key, float* weights);
+
+  // Serialisation (checkpoint shard section): spec, then (key, stride floats) per row.
+  void AppendTo(std::string* out) const;
+  // Parses one store from `in`, advancing it; names `source` in errors.
+  static Result<std::unique_ptr<RowStore>> ParseFrom(std::string_view* in, const std::string& source);
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  static constexpr int kBlockShift = 14;  // 16384 slots per block
+  static constexpr uint32_t kBlockSlots = 1u << kBlockShift;
+
+  float* SlotPtr(uint32_t slot) const {
+    return blocks_[slot >> kBlockShift].get() + static_cast<size_t>(slot & (kBlockSlots - 1)) * stride_;
+  }
+  size_t Bucket(uint64_t key) const;
+  // Returns the slot of key, inserting a fresh initialised row if absent.
+  uint32_t LookupOrInsert(uint64_t key);
+  uint32_t NewSlot(uint64_t key);
+  void Grow();
+
+  TableSpec spec_;
+  int stride_;
+  size_t size_ = 0;
+  std::vector<uint64_t> index_keys_;   // capacity_ entries, kEmpty = free
+  std::vector<uint32_t> index_slots_;
+  size_t mask_ = 0;
+  std::vector<std::unique_ptr<float[]>> blocks_;
+  std::vector<uint64_t> slot_keys_;
+  std::vector<float*> scratch_ptrs_;
+};
+
+}  // namespace ember::embedding

@@ -1,0 +1,57 @@
+// Row keys and table descriptions shared by embedding/, ps/ and workers/.
+//
+// A row key is a u64: the table id in the top kTableBits bits, the row's local key in the
+// rest. Local keys are raw ids (full tables), bucket numbers (hashed and shared tables) or
+// anything a method derives; all-ones is reserved as the empty-slot marker, so table id
+// kMaxTables - 1 is never used.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ember::embedding {
+
+inline constexpr int kTableBits = 10;
+inline constexpr int kLocalBits = 64 - kTableBits;
+inline constexpr uint32_t kMaxTables = (1u << kTableBits) - 1;
+inline constexpr uint64_t kLocalMask = (uint64_t{1} << kLocalBits) - 1;
+
+inline constexpr uint64_t MakeKey(uint32_t table, uint64_t local) {
+  return (static_cast<uint64_t>(table) << kLocalBits) | (local & kLocalMask);
+}
+inline constexpr uint32_t KeyTable(uint64_t key) { return static_cast<uint32_t>(key >> kLocalBits); }
+inline constexpr uint64_t KeyLocal(uint64_t key) { return key & kLocalMask; }
+
+enum class OptimizerKind { kSgd, kAdagrad, kRowwiseAdagrad, kAdam };
+
+// Sparse optimizer settings. Defaults follow common practice for embedding tables.
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::kRowwiseAdagrad;
+  float lr = 0.05f;
+  float eps = 1e-8f;            // Adagrad / row-wise Adagrad / Adam denominator term
+  float beta1 = 0.9f;           // Adam
+  float beta2 = 0.999f;         // Adam
+  float initial_accumulator = 0.0f;  // Adagrad / row-wise Adagrad starting state
+};
+
+const char* OptimizerName(OptimizerKind kind);
+// Parses "sgd", "adagrad", "rowwise_adagrad", "adam"; false if unknown.
+bool ParseOptimizerKind(const std::string& name, OptimizerKind* kind);
+// Floats of optimizer state stored after the row's `dim` weights.
+int StateFloats(OptimizerKind kind, int dim);
+
+// One table: its id (< kMaxTables), row width, and how rows start.
+struct TableSpec {
+  uint32_t id = 0;
+  int dim = 16;
+  // Expected number of rows (the bucket count of hashed tables; 0 = unbounded keyed table).
+  // Used for memory planning and pre-sizing only.
+  uint64_t rows = 0;
+  // New rows are uniform in [-init_scale, init_scale], derived from (seed, key) so that a row
+  // has the same initial value whatever shard or process creates it.
+  float init_scale = 0.01f;
+  uint64_t seed = 0;
+  OptimizerConfig optimizer;
+};
+
+}  // namespace ember::embedding

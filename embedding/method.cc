@@ -1,0 +1,81 @@
+#include "ember/embedding/method.h"
+
+#include "ember/common/hash.h"
+
+namespace ember::embedding {
+namespace {
+TableSpec MakeSpec(uint32_t id, uint64_t rows, const MethodConfig& c) {
+  TableSpec s;
+  s.id = id;
+  s.dim = c.dim;
+  s.rows = rows;
+  s.init_scale = c.init_scale;
+  s.seed = PairSeed(c.seed, id);
+  s.optimizer = c.optimizer;
+  return s;
+}
+FieldLayout OneProbe(uint32_t table, int dim) {
+  FieldLayout l;
+  l.probe_tables = {table};
+  l.probe_dims = {dim};
+  l.output_dim = dim;
+  return l;
+}
+}  // namespace
+
+uint64_t EmbeddingMethod::PlannedWeightBytes() const {
+  uint64_t bytes = 0;
+  for (const auto& t : tables_) bytes += t.rows * static_cast<uint64_t>(t.dim) * sizeof(float);
+  return bytes;
+}
+
+FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) {
+  for (size_t f = 0; f < fields.size(); ++f) {
+    tables_.push_back(MakeSpec(static_cast<uint32_t>(f), fields[f].vocab, config));
+    layouts_.push_back(OneProbe(static_cast<uint32_t>(f), config.dim));
+  }
+}
+
+void FullMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
+  const uint32_t table = static_cast<uint32_t>(field);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t id = ids[i];
+    keys[i] = MakeKey(table, id <= kLocalMask ? id : Mix64(id));
+  }
+}
+
+HashMethod::HashMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields)
+    : rows_(config.rows) {
+  tables_.push_back(MakeSpec(0, rows_, config));
+  for (size_t f = 0; f < fields.size(); ++f) {
+    salts_.push_back(PairSeed(config.seed, f));
+    layouts_.push_back(OneProbe(0, config.dim));
+  }
+}
+
+void HashMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
+  const uint64_t salt = salts_[field];
+  for (size_t i = 0; i < n; ++i) keys[i] = MakeKey(0, HashId(ids[i], salt) % rows_);
+}
+
+Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config,
+                                                    const std::vector<FieldInfo>& fields) {
+  if (config.dim <= 0 || config.dim > 4096)
+    return Status::InvalidArgument("embedding.dim must be in [1, 4096], got " +
+                                   std::to_string(config.dim));
+  if (fields.empty()) return Status::InvalidArgument("no categorical fields");
+  if (config.method == "full") {
+    if (fields.size() >= kMaxTables)
+      return Status::InvalidArgument("full tables: too many fields (" +
+                                     std::to_string(fields.size()) + ")");
+    return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));
+  }
+  if (config.method == "hash") {
+    if (config.rows == 0) return Status::InvalidArgument("embedding.rows must be > 0 for hash");
+    return std::unique_ptr<EmbeddingMethod>(new HashMethod(config, fields));
+  }
+  return Status::InvalidArgument("embedding.method: unknown method '" + config.method +
+                                 "' (expected full or hash)");
+}
+
+}  // namespace ember::embedding

@@ -1,0 +1,147 @@
+#include "ember/ps/in_process.h"
+
+#include <cstring>
+
+#include "ember/common/file.h"
+
+namespace ember::ps {
+
+InProcessClient::InProcessClient(int num_shards) {
+  EMBER_CHECK(num_shards >= 1) << num_shards;
+  for (int i = 0; i < num_shards; ++i) shards_.push_back(std::make_unique<Shard>());
+  order_.resize(num_shards);
+}
+
+Status InProcessClient::CreateTables(const std::vector<embedding::TableSpec>& specs) {
+  for (auto& s : shards_) EMBER_RETURN_IF_ERROR(s->CreateTables(specs));
+  std::lock_guard<std::mutex> lock(scratch_mu_);
+  for (const auto& s : specs) {
+    if (table_dims_.size() <= s.id) table_dims_.resize(s.id + 1, 0);
+    table_dims_[s.id] = static_cast<uint32_t>(s.dim);
+  }
+  return Status::Ok();
+}
+
+void InProcessClient::Partition(const uint64_t* keys, size_t n) {
+  for (auto& o : order_) o.clear();
+  const int s = num_shards();
+  for (size_t i = 0; i < n; ++i) order_[ShardOf(keys[i], s)].push_back(i);
+}
+
+Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
+  if (shards_.size() == 1) {
+    for (const auto& sl : slices) EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out));
+    return Status::Ok();
+  }
+  std::lock_guard<std::mutex> lock(scratch_mu_);
+  for (const auto& sl : slices) {
+    if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
+      return Status::NotFound("pull from undeclared table " + std::to_string(sl.table));
+    const size_t dim = table_dims_[sl.table];
+    Partition(sl.keys, sl.n);
+    for (int s = 0; s < num_shards(); ++s) {
+      const auto& idx = order_[s];
+      if (idx.empty()) continue;
+      keys_scratch_.resize(idx.size());
+      rows_scratch_.resize(idx.size() * dim);
+      for (size_t i = 0; i < idx.size(); ++i) keys_scratch_[i] = sl.keys[idx[i]];
+      EMBER_RETURN_IF_ERROR(shards_[s]->Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data()));
+      for (size_t i = 0; i < idx.size(); ++i)
+        std::memcpy(sl.out + idx[i] * dim, rows_scratch_.data() + i * dim, dim * sizeof(float));
+    }
+  }
+  return Status::Ok();
+}
+
+Status InProcessClient::Push(const std::vector<PushSlice>& slices) {
+  if (shards_.size() == 1) {
+    for (const auto& sl : slices) EMBER_RETURN_IF_ERROR(shards_[0]->Push(sl.table, sl.keys, sl.n, sl.grads));
+    return Status::Ok();
+  }
+  std::lock_guard<std::mutex> lock(scratch_mu_);
+  for (const auto& sl : slices) {
+    if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
+      return Status::NotFound("push to undeclared table " + std::to_string(sl.table));
+    const size_t dim = table_dims_[sl.table];
+    Partition(sl.keys, sl.n);
+    for (int s = 0; s < num_shards(); ++s) {
+      const auto& idx = order_[s];
+      if (idx.empty()) continue;
+      keys_scratch_.resize(idx.size());
+      rows_scratch_.resize(idx.size() * dim);
+      for (size_t i = 0; i < idx.size(); ++i) {
+        keys_scratch_[i] = sl.keys[idx[i]];
+        std::memcpy(rows_scratch_.data() + i * dim, sl.grads + idx[i] * dim, dim * sizeof(float));
+      }
+      EMBER_RETURN_IF_ERROR(shards_[s]->Push(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data()));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<TableStats>> InProcessClient::Stats() {
+  std::vector<TableStats> total;
+  for (auto& s : shards_) {
+    for (const auto& t : s->Stats()) {
+      bool found = false;
+      for (auto& x : total) {
+        if (x.table == t.table) {
+          x.rows += t.rows;
+          x.bytes += t.bytes;
+          found = true;
+        }
+      }
+      if (!found) total.push_back(t);
+    }
+  }
+  return total;
+}
+
+Result<std::vector<ShardFile>> InProcessClient::SaveShards(const std::string& dir) {
+  std::vector<ShardFile> files;
+  for (int i = 0; i < num_shards(); ++i) {
+    const std::string bytes = shards_[i]->Serialize();
+    ShardFile f;
+    f.name = "shard-" + std::to_string(i) + ".bin";
+    f.bytes = bytes.size();
+    f.checksum = Checksum(bytes);
+    EMBER_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + f.name, bytes));
+    files.push_back(f);
+  }
+  return files;
+}
+
+Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
+                      std::vector<std::unique_ptr<embedding::RowStore>>* tables) {
+  for (const auto& f : files) {
+    const std::string path = dir + "/" + f.name;
+    auto bytes = ReadFile(path);
+    if (!bytes.ok()) return bytes.status();
+    if (bytes->size() != f.bytes)
+      return Status::Corruption(path + ": size " + std::to_string(bytes->size()) +
+                                " bytes, manifest says " + std::to_string(f.bytes));
+    if (Checksum(*bytes) != f.checksum)
+      return Status::Corruption(path + ": checksum mismatch (file is corrupted)");
+    EMBER_RETURN_IF_ERROR(Shard::Parse(*bytes, path, tables));
+  }
+  return Status::Ok();
+}
+
+Status InProcessClient::LoadShards(const std::string& dir, const std::vector<ShardFile>& files) {
+  std::vector<std::unique_ptr<embedding::RowStore>> tables;
+  EMBER_RETURN_IF_ERROR(ReadShardFiles(dir, files, &tables));
+  for (auto& s : shards_) s->Clear();
+  const int n = num_shards();
+  for (const auto& t : tables) {
+    for (int s = 0; s < n; ++s) {
+      EMBER_RETURN_IF_ERROR(shards_[s]->CreateTables({t->spec()}));
+      shards_[s]->Absorb(*t, [&](uint64_t key) { return ShardOf(key, n) == s; });
+    }
+    std::lock_guard<std::mutex> lock(scratch_mu_);
+    if (table_dims_.size() <= t->spec().id) table_dims_.resize(t->spec().id + 1, 0);
+    table_dims_[t->spec().id] = static_cast<uint32_t>(t->spec().dim);
+  }
+  return Status::Ok();
+}
+
+}  // namespace ember::ps

@@ -1,0 +1,46 @@
+// InProcessClient: PsClient over shards hosted in this process (the embedded default).
+//
+// With one shard, slices go straight to it; with several, keys are grouped by ShardOf and each
+// shard is called once per slice. Thread-safe (shards lock).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "ember/ps/client.h"
+#include "ember/ps/shard.h"
+
+namespace ember::ps {
+
+class InProcessClient final : public PsClient {
+ public:
+  explicit InProcessClient(int num_shards);
+
+  int num_shards() const override { return static_cast<int>(shards_.size()); }
+  Status CreateTables(const std::vector<embedding::TableSpec>& specs) override;
+  Status Pull(const std::vector<PullSlice>& slices) override;
+  Status Push(const std::vector<PushSlice>& slices) override;
+  Result<std::vector<TableStats>> Stats() override;
+  Result<std::vector<ShardFile>> SaveShards(const std::string& dir) override;
+  Status LoadShards(const std::string& dir, const std::vector<ShardFile>& files) override;
+
+  Shard& shard(int i) { return *shards_[i]; }
+
+ private:
+  // Groups slice keys by shard: order_[s] lists positions in the slice.
+  void Partition(const uint64_t* keys, size_t n);
+
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<uint32_t> table_dims_;  // by table id; 0 = undeclared
+  std::mutex scratch_mu_;
+  std::vector<std::vector<size_t>> order_;
+  std::vector<uint64_t> keys_scratch_;
+  std::vector<float> rows_scratch_;
+};
+
+// Reads the shard files of a checkpoint, appending every table section to *tables.
+// Verifies each file's size and checksum before parsing.
+Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
+                      std::vector<std::unique_ptr<embedding::RowStore>>* tables);
+
+}  // namespace ember::ps
