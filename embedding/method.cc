@@ -31,13 +31,14 @@ uint64_t EmbeddingMethod::PlannedWeightBytes() const {
 
 FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) {
   for (size_t f = 0; f < fields.size(); ++f) {
-    tables_.push_back(MakeSpec(static_cast<uint32_t>(f), fields[f].vocab, config));
-    layouts_.push_back(OneProbe(static_cast<uint32_t>(f), config.dim));
+    const uint32_t id = config.first_table + static_cast<uint32_t>(f);
+    tables_.push_back(MakeSpec(id, fields[f].vocab, config));
+    layouts_.push_back(OneProbe(id, config.dim));
   }
 }
 
 void FullMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
-  const uint32_t table = static_cast<uint32_t>(field);
+  const uint32_t table = layouts_[field].probe_tables[0];
   for (size_t i = 0; i < n; ++i) {
     const uint64_t id = ids[i];
     keys[i] = MakeKey(table, id <= kLocalMask ? id : Mix64(id));
@@ -45,17 +46,17 @@ void FullMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys
 }
 
 HashMethod::HashMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields)
-    : rows_(config.rows) {
-  tables_.push_back(MakeSpec(0, rows_, config));
+    : rows_(config.rows), table_(config.first_table) {
+  tables_.push_back(MakeSpec(table_, rows_, config));
   for (size_t f = 0; f < fields.size(); ++f) {
     salts_.push_back(PairSeed(config.seed, f));
-    layouts_.push_back(OneProbe(0, config.dim));
+    layouts_.push_back(OneProbe(table_, config.dim));
   }
 }
 
 void HashMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
   const uint64_t salt = salts_[field];
-  for (size_t i = 0; i < n; ++i) keys[i] = MakeKey(0, HashId(ids[i], salt) % rows_);
+  for (size_t i = 0; i < n; ++i) keys[i] = MakeKey(table_, HashId(ids[i], salt) % rows_);
 }
 
 Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config,
@@ -64,8 +65,9 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config,
     return Status::InvalidArgument("embedding.dim must be in [1, 4096], got " +
                                    std::to_string(config.dim));
   if (fields.empty()) return Status::InvalidArgument("no categorical fields");
+  if (config.first_table >= kMaxTables) return Status::InvalidArgument("table ids exhausted");
   if (config.method == "full") {
-    if (fields.size() >= kMaxTables)
+    if (config.first_table + fields.size() >= kMaxTables)
       return Status::InvalidArgument("full tables: too many fields (" +
                                      std::to_string(fields.size()) + ")");
     return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));

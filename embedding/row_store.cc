@@ -130,6 +130,15 @@ void RowStore::Pull(const uint64_t* keys, size_t n, float* out) {
   GatherRows(scratch_ptrs_.data(), n, spec_.dim, out);
 }
 
+void RowStore::PullReadOnly(const uint64_t* keys, size_t n, float* out) const {
+  const size_t dim = static_cast<size_t>(spec_.dim);
+  for (size_t i = 0; i < n; ++i) {
+    const float* p = Find(keys[i]);
+    if (p) std::memcpy(out + i * dim, p, dim * sizeof(float));
+    else InitRow(spec_, keys[i], out + i * dim);
+  }
+}
+
 void RowStore::Push(const uint64_t* keys, size_t n, const float* grads) {
   scratch_ptrs_.resize(n);
   FindOrCreate(keys, n, scratch_ptrs_.data());

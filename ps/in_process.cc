@@ -30,7 +30,7 @@ void InProcessClient::Partition(const uint64_t* keys, size_t n) {
 
 Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
   if (shards_.size() == 1) {
-    for (const auto& sl : slices) EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out));
+    for (const auto& sl : slices) EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out, sl.create_missing));
     return Status::Ok();
   }
   std::lock_guard<std::mutex> lock(scratch_mu_);
@@ -45,7 +45,8 @@ Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
       keys_scratch_.resize(idx.size());
       rows_scratch_.resize(idx.size() * dim);
       for (size_t i = 0; i < idx.size(); ++i) keys_scratch_[i] = sl.keys[idx[i]];
-      EMBER_RETURN_IF_ERROR(shards_[s]->Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data()));
+      EMBER_RETURN_IF_ERROR(shards_[s]->Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(),
+                                             sl.create_missing));
       for (size_t i = 0; i < idx.size(); ++i)
         std::memcpy(sl.out + idx[i] * dim, rows_scratch_.data() + i * dim, dim * sizeof(float));
     }

@@ -36,10 +36,11 @@ Status Shard::CheckTable(uint32_t table) const {
   return Status::Ok();
 }
 
-Status Shard::Pull(uint32_t table, const uint64_t* keys, size_t n, float* out) {
+Status Shard::Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing) {
   std::lock_guard<std::mutex> lock(mu_);
   EMBER_RETURN_IF_ERROR(CheckTable(table));
-  tables_[table]->Pull(keys, n, out);
+  if (create_missing) tables_[table]->Pull(keys, n, out);
+  else tables_[table]->PullReadOnly(keys, n, out);
   return Status::Ok();
 }
 

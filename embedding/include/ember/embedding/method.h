@@ -39,6 +39,7 @@ struct MethodConfig {
   int dim = 16;                 // row width
   uint64_t rows = 1 << 20;      // hash: rows of the one shared table
   uint64_t seed = 0;            // salts and row initialisation
+  uint32_t first_table = 0;     // table ids start here (several methods can share one PS)
   float init_scale = 0.01f;     // new rows uniform in [-init_scale, init_scale]
   OptimizerConfig optimizer;
 };
@@ -79,6 +80,7 @@ class HashMethod final : public EmbeddingMethod {
 
  private:
   uint64_t rows_;
+  uint32_t table_;
   std::vector<uint64_t> salts_;
 };
 

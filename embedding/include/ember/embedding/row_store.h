@@ -35,6 +35,8 @@ class RowStore {
 
   // out[i*dim .. (i+1)*dim) = weights of keys[i]; missing rows are created.
   void Pull(const uint64_t* keys, size_t n, float* out);
+  // Like Pull, but missing rows read as their initial value and are not inserted (evaluation).
+  void PullReadOnly(const uint64_t* keys, size_t n, float* out) const;
   // Applies the optimizer with grads[i*dim ..] to keys[i]; missing rows are created first.
   void Push(const uint64_t* keys, size_t n, const float* grads);
   // Plain twins of Pull/Push (per-key lookups, reference kernels) for tests and benchmarks.

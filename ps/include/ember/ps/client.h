@@ -27,6 +27,8 @@ struct PullSlice {
   const uint64_t* keys = nullptr;
   size_t n = 0;
   float* out = nullptr;
+  // false: missing rows read as their initial value and are not created (evaluation).
+  bool create_missing = true;
 };
 
 // Push gradients of one table: grads[i * dim ..] is keys[i]'s gradient.

@@ -20,7 +20,7 @@ namespace ember::ps {
 class Shard {
  public:
   Status CreateTables(const std::vector<embedding::TableSpec>& specs);
-  Status Pull(uint32_t table, const uint64_t* keys, size_t n, float* out);
+  Status Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing = true);
   Status Push(uint32_t table, const uint64_t* keys, size_t n, const float* grads);
   std::vector<TableStats> Stats() const;
   // Serialises every table: "EMSH" magic, version, table count, then RowStore sections.
