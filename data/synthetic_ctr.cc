@@ -88,10 +88,10 @@ SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o) : options
   const int pilot = 20000;
   std::vector<double> logits(pilot);
   std::vector<int64_t> dense(o.num_dense);
-  std::vector<uint64_t> ids(S);
+  std::vector<uint64_t> ranks(S);
   for (int i = 0; i < pilot; ++i) {
-    Sample(Mix64(ts ^ 0xca1b), static_cast<uint64_t>(i), dense.data(), ids.data());
-    logits[i] = LogitNoBias(dense.data(), ids.data());
+    Sample(Mix64(ts ^ 0xca1b), static_cast<uint64_t>(i), dense.data(), ranks.data());
+    logits[i] = LogitNoBias(dense.data(), ranks.data());
   }
   double lo = -30, hi = 30;
   for (int it = 0; it < 100; ++it) {
@@ -108,7 +108,7 @@ uint64_t SyntheticCtrTeacher::IdOfRank(int field, uint64_t rank) const {
   return Mix64(PairSeed(options_.teacher_seed, 500 + field) ^ rank) & 0xffffffffULL;
 }
 
-void SyntheticCtrTeacher::Sample(uint64_t seed, uint64_t row, int64_t* raw_dense, uint64_t* ids) const {
+void SyntheticCtrTeacher::Sample(uint64_t seed, uint64_t row, int64_t* raw_dense, uint64_t* ranks) const {
   const uint64_t base = Mix64(PairSeed(seed, row));
   for (int j = 0; j < options_.num_dense; ++j) {
     const uint64_t h = Mix64(base + 0x1000 + j);
@@ -122,20 +122,21 @@ void SyntheticCtrTeacher::Sample(uint64_t seed, uint64_t row, int64_t* raw_dense
   for (int f = 0; f < options_.num_sparse; ++f) {
     // Samplers are cheap to build; keeping them per call avoids shared mutable state.
     const ZipfSampler zipf(vocab_[f], options_.zipf);
-    ids[f] = IdOfRank(f, zipf.Sample(Mix64(base + 0x2000 + f)));
+    ranks[f] = zipf.Sample(Mix64(base + 0x2000 + f));
   }
 }
 
-double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t* ids) const {
+double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t* ranks) const {
   const uint64_t ts = options_.teacher_seed;
   double logit = 0;
   const int S = options_.num_sparse, k = options_.rank;
   double u[64][16];
   for (int f = 0; f < S; ++f) {
-    const uint64_t h = HashId(ids[f], PairSeed(ts, 600 + f));
-    logit += field_scale_[f] * Gaussian(h);
+    const uint64_t h = HashId(ranks[f], PairSeed(ts, 600 + f));
+    const double shrink = 1.0 / std::sqrt(1.0 + static_cast<double>(ranks[f]) / options_.tail_rank);
+    logit += shrink * field_scale_[f] * Gaussian(h);
     if (f < 64)
-      for (int r = 0; r < k && r < 16; ++r) u[f][r] = Gaussian(Mix64(h + 0x3000 + r));
+      for (int r = 0; r < k && r < 16; ++r) u[f][r] = shrink * Gaussian(Mix64(h + 0x3000 + r));
   }
   for (size_t p = 0; p < pairs_.size(); ++p) {
     const auto [f, g] = pairs_[p];
@@ -156,8 +157,8 @@ double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t
   return logit;
 }
 
-double SyntheticCtrTeacher::Logit(const int64_t* raw_dense, const uint64_t* ids) const {
-  return bias_ + LogitNoBias(raw_dense, ids);
+double SyntheticCtrTeacher::Logit(const int64_t* raw_dense, const uint64_t* ranks) const {
+  return bias_ + LogitNoBias(raw_dense, ranks);
 }
 
 Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::string& out_path,
@@ -175,14 +176,14 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
   if (!f) return Status::IoError("cannot create " + tmp + ": " + std::strerror(errno));
   std::vector<float> probs(o.rows), labels(o.rows);
   std::vector<int64_t> dense(o.num_dense);
-  std::vector<uint64_t> ids(o.num_sparse);
+  std::vector<uint64_t> ranks(o.num_sparse);
   std::string buf;
   buf.reserve(1 << 22);
   char tmpbuf[32];
   double psum = 0, ysum = 0;
   for (uint64_t row = 0; row < o.rows; ++row) {
-    teacher.Sample(o.seed, row, dense.data(), ids.data());
-    const double p = Sigmoid(teacher.Logit(dense.data(), ids.data()));
+    teacher.Sample(o.seed, row, dense.data(), ranks.data());
+    const double p = Sigmoid(teacher.Logit(dense.data(), ranks.data()));
     const bool y = UnitFromHash(Mix64(PairSeed(o.seed ^ 0x1abe1, row))) < p;
     probs[row] = static_cast<float>(p);
     labels[row] = y ? 1.0f : 0.0f;
@@ -197,7 +198,7 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
       }
     }
     for (int s = 0; s < o.num_sparse; ++s) {
-      int n = std::snprintf(tmpbuf, sizeof(tmpbuf), "\t%08" PRIx64, ids[s]);
+      int n = std::snprintf(tmpbuf, sizeof(tmpbuf), "\t%08" PRIx64, teacher.IdOfRank(s, ranks[s]));
       buf.append(tmpbuf, n);
     }
     buf += '\n';
@@ -239,6 +240,7 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
       {"zipf", o.zipf},
       {"target_ctr", o.ctr},
       {"teacher_bias", teacher.bias()},
+      {"tail_rank", o.tail_rank},
       {"hash", kHashName},
   };
   nlohmann::json vocabs = nlohmann::json::array();

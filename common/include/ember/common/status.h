@@ -72,6 +72,8 @@ class Result {
   T* operator->() { return &*value_; }
   const T* operator->() const { return &*value_; }
   T& operator*() & { return *value_; }
+  const T& operator*() const& { return *value_; }
+  T&& operator*() && { return std::move(*value_); }
 
  private:
   Status status_;
@@ -103,4 +105,4 @@ namespace internal {
 #define EMBER_CHECK(cond)                                                                   \
   for (::std::ostringstream _ember_os; !(cond);                                             \
        ::ember::internal::CheckFailed(__FILE__, __LINE__, #cond, _ember_os.str()))          \
-  _ember_os
+  _ember_os << ""

@@ -4,10 +4,13 @@
 // from min_vocab to max_vocab over the fields); the written id is a teacher-seeded hash of
 // (f, r). Integer features are log-normal counts with per-feature missing rates. The click
 // probability comes from a hidden teacher:
-//   logit = b + sum_f w_f(v_f) + sum_{(f,g) in P} c_fg <u_f(v_f), u_g(v_g)> + sum_j a_j tanh(z_j - m_j)
-//           + a_x z_0 z_1,     z_j = log1p(x_j) (0 when missing)
-// where every per-value parameter is derived from a hash of (teacher_seed, f, id), so no table is
-// held, and b is calibrated by bisection on a fixed pilot sample to the requested CTR.
+//   logit = b + sum_f s(r_f) w_f(r_f) + sum_{(f,g) in P} c_fg s(r_f) s(r_g) <u_f(r_f), u_g(r_g)>
+//           + sum_j a_j tanh(z_j - m_j) + a_x tanh(z_0 - m_0) tanh(z_1 - m_1)
+//   z_j = log1p(x_j) (0 when missing),  s(r) = (1 + r / tail_rank)^(-1/2)
+// Every per-value parameter is derived from a hash of (teacher_seed, f, r), so no table is held;
+// s(r) shrinks the effects of rare values (as partial pooling would), so the head of each
+// field carries most of the signal while the long tail still costs memory. b is calibrated by
+// bisection on a fixed pilot sample to the requested CTR.
 // The teacher depends only on (teacher_seed, shape options); `seed` only drives sampling, so a
 // train and a test file share one teacher when they share teacher_seed.
 #pragma once
@@ -32,9 +35,10 @@ struct SyntheticCtrOptions {
   double zipf = 1.1;           // Zipf exponent of every field
   double ctr = 0.25;           // target mean click probability
   int rank = 4;                // rank of the pairwise interaction factors
-  double first_order_scale = 0.6;
-  double interaction_scale = 0.5;
-  double dense_scale = 0.4;
+  double first_order_scale = 0.25;
+  double interaction_scale = 0.2;
+  double dense_scale = 0.3;
+  double tail_rank = 2000;     // s(r) halves the effect of a value by rank ~3 * tail_rank
 };
 
 class SyntheticCtrTeacher {
@@ -45,14 +49,15 @@ class SyntheticCtrTeacher {
   double bias() const { return bias_; }
   // The id written for rank r (1-based) of field f.
   uint64_t IdOfRank(int field, uint64_t rank) const;
-  // Logit of an example: raw integer values (negative = missing) and ids per field.
-  double Logit(const int64_t* raw_dense, const uint64_t* ids) const;
+  // Logit of an example: raw integer values (negative = missing) and value ranks per field.
+  double Logit(const int64_t* raw_dense, const uint64_t* ranks) const;
 
-  // Draws example `row` of the stream seeded by `seed`: raw dense values (-1 = missing) and ids.
-  void Sample(uint64_t seed, uint64_t row, int64_t* raw_dense, uint64_t* ids) const;
+  // Draws example `row` of the stream seeded by `seed`: raw dense values (-1 = missing) and the
+  // rank of each field's value (its id is IdOfRank).
+  void Sample(uint64_t seed, uint64_t row, int64_t* raw_dense, uint64_t* ranks) const;
 
  private:
-  double LogitNoBias(const int64_t* raw_dense, const uint64_t* ids) const;
+  double LogitNoBias(const int64_t* raw_dense, const uint64_t* ranks) const;
   SyntheticCtrOptions options_;
   std::vector<uint64_t> vocab_;
   std::vector<double> field_scale_;

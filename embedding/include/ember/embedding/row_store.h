@@ -65,7 +65,7 @@ class RowStore {
 
  private:
   static constexpr uint64_t kEmpty = ~uint64_t{0};
-  static constexpr int kBlockShift = 14;  // 16384 slots per block
+  static constexpr int kBlockShift = 12;  // 4096 slots per block
   static constexpr uint32_t kBlockSlots = 1u << kBlockShift;
 
   float* SlotPtr(uint32_t slot) const {

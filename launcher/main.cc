@@ -1,0 +1,83 @@
+// ember: the command-line entry point. Only this file reads argv and the environment.
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
+
+#include "ember/launcher/commands.h"
+
+namespace {
+int Fail(const ember::Status& st) {
+  std::cerr << "ember: error: " << st.ToString() << "\n";
+  return 1;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Keep OpenMP (BLAS, LibTorch) threads from spinning against ours on small machines.
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+
+  CLI::App app{"ember: recommendation models with compressed, sharded embedding tables"};
+  app.require_subcommand(1);
+
+  std::string config_path, metrics_json;
+  std::vector<std::string> sets;
+  auto* train = app.add_subcommand("train", "Train a model from a TOML config");
+  train->add_option("--config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
+  train->add_option("--set", sets, "Override a config key: --set train.epochs=2 (repeatable)");
+  train->add_option("--metrics-json", metrics_json, "Write metrics (auc, logloss, samples_per_sec, ...) as JSON");
+
+  std::string checkpoint, eval_data;
+  int eval_threads = 0;
+  auto* eval = app.add_subcommand("eval", "Score a checkpoint on a data file");
+  eval->add_option("--checkpoint", checkpoint, "ckpt-N directory, or a checkpoint.dir (newest is used)")->required();
+  eval->add_option("--data", eval_data, "Data file (default: the checkpoint config's data.test)");
+  eval->add_option("--threads", eval_threads, "Threads (default: the checkpoint config's train.threads)");
+  eval->add_option("--metrics-json", metrics_json, "Write metrics as JSON");
+
+  auto* datagen = app.add_subcommand("datagen", "Write synthetic data with a planted ground truth");
+  datagen->require_subcommand(1);
+  ember::data::SyntheticCtrOptions gen;
+  std::string out_path;
+  auto* ctr = datagen->add_subcommand("ctr", "CTR data in the Criteo text format, plus <out>.oracle.json");
+  ctr->add_option("--rows", gen.rows, "Rows to write")->required();
+  ctr->add_option("--seed", gen.seed, "Sampling seed (train and test files: different seeds)")->capture_default_str();
+  ctr->add_option("--teacher-seed", gen.teacher_seed, "Seed of the hidden teacher (same for train and test)")
+      ->capture_default_str();
+  ctr->add_option("--out", out_path, "Output file")->required();
+  ctr->add_option("--fields", gen.num_sparse, "Categorical fields")->capture_default_str();
+  ctr->add_option("--dense", gen.num_dense, "Integer features")->capture_default_str();
+  ctr->add_option("--min-vocab", gen.min_vocab, "Smallest field vocabulary")->capture_default_str();
+  ctr->add_option("--max-vocab", gen.max_vocab, "Largest field vocabulary")->capture_default_str();
+  ctr->add_option("--zipf", gen.zipf, "Zipf exponent of categorical values")->capture_default_str();
+  ctr->add_option("--ctr", gen.ctr, "Target click-through rate")->capture_default_str();
+  ctr->add_option("--tail-rank", gen.tail_rank, "Rank scale over which value effects shrink")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (train->parsed()) {
+    auto config = ember::launcher::LoadConfig(config_path, sets);
+    if (!config.ok()) return Fail(config.status());
+    auto m = ember::launcher::RunTrain(*config, std::cout);
+    if (!m.ok()) return Fail(m.status());
+    if (!metrics_json.empty()) {
+      auto st = ember::launcher::WriteMetricsJson(metrics_json, *m);
+      if (!st.ok()) return Fail(st);
+    }
+    return 0;
+  }
+  if (eval->parsed()) {
+    auto m = ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout);
+    if (!m.ok()) return Fail(m.status());
+    if (!metrics_json.empty()) {
+      auto st = ember::launcher::WriteMetricsJson(metrics_json, *m);
+      if (!st.ok()) return Fail(st);
+    }
+    return 0;
+  }
+  if (ctr->parsed()) {
+    auto st = ember::launcher::RunDatagenCtr(gen, out_path, std::cout);
+    if (!st.ok()) return Fail(st.status());
+    return 0;
+  }
+  return 2;
+}

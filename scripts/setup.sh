@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what ember needs from Debian's packages (only what is missing), then configures and
+# builds with CMake + Ninja + ccache into ${EMBER_BUILD_DIR:-build}. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  g++ cmake ninja-build ccache pkg-config
+  libtorch-dev libopenblas0-pthread          # LibTorch 1.13 with OpenBLAS (≈20x the reference BLAS)
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
+  libgtest-dev libgmock-dev
+  python3 python3-numpy python3-matplotlib   # benchmark tables and plots
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+BUILD_DIR="${EMBER_BUILD_DIR:-build}"
+export CCACHE_BASEDIR="$PWD"
+export CCACHE_COMPILERCHECK=content
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${EMBER_BUILD_TYPE:-Release}" ${EMBER_CMAKE_ARGS:-} >/dev/null
+# Two cores and LibTorch headers: more than 2 parallel compiles only swaps.
+cmake --build "$BUILD_DIR" -- -j "${EMBER_BUILD_JOBS:-2}"
+echo "setup: built $BUILD_DIR/launcher/ember"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set-up (packages + build), then the whole test suite through CTest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+BUILD_DIR="${EMBER_BUILD_DIR:-build}"
+export OMP_WAIT_POLICY=PASSIVE
+ctest --test-dir "$BUILD_DIR" -j 2 --output-on-failure --timeout 900

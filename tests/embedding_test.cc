@@ -1,0 +1,243 @@
+#include <gtest/gtest.h>
+
+#include <random>
+#include <set>
+
+#include "ember/embedding/dedup.h"
+#include "ember/embedding/kernels.h"
+#include "ember/embedding/method.h"
+#include "ember/embedding/row_store.h"
+
+namespace ember::embedding {
+namespace {
+
+// Optimised kernels against their reference twins, for every optimizer and several widths.
+class KernelTest : public ::testing::TestWithParam<std::tuple<OptimizerKind, int>> {};
+
+TEST_P(KernelTest, UpdateMatchesReference) {
+  const auto [kind, dim] = GetParam();
+  OptimizerConfig opt;
+  opt.kind = kind;
+  opt.lr = 0.1f;
+  const int stride = dim + StateFloats(kind, dim);
+  const size_t n = 37;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> a(n * stride), grads(n * dim);
+  for (auto& v : a) v = nd(rng) * 0.1f;
+  for (int j = dim; j < stride; ++j)
+    for (size_t i = 0; i < n; ++i) a[i * stride + j] = std::abs(a[i * stride + j]);  // state >= 0
+  if (kind == OptimizerKind::kAdam)
+    for (size_t i = 0; i < n; ++i) a[i * stride + 3 * dim] = 2;  // step count
+  std::vector<float> b = a;
+  std::vector<float*> pa(n), pb(n);
+  for (size_t i = 0; i < n; ++i) {
+    pa[i] = a.data() + i * stride;
+    pb[i] = b.data() + i * stride;
+  }
+  for (int step = 0; step < 5; ++step) {
+    for (auto& g : grads) g = nd(rng);
+    ApplyUpdate(opt, pa.data(), n, dim, grads.data());
+    ApplyUpdateRef(opt, pb.data(), n, dim, grads.data());
+  }
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 2e-5f * (1 + std::abs(b[i]))) << "at " << i;
+  std::vector<float> ga(n * dim), gb(n * dim);
+  GatherRows(pa.data(), n, dim, ga.data());
+  GatherRowsRef(pa.data(), n, dim, gb.data());
+  EXPECT_EQ(ga, gb);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOptimizers, KernelTest,
+                         ::testing::Combine(::testing::Values(OptimizerKind::kSgd, OptimizerKind::kAdagrad,
+                                                              OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam),
+                                            ::testing::Values(1, 8, 16, 33)));
+
+TEST(Kernels, RowwiseAdagradByHand) {
+  OptimizerConfig opt;
+  opt.kind = OptimizerKind::kRowwiseAdagrad;
+  opt.lr = 0.5f;
+  opt.eps = 0;
+  float row[3] = {1.0f, 2.0f, 0.0f};  // w = (1, 2), state 0
+  float g[2] = {3.0f, 4.0f};           // mean(g^2) = 12.5
+  float* p = row;
+  ApplyUpdate(opt, &p, 1, 2, g);
+  EXPECT_FLOAT_EQ(row[2], 12.5f);
+  EXPECT_FLOAT_EQ(row[0], 1.0f - 0.5f * 3.0f / std::sqrt(12.5f));
+  EXPECT_FLOAT_EQ(row[1], 2.0f - 0.5f * 4.0f / std::sqrt(12.5f));
+}
+
+TEST(Kernels, SgdByHand) {
+  OptimizerConfig opt;
+  opt.kind = OptimizerKind::kSgd;
+  opt.lr = 0.25f;
+  float row[2] = {1.0f, -1.0f};
+  float g[2] = {2.0f, 4.0f};
+  float* p = row;
+  ApplyUpdate(opt, &p, 1, 2, g);
+  EXPECT_FLOAT_EQ(row[0], 0.5f);
+  EXPECT_FLOAT_EQ(row[1], -2.0f);
+}
+
+TableSpec Spec(OptimizerKind kind, int dim) {
+  TableSpec s;
+  s.id = 3;
+  s.dim = dim;
+  s.seed = 99;
+  s.init_scale = 0.05f;
+  s.optimizer.kind = kind;
+  return s;
+}
+
+TEST(RowStore, InitIsDeterministicAndBounded) {
+  RowStore a(Spec(OptimizerKind::kSgd, 8)), b(Spec(OptimizerKind::kSgd, 8));
+  const uint64_t keys[3] = {MakeKey(3, 1), MakeKey(3, 77), MakeKey(3, 1ull << 40)};
+  std::vector<float> ra(24), rb(24);
+  a.Pull(keys, 3, ra.data());
+  // Different creation order, same values.
+  const uint64_t rev[3] = {keys[2], keys[1], keys[0]};
+  b.Pull(rev, 3, rb.data());
+  for (int j = 0; j < 8; ++j) {
+    EXPECT_EQ(ra[j], rb[16 + j]);
+    EXPECT_EQ(ra[16 + j], rb[j]);
+    EXPECT_LE(std::abs(ra[j]), 0.05f);
+  }
+  EXPECT_NE(ra[0], ra[8]);
+  EXPECT_EQ(a.size(), 3u);
+}
+
+TEST(RowStore, OptimisedPathMatchesReferenceTwin) {
+  for (auto kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
+    RowStore fast(Spec(kind, 16)), ref(Spec(kind, 16));
+    std::mt19937_64 rng(5);
+    std::normal_distribution<float> nd;
+    for (int step = 0; step < 20; ++step) {
+      std::set<uint64_t> uniq;
+      while (uniq.size() < 200) uniq.insert(MakeKey(3, rng() % 5000));  // forces index growth
+      std::vector<uint64_t> keys(uniq.begin(), uniq.end());
+      std::vector<float> g(keys.size() * 16), out_fast(g.size()), out_ref(g.size());
+      for (auto& v : g) v = nd(rng);
+      fast.Pull(keys.data(), keys.size(), out_fast.data());
+      ref.PullRef(keys.data(), keys.size(), out_ref.data());
+      for (size_t i = 0; i < out_ref.size(); ++i)
+        ASSERT_NEAR(out_fast[i], out_ref[i], 1e-4f * (1 + std::abs(out_ref[i]))) << OptimizerName(kind);
+      fast.Push(keys.data(), keys.size(), g.data());
+      ref.PushRef(keys.data(), keys.size(), g.data());
+    }
+    ASSERT_EQ(fast.size(), ref.size());
+    ref.ForEach([&](uint64_t key, const float* slot) {
+      const float* f = fast.Find(key);
+      ASSERT_NE(f, nullptr);
+      for (int j = 0; j < ref.stride(); ++j) ASSERT_NEAR(f[j], slot[j], 1e-4f * (1 + std::abs(slot[j])));
+    });
+  }
+}
+
+TEST(RowStore, ReadOnlyPullDoesNotInsert) {
+  RowStore s(Spec(OptimizerKind::kSgd, 4));
+  const uint64_t k = MakeKey(3, 12);
+  std::vector<float> a(4), b(4);
+  s.PullReadOnly(&k, 1, a.data());
+  EXPECT_EQ(s.size(), 0u);
+  s.Pull(&k, 1, b.data());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(s.size(), 1u);
+}
+
+TEST(RowStore, SerialisationRoundTripAndCorruption) {
+  RowStore s(Spec(OptimizerKind::kAdam, 8));
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < 100; ++i) keys.push_back(MakeKey(3, i * 31));
+  std::vector<float> g(keys.size() * 8, 0.5f);
+  s.Push(keys.data(), keys.size(), g.data());
+  std::string bytes;
+  s.AppendTo(&bytes);
+  std::string_view in = bytes;
+  auto back = RowStore::ParseFrom(&in, "t.bin");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(in.empty());
+  EXPECT_EQ((*back)->size(), 100u);
+  EXPECT_EQ((*back)->spec().optimizer.kind, OptimizerKind::kAdam);
+  for (uint64_t k : keys)
+    for (int j = 0; j < s.stride(); ++j) ASSERT_EQ((*back)->Find(k)[j], s.Find(k)[j]);
+  std::string_view cut = std::string_view(bytes).substr(0, bytes.size() - 5);
+  auto bad = RowStore::ParseFrom(&cut, "t.bin");
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(bad.status().message().find("t.bin: truncated"), std::string::npos) << bad.status().ToString();
+  std::string wrong = bytes;
+  wrong[0] = 'X';
+  std::string_view w = wrong;
+  EXPECT_EQ(RowStore::ParseFrom(&w, "t.bin").status().code(), StatusCode::kCorruption);
+}
+
+TEST(Dedup, MatchesReference) {
+  KeyDeduper d;
+  std::mt19937_64 rng(11);
+  for (int trial = 0; trial < 10; ++trial) {
+    std::vector<uint64_t> keys(1000 + trial * 500);
+    for (auto& k : keys) k = rng() % 700;
+    std::vector<int64_t> inv(keys.size()), inv_ref(keys.size());
+    std::vector<uint64_t> uniq_ref;
+    d.Dedup(keys.data(), keys.size(), inv.data());
+    DedupRef(keys.data(), keys.size(), &uniq_ref, inv_ref.data());
+    EXPECT_EQ(d.unique(), uniq_ref);
+    EXPECT_EQ(inv, inv_ref);
+    for (size_t i = 0; i < keys.size(); ++i) ASSERT_EQ(d.unique()[inv[i]], keys[i]);
+  }
+}
+
+TEST(Method, FullTablesAreCollisionless) {
+  MethodConfig c;
+  c.method = "full";
+  c.first_table = 2;
+  auto m = MakeMethod(c, {{"a", 10}, {"b", 0}});
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ((*m)->tables().size(), 2u);
+  EXPECT_EQ((*m)->tables()[1].id, 3u);
+  EXPECT_EQ((*m)->layout(1).output_dim, 16);
+  const uint64_t ids[3] = {5, 6, ~0ull};
+  uint64_t keys[3];
+  (*m)->MapIds(1, ids, 3, keys);
+  EXPECT_EQ(keys[0], MakeKey(3, 5));
+  EXPECT_EQ(keys[1], MakeKey(3, 6));
+  EXPECT_EQ(KeyTable(keys[2]), 3u);
+  uint64_t other[3];
+  (*m)->MapIds(0, ids, 3, other);
+  EXPECT_NE(other[0], keys[0]);  // same id, different field, different row
+}
+
+TEST(Method, HashStaysInRowsAndSeparatesFields) {
+  MethodConfig c;
+  c.method = "hash";
+  c.rows = 1000;
+  auto m = MakeMethod(c, {{"a", 0}, {"b", 0}});
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ((*m)->tables()[0].rows, 1000u);
+  EXPECT_EQ((*m)->PlannedWeightBytes(), 1000u * 16 * 4);
+  std::vector<uint64_t> ids(5000), ka(5000), kb(5000);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i * 7919;
+  (*m)->MapIds(0, ids.data(), ids.size(), ka.data());
+  (*m)->MapIds(1, ids.data(), ids.size(), kb.data());
+  std::set<uint64_t> rows;
+  int same = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_LT(KeyLocal(ka[i]), 1000u);
+    rows.insert(ka[i]);
+    same += ka[i] == kb[i];
+  }
+  EXPECT_GT(rows.size(), 990u);  // 5000 ids fill nearly all 1000 buckets
+  EXPECT_LT(same, 30);           // ~5 expected by chance
+}
+
+TEST(Method, BadConfigNamesTheKey) {
+  MethodConfig c;
+  c.method = "bloom";
+  auto m = MakeMethod(c, {{"a", 0}});
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status().message().find("embedding.method"), std::string::npos);
+  c.method = "hash";
+  c.rows = 0;
+  EXPECT_NE(MakeMethod(c, {{"a", 0}}).status().message().find("embedding.rows"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ember::embedding
