@@ -133,7 +133,7 @@ double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t
   double u[64][16];
   for (int f = 0; f < S; ++f) {
     const uint64_t h = HashId(ranks[f], PairSeed(ts, 600 + f));
-    const double shrink = 1.0 / std::sqrt(1.0 + static_cast<double>(ranks[f]) / options_.tail_rank);
+    const double shrink = std::pow(1.0 + static_cast<double>(ranks[f]) / options_.tail_rank, -options_.tail_power);
     logit += shrink * field_scale_[f] * Gaussian(h);
     if (f < 64)
       for (int r = 0; r < k && r < 16; ++r) u[f][r] = shrink * Gaussian(Mix64(h + 0x3000 + r));
@@ -241,6 +241,10 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
       {"target_ctr", o.ctr},
       {"teacher_bias", teacher.bias()},
       {"tail_rank", o.tail_rank},
+      {"tail_power", o.tail_power},
+      {"first_order_scale", o.first_order_scale},
+      {"interaction_scale", o.interaction_scale},
+      {"dense_scale", o.dense_scale},
       {"hash", kHashName},
   };
   nlohmann::json vocabs = nlohmann::json::array();

@@ -90,6 +90,8 @@ const std::map<std::string, Setter>& Schema() {
       {"embedding.rows", Int(&RunConfig::rows, 1, int64_t{1} << 50)},
       {"embedding.optimizer", Str(&RunConfig::sparse_optimizer, {"sgd", "adagrad", "rowwise_adagrad", "adam"})},
       {"embedding.lr", Float(&RunConfig::sparse_lr, 0, 100)},
+      {"embedding.initial_accumulator", Float(&RunConfig::initial_accumulator, 0, 1e6)},
+      {"embedding.eps", Float(&RunConfig::sparse_eps, 0, 1)},
       {"embedding.init_scale", Float(&RunConfig::init_scale, 0, 10)},
       {"embedding.seed", Int(&RunConfig::embedding_seed, 0, INT64_MAX)},
       {"train.epochs", Int(&RunConfig::epochs, 1, 100000)},
@@ -186,6 +188,8 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   if (!embedding::ParseOptimizerKind(c.sparse_optimizer, &t.embedding.optimizer.kind))
     return Status::InvalidArgument("embedding.optimizer: unknown optimizer '" + c.sparse_optimizer + "'");
   t.embedding.optimizer.lr = static_cast<float>(c.sparse_lr);
+  t.embedding.optimizer.initial_accumulator = static_cast<float>(c.initial_accumulator);
+  t.embedding.optimizer.eps = static_cast<float>(c.sparse_eps);
   t.model.name = c.model;
   t.model.num_dense = c.num_dense;
   t.model.bottom_mlp = c.bottom_mlp;

@@ -6,7 +6,7 @@
 // probability comes from a hidden teacher:
 //   logit = b + sum_f s(r_f) w_f(r_f) + sum_{(f,g) in P} c_fg s(r_f) s(r_g) <u_f(r_f), u_g(r_g)>
 //           + sum_j a_j tanh(z_j - m_j) + a_x tanh(z_0 - m_0) tanh(z_1 - m_1)
-//   z_j = log1p(x_j) (0 when missing),  s(r) = (1 + r / tail_rank)^(-1/2)
+//   z_j = log1p(x_j) (0 when missing),  s(r) = (1 + r / tail_rank)^(-tail_power)
 // Every per-value parameter is derived from a hash of (teacher_seed, f, r), so no table is held;
 // s(r) shrinks the effects of rare values (as partial pooling would), so the head of each
 // field carries most of the signal while the long tail still costs memory. b is calibrated by
@@ -35,10 +35,11 @@ struct SyntheticCtrOptions {
   double zipf = 1.1;           // Zipf exponent of every field
   double ctr = 0.25;           // target mean click probability
   int rank = 4;                // rank of the pairwise interaction factors
-  double first_order_scale = 0.25;
-  double interaction_scale = 0.2;
+  double first_order_scale = 0.45;
+  double interaction_scale = 0.12;
   double dense_scale = 0.3;
-  double tail_rank = 2000;     // s(r) halves the effect of a value by rank ~3 * tail_rank
+  double tail_rank = 50;       // rank scale of the shrinkage s(r)
+  double tail_power = 1.5;
 };
 
 class SyntheticCtrTeacher {

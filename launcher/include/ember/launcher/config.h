@@ -33,6 +33,8 @@ struct RunConfig {
   uint64_t rows = 1 << 20;
   std::string sparse_optimizer = "rowwise_adagrad";
   double sparse_lr = 0.05;
+  double initial_accumulator = 0.0;  // embedding.initial_accumulator (Adagrad variants)
+  double sparse_eps = 1e-8;          // embedding.eps
   double init_scale = 0.01;
   uint64_t embedding_seed = 0;
   // [train]
