@@ -22,34 +22,41 @@ Status InProcessClient::CreateTables(const std::vector<embedding::TableSpec>& sp
   return Status::Ok();
 }
 
-void InProcessClient::Partition(const uint64_t* keys, size_t n) {
+Status InProcessClient::ForEachShard(uint32_t table, const uint64_t* keys, size_t n, const char* what,
+                                     const ShardFn& fn) {
+  if (table >= table_dims_.size() || table_dims_[table] == 0)
+    return Status::NotFound(std::string(what) + " undeclared table " + std::to_string(table));
+  const size_t dim = table_dims_[table];
   for (auto& o : order_) o.clear();
-  const int s = num_shards();
-  for (size_t i = 0; i < n; ++i) order_[ShardOf(keys[i], s)].push_back(i);
+  const int num = num_shards();
+  for (size_t i = 0; i < n; ++i) order_[ShardOf(keys[i], num)].push_back(i);
+  for (int s = 0; s < num; ++s) {
+    const auto& idx = order_[s];
+    if (idx.empty()) continue;
+    keys_scratch_.resize(idx.size());
+    rows_scratch_.resize(idx.size() * dim);
+    for (size_t i = 0; i < idx.size(); ++i) keys_scratch_[i] = keys[idx[i]];
+    EMBER_RETURN_IF_ERROR(fn(*shards_[s], idx, dim));
+  }
+  return Status::Ok();
 }
 
 Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
   if (shards_.size() == 1) {
-    for (const auto& sl : slices) EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out, sl.create_missing));
+    for (const auto& sl : slices)
+      EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out, sl.create_missing));
     return Status::Ok();
   }
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& sl : slices) {
-    if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
-      return Status::NotFound("pull from undeclared table " + std::to_string(sl.table));
-    const size_t dim = table_dims_[sl.table];
-    Partition(sl.keys, sl.n);
-    for (int s = 0; s < num_shards(); ++s) {
-      const auto& idx = order_[s];
-      if (idx.empty()) continue;
-      keys_scratch_.resize(idx.size());
-      rows_scratch_.resize(idx.size() * dim);
-      for (size_t i = 0; i < idx.size(); ++i) keys_scratch_[i] = sl.keys[idx[i]];
-      EMBER_RETURN_IF_ERROR(shards_[s]->Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(),
-                                             sl.create_missing));
+    EMBER_RETURN_IF_ERROR(ForEachShard(sl.table, sl.keys, sl.n, "pull from",
+                                       [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
+      EMBER_RETURN_IF_ERROR(shard.Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(),
+                                       sl.create_missing));
       for (size_t i = 0; i < idx.size(); ++i)
         std::memcpy(sl.out + idx[i] * dim, rows_scratch_.data() + i * dim, dim * sizeof(float));
-    }
+      return Status::Ok();
+    }));
   }
   return Status::Ok();
 }
@@ -61,21 +68,12 @@ Status InProcessClient::Push(const std::vector<PushSlice>& slices) {
   }
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& sl : slices) {
-    if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
-      return Status::NotFound("push to undeclared table " + std::to_string(sl.table));
-    const size_t dim = table_dims_[sl.table];
-    Partition(sl.keys, sl.n);
-    for (int s = 0; s < num_shards(); ++s) {
-      const auto& idx = order_[s];
-      if (idx.empty()) continue;
-      keys_scratch_.resize(idx.size());
-      rows_scratch_.resize(idx.size() * dim);
-      for (size_t i = 0; i < idx.size(); ++i) {
-        keys_scratch_[i] = sl.keys[idx[i]];
+    EMBER_RETURN_IF_ERROR(ForEachShard(sl.table, sl.keys, sl.n, "push to",
+                                       [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
+      for (size_t i = 0; i < idx.size(); ++i)
         std::memcpy(rows_scratch_.data() + i * dim, sl.grads + idx[i] * dim, dim * sizeof(float));
-      }
-      EMBER_RETURN_IF_ERROR(shards_[s]->Push(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data()));
-    }
+      return shard.Push(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data());
+    }));
   }
   return Status::Ok();
 }

@@ -51,6 +51,13 @@ struct Trainer::Group {
   std::vector<int64_t> perm;
   embedding::KeyDeduper dedup;
   torch::Tensor inverse, rows;
+
+  // fn(table id, begin, end) for every table with rows in this batch's leaf.
+  template <typename Fn>
+  void ForEachTable(Fn&& fn) const {
+    for (size_t t = 0; t < num_tables; ++t)
+      if (table_begin[t] != table_begin[t + 1]) fn(first_table + static_cast<uint32_t>(t), table_begin[t], table_begin[t + 1]);
+  }
 };
 
 Trainer::~Trainer() = default;
@@ -164,17 +171,15 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
     }
     g.rows = torch::empty({static_cast<int64_t>(U), g.dim}, torch::kFloat);
     float* rows = g.rows.data_ptr<float>();
-    for (size_t t = 0; t < g.num_tables; ++t) {
-      const size_t b = g.table_begin[t], e = g.table_begin[t + 1];
-      if (b == e) continue;
+    g.ForEachTable([&](uint32_t table, size_t b, size_t e) {
       ps::PullSlice s;
-      s.table = g.first_table + static_cast<uint32_t>(t);
+      s.table = table;
       s.keys = g.sorted_unique.data() + b;
       s.n = e - b;
       s.out = rows + b * g.dim;
       s.create_missing = training;
       slices.push_back(s);
-    }
+    });
     recorder_->AddCounter("lookup_keys_total", static_cast<double>(n));
     recorder_->AddCounter("lookup_unique_keys_total", static_cast<double>(U));
   }
@@ -200,16 +205,14 @@ Status Trainer::PushGradients() {
     grad = grad.contiguous();
     keep.push_back(grad);
     const float* gd = grad.data_ptr<float>();
-    for (size_t t = 0; t < g.num_tables; ++t) {
-      const size_t b = g.table_begin[t], e = g.table_begin[t + 1];
-      if (b == e) continue;
+    g.ForEachTable([&](uint32_t table, size_t b, size_t e) {
       ps::PushSlice s;
-      s.table = g.first_table + static_cast<uint32_t>(t);
+      s.table = table;
       s.keys = g.sorted_unique.data() + b;
       s.n = e - b;
       s.grads = gd + b * g.dim;
       slices.push_back(s);
-    }
+    });
   }
   return ps_->Push(slices);
 }

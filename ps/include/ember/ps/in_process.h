@@ -4,6 +4,7 @@
 // shard is called once per slice. Thread-safe (shards lock).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -27,8 +28,10 @@ class InProcessClient final : public PsClient {
   Shard& shard(int i) { return *shards_[i]; }
 
  private:
-  // Groups slice keys by shard: order_[s] lists positions in the slice.
-  void Partition(const uint64_t* keys, size_t n);
+  // Groups keys by shard; for each shard with keys, fills keys_scratch_ with them, sizes
+  // rows_scratch_ and calls fn(shard, positions in the slice, dim). Caller holds scratch_mu_.
+  using ShardFn = std::function<Status(Shard&, const std::vector<size_t>&, size_t)>;
+  Status ForEachShard(uint32_t table, const uint64_t* keys, size_t n, const char* what, const ShardFn& fn);
 
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<uint32_t> table_dims_;  // by table id; 0 = undeclared
