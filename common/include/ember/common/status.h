@@ -82,6 +82,19 @@ class Result {
 
 namespace internal {
 [[noreturn]] void CheckFailed(const char* file, int line, const char* expr, const std::string& msg);
+// Collects the message of a failed EMBER_CHECK and aborts when destroyed.
+class CheckFailer {
+ public:
+  CheckFailer(const char* file, int line, const char* expr) : file_(file), line_(line), expr_(expr) {}
+  [[noreturn]] ~CheckFailer() { CheckFailed(file_, line_, expr_, os_.str()); }
+  std::ostream& stream() { return os_; }
+
+ private:
+  const char* file_;
+  int line_;
+  const char* expr_;
+  std::ostringstream os_;
+};
 }  // namespace internal
 
 }  // namespace ember
@@ -101,8 +114,12 @@ namespace internal {
   if (!res.ok()) return res.status();               \
   lhs = std::move(res).value()
 
-// EMBER_CHECK(a == b) << "context " << a;  aborts with the expression and message.
-#define EMBER_CHECK(cond)                                                                   \
-  for (::std::ostringstream _ember_os; !(cond);                                             \
-       ::ember::internal::CheckFailed(__FILE__, __LINE__, #cond, _ember_os.str()))          \
-  _ember_os << ""
+// EMBER_CHECK(a == b) << "context " << a;  aborts with the expression and message. The
+// stream is only built when the check fails (no cost on the hot path).
+#define EMBER_CHECK(cond)                                     \
+  switch (0)                                                  \
+  case 0:                                                     \
+  default:                                                    \
+    if (__builtin_expect(static_cast<bool>(cond), 1)) {       \
+    } else                                                    \
+      ::ember::internal::CheckFailer(__FILE__, __LINE__, #cond).stream()

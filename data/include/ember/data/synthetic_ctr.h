@@ -35,11 +35,11 @@ struct SyntheticCtrOptions {
   double zipf = 1.1;           // Zipf exponent of every field
   double ctr = 0.25;           // target mean click probability
   int rank = 4;                // rank of the pairwise interaction factors
-  double first_order_scale = 0.45;
+  double first_order_scale = 0.5;
   double interaction_scale = 0.12;
   double dense_scale = 0.3;
   double tail_rank = 50;       // rank scale of the shrinkage s(r)
-  double tail_power = 1.5;
+  double tail_power = 2.0;
 };
 
 class SyntheticCtrTeacher {
