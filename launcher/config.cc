@@ -85,7 +85,9 @@ const std::map<std::string, Setter>& Schema() {
       {"model.name", Str(&RunConfig::model, {"dlrm", "deepfm", "lr"})},
       {"model.bottom_mlp", IntList(&RunConfig::bottom_mlp)},
       {"model.top_mlp", IntList(&RunConfig::top_mlp)},
-      {"embedding.method", Str(&RunConfig::method, {"full", "hash"})},
+      {"embedding.method", Str(&RunConfig::method, {"full", "hash", "unified"})},
+      {"embedding.tables", Int(&RunConfig::tables, 1, 1000)},
+      {"embedding.chunks", Int(&RunConfig::chunks, 1, 64)},
       {"embedding.dim", Int(&RunConfig::dim, 1, 4096)},
       {"embedding.rows", Int(&RunConfig::rows, 1, int64_t{1} << 50)},
       {"embedding.optimizer", Str(&RunConfig::sparse_optimizer, {"sgd", "adagrad", "rowwise_adagrad", "adam"})},
@@ -183,6 +185,8 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   t.embedding.method = c.method;
   t.embedding.dim = c.dim;
   t.embedding.rows = c.rows;
+  t.embedding.tables = c.tables;
+  t.embedding.chunks = c.chunks;
   t.embedding.seed = c.embedding_seed;
   t.embedding.init_scale = static_cast<float>(c.init_scale);
   if (!embedding::ParseOptimizerKind(c.sparse_optimizer, &t.embedding.optimizer.kind))

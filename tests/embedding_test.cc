@@ -228,6 +228,45 @@ TEST(Method, HashStaysInRowsAndSeparatesFields) {
   EXPECT_LT(same, 30);           // ~5 expected by chance
 }
 
+TEST(Method, UnifiedRoundRobinSaltedConcatenatedProbes) {
+  MethodConfig c;
+  c.method = "unified";
+  c.dim = 16;
+  c.rows = 4096;
+  c.tables = 3;
+  c.chunks = 2;
+  c.first_table = 5;
+  auto m = MakeMethod(c, {{"a", 0}, {"b", 0}, {"c", 0}});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ((*m)->tables().size(), 3u);
+  EXPECT_EQ((*m)->tables()[0].dim, 8);
+  EXPECT_EQ((*m)->tables()[2].id, 7u);
+  EXPECT_EQ((*m)->PlannedWeightBytes(), 3u * 4096 * 8 * 4);
+  // Round-robin runs across fields: a -> (5, 6), b -> (7, 5), c -> (6, 7).
+  EXPECT_EQ((*m)->layout(0).probe_tables, (std::vector<uint32_t>{5, 6}));
+  EXPECT_EQ((*m)->layout(1).probe_tables, (std::vector<uint32_t>{7, 5}));
+  EXPECT_EQ((*m)->layout(2).probe_tables, (std::vector<uint32_t>{6, 7}));
+  EXPECT_EQ((*m)->layout(1).output_dim, 16);
+  std::vector<uint64_t> ids(2000), ka(4000), kb(4000), again(4000);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i * 104729 + 7;
+  (*m)->MapIds(0, ids.data(), ids.size(), ka.data());
+  (*m)->MapIds(1, ids.data(), ids.size(), kb.data());
+  (*m)->MapIds(0, ids.data(), ids.size(), again.data());
+  EXPECT_EQ(ka, again);  // deterministic
+  int same_bucket = 0, cross = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(KeyTable(ka[2 * i]), 5u);
+    EXPECT_EQ(KeyTable(ka[2 * i + 1]), 6u);
+    EXPECT_LT(KeyLocal(ka[2 * i]), 4096u);
+    same_bucket += KeyLocal(ka[2 * i]) == KeyLocal(ka[2 * i + 1]);  // salts differ per chunk
+    cross += ka[2 * i] == kb[2 * i + 1];  // a's chunk 0 and b's chunk 1 share table 5
+  }
+  EXPECT_LT(same_bucket, 10);
+  EXPECT_LT(cross, 10);
+  c.chunks = 3;
+  EXPECT_NE(MakeMethod(c, {{"a", 0}}).status().message().find("embedding.chunks"), std::string::npos);
+}
+
 TEST(Method, BadConfigNamesTheKey) {
   MethodConfig c;
   c.method = "bloom";

@@ -121,6 +121,31 @@ TEST(Trainer, HashMethodTrainsWithinBudget) {
   EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.6);
 }
 
+TEST(Trainer, UnifiedEmbeddingTrainsDlrm) {
+  auto c = SmallConfig("dlrm");
+  c.embedding.method = "unified";
+  c.embedding.rows = 2000;
+  c.embedding.tables = 2;
+  c.embedding.chunks = 2;
+  ps::InProcessClient ps(2);
+  LocalCollective coll;
+  auto t = Trainer::Create(c, &ps, &coll);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  auto r = Reader(Data().train, 256);
+  ASSERT_TRUE((*t)->TrainEpoch(r.get(), 0, 1, quiet).ok());
+  auto fp = (*t)->TableFootprint();
+  EXPECT_LE(fp->first, 4000u);  // T x M rows at most
+  auto te = Reader(Data().test, 4096);
+  EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.65);
+  // LR's width-1 group cannot be split into 2 chunks: a clear error.
+  c.model.name = "lr";
+  ps::InProcessClient ps2(1);
+  auto bad = Trainer::Create(c, &ps2, &coll);
+  EXPECT_NE(bad.status().message().find("embedding.chunks"), std::string::npos) << bad.status().ToString();
+}
+
 TEST(Trainer, CheckpointRestoresExactPredictions) {
   ps::InProcessClient ps(3);
   LocalCollective coll;

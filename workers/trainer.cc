@@ -86,14 +86,14 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     if (!method.ok()) return method.status().WithContext("embedding group '" + gs.name + "'");
     auto g = std::make_unique<Group>();
     g->method = method->get();
-    g->dim = gs.dim;
+    g->dim = (*method)->tables().front().dim;
     g->first_table = next_table;
     g->num_tables = (*method)->tables().size();
     for (const auto& spec : (*method)->tables()) {
-      if (spec.dim != gs.dim)
-        return Status::InvalidArgument("embedding group '" + gs.name + "': table " + std::to_string(spec.id) +
-                                       " has width " + std::to_string(spec.dim) + ", the model needs " +
-                                       std::to_string(gs.dim));
+      // One leaf tensor per group: its tables share a row width.
+      if (spec.dim != g->dim)
+        return Status::InvalidArgument("embedding group '" + gs.name + "': tables of different widths (" +
+                                       std::to_string(spec.dim) + ", " + std::to_string(g->dim) + ")");
       if (spec.id < next_table || spec.id >= next_table + g->num_tables)
         return Status::Internal("method tables are not contiguous");
     }
@@ -101,6 +101,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
       g->probe_offset.push_back(g->total_probes);
       g->total_probes += (*method)->num_probes(f);
       g->widths.push_back((*method)->layout(f).output_dim);
+      if (g->widths.back() != gs.dim)
+        return Status::InvalidArgument("embedding group '" + gs.name + "': field " + std::to_string(f) + " is " +
+                                       std::to_string(g->widths.back()) + " wide, model " + mc.name + " needs " +
+                                       std::to_string(gs.dim));
     }
     EMBER_RETURN_IF_ERROR(ps->CreateTables((*method)->tables()));
     next_table += static_cast<uint32_t>(g->num_tables);

@@ -35,9 +35,11 @@ struct FieldLayout {
 
 // Method selection and sizes, as given by the `embedding.*` config keys.
 struct MethodConfig {
-  std::string method = "full";  // "full" (one keyed table per field) or "hash"
-  int dim = 16;                 // row width
-  uint64_t rows = 1 << 20;      // hash: rows of the one shared table
+  std::string method = "full";  // "full", "hash" or "unified"
+  int dim = 16;                 // width of a field's embedding
+  uint64_t rows = 1 << 20;      // hash: rows of the one shared table; unified: rows per table
+  int tables = 2;               // unified: shared tables T
+  int chunks = 2;               // unified: probes per value c (each dim / c wide)
   uint64_t seed = 0;            // salts and row initialisation
   uint32_t first_table = 0;     // table ids start here (several methods can share one PS)
   float init_scale = 0.01f;     // new rows uniform in [-init_scale, init_scale]
@@ -82,6 +84,23 @@ class HashMethod final : public EmbeddingMethod {
   uint64_t rows_;
   uint32_t table_;
   std::vector<uint64_t> salts_;
+};
+
+// Unified Embedding (feature multiplexing, ALGORITHMS.md section 1): every field shares T tables
+// of `rows` rows; value v of field f is looked up with c salted hashes, chunk j in table
+// table[f][j] (assigned round-robin across fields in registration order), and the c rows of
+// width dim / c are concatenated in chunk order:
+//   key(f, j, v) = (table[f][j], XXH3(v; PairSeed(PairSeed(seed, f), j)) mod rows)
+class UnifiedMethod final : public EmbeddingMethod {
+ public:
+  UnifiedMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);
+  std::string name() const override { return "unified"; }
+  void MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const override;
+
+ private:
+  uint64_t rows_;
+  int chunks_;
+  std::vector<uint64_t> salts_;  // [field * chunks + j]
 };
 
 Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config,

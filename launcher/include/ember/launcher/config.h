@@ -31,6 +31,8 @@ struct RunConfig {
   std::string method = "full";
   int dim = 16;
   uint64_t rows = 1 << 20;
+  int tables = 2;                // embedding.tables (unified)
+  int chunks = 2;                // embedding.chunks (unified)
   std::string sparse_optimizer = "rowwise_adagrad";
   double sparse_lr = 0.05;
   double initial_accumulator = 0.0;  // embedding.initial_accumulator (Adagrad variants)
