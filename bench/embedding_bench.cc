@@ -32,11 +32,16 @@ Args Parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    if (k == "--rows") a.rows = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (k == "--dim") a.dim = std::atoi(argv[i + 1]);
-    else if (k == "--batch") a.batch = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (k == "--seconds") a.seconds = std::atof(argv[i + 1]);
-    else if (k == "--csv") a.csv = argv[i + 1];
+    if (k == "--rows")
+      a.rows = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (k == "--dim")
+      a.dim = std::atoi(argv[i + 1]);
+    else if (k == "--batch")
+      a.batch = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (k == "--seconds")
+      a.seconds = std::atof(argv[i + 1]);
+    else if (k == "--csv")
+      a.csv = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       std::exit(2);

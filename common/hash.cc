@@ -5,9 +5,7 @@
 
 namespace ember {
 
-uint64_t Hash64(const void* data, size_t len, uint64_t seed) {
-  return XXH3_64bits_withSeed(data, len, seed);
-}
+uint64_t Hash64(const void* data, size_t len, uint64_t seed) { return XXH3_64bits_withSeed(data, len, seed); }
 
 uint64_t HashId(uint64_t id, uint64_t seed) {
   unsigned char bytes[8];

@@ -15,21 +15,22 @@ std::string ProgressReporter::FormatDuration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   char buf[32];
   const long t = static_cast<long>(s + 0.5);
-  if (t >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm", t / 3600, (t % 3600) / 60);
-  else if (t >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", t / 60, t % 60);
-  else std::snprintf(buf, sizeof(buf), "%lds", t);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof(buf), "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+  else if (t >= 60)
+    std::snprintf(buf, sizeof(buf), "%ldm%02lds", t / 60, t % 60);
+  else
+    std::snprintf(buf, sizeof(buf), "%lds", t);
   return buf;
 }
 
 std::string ProgressReporter::Line(double done, double fraction, const std::string& extra) const {
-  const double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   if (fraction < 0 && options_.total > 0) fraction = done / options_.total;
   const double rate = elapsed > 0 ? done / elapsed : 0;
   char buf[256];
   std::string line = options_.label + ": ";
-  std::snprintf(buf, sizeof(buf), "%.0f %s, %.0f %s/s", done, options_.unit.c_str(), rate,
-                options_.unit.c_str());
+  std::snprintf(buf, sizeof(buf), "%.0f %s, %.0f %s/s", done, options_.unit.c_str(), rate, options_.unit.c_str());
   line += buf;
   if (fraction >= 0) {
     std::snprintf(buf, sizeof(buf), ", %.1f%%", 100.0 * std::min(1.0, fraction));

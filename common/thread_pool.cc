@@ -36,8 +36,7 @@ void ThreadPool::WorkerLoop() {
   }
 }
 
-void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn,
-                             size_t min_chunk) {
+void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk) {
   if (n == 0) return;
   const size_t threads = static_cast<size_t>(num_threads());
   const size_t chunks = std::min(threads, std::max<size_t>(1, n / std::max<size_t>(1, min_chunk)));

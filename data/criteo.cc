@@ -15,10 +15,14 @@ bool ParseHex(std::string_view s, uint64_t* out) {
   uint64_t v = 0;
   for (char c : s) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    else return false;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else
+      return false;
     v = (v << 4) | static_cast<uint64_t>(d);
   }
   *out = v;
@@ -44,11 +48,14 @@ Status ParseCriteoLine(std::string_view line, Batch* batch, size_t row) {
     start = tab + 1;
   }
   if (count != expected)
-    return Status::InvalidArgument("expected " + std::to_string(expected) +
-                                   " tab-separated fields, got " + std::to_string(count));
-  if (fields[0] == "1") batch->labels[row] = 1.0f;
-  else if (fields[0] == "0") batch->labels[row] = 0.0f;
-  else return Status::InvalidArgument("field 1 (label): expected 0 or 1, got '" + std::string(fields[0]) + "'");
+    return Status::InvalidArgument("expected " + std::to_string(expected) + " tab-separated fields, got " +
+                                   std::to_string(count));
+  if (fields[0] == "1")
+    batch->labels[row] = 1.0f;
+  else if (fields[0] == "0")
+    batch->labels[row] = 0.0f;
+  else
+    return Status::InvalidArgument("field 1 (label): expected 0 or 1, got '" + std::string(fields[0]) + "'");
   float* dense = batch->dense.data() + row * nd;
   for (int j = 0; j < nd; ++j) {
     const std::string_view f = fields[1 + j];

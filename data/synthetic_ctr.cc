@@ -4,9 +4,9 @@
 
 #include <cerrno>
 #include <cinttypes>
-#include <cstring>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "ember/common/file.h"
@@ -60,8 +60,7 @@ SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o) : options
   const int S = o.num_sparse;
   for (int f = 0; f < S; ++f) {
     const double t = S > 1 ? static_cast<double>(f) / (S - 1) : 1.0;
-    const double v = static_cast<double>(o.min_vocab) *
-                     std::pow(static_cast<double>(o.max_vocab) / o.min_vocab, t);
+    const double v = static_cast<double>(o.min_vocab) * std::pow(static_cast<double>(o.max_vocab) / o.min_vocab, t);
     vocab_.push_back(std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(v))));
     // Importance varies by field: some fields matter much more than others.
     field_scale_.push_back(o.first_order_scale * (0.3 + 1.4 * UnitFromHash(Mix64(PairSeed(ts, 100 + f)))));
@@ -165,8 +164,7 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
                                       const std::function<void(uint64_t)>& progress) {
   if (o.num_sparse < 1 || o.num_sparse > 64) return Status::InvalidArgument("--fields must be in [1, 64]");
   if (o.num_dense < 0 || o.num_dense > 64) return Status::InvalidArgument("--dense must be in [0, 64]");
-  if (o.min_vocab < 1 || o.max_vocab < o.min_vocab)
-    return Status::InvalidArgument("need 1 <= min_vocab <= max_vocab");
+  if (o.min_vocab < 1 || o.max_vocab < o.min_vocab) return Status::InvalidArgument("need 1 <= min_vocab <= max_vocab");
   if (!(o.ctr > 0 && o.ctr < 1)) return Status::InvalidArgument("--ctr must be in (0, 1)");
   if (!(o.zipf > 0)) return Status::InvalidArgument("--zipf must be > 0");
   if (o.rank < 1 || o.rank > 16) return Status::InvalidArgument("rank must be in [1, 16]");
@@ -211,8 +209,7 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
       if (progress) progress(row + 1);
     }
   }
-  if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size() || std::fflush(f) != 0 ||
-      ::fsync(fileno(f)) != 0) {
+  if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size() || std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) {
     std::fclose(f);
     return Status::IoError("write failed: " + tmp);
   }

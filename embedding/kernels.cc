@@ -64,23 +64,29 @@ void GatherRowsRef(const float* const* rows, size_t n, int dim, float* out) {
     for (int j = 0; j < dim; ++j) out[i * dim + j] = rows[i][j];
 }
 
-void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim,
-                 const float* grads) {
+void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads) {
   for (size_t i = 0; i < n; ++i) {
     if (i + kPrefetch < n) PrefetchW(rows[i + kPrefetch]);
     float* w = rows[i];
     const float* g = grads + i * dim;
     switch (opt.kind) {
-      case OptimizerKind::kSgd: Sgd(w, g, dim, opt.lr); break;
-      case OptimizerKind::kAdagrad: Adagrad(w, g, dim, opt.lr, opt.eps); break;
-      case OptimizerKind::kRowwiseAdagrad: RowwiseAdagrad(w, g, dim, opt.lr, opt.eps); break;
-      case OptimizerKind::kAdam: Adam(w, g, dim, opt); break;
+      case OptimizerKind::kSgd:
+        Sgd(w, g, dim, opt.lr);
+        break;
+      case OptimizerKind::kAdagrad:
+        Adagrad(w, g, dim, opt.lr, opt.eps);
+        break;
+      case OptimizerKind::kRowwiseAdagrad:
+        RowwiseAdagrad(w, g, dim, opt.lr, opt.eps);
+        break;
+      case OptimizerKind::kAdam:
+        Adam(w, g, dim, opt);
+        break;
     }
   }
 }
 
-void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, int dim,
-                    const float* grads) {
+void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads) {
   for (size_t i = 0; i < n; ++i) {
     float* w = rows[i];
     const float* g = grads + i * dim;
@@ -103,8 +109,8 @@ void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, in
       const double bc2 = 1.0 - std::pow(static_cast<double>(opt.beta2), t);
       for (int j = 0; j < dim; ++j) {
         double m = opt.beta1 * static_cast<double>(w[dim + j]) + (1.0 - opt.beta1) * g[j];
-        double v = opt.beta2 * static_cast<double>(w[2 * dim + j]) +
-                   (1.0 - opt.beta2) * static_cast<double>(g[j]) * g[j];
+        double v =
+            opt.beta2 * static_cast<double>(w[2 * dim + j]) + (1.0 - opt.beta2) * static_cast<double>(g[j]) * g[j];
         w[dim + j] = static_cast<float>(m);
         w[2 * dim + j] = static_cast<float>(v);
         w[j] = static_cast<float>(w[j] - (opt.lr / bc1) * m / (std::sqrt(v / bc2) + opt.eps));
@@ -115,17 +121,20 @@ void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, in
 
 const char* OptimizerName(OptimizerKind kind) {
   switch (kind) {
-    case OptimizerKind::kSgd: return "sgd";
-    case OptimizerKind::kAdagrad: return "adagrad";
-    case OptimizerKind::kRowwiseAdagrad: return "rowwise_adagrad";
-    case OptimizerKind::kAdam: return "adam";
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kAdagrad:
+      return "adagrad";
+    case OptimizerKind::kRowwiseAdagrad:
+      return "rowwise_adagrad";
+    case OptimizerKind::kAdam:
+      return "adam";
   }
   return "?";
 }
 
 bool ParseOptimizerKind(const std::string& name, OptimizerKind* kind) {
-  for (auto k : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad,
-                 OptimizerKind::kAdam}) {
+  for (auto k : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
     if (name == OptimizerName(k)) {
       *kind = k;
       return true;
@@ -136,10 +145,14 @@ bool ParseOptimizerKind(const std::string& name, OptimizerKind* kind) {
 
 int StateFloats(OptimizerKind kind, int dim) {
   switch (kind) {
-    case OptimizerKind::kSgd: return 0;
-    case OptimizerKind::kAdagrad: return dim;
-    case OptimizerKind::kRowwiseAdagrad: return 1;
-    case OptimizerKind::kAdam: return 2 * dim + 1;
+    case OptimizerKind::kSgd:
+      return 0;
+    case OptimizerKind::kAdagrad:
+      return dim;
+    case OptimizerKind::kRowwiseAdagrad:
+      return 1;
+    case OptimizerKind::kAdam:
+      return 2 * dim + 1;
   }
   return 0;
 }

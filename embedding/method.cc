@@ -89,17 +89,14 @@ void UnifiedMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* k
     for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(tables[j], HashId(ids[i], salts[j]) % rows_);
 }
 
-Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config,
-                                                    const std::vector<FieldInfo>& fields) {
+Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) {
   if (config.dim <= 0 || config.dim > 4096)
-    return Status::InvalidArgument("embedding.dim must be in [1, 4096], got " +
-                                   std::to_string(config.dim));
+    return Status::InvalidArgument("embedding.dim must be in [1, 4096], got " + std::to_string(config.dim));
   if (fields.empty()) return Status::InvalidArgument("no categorical fields");
   if (config.first_table >= kMaxTables) return Status::InvalidArgument("table ids exhausted");
   if (config.method == "full") {
     if (config.first_table + fields.size() >= kMaxTables)
-      return Status::InvalidArgument("full tables: too many fields (" +
-                                     std::to_string(fields.size()) + ")");
+      return Status::InvalidArgument("full tables: too many fields (" + std::to_string(fields.size()) + ")");
     return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));
   }
   if (config.method == "hash") {

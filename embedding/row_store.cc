@@ -34,8 +34,7 @@ RowStore::RowStore(const TableSpec& spec)
 
 size_t RowStore::MemoryBytes() const {
   return blocks_.size() * static_cast<size_t>(kBlockSlots) * stride_ * sizeof(float) +
-         index_keys_.size() * (sizeof(uint64_t) + sizeof(uint32_t)) +
-         slot_keys_.capacity() * sizeof(uint64_t);
+         index_keys_.size() * (sizeof(uint64_t) + sizeof(uint32_t)) + slot_keys_.capacity() * sizeof(uint64_t);
 }
 
 size_t RowStore::Bucket(uint64_t key) const { return Mix64(key) & mask_; }
@@ -134,8 +133,10 @@ void RowStore::PullReadOnly(const uint64_t* keys, size_t n, float* out) const {
   const size_t dim = static_cast<size_t>(spec_.dim);
   for (size_t i = 0; i < n; ++i) {
     const float* p = Find(keys[i]);
-    if (p) std::memcpy(out + i * dim, p, dim * sizeof(float));
-    else InitRow(spec_, keys[i], out + i * dim);
+    if (p)
+      std::memcpy(out + i * dim, p, dim * sizeof(float));
+    else
+      InitRow(spec_, keys[i], out + i * dim);
   }
 }
 
@@ -181,8 +182,7 @@ void RowStore::AppendTo(std::string* out) const {
   out->reserve(out->size() + size_ * (8 + 4 * stride_));
   for (size_t s = 0; s < size_; ++s) {
     AppendPod(out, slot_keys_[s]);
-    out->append(reinterpret_cast<const char*>(SlotPtr(static_cast<uint32_t>(s))),
-                sizeof(float) * stride_);
+    out->append(reinterpret_cast<const char*>(SlotPtr(static_cast<uint32_t>(s))), sizeof(float) * stride_);
   }
 }
 
@@ -200,10 +200,9 @@ Result<std::unique_ptr<RowStore>> RowStore::ParseFrom(std::string_view* in, cons
   if (magic != kStoreMagic) return Status::Corruption(source + ": bad table magic");
   if (version != kStoreVersion)
     return Status::Corruption(source + ": unsupported table version " + std::to_string(version));
-  if (!ReadPod(in, &spec.id) || !ReadPod(in, &dim) || !ReadPod(in, &spec.rows) ||
-      !ReadPod(in, &spec.init_scale) || !ReadPod(in, &spec.seed) || !ReadPod(in, &kind) ||
-      !ReadPod(in, &spec.optimizer.lr) || !ReadPod(in, &spec.optimizer.eps) ||
-      !ReadPod(in, &spec.optimizer.beta1) || !ReadPod(in, &spec.optimizer.beta2) ||
+  if (!ReadPod(in, &spec.id) || !ReadPod(in, &dim) || !ReadPod(in, &spec.rows) || !ReadPod(in, &spec.init_scale) ||
+      !ReadPod(in, &spec.seed) || !ReadPod(in, &kind) || !ReadPod(in, &spec.optimizer.lr) ||
+      !ReadPod(in, &spec.optimizer.eps) || !ReadPod(in, &spec.optimizer.beta1) || !ReadPod(in, &spec.optimizer.beta2) ||
       !ReadPod(in, &spec.optimizer.initial_accumulator) || !ReadPod(in, &count))
     return truncated();
   if (dim <= 0 || dim > 65536 || kind < 0 || kind > 3 || spec.id >= kMaxTables)

@@ -31,9 +31,12 @@ workers::ProgressOptions Progress(const RunConfig& c) {
 
 std::string Bytes(uint64_t b) {
   char buf[32];
-  if (b >= (1ull << 30)) std::snprintf(buf, sizeof(buf), "%.2f GiB", b / double(1ull << 30));
-  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof(buf), "%.1f MiB", b / double(1ull << 20));
-  else std::snprintf(buf, sizeof(buf), "%.1f KiB", b / 1024.0);
+  if (b >= (1ull << 30))
+    std::snprintf(buf, sizeof(buf), "%.2f GiB", b / double(1ull << 30));
+  else if (b >= (1ull << 20))
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", b / double(1ull << 20));
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", b / 1024.0);
   return buf;
 }
 }  // namespace
@@ -44,10 +47,14 @@ void ConfigureThreads(int threads) {
 }
 
 Status WriteMetricsJson(const std::string& path, const RunMetrics& m) {
-  nlohmann::json j = {{"samples_per_sec", m.samples_per_sec}, {"train_samples", m.train_samples},
-                      {"train_seconds", m.train_seconds},     {"peak_rss_bytes", m.peak_rss_bytes},
-                      {"table_rows", m.table_rows},           {"table_bytes", m.table_bytes},
-                      {"bad_lines", m.bad_lines},             {"eval_samples", m.eval_samples}};
+  nlohmann::json j = {{"samples_per_sec", m.samples_per_sec},
+                      {"train_samples", m.train_samples},
+                      {"train_seconds", m.train_seconds},
+                      {"peak_rss_bytes", m.peak_rss_bytes},
+                      {"table_rows", m.table_rows},
+                      {"table_bytes", m.table_bytes},
+                      {"bad_lines", m.bad_lines},
+                      {"eval_samples", m.eval_samples}};
   j["auc"] = m.auc >= 0 ? nlohmann::json(m.auc) : nlohmann::json(nullptr);
   j["logloss"] = m.logloss >= 0 ? nlohmann::json(m.logloss) : nlohmann::json(nullptr);
   if (!m.checkpoint.empty()) j["checkpoint"] = m.checkpoint;
@@ -72,15 +79,16 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
     m.bad_lines += reader->bad_lines();
   }
   if (m.train_samples == 0)
-    return Status::InvalidArgument("no training examples read from " + c.train +
-                                   (m.bad_lines ? " (" + std::to_string(m.bad_lines) + " malformed lines skipped)" : ""));
+    return Status::InvalidArgument(
+        "no training examples read from " + c.train +
+        (m.bad_lines ? " (" + std::to_string(m.bad_lines) + " malformed lines skipped)" : ""));
   m.samples_per_sec = m.train_seconds > 0 ? m.train_samples / m.train_seconds : 0;
   EMBER_ASSIGN_OR_RETURN(auto footprint, trainer->TableFootprint());
   m.table_rows = footprint.first;
   m.table_bytes = footprint.second;
-  out << "trained " << m.train_samples << " samples in " << ProgressReporter::FormatDuration(m.train_seconds)
-      << " (" << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows
-      << " rows, " << Bytes(m.table_bytes) << "\n";
+  out << "trained " << m.train_samples << " samples in " << ProgressReporter::FormatDuration(m.train_seconds) << " ("
+      << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, "
+      << Bytes(m.table_bytes) << "\n";
   if (m.bad_lines) out << "skipped " << m.bad_lines << " malformed lines (data.on_bad_line = \"skip\")\n";
   if (!c.test.empty()) {
     EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.test, false));
@@ -144,8 +152,8 @@ Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& o, cons
   reporter.Finish(static_cast<double>(o.rows));
   char buf[256];
   std::snprintf(buf, sizeof(buf), "wrote %llu rows to %s (CTR %.4f); oracle AUC %.5f, logloss %.5f in %s.oracle.json\n",
-                static_cast<unsigned long long>(stats->rows), out_path.c_str(), stats->ctr, stats->auc,
-                stats->logloss, out_path.c_str());
+                static_cast<unsigned long long>(stats->rows), out_path.c_str(), stats->ctr, stats->auc, stats->logloss,
+                out_path.c_str());
   out << buf;
   return stats;
 }

@@ -1,9 +1,10 @@
 #include "ember/launcher/config.h"
 
+#include <toml++/toml.h>
+
 #include <functional>
 #include <map>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "ember/common/file.h"
 
@@ -113,8 +114,7 @@ const std::map<std::string, Setter>& Schema() {
 
 Status ApplyOverride(toml::table* root, const std::string& kv) {
   const size_t eq = kv.find('=');
-  if (eq == std::string::npos || eq == 0)
-    return Status::InvalidArgument("--set '" + kv + "': expected key=value");
+  if (eq == std::string::npos || eq == 0) return Status::InvalidArgument("--set '" + kv + "': expected key=value");
   const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
   if (!Schema().count(key)) return Status::InvalidArgument("--set: unknown config key '" + key + "'");
   toml::table* t = root;

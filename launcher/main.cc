@@ -1,7 +1,7 @@
 // ember: the command-line entry point. Only this file reads argv and the environment.
-#include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
 
@@ -58,9 +58,11 @@ int main(int argc, char** argv) {
   ctr->add_option("--zipf", gen.zipf, "Zipf exponent of categorical values")->capture_default_str();
   ctr->add_option("--ctr", gen.ctr, "Target click-through rate")->capture_default_str();
   ctr->add_option("--tail-rank", gen.tail_rank, "Rank scale over which value effects shrink")->capture_default_str();
-  ctr->add_option("--tail-power", gen.tail_power, "Power of the shrinkage of rare values' effects")->capture_default_str();
+  ctr->add_option("--tail-power", gen.tail_power, "Power of the shrinkage of rare values' effects")
+      ->capture_default_str();
   ctr->add_option("--first-order-scale", gen.first_order_scale, "Scale of per-value effects")->capture_default_str();
-  ctr->add_option("--interaction-scale", gen.interaction_scale, "Scale of pairwise interactions")->capture_default_str();
+  ctr->add_option("--interaction-scale", gen.interaction_scale, "Scale of pairwise interactions")
+      ->capture_default_str();
   ctr->add_option("--dense-scale", gen.dense_scale, "Scale of the dense-feature effects")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);

@@ -15,7 +15,6 @@ torch::nn::Sequential Mlp(int64_t in, const std::vector<int64_t>& widths, bool r
   return seq;
 }
 
-
 class Dlrm final : public CtrModel {
  public:
   explicit Dlrm(const CtrModelConfig& c) : c_(c) {
@@ -33,11 +32,11 @@ class Dlrm final : public CtrModel {
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
-    auto x = bottom_->forward(dense);                                         // [B, d]
-    auto e = groups[0].values.view({B, F, d});                                // [B, F, d]
-    auto t = torch::cat({x.unsqueeze(1), e}, 1);                              // [B, F+1, d]
+    auto x = bottom_->forward(dense);                                        // [B, d]
+    auto e = groups[0].values.view({B, F, d});                               // [B, F, d]
+    auto t = torch::cat({x.unsqueeze(1), e}, 1);                             // [B, F+1, d]
     auto z = torch::bmm(t, t.transpose(1, 2)).view({B, (F + 1) * (F + 1)});  // [B, (F+1)^2]
-    auto inter = z.index_select(1, tri_);                                      // [B, F(F+1)/2]
+    auto inter = z.index_select(1, tri_);                                    // [B, F(F+1)/2]
     return top_->forward(torch::cat({x, inter}, 1)).squeeze(1);
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"main", c_.embedding_dim}}; }
@@ -61,11 +60,10 @@ class DeepFm final : public CtrModel {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
     auto e = groups[0].values.view({B, F, d});
     auto sum = e.sum(1);
-    auto fm = 0.5 * (sum * sum - (e * e).sum(1)).sum(1);                     // [B]
-    auto first = groups[1].values.sum(1);                                     // [B]
+    auto fm = 0.5 * (sum * sum - (e * e).sum(1)).sum(1);  // [B]
+    auto first = groups[1].values.sum(1);                 // [B]
     auto deep = deep_->forward(torch::cat({groups[0].values, dense}, 1)).squeeze(1);
-    auto lin = c_.num_dense > 0 ? dense_linear_->forward(dense).squeeze(1)
-                                : dense_linear_->bias.expand({B});
+    auto lin = c_.num_dense > 0 ? dense_linear_->forward(dense).squeeze(1) : dense_linear_->bias.expand({B});
     return fm + first + deep + lin;
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override {
@@ -86,8 +84,7 @@ class LogisticRegression final : public CtrModel {
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0);
-    auto lin = c_.num_dense > 0 ? dense_linear_->forward(dense).squeeze(1)
-                                : dense_linear_->bias.expand({B});
+    auto lin = c_.num_dense > 0 ? dense_linear_->forward(dense).squeeze(1) : dense_linear_->bias.expand({B});
     return lin + groups[0].values.sum(1);
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"linear", 1}}; }

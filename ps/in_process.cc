@@ -49,14 +49,14 @@ Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
   }
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& sl : slices) {
-    EMBER_RETURN_IF_ERROR(ForEachShard(sl.table, sl.keys, sl.n, "pull from",
-                                       [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
-      EMBER_RETURN_IF_ERROR(shard.Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(),
-                                       sl.create_missing));
-      for (size_t i = 0; i < idx.size(); ++i)
-        std::memcpy(sl.out + idx[i] * dim, rows_scratch_.data() + i * dim, dim * sizeof(float));
-      return Status::Ok();
-    }));
+    EMBER_RETURN_IF_ERROR(ForEachShard(
+        sl.table, sl.keys, sl.n, "pull from", [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
+          EMBER_RETURN_IF_ERROR(
+              shard.Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(), sl.create_missing));
+          for (size_t i = 0; i < idx.size(); ++i)
+            std::memcpy(sl.out + idx[i] * dim, rows_scratch_.data() + i * dim, dim * sizeof(float));
+          return Status::Ok();
+        }));
   }
   return Status::Ok();
 }
@@ -68,12 +68,12 @@ Status InProcessClient::Push(const std::vector<PushSlice>& slices) {
   }
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& sl : slices) {
-    EMBER_RETURN_IF_ERROR(ForEachShard(sl.table, sl.keys, sl.n, "push to",
-                                       [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
-      for (size_t i = 0; i < idx.size(); ++i)
-        std::memcpy(rows_scratch_.data() + i * dim, sl.grads + idx[i] * dim, dim * sizeof(float));
-      return shard.Push(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data());
-    }));
+    EMBER_RETURN_IF_ERROR(
+        ForEachShard(sl.table, sl.keys, sl.n, "push to", [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
+          for (size_t i = 0; i < idx.size(); ++i)
+            std::memcpy(rows_scratch_.data() + i * dim, sl.grads + idx[i] * dim, dim * sizeof(float));
+          return shard.Push(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data());
+        }));
   }
   return Status::Ok();
 }
@@ -117,10 +117,9 @@ Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& file
     auto bytes = ReadFile(path);
     if (!bytes.ok()) return bytes.status();
     if (bytes->size() != f.bytes)
-      return Status::Corruption(path + ": size " + std::to_string(bytes->size()) +
-                                " bytes, manifest says " + std::to_string(f.bytes));
-    if (Checksum(*bytes) != f.checksum)
-      return Status::Corruption(path + ": checksum mismatch (file is corrupted)");
+      return Status::Corruption(path + ": size " + std::to_string(bytes->size()) + " bytes, manifest says " +
+                                std::to_string(f.bytes));
+    if (Checksum(*bytes) != f.checksum) return Status::Corruption(path + ": checksum mismatch (file is corrupted)");
     EMBER_RETURN_IF_ERROR(Shard::Parse(*bytes, path, tables));
   }
   return Status::Ok();

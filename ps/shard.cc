@@ -22,8 +22,7 @@ Status Shard::CreateTables(const std::vector<embedding::TableSpec>& specs) {
     if (!t) {
       t = std::make_unique<embedding::RowStore>(s);
     } else if (!SameSpec(t->spec(), s)) {
-      return Status::FailedPrecondition("table " + std::to_string(s.id) +
-                                        " already exists with a different spec");
+      return Status::FailedPrecondition("table " + std::to_string(s.id) + " already exists with a different spec");
     }
   }
   return Status::Ok();
@@ -39,8 +38,10 @@ Status Shard::CheckTable(uint32_t table) const {
 Status Shard::Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing) {
   std::lock_guard<std::mutex> lock(mu_);
   EMBER_RETURN_IF_ERROR(CheckTable(table));
-  if (create_missing) tables_[table]->Pull(keys, n, out);
-  else tables_[table]->PullReadOnly(keys, n, out);
+  if (create_missing)
+    tables_[table]->Pull(keys, n, out);
+  else
+    tables_[table]->PullReadOnly(keys, n, out);
   return Status::Ok();
 }
 

@@ -45,9 +45,9 @@ TEST(CriteoReader, ParsesEveryFieldShape) {
   EXPECT_EQ(b.labels[0], 1.0f);
   EXPECT_EQ(b.labels[1], 0.0f);
   EXPECT_FLOAT_EQ(b.dense[0], std::log1p(5.0f));
-  EXPECT_EQ(b.dense[1], 0.0f);   // missing
-  EXPECT_EQ(b.dense[2], 0.0f);   // negative clamps to 0
-  EXPECT_EQ(b.dense[3], 0.0f);   // log1p(0)
+  EXPECT_EQ(b.dense[1], 0.0f);  // missing
+  EXPECT_EQ(b.dense[2], 0.0f);  // negative clamps to 0
+  EXPECT_EQ(b.dense[3], 0.0f);  // log1p(0)
   EXPECT_FLOAT_EQ(b.dense[5], std::log1p(99.0f));
   EXPECT_EQ(b.field(0)[0], 0xab12u);
   EXPECT_EQ(b.field(1)[0], kMissingId);

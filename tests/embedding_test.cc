@@ -58,7 +58,7 @@ TEST(Kernels, RowwiseAdagradByHand) {
   opt.lr = 0.5f;
   opt.eps = 0;
   float row[3] = {1.0f, 2.0f, 0.0f};  // w = (1, 2), state 0
-  float g[2] = {3.0f, 4.0f};           // mean(g^2) = 12.5
+  float g[2] = {3.0f, 4.0f};          // mean(g^2) = 12.5
   float* p = row;
   ApplyUpdate(opt, &p, 1, 2, g);
   EXPECT_FLOAT_EQ(row[2], 12.5f);
@@ -106,7 +106,8 @@ TEST(RowStore, InitIsDeterministicAndBounded) {
 }
 
 TEST(RowStore, OptimisedPathMatchesReferenceTwin) {
-  for (auto kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
+  for (auto kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
     RowStore fast(Spec(kind, 16)), ref(Spec(kind, 16));
     std::mt19937_64 rng(5);
     std::normal_distribution<float> nd;
@@ -259,7 +260,7 @@ TEST(Method, UnifiedRoundRobinSaltedConcatenatedProbes) {
     EXPECT_EQ(KeyTable(ka[2 * i + 1]), 6u);
     EXPECT_LT(KeyLocal(ka[2 * i]), 4096u);
     same_bucket += KeyLocal(ka[2 * i]) == KeyLocal(ka[2 * i + 1]);  // salts differ per chunk
-    cross += ka[2 * i] == kb[2 * i + 1];  // a's chunk 0 and b's chunk 1 share table 5
+    cross += ka[2 * i] == kb[2 * i + 1];                            // a's chunk 0 and b's chunk 1 share table 5
   }
   EXPECT_LT(same_bucket, 10);
   EXPECT_LT(cross, 10);

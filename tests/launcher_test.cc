@@ -61,10 +61,10 @@ TEST(Commands, TrainAndEvalOnRealCriteoSample) {
   if (!PathExists(train)) GTEST_SKIP() << "shared data sample absent: " << train;
   const std::string root = Dir() + "/ckpt";
   std::filesystem::remove_all(root);
-  auto c = ParseConfig("", "test", {"data.train=\"" + train + "\"",
-                                    "data.test=\"" + shared + "/criteo/criteo_kaggle_test.tsv\"",
-                                    "model.bottom_mlp=[64]", "model.top_mlp=[64]", "train.batch_size=128",
-                                    "train.progress=\"off\"", "train.epochs=2", "checkpoint.dir=\"" + root + "\""});
+  auto c = ParseConfig("", "test",
+                       {"data.train=\"" + train + "\"", "data.test=\"" + shared + "/criteo/criteo_kaggle_test.tsv\"",
+                        "model.bottom_mlp=[64]", "model.top_mlp=[64]", "train.batch_size=128", "train.progress=\"off\"",
+                        "train.epochs=2", "checkpoint.dir=\"" + root + "\""});
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   std::ostringstream out;
   auto m = RunTrain(*c, out);

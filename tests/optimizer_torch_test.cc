@@ -8,7 +8,8 @@
 namespace ember::embedding {
 namespace {
 
-void CompareWithTorch(OptimizerKind kind, const std::function<std::unique_ptr<torch::optim::Optimizer>(torch::Tensor)>& make,
+void CompareWithTorch(OptimizerKind kind,
+                      const std::function<std::unique_ptr<torch::optim::Optimizer>(torch::Tensor)>& make,
                       const OptimizerConfig& opt) {
   const int n = 20, dim = 8;
   TableSpec spec;
@@ -40,29 +41,38 @@ void CompareWithTorch(OptimizerKind kind, const std::function<std::unique_ptr<to
 TEST(SparseOptimizersVsLibTorch, Sgd) {
   OptimizerConfig o;
   o.lr = 0.05f;
-  CompareWithTorch(OptimizerKind::kSgd, [](torch::Tensor w) {
-    return std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{w}, torch::optim::SGDOptions(0.05));
-  }, o);
+  CompareWithTorch(
+      OptimizerKind::kSgd,
+      [](torch::Tensor w) {
+        return std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{w}, torch::optim::SGDOptions(0.05));
+      },
+      o);
 }
 
 TEST(SparseOptimizersVsLibTorch, Adagrad) {
   OptimizerConfig o;
   o.lr = 0.1f;
   o.eps = 1e-10f;
-  CompareWithTorch(OptimizerKind::kAdagrad, [](torch::Tensor w) {
-    return std::make_unique<torch::optim::Adagrad>(std::vector<torch::Tensor>{w},
-                                                   torch::optim::AdagradOptions(0.1).eps(1e-10));
-  }, o);
+  CompareWithTorch(
+      OptimizerKind::kAdagrad,
+      [](torch::Tensor w) {
+        return std::make_unique<torch::optim::Adagrad>(std::vector<torch::Tensor>{w},
+                                                       torch::optim::AdagradOptions(0.1).eps(1e-10));
+      },
+      o);
 }
 
 TEST(SparseOptimizersVsLibTorch, Adam) {
   OptimizerConfig o;
   o.lr = 0.01f;
   o.eps = 1e-8f;
-  CompareWithTorch(OptimizerKind::kAdam, [](torch::Tensor w) {
-    return std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{w},
-                                                torch::optim::AdamOptions(0.01).eps(1e-8));
-  }, o);
+  CompareWithTorch(
+      OptimizerKind::kAdam,
+      [](torch::Tensor w) {
+        return std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{w},
+                                                    torch::optim::AdamOptions(0.01).eps(1e-8));
+      },
+      o);
 }
 
 }  // namespace

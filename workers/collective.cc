@@ -27,8 +27,9 @@ Status InProcessGroup::Reduce(int rank, float* data, size_t n) {
   cv_.wait(lock, [this] { return departed_ == 0; });
   const uint64_t gen = generation_;
   if (arrived_ == 0) n_ = n;
-  if (n != n_) return Status::InvalidArgument("all-reduce size mismatch: rank " + std::to_string(rank) +
-                                              " has " + std::to_string(n) + ", expected " + std::to_string(n_));
+  if (n != n_)
+    return Status::InvalidArgument("all-reduce size mismatch: rank " + std::to_string(rank) + " has " +
+                                   std::to_string(n) + ", expected " + std::to_string(n_));
   buffers_[rank] = data;
   if (++arrived_ == size_) {
     sum_.assign(n_, 0.0f);

@@ -56,7 +56,8 @@ struct Trainer::Group {
   template <typename Fn>
   void ForEachTable(Fn&& fn) const {
     for (size_t t = 0; t < num_tables; ++t)
-      if (table_begin[t] != table_begin[t + 1]) fn(first_table + static_cast<uint32_t>(t), table_begin[t], table_begin[t + 1]);
+      if (table_begin[t] != table_begin[t + 1])
+        fn(first_table + static_cast<uint32_t>(t), table_begin[t], table_begin[t + 1]);
   }
 };
 
@@ -64,8 +65,8 @@ Trainer::~Trainer() = default;
 
 const std::vector<std::unique_ptr<embedding::EmbeddingMethod>>& Trainer::methods() const { return methods_; }
 
-Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps::PsClient* ps,
-                                                 Collective* collective, monitoring::Recorder* recorder) {
+Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps::PsClient* ps, Collective* collective,
+                                                 monitoring::Recorder* recorder) {
   std::unique_ptr<Trainer> t(new Trainer());
   t->config_ = config;
   t->ps_ = ps;
@@ -129,8 +130,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
 Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs) {
   const size_t B = batch.size;
   if (batch.num_sparse != static_cast<int>(config_.fields.size()))
-    return Status::InvalidArgument("batch has " + std::to_string(batch.num_sparse) + " categorical fields, model expects " +
-                                   std::to_string(config_.fields.size()));
+    return Status::InvalidArgument("batch has " + std::to_string(batch.num_sparse) +
+                                   " categorical fields, model expects " + std::to_string(config_.fields.size()));
   inputs->clear();
   std::vector<ps::PullSlice> slices;
   for (auto& gp : groups_) {
@@ -384,19 +385,15 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
     archive.save_to(os);
     opt_bytes = os.str();
   }));
-  for (const auto& [name, bytes] : {std::pair<std::string, const std::string*>{"dense.pt", &model_bytes},
-                                    {"dense_optimizer.pt", &opt_bytes}}) {
+  for (const auto& [name, bytes] :
+       {std::pair<std::string, const std::string*>{"dense.pt", &model_bytes}, {"dense_optimizer.pt", &opt_bytes}}) {
     EMBER_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/" + name, *bytes));
-    jfiles.push_back({{"name", name}, {"bytes", bytes->size()}, {"checksum", Hex(Checksum(*bytes))}, {"kind", "dense"}});
+    jfiles.push_back(
+        {{"name", name}, {"bytes", bytes->size()}, {"checksum", Hex(Checksum(*bytes))}, {"kind", "dense"}});
   }
-  nlohmann::json manifest = {{"format", kManifestFormat},
-                             {"version", kManifestVersion},
-                             {"step", step_},
-                             {"hash", kHashName},
-                             {"model", model_->model_name()},
-                             {"num_shards", ps_->num_shards()},
-                             {"config", config_text},
-                             {"files", jfiles}};
+  nlohmann::json manifest = {
+      {"format", kManifestFormat},     {"version", kManifestVersion},     {"step", step_},         {"hash", kHashName},
+      {"model", model_->model_name()}, {"num_shards", ps_->num_shards()}, {"config", config_text}, {"files", jfiles}};
   EMBER_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/manifest.json", manifest.dump(2) + "\n"));
   std::filesystem::remove_all(final_dir, ec);
   std::filesystem::rename(tmp, final_dir, ec);
@@ -417,8 +414,7 @@ Result<nlohmann::json> ReadManifest(const std::string& path) {
   }
   if (!m.is_object() || m.value("format", "") != kManifestFormat)
     return Status::Corruption(file + ": not an ember checkpoint manifest");
-  if (m.value("version", 0) != kManifestVersion)
-    return Status::Corruption(file + ": unsupported manifest version");
+  if (m.value("version", 0) != kManifestVersion) return Status::Corruption(file + ": unsupported manifest version");
   if (m.value("hash", "") != kHashName)
     return Status::FailedPrecondition(file + ": written with hash '" + m.value("hash", "") + "', this build uses " +
                                       kHashName);
@@ -476,11 +472,11 @@ Status Trainer::RestoreCheckpoint(const std::string& path) {
   EMBER_RETURN_IF_ERROR(models::LoadModule(*model_, model_bytes, path + "/dense.pt"));
   if (!opt_bytes.empty()) {
     EMBER_RETURN_IF_ERROR(TorchCall("loading optimizer state", [&] {
-      torch::serialize::InputArchive archive;
-      std::istringstream is(opt_bytes);
-      archive.load_from(is);
-      optimizer_->load(archive);
-    }).WithContext(path + "/dense_optimizer.pt"));
+                            torch::serialize::InputArchive archive;
+                            std::istringstream is(opt_bytes);
+                            archive.load_from(is);
+                            optimizer_->load(archive);
+                          }).WithContext(path + "/dense_optimizer.pt"));
   }
   EMBER_RETURN_IF_ERROR(ps_->LoadShards(path, shards));
   step_ = m.value("step", int64_t{0});

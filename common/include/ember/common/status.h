@@ -20,9 +20,9 @@ enum class StatusCode {
   kInvalidArgument,  // bad config, bad input, malformed data
   kNotFound,
   kIoError,
-  kCorruption,       // checksum mismatch, truncated file, malformed frame
+  kCorruption,  // checksum mismatch, truncated file, malformed frame
   kFailedPrecondition,
-  kUnavailable,      // a peer is gone
+  kUnavailable,  // a peer is gone
   kInternal,
 };
 
@@ -36,9 +36,7 @@ class Status {
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
   static Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
-  static Status FailedPrecondition(std::string m) {
-    return {StatusCode::kFailedPrecondition, std::move(m)};
-  }
+  static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -60,7 +58,7 @@ const char* StatusCodeName(StatusCode code);
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     if (status_.ok()) status_ = Status::Internal("Result constructed from an OK status");
   }
@@ -99,16 +97,15 @@ class CheckFailer {
 
 }  // namespace ember
 
-#define EMBER_RETURN_IF_ERROR(expr)             \
-  do {                                          \
-    ::ember::Status _ember_st = (expr);         \
-    if (!_ember_st.ok()) return _ember_st;      \
+#define EMBER_RETURN_IF_ERROR(expr)        \
+  do {                                     \
+    ::ember::Status _ember_st = (expr);    \
+    if (!_ember_st.ok()) return _ember_st; \
   } while (0)
 
 #define EMBER_CONCAT_INNER(a, b) a##b
 #define EMBER_CONCAT(a, b) EMBER_CONCAT_INNER(a, b)
-#define EMBER_ASSIGN_OR_RETURN(lhs, expr) \
-  EMBER_ASSIGN_OR_RETURN_IMPL(EMBER_CONCAT(_ember_res_, __LINE__), lhs, expr)
+#define EMBER_ASSIGN_OR_RETURN(lhs, expr) EMBER_ASSIGN_OR_RETURN_IMPL(EMBER_CONCAT(_ember_res_, __LINE__), lhs, expr)
 #define EMBER_ASSIGN_OR_RETURN_IMPL(res, lhs, expr) \
   auto res = (expr);                                \
   if (!res.ok()) return res.status();               \
@@ -116,10 +113,10 @@ class CheckFailer {
 
 // EMBER_CHECK(a == b) << "context " << a;  aborts with the expression and message. The
 // stream is only built when the check fails (no cost on the hot path).
-#define EMBER_CHECK(cond)                                     \
-  switch (0)                                                  \
-  case 0:                                                     \
-  default:                                                    \
-    if (__builtin_expect(static_cast<bool>(cond), 1)) {       \
-    } else                                                    \
+#define EMBER_CHECK(cond)                               \
+  switch (0)                                            \
+  case 0:                                               \
+  default:                                              \
+    if (__builtin_expect(static_cast<bool>(cond), 1)) { \
+    } else                                              \
       ::ember::internal::CheckFailer(__FILE__, __LINE__, #cond).stream()

@@ -32,13 +32,13 @@ struct SyntheticCtrOptions {
   int num_sparse = 26;
   uint64_t min_vocab = 10;
   uint64_t max_vocab = 2000000;
-  double zipf = 1.1;           // Zipf exponent of every field
-  double ctr = 0.25;           // target mean click probability
-  int rank = 4;                // rank of the pairwise interaction factors
+  double zipf = 1.1;  // Zipf exponent of every field
+  double ctr = 0.25;  // target mean click probability
+  int rank = 4;       // rank of the pairwise interaction factors
   double first_order_scale = 0.5;
   double interaction_scale = 0.12;
   double dense_scale = 0.3;
-  double tail_rank = 50;       // rank scale of the shrinkage s(r)
+  double tail_rank = 50;  // rank scale of the shrinkage s(r)
   double tail_power = 2.0;
 };
 
@@ -89,7 +89,7 @@ struct OracleStats {
   uint64_t rows = 0;
   double auc = 0;
   double logloss = 0;
-  double ctr = 0;           // observed click rate
+  double ctr = 0;  // observed click rate
   double mean_probability = 0;
 };
 

@@ -25,9 +25,7 @@ namespace ember::embedding {
 void GatherRows(const float* const* rows, size_t n, int dim, float* out);
 void GatherRowsRef(const float* const* rows, size_t n, int dim, float* out);
 
-void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim,
-                 const float* grads);
-void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, int dim,
-                    const float* grads);
+void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads);
+void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads);
 
 }  // namespace ember::embedding

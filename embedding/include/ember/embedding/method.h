@@ -103,7 +103,6 @@ class UnifiedMethod final : public EmbeddingMethod {
   std::vector<uint64_t> salts_;  // [field * chunks + j]
 };
 
-Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config,
-                                                    const std::vector<FieldInfo>& fields);
+Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);
 
 }  // namespace ember::embedding

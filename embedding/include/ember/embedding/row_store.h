@@ -80,7 +80,7 @@ class RowStore {
   TableSpec spec_;
   int stride_;
   size_t size_ = 0;
-  std::vector<uint64_t> index_keys_;   // capacity_ entries, kEmpty = free
+  std::vector<uint64_t> index_keys_;  // capacity_ entries, kEmpty = free
   std::vector<uint32_t> index_slots_;
   size_t mask_ = 0;
   std::vector<std::unique_ptr<float[]>> blocks_;

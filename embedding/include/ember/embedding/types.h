@@ -28,9 +28,9 @@ enum class OptimizerKind { kSgd, kAdagrad, kRowwiseAdagrad, kAdam };
 struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::kRowwiseAdagrad;
   float lr = 0.05f;
-  float eps = 1e-8f;            // Adagrad / row-wise Adagrad / Adam denominator term
-  float beta1 = 0.9f;           // Adam
-  float beta2 = 0.999f;         // Adam
+  float eps = 1e-8f;                 // Adagrad / row-wise Adagrad / Adam denominator term
+  float beta1 = 0.9f;                // Adam
+  float beta2 = 0.999f;              // Adam
   float initial_accumulator = 0.0f;  // Adagrad / row-wise Adagrad starting state
 };
 

@@ -13,7 +13,7 @@
 namespace ember::launcher {
 
 struct RunMetrics {
-  double auc = -1;         // -1 when no evaluation ran
+  double auc = -1;  // -1 when no evaluation ran
   double logloss = -1;
   double samples_per_sec = 0;
   uint64_t train_samples = 0;
@@ -34,8 +34,7 @@ void ConfigureThreads(int threads);
 
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
 // Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) on a data file.
-Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads,
-                           std::ostream& out);
+Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads, std::ostream& out);
 Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& options, const std::string& out_path,
                                         std::ostream& out);
 

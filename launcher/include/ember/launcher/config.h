@@ -16,13 +16,13 @@ namespace ember::launcher {
 
 struct RunConfig {
   // [data]
-  std::string train;             // data.train: training file (Criteo text format)
-  std::string test;              // data.test: evaluation file ("" = no evaluation)
-  std::string format = "criteo"; // data.format
+  std::string train;                  // data.train: training file (Criteo text format)
+  std::string test;                   // data.test: evaluation file ("" = no evaluation)
+  std::string format = "criteo";      // data.format
   std::string on_bad_line = "error";  // data.on_bad_line: "error" or "skip"
-  int num_dense = 13;            // data.num_dense
-  int num_sparse = 26;           // data.num_sparse
-  uint64_t max_rows = 0;         // data.max_rows: cap on training rows per epoch (0 = all)
+  int num_dense = 13;                 // data.num_dense
+  int num_sparse = 26;                // data.num_sparse
+  uint64_t max_rows = 0;              // data.max_rows: cap on training rows per epoch (0 = all)
   // [model]
   std::string model = "dlrm";
   std::vector<int64_t> bottom_mlp = {512, 256, 64};
@@ -31,8 +31,8 @@ struct RunConfig {
   std::string method = "full";
   int dim = 16;
   uint64_t rows = 1 << 20;
-  int tables = 2;                // embedding.tables (unified)
-  int chunks = 2;                // embedding.chunks (unified)
+  int tables = 2;  // embedding.tables (unified)
+  int chunks = 2;  // embedding.chunks (unified)
   std::string sparse_optimizer = "rowwise_adagrad";
   double sparse_lr = 0.05;
   double initial_accumulator = 0.0;  // embedding.initial_accumulator (Adagrad variants)
@@ -44,7 +44,7 @@ struct RunConfig {
   uint64_t batch_size = 1024;
   double lr = 1e-3;
   std::string dense_optimizer = "adam";
-  int threads = 0;               // 0 = all cores
+  int threads = 0;  // 0 = all cores
   uint64_t seed = 1;
   uint64_t eval_batch_size = 8192;
   std::string progress = "auto";  // "auto" (line on a terminal, log lines otherwise), "log", "off"
@@ -52,7 +52,7 @@ struct RunConfig {
   // [ps]
   int shards = 1;
   // [checkpoint]
-  std::string checkpoint_dir;    // "" = no checkpoint
+  std::string checkpoint_dir;  // "" = no checkpoint
 
   // The effective configuration as TOML (stored in checkpoints).
   std::string text;

@@ -58,16 +58,15 @@ using StepCallback = std::function<Status(int64_t step)>;
 
 class Trainer {
  public:
-  static Result<std::unique_ptr<Trainer>> Create(const TrainerConfig& config, ps::PsClient* ps,
-                                                 Collective* collective,
+  static Result<std::unique_ptr<Trainer>> Create(const TrainerConfig& config, ps::PsClient* ps, Collective* collective,
                                                  monitoring::Recorder* recorder = nullptr);
   ~Trainer();
 
   // One step on one batch; *loss receives the batch's mean log loss.
   Status TrainStep(const data::Batch& batch, double* loss);
   // One pass over `reader`. `epoch`/`epochs` only shape the progress line.
-  Result<EpochStats> TrainEpoch(data::BatchReader* reader, int epoch, int epochs,
-                                const ProgressOptions& progress, const StepCallback& on_step = {});
+  Result<EpochStats> TrainEpoch(data::BatchReader* reader, int epoch, int epochs, const ProgressOptions& progress,
+                                const StepCallback& on_step = {});
   // Scores every example of `reader` without creating rows; fills probabilities/labels if given.
   Result<EvalResult> Evaluate(data::BatchReader* reader, std::vector<float>* probabilities = nullptr,
                               std::vector<float>* labels = nullptr);
