@@ -12,6 +12,16 @@ int Fail(const ember::Status& st) {
   std::cerr << "ember: error: " << st.ToString() << "\n";
   return 1;
 }
+
+// Exit status of a command that computed metrics, writing them as JSON when asked.
+int Report(const ember::Result<ember::launcher::RunMetrics>& metrics, const std::string& metrics_json) {
+  if (!metrics.ok()) return Fail(metrics.status());
+  if (!metrics_json.empty()) {
+    ember::Status st = ember::launcher::WriteMetricsJson(metrics_json, *metrics);
+    if (!st.ok()) return Fail(st);
+  }
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -70,22 +80,10 @@ int main(int argc, char** argv) {
   if (train->parsed()) {
     auto config = ember::launcher::LoadConfig(config_path, sets);
     if (!config.ok()) return Fail(config.status());
-    auto m = ember::launcher::RunTrain(*config, std::cout);
-    if (!m.ok()) return Fail(m.status());
-    if (!metrics_json.empty()) {
-      auto st = ember::launcher::WriteMetricsJson(metrics_json, *m);
-      if (!st.ok()) return Fail(st);
-    }
-    return 0;
+    return Report(ember::launcher::RunTrain(*config, std::cout), metrics_json);
   }
   if (eval->parsed()) {
-    auto m = ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout);
-    if (!m.ok()) return Fail(m.status());
-    if (!metrics_json.empty()) {
-      auto st = ember::launcher::WriteMetricsJson(metrics_json, *m);
-      if (!st.ok()) return Fail(st);
-    }
-    return 0;
+    return Report(ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout), metrics_json);
   }
   if (ctr->parsed()) {
     auto st = ember::launcher::RunDatagenCtr(gen, out_path, std::cout);
