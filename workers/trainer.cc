@@ -63,8 +63,6 @@ struct Trainer::Group {
 
 Trainer::~Trainer() = default;
 
-const std::vector<std::unique_ptr<embedding::EmbeddingMethod>>& Trainer::methods() const { return methods_; }
-
 Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps::PsClient* ps, Collective* collective,
                                                  monitoring::Recorder* recorder) {
   std::unique_ptr<Trainer> t(new Trainer());

@@ -81,7 +81,6 @@ class Trainer {
 
   int64_t step() const { return step_; }
   models::CtrModel& model() { return *model_; }
-  const std::vector<std::unique_ptr<embedding::EmbeddingMethod>>& methods() const;
   // Rows and bytes held by the PS, summed over tables.
   Result<std::pair<uint64_t, uint64_t>> TableFootprint();
 
