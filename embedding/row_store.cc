@@ -7,25 +7,9 @@
 #include "ember/embedding/kernels.h"
 
 namespace ember::embedding {
-namespace {
-constexpr uint32_t kStoreMagic = 0x52424d45;  // "EMBR"
-constexpr uint32_t kStoreVersion = 1;
-
-template <typename T>
-void AppendPod(std::string* out, const T& v) {
-  out->append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-template <typename T>
-bool ReadPod(std::string_view* in, T* v) {
-  if (in->size() < sizeof(T)) return false;
-  std::memcpy(v, in->data(), sizeof(T));
-  in->remove_prefix(sizeof(T));
-  return true;
-}
-}  // namespace
 
 RowStore::RowStore(const TableSpec& spec)
-    : spec_(spec), stride_(spec.dim + StateFloats(spec.optimizer.kind, spec.dim)) {
+    : Table(spec), stride_(spec.dim + StateFloats(spec.optimizer.kind, spec.dim)) {
   EMBER_CHECK(spec.dim > 0) << "dim " << spec.dim;
   index_keys_.assign(1024, kEmpty);
   index_slots_.assign(1024, 0);
@@ -38,14 +22,6 @@ size_t RowStore::MemoryBytes() const {
 }
 
 size_t RowStore::Bucket(uint64_t key) const { return Mix64(key) & mask_; }
-
-void RowStore::InitRow(const TableSpec& spec, uint64_t key, float* w) {
-  uint64_t h = Mix64(key ^ Mix64(spec.seed + 0x51ed2701));
-  for (int j = 0; j < spec.dim; ++j) {
-    h = Mix64(h + 0x9e3779b97f4a7c15ULL);
-    w[j] = static_cast<float>((2.0 * UnitFromHash(h) - 1.0) * spec.init_scale);
-  }
-}
 
 uint32_t RowStore::NewSlot(uint64_t key) {
   const uint32_t slot = static_cast<uint32_t>(size_);
@@ -124,6 +100,10 @@ void RowStore::FindOrCreate(const uint64_t* keys, size_t n, float** ptrs) {
 }
 
 void RowStore::Pull(const uint64_t* keys, size_t n, float* out) {
+  if (spec_.frozen) {
+    PullReadOnly(keys, n, out);
+    return;
+  }
   scratch_ptrs_.resize(n);
   FindOrCreate(keys, n, scratch_ptrs_.data());
   GatherRows(scratch_ptrs_.data(), n, spec_.dim, out);
@@ -135,12 +115,28 @@ void RowStore::PullReadOnly(const uint64_t* keys, size_t n, float* out) const {
     const float* p = Find(keys[i]);
     if (p)
       std::memcpy(out + i * dim, p, dim * sizeof(float));
+    else if (spec_.frozen)
+      std::memset(out + i * dim, 0, dim * sizeof(float));
     else
       InitRow(spec_, keys[i], out + i * dim);
   }
 }
 
 void RowStore::Push(const uint64_t* keys, size_t n, const float* grads) {
+  if (spec_.frozen) {
+    // Only rows that exist learn; the rest stay absent (and read zero).
+    scratch_ptrs_.clear();
+    frozen_grads_.clear();
+    const size_t dim = static_cast<size_t>(spec_.dim);
+    for (size_t i = 0; i < n; ++i) {
+      const float* p = Find(keys[i]);
+      if (!p) continue;
+      scratch_ptrs_.push_back(const_cast<float*>(p));
+      frozen_grads_.insert(frozen_grads_.end(), grads + i * dim, grads + (i + 1) * dim);
+    }
+    ApplyUpdate(spec_.optimizer, scratch_ptrs_.data(), scratch_ptrs_.size(), spec_.dim, frozen_grads_.data());
+    return;
+  }
   scratch_ptrs_.resize(n);
   FindOrCreate(keys, n, scratch_ptrs_.data());
   ApplyUpdate(spec_.optimizer, scratch_ptrs_.data(), n, spec_.dim, grads);
@@ -164,64 +160,24 @@ void RowStore::Put(uint64_t key, const float* slot) {
   std::memcpy(SlotPtr(LookupOrInsert(key)), slot, sizeof(float) * stride_);
 }
 
-void RowStore::AppendTo(std::string* out) const {
-  AppendPod(out, kStoreMagic);
-  AppendPod(out, kStoreVersion);
-  AppendPod(out, spec_.id);
-  AppendPod(out, static_cast<int32_t>(spec_.dim));
-  AppendPod(out, spec_.rows);
-  AppendPod(out, spec_.init_scale);
-  AppendPod(out, spec_.seed);
-  AppendPod(out, static_cast<int32_t>(spec_.optimizer.kind));
-  AppendPod(out, spec_.optimizer.lr);
-  AppendPod(out, spec_.optimizer.eps);
-  AppendPod(out, spec_.optimizer.beta1);
-  AppendPod(out, spec_.optimizer.beta2);
-  AppendPod(out, spec_.optimizer.initial_accumulator);
-  AppendPod(out, static_cast<uint64_t>(size_));
-  out->reserve(out->size() + size_ * (8 + 4 * stride_));
-  for (size_t s = 0; s < size_; ++s) {
-    AppendPod(out, slot_keys_[s]);
-    out->append(reinterpret_cast<const char*>(SlotPtr(static_cast<uint32_t>(s))), sizeof(float) * stride_);
-  }
+void RowStore::ForEachRow(const std::function<void(uint64_t, const float*)>& fn) const {
+  for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], SlotPtr(static_cast<uint32_t>(s)));
 }
 
-Result<std::unique_ptr<RowStore>> RowStore::ParseFrom(std::string_view* in, const std::string& source) {
-  uint32_t magic = 0, version = 0;
-  TableSpec spec;
-  int32_t dim = 0, kind = 0;
-  uint64_t count = 0;
-  const std::string_view start = *in;
-  auto truncated = [&] {
-    return Status::Corruption(source + ": truncated table section at byte " +
-                              std::to_string(start.size() - in->size()));
-  };
-  if (!ReadPod(in, &magic) || !ReadPod(in, &version)) return truncated();
-  if (magic != kStoreMagic) return Status::Corruption(source + ": bad table magic");
-  if (version != kStoreVersion)
-    return Status::Corruption(source + ": unsupported table version " + std::to_string(version));
-  if (!ReadPod(in, &spec.id) || !ReadPod(in, &dim) || !ReadPod(in, &spec.rows) || !ReadPod(in, &spec.init_scale) ||
-      !ReadPod(in, &spec.seed) || !ReadPod(in, &kind) || !ReadPod(in, &spec.optimizer.lr) ||
-      !ReadPod(in, &spec.optimizer.eps) || !ReadPod(in, &spec.optimizer.beta1) || !ReadPod(in, &spec.optimizer.beta2) ||
-      !ReadPod(in, &spec.optimizer.initial_accumulator) || !ReadPod(in, &count))
-    return truncated();
-  if (dim <= 0 || dim > 65536 || kind < 0 || kind > 3 || spec.id >= kMaxTables)
-    return Status::Corruption(source + ": bad table header (dim " + std::to_string(dim) + ")");
-  spec.dim = dim;
-  spec.optimizer.kind = static_cast<OptimizerKind>(kind);
-  auto store = std::make_unique<RowStore>(spec);
-  const size_t row_bytes = 8 + sizeof(float) * store->stride();
-  if (count > in->size() / row_bytes) return truncated();
-  std::vector<float> slot(store->stride());
-  for (uint64_t r = 0; r < count; ++r) {
-    uint64_t key = 0;
-    ReadPod(in, &key);
-    std::memcpy(slot.data(), in->data(), sizeof(float) * slot.size());
-    in->remove_prefix(sizeof(float) * slot.size());
-    if (key == kEmpty) return Status::Corruption(source + ": reserved key in table");
-    store->Put(key, slot.data());
-  }
-  return store;
+void RowStore::ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const {
+  const size_t bytes = sizeof(float) * static_cast<size_t>(stride_);
+  for (size_t s = 0; s < size_; ++s)
+    fn(slot_keys_[s], std::string_view(reinterpret_cast<const char*>(SlotPtr(static_cast<uint32_t>(s))), bytes));
+}
+
+Status RowStore::PutRecord(uint64_t key, std::string_view record) {
+  if (record.size() != sizeof(float) * static_cast<size_t>(stride_))
+    return Status::Corruption("row record of " + std::to_string(record.size()) + " bytes, table " +
+                              std::to_string(spec_.id) + " expects " + std::to_string(sizeof(float) * stride_));
+  if (key == kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
+  float* p = SlotPtr(LookupOrInsert(key));
+  std::memcpy(p, record.data(), record.size());
+  return Status::Ok();
 }
 
 }  // namespace ember::embedding

@@ -8,7 +8,10 @@ namespace ember::ps {
 
 InProcessClient::InProcessClient(int num_shards) {
   EMBER_CHECK(num_shards >= 1) << num_shards;
-  for (int i = 0; i < num_shards; ++i) shards_.push_back(std::make_unique<Shard>());
+  for (int i = 0; i < num_shards; ++i) {
+    shards_.push_back(std::make_unique<Shard>());
+    shards_.back()->set_seed(static_cast<uint64_t>(i));
+  }
   order_.resize(num_shards);
 }
 
@@ -42,19 +45,22 @@ Status InProcessClient::ForEachShard(uint32_t table, const uint64_t* keys, size_
 }
 
 Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
-  if (shards_.size() == 1) {
-    for (const auto& sl : slices)
-      EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out, sl.create_missing));
-    return Status::Ok();
-  }
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& sl : slices) {
-    EMBER_RETURN_IF_ERROR(ForEachShard(
-        sl.table, sl.keys, sl.n, "pull from", [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
+    if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
+      return Status::NotFound("pull from undeclared table " + std::to_string(sl.table));
+    const size_t dim = table_dims_[sl.table];
+    const size_t stride = sl.stride ? sl.stride : dim;
+    if (shards_.size() == 1 && stride == dim) {
+      EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out, sl.create_missing));
+      continue;
+    }
+    EMBER_RETURN_IF_ERROR(
+        ForEachShard(sl.table, sl.keys, sl.n, "pull from", [&](Shard& shard, const std::vector<size_t>& idx, size_t) {
           EMBER_RETURN_IF_ERROR(
               shard.Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(), sl.create_missing));
           for (size_t i = 0; i < idx.size(); ++i)
-            std::memcpy(sl.out + idx[i] * dim, rows_scratch_.data() + i * dim, dim * sizeof(float));
+            std::memcpy(sl.out + idx[i] * stride, rows_scratch_.data() + i * dim, dim * sizeof(float));
           return Status::Ok();
         }));
   }
@@ -62,20 +68,40 @@ Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
 }
 
 Status InProcessClient::Push(const std::vector<PushSlice>& slices) {
-  if (shards_.size() == 1) {
-    for (const auto& sl : slices) EMBER_RETURN_IF_ERROR(shards_[0]->Push(sl.table, sl.keys, sl.n, sl.grads));
-    return Status::Ok();
-  }
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& sl : slices) {
+    if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
+      return Status::NotFound("push to undeclared table " + std::to_string(sl.table));
+    const size_t dim = table_dims_[sl.table];
+    const size_t stride = sl.stride ? sl.stride : dim;
+    if (shards_.size() == 1 && stride == dim) {
+      EMBER_RETURN_IF_ERROR(shards_[0]->Push(sl.table, sl.keys, sl.n, sl.grads));
+      continue;
+    }
     EMBER_RETURN_IF_ERROR(
-        ForEachShard(sl.table, sl.keys, sl.n, "push to", [&](Shard& shard, const std::vector<size_t>& idx, size_t dim) {
+        ForEachShard(sl.table, sl.keys, sl.n, "push to", [&](Shard& shard, const std::vector<size_t>& idx, size_t) {
           for (size_t i = 0; i < idx.size(); ++i)
-            std::memcpy(rows_scratch_.data() + i * dim, sl.grads + idx[i] * dim, dim * sizeof(float));
+            std::memcpy(rows_scratch_.data() + i * dim, sl.grads + idx[i] * stride, dim * sizeof(float));
           return shard.Push(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data());
         }));
   }
   return Status::Ok();
+}
+
+Result<TableOpResult> InProcessClient::Apply(const TableOp& op) {
+  TableOpResult total;
+  for (auto& s : shards_) {
+    EMBER_ASSIGN_OR_RETURN(auto r, s->Apply(op));
+    total.rows += r.rows;
+    total.values += r.values;
+    total.pruned += r.pruned;
+    total.grown += r.grown;
+  }
+  if (op.kind == TableOp::Kind::kDropTable) {
+    std::lock_guard<std::mutex> lock(scratch_mu_);
+    if (op.table < table_dims_.size()) table_dims_[op.table] = 0;
+  }
+  return total;
 }
 
 Result<std::vector<TableStats>> InProcessClient::Stats() {
@@ -86,6 +112,7 @@ Result<std::vector<TableStats>> InProcessClient::Stats() {
       for (auto& x : total) {
         if (x.table == t.table) {
           x.rows += t.rows;
+          x.values += t.values;
           x.bytes += t.bytes;
           found = true;
         }
@@ -111,7 +138,7 @@ Result<std::vector<ShardFile>> InProcessClient::SaveShards(const std::string& di
 }
 
 Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
-                      std::vector<std::unique_ptr<embedding::RowStore>>* tables) {
+                      std::vector<std::unique_ptr<embedding::Table>>* tables) {
   for (const auto& f : files) {
     const std::string path = dir + "/" + f.name;
     auto bytes = ReadFile(path);
@@ -126,14 +153,14 @@ Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& file
 }
 
 Status InProcessClient::LoadShards(const std::string& dir, const std::vector<ShardFile>& files) {
-  std::vector<std::unique_ptr<embedding::RowStore>> tables;
+  std::vector<std::unique_ptr<embedding::Table>> tables;
   EMBER_RETURN_IF_ERROR(ReadShardFiles(dir, files, &tables));
   for (auto& s : shards_) s->Clear();
   const int n = num_shards();
   for (const auto& t : tables) {
     for (int s = 0; s < n; ++s) {
       EMBER_RETURN_IF_ERROR(shards_[s]->CreateTables({t->spec()}));
-      shards_[s]->Absorb(*t, [&](uint64_t key) { return ShardOf(key, n) == s; });
+      EMBER_RETURN_IF_ERROR(shards_[s]->Absorb(*t, [&](uint64_t key) { return ShardOf(key, n) == s; }));
     }
     std::lock_guard<std::mutex> lock(scratch_mu_);
     if (table_dims_.size() <= t->spec().id) table_dims_.resize(t->spec().id + 1, 0);

@@ -1,15 +1,21 @@
 #include "ember/ps/shard.h"
 
+#include <cmath>
 #include <cstring>
+
+#include "ember/common/hash.h"
+#include "ember/embedding/row_store.h"
+#include "ember/embedding/sparse_store.h"
 
 namespace ember::ps {
 namespace {
 constexpr uint32_t kShardMagic = 0x48534d45;  // "EMSH"
 constexpr uint32_t kShardVersion = 1;
 
-bool SameSpec(const embedding::TableSpec& a, const embedding::TableSpec& b) {
-  return a.id == b.id && a.dim == b.dim && a.seed == b.seed && a.init_scale == b.init_scale &&
-         a.optimizer.kind == b.optimizer.kind && a.optimizer.lr == b.optimizer.lr;
+double L1(const float* w, int dim) {
+  double s = 0;
+  for (int j = 0; j < dim; ++j) s += std::fabs(w[j]);
+  return s;
 }
 }  // namespace
 
@@ -20,8 +26,11 @@ Status Shard::CreateTables(const std::vector<embedding::TableSpec>& specs) {
       return Status::InvalidArgument("table id " + std::to_string(s.id) + " out of range");
     auto& t = tables_[s.id];
     if (!t) {
-      t = std::make_unique<embedding::RowStore>(s);
-    } else if (!SameSpec(t->spec(), s)) {
+      if (s.kind == embedding::TableKind::kSparse && s.dim > embedding::SparseRowStore::kMaxDim)
+        return Status::InvalidArgument("sparse table " + std::to_string(s.id) + ": dim " + std::to_string(s.dim) +
+                                       " exceeds " + std::to_string(embedding::SparseRowStore::kMaxDim));
+      t = embedding::Table::Make(s);
+    } else if (!embedding::SameSpec(t->spec(), s)) {
       return Status::FailedPrecondition("table " + std::to_string(s.id) + " already exists with a different spec");
     }
   }
@@ -55,8 +64,76 @@ Status Shard::Push(uint32_t table, const uint64_t* keys, size_t n, const float* 
 std::vector<TableStats> Shard::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<TableStats> out;
-  for (const auto& [id, t] : tables_) out.push_back({id, t->size(), t->MemoryBytes()});
+  for (const auto& [id, t] : tables_) out.push_back({id, t->size(), t->values(), t->MemoryBytes()});
   return out;
+}
+
+Result<TableOpResult> Shard::Apply(const TableOp& op) {
+  std::lock_guard<std::mutex> lock(mu_);
+  EMBER_RETURN_IF_ERROR(CheckTable(op.table));
+  embedding::Table& t = *tables_[op.table];
+  TableOpResult r;
+  using Kind = TableOp::Kind;
+  switch (op.kind) {
+    case Kind::kCountAbove:
+      t.ForEachRow([&](uint64_t, const float* w) {
+        if (L1(w, t.dim()) > op.value) {
+          ++r.rows;
+          r.values += static_cast<uint64_t>(t.dim());
+        }
+      });
+      return r;
+    case Kind::kCopyRows: {
+      EMBER_RETURN_IF_ERROR(CheckTable(op.dst_table));
+      auto* dst = dynamic_cast<embedding::RowStore*>(tables_[op.dst_table].get());
+      if (!dst || op.dst_table == op.table)
+        return Status::InvalidArgument("copy rows: destination table " + std::to_string(op.dst_table) +
+                                       " must be a distinct dense table");
+      const int dd = dst->dim();
+      if (dd > t.dim()) return Status::InvalidArgument("copy rows: destination is wider than the source");
+      std::vector<float> slot(static_cast<size_t>(dst->stride()));
+      const auto& opt = dst->spec().optimizer;
+      t.ForEachRow([&](uint64_t key, const float* w) {
+        if (L1(w, t.dim()) <= op.value) return;
+        const uint64_t dkey = embedding::MakeKey(op.dst_table, embedding::KeyLocal(key));
+        if (op.reinit)
+          embedding::Table::InitRow(dst->spec(), dkey, slot.data());
+        else
+          std::copy(w, w + dd, slot.begin());
+        const float acc =
+            opt.kind == embedding::OptimizerKind::kAdagrad || opt.kind == embedding::OptimizerKind::kRowwiseAdagrad
+                ? opt.initial_accumulator
+                : 0.0f;
+        std::fill(slot.begin() + dd, slot.end(), acc);
+        if (opt.kind == embedding::OptimizerKind::kAdam) std::fill(slot.begin() + dd, slot.end(), 0.0f);
+        dst->Put(dkey, slot.data());
+        ++r.rows;
+        r.values += static_cast<uint64_t>(dd);
+      });
+      return r;
+    }
+    case Kind::kDropTable:
+      r.rows = t.size();
+      r.values = t.values();
+      tables_.erase(op.table);
+      return r;
+    case Kind::kCollectGrowth:
+    case Kind::kPruneGrow: {
+      auto* sparse = dynamic_cast<embedding::SparseRowStore*>(&t);
+      if (!sparse) return Status::InvalidArgument("table " + std::to_string(op.table) + " is not a sparse table");
+      if (op.kind == Kind::kCollectGrowth) {
+        sparse->SetCollectGrowth(op.value != 0);
+      } else {
+        auto pg = sparse->PruneGrow(op.value, PairSeed(op.seed, seed_));
+        r.pruned = pg.pruned;
+        r.grown = pg.grown;
+      }
+      r.rows = sparse->size();
+      r.values = sparse->values();
+      return r;
+    }
+  }
+  return Status::InvalidArgument("unknown table operation");
 }
 
 std::string Shard::Serialize() const {
@@ -71,7 +148,7 @@ std::string Shard::Serialize() const {
 }
 
 Status Shard::Parse(std::string_view bytes, const std::string& source,
-                    std::vector<std::unique_ptr<embedding::RowStore>>* tables) {
+                    std::vector<std::unique_ptr<embedding::Table>>* tables) {
   uint32_t head[3];
   if (bytes.size() < sizeof(head)) return Status::Corruption(source + ": truncated shard header");
   std::memcpy(head, bytes.data(), sizeof(head));
@@ -80,7 +157,7 @@ Status Shard::Parse(std::string_view bytes, const std::string& source,
   if (head[1] != kShardVersion)
     return Status::Corruption(source + ": unsupported shard version " + std::to_string(head[1]));
   for (uint32_t i = 0; i < head[2]; ++i) {
-    auto store = embedding::RowStore::ParseFrom(&bytes, source);
+    auto store = embedding::Table::ParseFrom(&bytes, source);
     if (!store.ok()) return store.status();
     tables->push_back(std::move(store).value());
   }
@@ -93,7 +170,13 @@ void Shard::Clear() {
   tables_.clear();
 }
 
-const embedding::RowStore* Shard::table(uint32_t id) const {
+const embedding::Table* Shard::table(uint32_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tables_.find(id);
+  return it == tables_.end() ? nullptr : it->second.get();
+}
+
+embedding::Table* Shard::mutable_table(uint32_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tables_.find(id);
   return it == tables_.end() ? nullptr : it->second.get();

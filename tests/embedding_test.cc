@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <random>
 #include <set>
 
@@ -7,6 +9,7 @@
 #include "ember/embedding/kernels.h"
 #include "ember/embedding/method.h"
 #include "ember/embedding/row_store.h"
+#include "ember/embedding/sparse_store.h"
 
 namespace ember::embedding {
 namespace {
@@ -153,21 +156,174 @@ TEST(RowStore, SerialisationRoundTripAndCorruption) {
   std::string bytes;
   s.AppendTo(&bytes);
   std::string_view in = bytes;
-  auto back = RowStore::ParseFrom(&in, "t.bin");
-  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  auto parsed = Table::ParseFrom(&in, "t.bin");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   EXPECT_TRUE(in.empty());
-  EXPECT_EQ((*back)->size(), 100u);
-  EXPECT_EQ((*back)->spec().optimizer.kind, OptimizerKind::kAdam);
+  auto* back = dynamic_cast<RowStore*>(parsed->get());
+  ASSERT_NE(back, nullptr);
+  EXPECT_EQ(back->size(), 100u);
+  EXPECT_EQ(back->spec().optimizer.kind, OptimizerKind::kAdam);
   for (uint64_t k : keys)
-    for (int j = 0; j < s.stride(); ++j) ASSERT_EQ((*back)->Find(k)[j], s.Find(k)[j]);
+    for (int j = 0; j < s.stride(); ++j) ASSERT_EQ(back->Find(k)[j], s.Find(k)[j]);
   std::string_view cut = std::string_view(bytes).substr(0, bytes.size() - 5);
-  auto bad = RowStore::ParseFrom(&cut, "t.bin");
+  auto bad = Table::ParseFrom(&cut, "t.bin");
   EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
   EXPECT_NE(bad.status().message().find("t.bin: truncated"), std::string::npos) << bad.status().ToString();
   std::string wrong = bytes;
   wrong[0] = 'X';
   std::string_view w = wrong;
-  EXPECT_EQ(RowStore::ParseFrom(&w, "t.bin").status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(Table::ParseFrom(&w, "t.bin").status().code(), StatusCode::kCorruption);
+}
+
+TEST(RowStore, FrozenTableReadsZeroAndNeverCreates) {
+  TableSpec spec = Spec(OptimizerKind::kSgd, 4);
+  spec.frozen = true;
+  RowStore s(spec);
+  const float w[4] = {1, 2, 3, 4};
+  s.Put(MakeKey(0, 7), w);
+  const uint64_t keys[2] = {MakeKey(0, 7), MakeKey(0, 8)};
+  std::vector<float> out(8, -1.0f), g(8, 1.0f);
+  s.Pull(keys, 2, out.data());
+  EXPECT_EQ(out, (std::vector<float>{1, 2, 3, 4, 0, 0, 0, 0}));
+  s.Push(keys, 2, g.data());
+  EXPECT_EQ(s.size(), 1u);
+  s.Pull(keys, 2, out.data());
+  EXPECT_FLOAT_EQ(out[0], 1.0f - spec.optimizer.lr);
+  EXPECT_EQ(out[4], 0.0f);
+}
+
+TableSpec SparseSpec(OptimizerKind kind, int dim, float density) {
+  TableSpec s = Spec(kind, dim);
+  s.kind = TableKind::kSparse;
+  s.density = density;
+  s.init_scale = 0.5f;
+  return s;
+}
+
+uint64_t ValuesByMask(const SparseRowStore& s, const std::vector<uint64_t>& keys) {
+  uint64_t total = 0, mask = 0;
+  for (uint64_t k : keys) {
+    EXPECT_TRUE(s.Mask(k, &mask));
+    total += static_cast<uint64_t>(__builtin_popcountll(mask));
+  }
+  return total;
+}
+
+TEST(SparseRowStore, NewRowsKeepTheirAllotmentAndPullsExpandWithZeros) {
+  SparseRowStore s(SparseSpec(OptimizerKind::kRowwiseAdagrad, 16, 0.3f));
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < 1000; ++i) keys.push_back(MakeKey(2, i));
+  std::vector<float> out(keys.size() * 16), ro(out.size());
+  s.PullReadOnly(keys.data(), keys.size(), ro.data());
+  EXPECT_EQ(s.size(), 0u);
+  s.Pull(keys.data(), keys.size(), out.data());
+  EXPECT_EQ(out, ro);  // a read-only pull shows the row the first pull creates
+  uint64_t allot = 0;
+  for (uint64_t k : keys) allot += static_cast<uint64_t>(SparseRowStore::Allotment(s.spec(), k));
+  EXPECT_EQ(s.values(), allot);
+  EXPECT_EQ(ValuesByMask(s, keys), allot);
+  // floor(0.3 * 16) = 4 entries, a fifth with probability 0.8: 4.8 per row on average.
+  EXPECT_NEAR(static_cast<double>(allot) / keys.size(), 4.8, 0.08);
+  size_t nonzero = 0;
+  for (float v : out) nonzero += v != 0.0f;
+  EXPECT_EQ(nonzero, allot);
+}
+
+TEST(SparseRowStore, PushUpdatesOnlyKeptEntries) {
+  SparseRowStore s(SparseSpec(OptimizerKind::kSgd, 8, 0.5f));
+  const uint64_t key = MakeKey(0, 42);
+  std::vector<float> before(8), after(8), g(8, 1.0f);
+  s.Pull(&key, 1, before.data());
+  s.Push(&key, 1, g.data());
+  s.Pull(&key, 1, after.data());
+  uint64_t mask = 0;
+  ASSERT_TRUE(s.Mask(key, &mask));
+  for (int j = 0; j < 8; ++j) {
+    if ((mask >> j) & 1)
+      EXPECT_FLOAT_EQ(after[j], before[j] - s.spec().optimizer.lr);
+    else
+      EXPECT_EQ(after[j], 0.0f);
+  }
+}
+
+// DSL's invariant: every prune/grow round keeps exactly the budgeted number of entries, prunes the
+// smallest magnitudes and grows where the gradient was largest.
+TEST(SparseRowStore, PruneGrowKeepsTheBudgetExactly) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
+    SparseRowStore s(SparseSpec(kind, 16, 0.25f));
+    std::vector<uint64_t> keys;
+    for (uint64_t i = 0; i < 500; ++i) keys.push_back(MakeKey(1, i * 3));
+    std::vector<float> rows(keys.size() * 16), g(rows.size());
+    s.Pull(keys.data(), keys.size(), rows.data());
+    const uint64_t budget = s.values();
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    for (int round = 0; round < 6; ++round) {
+      s.SetCollectGrowth(true);
+      for (auto& v : g) v = nd(rng);
+      // One entry gets a gradient far above the rest: it must be grown if masked.
+      g[5 * 16 + 3] = 100.0f;
+      uint64_t mask5 = 0;
+      ASSERT_TRUE(s.Mask(keys[5], &mask5));
+      s.Push(keys.data(), keys.size(), g.data());
+      auto res = s.PruneGrow(0.2, 99 + round);
+      EXPECT_EQ(res.pruned, static_cast<uint64_t>(std::ceil(0.2 * budget)));
+      EXPECT_EQ(res.grown, res.pruned);
+      EXPECT_EQ(res.values, budget);
+      EXPECT_EQ(s.values(), budget);
+      EXPECT_EQ(ValuesByMask(s, keys), budget);
+      ASSERT_TRUE(s.Mask(keys[5], &mask5));
+      EXPECT_TRUE((mask5 >> 3) & 1) << OptimizerName(kind) << " round " << round;
+    }
+  }
+}
+
+TEST(SparseRowStore, PruneRemovesTheSmallestMagnitudes) {
+  TableSpec spec = SparseSpec(OptimizerKind::kSgd, 4, 1.0f);
+  SparseRowStore s(spec);
+  // Two full rows with known values: prune 25% = 2 of 8 entries, the two smallest |w|.
+  const uint64_t a = MakeKey(0, 1), b = MakeKey(0, 2);
+  const float wa[4] = {0.5f, -0.01f, 0.3f, 0.2f}, wb[4] = {-0.4f, 0.6f, 0.02f, -0.7f};
+  for (auto [key, w] : {std::pair{a, wa}, std::pair{b, wb}}) {
+    std::string rec(8, '\0');
+    const uint64_t full = 0xF;
+    std::memcpy(rec.data(), &full, 8);
+    rec.append(reinterpret_cast<const char*>(w), 16);
+    ASSERT_TRUE(s.PutRecord(key, rec).ok());
+  }
+  auto res = s.PruneGrow(0.25, 1);  // no gradients collected: regrowth is random
+  EXPECT_EQ(res.pruned, 2u);
+  EXPECT_EQ(res.grown, 2u);
+  EXPECT_EQ(s.values(), 8u);  // both rows are full again, the two entries regrown at zero
+  std::vector<float> out(8);
+  const uint64_t keys[2] = {a, b};
+  s.Pull(keys, 2, out.data());
+  EXPECT_EQ(out, (std::vector<float>{0.5f, 0.0f, 0.3f, 0.2f, -0.4f, 0.6f, 0.0f, -0.7f}));
+}
+
+TEST(SparseRowStore, SerialisationRoundTripAndBadRecords) {
+  SparseRowStore s(SparseSpec(OptimizerKind::kAdam, 16, 0.4f));
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < 200; ++i) keys.push_back(MakeKey(4, i * 7));
+  std::vector<float> g(keys.size() * 16, 0.25f);
+  s.SetCollectGrowth(true);
+  s.Push(keys.data(), keys.size(), g.data());
+  s.PruneGrow(0.3, 5);
+  std::string bytes;
+  s.AppendTo(&bytes);
+  std::string_view in = bytes;
+  auto back = Table::ParseFrom(&in, "dsl.bin");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ((*back)->spec().kind, TableKind::kSparse);
+  EXPECT_EQ((*back)->values(), s.values());
+  std::string again;
+  (*back)->AppendTo(&again);
+  EXPECT_EQ(again, bytes);
+  std::string bad(8, '\0');
+  const uint64_t wide = uint64_t{1} << 20;  // beyond dim 16
+  std::memcpy(bad.data(), &wide, 8);
+  bad.append(4 * 4, '\0');
+  EXPECT_EQ(s.PutRecord(MakeKey(4, 1), bad).code(), StatusCode::kCorruption);
 }
 
 TEST(Dedup, MatchesReference) {

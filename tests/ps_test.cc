@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <random>
 
@@ -96,14 +97,111 @@ TEST(InProcessClient, SaveAndLoadAcrossShardCounts) {
       EXPECT_EQ((*a)[t].rows, (*b)[t].rows);
       // Every row with its optimizer state, exactly.
       for (int s = 0; s < 2; ++s) {
-        src.shard(s).table(t)->ForEach([&](uint64_t key, const float* slot) {
-          const float* got = dst.shard(ShardOf(key, m)).table(t)->Find(key);
-          ASSERT_NE(got, nullptr);
-          for (int j = 0; j < src.shard(s).table(t)->stride(); ++j) ASSERT_EQ(got[j], slot[j]);
+        src.shard(s).table(t)->ForEachRecord([&](uint64_t key, std::string_view rec) {
+          std::string got;
+          dst.shard(ShardOf(key, m)).table(t)->ForEachRecord([&](uint64_t k, std::string_view r) {
+            if (k == key) got = std::string(r);
+          });
+          ASSERT_EQ(got, std::string(rec));
         });
       }
     }
   }
+}
+
+// OptEmbed's server-side operations: count rows above an L1 threshold, copy them into a
+// narrower frozen table, drop the source. Placement ignores the table id, so the copy stays local.
+TEST(InProcessClient, CountCopyAndDropRowsAcrossShards) {
+  InProcessClient c(3);
+  embedding::TableSpec src;
+  src.id = 5;
+  src.dim = 4;
+  src.init_scale = 1.0f;
+  embedding::TableSpec dst = src;
+  dst.id = 6;
+  dst.dim = 2;
+  dst.frozen = true;
+  ASSERT_TRUE(c.CreateTables({src, dst}).ok());
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < 300; ++i) keys.push_back(MakeKey(5, i));
+  std::vector<float> rows(keys.size() * 4);
+  ASSERT_TRUE(c.Pull({{5, keys.data(), keys.size(), rows.data()}}).ok());
+  const double thr = 2.0;
+  uint64_t want = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    double l1 = 0;
+    for (int j = 0; j < 4; ++j) l1 += std::fabs(rows[i * 4 + j]);
+    want += l1 > thr;
+  }
+  ASSERT_GT(want, 50u);
+  ASSERT_LT(want, 250u);
+  TableOp op;
+  op.kind = TableOp::Kind::kCountAbove;
+  op.table = 5;
+  op.value = thr;
+  EXPECT_EQ(c.Apply(op)->rows, want);
+  op.kind = TableOp::Kind::kCopyRows;
+  op.dst_table = 6;
+  EXPECT_EQ(c.Apply(op)->rows, want);
+  op.kind = TableOp::Kind::kDropTable;
+  ASSERT_TRUE(c.Apply(op).ok());
+  EXPECT_EQ(c.Pull({{5, keys.data(), 1, rows.data()}}).code(), StatusCode::kNotFound);
+  // The copy: kept rows carry their two leading entries, pruned ones read zero; the frozen
+  // table creates nothing, and strided pulls leave the padding alone.
+  std::vector<uint64_t> dkeys;
+  for (uint64_t i = 0; i < 300; ++i) dkeys.push_back(MakeKey(6, i));
+  std::vector<float> got(dkeys.size() * 4, 9.0f);
+  PullSlice s{6, dkeys.data(), dkeys.size(), got.data()};
+  s.stride = 4;
+  ASSERT_TRUE(c.Pull({s}).ok());
+  uint64_t kept = 0;
+  for (size_t i = 0; i < dkeys.size(); ++i) {
+    double l1 = 0;
+    for (int j = 0; j < 4; ++j) l1 += std::fabs(rows[i * 4 + j]);
+    if (l1 > thr) {
+      ++kept;
+      EXPECT_EQ(got[i * 4], rows[i * 4]);
+      EXPECT_EQ(got[i * 4 + 1], rows[i * 4 + 1]);
+    } else {
+      EXPECT_EQ(got[i * 4], 0.0f);
+      EXPECT_EQ(got[i * 4 + 1], 0.0f);
+    }
+    EXPECT_EQ(got[i * 4 + 2], 9.0f);
+  }
+  EXPECT_EQ(kept, want);
+  EXPECT_EQ((*c.Stats())[0].rows, want);
+}
+
+TEST(InProcessClient, PruneGrowKeepsTheTotalAcrossShards) {
+  InProcessClient c(2);
+  embedding::TableSpec spec;
+  spec.id = 1;
+  spec.dim = 16;
+  spec.kind = embedding::TableKind::kSparse;
+  spec.density = 0.5f;
+  ASSERT_TRUE(c.CreateTables({spec}).ok());
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < 400; ++i) keys.push_back(MakeKey(1, i));
+  std::vector<float> rows(keys.size() * 16);
+  ASSERT_TRUE(c.Pull({{1, keys.data(), keys.size(), rows.data()}}).ok());
+  const uint64_t total = (*c.Stats())[0].values;
+  EXPECT_EQ(total, 400u * 8u);
+  TableOp op;
+  op.table = 1;
+  op.kind = TableOp::Kind::kCollectGrowth;
+  op.value = 1;
+  ASSERT_TRUE(c.Apply(op).ok());
+  for (auto& g : rows) g = 0.1f;
+  ASSERT_TRUE(c.Push({{1, keys.data(), keys.size(), rows.data()}}).ok());
+  op.kind = TableOp::Kind::kPruneGrow;
+  op.value = 0.5;
+  auto r = c.Apply(op);
+  ASSERT_TRUE(r.ok());
+  EXPECT_GT(r->pruned, 1500u);
+  EXPECT_EQ(r->grown, r->pruned);
+  EXPECT_EQ(r->values, total);
+  op.table = 0;
+  EXPECT_EQ(c.Apply(op).status().code(), StatusCode::kNotFound);
 }
 
 TEST(InProcessClient, CorruptShardFileIsRefusedByName) {

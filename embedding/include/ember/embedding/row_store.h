@@ -1,4 +1,4 @@
-// RowStore: the rows of one table (or of one table's shard) with their optimizer state.
+// RowStore: the dense rows of one table (or of one table's shard) with their optimizer state.
 //
 // Storage is a flat open-addressing hash index (key -> slot, linear probing) over an arena of
 // fixed-size blocks; a slot holds `dim` weights followed by StateFloats(optimizer, dim) floats.
@@ -17,28 +17,27 @@
 #include <vector>
 
 #include "ember/common/status.h"
+#include "ember/embedding/table.h"
 #include "ember/embedding/types.h"
 
 namespace ember::embedding {
 
-class RowStore {
+class RowStore final : public Table {
  public:
   explicit RowStore(const TableSpec& spec);
 
-  const TableSpec& spec() const { return spec_; }
-  int dim() const { return spec_.dim; }
   // Floats per slot: dim + optimizer state.
   int stride() const { return stride_; }
-  size_t size() const { return size_; }
-  // Bytes held by rows, state and the index.
-  size_t MemoryBytes() const;
+  size_t size() const override { return size_; }
+  uint64_t values() const override { return static_cast<uint64_t>(size_) * spec_.dim; }
+  size_t MemoryBytes() const override;
 
   // out[i*dim .. (i+1)*dim) = weights of keys[i]; missing rows are created.
-  void Pull(const uint64_t* keys, size_t n, float* out);
+  void Pull(const uint64_t* keys, size_t n, float* out) override;
   // Like Pull, but missing rows read as their initial value and are not inserted (evaluation).
-  void PullReadOnly(const uint64_t* keys, size_t n, float* out) const;
+  void PullReadOnly(const uint64_t* keys, size_t n, float* out) const override;
   // Applies the optimizer with grads[i*dim ..] to keys[i]; missing rows are created first.
-  void Push(const uint64_t* keys, size_t n, const float* grads);
+  void Push(const uint64_t* keys, size_t n, const float* grads) override;
   // Plain twins of Pull/Push (per-key lookups, reference kernels) for tests and benchmarks.
   void PullRef(const uint64_t* keys, size_t n, float* out);
   void PushRef(const uint64_t* keys, size_t n, const float* grads);
@@ -55,13 +54,10 @@ class RowStore {
   // Inserts or overwrites a row with `stride()` floats (restore, resharding).
   void Put(uint64_t key, const float* slot);
 
-  // Initial weights of a key under spec (dim floats).
-  static void InitRow(const TableSpec& spec, uint64_t key, float* weights);
-
-  // Serialisation (checkpoint shard section): spec, then (key, stride floats) per row.
-  void AppendTo(std::string* out) const;
-  // Parses one store from `in`, advancing it; names `source` in errors.
-  static Result<std::unique_ptr<RowStore>> ParseFrom(std::string_view* in, const std::string& source);
+  void ForEachRow(const std::function<void(uint64_t, const float*)>& fn) const override;
+  // Record: the slot's stride() floats.
+  void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const override;
+  Status PutRecord(uint64_t key, std::string_view record) override;
 
  private:
   static constexpr uint64_t kEmpty = ~uint64_t{0};
@@ -77,7 +73,6 @@ class RowStore {
   uint32_t NewSlot(uint64_t key);
   void Grow();
 
-  TableSpec spec_;
   int stride_;
   size_t size_ = 0;
   std::vector<uint64_t> index_keys_;  // capacity_ entries, kEmpty = free
@@ -86,6 +81,7 @@ class RowStore {
   std::vector<std::unique_ptr<float[]>> blocks_;
   std::vector<uint64_t> slot_keys_;
   std::vector<float*> scratch_ptrs_;
+  std::vector<float> frozen_grads_;
 };
 
 }  // namespace ember::embedding

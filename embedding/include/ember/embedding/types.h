@@ -40,6 +40,12 @@ bool ParseOptimizerKind(const std::string& name, OptimizerKind* kind);
 // Floats of optimizer state stored after the row's `dim` weights.
 int StateFloats(OptimizerKind kind, int dim);
 
+// How a table stores its rows.
+//   kDense:  every row holds `dim` floats (RowStore).
+//   kSparse: element-masked rows (Dynamic Sparse Learning): a row holds a `dim`-bit mask and only
+//            the values under it, packed (SparseRowStore); pulls read masked entries as zero.
+enum class TableKind : int32_t { kDense = 0, kSparse = 1 };
+
 // One table: its id (< kMaxTables), row width, and how rows start.
 struct TableSpec {
   uint32_t id = 0;
@@ -52,6 +58,16 @@ struct TableSpec {
   float init_scale = 0.01f;
   uint64_t seed = 0;
   OptimizerConfig optimizer;
+  TableKind kind = TableKind::kDense;
+  // kSparse: share of the `dim` entries a new row keeps (its allotment: floor(density * dim),
+  // plus one with probability equal to the remainder, drawn from a hash of the key).
+  float density = 1.0f;
+  // A frozen table holds a fixed set of rows (OptEmbed retraining keeps only unpruned rows):
+  // pulls of absent keys read zeros and pushes to them are dropped; no row is ever created.
+  bool frozen = false;
 };
+
+// True when two specs describe the same table (CreateTables accepts repeats of one spec).
+bool SameSpec(const TableSpec& a, const TableSpec& b);
 
 }  // namespace ember::embedding

@@ -21,28 +21,57 @@
 
 namespace ember::ps {
 
-// Pull rows of one table: out[i * dim ..] receives keys[i]'s weights.
+// Pull rows of one table: out[i * stride ..] receives keys[i]'s dim weights.
 struct PullSlice {
   uint32_t table = 0;
   const uint64_t* keys = nullptr;
   size_t n = 0;
   float* out = nullptr;
+  size_t stride = 0;  // floats between rows in out; 0 = the table's dim
   // false: missing rows read as their initial value and are not created (evaluation).
   bool create_missing = true;
 };
 
-// Push gradients of one table: grads[i * dim ..] is keys[i]'s gradient.
+// Push gradients of one table: grads[i * stride ..] is keys[i]'s gradient (dim floats).
 struct PushSlice {
   uint32_t table = 0;
   const uint64_t* keys = nullptr;
   size_t n = 0;
   const float* grads = nullptr;
+  size_t stride = 0;  // floats between rows in grads; 0 = the table's dim
 };
 
 struct TableStats {
   uint32_t table = 0;
   uint64_t rows = 0;
-  uint64_t bytes = 0;
+  uint64_t values = 0;  // weight values held (sparse tables: kept entries)
+  uint64_t bytes = 0;   // memory held: rows, optimizer state, index
+};
+
+// Server-side maintenance that compression methods run on whole tables (each shard applies it
+// to its own rows; results are summed over shards).
+struct TableOp {
+  enum class Kind {
+    kCountAbove,     // rows of `table` whose L1 norm exceeds `value`
+    kCopyRows,       // rows of `table` with L1 > value -> `dst_table` (its leading dst.dim entries,
+                     // or fresh initial values if `reinit`), with fresh optimizer state
+    kDropTable,      // frees `table`
+    kCollectGrowth,  // sparse `table`: pushes accumulate |gradient| (value != 0) or stop (0)
+    kPruneGrow,      // sparse `table`: prune/grow round with fraction `value`
+  };
+  Kind kind = Kind::kCountAbove;
+  uint32_t table = 0;
+  uint32_t dst_table = 0;
+  double value = 0;
+  bool reinit = false;
+  uint64_t seed = 0;
+};
+
+struct TableOpResult {
+  uint64_t rows = 0;
+  uint64_t values = 0;
+  uint64_t pruned = 0;
+  uint64_t grown = 0;
 };
 
 // One file a shard wrote into a checkpoint directory.
@@ -52,9 +81,10 @@ struct ShardFile {
   uint64_t checksum = 0;
 };
 
-// Stable placement of a key on one of n shards (documented in docs/formats.md).
+// Stable placement of a key on one of n shards (documented in docs/formats.md). Only the local
+// part counts, so a row and its counterpart in a derived table (same local key) share a shard.
 inline int ShardOf(uint64_t key, int num_shards) {
-  return static_cast<int>(Mix64(key ^ 0x2545f4914f6cdd1dULL) % static_cast<uint64_t>(num_shards));
+  return static_cast<int>(Mix64(embedding::KeyLocal(key) ^ 0x2545f4914f6cdd1dULL) % static_cast<uint64_t>(num_shards));
 }
 
 class PsClient {
@@ -66,6 +96,7 @@ class PsClient {
   virtual Status Pull(const std::vector<PullSlice>& slices) = 0;
   virtual Status Push(const std::vector<PushSlice>& slices) = 0;
   virtual Result<std::vector<TableStats>> Stats() = 0;
+  virtual Result<TableOpResult> Apply(const TableOp& op) = 0;
   // Each shard writes its rows and state into `dir` (temp + fsync + rename per file).
   virtual Result<std::vector<ShardFile>> SaveShards(const std::string& dir) = 0;
   // Replaces all rows with those in the shard files (written by any number of shards: rows

@@ -22,6 +22,7 @@ class InProcessClient final : public PsClient {
   Status Pull(const std::vector<PullSlice>& slices) override;
   Status Push(const std::vector<PushSlice>& slices) override;
   Result<std::vector<TableStats>> Stats() override;
+  Result<TableOpResult> Apply(const TableOp& op) override;
   Result<std::vector<ShardFile>> SaveShards(const std::string& dir) override;
   Status LoadShards(const std::string& dir, const std::vector<ShardFile>& files) override;
 
@@ -44,6 +45,6 @@ class InProcessClient final : public PsClient {
 // Reads the shard files of a checkpoint, appending every table section to *tables.
 // Verifies each file's size and checksum before parsing.
 Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
-                      std::vector<std::unique_ptr<embedding::RowStore>>* tables);
+                      std::vector<std::unique_ptr<embedding::Table>>* tables);
 
 }  // namespace ember::ps

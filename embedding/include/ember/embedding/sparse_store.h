@@ -1,0 +1,101 @@
+// SparseRowStore: the element-masked rows of Dynamic Sparse Learning (ALGORITHMS.md section 3).
+//
+// A row holds a `dim`-bit mask (dim <= 64) and only the values under it, packed in mask-bit
+// order, followed by the optimizer state of those values (StateFloats(kind, popcount) floats:
+// row-wise Adagrad keeps one accumulator per row, Adam/Adagrad per kept value). Rows live in
+// per-population pools, so the memory held is that of the kept values, not of a dense table
+// with a mask over it. Pulls expand a row to `dim` floats with zeros at masked entries; pushes
+// update only kept entries (masked entries keep no optimizer state).
+//
+// A new row keeps `Allotment(spec, key)` entries at positions and values drawn from its key, so
+// the table's total is fixed by the rows it holds. PruneGrow moves entries without changing that
+// total: the fraction p of kept entries with the smallest |w| is pruned, and as many masked
+// entries are grown where the gradient collected since SetCollectGrowth(true) is largest (ties
+// among zero-gradient entries are filled in a seeded random order). Grown entries start at 0 with
+// fresh optimizer state; an entry pruned in a round may regrow in the same round (at 0).
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "ember/embedding/table.h"
+
+namespace ember::embedding {
+
+class SparseRowStore final : public Table {
+ public:
+  static constexpr int kMaxDim = 64;
+  explicit SparseRowStore(const TableSpec& spec);
+
+  size_t size() const override { return row_keys_.size(); }
+  uint64_t values() const override { return values_; }
+  size_t MemoryBytes() const override;
+
+  void Pull(const uint64_t* keys, size_t n, float* out) override;
+  void PullReadOnly(const uint64_t* keys, size_t n, float* out) const override;
+  void Push(const uint64_t* keys, size_t n, const float* grads) override;
+
+  void ForEachRow(const std::function<void(uint64_t, const float*)>& fn) const override;
+  // Record: mask (u64), then the packed slot (values, then state).
+  void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const override;
+  Status PutRecord(uint64_t key, std::string_view record) override;
+
+  // Entries a new row of `key` keeps.
+  static int Allotment(const TableSpec& spec, uint64_t key);
+  // Positions a new row of `key` keeps (Allotment(spec, key) bits).
+  static uint64_t InitialMask(const TableSpec& spec, uint64_t key);
+  // Mask of a row; false if the row is absent.
+  bool Mask(uint64_t key, uint64_t* mask) const;
+
+  // While on, pushes accumulate |gradient| per entry for the next PruneGrow.
+  void SetCollectGrowth(bool on);
+  struct PruneGrowResult {
+    uint64_t pruned = 0;
+    uint64_t grown = 0;
+    uint64_t values = 0;  // kept entries after the round (unchanged by it)
+  };
+  PruneGrowResult PruneGrow(double fraction, uint64_t seed);
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  struct Row {
+    uint64_t mask = 0;
+    uint32_t slot = 0;  // in pools_[popcount(mask)]
+  };
+  struct Pool {
+    std::vector<float> data;
+    std::vector<uint32_t> free;
+  };
+  int SlotFloats(int count) const;
+  float* SlotPtr(const Row& r) { return pools_[__builtin_popcountll(r.mask)].data.data() + SlotOffset(r); }
+  const float* SlotPtr(const Row& r) const { return pools_[__builtin_popcountll(r.mask)].data.data() + SlotOffset(r); }
+  size_t SlotOffset(const Row& r) const {
+    return static_cast<size_t>(r.slot) * SlotFloats(__builtin_popcountll(r.mask));
+  }
+  uint32_t Alloc(int count);
+  void Free(const Row& r);
+  // Row index of key, or -1.
+  int64_t FindRow(uint64_t key) const;
+  uint32_t LookupOrInsert(uint64_t key);
+  void Grow();
+  void Expand(const Row& r, float* out) const;
+  // Rebuilds row r under new_mask: entries in `survivors` keep their value and state, the other
+  // entries of new_mask start at 0 with fresh state.
+  void Remask(uint32_t r, uint64_t new_mask, uint64_t survivors);
+
+  int state_per_value_ = 0;  // optimizer floats per kept value
+  int state_per_row_ = 0;    // optimizer floats per row
+  uint64_t values_ = 0;
+  std::vector<uint64_t> index_keys_;
+  std::vector<uint32_t> index_rows_;
+  size_t index_mask_ = 0;
+  std::vector<uint64_t> row_keys_;
+  std::vector<Row> rows_;
+  std::vector<Pool> pools_;  // by population 0..dim
+  bool collect_ = false;
+  std::unordered_map<uint32_t, std::vector<float>> growth_;  // row -> |grad| summed per entry
+  std::vector<float> scratch_;
+};
+
+}  // namespace ember::embedding

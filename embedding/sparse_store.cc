@@ -1,0 +1,376 @@
+#include "ember/embedding/sparse_store.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "ember/common/hash.h"
+#include "ember/embedding/kernels.h"
+
+namespace ember::embedding {
+namespace {
+// Kept entry or growth candidate during PruneGrow.
+struct Entry {
+  float score;
+  uint32_t row;
+  uint32_t bit;
+};
+}  // namespace
+
+SparseRowStore::SparseRowStore(const TableSpec& spec) : Table(spec) {
+  EMBER_CHECK(spec.dim > 0 && spec.dim <= kMaxDim) << "sparse table dim " << spec.dim;
+  switch (spec.optimizer.kind) {
+    case OptimizerKind::kSgd:
+      break;
+    case OptimizerKind::kAdagrad:
+      state_per_value_ = 1;
+      break;
+    case OptimizerKind::kRowwiseAdagrad:
+      state_per_row_ = 1;
+      break;
+    case OptimizerKind::kAdam:
+      state_per_value_ = 2;
+      state_per_row_ = 1;
+      break;
+  }
+  pools_.resize(static_cast<size_t>(spec.dim) + 1);
+  index_keys_.assign(1024, kEmpty);
+  index_rows_.assign(1024, 0);
+  index_mask_ = 1023;
+}
+
+int SparseRowStore::SlotFloats(int count) const {
+  // The kernels' layout for a row of `count` values: weights, then StateFloats(kind, count).
+  return count * (1 + state_per_value_) + state_per_row_;
+}
+
+size_t SparseRowStore::MemoryBytes() const {
+  size_t bytes = index_keys_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t)) +
+                 row_keys_.capacity() * sizeof(uint64_t) + rows_.capacity() * sizeof(Row);
+  for (const auto& p : pools_) bytes += p.data.capacity() * sizeof(float) + p.free.capacity() * sizeof(uint32_t);
+  return bytes;
+}
+
+int SparseRowStore::Allotment(const TableSpec& spec, uint64_t key) {
+  const double want = static_cast<double>(spec.density) * spec.dim;
+  int k = static_cast<int>(std::floor(want));
+  if (UnitFromHash(Mix64(key ^ Mix64(spec.seed + 0x6a09e667))) < want - k) ++k;
+  return std::min(k, spec.dim);
+}
+
+uint32_t SparseRowStore::Alloc(int count) {
+  Pool& p = pools_[count];
+  if (!p.free.empty()) {
+    const uint32_t s = p.free.back();
+    p.free.pop_back();
+    return s;
+  }
+  const size_t floats = static_cast<size_t>(SlotFloats(count));
+  if (floats == 0) return 0;  // nothing stored: every row shares slot 0
+  const uint32_t s = static_cast<uint32_t>(p.data.size() / floats);
+  p.data.resize(p.data.size() + floats);
+  return s;
+}
+
+void SparseRowStore::Free(const Row& r) {
+  const int c = __builtin_popcountll(r.mask);
+  if (SlotFloats(c) > 0) pools_[c].free.push_back(r.slot);
+}
+
+uint64_t SparseRowStore::InitialMask(const TableSpec& spec, uint64_t key) {
+  // The row's allotment of positions: a partial Fisher-Yates shuffle driven by the key.
+  const int k = Allotment(spec, key);
+  int pos[kMaxDim];
+  for (int j = 0; j < spec.dim; ++j) pos[j] = j;
+  uint64_t h = Mix64(key ^ Mix64(spec.seed + 0xbb67ae85));
+  uint64_t mask = 0;
+  for (int j = 0; j < k; ++j) {
+    h = Mix64(h + 0x9e3779b97f4a7c15ULL);
+    const int pick = j + static_cast<int>(h % static_cast<uint64_t>(spec.dim - j));
+    std::swap(pos[j], pos[pick]);
+    mask |= uint64_t{1} << pos[j];
+  }
+  return mask;
+}
+
+int64_t SparseRowStore::FindRow(uint64_t key) const {
+  size_t b = Mix64(key) & index_mask_;
+  for (;;) {
+    const uint64_t k = index_keys_[b];
+    if (k == key) return index_rows_[b];
+    if (k == kEmpty) return -1;
+    b = (b + 1) & index_mask_;
+  }
+}
+
+void SparseRowStore::Grow() {
+  const size_t cap = index_keys_.size() * 2;
+  index_keys_.assign(cap, kEmpty);
+  index_rows_.assign(cap, 0);
+  index_mask_ = cap - 1;
+  for (uint32_t r = 0; r < row_keys_.size(); ++r) {
+    size_t b = Mix64(row_keys_[r]) & index_mask_;
+    while (index_keys_[b] != kEmpty) b = (b + 1) & index_mask_;
+    index_keys_[b] = row_keys_[r];
+    index_rows_[b] = r;
+  }
+}
+
+uint32_t SparseRowStore::LookupOrInsert(uint64_t key) {
+  EMBER_CHECK(key != kEmpty) << "reserved key";
+  size_t b = Mix64(key) & index_mask_;
+  for (;;) {
+    const uint64_t k = index_keys_[b];
+    if (k == key) return index_rows_[b];
+    if (k == kEmpty) break;
+    b = (b + 1) & index_mask_;
+  }
+  if ((row_keys_.size() + 1) * 2 > index_keys_.size()) {
+    Grow();
+    return LookupOrInsert(key);
+  }
+  // New row: its initial mask and the initial values at those positions.
+  const uint64_t mask = InitialMask(spec_, key);
+  const int k = __builtin_popcountll(mask);
+  float init[kMaxDim];
+  InitRow(spec_, key, init);
+  Row row;
+  row.mask = mask;
+  row.slot = Alloc(k);
+  float* p = SlotPtr(row);
+  int c = 0;
+  for (uint64_t m = mask; m; m &= m - 1) p[c++] = init[__builtin_ctzll(m)];
+  for (int j = k; j < SlotFloats(k); ++j) p[j] = 0.0f;
+  if (spec_.optimizer.kind == OptimizerKind::kAdagrad)
+    for (int j = k; j < 2 * k; ++j) p[j] = spec_.optimizer.initial_accumulator;
+  if (spec_.optimizer.kind == OptimizerKind::kRowwiseAdagrad) p[k] = spec_.optimizer.initial_accumulator;
+  const uint32_t r = static_cast<uint32_t>(rows_.size());
+  rows_.push_back(row);
+  row_keys_.push_back(key);
+  values_ += static_cast<uint64_t>(k);
+  index_keys_[b] = key;
+  index_rows_[b] = r;
+  return r;
+}
+
+void SparseRowStore::Expand(const Row& r, float* out) const {
+  std::memset(out, 0, sizeof(float) * static_cast<size_t>(spec_.dim));
+  const float* p = SlotPtr(r);
+  int c = 0;
+  for (uint64_t m = r.mask; m; m &= m - 1) out[__builtin_ctzll(m)] = p[c++];
+}
+
+bool SparseRowStore::Mask(uint64_t key, uint64_t* mask) const {
+  const int64_t r = FindRow(key);
+  if (r < 0) return false;
+  *mask = rows_[static_cast<size_t>(r)].mask;
+  return true;
+}
+
+void SparseRowStore::Pull(const uint64_t* keys, size_t n, float* out) {
+  if (spec_.frozen) {
+    PullReadOnly(keys, n, out);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) Expand(rows_[LookupOrInsert(keys[i])], out + i * spec_.dim);
+}
+
+void SparseRowStore::PullReadOnly(const uint64_t* keys, size_t n, float* out) const {
+  const size_t dim = static_cast<size_t>(spec_.dim);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t r = FindRow(keys[i]);
+    float* o = out + i * dim;
+    if (r >= 0) {
+      Expand(rows_[static_cast<size_t>(r)], o);
+    } else if (spec_.frozen) {
+      std::memset(o, 0, dim * sizeof(float));
+    } else {
+      // The value the row would start with: its initial mask over the initial row.
+      float init[kMaxDim];
+      InitRow(spec_, keys[i], init);
+      const uint64_t mask = InitialMask(spec_, keys[i]);
+      for (size_t j = 0; j < dim; ++j) o[j] = ((mask >> j) & 1) ? init[j] : 0.0f;
+    }
+  }
+}
+
+void SparseRowStore::Push(const uint64_t* keys, size_t n, const float* grads) {
+  const size_t dim = static_cast<size_t>(spec_.dim);
+  scratch_.resize(dim);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t r;
+    if (spec_.frozen) {
+      r = FindRow(keys[i]);
+      if (r < 0) continue;
+    } else {
+      r = LookupOrInsert(keys[i]);
+    }
+    const float* g = grads + i * dim;
+    if (collect_) {
+      auto& acc = growth_[static_cast<uint32_t>(r)];
+      if (acc.empty()) acc.assign(dim, 0.0f);
+      for (size_t j = 0; j < dim; ++j) acc[j] += std::fabs(g[j]);
+    }
+    Row& row = rows_[static_cast<size_t>(r)];
+    int c = 0;
+    for (uint64_t m = row.mask; m; m &= m - 1) scratch_[c++] = g[__builtin_ctzll(m)];
+    if (c == 0) continue;
+    float* p = SlotPtr(row);
+    ApplyUpdateRef(spec_.optimizer, &p, 1, c, scratch_.data());
+  }
+}
+
+void SparseRowStore::ForEachRow(const std::function<void(uint64_t, const float*)>& fn) const {
+  std::vector<float> row(static_cast<size_t>(spec_.dim));
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    Expand(rows_[r], row.data());
+    fn(row_keys_[r], row.data());
+  }
+}
+
+void SparseRowStore::ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const {
+  std::string rec;
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    const Row& row = rows_[r];
+    const int c = __builtin_popcountll(row.mask);
+    rec.assign(reinterpret_cast<const char*>(&row.mask), sizeof(row.mask));
+    rec.append(reinterpret_cast<const char*>(SlotPtr(row)), sizeof(float) * static_cast<size_t>(SlotFloats(c)));
+    fn(row_keys_[r], rec);
+  }
+}
+
+Status SparseRowStore::PutRecord(uint64_t key, std::string_view record) {
+  if (key == kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
+  uint64_t mask = 0;
+  if (record.size() < sizeof(mask)) return Status::Corruption("sparse row record too short");
+  std::memcpy(&mask, record.data(), sizeof(mask));
+  if (spec_.dim < 64 && (mask >> spec_.dim) != 0)
+    return Status::Corruption("sparse row mask has bits beyond dim " + std::to_string(spec_.dim));
+  const int c = __builtin_popcountll(mask);
+  const size_t want = sizeof(mask) + sizeof(float) * static_cast<size_t>(SlotFloats(c));
+  if (record.size() != want)
+    return Status::Corruption("sparse row record of " + std::to_string(record.size()) + " bytes, expected " +
+                              std::to_string(want));
+  const int64_t existing = FindRow(key);
+  uint32_t r;
+  if (existing >= 0) {
+    r = static_cast<uint32_t>(existing);
+  } else {
+    r = LookupOrInsert(key);
+  }
+  Row& row = rows_[r];
+  values_ -= static_cast<uint64_t>(__builtin_popcountll(row.mask));
+  Free(row);
+  row.mask = mask;
+  row.slot = Alloc(c);
+  std::memcpy(SlotPtr(row), record.data() + sizeof(mask), want - sizeof(mask));
+  values_ += static_cast<uint64_t>(c);
+  return Status::Ok();
+}
+
+void SparseRowStore::SetCollectGrowth(bool on) {
+  collect_ = on;
+  if (!on) growth_.clear();
+}
+
+void SparseRowStore::Remask(uint32_t r, uint64_t new_mask, uint64_t survivors) {
+  Row& row = rows_[r];
+  const uint64_t old_mask = row.mask;
+  if (old_mask == new_mask && (survivors & old_mask) == old_mask) return;
+  const int old_c = __builtin_popcountll(old_mask), new_c = __builtin_popcountll(new_mask);
+  // Copy out the old slot (Alloc may move the pool it lives in).
+  std::vector<float> old(SlotPtr(row), SlotPtr(row) + SlotFloats(old_c));
+  Free(row);
+  row.mask = new_mask;
+  row.slot = Alloc(new_c);
+  float* p = SlotPtr(row);
+  std::fill(p, p + SlotFloats(new_c), 0.0f);
+  // Position of a bit among a mask's set bits.
+  auto rank = [](uint64_t mask, int bit) { return __builtin_popcountll(mask & ((uint64_t{1} << bit) - 1)); };
+  const float init_acc = spec_.optimizer.initial_accumulator;
+  for (uint64_t m = new_mask; m; m &= m - 1) {
+    const int bit = __builtin_ctzll(m);
+    const int nj = rank(new_mask, bit);
+    const bool kept = (old_mask & survivors) >> bit & 1;
+    const int oj = kept ? rank(old_mask, bit) : 0;
+    p[nj] = kept ? old[oj] : 0.0f;
+    for (int s = 0; s < state_per_value_; ++s)
+      p[new_c + s * new_c + nj] =
+          kept ? old[old_c + s * old_c + oj] : (spec_.optimizer.kind == OptimizerKind::kAdagrad ? init_acc : 0.0f);
+  }
+  for (int s = 0; s < state_per_row_; ++s)
+    p[new_c * (1 + state_per_value_) + s] = old[old_c * (1 + state_per_value_) + s];
+  values_ += static_cast<uint64_t>(new_c);
+  values_ -= static_cast<uint64_t>(old_c);
+}
+
+SparseRowStore::PruneGrowResult SparseRowStore::PruneGrow(double fraction, uint64_t seed) {
+  PruneGrowResult res;
+  const uint64_t n = values_;
+  const uint64_t k = std::min<uint64_t>(n, static_cast<uint64_t>(std::ceil(fraction * static_cast<double>(n))));
+  if (k == 0) {
+    res.values = n;
+    growth_.clear();
+    return res;
+  }
+  // Prune: the k kept entries of smallest magnitude (ties broken by row, then bit).
+  std::vector<Entry> active;
+  active.reserve(n);
+  for (uint32_t r = 0; r < rows_.size(); ++r) {
+    const float* p = SlotPtr(rows_[r]);
+    int c = 0;
+    for (uint64_t m = rows_[r].mask; m; m &= m - 1)
+      active.push_back({std::fabs(p[c++]), r, static_cast<uint32_t>(__builtin_ctzll(m))});
+  }
+  auto smaller = [](const Entry& a, const Entry& b) {
+    if (a.score != b.score) return a.score < b.score;
+    return a.row != b.row ? a.row < b.row : a.bit < b.bit;
+  };
+  std::nth_element(active.begin(), active.begin() + static_cast<int64_t>(k - 1), active.end(), smaller);
+  std::vector<uint64_t> masks(rows_.size());
+  for (size_t r = 0; r < rows_.size(); ++r) masks[r] = rows_[r].mask;
+  for (uint64_t i = 0; i < k; ++i) masks[active[i].row] &= ~(uint64_t{1} << active[i].bit);
+  std::vector<uint64_t> survivors = masks;  // kept entries that were not pruned
+  res.pruned = k;
+  std::vector<Entry>().swap(active);
+  // Grow: the k masked entries with the largest collected |gradient| ...
+  std::vector<Entry> cand;
+  for (const auto& [r, acc] : growth_) {
+    for (int j = 0; j < spec_.dim; ++j)
+      if (!((masks[r] >> j) & 1) && acc[static_cast<size_t>(j)] > 0.0f)
+        cand.push_back({acc[static_cast<size_t>(j)], r, static_cast<uint32_t>(j)});
+  }
+  auto larger = [&](const Entry& a, const Entry& b) { return smaller(b, a); };
+  uint64_t grown = 0;
+  if (cand.size() > k) std::nth_element(cand.begin(), cand.begin() + static_cast<int64_t>(k - 1), cand.end(), larger);
+  for (size_t i = 0; i < cand.size() && grown < k; ++i, ++grown) masks[cand[i].row] |= uint64_t{1} << cand[i].bit;
+  // ... then, when fewer had a gradient, masked entries in a seeded random order.
+  std::mt19937_64 rng(seed);
+  const uint64_t full = spec_.dim == 64 ? ~uint64_t{0} : (uint64_t{1} << spec_.dim) - 1;
+  uint64_t attempts = 0;
+  while (grown < k && !rows_.empty()) {
+    uint32_t r;
+    if (attempts++ < 64 * k) {
+      r = static_cast<uint32_t>(rng() % rows_.size());
+    } else {  // nearly full table: scan for any masked entry
+      r = 0;
+      while (r < rows_.size() && masks[r] == full) ++r;
+      if (r == rows_.size()) break;
+    }
+    const uint64_t free_bits = ~masks[r] & full;
+    if (!free_bits) continue;
+    int pick = static_cast<int>(rng() % static_cast<uint64_t>(__builtin_popcountll(free_bits)));
+    uint64_t m = free_bits;
+    while (pick-- > 0) m &= m - 1;
+    masks[r] |= m & (~m + 1);
+    ++grown;
+  }
+  res.grown = grown;
+  for (uint32_t r = 0; r < rows_.size(); ++r) Remask(r, masks[r], survivors[r]);
+  growth_.clear();
+  res.values = values_;
+  return res;
+}
+
+}  // namespace ember::embedding
