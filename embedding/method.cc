@@ -1,5 +1,7 @@
 #include "ember/embedding/method.h"
 
+#include <algorithm>
+
 #include "ember/common/hash.h"
 
 namespace ember::embedding {
@@ -23,17 +25,33 @@ FieldLayout OneProbe(uint32_t table, int dim) {
 }
 }  // namespace
 
-uint64_t EmbeddingMethod::PlannedWeightBytes() const {
-  uint64_t bytes = 0;
-  for (const auto& t : tables_) bytes += t.rows * static_cast<uint64_t>(t.dim) * sizeof(float);
-  return bytes;
+int EmbeddingMethod::max_probes() const {
+  int p = 0;
+  for (const auto& l : layouts_) p = std::max(p, static_cast<int>(l.probe_tables.size()));
+  return p;
 }
 
-FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) {
+int EmbeddingMethod::slot_dim() const {
+  int d = slot_dim_;
+  for (const auto& t : tables_) d = std::max(d, t.dim);
+  return d;
+}
+
+FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) : name_(config.method) {
+  slot_dim_ = config.dim;
   for (size_t f = 0; f < fields.size(); ++f) {
     const uint32_t id = config.first_table + static_cast<uint32_t>(f);
-    tables_.push_back(MakeSpec(id, fields[f].vocab, config));
-    layouts_.push_back(OneProbe(id, config.dim));
+    TableSpec spec = MakeSpec(id, fields[f].vocab, config);
+    if (config.method == "dsl") {
+      spec.kind = TableKind::kSparse;
+      spec.density = config.density;
+    }
+    if (config.method == "optembed" && !config.field_widths.empty()) {
+      spec.dim = config.field_widths[f];
+      spec.frozen = true;
+    }
+    tables_.push_back(spec);
+    layouts_.push_back(OneProbe(id, spec.dim));
   }
 }
 
@@ -68,23 +86,46 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
     tables_.push_back(s);
   }
   int next = 0;  // round-robin runs across fields, not per field
+  uint32_t next_own = config.first_table + static_cast<uint32_t>(config.tables);
   for (size_t f = 0; f < fields.size(); ++f) {
+    const int c = f < config.field_chunks.size() && config.field_chunks[f] > 0 ? config.field_chunks[f] : chunks_;
+    field_chunks_.push_back(c);
+    const bool own = fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below;
+    own_table_.push_back(own);
     FieldLayout l;
-    for (int j = 0; j < chunks_; ++j) {
-      l.probe_tables.push_back(config.first_table + static_cast<uint32_t>(next));
-      l.probe_dims.push_back(width);
-      next = (next + 1) % config.tables;
-      salts_.push_back(PairSeed(PairSeed(config.seed, f), static_cast<uint64_t>(j)));
+    uint32_t own_id = 0;
+    if (own) {
+      own_id = next_own++;
+      TableSpec s = MakeSpec(own_id, fields[f].vocab * static_cast<uint64_t>(c), config);
+      s.dim = width;
+      tables_.push_back(s);
     }
-    l.output_dim = width * chunks_;
+    for (int j = 0; j < c; ++j) {
+      if (own) {
+        l.probe_tables.push_back(own_id);
+      } else {
+        l.probe_tables.push_back(config.first_table + static_cast<uint32_t>(next));
+        next = (next + 1) % config.tables;
+      }
+      l.probe_dims.push_back(width);
+    }
+    for (int j = 0; j < chunks_; ++j) salts_.push_back(PairSeed(PairSeed(config.seed, f), static_cast<uint64_t>(j)));
+    l.output_dim = width * c;
     layouts_.push_back(l);
   }
 }
 
 void UnifiedMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
-  const size_t c = static_cast<size_t>(chunks_);
-  const uint64_t* salts = salts_.data() + static_cast<size_t>(field) * c;
+  const size_t c = static_cast<size_t>(field_chunks_[field]);
+  const uint64_t* salts = salts_.data() + static_cast<size_t>(field) * chunks_;
   const auto& tables = layouts_[field].probe_tables;
+  if (own_table_[field]) {
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t id = ids[i] <= kLocalMask / 64 ? ids[i] : Mix64(ids[i]) % (kLocalMask / 64);
+      for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(tables[j], id * c + j);
+    }
+    return;
+  }
   for (size_t i = 0; i < n; ++i)
     for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(tables[j], HashId(ids[i], salts[j]) % rows_);
 }
@@ -94,9 +135,26 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, 
     return Status::InvalidArgument("embedding.dim must be in [1, 4096], got " + std::to_string(config.dim));
   if (fields.empty()) return Status::InvalidArgument("no categorical fields");
   if (config.first_table >= kMaxTables) return Status::InvalidArgument("table ids exhausted");
-  if (config.method == "full") {
+  if (config.method == "full" || config.method == "dsl" || config.method == "optembed") {
     if (config.first_table + fields.size() >= kMaxTables)
-      return Status::InvalidArgument("full tables: too many fields (" + std::to_string(fields.size()) + ")");
+      return Status::InvalidArgument(config.method + " tables: too many fields (" + std::to_string(fields.size()) +
+                                     ")");
+    if (config.method == "dsl") {
+      if (config.dim > 64)
+        return Status::InvalidArgument("embedding.dim must be <= 64 for dsl (one 64-bit mask per row), got " +
+                                       std::to_string(config.dim));
+      if (!(config.density > 0.0f && config.density <= 1.0f))
+        return Status::InvalidArgument("embedding.density must be in (0, 1], got " + std::to_string(config.density));
+    }
+    if (!config.field_widths.empty()) {
+      if (config.field_widths.size() != fields.size())
+        return Status::InvalidArgument("optembed: " + std::to_string(config.field_widths.size()) +
+                                       " field widths for " + std::to_string(fields.size()) + " fields");
+      for (int w : config.field_widths)
+        if (w < 1 || w > config.dim)
+          return Status::InvalidArgument("optembed: field width " + std::to_string(w) + " outside [1, " +
+                                         std::to_string(config.dim) + "]");
+    }
     return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));
   }
   if (config.method == "hash") {
@@ -110,10 +168,17 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, 
     if (config.chunks < 1 || config.dim % config.chunks != 0)
       return Status::InvalidArgument("embedding.chunks (" + std::to_string(config.chunks) +
                                      ") must be >= 1 and divide the embedding width " + std::to_string(config.dim));
+    for (size_t f = 0; f < config.field_chunks.size(); ++f)
+      if (config.field_chunks[f] < 0 || config.field_chunks[f] > config.chunks)
+        return Status::InvalidArgument("embedding.field_chunks: field " + std::to_string(f) + " has " +
+                                       std::to_string(config.field_chunks[f]) + " chunks, allowed 1.." +
+                                       std::to_string(config.chunks) + " (embedding.chunks)");
+    if (config.first_table + static_cast<uint64_t>(config.tables) + fields.size() >= kMaxTables)
+      return Status::InvalidArgument("unified: too many tables");
     return std::unique_ptr<EmbeddingMethod>(new UnifiedMethod(config, fields));
   }
   return Status::InvalidArgument("embedding.method: unknown method '" + config.method +
-                                 "' (expected full, hash or unified)");
+                                 "' (expected full, hash, unified, dsl or optembed)");
 }
 
 }  // namespace ember::embedding

@@ -21,6 +21,17 @@ size_t RowStore::MemoryBytes() const {
          index_keys_.size() * (sizeof(uint64_t) + sizeof(uint32_t)) + slot_keys_.capacity() * sizeof(uint64_t);
 }
 
+uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
+  const uint64_t stride = static_cast<uint64_t>(spec.dim + StateFloats(spec.optimizer.kind, spec.dim));
+  const uint64_t blocks = (rows + kBlockSlots - 1) / kBlockSlots;
+  uint64_t cap = 1024;
+  while (rows * 2 > cap) cap *= 2;
+  uint64_t vec = 1;
+  while (vec < rows) vec *= 2;
+  return blocks * kBlockSlots * stride * sizeof(float) + cap * (sizeof(uint64_t) + sizeof(uint32_t)) +
+         vec * sizeof(uint64_t);
+}
+
 size_t RowStore::Bucket(uint64_t key) const { return Mix64(key) & mask_; }
 
 uint32_t RowStore::NewSlot(uint64_t key) {

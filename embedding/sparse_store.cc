@@ -48,8 +48,22 @@ int SparseRowStore::SlotFloats(int count) const {
 size_t SparseRowStore::MemoryBytes() const {
   size_t bytes = index_keys_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t)) +
                  row_keys_.capacity() * sizeof(uint64_t) + rows_.capacity() * sizeof(Row);
-  for (const auto& p : pools_) bytes += p.data.capacity() * sizeof(float) + p.free.capacity() * sizeof(uint32_t);
+  for (size_t c = 0; c < pools_.size(); ++c)
+    bytes += pools_[c].blocks.size() * kPoolBlock * sizeof(float) * SlotFloats(static_cast<int>(c)) +
+             pools_[c].free.capacity() * sizeof(uint32_t);
   return bytes;
+}
+
+uint64_t SparseRowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
+  SparseRowStore probe(spec);  // for the state layout
+  uint64_t cap = 1024;
+  while (rows * 2 > cap) cap *= 2;
+  uint64_t vec = 1;
+  while (vec < rows) vec *= 2;
+  const double kept = static_cast<double>(spec.density) * spec.dim;
+  const double floats = kept * (1 + probe.state_per_value_) + probe.state_per_row_;
+  return cap * 12 + vec * (sizeof(uint64_t) + sizeof(Row)) +
+         static_cast<uint64_t>(static_cast<double>(rows) * floats * sizeof(float));
 }
 
 int SparseRowStore::Allotment(const TableSpec& spec, uint64_t key) {
@@ -68,8 +82,8 @@ uint32_t SparseRowStore::Alloc(int count) {
   }
   const size_t floats = static_cast<size_t>(SlotFloats(count));
   if (floats == 0) return 0;  // nothing stored: every row shares slot 0
-  const uint32_t s = static_cast<uint32_t>(p.data.size() / floats);
-  p.data.resize(p.data.size() + floats);
+  const uint32_t s = p.used++;
+  if ((s >> kPoolShift) >= p.blocks.size()) p.blocks.emplace_back(new float[kPoolBlock * floats]);
   return s;
 }
 
@@ -235,7 +249,8 @@ void SparseRowStore::ForEachRecord(const std::function<void(uint64_t, std::strin
     const Row& row = rows_[r];
     const int c = __builtin_popcountll(row.mask);
     rec.assign(reinterpret_cast<const char*>(&row.mask), sizeof(row.mask));
-    rec.append(reinterpret_cast<const char*>(SlotPtr(row)), sizeof(float) * static_cast<size_t>(SlotFloats(c)));
+    if (SlotFloats(c) > 0)
+      rec.append(reinterpret_cast<const char*>(SlotPtr(row)), sizeof(float) * static_cast<size_t>(SlotFloats(c)));
     fn(row_keys_[r], rec);
   }
 }
@@ -264,7 +279,7 @@ Status SparseRowStore::PutRecord(uint64_t key, std::string_view record) {
   Free(row);
   row.mask = mask;
   row.slot = Alloc(c);
-  std::memcpy(SlotPtr(row), record.data() + sizeof(mask), want - sizeof(mask));
+  if (want > sizeof(mask)) std::memcpy(SlotPtr(row), record.data() + sizeof(mask), want - sizeof(mask));
   values_ += static_cast<uint64_t>(c);
   return Status::Ok();
 }
@@ -279,8 +294,8 @@ void SparseRowStore::Remask(uint32_t r, uint64_t new_mask, uint64_t survivors) {
   const uint64_t old_mask = row.mask;
   if (old_mask == new_mask && (survivors & old_mask) == old_mask) return;
   const int old_c = __builtin_popcountll(old_mask), new_c = __builtin_popcountll(new_mask);
-  // Copy out the old slot (Alloc may move the pool it lives in).
-  std::vector<float> old(SlotPtr(row), SlotPtr(row) + SlotFloats(old_c));
+  const float* old_ptr = SlotPtr(row);
+  std::vector<float> old(old_ptr ? old_ptr : nullptr, old_ptr ? old_ptr + SlotFloats(old_c) : nullptr);
   Free(row);
   row.mask = new_mask;
   row.slot = Alloc(new_c);

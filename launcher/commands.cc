@@ -7,9 +7,11 @@
 #include <thread>
 
 #include "ember/common/file.h"
+#include "ember/common/hash.h"
 #include "ember/common/progress.h"
 #include "ember/common/sysinfo.h"
 #include "ember/data/prefetch.h"
+#include "ember/embedding/plan.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/collective.h"
 
@@ -54,41 +56,199 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m) {
                       {"table_rows", m.table_rows},
                       {"table_bytes", m.table_bytes},
                       {"bad_lines", m.bad_lines},
-                      {"eval_samples", m.eval_samples}};
+                      {"eval_samples", m.eval_samples},
+                      {"method", m.method},
+                      {"table_values", m.table_values},
+                      {"param_bytes", m.param_bytes},
+                      {"full_bytes", m.full_bytes},
+                      {"budget_bytes", m.budget_bytes},
+                      {"planned_param_bytes", m.planned_param_bytes},
+                      {"planned_resident_bytes", m.planned_resident_bytes}};
+  if (m.supernet_rows) {
+    j["kept_rows"] = m.kept_rows;
+    j["supernet_rows"] = m.supernet_rows;
+    j["widths"] = m.widths;
+  }
   j["auc"] = m.auc >= 0 ? nlohmann::json(m.auc) : nlohmann::json(nullptr);
   j["logloss"] = m.logloss >= 0 ? nlohmann::json(m.logloss) : nlohmann::json(nullptr);
   if (!m.checkpoint.empty()) j["checkpoint"] = m.checkpoint;
   return WriteFileAtomic(path, j.dump(2) + "\n");
 }
 
+namespace {
+// The main group's method as the trainer builds it (table ids from 0), for plans.
+Result<std::unique_ptr<embedding::EmbeddingMethod>> MainMethod(const workers::TrainerConfig& tc) {
+  embedding::MethodConfig ec = tc.embedding;
+  ec.first_table = 0;
+  ec.seed = PairSeed(tc.embedding.seed, 0);
+  return embedding::MakeMethod(ec, tc.fields);
+}
+
+// Parameter bytes actually held: 4 per stored weight, plus one mask per sparse row.
+uint64_t HeldParamBytes(const std::vector<ps::TableStats>& stats, const workers::TrainerConfig& tc) {
+  uint64_t bytes = 0;
+  for (const auto& s : stats) {
+    bytes += s.values * sizeof(float);
+    if (tc.embedding.method == "dsl") bytes += s.rows * static_cast<uint64_t>((tc.embedding.dim + 7) / 8);
+  }
+  return bytes;
+}
+
+Status TrainEpochs(workers::Trainer* trainer, const RunConfig& c, int epochs, RunMetrics* m) {
+  const auto progress = Progress(c);
+  for (int e = 0; e < epochs; ++e) {
+    EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.train, true));
+    auto stats = trainer->TrainEpoch(reader.get(), e, epochs, progress);
+    if (!stats.ok()) return stats.status();
+    m->train_samples += stats->samples;
+    m->train_seconds += stats->seconds;
+    m->bad_lines += reader->bad_lines();
+  }
+  if (m->train_samples == 0)
+    return Status::InvalidArgument(
+        "no training examples read from " + c.train +
+        (m->bad_lines ? " (" + std::to_string(m->bad_lines) + " malformed lines skipped)" : ""));
+  return Status::Ok();
+}
+}  // namespace
+
+Status RunPlan(const RunConfig& c, std::ostream& out) {
+  EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
+  EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/true));
+  EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(tc));
+  const auto plan = embedding::PlanMemory(*method, tc.embedding, tc.fields);
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "ember plan: method %s, dim %d, %zu fields; full table %s", plan.method.c_str(),
+                tc.embedding.dim, tc.fields.size(),
+                embedding::FormatBytes(static_cast<double>(plan.full_bytes)).c_str());
+  out << buf;
+  if (resolved.budget_bytes)
+    out << "; budget " << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes)) << " (" << c.budget << ")";
+  out << "\n\nfield   vocab        tables        probes x width\n";
+  for (int f = 0; f < method->num_fields(); ++f) {
+    const auto& l = method->layout(f);
+    std::string tables;
+    for (size_t p = 0; p < l.probe_tables.size(); ++p) {
+      const std::string id = std::to_string(l.probe_tables[p]);
+      if (tables.find(id) == std::string::npos || tables.empty()) tables += (tables.empty() ? "" : ",") + id;
+    }
+    std::snprintf(buf, sizeof(buf), "%-7s %-12llu %-13s %zu x %d\n", tc.fields[f].name.c_str(),
+                  static_cast<unsigned long long>(tc.fields[f].vocab), tables.c_str(), l.probe_tables.size(),
+                  l.probe_dims.empty() ? 0 : l.probe_dims[0]);
+    out << buf;
+  }
+  out << "\ntable  kind    rows         width  params        optimizer     resident (est.)\n";
+  for (const auto& t : plan.tables) {
+    std::snprintf(buf, sizeof(buf), "%-6u %-7s %-12llu %-6d %-13s %-13s %s\n", t.spec.id,
+                  t.spec.kind == embedding::TableKind::kSparse ? "sparse" : "dense",
+                  static_cast<unsigned long long>(t.rows), t.spec.dim,
+                  embedding::FormatBytes(static_cast<double>(t.param_bytes)).c_str(),
+                  embedding::FormatBytes(static_cast<double>(t.state_bytes)).c_str(),
+                  embedding::FormatBytes(static_cast<double>(t.resident_bytes)).c_str());
+    out << buf;
+  }
+  std::snprintf(buf, sizeof(buf), "\ntotal: params %s (%.4f of the full table)",
+                embedding::FormatBytes(static_cast<double>(plan.param_bytes)).c_str(),
+                plan.full_bytes ? static_cast<double>(plan.param_bytes) / static_cast<double>(plan.full_bytes) : 0.0);
+  out << buf;
+  if (resolved.budget_bytes)
+    out << ", " << (plan.param_bytes <= resolved.budget_bytes ? "within" : "OVER") << " the budget of "
+        << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes));
+  out << "; optimizer state " << embedding::FormatBytes(static_cast<double>(plan.state_bytes)) << "; resident (est.) "
+      << embedding::FormatBytes(static_cast<double>(plan.resident_bytes)) << "\n";
+  if (tc.embedding.method == "dsl")
+    out << "dsl: density " << tc.embedding.density << " (entries kept per row, on average "
+        << tc.embedding.density * static_cast<float>(tc.embedding.dim) << " of " << tc.embedding.dim << ")\n";
+  if (tc.embedding.method == "optembed")
+    out << "optembed: the supernet trains the full table above; the search keeps the retrained table"
+        << (resolved.budget_bytes ? " within the budget" : " (no budget: widths by validation AUC only)") << "\n";
+  if (tc.model.name == "deepfm")
+    out << "(deepfm adds a 1-wide first-order group of the same layout, 1/" << tc.embedding.dim << " of this size)\n";
+  return Status::Ok();
+}
+
 Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
   ConfigureThreads(c.threads);
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
+  EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc));
+  if (tc.embedding.method == "optembed" && c.valid.empty())
+    return Status::InvalidArgument("embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
+  RunMetrics m;
+  m.method = tc.embedding.method;
+  m.budget_bytes = resolved.budget_bytes;
+  m.full_bytes = embedding::FullTableBytes(tc.embedding.dim, tc.fields);
+  {
+    EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(tc));
+    const auto plan = embedding::PlanMemory(*method, tc.embedding, tc.fields);
+    m.planned_param_bytes = plan.param_bytes;
+    m.planned_resident_bytes = plan.resident_bytes;
+    out << "embedding: " << tc.embedding.method << ", params " << embedding::FormatBytes(plan.param_bytes)
+        << (m.full_bytes ? " (" + std::to_string(static_cast<double>(plan.param_bytes) / m.full_bytes) + " of full)"
+                         : std::string())
+        << (m.budget_bytes ? ", budget " + embedding::FormatBytes(m.budget_bytes) : std::string()) << "\n";
+  }
   ps::InProcessClient ps(c.shards);
   workers::LocalCollective collective;
   EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective));
-  RunMetrics m;
-  const auto progress = Progress(c);
-  for (int e = 0; e < c.epochs; ++e) {
-    EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.train, true));
-    auto stats = trainer->TrainEpoch(reader.get(), e, c.epochs, progress);
-    if (!stats.ok()) return stats.status();
-    m.train_samples += stats->samples;
-    m.train_seconds += stats->seconds;
-    m.bad_lines += reader->bad_lines();
+  EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.epochs, &m));
+  if (tc.embedding.method == "optembed") {
+    // Stage 1 done: checkpoint the supernet, search widths (stage 2), retrain (stage 3).
+    if (!c.checkpoint_dir.empty()) {
+      EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
+      EMBER_ASSIGN_OR_RETURN(auto path, trainer->SaveCheckpoint(c.checkpoint_dir, c.text, "supernet"));
+      out << "optembed supernet checkpoint: " << path << "\n";
+    }
+    EMBER_ASSIGN_OR_RETURN(auto valid, OpenReader(c, c.valid, false));
+    EMBER_ASSIGN_OR_RETURN(auto arch, trainer->SearchOptEmbed(valid.get(), resolved.budget_bytes));
+    for (size_t f = 0; f < arch.kept_rows.size(); ++f) {
+      m.kept_rows += arch.kept_rows[f];
+      m.supernet_rows += arch.total_rows[f];
+    }
+    m.widths = arch.widths;
+    std::string ws;
+    for (int w : arch.widths) ws += (ws.empty() ? "" : ",") + std::to_string(w);
+    char buf[256];
+    std::snprintf(buf, sizeof(buf), "optembed search: keeps %llu of %llu rows (%.1f%% pruned), %s, val AUC %.5f\n",
+                  static_cast<unsigned long long>(m.kept_rows), static_cast<unsigned long long>(m.supernet_rows),
+                  m.supernet_rows ? 100.0 * (1.0 - static_cast<double>(m.kept_rows) / m.supernet_rows) : 0.0,
+                  embedding::FormatBytes(static_cast<double>(arch.bytes)).c_str(), arch.val_auc);
+    out << buf << "optembed widths: " << ws << "\n";
+    if (!c.checkpoint_dir.empty()) {
+      nlohmann::json j = {{"widths", arch.widths},
+                          {"kept_rows", arch.kept_rows},
+                          {"total_rows", arch.total_rows},
+                          {"bytes", arch.bytes},
+                          {"val_auc", arch.val_auc},
+                          {"evaluated", arch.evaluated},
+                          {"thresholds", trainer->thresholds()},
+                          {"budget_bytes", resolved.budget_bytes}};
+      EMBER_RETURN_IF_ERROR(WriteFileAtomic(c.checkpoint_dir + "/optembed-search.json", j.dump(2) + "\n"));
+    }
+    workers::TrainerConfig rc = tc;
+    rc.embedding.field_widths = arch.widths;
+    EMBER_ASSIGN_OR_RETURN(auto stats, ps.Stats());
+    uint32_t next = 0;
+    for (const auto& s : stats) next = std::max(next, s.table + 1);
+    rc.embedding.first_table = next;
+    EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, &ps, &collective));
+    EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*trainer, c.retrain_init == "fresh"));
+    trainer = std::move(retrainer);
+    tc = rc;
+    m.train_samples = 0;
+    m.train_seconds = 0;
+    EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.retrain_epochs > 0 ? c.retrain_epochs : c.epochs, &m));
   }
-  if (m.train_samples == 0)
-    return Status::InvalidArgument(
-        "no training examples read from " + c.train +
-        (m.bad_lines ? " (" + std::to_string(m.bad_lines) + " malformed lines skipped)" : ""));
   m.samples_per_sec = m.train_seconds > 0 ? m.train_samples / m.train_seconds : 0;
   EMBER_ASSIGN_OR_RETURN(auto footprint, trainer->TableFootprint());
   m.table_rows = footprint.first;
   m.table_bytes = footprint.second;
+  EMBER_ASSIGN_OR_RETURN(auto stats, ps.Stats());
+  for (const auto& s : stats) m.table_values += s.values;
+  m.param_bytes = HeldParamBytes(stats, tc);
   out << "trained " << m.train_samples << " samples in " << ProgressReporter::FormatDuration(m.train_seconds) << " ("
-      << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, "
-      << Bytes(m.table_bytes) << "\n";
+      << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, params "
+      << Bytes(m.param_bytes) << ", " << Bytes(m.table_bytes) << " with optimizer state and index\n";
   if (m.bad_lines) out << "skipped " << m.bad_lines << " malformed lines (data.on_bad_line = \"skip\")\n";
   if (!c.test.empty()) {
     EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.test, false));
@@ -118,6 +278,16 @@ Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& dat
   EMBER_ASSIGN_OR_RETURN(RunConfig c, ParseConfig(text, path + "/manifest.json#config"));
   ConfigureThreads(threads > 0 ? threads : c.threads);
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
+  // The tables' shapes come from the checkpoint: sizes a budget chose are in the stored specs,
+  // OptEmbed's retraining widths and table ids in the manifest.
+  if (!c.budget.empty() && PathExists(c.train)) {
+    EMBER_RETURN_IF_ERROR(ResolveEmbedding(c, &tc).status());
+  }
+  EMBER_ASSIGN_OR_RETURN(auto oe, workers::ReadCheckpointOptEmbed(path));
+  if (!oe.widths.empty()) {
+    tc.embedding.field_widths = oe.widths;
+    tc.embedding.first_table = oe.first_table;
+  }
   ps::InProcessClient ps(c.shards);
   workers::LocalCollective collective;
   EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective));

@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "ember/common/file.h"
+#include "ember/data/field_stats.h"
+#include "ember/embedding/plan.h"
 
 namespace ember::launcher {
 namespace {
@@ -74,10 +76,70 @@ Setter IntList(std::vector<int64_t> RunConfig::*field) {
   };
 }
 
+template <typename S, typename T>
+Setter SubInt(S RunConfig::*sub, T S::*field, int64_t lo, int64_t hi) {
+  return [=](const toml::node& n, RunConfig* c) {
+    auto v = n.value<int64_t>();
+    if (!v || n.type() != toml::node_type::integer) return Status::InvalidArgument("expected an integer");
+    if (*v < lo || *v > hi)
+      return Status::InvalidArgument("must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    (c->*sub).*field = static_cast<T>(*v);
+    return Status::Ok();
+  };
+}
+template <typename S>
+Setter SubFloat(S RunConfig::*sub, double S::*field, double lo, double hi) {
+  return [=](const toml::node& n, RunConfig* c) {
+    if (!n.is_number()) return Status::InvalidArgument("expected a number");
+    const double v = *n.value<double>();
+    if (!(v >= lo && v <= hi))
+      return Status::InvalidArgument("must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    (c->*sub).*field = v;
+    return Status::Ok();
+  };
+}
+// A number (fraction or bytes) or a string ("1/100", "64MiB"), checked by ParseBudget.
+Setter BudgetSetter() {
+  return [](const toml::node& n, RunConfig* c) {
+    std::string text;
+    if (n.is_string()) {
+      text = *n.value<std::string>();
+    } else if (n.is_integer()) {
+      text = std::to_string(*n.value<int64_t>());
+    } else if (n.is_number()) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%.17g", *n.value<double>());
+      text = buf;
+    } else {
+      return Status::InvalidArgument("expected a fraction, bytes or a string such as \"64MiB\"");
+    }
+    auto b = embedding::ParseBudget(text);
+    if (!b.ok()) return Status::InvalidArgument(b.status().message());
+    c->budget = text;
+    return Status::Ok();
+  };
+}
+Setter ChunkList() {
+  return [](const toml::node& n, RunConfig* c) {
+    const toml::array* a = n.as_array();
+    if (!a) return Status::InvalidArgument("expected an array of integers (chunks per field, 0 = embedding.chunks)");
+    std::vector<int64_t> out;
+    for (const auto& e : *a) {
+      auto v = e.value<int64_t>();
+      if (!v || e.type() != toml::node_type::integer || *v < 0 || *v > 64)
+        return Status::InvalidArgument("expected integers in [0, 64]");
+      out.push_back(*v);
+    }
+    c->field_chunks = out;
+    return Status::Ok();
+  };
+}
+
 const std::map<std::string, Setter>& Schema() {
   static const std::map<std::string, Setter> schema = {
       {"data.train", Str(&RunConfig::train)},
       {"data.test", Str(&RunConfig::test)},
+      {"data.valid", Str(&RunConfig::valid)},
       {"data.format", Str(&RunConfig::format, {"criteo"})},
       {"data.on_bad_line", Str(&RunConfig::on_bad_line, {"error", "skip"})},
       {"data.num_dense", Int(&RunConfig::num_dense, 0, 64)},
@@ -86,7 +148,28 @@ const std::map<std::string, Setter>& Schema() {
       {"model.name", Str(&RunConfig::model, {"dlrm", "deepfm", "lr"})},
       {"model.bottom_mlp", IntList(&RunConfig::bottom_mlp)},
       {"model.top_mlp", IntList(&RunConfig::top_mlp)},
-      {"embedding.method", Str(&RunConfig::method, {"full", "hash", "unified"})},
+      {"embedding.method", Str(&RunConfig::method, {"full", "hash", "unified", "dsl", "optembed"})},
+      {"embedding.budget", BudgetSetter()},
+      {"embedding.field_chunks", ChunkList()},
+      {"embedding.collisionless_below", Int(&RunConfig::collisionless_below, 0, INT64_MAX)},
+      {"embedding.density", Float(&RunConfig::density, 1e-6, 1)},
+      {"optembed.alpha", SubFloat(&RunConfig::optembed, &workers::OptEmbedConfig::alpha, 0, 1e3)},
+      {"optembed.threshold_lr", SubFloat(&RunConfig::optembed, &workers::OptEmbedConfig::threshold_lr, 0, 1e3)},
+      {"optembed.population", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::population, 2, 10000)},
+      {"optembed.rounds", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::rounds, 0, 10000)},
+      {"optembed.mutants", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::mutants, 0, 10000)},
+      {"optembed.children", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::children, 0, 10000)},
+      {"optembed.keep", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::keep, 1, 10000)},
+      {"optembed.mutate_prob", SubFloat(&RunConfig::optembed, &workers::OptEmbedConfig::mutate_prob, 0, 1)},
+      {"optembed.search_samples", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::search_samples, 1, INT64_MAX)},
+      {"optembed.seed", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::seed, 0, INT64_MAX)},
+      {"optembed.retrain_init", Str(&RunConfig::retrain_init, {"fresh", "inherit"})},
+      {"optembed.retrain_epochs", Int(&RunConfig::retrain_epochs, 0, 100000)},
+      {"dsl.interval", SubInt(&RunConfig::dsl, &workers::DslConfig::interval, 1, INT64_MAX)},
+      {"dsl.p0", SubFloat(&RunConfig::dsl, &workers::DslConfig::p0, 0, 1)},
+      {"dsl.p_min", SubFloat(&RunConfig::dsl, &workers::DslConfig::p_min, 0, 1)},
+      {"dsl.grow_window", SubInt(&RunConfig::dsl, &workers::DslConfig::grow_window, 1, INT64_MAX)},
+      {"dsl.decay", Str(&RunConfig::dsl_decay, {"cosine", "none"})},
       {"embedding.tables", Int(&RunConfig::tables, 1, 1000)},
       {"embedding.chunks", Int(&RunConfig::chunks, 1, 64)},
       {"embedding.dim", Int(&RunConfig::dim, 1, 4096)},
@@ -187,6 +270,14 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   t.embedding.rows = c.rows;
   t.embedding.tables = c.tables;
   t.embedding.chunks = c.chunks;
+  for (int64_t v : c.field_chunks) t.embedding.field_chunks.push_back(static_cast<int>(v));
+  if (!c.field_chunks.empty() && c.field_chunks.size() != static_cast<size_t>(c.num_sparse))
+    return Status::InvalidArgument("embedding.field_chunks has " + std::to_string(c.field_chunks.size()) +
+                                   " entries, data.num_sparse is " + std::to_string(c.num_sparse));
+  t.embedding.collisionless_below = c.collisionless_below;
+  t.embedding.density = static_cast<float>(c.density);
+  t.optembed = c.optembed;
+  t.dsl = c.dsl;
   t.embedding.seed = c.embedding_seed;
   t.embedding.init_scale = static_cast<float>(c.init_scale);
   if (!embedding::ParseOptimizerKind(c.sparse_optimizer, &t.embedding.optimizer.kind))
@@ -203,6 +294,29 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   t.dense_lr = c.lr;
   t.seed = c.seed;
   return t;
+}
+
+Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerConfig* t, bool count_always) {
+  ResolvedEmbedding r;
+  embedding::Budget budget;
+  if (!c.budget.empty()) {
+    EMBER_ASSIGN_OR_RETURN(budget, embedding::ParseBudget(c.budget));
+  }
+  const bool needs_counts =
+      count_always || budget.set() || c.collisionless_below > 0 || (c.method == "dsl" && c.dsl_decay == "cosine");
+  if (needs_counts && !c.train.empty()) {
+    auto stats = data::LoadOrCountFields(MakeReaderOptions(c, c.train, true));
+    if (!stats.ok()) return stats.status().WithContext("counting the vocabulary of data.train");
+    for (size_t f = 0; f < t->fields.size() && f < stats->distinct.size(); ++f) t->fields[f].vocab = stats->distinct[f];
+    r.train_rows = stats->rows;
+  }
+  if (budget.set() && c.train.empty())
+    return Status::InvalidArgument("embedding.budget needs data.train (the full table is counted from it)");
+  EMBER_RETURN_IF_ERROR(embedding::ApplyBudget(budget, t->fields, &t->embedding, &r.budget_bytes));
+  if (c.method == "dsl" && c.dsl_decay == "cosine" && r.train_rows > 0)
+    t->dsl.total_steps = static_cast<int64_t>((r.train_rows + c.batch_size - 1) / c.batch_size) * c.epochs;
+  if (c.dsl_decay == "none") t->dsl.total_steps = 0;
+  return r;
 }
 
 data::CriteoOptions MakeReaderOptions(const RunConfig& c, const std::string& path, bool training) {

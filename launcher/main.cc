@@ -43,6 +43,12 @@ int main(int argc, char** argv) {
   train->add_option("--set", sets, "Override a config key: --set train.epochs=2 (repeatable)");
   train->add_option("--metrics-json", metrics_json, "Write metrics (auc, logloss, samples_per_sec, ...) as JSON");
 
+  std::string plan_config;
+  std::vector<std::string> plan_sets;
+  auto* plan = app.add_subcommand("plan", "Print the embedding memory plan of a config (per field, per table)");
+  plan->add_option("--config", plan_config, "TOML config file")->required()->check(CLI::ExistingFile);
+  plan->add_option("--set", plan_sets, "Override a config key (repeatable)");
+
   std::string checkpoint, eval_data;
   int eval_threads = 0;
   auto* eval = app.add_subcommand("eval", "Score a checkpoint on a data file");
@@ -81,6 +87,13 @@ int main(int argc, char** argv) {
     auto config = ember::launcher::LoadConfig(config_path, sets);
     if (!config.ok()) return Fail(config.status());
     return Report(ember::launcher::RunTrain(*config, std::cout), metrics_json);
+  }
+  if (plan->parsed()) {
+    auto config = ember::launcher::LoadConfig(plan_config, plan_sets);
+    if (!config.ok()) return Fail(config.status());
+    auto st = ember::launcher::RunPlan(*config, std::cout);
+    if (!st.ok()) return Fail(st);
+    return 0;
   }
   if (eval->parsed()) {
     return Report(ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout), metrics_json);

@@ -8,6 +8,7 @@
 #include "ember/embedding/dedup.h"
 #include "ember/embedding/kernels.h"
 #include "ember/embedding/method.h"
+#include "ember/embedding/plan.h"
 #include "ember/embedding/row_store.h"
 #include "ember/embedding/sparse_store.h"
 
@@ -369,7 +370,7 @@ TEST(Method, HashStaysInRowsAndSeparatesFields) {
   auto m = MakeMethod(c, {{"a", 0}, {"b", 0}});
   ASSERT_TRUE(m.ok());
   EXPECT_EQ((*m)->tables()[0].rows, 1000u);
-  EXPECT_EQ((*m)->PlannedWeightBytes(), 1000u * 16 * 4);
+  EXPECT_EQ(PlanMemory(**m, c, {{"a", 0}, {"b", 0}}).param_bytes, 1000u * 16 * 4);
   std::vector<uint64_t> ids(5000), ka(5000), kb(5000);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = i * 7919;
   (*m)->MapIds(0, ids.data(), ids.size(), ka.data());
@@ -398,7 +399,7 @@ TEST(Method, UnifiedRoundRobinSaltedConcatenatedProbes) {
   ASSERT_EQ((*m)->tables().size(), 3u);
   EXPECT_EQ((*m)->tables()[0].dim, 8);
   EXPECT_EQ((*m)->tables()[2].id, 7u);
-  EXPECT_EQ((*m)->PlannedWeightBytes(), 3u * 4096 * 8 * 4);
+  EXPECT_EQ(PlanMemory(**m, c, {{"a", 0}, {"b", 0}, {"c", 0}}).param_bytes, 3u * 4096 * 8 * 4);
   // Round-robin runs across fields: a -> (5, 6), b -> (7, 5), c -> (6, 7).
   EXPECT_EQ((*m)->layout(0).probe_tables, (std::vector<uint32_t>{5, 6}));
   EXPECT_EQ((*m)->layout(1).probe_tables, (std::vector<uint32_t>{7, 5}));
@@ -422,6 +423,112 @@ TEST(Method, UnifiedRoundRobinSaltedConcatenatedProbes) {
   EXPECT_LT(cross, 10);
   c.chunks = 3;
   EXPECT_NE(MakeMethod(c, {{"a", 0}}).status().message().find("embedding.chunks"), std::string::npos);
+}
+
+TEST(Method, UnifiedPerFieldChunksAndCollisionlessSmallFields) {
+  MethodConfig c;
+  c.method = "unified";
+  c.dim = 16;
+  c.rows = 1000;
+  c.tables = 2;
+  c.chunks = 4;                // d = 4
+  c.field_chunks = {0, 2, 1};  // a: 4 chunks, b: 2, c: 1
+  c.collisionless_below = 50;  // c (vocab 20) gets its own rows
+  auto m = MakeMethod(c, {{"a", 100000}, {"b", 100000}, {"c", 20}});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ((*m)->tables().size(), 3u);  // two shared + c's own
+  EXPECT_EQ((*m)->tables()[2].rows, 20u);
+  EXPECT_EQ((*m)->tables()[2].dim, 4);
+  EXPECT_EQ((*m)->max_probes(), 4);
+  EXPECT_EQ((*m)->slot_dim(), 4);
+  // Round-robin continues across fields with different chunk counts; c is not in it.
+  EXPECT_EQ((*m)->layout(0).probe_tables, (std::vector<uint32_t>{0, 1, 0, 1}));
+  EXPECT_EQ((*m)->layout(1).probe_tables, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ((*m)->layout(2).probe_tables, (std::vector<uint32_t>{2}));
+  EXPECT_EQ((*m)->layout(1).output_dim, 8);
+  // Collisionless: every value of c has its own row.
+  std::vector<uint64_t> ids(20), keys(20);
+  for (uint64_t i = 0; i < 20; ++i) ids[i] = i;
+  (*m)->MapIds(2, ids.data(), 20, keys.data());
+  EXPECT_EQ(std::set<uint64_t>(keys.begin(), keys.end()).size(), 20u);
+  c.field_chunks = {0, 5, 1};
+  EXPECT_NE(MakeMethod(c, {{"a", 1}, {"b", 1}, {"c", 1}}).status().message().find("field_chunks"), std::string::npos);
+}
+
+TEST(Budget, ParsesFractionsAndBytes) {
+  EXPECT_DOUBLE_EQ(ParseBudget("0.1")->fraction, 0.1);
+  EXPECT_DOUBLE_EQ(ParseBudget("1/100")->fraction, 0.01);
+  EXPECT_EQ(ParseBudget("64MiB")->bytes, 64u << 20);
+  EXPECT_EQ(ParseBudget("2.5 GB")->bytes, 2500000000u);
+  EXPECT_EQ(ParseBudget("123456")->bytes, 123456u);
+  EXPECT_EQ(ParseBudget("1")->fraction, 1.0);
+  for (const char* bad : {"0", "-1", "2/1", "12 parsecs", "lots"}) {
+    auto b = ParseBudget(bad);
+    EXPECT_FALSE(b.ok()) << bad;
+    EXPECT_NE(b.status().message().find("embedding.budget"), std::string::npos);
+  }
+}
+
+TEST(Budget, EachMethodTurnsTheBudgetIntoItsSizes) {
+  const std::vector<FieldInfo> fields = {{"a", 60000}, {"b", 30000}, {"c", 10000}};  // 100k rows
+  const uint64_t full = 100000ull * 16 * 4;
+  EXPECT_EQ(FullTableBytes(16, fields), full);
+  Budget tenth;
+  tenth.fraction = 0.1;
+  uint64_t bytes = 0;
+  MethodConfig c;
+  c.dim = 16;
+  c.method = "hash";
+  ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
+  EXPECT_EQ(bytes, full / 10);
+  EXPECT_EQ(c.rows, 10000u);
+  c.method = "unified";
+  c.tables = 2;
+  c.chunks = 2;
+  ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
+  EXPECT_EQ(c.rows, 10000u);  // 2 tables x 10000 rows x 8 floats
+  auto m = MakeMethod(c, fields);
+  EXPECT_EQ(PlanMemory(**m, c, fields).param_bytes, full / 10);
+  c.method = "dsl";
+  ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
+  // (640000 - 100000 * 2 mask bytes) / (100000 * 64) = 0.06875
+  EXPECT_NEAR(c.density, 0.06875, 1e-6);
+  m = MakeMethod(c, fields);
+  const auto plan = PlanMemory(**m, c, fields);
+  EXPECT_NEAR(static_cast<double>(plan.param_bytes), static_cast<double>(full / 10), 10.0);
+  EXPECT_EQ(plan.tables[0].spec.kind, TableKind::kSparse);
+  // Budgets that cannot be met say so, with the method and the reason.
+  Budget hundredth;
+  hundredth.fraction = 0.01;
+  auto st = ApplyBudget(hundredth, fields, &c, &bytes);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("cannot be met by dsl: the row masks alone"), std::string::npos) << st.ToString();
+  c.method = "full";
+  st = ApplyBudget(tenth, fields, &c, &bytes);
+  EXPECT_NE(st.message().find("cannot be met by full"), std::string::npos) << st.ToString();
+  c.method = "unified";
+  c.collisionless_below = 20000;  // c's own rows: 10000 x 2 chunks x 8 floats = 640000 bytes > budget
+  st = ApplyBudget(tenth, fields, &c, &bytes);
+  EXPECT_NE(st.message().find("collisionless tables alone"), std::string::npos) << st.ToString();
+  c.method = "hash";
+  st = ApplyBudget(tenth, {{"a", 0}}, &c, &bytes);
+  EXPECT_NE(st.message().find("no known vocabulary"), std::string::npos) << st.ToString();
+}
+
+TEST(Budget, PlannedResidentBytesMatchTheStores) {
+  for (TableKind kind : {TableKind::kDense, TableKind::kSparse}) {
+    TableSpec spec = Spec(OptimizerKind::kRowwiseAdagrad, 16);
+    spec.kind = kind;
+    spec.density = 0.5f;
+    auto t = Table::Make(spec);
+    std::vector<uint64_t> keys;
+    for (uint64_t i = 0; i < 50000; ++i) keys.push_back(MakeKey(0, i));
+    std::vector<float> out(keys.size() * 16);
+    t->Pull(keys.data(), keys.size(), out.data());
+    const double est = static_cast<double>(kind == TableKind::kSparse ? SparseRowStore::EstimateBytes(spec, 50000)
+                                                                      : RowStore::EstimateBytes(spec, 50000));
+    EXPECT_NEAR(static_cast<double>(t->MemoryBytes()) / est, 1.0, 0.1) << static_cast<int>(kind);
+  }
 }
 
 TEST(Method, BadConfigNamesTheKey) {

@@ -3,10 +3,15 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "ember/common/file.h"
@@ -14,6 +19,7 @@
 #include "ember/common/metrics.h"
 #include "ember/common/progress.h"
 #include "ember/embedding/dedup.h"
+#include "ember/models/optembed.h"
 
 namespace ember::workers {
 namespace {
@@ -40,8 +46,13 @@ Status TorchCall(const char* what, Fn&& fn) {
 
 struct Trainer::Group {
   embedding::EmbeddingMethod* method = nullptr;
-  int dim = 0;
-  int total_probes = 0;
+  int dim = 0;           // slot width: the group's widest table; narrower rows are zero-padded
+  int max_probes = 0;    // slots per field; fields with fewer probes are padded with zero slots
+  int total_probes = 0;  // real probes of all fields
+  bool padded = false;   // some field has fewer probes than max_probes
+  bool narrow = false;   // some table is narrower than dim
+  bool optembed_supernet = false;
+  bool dsl = false;
   uint32_t first_table = 0;
   size_t num_tables = 0;
   std::vector<int> probe_offset;
@@ -50,7 +61,7 @@ struct Trainer::Group {
   std::vector<size_t> table_begin;
   std::vector<int64_t> perm;
   embedding::KeyDeduper dedup;
-  torch::Tensor inverse, rows;
+  torch::Tensor inverse, slot_inverse, rows;
 
   // fn(table id, begin, end) for every table with rows in this batch's leaf.
   template <typename Fn>
@@ -76,34 +87,52 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
   mc.embedding_dim = config.embedding.dim;
   EMBER_ASSIGN_OR_RETURN(t->model_, models::MakeCtrModel(mc));
   uint32_t next_table = config.embedding.first_table;
-  for (const auto& gs : t->model_->embedding_groups()) {
+  const auto groups = t->model_->embedding_groups();
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const auto& gs = groups[gi];
     embedding::MethodConfig ec = config.embedding;
     ec.dim = gs.dim;
     ec.first_table = next_table;
     ec.seed = PairSeed(config.embedding.seed, next_table);
+    if (gi > 0) {
+      // Secondary groups (DeepFM's first-order weights, 1 wide) take hashing and multiplexing
+      // at one chunk, and full tables under OptEmbed and DSL (whose masks need width).
+      if (ec.method == "optembed" || ec.method == "dsl") ec.method = "full";
+      if (gs.dim % ec.chunks != 0) {
+        ec.chunks = 1;
+        ec.field_chunks.clear();
+      }
+      ec.field_widths.clear();
+    }
     auto method = embedding::MakeMethod(ec, config.fields);
     if (!method.ok()) return method.status().WithContext("embedding group '" + gs.name + "'");
     auto g = std::make_unique<Group>();
     g->method = method->get();
-    g->dim = (*method)->tables().front().dim;
+    g->dim = (*method)->slot_dim();
+    g->max_probes = (*method)->max_probes();
     g->first_table = next_table;
     g->num_tables = (*method)->tables().size();
+    g->optembed_supernet = ec.method == "optembed" && ec.field_widths.empty();
+    g->dsl = ec.method == "dsl";
     for (const auto& spec : (*method)->tables()) {
-      // One leaf tensor per group: its tables share a row width.
-      if (spec.dim != g->dim)
-        return Status::InvalidArgument("embedding group '" + gs.name + "': tables of different widths (" +
-                                       std::to_string(spec.dim) + ", " + std::to_string(g->dim) + ")");
+      g->narrow |= spec.dim != g->dim;
       if (spec.id < next_table || spec.id >= next_table + g->num_tables)
         return Status::Internal("method tables are not contiguous");
     }
+    if (g->max_probes * g->dim != gs.dim)
+      return Status::InvalidArgument("embedding group '" + gs.name + "': fields are " + std::to_string(g->max_probes) +
+                                     " probes of " + std::to_string(g->dim) + " wide, model " + mc.name + " needs " +
+                                     std::to_string(gs.dim));
     for (int f = 0; f < (*method)->num_fields(); ++f) {
       g->probe_offset.push_back(g->total_probes);
       g->total_probes += (*method)->num_probes(f);
-      g->widths.push_back((*method)->layout(f).output_dim);
-      if (g->widths.back() != gs.dim)
-        return Status::InvalidArgument("embedding group '" + gs.name + "': field " + std::to_string(f) + " is " +
-                                       std::to_string(g->widths.back()) + " wide, model " + mc.name + " needs " +
-                                       std::to_string(gs.dim));
+      g->padded |= (*method)->num_probes(f) != g->max_probes;
+      g->widths.push_back(gs.dim);
+    }
+    if (g->optembed_supernet) {
+      t->thresholds_ = torch::zeros({static_cast<int64_t>(config.fields.size())}, torch::kFloat).requires_grad_(true);
+      t->threshold_optimizer_ = std::make_unique<torch::optim::SGD>(
+          std::vector<torch::Tensor>{t->thresholds_}, torch::optim::SGDOptions(config.optembed.threshold_lr));
     }
     EMBER_RETURN_IF_ERROR(ps->CreateTables((*method)->tables()));
     next_table += static_cast<uint32_t>(g->num_tables);
@@ -172,7 +201,10 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
       }
       for (size_t i = 0; i < n; ++i) inv[i] = g.perm[inv[i]];
     }
-    g.rows = torch::empty({static_cast<int64_t>(U), g.dim}, torch::kFloat);
+    // The leaf: one row per unique key, plus an all-zero row for padding slots.
+    const int64_t leaf_rows = static_cast<int64_t>(U) + (g.padded ? 1 : 0);
+    g.rows = g.narrow || g.padded ? torch::zeros({leaf_rows, g.dim}, torch::kFloat)
+                                  : torch::empty({leaf_rows, g.dim}, torch::kFloat);
     float* rows = g.rows.data_ptr<float>();
     g.ForEachTable([&](uint32_t table, size_t b, size_t e) {
       ps::PullSlice s;
@@ -180,9 +212,23 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
       s.keys = g.sorted_unique.data() + b;
       s.n = e - b;
       s.out = rows + b * g.dim;
+      s.stride = static_cast<size_t>(g.dim);
       s.create_missing = training;
       slices.push_back(s);
     });
+    if (g.padded) {
+      // Slots: field f's probes, then (max_probes - probes) padding slots reading the zero row.
+      const size_t F = static_cast<size_t>(g.method->num_fields()), S = static_cast<size_t>(g.max_probes);
+      g.slot_inverse = torch::empty({static_cast<int64_t>(B * F * S)}, torch::kLong);
+      int64_t* si = g.slot_inverse.data_ptr<int64_t>();
+      for (size_t i = 0; i < B; ++i)
+        for (size_t f = 0; f < F; ++f) {
+          const size_t P = static_cast<size_t>(g.method->num_probes(static_cast<int>(f)));
+          const size_t off = static_cast<size_t>(g.probe_offset[f]);
+          for (size_t p = 0; p < S; ++p)
+            si[(i * F + f) * S + p] = p < P ? inv[i * TP + off + p] : static_cast<int64_t>(U);
+        }
+    }
     recorder_->AddCounter("lookup_keys_total", static_cast<double>(n));
     recorder_->AddCounter("lookup_unique_keys_total", static_cast<double>(U));
   }
@@ -191,7 +237,9 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
     Group& g = *gp;
     if (training) g.rows.requires_grad_(true);
     models::GroupInput in;
-    in.values = g.rows.index_select(0, g.inverse).view({static_cast<int64_t>(B), g.total_probes * g.dim});
+    const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
+    in.values = g.rows.index_select(0, g.padded ? g.slot_inverse : g.inverse).view({static_cast<int64_t>(B), width});
+    if (g.optembed_supernet) in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;
     inputs->push_back(std::move(in));
   }
@@ -214,15 +262,22 @@ Status Trainer::PushGradients() {
       s.keys = g.sorted_unique.data() + b;
       s.n = e - b;
       s.grads = gd + b * g.dim;
+      s.stride = static_cast<size_t>(g.dim);
       slices.push_back(s);
     });
   }
   return ps_->Push(slices);
 }
 
+std::vector<torch::Tensor> Trainer::DenseParams() {
+  auto params = model_->parameters();
+  if (thresholds_.defined()) params.push_back(thresholds_);
+  return params;
+}
+
 Status Trainer::AllReduceDense() {
   if (collective_->size() <= 1) return Status::Ok();
-  auto params = model_->parameters();
+  auto params = DenseParams();
   size_t total = 0;
   for (auto& p : params) total += static_cast<size_t>(p.numel());
   flat_grads_.assign(total, 0.0f);
@@ -257,18 +312,61 @@ Status Trainer::TrainStep(const data::Batch& batch, double* loss) {
     auto dense = torch::from_blob(const_cast<float*>(batch.dense.data()), {B, batch.num_dense}, torch::kFloat);
     auto labels = torch::from_blob(const_cast<float*>(batch.labels.data()), {B}, torch::kFloat);
     optimizer_->zero_grad();
+    if (threshold_optimizer_) threshold_optimizer_->zero_grad();
     auto logits = model_->Forward(dense, inputs);
     auto l = torch::binary_cross_entropy_with_logits(logits, labels);
-    l.backward();
     if (loss) *loss = l.item<double>();
+    if (thresholds_.defined()) l = l + config_.optembed.alpha * torch::exp(-thresholds_).sum();
+    l.backward();
   });
   EMBER_RETURN_IF_ERROR(st);
   EMBER_RETURN_IF_ERROR(PushGradients());
   EMBER_RETURN_IF_ERROR(AllReduceDense());
-  EMBER_RETURN_IF_ERROR(TorchCall("dense optimizer step", [&] { optimizer_->step(); }));
+  EMBER_RETURN_IF_ERROR(TorchCall("dense optimizer step", [&] {
+    optimizer_->step();
+    if (threshold_optimizer_) threshold_optimizer_->step();
+  }));
   ++step_;
+  EMBER_RETURN_IF_ERROR(MaintainTables());
   recorder_->AddCounter("train_samples_total", static_cast<double>(B));
   recorder_->AddCounter("train_steps_total", 1);
+  return Status::Ok();
+}
+
+Status Trainer::MaintainTables() {
+  const DslConfig& d = config_.dsl;
+  if (d.interval <= 0) return Status::Ok();
+  for (auto& gp : groups_) {
+    if (!gp->dsl) continue;
+    const bool start_collect = (step_ + std::min(d.grow_window, d.interval)) % d.interval == 0;
+    const bool round = step_ % d.interval == 0;
+    if (!start_collect && !round) continue;
+    double p = d.p0;
+    if (d.total_steps > 0) {
+      const double x = std::min(1.0, static_cast<double>(step_) / static_cast<double>(d.total_steps));
+      p = d.p_min + (d.p0 - d.p_min) * (1.0 + std::cos(M_PI * x)) / 2.0;
+    }
+    for (size_t t = 0; t < gp->num_tables; ++t) {
+      ps::TableOp op;
+      op.table = gp->first_table + static_cast<uint32_t>(t);
+      if (round) {
+        op.kind = ps::TableOp::Kind::kPruneGrow;
+        op.value = p;
+        op.seed = PairSeed(config_.seed, static_cast<uint64_t>(step_));
+        EMBER_ASSIGN_OR_RETURN(auto r, ps_->Apply(op));
+        recorder_->AddCounter("dsl_pruned_total", static_cast<double>(r.pruned));
+        recorder_->AddCounter("dsl_grown_total", static_cast<double>(r.grown));
+        op.kind = ps::TableOp::Kind::kCollectGrowth;
+        op.value = 0;
+        EMBER_RETURN_IF_ERROR(ps_->Apply(op).status());
+      }
+      if (start_collect) {
+        op.kind = ps::TableOp::Kind::kCollectGrowth;
+        op.value = 1;
+        EMBER_RETURN_IF_ERROR(ps_->Apply(op).status());
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -364,8 +462,9 @@ Result<std::pair<uint64_t, uint64_t>> Trainer::TableFootprint() {
   return std::make_pair(rows, bytes);
 }
 
-Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::string& config_text) {
-  const std::string final_dir = root + "/ckpt-" + std::to_string(step_);
+Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::string& config_text,
+                                            const std::string& name) {
+  const std::string final_dir = root + "/" + (name.empty() ? "ckpt-" + std::to_string(step_) : name);
   const std::string tmp = final_dir + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;
   std::filesystem::remove_all(tmp, ec);
@@ -392,6 +491,15 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
   nlohmann::json manifest = {
       {"format", kManifestFormat},     {"version", kManifestVersion},     {"step", step_},         {"hash", kHashName},
       {"model", model_->model_name()}, {"num_shards", ps_->num_shards()}, {"config", config_text}, {"files", jfiles}};
+  if (config_.embedding.method == "optembed") {
+    nlohmann::json oe = {{"stage", config_.embedding.field_widths.empty() ? "supernet" : "retrain"}};
+    if (!config_.embedding.field_widths.empty()) {
+      oe["widths"] = config_.embedding.field_widths;
+      oe["first_table"] = config_.embedding.first_table;
+    }
+    if (thresholds_.defined()) oe["thresholds"] = thresholds();
+    manifest["optembed"] = oe;
+  }
   EMBER_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/manifest.json", manifest.dump(2) + "\n"));
   std::filesystem::remove_all(final_dir, ec);
   std::filesystem::rename(tmp, final_dir, ec);
@@ -425,6 +533,20 @@ Result<nlohmann::json> ReadManifest(const std::string& path) {
 Result<std::string> ReadCheckpointConfig(const std::string& path) {
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
   return m["config"].get<std::string>();
+}
+
+Result<OptEmbedCheckpoint> ReadCheckpointOptEmbed(const std::string& path) {
+  EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
+  OptEmbedCheckpoint oe;
+  if (m.contains("optembed") && m["optembed"].contains("widths")) {
+    try {
+      oe.widths = m["optembed"]["widths"].get<std::vector<int>>();
+      oe.first_table = m["optembed"].value("first_table", uint32_t{0});
+    } catch (const std::exception& e) {
+      return Status::Corruption(path + "/manifest.json: bad optembed state: " + e.what());
+    }
+  }
+  return oe;
 }
 
 Result<std::string> ResolveCheckpoint(const std::string& path) {
@@ -478,7 +600,206 @@ Status Trainer::RestoreCheckpoint(const std::string& path) {
   }
   EMBER_RETURN_IF_ERROR(ps_->LoadShards(path, shards));
   step_ = m.value("step", int64_t{0});
+  if (thresholds_.defined() && m.contains("optembed") && m["optembed"].contains("thresholds")) {
+    std::vector<float> t;
+    try {
+      t = m["optembed"]["thresholds"].get<std::vector<float>>();
+    } catch (const std::exception& e) {
+      return Status::Corruption(path + "/manifest.json: bad optembed thresholds: " + e.what());
+    }
+    if (static_cast<int64_t>(t.size()) != thresholds_.numel())
+      return Status::Corruption(path + "/manifest.json: " + std::to_string(t.size()) + " thresholds for " +
+                                std::to_string(thresholds_.numel()) + " fields");
+    torch::NoGradGuard no_grad;
+    thresholds_.copy_(torch::from_blob(t.data(), {static_cast<int64_t>(t.size())}, torch::kFloat));
+  }
   return Status::Ok();
+}
+
+std::vector<float> Trainer::thresholds() const {
+  if (!thresholds_.defined()) return {};
+  auto t = thresholds_.detach().contiguous();
+  return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+}
+
+Status Trainer::AdoptOptEmbedRows(const Trainer& supernet, bool reinit) {
+  const auto t = supernet.thresholds();
+  if (t.empty() || supernet.groups_.empty() || !supernet.groups_[0]->optembed_supernet)
+    return Status::InvalidArgument("optembed: the source trainer is not a supernet");
+  if (groups_.empty() || config_.embedding.field_widths.empty())
+    return Status::InvalidArgument("optembed: this trainer is not a retraining stage");
+  const Group& src = *supernet.groups_[0];
+  const Group& dst = *groups_[0];
+  for (size_t f = 0; f < t.size(); ++f) {
+    ps::TableOp op;
+    op.kind = ps::TableOp::Kind::kCopyRows;
+    op.table = src.first_table + static_cast<uint32_t>(f);
+    op.dst_table = dst.first_table + static_cast<uint32_t>(f);
+    op.value = t[f];
+    op.reinit = reinit;
+    EMBER_RETURN_IF_ERROR(ps_->Apply(op).status());
+    op.kind = ps::TableOp::Kind::kDropTable;
+    EMBER_RETURN_IF_ERROR(ps_->Apply(op).status());
+  }
+  return Status::Ok();
+}
+
+Result<OptEmbedArch> Trainer::SearchOptEmbed(data::BatchReader* validation, uint64_t budget_bytes) {
+  if (!thresholds_.defined() || groups_.empty() || !groups_[0]->optembed_supernet)
+    return Status::InvalidArgument("optembed search needs a supernet (embedding.method = \"optembed\")");
+  const OptEmbedConfig& oc = config_.optembed;
+  const Group& g = *groups_[0];
+  const int F = static_cast<int>(config_.fields.size()), D = g.dim;
+  const auto t = thresholds();
+  OptEmbedArch arch;
+  // Rows each field keeps (L1 above its threshold), counted where the rows live.
+  for (int f = 0; f < F; ++f) {
+    ps::TableOp op;
+    op.kind = ps::TableOp::Kind::kCountAbove;
+    op.table = g.first_table + static_cast<uint32_t>(f);
+    op.value = t[static_cast<size_t>(f)];
+    EMBER_ASSIGN_OR_RETURN(auto kept, ps_->Apply(op));
+    arch.kept_rows.push_back(kept.rows);
+  }
+  EMBER_ASSIGN_OR_RETURN(auto stats, ps_->Stats());
+  for (int f = 0; f < F; ++f) {
+    uint64_t rows = 0;
+    for (const auto& st : stats)
+      if (st.table == g.first_table + static_cast<uint32_t>(f)) rows = st.rows;
+    arch.total_rows.push_back(rows);
+  }
+  auto bytes_of = [&](const std::vector<int>& w) {
+    uint64_t b = 0;
+    for (int f = 0; f < F; ++f) b += arch.kept_rows[f] * static_cast<uint64_t>(w[f]) * sizeof(float);
+    return b;
+  };
+  std::vector<int> ones(static_cast<size_t>(F), 1);
+  if (budget_bytes && bytes_of(ones) > budget_bytes)
+    return Status::InvalidArgument(
+        "embedding.budget: " + std::to_string(budget_bytes) + " bytes cannot be met by optembed: the " +
+        std::to_string(bytes_of(ones) / sizeof(float)) +
+        " rows left after pruning need that many floats even at width 1 (raise optembed.alpha to prune more)");
+  // The validation examples' row-masked embeddings, pulled once.
+  struct Held {
+    torch::Tensor dense, values;
+    std::vector<torch::Tensor> others;
+    std::vector<float> labels;
+  };
+  std::vector<Held> held;
+  uint64_t taken = 0;
+  model_->eval();
+  {
+    torch::NoGradGuard no_grad;
+    data::Batch batch;
+    while (taken < oc.search_samples) {
+      EMBER_ASSIGN_OR_RETURN(bool got, validation->Next(&batch));
+      if (!got) break;
+      std::vector<models::GroupInput> inputs;
+      EMBER_RETURN_IF_ERROR(Lookup(batch, /*training=*/false, &inputs));
+      const int64_t B = static_cast<int64_t>(batch.size);
+      Held h;
+      h.dense = torch::from_blob(batch.dense.data(), {B, batch.num_dense}, torch::kFloat).clone();
+      h.values = inputs[0].values.clone();  // row masks already applied (eval)
+      for (size_t i = 1; i < inputs.size(); ++i) h.others.push_back(inputs[i].values.clone());
+      h.labels.assign(batch.labels.begin(), batch.labels.begin() + B);
+      taken += batch.size;
+      held.push_back(std::move(h));
+    }
+  }
+  if (taken == 0) return Status::InvalidArgument("optembed search: the validation data has no examples");
+  std::map<std::vector<int>, double> cache;
+  auto fitness = [&](const std::vector<int>& w) -> Result<double> {
+    auto it = cache.find(w);
+    if (it != cache.end()) return it->second;
+    std::vector<float> p_all, y_all;
+    auto prefix = torch::zeros({F, D}, torch::kFloat);
+    for (int f = 0; f < F; ++f) prefix[f].narrow(0, 0, w[f]).fill_(1.0f);
+    prefix = prefix.view({1, F * D});
+    Status st = TorchCall("optembed search", [&] {
+      torch::NoGradGuard no_grad;
+      for (const auto& h : held) {
+        std::vector<models::GroupInput> in(1 + h.others.size());
+        in[0].values = h.values * prefix;
+        in[0].widths = groups_[0]->widths;
+        for (size_t i = 0; i < h.others.size(); ++i) {
+          in[i + 1].values = h.others[i];
+          in[i + 1].widths = groups_[i + 1]->widths;
+        }
+        auto p = torch::sigmoid(model_->Forward(h.dense, in)).contiguous();
+        p_all.insert(p_all.end(), p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
+        y_all.insert(y_all.end(), h.labels.begin(), h.labels.end());
+      }
+    });
+    EMBER_RETURN_IF_ERROR(st);
+    const double auc = ExactAuc(p_all, y_all);
+    cache[w] = auc;
+    ++arch.evaluated;
+    return auc;
+  };
+  std::mt19937_64 rng(oc.seed);
+  std::uniform_int_distribution<int> width_dist(1, D);
+  // Repair: narrow fields (chosen in proportion to the bytes they hold) until within budget.
+  auto repair = [&](std::vector<int>* w) {
+    while (budget_bytes && bytes_of(*w) > budget_bytes) {
+      std::vector<double> weight(static_cast<size_t>(F));
+      for (int f = 0; f < F; ++f) weight[f] = (*w)[f] > 1 ? static_cast<double>(arch.kept_rows[f]) * (*w)[f] : 0.0;
+      std::discrete_distribution<int> pick(weight.begin(), weight.end());
+      --(*w)[pick(rng)];
+    }
+  };
+  std::vector<std::vector<int>> population;
+  population.push_back(std::vector<int>(static_cast<size_t>(F), D));
+  repair(&population.back());
+  while (static_cast<int>(population.size()) < oc.population) {
+    std::vector<int> w(static_cast<size_t>(F));
+    for (auto& x : w) x = width_dist(rng);
+    repair(&w);
+    population.push_back(std::move(w));
+  }
+  std::vector<int> best;
+  double best_auc = -1;
+  for (int round = 0; round < oc.rounds; ++round) {
+    std::vector<std::pair<double, std::vector<int>>> scored;
+    for (const auto& w : population) {
+      EMBER_ASSIGN_OR_RETURN(double auc, fitness(w));
+      scored.emplace_back(auc, w);
+    }
+    std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (scored.front().first > best_auc) {
+      best_auc = scored.front().first;
+      best = scored.front().second;  // a copy: later mutation cannot touch it
+    }
+    const size_t top = std::min(scored.size(), static_cast<size_t>(std::max(oc.keep, 2)));
+    std::vector<std::vector<int>> next;
+    for (size_t i = 0; i < std::min(scored.size(), static_cast<size_t>(oc.keep)); ++i) next.push_back(scored[i].second);
+    std::bernoulli_distribution mutate(oc.mutate_prob);
+    for (int m = 0; m < oc.mutants; ++m) {
+      std::vector<int> w = scored[static_cast<size_t>(m) % top].second;  // a copy of a parent
+      for (auto& x : w)
+        if (mutate(rng)) x = width_dist(rng);
+      repair(&w);
+      next.push_back(std::move(w));
+    }
+    std::uniform_int_distribution<size_t> parent(0, top - 1);
+    std::uniform_int_distribution<int> cut_dist(1, std::max(1, F - 1));
+    for (int c = 0; c < oc.children && top >= 2; ++c) {
+      size_t a = parent(rng), b = parent(rng);
+      while (b == a) b = parent(rng);
+      const int cut = cut_dist(rng);
+      std::vector<int> w(scored[a].second.begin(), scored[a].second.begin() + cut);
+      w.insert(w.end(), scored[b].second.begin() + cut, scored[b].second.end());
+      repair(&w);
+      next.push_back(std::move(w));
+    }
+    population = std::move(next);
+    std::fprintf(stderr, "optembed search round %d/%d: best val AUC %.5f, %llu bytes, %d candidates scored\n",
+                 round + 1, oc.rounds, best_auc, static_cast<unsigned long long>(bytes_of(best)), arch.evaluated);
+  }
+  model_->train();
+  arch.widths = best;
+  arch.bytes = bytes_of(best);
+  arch.val_auc = best_auc;
+  return arch;
 }
 
 }  // namespace ember::workers

@@ -26,7 +26,9 @@ struct FieldInfo {
   uint64_t vocab = 0;
 };
 
-// Probe p of a field reads one row of width tables[probe_tables[p]].dim.
+// Probe p of a field reads one row of width probe_dims[p] (= its table's dim). The field's
+// embedding is the probes' rows, each zero-padded to the group's widest table, concatenated;
+// output_dim is the field's useful width (the sum of its probe dims).
 struct FieldLayout {
   std::vector<uint32_t> probe_tables;
   std::vector<int> probe_dims;
@@ -35,14 +37,22 @@ struct FieldLayout {
 
 // Method selection and sizes, as given by the `embedding.*` config keys.
 struct MethodConfig {
-  std::string method = "full";  // "full", "hash" or "unified"
+  std::string method = "full";  // "full", "hash", "unified", "dsl" or "optembed"
   int dim = 16;                 // width of a field's embedding
   uint64_t rows = 1 << 20;      // hash: rows of the one shared table; unified: rows per table
   int tables = 2;               // unified: shared tables T
   int chunks = 2;               // unified: probes per value c (each dim / c wide)
-  uint64_t seed = 0;            // salts and row initialisation
-  uint32_t first_table = 0;     // table ids start here (several methods can share one PS)
-  float init_scale = 0.01f;     // new rows uniform in [-init_scale, init_scale]
+  // unified: per-field chunk counts (0 = `chunks`); a field with fewer chunks is zero-padded.
+  std::vector<int> field_chunks;
+  // unified: fields whose vocabulary is at most this get their own collisionless rows.
+  uint64_t collisionless_below = 0;
+  float density = 1.0f;  // dsl: share of each row's entries kept
+  // optembed: empty = the supernet (full-width tables); else the retraining stage, field f
+  // keeping its first field_widths[f] entries in a frozen table of the unpruned rows.
+  std::vector<int> field_widths;
+  uint64_t seed = 0;         // salts and row initialisation
+  uint32_t first_table = 0;  // table ids start here (several methods can share one PS)
+  float init_scale = 0.01f;  // new rows uniform in [-init_scale, init_scale]
   OptimizerConfig optimizer;
 };
 
@@ -56,21 +66,30 @@ class EmbeddingMethod {
   int num_probes(int field) const { return static_cast<int>(layouts_[field].probe_tables.size()); }
   // Writes n * num_probes(field) keys, row-major: keys[i * probes + p] is id i's probe p.
   virtual void MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const = 0;
-  // Bytes of weights for `rows_per_table[t]` rows in table t (0 rows = spec.rows).
-  uint64_t PlannedWeightBytes() const;
+  // Probes of the field with the most (every field is padded to this many slots).
+  int max_probes() const;
+  // Width of one probe's slot: the widest table, or the method's full width where its tables
+  // are narrower (OptEmbed retraining zero-pads each field to it).
+  int slot_dim() const;
 
  protected:
   std::vector<TableSpec> tables_;
   std::vector<FieldLayout> layouts_;
+  int slot_dim_ = 0;
 };
 
 // Full (collisionless) tables: field f has table f; key local = id (ids >= 2^54 are hashed into
-// 54 bits, where collisions are negligible).
+// 54 bits, where collisions are negligible). The same layout serves Dynamic Sparse Learning
+// ("dsl": the tables are element-masked sparse tables at `density`) and OptEmbed ("optembed":
+// full tables for the supernet; for retraining, frozen tables of field_widths[f] entries).
 class FullMethod final : public EmbeddingMethod {
  public:
   FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);
-  std::string name() const override { return "full"; }
+  std::string name() const override { return name_; }
   void MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const override;
+
+ private:
+  std::string name_;
 };
 
 // Hashing trick: one shared table of `rows` rows; key local = H64(id; seed(field)) mod rows.
@@ -87,10 +106,13 @@ class HashMethod final : public EmbeddingMethod {
 };
 
 // Unified Embedding (feature multiplexing, ALGORITHMS.md section 1): every field shares T tables
-// of `rows` rows; value v of field f is looked up with c salted hashes, chunk j in table
-// table[f][j] (assigned round-robin across fields in registration order), and the c rows of
-// width dim / c are concatenated in chunk order:
+// of `rows` rows; value v of field f is looked up with c_f salted hashes, chunk j in table
+// table[f][j] (assigned round-robin across fields in registration order), and the c_f rows of
+// width d = dim / chunks are concatenated in chunk order (c_f <= chunks; narrower fields are
+// zero-padded to dim):
 //   key(f, j, v) = (table[f][j], XXH3(v; PairSeed(PairSeed(seed, f), j)) mod rows)
+// A field with vocab <= collisionless_below instead gets its own table of vocab * c_f rows of
+// width d, value v's chunk j at row v * c_f + j: no collisions, same width.
 class UnifiedMethod final : public EmbeddingMethod {
  public:
   UnifiedMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);
@@ -100,6 +122,8 @@ class UnifiedMethod final : public EmbeddingMethod {
  private:
   uint64_t rows_;
   int chunks_;
+  std::vector<int> field_chunks_;
+  std::vector<bool> own_table_;
   std::vector<uint64_t> salts_;  // [field * chunks + j]
 };
 

@@ -31,6 +31,8 @@ class RowStore final : public Table {
   size_t size() const override { return size_; }
   uint64_t values() const override { return static_cast<uint64_t>(size_) * spec_.dim; }
   size_t MemoryBytes() const override;
+  // Estimated MemoryBytes() of a table of `rows` rows (planning).
+  static uint64_t EstimateBytes(const TableSpec& spec, uint64_t rows);
 
   // out[i*dim .. (i+1)*dim) = weights of keys[i]; missing rows are created.
   void Pull(const uint64_t* keys, size_t n, float* out) override;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -41,6 +42,8 @@ class SparseRowStore final : public Table {
   void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const override;
   Status PutRecord(uint64_t key, std::string_view record) override;
 
+  // Estimated MemoryBytes() of a table of `rows` rows (planning).
+  static uint64_t EstimateBytes(const TableSpec& spec, uint64_t rows);
   // Entries a new row of `key` keeps.
   static int Allotment(const TableSpec& spec, uint64_t key);
   // Positions a new row of `key` keeps (Allotment(spec, key) bits).
@@ -63,15 +66,21 @@ class SparseRowStore final : public Table {
     uint64_t mask = 0;
     uint32_t slot = 0;  // in pools_[popcount(mask)]
   };
+  // Rows of one population live in blocks of kPoolBlock slots (blocks never move).
+  static constexpr int kPoolShift = 8;
+  static constexpr uint32_t kPoolBlock = 1u << kPoolShift;
   struct Pool {
-    std::vector<float> data;
+    std::vector<std::unique_ptr<float[]>> blocks;
+    uint32_t used = 0;
     std::vector<uint32_t> free;
   };
   int SlotFloats(int count) const;
-  float* SlotPtr(const Row& r) { return pools_[__builtin_popcountll(r.mask)].data.data() + SlotOffset(r); }
-  const float* SlotPtr(const Row& r) const { return pools_[__builtin_popcountll(r.mask)].data.data() + SlotOffset(r); }
-  size_t SlotOffset(const Row& r) const {
-    return static_cast<size_t>(r.slot) * SlotFloats(__builtin_popcountll(r.mask));
+  // The row's slot; nullptr for a population with nothing to store.
+  float* SlotPtr(const Row& r) const {
+    const int c = __builtin_popcountll(r.mask);
+    const Pool& p = pools_[c];
+    if (p.blocks.empty()) return nullptr;
+    return p.blocks[r.slot >> kPoolShift].get() + static_cast<size_t>(r.slot & (kPoolBlock - 1)) * SlotFloats(c);
   }
   uint32_t Alloc(int count);
   void Free(const Row& r);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "ember/common/status.h"
 #include "ember/data/synthetic_ctr.h"
@@ -24,6 +25,19 @@ struct RunMetrics {
   uint64_t peak_rss_bytes = 0;
   uint64_t bad_lines = 0;
   std::string checkpoint;  // path written, if any
+  // Embedding memory: parameter bytes held (4 per stored weight, plus DSL masks), the full
+  // table's, the budget's (0 = none) and the plan's estimates.
+  std::string method;
+  uint64_t table_values = 0;
+  uint64_t param_bytes = 0;
+  uint64_t full_bytes = 0;
+  uint64_t budget_bytes = 0;
+  uint64_t planned_param_bytes = 0;
+  uint64_t planned_resident_bytes = 0;
+  // OptEmbed: rows kept after pruning / rows of the supernet, and the searched widths.
+  uint64_t kept_rows = 0;
+  uint64_t supernet_rows = 0;
+  std::vector<int> widths;
 };
 
 // Writes metrics as a JSON object (atomically).
@@ -33,6 +47,8 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m);
 void ConfigureThreads(int threads);
 
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
+// Prints, per field and per table, the method's rows, widths and bytes against the budget.
+Status RunPlan(const RunConfig& config, std::ostream& out);
 // Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) on a data file.
 Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads, std::ostream& out);
 Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& options, const std::string& out_path,

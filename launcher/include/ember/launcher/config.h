@@ -18,6 +18,7 @@ struct RunConfig {
   // [data]
   std::string train;                  // data.train: training file (Criteo text format)
   std::string test;                   // data.test: evaluation file ("" = no evaluation)
+  std::string valid;                  // data.valid: validation file (OptEmbed's search)
   std::string format = "criteo";      // data.format
   std::string on_bad_line = "error";  // data.on_bad_line: "error" or "skip"
   int num_dense = 13;                 // data.num_dense
@@ -31,8 +32,12 @@ struct RunConfig {
   std::string method = "full";
   int dim = 16;
   uint64_t rows = 1 << 20;
-  int tables = 2;  // embedding.tables (unified)
-  int chunks = 2;  // embedding.chunks (unified)
+  int tables = 2;                     // embedding.tables (unified)
+  int chunks = 2;                     // embedding.chunks (unified)
+  std::vector<int64_t> field_chunks;  // embedding.field_chunks (unified, per field; 0 = chunks)
+  uint64_t collisionless_below = 0;   // embedding.collisionless_below (unified)
+  double density = 1.0;               // embedding.density (dsl; the budget sets it when given)
+  std::string budget;                 // embedding.budget: "" = none, a fraction or bytes
   std::string sparse_optimizer = "rowwise_adagrad";
   double sparse_lr = 0.05;
   double initial_accumulator = 0.0;  // embedding.initial_accumulator (Adagrad variants)
@@ -49,6 +54,13 @@ struct RunConfig {
   uint64_t eval_batch_size = 8192;
   std::string progress = "auto";  // "auto" (line on a terminal, log lines otherwise), "log", "off"
   double log_interval_s = 10;
+  // [optembed]
+  workers::OptEmbedConfig optembed;
+  std::string retrain_init = "fresh";  // optembed.retrain_init: "fresh" or "inherit"
+  int retrain_epochs = 0;              // optembed.retrain_epochs (0 = train.epochs)
+  // [dsl]
+  workers::DslConfig dsl;
+  std::string dsl_decay = "cosine";  // dsl.decay: "cosine" or "none"
   // [ps]
   int shards = 1;
   // [checkpoint]
@@ -64,8 +76,17 @@ Result<RunConfig> ParseConfig(const std::string& toml_text, const std::string& s
                               const std::vector<std::string>& overrides = {});
 Result<RunConfig> LoadConfig(const std::string& path, const std::vector<std::string>& overrides = {});
 
-// Translations for the modules.
+// Translations for the modules. MakeTrainerConfig leaves field vocabularies at 0;
+// ResolveEmbedding fills them from the training data (where the method or budget needs them)
+// and applies the budget.
 Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& config);
+struct ResolvedEmbedding {
+  uint64_t budget_bytes = 0;  // 0 = no budget
+  uint64_t train_rows = 0;    // known when the training data was counted
+};
+// `count_always` counts even where nothing needs the vocabularies (plans show them).
+Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& config, workers::TrainerConfig* trainer,
+                                           bool count_always = false);
 data::CriteoOptions MakeReaderOptions(const RunConfig& config, const std::string& path, bool training);
 
 }  // namespace ember::launcher

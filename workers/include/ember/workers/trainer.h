@@ -24,6 +24,34 @@
 
 namespace ember::workers {
 
+// OptEmbed (ALGORITHMS.md section 2). Thresholds are dense parameters on the workers (one per
+// field, all-reduced with the model, trained by their own SGD); the supernet's row masks and
+// per-sample dimension masks are computed in the forward pass from the pulled full rows.
+struct OptEmbedConfig {
+  double alpha = 3e-4;         // weight of sum_f exp(-t_f)
+  double threshold_lr = 1e-2;  // SGD on the thresholds
+  // Search (stage 2).
+  int population = 20;
+  int rounds = 30;
+  int mutants = 10;
+  int children = 10;
+  int keep = 10;  // best candidates carried into the next round
+  double mutate_prob = 0.1;
+  uint64_t search_samples = 50000;  // validation examples scored per candidate
+  uint64_t seed = 7;
+};
+
+// Dynamic Sparse Learning (ALGORITHMS.md section 3): prune/grow every `interval` steps with the
+// fraction p(s) = p_min + (p0 - p_min) (1 + cos(pi s / total_steps)) / 2; the growth gradient is
+// collected over the last `grow_window` steps before a round.
+struct DslConfig {
+  int64_t interval = 100;
+  double p0 = 0.5;
+  double p_min = 0.005;
+  int64_t total_steps = 0;  // 0: no decay (p0 throughout)
+  int64_t grow_window = 10;
+};
+
 struct TrainerConfig {
   embedding::MethodConfig embedding;  // dim is the "main" group's; other groups set their own
   models::CtrModelConfig model;
@@ -31,6 +59,18 @@ struct TrainerConfig {
   std::string dense_optimizer = "adam";  // "adam", "adagrad", "sgd"
   double dense_lr = 1e-3;
   uint64_t seed = 1;
+  OptEmbedConfig optembed;
+  DslConfig dsl;
+};
+
+// OptEmbed search result: per-field widths, the rows each field keeps, bytes, fitness.
+struct OptEmbedArch {
+  std::vector<int> widths;
+  std::vector<uint64_t> kept_rows;
+  std::vector<uint64_t> total_rows;
+  uint64_t bytes = 0;
+  double val_auc = 0;
+  int evaluated = 0;
 };
 
 struct ProgressOptions {
@@ -75,9 +115,21 @@ class Trainer {
 
   // Writes <root>/ckpt-<step>/ (shards, dense model, dense optimizer, manifest) atomically:
   // files go into a temporary directory that is renamed when complete. Returns the path.
-  Result<std::string> SaveCheckpoint(const std::string& root, const std::string& config_text);
+  // `name` replaces "ckpt-<step>" (stage checkpoints). Method state (OptEmbed thresholds and
+  // widths) goes into the manifest.
+  Result<std::string> SaveCheckpoint(const std::string& root, const std::string& config_text,
+                                     const std::string& name = "");
   // Restores rows, dense weights, optimizer state and step from a checkpoint directory.
   Status RestoreCheckpoint(const std::string& path);
+
+  // OptEmbed stage 2: evolutionary search of per-field widths on `validation` under
+  // `budget_bytes` (0 = no budget; candidates over it are repaired by narrowing fields).
+  Result<OptEmbedArch> SearchOptEmbed(data::BatchReader* validation, uint64_t budget_bytes);
+  // OptEmbed stage 3: copies the rows of `supernet` whose L1 exceeds their field's threshold into
+  // this trainer's (retraining) tables, fresh-initialised if `reinit`, then drops the supernet's.
+  Status AdoptOptEmbedRows(const Trainer& supernet, bool reinit);
+  // Thresholds of the OptEmbed supernet (empty otherwise).
+  std::vector<float> thresholds() const;
 
   int64_t step() const { return step_; }
   models::CtrModel& model() { return *model_; }
@@ -90,6 +142,8 @@ class Trainer {
   Status Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs);
   Status PushGradients();
   Status AllReduceDense();
+  Status MaintainTables();
+  std::vector<torch::Tensor> DenseParams();
 
   TrainerConfig config_;
   ps::PsClient* ps_ = nullptr;
@@ -101,10 +155,19 @@ class Trainer {
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
   std::vector<float> flat_grads_;
   int64_t step_ = 0;
+  torch::Tensor thresholds_;  // OptEmbed supernet
+  std::unique_ptr<torch::optim::SGD> threshold_optimizer_;
 };
 
 // Reads "<path>/manifest.json" and returns the config text stored with the checkpoint.
 Result<std::string> ReadCheckpointConfig(const std::string& path);
+// OptEmbed retraining state recorded in a checkpoint's manifest (widths empty if none): a
+// retraining-stage checkpoint needs it to rebuild its tables.
+struct OptEmbedCheckpoint {
+  std::vector<int> widths;
+  uint32_t first_table = 0;
+};
+Result<OptEmbedCheckpoint> ReadCheckpointOptEmbed(const std::string& path);
 // Resolves a checkpoint root (containing ckpt-N directories) or a checkpoint directory to the
 // newest complete checkpoint directory.
 Result<std::string> ResolveCheckpoint(const std::string& path);

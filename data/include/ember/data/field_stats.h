@@ -1,0 +1,27 @@
+// Field statistics of a training file: rows and exact distinct values per categorical field
+// (a missing value counts as one value: it has its own row in a full table).
+//
+// The full table's size, and so every memory budget given as a fraction of it, comes from these
+// counts. They are cached beside the data as "<file>.fields.json" and reused while the file's
+// size and modification time match (the cache is skipped where the directory is read-only).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ember/common/status.h"
+#include "ember/data/criteo.h"
+
+namespace ember::data {
+
+struct FieldStats {
+  uint64_t rows = 0;
+  std::vector<uint64_t> distinct;  // per categorical field
+};
+
+Result<FieldStats> CountFields(BatchReader* reader);
+// Reads the cache or counts (logging a line when it has to count) and writes the cache.
+Result<FieldStats> LoadOrCountFields(const CriteoOptions& options);
+
+}  // namespace ember::data

@@ -1,0 +1,177 @@
+#include "ember/embedding/plan.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "ember/embedding/row_store.h"
+#include "ember/embedding/sparse_store.h"
+
+namespace ember::embedding {
+
+Result<Budget> ParseBudget(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidArgument("embedding.budget: '" + text + "' " + why +
+                                   " (expected a fraction such as 0.1 or 1/100, or bytes such as 64MiB)");
+  };
+  Budget b;
+  const size_t slash = text.find('/');
+  try {
+    if (slash != std::string::npos) {
+      const double num = std::stod(text.substr(0, slash)), den = std::stod(text.substr(slash + 1));
+      if (!(num > 0 && den > 0 && num <= den)) return bad("is not a fraction in (0, 1]");
+      b.fraction = num / den;
+      return b;
+    }
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    std::string unit = text.substr(used);
+    while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+    double mult = 1;
+    if (unit == "" || unit == "B") {
+      mult = 1;
+    } else if (unit == "KB") {
+      mult = 1e3;
+    } else if (unit == "MB") {
+      mult = 1e6;
+    } else if (unit == "GB") {
+      mult = 1e9;
+    } else if (unit == "KiB") {
+      mult = 1024.0;
+    } else if (unit == "MiB") {
+      mult = 1024.0 * 1024;
+    } else if (unit == "GiB") {
+      mult = 1024.0 * 1024 * 1024;
+    } else {
+      return bad("has an unknown unit '" + unit + "'");
+    }
+    if (!(v > 0)) return bad("must be positive");
+    if (unit.empty() && v <= 1) {
+      b.fraction = v;
+    } else {
+      b.bytes = static_cast<uint64_t>(v * mult);
+    }
+  } catch (const std::exception&) {
+    return bad("is not a number");
+  }
+  return b;
+}
+
+std::string FormatBytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return buf;
+}
+
+uint64_t FullTableBytes(int dim, const std::vector<FieldInfo>& fields) {
+  uint64_t rows = 0;
+  for (const auto& f : fields) rows += f.vocab;
+  return rows * static_cast<uint64_t>(dim) * sizeof(float);
+}
+
+namespace {
+uint64_t MaskBytes(int dim) { return static_cast<uint64_t>((dim + 7) / 8); }
+}  // namespace
+
+uint64_t ParamBytes(const TableSpec& spec, uint64_t rows) {
+  if (spec.kind == TableKind::kSparse)
+    return static_cast<uint64_t>(std::llround(static_cast<double>(rows) *
+                                              (static_cast<double>(spec.density) * spec.dim * sizeof(float)))) +
+           rows * MaskBytes(spec.dim);
+  return rows * static_cast<uint64_t>(spec.dim) * sizeof(float);
+}
+
+Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, MethodConfig* c,
+                   uint64_t* budget_bytes) {
+  *budget_bytes = 0;
+  if (!budget.set()) return Status::Ok();
+  for (size_t f = 0; f < fields.size(); ++f)
+    if (fields[f].vocab == 0)
+      return Status::InvalidArgument("embedding.budget: field " + fields[f].name +
+                                     " has no known vocabulary (plan needs the training data's distinct values)");
+  const uint64_t full = FullTableBytes(c->dim, fields);
+  const uint64_t bytes =
+      budget.bytes ? budget.bytes : static_cast<uint64_t>(std::floor(budget.fraction * static_cast<double>(full)));
+  *budget_bytes = bytes;
+  auto cannot = [&](const std::string& why) {
+    return Status::InvalidArgument("embedding.budget: " + FormatBytes(static_cast<double>(bytes)) + " (" +
+                                   std::to_string(static_cast<double>(bytes) / static_cast<double>(full)) +
+                                   " of the full table's " + FormatBytes(static_cast<double>(full)) +
+                                   ") cannot be met by " + c->method + ": " + why);
+  };
+  const uint64_t row_bytes = static_cast<uint64_t>(c->dim) * sizeof(float);
+  if (c->method == "full") {
+    if (bytes < full) return cannot("the full table needs all of it; pick hash, unified, optembed or dsl");
+    return Status::Ok();
+  }
+  if (c->method == "hash") {
+    c->rows = bytes / row_bytes;
+    if (c->rows == 0) return cannot("not even one row of " + std::to_string(row_bytes) + " bytes");
+    return Status::Ok();
+  }
+  if (c->method == "unified") {
+    if (c->chunks < 1 || c->dim % c->chunks) return Status::InvalidArgument("embedding.chunks must divide dim");
+    const uint64_t chunk_bytes = row_bytes / static_cast<uint64_t>(c->chunks);
+    uint64_t own = 0;
+    for (size_t f = 0; f < fields.size(); ++f) {
+      if (fields[f].vocab > c->collisionless_below) continue;
+      const int cf = f < c->field_chunks.size() && c->field_chunks[f] > 0 ? c->field_chunks[f] : c->chunks;
+      own += fields[f].vocab * static_cast<uint64_t>(cf) * chunk_bytes;
+    }
+    if (own >= bytes) return cannot("the collisionless tables alone take " + FormatBytes(static_cast<double>(own)));
+    c->rows = (bytes - own) / (static_cast<uint64_t>(c->tables) * chunk_bytes);
+    if (c->rows == 0) return cannot("less than one row per shared table");
+    return Status::Ok();
+  }
+  if (c->method == "dsl") {
+    uint64_t rows = 0;
+    for (const auto& f : fields) rows += f.vocab;
+    const uint64_t masks = rows * MaskBytes(c->dim);
+    if (bytes <= masks)
+      return cannot("the row masks alone take " + FormatBytes(static_cast<double>(masks)) + " (" +
+                    std::to_string(MaskBytes(c->dim)) + " bytes per row)");
+    c->density = static_cast<float>(std::min(
+        1.0, static_cast<double>(bytes - masks) / (static_cast<double>(rows) * static_cast<double>(row_bytes))));
+    if (c->density * static_cast<float>(c->dim) < 0.05f)
+      return cannot("fewer than 0.05 kept entries per row (density " + std::to_string(c->density) + ")");
+    return Status::Ok();
+  }
+  if (c->method == "optembed") return Status::Ok();  // the search honours it
+  return Status::InvalidArgument("embedding.budget: unknown method " + c->method);
+}
+
+MemoryPlan PlanMemory(const EmbeddingMethod& method, const MethodConfig& config, const std::vector<FieldInfo>& fields) {
+  MemoryPlan plan;
+  plan.method = method.name();
+  plan.full_bytes = FullTableBytes(config.dim, fields);
+  for (const auto& spec : method.tables()) {
+    TablePlan t;
+    t.spec = spec;
+    t.rows = spec.rows;
+    t.param_bytes = ParamBytes(spec, t.rows);
+    const double state_per_row = spec.kind == TableKind::kSparse
+                                     ? (spec.optimizer.kind == OptimizerKind::kAdam ? 2.0 * spec.density * spec.dim + 1
+                                        : spec.optimizer.kind == OptimizerKind::kAdagrad
+                                            ? static_cast<double>(spec.density) * spec.dim
+                                            : (spec.optimizer.kind == OptimizerKind::kRowwiseAdagrad ? 1.0 : 0.0))
+                                     : StateFloats(spec.optimizer.kind, spec.dim);
+    t.state_bytes = static_cast<uint64_t>(std::llround(static_cast<double>(t.rows) * state_per_row * sizeof(float)));
+    t.resident_bytes = spec.kind == TableKind::kSparse ? SparseRowStore::EstimateBytes(spec, t.rows)
+                                                       : RowStore::EstimateBytes(spec, t.rows);
+    for (int f = 0; f < method.num_fields(); ++f)
+      for (uint32_t id : method.layout(f).probe_tables)
+        if (id == spec.id && (t.fields.empty() || t.fields.back() != f)) t.fields.push_back(f);
+    plan.param_bytes += t.param_bytes;
+    plan.state_bytes += t.state_bytes;
+    plan.resident_bytes += t.resident_bytes;
+    plan.tables.push_back(std::move(t));
+  }
+  return plan;
+}
+
+}  // namespace ember::embedding
