@@ -108,7 +108,7 @@ Setter BudgetSetter() {
       text = std::to_string(*n.value<int64_t>());
     } else if (n.is_number()) {
       char buf[64];
-      std::snprintf(buf, sizeof(buf), "%.17g", *n.value<double>());
+      std::snprintf(buf, sizeof(buf), "%g", *n.value<double>());
       text = buf;
     } else {
       return Status::InvalidArgument("expected a fraction, bytes or a string such as \"64MiB\"");

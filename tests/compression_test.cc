@@ -1,0 +1,270 @@
+// The compression methods through the trainer: OptEmbed's three stages, DSL's budget during
+// training, Unified Embedding with padded fields, and every method's state across checkpoints.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "ember/data/criteo.h"
+#include "ember/data/synthetic_ctr.h"
+#include "ember/models/optembed.h"
+#include "ember/ps/in_process.h"
+#include "ember/workers/trainer.h"
+
+namespace ember::workers {
+namespace {
+
+std::string Dir() {
+  auto d = std::filesystem::temp_directory_path() / ("ember_compression_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+struct Files {
+  std::string train, valid, test;
+  Files() {
+    data::SyntheticCtrOptions o;
+    o.max_vocab = 5000;
+    o.rows = 30000;
+    o.seed = 1;
+    train = Dir() + "/train.tsv";
+    valid = Dir() + "/valid.tsv";
+    test = Dir() + "/test.tsv";
+    EMBER_CHECK(data::WriteSyntheticCtr(o, train).ok());
+    o.rows = 5000;
+    o.seed = 2;
+    EMBER_CHECK(data::WriteSyntheticCtr(o, valid).ok());
+    o.seed = 3;
+    EMBER_CHECK(data::WriteSyntheticCtr(o, test).ok());
+  }
+};
+const Files& Data() {
+  static Files f;
+  return f;
+}
+
+std::unique_ptr<data::BatchReader> Reader(const std::string& path, size_t batch) {
+  data::CriteoOptions o;
+  o.path = path;
+  o.batch_size = batch;
+  return std::move(data::CriteoReader::Open(o)).value();
+}
+
+TrainerConfig Config(const std::string& method) {
+  TrainerConfig c;
+  c.model.name = "dlrm";
+  c.model.bottom_mlp = {32};
+  c.model.top_mlp = {32};
+  c.embedding.method = method;
+  c.embedding.dim = 8;
+  c.dense_lr = 3e-3;
+  for (int f = 0; f < 26; ++f) c.fields.push_back({"C" + std::to_string(f + 1), 0});
+  return c;
+}
+
+ProgressOptions Quiet() {
+  ProgressOptions p;
+  p.enabled = false;
+  return p;
+}
+
+std::vector<float> Predictions(Trainer* t) {
+  std::vector<float> p, y;
+  auto r = Reader(Data().test, 1000);
+  EXPECT_TRUE(t->Evaluate(r.get(), &p, &y).ok());
+  return p;
+}
+
+// STE: forward is the step, backward the slope s(x), which is exactly the derivative of the
+// surrogate S: the threshold's gradient through the mask matches finite differences of S.
+TEST(OptEmbed, ThresholdGradientMatchesFiniteDifferences) {
+  torch::manual_seed(3);
+  const int64_t B = 64, F = 5, D = 4;
+  auto values = torch::randn({B, F * D}) * 0.3;
+  auto weights = torch::randn({B, F});  // loss = sum w * mask(L1 - t)
+  auto t = (torch::rand({F}) * 0.8).requires_grad_(true);
+  auto l1 = values.view({B, F, D}).abs().sum(-1);
+  auto loss = (weights * models::StepSte(l1 - t.unsqueeze(0))).sum();
+  loss.backward();
+  // Forward of STE is the step.
+  EXPECT_TRUE(torch::equal(models::StepSte(torch::tensor({-0.5f, 0.0f, 0.1f})), torch::tensor({0.0f, 0.0f, 1.0f})));
+  auto surrogate = [&](const torch::Tensor& th) {
+    return (weights * models::StepSurrogate(l1 - th.unsqueeze(0))).sum().item<double>();
+  };
+  const double h = 1e-3;
+  for (int64_t f = 0; f < F; ++f) {
+    auto up = t.detach().clone(), down = t.detach().clone();
+    up[f] += h;
+    down[f] -= h;
+    const double fd = (surrogate(up) - surrogate(down)) / (2 * h);
+    EXPECT_NEAR(t.grad()[f].item<double>(), fd, 2e-2 * std::max(1.0, std::abs(fd))) << "field " << f;
+  }
+  // The slope by hand at a few points: 2 - 4|x| inside 0.4, 0.4 up to 1, 0 beyond.
+  auto x = torch::tensor({0.1f, -0.3f, 0.7f, -1.5f}).requires_grad_(true);
+  models::StepSte(x).sum().backward();
+  EXPECT_TRUE(torch::allclose(x.grad(), torch::tensor({1.6f, 0.8f, 0.4f, 0.0f})));
+}
+
+TEST(OptEmbed, EvalMaskZeroesRowsAtOrBelowTheirThreshold) {
+  auto values = torch::tensor({{0.1f, 0.1f, 0.5f, 0.5f}, {0.3f, -0.3f, 0.0f, 0.1f}});  // B=2, F=2, D=2
+  auto t = torch::tensor({0.5f, 0.5f});
+  auto out = models::OptEmbedRowMask(values, t, 2);
+  EXPECT_TRUE(torch::equal(out, torch::tensor({{0.0f, 0.0f, 0.5f, 0.5f}, {0.3f, -0.3f, 0.0f, 0.0f}})));
+}
+
+// The three stages: the supernet raises thresholds, the search meets the budget, retraining
+// holds only the kept rows at the searched widths, and the result survives a checkpoint.
+TEST(OptEmbed, ThreeStagesUnderABudget) {
+  auto c = Config("optembed");
+  c.embedding.init_scale = 0.05f;
+  c.optembed.alpha = 1e-2;
+  c.optembed.threshold_lr = 5.0;
+  c.optembed.rounds = 3;
+  c.optembed.population = 6;
+  c.optembed.mutants = 4;
+  c.optembed.children = 4;
+  c.optembed.keep = 4;
+  c.optembed.search_samples = 2000;
+  ps::InProcessClient ps(2);
+  LocalCollective coll;
+  auto sup = Trainer::Create(c, &ps, &coll);
+  ASSERT_TRUE(sup.ok()) << sup.status().ToString();
+  auto r = Reader(Data().train, 256);
+  ASSERT_TRUE((*sup)->TrainEpoch(r.get(), 0, 1, Quiet()).ok());
+  const auto t = (*sup)->thresholds();
+  ASSERT_EQ(t.size(), 26u);
+  for (float x : t) EXPECT_GT(x, 0.0f);  // the exp(-t) regulariser pushes every threshold up
+  auto fp = (*sup)->TableFootprint();
+  const uint64_t all_rows = fp->first;
+  // A budget below width 1 for every kept row is refused with the reason.
+  auto v0 = Reader(Data().valid, 1000);
+  auto tight = (*sup)->SearchOptEmbed(v0.get(), 16);
+  EXPECT_NE(tight.status().message().find("cannot be met by optembed"), std::string::npos) << tight.status().ToString();
+  auto v = Reader(Data().valid, 1000);
+  const uint64_t budget = all_rows * 8 * 4 / 4;  // a quarter of the full table
+  auto arch = (*sup)->SearchOptEmbed(v.get(), budget);
+  ASSERT_TRUE(arch.ok()) << arch.status().ToString();
+  EXPECT_LE(arch->bytes, budget);
+  EXPECT_GT(arch->val_auc, 0.6);
+  ASSERT_EQ(arch->widths.size(), 26u);
+  uint64_t kept = 0, bytes = 0;
+  for (size_t f = 0; f < 26; ++f) {
+    EXPECT_GE(arch->widths[f], 1);
+    EXPECT_LE(arch->widths[f], 8);
+    kept += arch->kept_rows[f];
+    bytes += arch->kept_rows[f] * arch->widths[f] * 4;
+  }
+  EXPECT_EQ(bytes, arch->bytes);
+  EXPECT_LT(kept, all_rows);  // some rows were pruned
+
+  auto rc = c;
+  rc.embedding.field_widths = arch->widths;
+  rc.embedding.first_table = 26;
+  auto re = Trainer::Create(rc, &ps, &coll);
+  ASSERT_TRUE(re.ok()) << re.status().ToString();
+  ASSERT_TRUE((*re)->AdoptOptEmbedRows(**sup, /*reinit=*/true).ok());
+  auto held = (*re)->TableFootprint();
+  EXPECT_EQ(held->first, kept);  // the supernet's tables are gone; only kept rows remain
+  auto r2 = Reader(Data().train, 256);
+  ASSERT_TRUE((*re)->TrainEpoch(r2.get(), 0, 1, Quiet()).ok());
+  EXPECT_EQ((*re)->TableFootprint()->first, kept);  // frozen: training creates no rows
+  auto stats = ps.Stats();
+  uint64_t values = 0;
+  for (const auto& s : *stats) values += s.values;
+  EXPECT_EQ(values * 4, arch->bytes);
+  auto te = Reader(Data().test, 4096);
+  EXPECT_GT((*re)->Evaluate(te.get())->auc, 0.65);
+
+  const std::string root = Dir() + "/oe";
+  std::filesystem::remove_all(root);
+  auto path = (*re)->SaveCheckpoint(root, "");
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  auto oe = ReadCheckpointOptEmbed(*path);
+  ASSERT_TRUE(oe.ok());
+  EXPECT_EQ(oe->widths, arch->widths);
+  EXPECT_EQ(oe->first_table, 26u);
+  ps::InProcessClient ps2(3);
+  auto back = Trainer::Create(rc, &ps2, &coll);
+  ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());
+  EXPECT_EQ(Predictions(back->get()), Predictions(re->get()));
+  // The supernet's thresholds round-trip as well.
+  auto sp = (*sup)->SaveCheckpoint(root, "", "supernet");
+  ASSERT_TRUE(sp.ok());
+  ps::InProcessClient ps3(1);
+  auto sup2 = Trainer::Create(c, &ps3, &coll);
+  ASSERT_TRUE((*sup2)->RestoreCheckpoint(*sp).ok());
+  EXPECT_EQ((*sup2)->thresholds(), t);
+}
+
+// DSL during training: the kept entries stay exactly at each row's allotment summed over rows
+// (prune/grow moves entries, never adds), and masks and values survive a checkpoint exactly.
+TEST(Dsl, TrainingKeepsTheBudgetAndCheckpointsMasks) {
+  auto c = Config("dsl");
+  c.embedding.density = 0.5f;
+  c.dsl.interval = 20;
+  c.dsl.grow_window = 5;
+  c.dsl.total_steps = 118;
+  ps::InProcessClient ps(2);
+  LocalCollective coll;
+  auto t = Trainer::Create(c, &ps, &coll);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  auto r = Reader(Data().train, 256);
+  std::vector<uint64_t> values_after_rounds;
+  auto check = [&](int64_t step) {
+    auto stats = ps.Stats();
+    uint64_t rows = 0, values = 0;
+    for (const auto& s : *stats) {
+      rows += s.rows;
+      values += s.values;
+    }
+    EXPECT_EQ(values, rows * 4) << "step " << step;  // density 0.5 of 8: exactly 4 per row
+    if (step % 20 == 0) values_after_rounds.push_back(values);
+    return Status::Ok();
+  };
+  ASSERT_TRUE((*t)->TrainEpoch(r.get(), 0, 1, Quiet(), check).ok());
+  EXPECT_EQ(values_after_rounds.size(), 5u);
+  auto te = Reader(Data().test, 4096);
+  EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.65);
+  const std::string root = Dir() + "/dsl";
+  std::filesystem::remove_all(root);
+  auto path = (*t)->SaveCheckpoint(root, "");
+  ASSERT_TRUE(path.ok());
+  ps::InProcessClient ps2(3);
+  auto back = Trainer::Create(c, &ps2, &coll);
+  ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());
+  EXPECT_EQ(Predictions(back->get()), Predictions(t->get()));
+  EXPECT_EQ((*ps2.Stats())[0].values + (*ps2.Stats())[1].values, (*ps.Stats())[0].values + (*ps.Stats())[1].values);
+}
+
+// Unified Embedding with per-field chunk counts and a collisionless small field: narrower fields
+// are zero-padded to the model's width and still learn.
+TEST(Unified, PaddedFieldsTrainAndRoundTrip) {
+  auto c = Config("unified");
+  c.embedding.rows = 3000;
+  c.embedding.tables = 3;
+  c.embedding.chunks = 4;  // 2 wide
+  c.embedding.field_chunks.assign(26, 0);
+  for (int f = 0; f < 13; ++f) c.embedding.field_chunks[f] = 1 + f % 3;
+  c.fields[0].vocab = 10;
+  c.embedding.collisionless_below = 10;
+  ps::InProcessClient ps(2);
+  LocalCollective coll;
+  auto t = Trainer::Create(c, &ps, &coll);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  auto r = Reader(Data().train, 256);
+  ASSERT_TRUE((*t)->TrainEpoch(r.get(), 0, 1, Quiet()).ok());
+  auto te = Reader(Data().test, 4096);
+  EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.65);
+  auto stats = ps.Stats();
+  ASSERT_EQ(stats->size(), 4u);  // 3 shared + field C1's own
+  EXPECT_LE((*stats)[3].rows, 10u);
+  const std::string root = Dir() + "/ue";
+  std::filesystem::remove_all(root);
+  auto path = (*t)->SaveCheckpoint(root, "");
+  ps::InProcessClient ps2(1);
+  auto back = Trainer::Create(c, &ps2, &coll);
+  ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());
+  EXPECT_EQ(Predictions(back->get()), Predictions(t->get()));
+}
+
+}  // namespace
+}  // namespace ember::workers
