@@ -697,13 +697,19 @@ Result<OptEmbedArch> Trainer::SearchOptEmbed(data::BatchReader* validation, uint
       std::vector<models::GroupInput> inputs;
       EMBER_RETURN_IF_ERROR(Lookup(batch, /*training=*/false, &inputs));
       const int64_t B = static_cast<int64_t>(batch.size);
-      Held h;
-      h.dense = torch::from_blob(batch.dense.data(), {B, batch.num_dense}, torch::kFloat).clone();
-      h.values = inputs[0].values.clone();  // row masks already applied (eval)
-      for (size_t i = 1; i < inputs.size(); ++i) h.others.push_back(inputs[i].values.clone());
-      h.labels.assign(batch.labels.begin(), batch.labels.begin() + B);
+      // Held in chunks of 2048 examples: candidates are scored chunk by chunk, so the model's
+      // temporaries stay small.
+      auto dense = torch::from_blob(batch.dense.data(), {B, batch.num_dense}, torch::kFloat);
+      for (int64_t b = 0; b < B; b += 2048) {
+        const int64_t n = std::min<int64_t>(2048, B - b);
+        Held h;
+        h.dense = dense.narrow(0, b, n).clone();
+        h.values = inputs[0].values.narrow(0, b, n).clone();  // row masks already applied (eval)
+        for (size_t i = 1; i < inputs.size(); ++i) h.others.push_back(inputs[i].values.narrow(0, b, n).clone());
+        h.labels.assign(batch.labels.begin() + b, batch.labels.begin() + b + n);
+        held.push_back(std::move(h));
+      }
       taken += batch.size;
-      held.push_back(std::move(h));
     }
   }
   if (taken == 0) return Status::InvalidArgument("optembed search: the validation data has no examples");
@@ -758,7 +764,7 @@ Result<OptEmbedArch> Trainer::SearchOptEmbed(data::BatchReader* validation, uint
   }
   std::vector<int> best;
   double best_auc = -1;
-  for (int round = 0; round < oc.rounds; ++round) {
+  for (int round = 0; round < std::max(1, oc.rounds); ++round) {
     std::vector<std::pair<double, std::vector<int>>> scored;
     for (const auto& w : population) {
       EMBER_ASSIGN_OR_RETURN(double auc, fitness(w));
@@ -793,7 +799,7 @@ Result<OptEmbedArch> Trainer::SearchOptEmbed(data::BatchReader* validation, uint
     }
     population = std::move(next);
     std::fprintf(stderr, "optembed search round %d/%d: best val AUC %.5f, %llu bytes, %d candidates scored\n",
-                 round + 1, oc.rounds, best_auc, static_cast<unsigned long long>(bytes_of(best)), arch.evaluated);
+                 round + 1, std::max(1, oc.rounds), best_auc, static_cast<unsigned long long>(bytes_of(best)), arch.evaluated);
   }
   model_->train();
   arch.widths = best;
