@@ -82,11 +82,13 @@ progress = "log"
 log_interval_s = 60
 """)
     runs = [("full", "1", ["embedding.method=\"full\""])]
+    search = ["optembed.rounds=10", "optembed.search_samples=20000"]
     for m in a.methods.split(","):
         for label, frac in BUDGETS:
-            runs.append((m, label, [f"embedding.method=\"{m}\"", f"embedding.budget={frac}"]))
+            runs.append((m, label, [f"embedding.method=\"{m}\"", f"embedding.budget={frac}"] +
+                         (search if m == "optembed" else [])))
     runs.append(("dsl", "density 0.5", ["embedding.method=\"dsl\"", "embedding.density=0.5"]))
-    runs.append(("optembed", "no budget", ["embedding.method=\"optembed\""]))
+    runs.append(("optembed", "no budget", ["embedding.method=\"optembed\""] + search))
     results = []
     for method, label, sets in runs:
         key = f"{method}-{label}".replace("/", "_").replace(" ", "_")

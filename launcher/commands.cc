@@ -209,10 +209,11 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
     std::string ws;
     for (int w : arch.widths) ws += (ws.empty() ? "" : ",") + std::to_string(w);
     char buf[256];
-    std::snprintf(buf, sizeof(buf), "optembed search: keeps %llu of %llu rows (%.1f%% pruned), %s, val AUC %.5f\n",
+    std::snprintf(buf, sizeof(buf),
+                  "optembed search: keeps %llu of %llu rows (%.1f%% pruned, threshold shift %.2f), %s, val AUC %.5f\n",
                   static_cast<unsigned long long>(m.kept_rows), static_cast<unsigned long long>(m.supernet_rows),
                   m.supernet_rows ? 100.0 * (1.0 - static_cast<double>(m.kept_rows) / m.supernet_rows) : 0.0,
-                  embedding::FormatBytes(static_cast<double>(arch.bytes)).c_str(), arch.val_auc);
+                  arch.shift, embedding::FormatBytes(static_cast<double>(arch.bytes)).c_str(), arch.val_auc);
     out << buf << "optembed widths: " << ws << "\n";
     if (!c.checkpoint_dir.empty()) {
       nlohmann::json j = {{"widths", arch.widths},
@@ -232,7 +233,7 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
     for (const auto& s : stats) next = std::max(next, s.table + 1);
     rc.embedding.first_table = next;
     EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, &ps, &collective));
-    EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*trainer, c.retrain_init == "fresh"));
+    EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*trainer, arch.thresholds, c.retrain_init == "fresh"));
     trainer = std::move(retrainer);
     tc = rc;
     m.train_samples = 0;

@@ -37,7 +37,7 @@ struct OptEmbedConfig {
   int children = 10;
   int keep = 10;  // best candidates carried into the next round
   double mutate_prob = 0.1;
-  uint64_t search_samples = 50000;  // validation examples scored per candidate
+  uint64_t search_samples = 20000;  // validation examples scored per candidate
   uint64_t seed = 7;
 };
 
@@ -66,6 +66,10 @@ struct TrainerConfig {
 // OptEmbed search result: per-field widths, the rows each field keeps, bytes, fitness.
 struct OptEmbedArch {
   std::vector<int> widths;
+  // Row thresholds applied: the learned ones plus the searched shift (>= 0, the same for every
+  // field), which the budget may need when the learned thresholds prune too little.
+  std::vector<float> thresholds;
+  double shift = 0;
   std::vector<uint64_t> kept_rows;
   std::vector<uint64_t> total_rows;
   uint64_t bytes = 0;
@@ -122,12 +126,13 @@ class Trainer {
   // Restores rows, dense weights, optimizer state and step from a checkpoint directory.
   Status RestoreCheckpoint(const std::string& path);
 
-  // OptEmbed stage 2: evolutionary search of per-field widths on `validation` under
-  // `budget_bytes` (0 = no budget; candidates over it are repaired by narrowing fields).
+  // OptEmbed stage 2: evolutionary search of per-field widths and a threshold shift on
+  // `validation` under `budget_bytes` (0 = no budget; candidates over it are repaired by
+  // narrowing fields or pruning more).
   Result<OptEmbedArch> SearchOptEmbed(data::BatchReader* validation, uint64_t budget_bytes);
-  // OptEmbed stage 3: copies the rows of `supernet` whose L1 exceeds their field's threshold into
+  // OptEmbed stage 3: copies the rows of `supernet` whose L1 exceeds `thresholds[field]` into
   // this trainer's (retraining) tables, fresh-initialised if `reinit`, then drops the supernet's.
-  Status AdoptOptEmbedRows(const Trainer& supernet, bool reinit);
+  Status AdoptOptEmbedRows(const Trainer& supernet, const std::vector<float>& thresholds, bool reinit);
   // Thresholds of the OptEmbed supernet (empty otherwise).
   std::vector<float> thresholds() const;
 
