@@ -14,6 +14,7 @@ TableSpec MakeSpec(uint32_t id, uint64_t rows, const MethodConfig& c) {
   s.init_scale = c.init_scale;
   s.seed = PairSeed(c.seed, id);
   s.optimizer = c.optimizer;
+  s.precision = c.precision;
   return s;
 }
 FieldLayout OneProbe(uint32_t table, int dim) {
@@ -43,6 +44,7 @@ FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>&
     const uint32_t id = config.first_table + static_cast<uint32_t>(f);
     TableSpec spec = MakeSpec(id, fields[f].vocab, config);
     if (config.method == "dsl") {
+      spec.precision = Precision::kFp32;
       spec.kind = TableKind::kSparse;
       spec.density = config.density;
     }
@@ -140,6 +142,8 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, 
       return Status::InvalidArgument(config.method + " tables: too many fields (" + std::to_string(fields.size()) +
                                      ")");
     if (config.method == "dsl") {
+      if (config.precision != Precision::kFp32)
+        return Status::InvalidArgument("embedding.precision = \"fp16\" applies to dense tables, not dsl");
       if (config.dim > 64)
         return Status::InvalidArgument("embedding.dim must be <= 64 for dsl (one 64-bit mask per row), got " +
                                        std::to_string(config.dim));

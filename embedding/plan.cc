@@ -83,7 +83,7 @@ uint64_t ParamBytes(const TableSpec& spec, uint64_t rows) {
     return static_cast<uint64_t>(std::llround(static_cast<double>(rows) *
                                               (static_cast<double>(spec.density) * spec.dim * sizeof(float)))) +
            rows * MaskBytes(spec.dim);
-  return rows * static_cast<uint64_t>(spec.dim) * sizeof(float);
+  return rows * static_cast<uint64_t>(spec.dim) * static_cast<uint64_t>(BytesPerValue(spec.precision));
 }
 
 Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, MethodConfig* c,
@@ -104,8 +104,10 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
                                    " of the full table's " + FormatBytes(static_cast<double>(full)) +
                                    ") cannot be met by " + c->method + ": " + why);
   };
-  const uint64_t row_bytes = static_cast<uint64_t>(c->dim) * sizeof(float);
+  // Rows cost their precision's bytes; the full table they are measured against is fp32.
+  const uint64_t row_bytes = static_cast<uint64_t>(c->dim) * static_cast<uint64_t>(BytesPerValue(c->precision));
   if (c->method == "full") {
+    if (c->precision != Precision::kFp32 && bytes >= full / 2) return Status::Ok();
     if (bytes < full) return cannot("the full table needs all of it; pick hash, unified, optembed or dsl");
     return Status::Ok();
   }
@@ -116,7 +118,7 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
   }
   if (c->method == "unified") {
     if (c->chunks < 1 || c->dim % c->chunks) return Status::InvalidArgument("embedding.chunks must divide dim");
-    const uint64_t chunk_bytes = row_bytes / static_cast<uint64_t>(c->chunks);
+    const uint64_t chunk_bytes = row_bytes / static_cast<uint64_t>(c->chunks);  // dim % chunks == 0
     uint64_t own = 0;
     for (size_t f = 0; f < fields.size(); ++f) {
       if (fields[f].vocab > c->collisionless_below) continue;

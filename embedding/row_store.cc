@@ -3,13 +3,17 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "ember/common/half.h"
 #include "ember/common/hash.h"
 #include "ember/embedding/kernels.h"
 
 namespace ember::embedding {
 
 RowStore::RowStore(const TableSpec& spec)
-    : Table(spec), stride_(spec.dim + StateFloats(spec.optimizer.kind, spec.dim)) {
+    : Table(spec),
+      half_(spec.precision == Precision::kFp16),
+      weight_floats_(half_ ? (spec.dim + 1) / 2 : spec.dim),
+      stride_(weight_floats_ + StateFloats(spec.optimizer.kind, spec.dim)) {
   EMBER_CHECK(spec.dim > 0) << "dim " << spec.dim;
   index_keys_.assign(1024, kEmpty);
   index_slots_.assign(1024, 0);
@@ -22,7 +26,8 @@ size_t RowStore::MemoryBytes() const {
 }
 
 uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
-  const uint64_t stride = static_cast<uint64_t>(spec.dim + StateFloats(spec.optimizer.kind, spec.dim));
+  const int weights = spec.precision == Precision::kFp16 ? (spec.dim + 1) / 2 : spec.dim;
+  const uint64_t stride = static_cast<uint64_t>(weights + StateFloats(spec.optimizer.kind, spec.dim));
   const uint64_t blocks = (rows + kBlockSlots - 1) / kBlockSlots;
   uint64_t cap = 1024;
   while (rows * 2 > cap) cap *= 2;
@@ -40,16 +45,66 @@ uint32_t RowStore::NewSlot(uint64_t key) {
     blocks_.emplace_back(new float[static_cast<size_t>(kBlockSlots) * stride_]);
   }
   float* p = SlotPtr(slot);
-  InitRow(spec_, key, p);
-  for (int j = spec_.dim; j < stride_; ++j) p[j] = 0.0f;
+  if (half_) {
+    row_scratch_.resize(static_cast<size_t>(spec_.dim));
+    InitRow(spec_, key, row_scratch_.data());
+    p[weight_floats_ - 1] = 0.0f;  // the pad half of an odd dim
+    StoreWeights(p, row_scratch_.data());
+  } else {
+    InitRow(spec_, key, p);
+  }
+  for (int j = weight_floats_; j < stride_; ++j) p[j] = 0.0f;
   if (spec_.optimizer.kind == OptimizerKind::kAdagrad) {
-    for (int j = spec_.dim; j < stride_; ++j) p[j] = spec_.optimizer.initial_accumulator;
+    for (int j = weight_floats_; j < stride_; ++j) p[j] = spec_.optimizer.initial_accumulator;
   } else if (spec_.optimizer.kind == OptimizerKind::kRowwiseAdagrad) {
-    p[spec_.dim] = spec_.optimizer.initial_accumulator;
+    p[weight_floats_] = spec_.optimizer.initial_accumulator;
   }
   slot_keys_.push_back(key);
   ++size_;
   return slot;
+}
+
+void RowStore::LoadWeights(const float* slot, float* out) const {
+  if (!half_) {
+    std::memcpy(out, slot, sizeof(float) * static_cast<size_t>(spec_.dim));
+    return;
+  }
+  uint16_t h[2];
+  for (int j = 0; j < spec_.dim; j += 2) {
+    std::memcpy(h, slot + j / 2, sizeof(h));
+    out[j] = HalfToFloat(h[0]);
+    if (j + 1 < spec_.dim) out[j + 1] = HalfToFloat(h[1]);
+  }
+}
+
+void RowStore::StoreWeights(float* slot, const float* w) const {
+  if (!half_) {
+    std::memcpy(slot, w, sizeof(float) * static_cast<size_t>(spec_.dim));
+    return;
+  }
+  uint16_t h[2] = {0, 0};
+  for (int j = 0; j < spec_.dim; j += 2) {
+    h[0] = FloatToHalf(w[j]);
+    h[1] = j + 1 < spec_.dim ? FloatToHalf(w[j + 1]) : 0;
+    std::memcpy(slot + j / 2, h, sizeof(h));
+  }
+}
+
+void RowStore::Update(float* const* slots, size_t n, const float* grads) {
+  if (!half_) {
+    ApplyUpdate(spec_.optimizer, slots, n, spec_.dim, grads);
+    return;
+  }
+  const size_t dim = static_cast<size_t>(spec_.dim), state = static_cast<size_t>(stride_ - weight_floats_);
+  row_scratch_.resize(dim + state);
+  float* tmp = row_scratch_.data();
+  for (size_t i = 0; i < n; ++i) {
+    LoadWeights(slots[i], tmp);
+    std::memcpy(tmp + dim, slots[i] + weight_floats_, state * sizeof(float));
+    ApplyUpdate(spec_.optimizer, &tmp, 1, spec_.dim, grads + i * dim);
+    StoreWeights(slots[i], tmp);
+    std::memcpy(slots[i] + weight_floats_, tmp + dim, state * sizeof(float));
+  }
 }
 
 void RowStore::Grow() {
@@ -117,6 +172,10 @@ void RowStore::Pull(const uint64_t* keys, size_t n, float* out) {
   }
   scratch_ptrs_.resize(n);
   FindOrCreate(keys, n, scratch_ptrs_.data());
+  if (half_) {
+    for (size_t i = 0; i < n; ++i) LoadWeights(scratch_ptrs_[i], out + i * spec_.dim);
+    return;
+  }
   GatherRows(scratch_ptrs_.data(), n, spec_.dim, out);
 }
 
@@ -125,7 +184,7 @@ void RowStore::PullReadOnly(const uint64_t* keys, size_t n, float* out) const {
   for (size_t i = 0; i < n; ++i) {
     const float* p = Find(keys[i]);
     if (p)
-      std::memcpy(out + i * dim, p, dim * sizeof(float));
+      LoadWeights(p, out + i * dim);
     else if (spec_.frozen)
       std::memset(out + i * dim, 0, dim * sizeof(float));
     else
@@ -145,15 +204,16 @@ void RowStore::Push(const uint64_t* keys, size_t n, const float* grads) {
       scratch_ptrs_.push_back(const_cast<float*>(p));
       frozen_grads_.insert(frozen_grads_.end(), grads + i * dim, grads + (i + 1) * dim);
     }
-    ApplyUpdate(spec_.optimizer, scratch_ptrs_.data(), scratch_ptrs_.size(), spec_.dim, frozen_grads_.data());
+    Update(scratch_ptrs_.data(), scratch_ptrs_.size(), frozen_grads_.data());
     return;
   }
   scratch_ptrs_.resize(n);
   FindOrCreate(keys, n, scratch_ptrs_.data());
-  ApplyUpdate(spec_.optimizer, scratch_ptrs_.data(), n, spec_.dim, grads);
+  Update(scratch_ptrs_.data(), n, grads);
 }
 
 void RowStore::PullRef(const uint64_t* keys, size_t n, float* out) {
+  EMBER_CHECK(!half_) << "reference twins are fp32 only";
   for (size_t i = 0; i < n; ++i) {
     const float* p = SlotPtr(LookupOrInsert(keys[i]));
     GatherRowsRef(&p, 1, spec_.dim, out + i * spec_.dim);
@@ -161,6 +221,7 @@ void RowStore::PullRef(const uint64_t* keys, size_t n, float* out) {
 }
 
 void RowStore::PushRef(const uint64_t* keys, size_t n, const float* grads) {
+  EMBER_CHECK(!half_) << "reference twins are fp32 only";
   for (size_t i = 0; i < n; ++i) {
     float* p = SlotPtr(LookupOrInsert(keys[i]));
     ApplyUpdateRef(spec_.optimizer, &p, 1, spec_.dim, grads + i * spec_.dim);
@@ -172,7 +233,20 @@ void RowStore::Put(uint64_t key, const float* slot) {
 }
 
 void RowStore::ForEachRow(const std::function<void(uint64_t, const float*)>& fn) const {
-  for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], SlotPtr(static_cast<uint32_t>(s)));
+  if (!half_) {
+    for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], SlotPtr(static_cast<uint32_t>(s)));
+    return;
+  }
+  std::vector<float> row(static_cast<size_t>(spec_.dim));
+  for (size_t s = 0; s < size_; ++s) {
+    LoadWeights(SlotPtr(static_cast<uint32_t>(s)), row.data());
+    fn(slot_keys_[s], row.data());
+  }
+}
+
+void RowStore::Assign(uint64_t key, const float* weights) {
+  float* p = SlotPtr(LookupOrInsert(key));
+  if (weights) StoreWeights(p, weights);
 }
 
 void RowStore::ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const {

@@ -27,7 +27,7 @@ bool ReadPod(std::string_view* in, T* v) {
 bool SameSpec(const TableSpec& a, const TableSpec& b) {
   return a.id == b.id && a.dim == b.dim && a.seed == b.seed && a.init_scale == b.init_scale &&
          a.optimizer.kind == b.optimizer.kind && a.optimizer.lr == b.optimizer.lr && a.kind == b.kind &&
-         a.density == b.density && a.frozen == b.frozen;
+         a.density == b.density && a.frozen == b.frozen && a.precision == b.precision;
 }
 
 std::unique_ptr<Table> Table::Make(const TableSpec& spec) {
@@ -60,6 +60,7 @@ void Table::AppendTo(std::string* out) const {
   AppendPod(out, static_cast<int32_t>(spec_.kind));
   AppendPod(out, spec_.density);
   AppendPod(out, static_cast<uint8_t>(spec_.frozen));
+  AppendPod(out, static_cast<int32_t>(spec_.precision));
   AppendPod(out, static_cast<uint64_t>(size()));
   ForEachRecord([&](uint64_t key, std::string_view rec) {
     AppendPod(out, key);
@@ -71,7 +72,7 @@ void Table::AppendTo(std::string* out) const {
 Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std::string& source) {
   uint32_t magic = 0, version = 0;
   TableSpec spec;
-  int32_t dim = 0, kind = 0, table_kind = 0;
+  int32_t dim = 0, kind = 0, table_kind = 0, precision = 0;
   uint8_t frozen = 0;
   uint64_t count = 0;
   const std::string_view start = *in;
@@ -85,16 +86,18 @@ Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std:
       !ReadPod(in, &spec.seed) || !ReadPod(in, &kind) || !ReadPod(in, &spec.optimizer.lr) ||
       !ReadPod(in, &spec.optimizer.eps) || !ReadPod(in, &spec.optimizer.beta1) || !ReadPod(in, &spec.optimizer.beta2) ||
       !ReadPod(in, &spec.optimizer.initial_accumulator) || !ReadPod(in, &table_kind) || !ReadPod(in, &spec.density) ||
-      !ReadPod(in, &frozen) || !ReadPod(in, &count))
+      !ReadPod(in, &frozen) || !ReadPod(in, &precision) || !ReadPod(in, &count))
     return truncated();
   if (dim <= 0 || dim > 65536 || kind < 0 || kind > 3 || spec.id >= kMaxTables || table_kind < 0 || table_kind > 1 ||
-      (table_kind == 1 && dim > SparseRowStore::kMaxDim) || !(spec.density >= 0 && spec.density <= 1) || frozen > 1)
+      (table_kind == 1 && dim > SparseRowStore::kMaxDim) || !(spec.density >= 0 && spec.density <= 1) || frozen > 1 ||
+      precision < 0 || precision > 1 || (precision == 1 && table_kind != 0))
     return Status::Corruption(source + ": bad table header (table " + std::to_string(spec.id) + ", dim " +
                               std::to_string(dim) + ")");
   spec.dim = dim;
   spec.optimizer.kind = static_cast<OptimizerKind>(kind);
   spec.kind = static_cast<TableKind>(table_kind);
   spec.frozen = frozen != 0;
+  spec.precision = static_cast<Precision>(precision);
   auto table = Make(spec);
   if (count > in->size() / 12) return truncated();
   for (uint64_t r = 0; r < count; ++r) {

@@ -88,7 +88,7 @@ Result<std::unique_ptr<embedding::EmbeddingMethod>> MainMethod(const workers::Tr
 uint64_t HeldParamBytes(const std::vector<ps::TableStats>& stats, const workers::TrainerConfig& tc) {
   uint64_t bytes = 0;
   for (const auto& s : stats) {
-    bytes += s.values * sizeof(float);
+    bytes += s.values * static_cast<uint64_t>(embedding::BytesPerValue(tc.embedding.precision));
     if (tc.embedding.method == "dsl") bytes += s.rows * static_cast<uint64_t>((tc.embedding.dim + 7) / 8);
   }
   return bytes;

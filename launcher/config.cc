@@ -150,6 +150,7 @@ const std::map<std::string, Setter>& Schema() {
       {"model.top_mlp", IntList(&RunConfig::top_mlp)},
       {"embedding.method", Str(&RunConfig::method, {"full", "hash", "unified", "dsl", "optembed"})},
       {"embedding.budget", BudgetSetter()},
+      {"embedding.precision", Str(&RunConfig::precision, {"fp32", "fp16"})},
       {"embedding.field_chunks", ChunkList()},
       {"embedding.collisionless_below", Int(&RunConfig::collisionless_below, 0, INT64_MAX)},
       {"embedding.density", Float(&RunConfig::density, 1e-6, 1)},
@@ -276,6 +277,7 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
                                    " entries, data.num_sparse is " + std::to_string(c.num_sparse));
   t.embedding.collisionless_below = c.collisionless_below;
   t.embedding.density = static_cast<float>(c.density);
+  t.embedding.precision = c.precision == "fp16" ? embedding::Precision::kFp16 : embedding::Precision::kFp32;
   t.optembed = c.optembed;
   t.dsl = c.dsl;
   t.embedding.seed = c.embedding_seed;

@@ -91,22 +91,10 @@ Result<TableOpResult> Shard::Apply(const TableOp& op) {
                                        " must be a distinct dense table");
       const int dd = dst->dim();
       if (dd > t.dim()) return Status::InvalidArgument("copy rows: destination is wider than the source");
-      std::vector<float> slot(static_cast<size_t>(dst->stride()));
-      const auto& opt = dst->spec().optimizer;
       t.ForEachRow([&](uint64_t key, const float* w) {
         if (L1(w, t.dim()) <= op.value) return;
-        const uint64_t dkey = embedding::MakeKey(op.dst_table, embedding::KeyLocal(key));
-        if (op.reinit)
-          embedding::Table::InitRow(dst->spec(), dkey, slot.data());
-        else
-          std::copy(w, w + dd, slot.begin());
-        const float acc =
-            opt.kind == embedding::OptimizerKind::kAdagrad || opt.kind == embedding::OptimizerKind::kRowwiseAdagrad
-                ? opt.initial_accumulator
-                : 0.0f;
-        std::fill(slot.begin() + dd, slot.end(), acc);
-        if (opt.kind == embedding::OptimizerKind::kAdam) std::fill(slot.begin() + dd, slot.end(), 0.0f);
-        dst->Put(dkey, slot.data());
+        // A new row: fresh optimizer state; its initial weights, or the source's leading ones.
+        dst->Assign(embedding::MakeKey(op.dst_table, embedding::KeyLocal(key)), op.reinit ? nullptr : w);
         ++r.rows;
         r.values += static_cast<uint64_t>(dd);
       });

@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
 
 #include "ember/common/file.h"
+#include "ember/common/half.h"
 #include "ember/common/hash.h"
 #include "ember/common/metrics.h"
 #include "ember/common/progress.h"
@@ -151,6 +153,23 @@ TEST(Progress, LogLineHasRateAndEta) {
   EXPECT_NE(out.find("50.0%"), std::string::npos) << out;
   EXPECT_NE(out.find("ETA"), std::string::npos) << out;
   EXPECT_NE(out.find("loss 0.5"), std::string::npos) << out;
+}
+
+TEST(Half, EveryHalfRoundTripsAndRoundingIsToNearestEven) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = HalfToFloat(static_cast<uint16_t>(h));
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(FloatToHalf(f), h) << h;
+  }
+  EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
+  EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
+  EXPECT_EQ(FloatToHalf(65504.0f), 0x7bff);
+  EXPECT_EQ(FloatToHalf(70000.0f), 0x7c00);            // overflow -> inf
+  EXPECT_EQ(FloatToHalf(1.0f + 1.0f / 2048), 0x3c00);  // halfway, even stays
+  EXPECT_EQ(FloatToHalf(1.0f + 3.0f / 2048), 0x3c02);  // halfway, odd rounds up
+  EXPECT_EQ(FloatToHalf(5.9604645e-8f), 0x0001);       // smallest subnormal
+  EXPECT_EQ(FloatToHalf(2.0e-8f), 0x0000);             // below half of it
+  EXPECT_FLOAT_EQ(HalfToFloat(FloatToHalf(0.1f)), 0.0999755859375f);
 }
 
 }  // namespace

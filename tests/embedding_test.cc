@@ -5,6 +5,7 @@
 #include <random>
 #include <set>
 
+#include "ember/common/half.h"
 #include "ember/embedding/dedup.h"
 #include "ember/embedding/kernels.h"
 #include "ember/embedding/method.h"
@@ -191,6 +192,59 @@ TEST(RowStore, FrozenTableReadsZeroAndNeverCreates) {
   s.Pull(keys, 2, out.data());
   EXPECT_FLOAT_EQ(out[0], 1.0f - spec.optimizer.lr);
   EXPECT_EQ(out[4], 0.0f);
+}
+
+// fp16 rows: every pull is the fp32 row rounded to half, every update is computed in fp32 from
+// the widened row and rounded back; the weights take half the room.
+TEST(RowStore, Fp16RowsRoundEveryWriteAndHalveTheWeights) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
+    TableSpec spec = Spec(kind, 7);  // odd: the last half has a pad
+    spec.init_scale = 0.3f;
+    TableSpec half = spec;
+    half.precision = Precision::kFp16;
+    RowStore f32(spec), f16(half);
+    EXPECT_EQ(f16.stride(), 4 + StateFloats(kind, 7));
+    const uint64_t keys[3] = {MakeKey(0, 1), MakeKey(0, 99), MakeKey(0, 12345)};
+    std::vector<float> a(21), b(21), g(21);
+    for (int step = 0; step < 4; ++step) {
+      f32.Pull(keys, 3, a.data());
+      f16.Pull(keys, 3, b.data());
+      if (step == 0)
+        for (int j = 0; j < 21; ++j) ASSERT_EQ(b[j], HalfToFloat(FloatToHalf(a[j])));
+      for (int j = 0; j < 21; ++j) {
+        EXPECT_NEAR(b[j], a[j], 2e-3) << OptimizerName(kind);
+        g[j] = 0.1f * static_cast<float>((j % 5) - 2);
+      }
+      // The fp16 store's update equals the fp32 kernel applied to its widened row, rounded.
+      std::vector<float> row(7 + StateFloats(kind, 7));
+      std::copy(b.begin(), b.begin() + 7, row.begin());
+      const float* slot = f16.Find(keys[0]);
+      std::copy(slot + 4, slot + f16.stride(), row.begin() + 7);
+      float* rp = row.data();
+      ApplyUpdateRef(spec.optimizer, &rp, 1, 7, g.data());
+      f32.Push(keys, 3, g.data());
+      f16.Push(keys, 3, g.data());
+      std::vector<float> got(7);
+      f16.PullReadOnly(keys, 1, got.data());
+      for (int j = 0; j < 7; ++j) ASSERT_EQ(got[j], HalfToFloat(FloatToHalf(row[j]))) << OptimizerName(kind);
+    }
+    // Records round-trip in the fp16 layout.
+    std::string bytes;
+    f16.AppendTo(&bytes);
+    std::string_view in = bytes;
+    auto back = Table::ParseFrom(&in, "h.bin");
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ((*back)->spec().precision, Precision::kFp16);
+    std::vector<float> x(21), y(21);
+    f16.PullReadOnly(keys, 3, x.data());
+    (*back)->PullReadOnly(keys, 3, y.data());
+    EXPECT_EQ(x, y);
+  }
+  TableSpec big = Spec(OptimizerKind::kSgd, 16);
+  TableSpec big16 = big;
+  big16.precision = Precision::kFp16;
+  EXPECT_EQ(RowStore::EstimateBytes(big16, 1 << 20) - (1u << 21) * 12 - (1u << 20) * 8,
+            (RowStore::EstimateBytes(big, 1 << 20) - (1u << 21) * 12 - (1u << 20) * 8) / 2);
 }
 
 TableSpec SparseSpec(OptimizerKind kind, int dim, float density) {
@@ -510,7 +564,17 @@ TEST(Budget, EachMethodTurnsTheBudgetIntoItsSizes) {
   c.collisionless_below = 20000;  // c's own rows: 10000 x 2 chunks x 8 floats = 640000 bytes > budget
   st = ApplyBudget(tenth, fields, &c, &bytes);
   EXPECT_NE(st.message().find("collisionless tables alone"), std::string::npos) << st.ToString();
+  // fp16 rows cost 2 bytes: the full table fits half of the fp32 full table, hashing gets
+  // twice the rows.
+  Budget half;
+  half.fraction = 0.5;
+  c.method = "full";
+  c.precision = Precision::kFp16;
+  EXPECT_TRUE(ApplyBudget(half, fields, &c, &bytes).ok());
   c.method = "hash";
+  ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
+  EXPECT_EQ(c.rows, 20000u);
+  c.precision = Precision::kFp32;
   st = ApplyBudget(tenth, {{"a", 0}}, &c, &bytes);
   EXPECT_NE(st.message().find("no known vocabulary"), std::string::npos) << st.ToString();
 }

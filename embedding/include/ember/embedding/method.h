@@ -50,9 +50,10 @@ struct MethodConfig {
   // optembed: empty = the supernet (full-width tables); else the retraining stage, field f
   // keeping its first field_widths[f] entries in a frozen table of the unpruned rows.
   std::vector<int> field_widths;
-  uint64_t seed = 0;         // salts and row initialisation
-  uint32_t first_table = 0;  // table ids start here (several methods can share one PS)
-  float init_scale = 0.01f;  // new rows uniform in [-init_scale, init_scale]
+  uint64_t seed = 0;                       // salts and row initialisation
+  uint32_t first_table = 0;                // table ids start here (several methods can share one PS)
+  float init_scale = 0.01f;                // new rows uniform in [-init_scale, init_scale]
+  Precision precision = Precision::kFp32;  // dense tables' weight storage
   OptimizerConfig optimizer;
 };
 

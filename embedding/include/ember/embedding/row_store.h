@@ -2,6 +2,8 @@
 //
 // Storage is a flat open-addressing hash index (key -> slot, linear probing) over an arena of
 // fixed-size blocks; a slot holds `dim` weights followed by StateFloats(optimizer, dim) floats.
+// With fp16 precision the weights take ceil(dim / 2) floats' room (dim halfs) and are widened
+// to fp32 for every pull and update; Find/Put/records then see that storage layout.
 // Rows are created on first Pull or Push with the deterministic initialiser of TableSpec, so a
 // row's initial value depends only on (spec.seed, key). Pointers to rows stay valid for the
 // store's lifetime (blocks never move).
@@ -26,7 +28,7 @@ class RowStore final : public Table {
  public:
   explicit RowStore(const TableSpec& spec);
 
-  // Floats per slot: dim + optimizer state.
+  // Floats per slot: the weights' room (dim, or ceil(dim / 2) for fp16) + optimizer state.
   int stride() const { return stride_; }
   size_t size() const override { return size_; }
   uint64_t values() const override { return static_cast<uint64_t>(size_) * spec_.dim; }
@@ -55,6 +57,9 @@ class RowStore final : public Table {
   }
   // Inserts or overwrites a row with `stride()` floats (restore, resharding).
   void Put(uint64_t key, const float* slot);
+  // Inserts a row with these `dim` weights (nullptr: its initial ones) and fresh optimizer state;
+  // an existing row keeps its state and takes the weights.
+  void Assign(uint64_t key, const float* weights);
 
   void ForEachRow(const std::function<void(uint64_t, const float*)>& fn) const override;
   // Record: the slot's stride() floats.
@@ -75,6 +80,14 @@ class RowStore final : public Table {
   uint32_t NewSlot(uint64_t key);
   void Grow();
 
+  // Widens a slot's weights to dim floats / narrows dim floats into a slot.
+  void LoadWeights(const float* slot, float* out) const;
+  void StoreWeights(float* slot, const float* weights) const;
+  // Optimizer update of rows given by slot pointers (fp16: through an fp32 copy).
+  void Update(float* const* slots, size_t n, const float* grads);
+
+  bool half_;
+  int weight_floats_;
   int stride_;
   size_t size_ = 0;
   std::vector<uint64_t> index_keys_;  // capacity_ entries, kEmpty = free
@@ -84,6 +97,7 @@ class RowStore final : public Table {
   std::vector<uint64_t> slot_keys_;
   std::vector<float*> scratch_ptrs_;
   std::vector<float> frozen_grads_;
+  std::vector<float> row_scratch_;
 };
 
 }  // namespace ember::embedding

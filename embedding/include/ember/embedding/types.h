@@ -46,6 +46,11 @@ int StateFloats(OptimizerKind kind, int dim);
 //            the values under it, packed (SparseRowStore); pulls read masked entries as zero.
 enum class TableKind : int32_t { kDense = 0, kSparse = 1 };
 
+// How dense rows store their weights: fp32, or fp16 (IEEE binary16, round to nearest even on
+// every write; optimizer state stays fp32 and the update is computed in fp32).
+enum class Precision : int32_t { kFp32 = 0, kFp16 = 1 };
+inline int BytesPerValue(Precision p) { return p == Precision::kFp16 ? 2 : 4; }
+
 // One table: its id (< kMaxTables), row width, and how rows start.
 struct TableSpec {
   uint32_t id = 0;
@@ -65,6 +70,7 @@ struct TableSpec {
   // A frozen table holds a fixed set of rows (OptEmbed retraining keeps only unpruned rows):
   // pulls of absent keys read zeros and pushes to them are dropped; no row is ever created.
   bool frozen = false;
+  Precision precision = Precision::kFp32;  // kDense only
 };
 
 // True when two specs describe the same table (CreateTables accepts repeats of one spec).

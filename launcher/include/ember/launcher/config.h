@@ -38,6 +38,7 @@ struct RunConfig {
   uint64_t collisionless_below = 0;   // embedding.collisionless_below (unified)
   double density = 1.0;               // embedding.density (dsl; the budget sets it when given)
   std::string budget;                 // embedding.budget: "" = none, a fraction or bytes
+  std::string precision = "fp32";     // embedding.precision: "fp32" or "fp16" (dense tables)
   std::string sparse_optimizer = "rowwise_adagrad";
   double sparse_lr = 0.05;
   double initial_accumulator = 0.0;  // embedding.initial_accumulator (Adagrad variants)
