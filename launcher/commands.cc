@@ -1,7 +1,9 @@
 #include "ember/launcher/commands.h"
 
+#include <malloc.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <thread>
@@ -199,6 +201,11 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
       EMBER_ASSIGN_OR_RETURN(auto path, trainer->SaveCheckpoint(c.checkpoint_dir, c.text, "supernet"));
       out << "optembed supernet checkpoint: " << path << "\n";
     }
+    // glibc raises its mmap threshold to the size of every large block freed; the search's
+    // hundreds of scoring passes then fragment the heap (peak memory of a 100k-row run 1.37 GiB).
+    // A fixed 4 MiB threshold from here on kept it at 0.43 GiB; training before the search keeps
+    // glibc's default, which measured ~13% faster steps than the fixed threshold.
+    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
     EMBER_ASSIGN_OR_RETURN(auto valid, OpenReader(c, c.valid, false));
     EMBER_ASSIGN_OR_RETURN(auto arch, trainer->SearchOptEmbed(valid.get(), resolved.budget_bytes));
     for (size_t f = 0; f < arch.kept_rows.size(); ++f) {

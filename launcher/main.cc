@@ -1,5 +1,4 @@
 // ember: the command-line entry point. Only this file reads argv and the environment.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -33,12 +32,6 @@ int main(int argc, char** argv) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
   }
-  // glibc raises its mmap threshold to the size of every large block freed, after which large
-  // temporaries (evaluation batches, OptEmbed's search) come from fragmenting heap arenas: a
-  // fixed 4 MiB threshold kept peak memory of an OptEmbed run at 0.52 GiB instead of 1.37 GiB,
-  // with training steps' tensors (below it) still served from the heap at unchanged speed.
-  ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
-
   CLI::App app{"ember: recommendation models with compressed, sharded embedding tables"};
   app.require_subcommand(1);
 
