@@ -38,27 +38,53 @@ int EmbeddingMethod::slot_dim() const {
   return d;
 }
 
+std::string FieldMethod(const MethodConfig& config, size_t field) {
+  return field < config.field_methods.size() && !config.field_methods[field].empty() ? config.field_methods[field]
+                                                                                     : config.method;
+}
+
 FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) : name_(config.method) {
   slot_dim_ = config.dim;
+  uint32_t next = config.first_table;
+  std::vector<size_t> hash_fields;
   for (size_t f = 0; f < fields.size(); ++f) {
-    const uint32_t id = config.first_table + static_cast<uint32_t>(f);
+    const std::string m = FieldMethod(config, f);
+    hashed_.push_back(m == "hash");
+    salts_.push_back(PairSeed(config.seed, f));
+    if (m == "hash") {
+      hash_fields.push_back(f);
+      layouts_.emplace_back();
+      continue;
+    }
+    const uint32_t id = next++;
     TableSpec spec = MakeSpec(id, fields[f].vocab, config);
-    if (config.method == "dsl") {
+    if (m == "dsl") {
       spec.precision = Precision::kFp32;
       spec.kind = TableKind::kSparse;
       spec.density = config.density;
     }
-    if (config.method == "optembed" && !config.field_widths.empty()) {
+    if (m == "optembed" && !config.field_widths.empty()) {
       spec.dim = config.field_widths[f];
       spec.frozen = true;
     }
     tables_.push_back(spec);
     layouts_.push_back(OneProbe(id, spec.dim));
   }
+  if (!hash_fields.empty()) {
+    hash_rows_ = config.rows;
+    const uint32_t id = next++;
+    tables_.push_back(MakeSpec(id, hash_rows_, config));
+    for (size_t f : hash_fields) layouts_[f] = OneProbe(id, config.dim);
+  }
 }
 
 void FullMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
   const uint32_t table = layouts_[field].probe_tables[0];
+  if (hashed_[field]) {
+    const uint64_t salt = salts_[field];
+    for (size_t i = 0; i < n; ++i) keys[i] = MakeKey(table, HashId(ids[i], salt) % hash_rows_);
+    return;
+  }
   for (size_t i = 0; i < n; ++i) {
     const uint64_t id = ids[i];
     keys[i] = MakeKey(table, id <= kLocalMask ? id : Mix64(id));
@@ -92,7 +118,8 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
   for (size_t f = 0; f < fields.size(); ++f) {
     const int c = f < config.field_chunks.size() && config.field_chunks[f] > 0 ? config.field_chunks[f] : chunks_;
     field_chunks_.push_back(c);
-    const bool own = fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below;
+    const bool own =
+        FieldMethod(config, f) == "full" || (fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below);
     own_table_.push_back(own);
     FieldLayout l;
     uint32_t own_id = 0;
@@ -137,6 +164,32 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, 
     return Status::InvalidArgument("embedding.dim must be in [1, 4096], got " + std::to_string(config.dim));
   if (fields.empty()) return Status::InvalidArgument("no categorical fields");
   if (config.first_table >= kMaxTables) return Status::InvalidArgument("table ids exhausted");
+  if (!config.field_methods.empty() && config.field_methods.size() != fields.size())
+    return Status::InvalidArgument("embedding.field_methods: " + std::to_string(config.field_methods.size()) +
+                                   " entries for " + std::to_string(fields.size()) + " fields");
+  bool mixed = false;
+  for (size_t f = 0; f < fields.size(); ++f) {
+    const std::string m = FieldMethod(config, f);
+    if (m == config.method) continue;
+    mixed = true;
+    const bool ok = config.method == "unified"
+                        ? m == "full"
+                        : (config.method == "full" || config.method == "hash" || config.method == "dsl") &&
+                              (m == "full" || m == "hash" || m == "dsl");
+    if (!ok)
+      return Status::InvalidArgument("embedding.field_methods: field " + fields[f].name + " cannot use '" + m +
+                                     "' under embedding.method = '" + config.method +
+                                     "' (full, hash and dsl mix; unified fields may be full; optembed takes all)");
+  }
+  if (mixed && config.method != "unified") {
+    for (size_t f = 0; f < fields.size(); ++f)
+      if (FieldMethod(config, f) == "hash" && config.rows == 0)
+        return Status::InvalidArgument("embedding.rows must be > 0 for hash fields");
+    if (config.dim > 64)
+      for (size_t f = 0; f < fields.size(); ++f)
+        if (FieldMethod(config, f) == "dsl") return Status::InvalidArgument("embedding.dim must be <= 64 for dsl");
+    return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));
+  }
   if (config.method == "full" || config.method == "dsl" || config.method == "optembed") {
     if (config.first_table + fields.size() >= kMaxTables)
       return Status::InvalidArgument(config.method + " tables: too many fields (" + std::to_string(fields.size()) +

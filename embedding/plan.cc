@@ -106,14 +106,39 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
   };
   // Rows cost their precision's bytes; the full table they are measured against is fp32.
   const uint64_t row_bytes = static_cast<uint64_t>(c->dim) * static_cast<uint64_t>(BytesPerValue(c->precision));
-  if (c->method == "full") {
-    if (c->precision != Precision::kFp32 && bytes >= full / 2) return Status::Ok();
-    if (bytes < full) return cannot("the full table needs all of it; pick hash, unified, optembed or dsl");
-    return Status::Ok();
-  }
-  if (c->method == "hash") {
-    c->rows = bytes / row_bytes;
-    if (c->rows == 0) return cannot("not even one row of " + std::to_string(row_bytes) + " bytes");
+  // Per-field methods (full, hash, dsl mixes): full fields take their tables as they are, the
+  // rest of the budget goes to hash and dsl fields in proportion to their vocabularies.
+  if (c->method == "full" || c->method == "hash" || c->method == "dsl") {
+    uint64_t fixed = 0, hash_vocab = 0, dsl_vocab = 0;
+    for (size_t f = 0; f < fields.size(); ++f) {
+      const std::string m = FieldMethod(*c, f);
+      if (m == "full") fixed += fields[f].vocab * row_bytes;
+      if (m == "hash") hash_vocab += fields[f].vocab;
+      if (m == "dsl") dsl_vocab += fields[f].vocab;
+    }
+    if (c->method == "full" && hash_vocab + dsl_vocab == 0) {
+      if (c->precision != Precision::kFp32 && bytes >= full / 2) return Status::Ok();
+      if (bytes < full) return cannot("the full table needs all of it; pick hash, unified, optembed or dsl");
+      return Status::Ok();
+    }
+    if (fixed >= bytes) return cannot("the full-table fields alone take " + FormatBytes(static_cast<double>(fixed)));
+    const double rest = static_cast<double>(bytes - fixed);
+    const double hash_share = rest * static_cast<double>(hash_vocab) / static_cast<double>(hash_vocab + dsl_vocab);
+    if (hash_vocab) {
+      c->rows = static_cast<uint64_t>(hash_share) / row_bytes;
+      if (c->rows == 0) return cannot("not even one hashed row of " + std::to_string(row_bytes) + " bytes");
+    }
+    if (dsl_vocab) {
+      const double dsl_bytes = rest - hash_share;
+      const double masks = static_cast<double>(dsl_vocab * MaskBytes(c->dim));
+      if (dsl_bytes <= masks)
+        return cannot("the row masks alone take " + FormatBytes(masks) + " (" + std::to_string(MaskBytes(c->dim)) +
+                      " bytes per row)");
+      c->density = static_cast<float>(
+          std::min(1.0, (dsl_bytes - masks) / (static_cast<double>(dsl_vocab) * static_cast<double>(c->dim) * 4)));
+      if (c->density * static_cast<float>(c->dim) < 0.05f)
+        return cannot("fewer than 0.05 kept entries per row (density " + std::to_string(c->density) + ")");
+    }
     return Status::Ok();
   }
   if (c->method == "unified") {
@@ -121,26 +146,13 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     const uint64_t chunk_bytes = row_bytes / static_cast<uint64_t>(c->chunks);  // dim % chunks == 0
     uint64_t own = 0;
     for (size_t f = 0; f < fields.size(); ++f) {
-      if (fields[f].vocab > c->collisionless_below) continue;
+      if (fields[f].vocab > c->collisionless_below && FieldMethod(*c, f) != "full") continue;
       const int cf = f < c->field_chunks.size() && c->field_chunks[f] > 0 ? c->field_chunks[f] : c->chunks;
       own += fields[f].vocab * static_cast<uint64_t>(cf) * chunk_bytes;
     }
     if (own >= bytes) return cannot("the collisionless tables alone take " + FormatBytes(static_cast<double>(own)));
     c->rows = (bytes - own) / (static_cast<uint64_t>(c->tables) * chunk_bytes);
     if (c->rows == 0) return cannot("less than one row per shared table");
-    return Status::Ok();
-  }
-  if (c->method == "dsl") {
-    uint64_t rows = 0;
-    for (const auto& f : fields) rows += f.vocab;
-    const uint64_t masks = rows * MaskBytes(c->dim);
-    if (bytes <= masks)
-      return cannot("the row masks alone take " + FormatBytes(static_cast<double>(masks)) + " (" +
-                    std::to_string(MaskBytes(c->dim)) + " bytes per row)");
-    c->density = static_cast<float>(std::min(
-        1.0, static_cast<double>(bytes - masks) / (static_cast<double>(rows) * static_cast<double>(row_bytes))));
-    if (c->density * static_cast<float>(c->dim) < 0.05f)
-      return cannot("fewer than 0.05 kept entries per row (density " + std::to_string(c->density) + ")");
     return Status::Ok();
   }
   if (c->method == "optembed") return Status::Ok();  // the search honours it

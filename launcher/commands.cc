@@ -286,16 +286,8 @@ Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& dat
   EMBER_ASSIGN_OR_RETURN(RunConfig c, ParseConfig(text, path + "/manifest.json#config"));
   ConfigureThreads(threads > 0 ? threads : c.threads);
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
-  // The tables' shapes come from the checkpoint: sizes a budget chose are in the stored specs,
-  // OptEmbed's retraining widths and table ids in the manifest.
-  if (!c.budget.empty() && PathExists(c.train)) {
-    EMBER_RETURN_IF_ERROR(ResolveEmbedding(c, &tc).status());
-  }
-  EMBER_ASSIGN_OR_RETURN(auto oe, workers::ReadCheckpointOptEmbed(path));
-  if (!oe.widths.empty()) {
-    tc.embedding.field_widths = oe.widths;
-    tc.embedding.first_table = oe.first_table;
-  }
+  // The tables' sizes come from the checkpoint: what a budget chose and OptEmbed's widths.
+  EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(path, &tc));
   ps::InProcessClient ps(c.shards);
   workers::LocalCollective collective;
   EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective));

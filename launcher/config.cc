@@ -119,6 +119,22 @@ Setter BudgetSetter() {
     return Status::Ok();
   };
 }
+Setter FieldMethods() {
+  return [](const toml::node& n, RunConfig* c) {
+    const toml::table* t = n.as_table();
+    if (!t) return Status::InvalidArgument("expected a table of field = method, e.g. { C1 = \"full\" }");
+    c->field_methods.clear();
+    for (const auto& [k, v] : *t) {
+      if (!v.is_string()) return Status::InvalidArgument("field " + std::string(k.str()) + ": expected a method name");
+      const std::string m = *v.value<std::string>();
+      if (m != "full" && m != "hash" && m != "dsl")
+        return Status::InvalidArgument("field " + std::string(k.str()) + ": '" + m + "' is not one of full, hash, dsl");
+      c->field_methods.emplace_back(std::string(k.str()), m);
+    }
+    return Status::Ok();
+  };
+}
+
 Setter ChunkList() {
   return [](const toml::node& n, RunConfig* c) {
     const toml::array* a = n.as_array();
@@ -152,6 +168,7 @@ const std::map<std::string, Setter>& Schema() {
       {"embedding.budget", BudgetSetter()},
       {"embedding.precision", Str(&RunConfig::precision, {"fp32", "fp16"})},
       {"embedding.field_chunks", ChunkList()},
+      {"embedding.field_methods", FieldMethods()},
       {"embedding.collisionless_below", Int(&RunConfig::collisionless_below, 0, INT64_MAX)},
       {"embedding.density", Float(&RunConfig::density, 1e-6, 1)},
       {"optembed.alpha", SubFloat(&RunConfig::optembed, &workers::OptEmbedConfig::alpha, 0, 1e3)},
@@ -225,7 +242,7 @@ Status ApplyOverride(toml::table* root, const std::string& kv) {
 Status Walk(const toml::table& table, const std::string& prefix, const std::string& source, RunConfig* c) {
   for (const auto& [k, node] : table) {
     const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
-    if (const toml::table* sub = node.as_table()) {
+    if (const toml::table* sub = node.as_table(); sub && !Schema().count(key)) {
       EMBER_RETURN_IF_ERROR(Walk(*sub, key, source, c));
       continue;
     }
@@ -276,6 +293,17 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
     return Status::InvalidArgument("embedding.field_chunks has " + std::to_string(c.field_chunks.size()) +
                                    " entries, data.num_sparse is " + std::to_string(c.num_sparse));
   t.embedding.collisionless_below = c.collisionless_below;
+  if (!c.field_methods.empty()) {
+    t.embedding.field_methods.assign(static_cast<size_t>(c.num_sparse), "");
+    for (const auto& [name, m] : c.field_methods) {
+      size_t f = 0;
+      while (f < static_cast<size_t>(c.num_sparse) && "C" + std::to_string(f + 1) != name) ++f;
+      if (f == static_cast<size_t>(c.num_sparse))
+        return Status::InvalidArgument("embedding.field_methods: no field named '" + name + "' (fields are C1..C" +
+                                       std::to_string(c.num_sparse) + ")");
+      t.embedding.field_methods[f] = m;
+    }
+  }
   t.embedding.density = static_cast<float>(c.density);
   t.embedding.precision = c.precision == "fp16" ? embedding::Precision::kFp16 : embedding::Precision::kFp32;
   t.optembed = c.optembed;

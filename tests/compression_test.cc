@@ -182,10 +182,10 @@ TEST(OptEmbed, ThreeStagesUnderABudget) {
   std::filesystem::remove_all(root);
   auto path = (*re)->SaveCheckpoint(root, "");
   ASSERT_TRUE(path.ok()) << path.status().ToString();
-  auto oe = ReadCheckpointOptEmbed(*path);
-  ASSERT_TRUE(oe.ok());
-  EXPECT_EQ(oe->widths, arch->widths);
-  EXPECT_EQ(oe->first_table, 26u);
+  TrainerConfig applied = c;
+  ASSERT_TRUE(ApplyCheckpointEmbedding(*path, &applied).ok());
+  EXPECT_EQ(applied.embedding.field_widths, arch->widths);
+  EXPECT_EQ(applied.embedding.first_table, 26u);
   ps::InProcessClient ps2(3);
   auto back = Trainer::Create(rc, &ps2, &coll);
   ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());

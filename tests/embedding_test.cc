@@ -509,6 +509,48 @@ TEST(Method, UnifiedPerFieldChunksAndCollisionlessSmallFields) {
   EXPECT_NE(MakeMethod(c, {{"a", 1}, {"b", 1}, {"c", 1}}).status().message().find("field_chunks"), std::string::npos);
 }
 
+TEST(Method, PerFieldMethodsMixFullHashAndDsl) {
+  MethodConfig c;
+  c.method = "hash";
+  c.dim = 8;
+  c.rows = 500;
+  c.field_methods = {"full", "", "dsl", ""};
+  c.density = 0.5f;
+  const std::vector<FieldInfo> fields = {{"a", 100}, {"b", 1000}, {"c", 2000}, {"d", 3000}};
+  auto m = MakeMethod(c, fields);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ((*m)->tables().size(), 3u);  // a's, c's, then the shared hash table
+  EXPECT_EQ((*m)->tables()[0].kind, TableKind::kDense);
+  EXPECT_EQ((*m)->tables()[1].kind, TableKind::kSparse);
+  EXPECT_EQ((*m)->tables()[2].rows, 500u);
+  EXPECT_EQ((*m)->layout(1).probe_tables, (*m)->layout(3).probe_tables);
+  uint64_t ids[2] = {7, 123456}, keys[2];
+  (*m)->MapIds(0, ids, 2, keys);
+  EXPECT_EQ(KeyLocal(keys[1]), 123456u);  // collisionless
+  (*m)->MapIds(3, ids, 2, keys);
+  EXPECT_LT(KeyLocal(keys[1]), 500u);  // hashed
+  // The budget: a's rows are fixed (100 x 32 bytes), the rest splits between hash (b, d: 4000
+  // values) and dsl (c: 2000) in proportion.
+  Budget b;
+  b.bytes = 3200 + 60000;
+  uint64_t bytes = 0;
+  ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
+  EXPECT_EQ(c.rows, 40000u / 32);
+  EXPECT_NEAR(c.density, (20000.0 - 2000) / (2000.0 * 32), 1e-6);
+  c.field_methods = {"unified", "", "", ""};
+  EXPECT_NE(MakeMethod(c, fields).status().message().find("cannot use 'unified'"), std::string::npos);
+  // Under unified, a field may be full: its own collisionless rows.
+  MethodConfig u;
+  u.method = "unified";
+  u.dim = 8;
+  u.rows = 100;
+  u.field_methods = {"", "full", "", ""};
+  auto um = MakeMethod(u, fields);
+  ASSERT_TRUE(um.ok()) << um.status().ToString();
+  EXPECT_EQ((*um)->tables().size(), 3u);
+  EXPECT_EQ((*um)->tables()[2].rows, 2000u);  // b: 1000 values x 2 chunks
+}
+
 TEST(Budget, ParsesFractionsAndBytes) {
   EXPECT_DOUBLE_EQ(ParseBudget("0.1")->fraction, 0.1);
   EXPECT_DOUBLE_EQ(ParseBudget("1/100")->fraction, 0.01);

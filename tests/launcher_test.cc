@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "ember/common/file.h"
+#include "ember/data/synthetic_ctr.h"
 #include "ember/launcher/commands.h"
 #include "ember/launcher/config.h"
 
@@ -96,6 +97,105 @@ TEST(Commands, TrainRefusesMissingData) {
   EXPECT_NE(m.status().message().find("/no/such/file.tsv"), std::string::npos);
   auto none = ParseConfig("", "t");
   EXPECT_NE(RunTrain(*none, out).status().message().find("data.train"), std::string::npos);
+}
+
+// A small synthetic train/valid/test triple for the compression commands.
+struct Small {
+  std::string train, valid, test;
+  Small() {
+    data::SyntheticCtrOptions o;
+    o.max_vocab = 3000;
+    o.rows = 20000;
+    train = Dir() + "/s_train.tsv";
+    valid = Dir() + "/s_valid.tsv";
+    test = Dir() + "/s_test.tsv";
+    EMBER_CHECK(data::WriteSyntheticCtr(o, train).ok());
+    o.rows = 4000;
+    o.seed = 2;
+    EMBER_CHECK(data::WriteSyntheticCtr(o, valid).ok());
+    o.seed = 3;
+    EMBER_CHECK(data::WriteSyntheticCtr(o, test).ok());
+  }
+  std::vector<std::string> Sets() const {
+    return {"data.train=\"" + train + "\"", "data.valid=\"" + valid + "\"", "data.test=\"" + test + "\"",
+            "model.bottom_mlp=[32]",        "model.top_mlp=[32]",           "embedding.dim=8",
+            "train.batch_size=256",         "train.progress=\"off\""};
+  }
+};
+const Small& SmallFiles() {
+  static Small s;
+  return s;
+}
+
+TEST(Commands, PlanShowsEveryFieldAndTheBudget) {
+  auto sets = SmallFiles().Sets();
+  sets.push_back("embedding.method=\"hash\"");
+  sets.push_back("embedding.budget=\"1/10\"");
+  sets.push_back("embedding.field_methods={C1 = \"full\", C2 = \"dsl\"}");
+  auto c = ParseConfig("", "t", sets);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream out;
+  ASSERT_TRUE(RunPlan(*c, out).ok());
+  const std::string text = out.str();
+  EXPECT_NE(text.find("within the budget"), std::string::npos) << text;
+  EXPECT_NE(text.find("C26"), std::string::npos);
+  EXPECT_NE(text.find("sparse"), std::string::npos);  // C2's DSL table
+  // A budget the method cannot meet is a config error with the reason.
+  sets.back() = "embedding.field_methods={C1 = \"full\"}";
+  sets.push_back("embedding.method=\"full\"");
+  auto full = ParseConfig("", "t", sets);
+  auto st = RunPlan(*full, out);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("cannot be met by full"), std::string::npos) << st.ToString();
+  auto bad = ParseConfig("", "t", {"embedding.field_methods={C99 = \"full\"}"});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_NE(MakeTrainerConfig(*bad).status().message().find("no field named 'C99'"), std::string::npos);
+  EXPECT_NE(ParseConfig("", "t", {"embedding.field_methods={C1 = \"unified\"}"})
+                .status()
+                .message()
+                .find("not one of full, hash, dsl"),
+            std::string::npos);
+}
+
+// OptEmbed's three stages from one config: stage checkpoints, the search file, and an exported
+// retraining checkpoint that `ember eval` rebuilds from its manifest.
+TEST(Commands, OptEmbedRunsItsStagesAndEvalRebuildsTheRetrainedTables) {
+  const std::string root = Dir() + "/oe";
+  std::filesystem::remove_all(root);
+  auto sets = SmallFiles().Sets();
+  for (const char* s : {"embedding.method=\"optembed\"", "embedding.budget=0.2", "optembed.rounds=2",
+                        "optembed.population=6", "optembed.search_samples=2000"})
+    sets.push_back(s);
+  sets.push_back("checkpoint.dir=\"" + root + "\"");
+  auto c = ParseConfig("", "t", sets);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream out;
+  auto m = RunTrain(*c, out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_LE(m->param_bytes, m->budget_bytes) << out.str();
+  EXPECT_EQ(m->widths.size(), 26u);
+  EXPECT_GT(m->auc, 0.6);
+  EXPECT_TRUE(PathExists(root + "/supernet/manifest.json"));
+  EXPECT_TRUE(PathExists(root + "/optembed-search.json"));
+  std::ostringstream eval_out;
+  auto e = RunEval(m->checkpoint, "", 0, eval_out);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_DOUBLE_EQ(e->auc, m->auc);
+}
+
+TEST(Commands, DslUnderABudgetHoldsItsBytes) {
+  auto sets = SmallFiles().Sets();
+  sets.push_back("embedding.method=\"dsl\"");
+  sets.push_back("embedding.budget=0.5");
+  sets.push_back("dsl.interval=20");
+  auto c = ParseConfig("", "t", sets);
+  std::ostringstream out;
+  auto m = RunTrain(*c, out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  // Rows are allotted floor/ceil of density * dim entries: the held bytes match the budget
+  // to within a fraction of a percent.
+  EXPECT_NEAR(static_cast<double>(m->param_bytes) / static_cast<double>(m->budget_bytes), 1.0, 0.01) << out.str();
+  EXPECT_GT(m->auc, 0.6);
 }
 
 }  // namespace

@@ -113,7 +113,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     g->first_table = next_table;
     g->num_tables = (*method)->tables().size();
     g->optembed_supernet = ec.method == "optembed" && ec.field_widths.empty();
-    g->dsl = ec.method == "dsl";
+    for (const auto& spec : (*method)->tables()) g->dsl |= spec.kind == embedding::TableKind::kSparse;
     for (const auto& spec : (*method)->tables()) {
       g->narrow |= spec.dim != g->dim;
       if (spec.id < next_table || spec.id >= next_table + g->num_tables)
@@ -347,6 +347,7 @@ Status Trainer::MaintainTables() {
       p = d.p_min + (d.p0 - d.p_min) * (1.0 + std::cos(M_PI * x)) / 2.0;
     }
     for (size_t t = 0; t < gp->num_tables; ++t) {
+      if (gp->method->tables()[t].kind != embedding::TableKind::kSparse) continue;
       ps::TableOp op;
       op.table = gp->first_table + static_cast<uint32_t>(t);
       if (round) {
@@ -491,6 +492,13 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
   nlohmann::json manifest = {
       {"format", kManifestFormat},     {"version", kManifestVersion},     {"step", step_},         {"hash", kHashName},
       {"model", model_->model_name()}, {"num_shards", ps_->num_shards()}, {"config", config_text}, {"files", jfiles}};
+  // Sizes a budget chose (rows of hashed tables, DSL density): ids map to rows through them.
+  std::vector<uint64_t> vocab;
+  for (const auto& f : config_.fields) vocab.push_back(f.vocab);
+  manifest["embedding"] = {{"method", config_.embedding.method},
+                           {"rows", config_.embedding.rows},
+                           {"density", config_.embedding.density},
+                           {"vocab", vocab}};
   if (config_.embedding.method == "optembed") {
     nlohmann::json oe = {{"stage", config_.embedding.field_widths.empty() ? "supernet" : "retrain"}};
     if (!config_.embedding.field_widths.empty()) {
@@ -535,18 +543,25 @@ Result<std::string> ReadCheckpointConfig(const std::string& path) {
   return m["config"].get<std::string>();
 }
 
-Result<OptEmbedCheckpoint> ReadCheckpointOptEmbed(const std::string& path) {
+Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer) {
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
-  OptEmbedCheckpoint oe;
-  if (m.contains("optembed") && m["optembed"].contains("widths")) {
-    try {
-      oe.widths = m["optembed"]["widths"].get<std::vector<int>>();
-      oe.first_table = m["optembed"].value("first_table", uint32_t{0});
-    } catch (const std::exception& e) {
-      return Status::Corruption(path + "/manifest.json: bad optembed state: " + e.what());
+  embedding::MethodConfig* config = &trainer->embedding;
+  try {
+    if (m.contains("embedding")) {
+      config->rows = m["embedding"].value("rows", config->rows);
+      config->density = m["embedding"].value("density", config->density);
+      const auto vocab = m["embedding"].value("vocab", std::vector<uint64_t>{});
+      if (vocab.size() == trainer->fields.size())
+        for (size_t f = 0; f < vocab.size(); ++f) trainer->fields[f].vocab = vocab[f];
     }
+    if (m.contains("optembed") && m["optembed"].contains("widths")) {
+      config->field_widths = m["optembed"]["widths"].get<std::vector<int>>();
+      config->first_table = m["optembed"].value("first_table", uint32_t{0});
+    }
+  } catch (const std::exception& e) {
+    return Status::Corruption(path + "/manifest.json: bad embedding state: " + e.what());
   }
-  return oe;
+  return Status::Ok();
 }
 
 Result<std::string> ResolveCheckpoint(const std::string& path) {

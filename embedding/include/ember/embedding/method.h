@@ -46,6 +46,10 @@ struct MethodConfig {
   std::vector<int> field_chunks;
   // unified: fields whose vocabulary is at most this get their own collisionless rows.
   uint64_t collisionless_below = 0;
+  // Per-field method ("" = `method`). With method full, hash or dsl, each field may be any of
+  // the three (hash fields share one table of `rows` rows); with unified, a field may be "full"
+  // (its own collisionless rows, like a small field).
+  std::vector<std::string> field_methods;
   float density = 1.0f;  // dsl: share of each row's entries kept
   // optembed: empty = the supernet (full-width tables); else the retraining stage, field f
   // keeping its first field_widths[f] entries in a frozen table of the unpruned rows.
@@ -79,10 +83,12 @@ class EmbeddingMethod {
   int slot_dim_ = 0;
 };
 
-// Full (collisionless) tables: field f has table f; key local = id (ids >= 2^54 are hashed into
-// 54 bits, where collisions are negligible). The same layout serves Dynamic Sparse Learning
-// ("dsl": the tables are element-masked sparse tables at `density`) and OptEmbed ("optembed":
-// full tables for the supernet; for retraining, frozen tables of field_widths[f] entries).
+// Full (collisionless) tables: field f has its own table; key local = id (ids >= 2^54 are
+// hashed into 54 bits, where collisions are negligible). The same layout serves Dynamic Sparse
+// Learning ("dsl": the tables are element-masked sparse tables at `density`), OptEmbed
+// ("optembed": full tables for the supernet; for retraining, frozen tables of field_widths[f]
+// entries) and per-field mixes of full, dsl and hash fields (field_methods; the hash fields share
+// one table, after the per-field ones).
 class FullMethod final : public EmbeddingMethod {
  public:
   FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);
@@ -91,7 +97,13 @@ class FullMethod final : public EmbeddingMethod {
 
  private:
   std::string name_;
+  uint64_t hash_rows_ = 0;
+  std::vector<bool> hashed_;
+  std::vector<uint64_t> salts_;
 };
+
+// The method field f uses under config (field_methods[f], or config.method).
+std::string FieldMethod(const MethodConfig& config, size_t field);
 
 // Hashing trick: one shared table of `rows` rows; key local = H64(id; seed(field)) mod rows.
 class HashMethod final : public EmbeddingMethod {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ember/common/status.h"
@@ -39,6 +40,8 @@ struct RunConfig {
   double density = 1.0;               // embedding.density (dsl; the budget sets it when given)
   std::string budget;                 // embedding.budget: "" = none, a fraction or bytes
   std::string precision = "fp32";     // embedding.precision: "fp32" or "fp16" (dense tables)
+  // embedding.field_methods: { C3 = "full", C7 = "dsl", ... }, per-field method overrides
+  std::vector<std::pair<std::string, std::string>> field_methods;
   std::string sparse_optimizer = "rowwise_adagrad";
   double sparse_lr = 0.05;
   double initial_accumulator = 0.0;  // embedding.initial_accumulator (Adagrad variants)

@@ -166,13 +166,10 @@ class Trainer {
 
 // Reads "<path>/manifest.json" and returns the config text stored with the checkpoint.
 Result<std::string> ReadCheckpointConfig(const std::string& path);
-// OptEmbed retraining state recorded in a checkpoint's manifest (widths empty if none): a
-// retraining-stage checkpoint needs it to rebuild its tables.
-struct OptEmbedCheckpoint {
-  std::vector<int> widths;
-  uint32_t first_table = 0;
-};
-Result<OptEmbedCheckpoint> ReadCheckpointOptEmbed(const std::string& path);
+// Applies the embedding sizes a checkpoint was trained with (hashed rows and DSL density a
+// budget chose, field vocabularies, OptEmbed's retraining widths and table ids) to *config, so
+// that ids map to the same rows without the training data.
+Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* config);
 // Resolves a checkpoint root (containing ckpt-N directories) or a checkpoint directory to the
 // newest complete checkpoint directory.
 Result<std::string> ResolveCheckpoint(const std::string& path);
