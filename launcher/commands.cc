@@ -223,14 +223,10 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
                   arch.shift, embedding::FormatBytes(static_cast<double>(arch.bytes)).c_str(), arch.val_auc);
     out << buf << "optembed widths: " << ws << "\n";
     if (!c.checkpoint_dir.empty()) {
-      nlohmann::json j = {{"widths", arch.widths},
-                          {"kept_rows", arch.kept_rows},
-                          {"total_rows", arch.total_rows},
-                          {"bytes", arch.bytes},
-                          {"val_auc", arch.val_auc},
-                          {"evaluated", arch.evaluated},
-                          {"thresholds", trainer->thresholds()},
-                          {"budget_bytes", resolved.budget_bytes}};
+      nlohmann::json j = {
+          {"widths", arch.widths},         {"kept_rows", arch.kept_rows},   {"total_rows", arch.total_rows},
+          {"bytes", arch.bytes},           {"val_auc", arch.val_auc},       {"evaluated", arch.evaluated},
+          {"thresholds", arch.thresholds}, {"threshold_shift", arch.shift}, {"budget_bytes", resolved.budget_bytes}};
       EMBER_RETURN_IF_ERROR(WriteFileAtomic(c.checkpoint_dir + "/optembed-search.json", j.dump(2) + "\n"));
     }
     workers::TrainerConfig rc = tc;

@@ -9,15 +9,12 @@
 #include "ember/models/optembed.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/trainer.h"
+#include "test_util.h"
 
 namespace ember::workers {
 namespace {
 
-std::string Dir() {
-  auto d = std::filesystem::temp_directory_path() / ("ember_compression_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(d);
-  return d.string();
-}
+std::string Dir() { return testing_util::TempDir("compression"); }
 
 struct Files {
   std::string train, valid, test;
@@ -42,12 +39,7 @@ const Files& Data() {
   return f;
 }
 
-std::unique_ptr<data::BatchReader> Reader(const std::string& path, size_t batch) {
-  data::CriteoOptions o;
-  o.path = path;
-  o.batch_size = batch;
-  return std::move(data::CriteoReader::Open(o)).value();
-}
+using testing_util::Reader;
 
 TrainerConfig Config(const std::string& method) {
   TrainerConfig c;

@@ -8,15 +8,12 @@
 #include "ember/data/synthetic_ctr.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/trainer.h"
+#include "test_util.h"
 
 namespace ember::workers {
 namespace {
 
-std::string Dir() {
-  auto d = std::filesystem::temp_directory_path() / ("ember_workers_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(d);
-  return d.string();
-}
+std::string Dir() { return testing_util::TempDir("workers"); }
 
 // A small synthetic train/test pair shared by the tests (one teacher).
 struct SmallData {
@@ -42,12 +39,7 @@ const SmallData& Data() {
   return d;
 }
 
-std::unique_ptr<data::BatchReader> Reader(const std::string& path, size_t batch) {
-  data::CriteoOptions o;
-  o.path = path;
-  o.batch_size = batch;
-  return std::move(data::CriteoReader::Open(o)).value();
-}
+using testing_util::Reader;
 
 TrainerConfig SmallConfig(const std::string& model) {
   TrainerConfig c;
