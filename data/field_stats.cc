@@ -96,7 +96,11 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& options) {
   EMBER_ASSIGN_OR_RETURN(FieldStats st, CountFields(reader.get()));
   nlohmann::json j = {{"file", options.path},         {"size", size},           {"mtime_ns", mtime}, {"rows", st.rows},
                       {"max_rows", options.max_rows}, {"distinct", st.distinct}};
-  (void)WriteFileAtomic(cache, j.dump(1) + "\n");  // best effort: a read-only directory only loses the cache
+  // Best effort, and never into a directory marked read-only (shared data samples), even as root.
+  const size_t slash = options.path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : options.path.substr(0, slash + 1);
+  struct stat db {};
+  if (::stat(dir.c_str(), &db) == 0 && (db.st_mode & 0222) != 0) (void)WriteFileAtomic(cache, j.dump(1) + "\n");
   return st;
 }
 

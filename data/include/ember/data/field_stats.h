@@ -3,7 +3,8 @@
 //
 // The full table's size, and so every memory budget given as a fraction of it, comes from these
 // counts. They are cached beside the data as "<file>.fields.json" and reused while the file's
-// size and modification time match (the cache is skipped where the directory is read-only).
+// size and modification time match (the cache is skipped where the directory is not writable or
+// is marked read-only, as the shared data samples are).
 #pragma once
 
 #include <cstdint>
