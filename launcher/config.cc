@@ -332,8 +332,8 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
   if (!c.budget.empty()) {
     EMBER_ASSIGN_OR_RETURN(budget, embedding::ParseBudget(c.budget));
   }
-  const bool needs_counts = count_always || budget.set() || c.method == "full" || c.collisionless_below > 0 ||
-                            (c.method == "dsl" && c.dsl_decay == "cosine");
+  const bool needs_counts = count_always || budget.set() || c.method == "full" || c.method == "optembed" ||
+                            c.collisionless_below > 0 || (c.method == "dsl" && c.dsl_decay == "cosine");
   if (needs_counts && !c.train.empty()) {
     auto stats = data::LoadOrCountFields(MakeReaderOptions(c, c.train, true));
     if (!stats.ok()) return stats.status().WithContext("counting the vocabulary of data.train");
