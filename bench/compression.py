@@ -90,6 +90,8 @@ log_interval_s = 60
                          (search if m == "optembed" else [])))
     runs.append(("dsl", "density 0.5", ["embedding.method=\"dsl\"", "embedding.density=0.5"]))
     runs.append(("optembed", "no budget", ["embedding.method=\"optembed\""] + search))
+    runs.append(("optembed", "1/4", ["embedding.method=\"optembed\"", "embedding.budget=0.25"] + search))
+    runs.append(("optembed", "1/6", ["embedding.method=\"optembed\"", "embedding.budget=\"1/6\""] + search))
     runs.append(("optembed", "no budget, alpha 0.04",
                  ["embedding.method=\"optembed\"", "optembed.alpha=0.04"] + search))
     results = []
