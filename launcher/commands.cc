@@ -86,13 +86,10 @@ Result<std::unique_ptr<embedding::EmbeddingMethod>> MainMethod(const workers::Tr
   return embedding::MakeMethod(ec, tc.fields);
 }
 
-// Parameter bytes actually held: 4 per stored weight, plus one mask per sparse row.
-uint64_t HeldParamBytes(const std::vector<ps::TableStats>& stats, const workers::TrainerConfig& tc) {
+// Parameter bytes actually held, over every table.
+uint64_t HeldParamBytes(const std::vector<ps::TableStats>& stats) {
   uint64_t bytes = 0;
-  for (const auto& s : stats) {
-    bytes += s.values * static_cast<uint64_t>(embedding::BytesPerValue(tc.embedding.precision));
-    if (tc.embedding.method == "dsl") bytes += s.rows * static_cast<uint64_t>((tc.embedding.dim + 7) / 8);
-  }
+  for (const auto& s : stats) bytes += s.param_bytes();
   return bytes;
 }
 
@@ -249,7 +246,7 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   m.table_bytes = footprint.second;
   EMBER_ASSIGN_OR_RETURN(auto stats, ps.Stats());
   for (const auto& s : stats) m.table_values += s.values;
-  m.param_bytes = HeldParamBytes(stats, tc);
+  m.param_bytes = HeldParamBytes(stats);
   out << "trained " << m.train_samples << " samples in " << ProgressReporter::FormatDuration(m.train_seconds) << " ("
       << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, params "
       << Bytes(m.param_bytes) << ", " << Bytes(m.table_bytes) << " with optimizer state and index\n";

@@ -64,7 +64,8 @@ Status Shard::Push(uint32_t table, const uint64_t* keys, size_t n, const float* 
 std::vector<TableStats> Shard::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<TableStats> out;
-  for (const auto& [id, t] : tables_) out.push_back({id, t->size(), t->values(), t->MemoryBytes()});
+  for (const auto& [id, t] : tables_)
+    out.push_back({id, t->size(), t->values(), t->MemoryBytes(), t->dim(), t->spec().kind, t->spec().precision});
   return out;
 }
 

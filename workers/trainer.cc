@@ -98,6 +98,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
       // Secondary groups (DeepFM's first-order weights, 1 wide) take hashing and multiplexing
       // at one chunk, and full tables under OptEmbed and DSL (whose masks need width).
       if (ec.method == "optembed" || ec.method == "dsl") ec.method = "full";
+      for (auto& m : ec.field_methods)
+        if (m == "dsl") m = "full";
       if (gs.dim % ec.chunks != 0) {
         ec.chunks = 1;
         ec.field_chunks.clear();

@@ -46,6 +46,14 @@ struct TableStats {
   uint64_t rows = 0;
   uint64_t values = 0;  // weight values held (sparse tables: kept entries)
   uint64_t bytes = 0;   // memory held: rows, optimizer state, index
+  int dim = 0;
+  embedding::TableKind kind = embedding::TableKind::kDense;
+  embedding::Precision precision = embedding::Precision::kFp32;
+  // Parameter bytes held: each stored weight at its precision, plus sparse rows' masks.
+  uint64_t param_bytes() const {
+    return values * static_cast<uint64_t>(embedding::BytesPerValue(precision)) +
+           (kind == embedding::TableKind::kSparse ? rows * static_cast<uint64_t>((dim + 7) / 8) : 0);
+  }
 };
 
 // Server-side maintenance that compression methods run on whole tables (each shard applies it
