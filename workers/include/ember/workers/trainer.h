@@ -4,7 +4,11 @@
 // compression method, de-duplicate, pull unique rows (one call, one request per shard), wrap
 // them in a leaf tensor with requires_grad, expand with index_select, run forward and
 // backward, push the leaf's gradient (one row per unique key), all-reduce dense gradients and
-// step the dense optimizer.
+// step the dense optimizer. The leaf's rows are as wide as the group's widest table (narrower
+// rows zero-padded, strided pulls and pushes), and fields with fewer probes than the widest
+// read an all-zero padding row, so every field reaches the model at the group's width.
+// OptEmbed's supernet masks the looked-up rows (thresholds are trained here, with their own
+// SGD); DSL tables are pruned and regrown on the shards every dsl.interval steps.
 //
 // The trainer borrows the PS client, collective and recorder (they must outlive it). Not
 // thread-safe: one thread drives it.
