@@ -6,50 +6,30 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/common/file.h"
-#include "ember/common/hash.h"
+#include "ember/common/key_index.h"
 
 namespace ember::data {
 namespace {
-// Open-addressing set of u64 (exact distinct counting; all-ones stored out of band).
-class U64Set {
+// Exact distinct count of u64 values; all-ones (a missing value) is counted out of band.
+class DistinctCounter {
  public:
-  U64Set() : slots_(1024, kEmpty) {}
   void Insert(uint64_t v) {
-    if (v == kEmpty) {
+    if (v == KeyIndex::kEmpty)
       has_empty_ = true;
-      return;
-    }
-    size_t b = Mix64(v) & (slots_.size() - 1);
-    while (slots_[b] != kEmpty) {
-      if (slots_[b] == v) return;
-      b = (b + 1) & (slots_.size() - 1);
-    }
-    slots_[b] = v;
-    if (++size_ * 2 > slots_.size()) Rehash();
+    else
+      index_.Insert(v, 0);
   }
-  uint64_t size() const { return size_ + (has_empty_ ? 1 : 0); }
+  uint64_t size() const { return index_.size() + (has_empty_ ? 1 : 0); }
 
  private:
-  static constexpr uint64_t kEmpty = ~uint64_t{0};
-  void Rehash() {
-    std::vector<uint64_t> old(slots_.size() * 2, kEmpty);
-    old.swap(slots_);
-    for (uint64_t v : old) {
-      if (v == kEmpty) continue;
-      size_t b = Mix64(v) & (slots_.size() - 1);
-      while (slots_[b] != kEmpty) b = (b + 1) & (slots_.size() - 1);
-      slots_[b] = v;
-    }
-  }
-  std::vector<uint64_t> slots_;
-  uint64_t size_ = 0;
+  KeyIndex index_;
   bool has_empty_ = false;
 };
 }  // namespace
 
 Result<FieldStats> CountFields(BatchReader* reader) {
   FieldStats st;
-  std::vector<U64Set> sets(static_cast<size_t>(reader->num_sparse()));
+  std::vector<DistinctCounter> sets(static_cast<size_t>(reader->num_sparse()));
   Batch batch;
   for (;;) {
     EMBER_ASSIGN_OR_RETURN(bool got, reader->Next(&batch));

@@ -119,6 +119,12 @@ void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, in
   }
 }
 
+void InitState(const OptimizerConfig& opt, int dim, float* state) {
+  const int n = StateFloats(opt.kind, dim);
+  const bool adagrad = opt.kind == OptimizerKind::kAdagrad || opt.kind == OptimizerKind::kRowwiseAdagrad;
+  for (int j = 0; j < n; ++j) state[j] = adagrad ? opt.initial_accumulator : 0.0f;
+}
+
 const char* OptimizerName(OptimizerKind kind) {
   switch (kind) {
     case OptimizerKind::kSgd:

@@ -168,12 +168,11 @@ MemoryPlan PlanMemory(const EmbeddingMethod& method, const MethodConfig& config,
     t.spec = spec;
     t.rows = spec.rows;
     t.param_bytes = ParamBytes(spec, t.rows);
-    const double state_per_row = spec.kind == TableKind::kSparse
-                                     ? (spec.optimizer.kind == OptimizerKind::kAdam ? 2.0 * spec.density * spec.dim + 1
-                                        : spec.optimizer.kind == OptimizerKind::kAdagrad
-                                            ? static_cast<double>(spec.density) * spec.dim
-                                            : (spec.optimizer.kind == OptimizerKind::kRowwiseAdagrad ? 1.0 : 0.0))
-                                     : StateFloats(spec.optimizer.kind, spec.dim);
+    const double state_per_row =
+        spec.kind == TableKind::kSparse
+            ? SparseRowStore::SlotFloats(spec.optimizer.kind, static_cast<double>(spec.density) * spec.dim) -
+                  static_cast<double>(spec.density) * spec.dim
+            : StateFloats(spec.optimizer.kind, spec.dim);
     t.state_bytes = static_cast<uint64_t>(std::llround(static_cast<double>(t.rows) * state_per_row * sizeof(float)));
     t.resident_bytes = spec.kind == TableKind::kSparse ? SparseRowStore::EstimateBytes(spec, t.rows)
                                                        : RowStore::EstimateBytes(spec, t.rows);

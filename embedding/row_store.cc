@@ -15,29 +15,21 @@ RowStore::RowStore(const TableSpec& spec)
       weight_floats_(half_ ? (spec.dim + 1) / 2 : spec.dim),
       stride_(weight_floats_ + StateFloats(spec.optimizer.kind, spec.dim)) {
   EMBER_CHECK(spec.dim > 0) << "dim " << spec.dim;
-  index_keys_.assign(1024, kEmpty);
-  index_slots_.assign(1024, 0);
-  mask_ = 1023;
 }
 
 size_t RowStore::MemoryBytes() const {
-  return blocks_.size() * static_cast<size_t>(kBlockSlots) * stride_ * sizeof(float) +
-         index_keys_.size() * (sizeof(uint64_t) + sizeof(uint32_t)) + slot_keys_.capacity() * sizeof(uint64_t);
+  return blocks_.size() * static_cast<size_t>(kBlockSlots) * stride_ * sizeof(float) + index_.MemoryBytes() +
+         slot_keys_.capacity() * sizeof(uint64_t);
 }
 
 uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
   const int weights = spec.precision == Precision::kFp16 ? (spec.dim + 1) / 2 : spec.dim;
   const uint64_t stride = static_cast<uint64_t>(weights + StateFloats(spec.optimizer.kind, spec.dim));
   const uint64_t blocks = (rows + kBlockSlots - 1) / kBlockSlots;
-  uint64_t cap = 1024;
-  while (rows * 2 > cap) cap *= 2;
   uint64_t vec = 1;
   while (vec < rows) vec *= 2;
-  return blocks * kBlockSlots * stride * sizeof(float) + cap * (sizeof(uint64_t) + sizeof(uint32_t)) +
-         vec * sizeof(uint64_t);
+  return blocks * kBlockSlots * stride * sizeof(float) + KeyIndex::EstimateBytes(rows) + vec * sizeof(uint64_t);
 }
-
-size_t RowStore::Bucket(uint64_t key) const { return Mix64(key) & mask_; }
 
 uint32_t RowStore::NewSlot(uint64_t key) {
   const uint32_t slot = static_cast<uint32_t>(size_);
@@ -53,12 +45,7 @@ uint32_t RowStore::NewSlot(uint64_t key) {
   } else {
     InitRow(spec_, key, p);
   }
-  for (int j = weight_floats_; j < stride_; ++j) p[j] = 0.0f;
-  if (spec_.optimizer.kind == OptimizerKind::kAdagrad) {
-    for (int j = weight_floats_; j < stride_; ++j) p[j] = spec_.optimizer.initial_accumulator;
-  } else if (spec_.optimizer.kind == OptimizerKind::kRowwiseAdagrad) {
-    p[weight_floats_] = spec_.optimizer.initial_accumulator;
-  }
+  InitState(spec_.optimizer, spec_.dim, p + weight_floats_);
   slot_keys_.push_back(key);
   ++size_;
   return slot;
@@ -107,60 +94,23 @@ void RowStore::Update(float* const* slots, size_t n, const float* grads) {
   }
 }
 
-void RowStore::Grow() {
-  std::vector<uint64_t> old_keys = std::move(index_keys_);
-  std::vector<uint32_t> old_slots = std::move(index_slots_);
-  const size_t cap = old_keys.size() * 2;
-  index_keys_.assign(cap, kEmpty);
-  index_slots_.assign(cap, 0);
-  mask_ = cap - 1;
-  for (size_t i = 0; i < old_keys.size(); ++i) {
-    if (old_keys[i] == kEmpty) continue;
-    size_t b = Bucket(old_keys[i]);
-    while (index_keys_[b] != kEmpty) b = (b + 1) & mask_;
-    index_keys_[b] = old_keys[i];
-    index_slots_[b] = old_slots[i];
-  }
-}
-
 uint32_t RowStore::LookupOrInsert(uint64_t key) {
-  size_t b = Bucket(key);
-  for (;;) {
-    const uint64_t k = index_keys_[b];
-    if (k == key) return index_slots_[b];
-    if (k == kEmpty) break;
-    b = (b + 1) & mask_;
-  }
-  if ((size_ + 1) * 2 > index_keys_.size()) {
-    Grow();
-    return LookupOrInsert(key);
-  }
-  const uint32_t slot = NewSlot(key);
-  index_keys_[b] = key;
-  index_slots_[b] = slot;
+  const auto [slot, inserted] = index_.Insert(key, static_cast<uint32_t>(size_));
+  if (inserted) NewSlot(key);
   return slot;
 }
 
 const float* RowStore::Find(uint64_t key) const {
-  size_t b = Bucket(key);
-  for (;;) {
-    const uint64_t k = index_keys_[b];
-    if (k == key) return SlotPtr(index_slots_[b]);
-    if (k == kEmpty) return nullptr;
-    b = (b + 1) & mask_;
-  }
+  const uint32_t slot = index_.Find(key);
+  return slot == KeyIndex::kAbsent ? nullptr : SlotPtr(slot);
 }
 
 void RowStore::FindOrCreate(const uint64_t* keys, size_t n, float** ptrs) {
   // Hash and prefetch the index ahead of the probe loop: lookups are cache misses.
   constexpr size_t kAhead = 8;
   for (size_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) {
-      const size_t b = Bucket(keys[i + kAhead]);
-      __builtin_prefetch(&index_keys_[b]);
-      __builtin_prefetch(&index_slots_[b]);
-    }
-    EMBER_CHECK(keys[i] != kEmpty) << "reserved key";
+    if (i + kAhead < n) index_.Prefetch(keys[i + kAhead]);
+    EMBER_CHECK(keys[i] != KeyIndex::kEmpty) << "reserved key";
     ptrs[i] = SlotPtr(LookupOrInsert(keys[i]));
   }
 }
@@ -259,7 +209,7 @@ Status RowStore::PutRecord(uint64_t key, std::string_view record) {
   if (record.size() != sizeof(float) * static_cast<size_t>(stride_))
     return Status::Corruption("row record of " + std::to_string(record.size()) + " bytes, table " +
                               std::to_string(spec_.id) + " expects " + std::to_string(sizeof(float) * stride_));
-  if (key == kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
+  if (key == KeyIndex::kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
   float* p = SlotPtr(LookupOrInsert(key));
   std::memcpy(p, record.data(), record.size());
   return Status::Ok();

@@ -18,26 +18,17 @@ struct Entry {
 };
 }  // namespace
 
-SparseRowStore::SparseRowStore(const TableSpec& spec) : Table(spec) {
+SparseRowStore::SparseRowStore(const TableSpec& spec)
+    : Table(spec),
+      state_per_value_(StateFloats(spec.optimizer.kind, 1) - StateFloats(spec.optimizer.kind, 0)),
+      state_per_row_(StateFloats(spec.optimizer.kind, 0)) {
   EMBER_CHECK(spec.dim > 0 && spec.dim <= kMaxDim) << "sparse table dim " << spec.dim;
-  switch (spec.optimizer.kind) {
-    case OptimizerKind::kSgd:
-      break;
-    case OptimizerKind::kAdagrad:
-      state_per_value_ = 1;
-      break;
-    case OptimizerKind::kRowwiseAdagrad:
-      state_per_row_ = 1;
-      break;
-    case OptimizerKind::kAdam:
-      state_per_value_ = 2;
-      state_per_row_ = 1;
-      break;
-  }
   pools_.resize(static_cast<size_t>(spec.dim) + 1);
-  index_keys_.assign(1024, kEmpty);
-  index_rows_.assign(1024, 0);
-  index_mask_ = 1023;
+}
+
+double SparseRowStore::SlotFloats(OptimizerKind kind, double count) {
+  const int per_row = StateFloats(kind, 0), per_value = StateFloats(kind, 1) - per_row;
+  return count * (1 + per_value) + per_row;
 }
 
 int SparseRowStore::SlotFloats(int count) const {
@@ -46,8 +37,7 @@ int SparseRowStore::SlotFloats(int count) const {
 }
 
 size_t SparseRowStore::MemoryBytes() const {
-  size_t bytes = index_keys_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t)) +
-                 row_keys_.capacity() * sizeof(uint64_t) + rows_.capacity() * sizeof(Row);
+  size_t bytes = index_.MemoryBytes() + row_keys_.capacity() * sizeof(uint64_t) + rows_.capacity() * sizeof(Row);
   for (size_t c = 0; c < pools_.size(); ++c)
     bytes += pools_[c].blocks.size() * kPoolBlock * sizeof(float) * SlotFloats(static_cast<int>(c)) +
              pools_[c].free.capacity() * sizeof(uint32_t);
@@ -55,14 +45,10 @@ size_t SparseRowStore::MemoryBytes() const {
 }
 
 uint64_t SparseRowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
-  SparseRowStore probe(spec);  // for the state layout
-  uint64_t cap = 1024;
-  while (rows * 2 > cap) cap *= 2;
   uint64_t vec = 1;
   while (vec < rows) vec *= 2;
-  const double kept = static_cast<double>(spec.density) * spec.dim;
-  const double floats = kept * (1 + probe.state_per_value_) + probe.state_per_row_;
-  return cap * 12 + vec * (sizeof(uint64_t) + sizeof(Row)) +
+  const double floats = SlotFloats(spec.optimizer.kind, static_cast<double>(spec.density) * spec.dim);
+  return KeyIndex::EstimateBytes(rows) + vec * (sizeof(uint64_t) + sizeof(Row)) +
          static_cast<uint64_t>(static_cast<double>(rows) * floats * sizeof(float));
 }
 
@@ -109,41 +95,14 @@ uint64_t SparseRowStore::InitialMask(const TableSpec& spec, uint64_t key) {
 }
 
 int64_t SparseRowStore::FindRow(uint64_t key) const {
-  size_t b = Mix64(key) & index_mask_;
-  for (;;) {
-    const uint64_t k = index_keys_[b];
-    if (k == key) return index_rows_[b];
-    if (k == kEmpty) return -1;
-    b = (b + 1) & index_mask_;
-  }
-}
-
-void SparseRowStore::Grow() {
-  const size_t cap = index_keys_.size() * 2;
-  index_keys_.assign(cap, kEmpty);
-  index_rows_.assign(cap, 0);
-  index_mask_ = cap - 1;
-  for (uint32_t r = 0; r < row_keys_.size(); ++r) {
-    size_t b = Mix64(row_keys_[r]) & index_mask_;
-    while (index_keys_[b] != kEmpty) b = (b + 1) & index_mask_;
-    index_keys_[b] = row_keys_[r];
-    index_rows_[b] = r;
-  }
+  const uint32_t r = index_.Find(key);
+  return r == KeyIndex::kAbsent ? -1 : static_cast<int64_t>(r);
 }
 
 uint32_t SparseRowStore::LookupOrInsert(uint64_t key) {
-  EMBER_CHECK(key != kEmpty) << "reserved key";
-  size_t b = Mix64(key) & index_mask_;
-  for (;;) {
-    const uint64_t k = index_keys_[b];
-    if (k == key) return index_rows_[b];
-    if (k == kEmpty) break;
-    b = (b + 1) & index_mask_;
-  }
-  if ((row_keys_.size() + 1) * 2 > index_keys_.size()) {
-    Grow();
-    return LookupOrInsert(key);
-  }
+  EMBER_CHECK(key != KeyIndex::kEmpty) << "reserved key";
+  const auto [r, inserted] = index_.Insert(key, static_cast<uint32_t>(rows_.size()));
+  if (!inserted) return r;
   // New row: its initial mask and the initial values at those positions.
   const uint64_t mask = InitialMask(spec_, key);
   const int k = __builtin_popcountll(mask);
@@ -155,16 +114,10 @@ uint32_t SparseRowStore::LookupOrInsert(uint64_t key) {
   float* p = SlotPtr(row);
   int c = 0;
   for (uint64_t m = mask; m; m &= m - 1) p[c++] = init[__builtin_ctzll(m)];
-  for (int j = k; j < SlotFloats(k); ++j) p[j] = 0.0f;
-  if (spec_.optimizer.kind == OptimizerKind::kAdagrad)
-    for (int j = k; j < 2 * k; ++j) p[j] = spec_.optimizer.initial_accumulator;
-  if (spec_.optimizer.kind == OptimizerKind::kRowwiseAdagrad) p[k] = spec_.optimizer.initial_accumulator;
-  const uint32_t r = static_cast<uint32_t>(rows_.size());
+  InitState(spec_.optimizer, k, p + k);
   rows_.push_back(row);
   row_keys_.push_back(key);
   values_ += static_cast<uint64_t>(k);
-  index_keys_[b] = key;
-  index_rows_[b] = r;
   return r;
 }
 
@@ -256,7 +209,7 @@ void SparseRowStore::ForEachRecord(const std::function<void(uint64_t, std::strin
 }
 
 Status SparseRowStore::PutRecord(uint64_t key, std::string_view record) {
-  if (key == kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
+  if (key == KeyIndex::kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
   uint64_t mask = 0;
   if (record.size() < sizeof(mask)) return Status::Corruption("sparse row record too short");
   std::memcpy(&mask, record.data(), sizeof(mask));

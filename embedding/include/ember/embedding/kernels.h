@@ -26,6 +26,9 @@ void GatherRows(const float* const* rows, size_t n, int dim, float* out);
 void GatherRowsRef(const float* const* rows, size_t n, int dim, float* out);
 
 void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads);
+// Fresh optimizer state of a row of `dim` values: StateFloats(opt.kind, dim) floats at `state`
+// (Adagrad accumulators at opt.initial_accumulator, everything else zero).
 void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads);
+void InitState(const OptimizerConfig& opt, int dim, float* state);
 
 }  // namespace ember::embedding

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ember/common/key_index.h"
 #include "ember/common/status.h"
 #include "ember/embedding/table.h"
 #include "ember/embedding/types.h"
@@ -67,14 +68,12 @@ class RowStore final : public Table {
   Status PutRecord(uint64_t key, std::string_view record) override;
 
  private:
-  static constexpr uint64_t kEmpty = ~uint64_t{0};
   static constexpr int kBlockShift = 12;  // 4096 slots per block
   static constexpr uint32_t kBlockSlots = 1u << kBlockShift;
 
   float* SlotPtr(uint32_t slot) const {
     return blocks_[slot >> kBlockShift].get() + static_cast<size_t>(slot & (kBlockSlots - 1)) * stride_;
   }
-  size_t Bucket(uint64_t key) const;
   // Returns the slot of key, inserting a fresh initialised row if absent.
   uint32_t LookupOrInsert(uint64_t key);
   uint32_t NewSlot(uint64_t key);
@@ -90,9 +89,7 @@ class RowStore final : public Table {
   int weight_floats_;
   int stride_;
   size_t size_ = 0;
-  std::vector<uint64_t> index_keys_;  // capacity_ entries, kEmpty = free
-  std::vector<uint32_t> index_slots_;
-  size_t mask_ = 0;
+  KeyIndex index_;  // key -> slot
   std::vector<std::unique_ptr<float[]>> blocks_;
   std::vector<uint64_t> slot_keys_;
   std::vector<float*> scratch_ptrs_;

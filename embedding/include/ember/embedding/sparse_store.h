@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ember/common/key_index.h"
 #include "ember/embedding/table.h"
 
 namespace ember::embedding {
@@ -42,6 +43,9 @@ class SparseRowStore final : public Table {
   void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const override;
   Status PutRecord(uint64_t key, std::string_view record) override;
 
+  // Floats of a row keeping `count` values under an optimizer: the values, then their state
+  // (StateFloats(kind, count): per value and per row); fractional counts for planning.
+  static double SlotFloats(OptimizerKind kind, double count);
   // Estimated MemoryBytes() of a table of `rows` rows (planning).
   static uint64_t EstimateBytes(const TableSpec& spec, uint64_t rows);
   // Entries a new row of `key` keeps.
@@ -61,7 +65,6 @@ class SparseRowStore final : public Table {
   PruneGrowResult PruneGrow(double fraction, uint64_t seed);
 
  private:
-  static constexpr uint64_t kEmpty = ~uint64_t{0};
   struct Row {
     uint64_t mask = 0;
     uint32_t slot = 0;  // in pools_[popcount(mask)]
@@ -87,18 +90,15 @@ class SparseRowStore final : public Table {
   // Row index of key, or -1.
   int64_t FindRow(uint64_t key) const;
   uint32_t LookupOrInsert(uint64_t key);
-  void Grow();
   void Expand(const Row& r, float* out) const;
   // Rebuilds row r under new_mask: entries in `survivors` keep their value and state, the other
   // entries of new_mask start at 0 with fresh state.
   void Remask(uint32_t r, uint64_t new_mask, uint64_t survivors);
 
-  int state_per_value_ = 0;  // optimizer floats per kept value
-  int state_per_row_ = 0;    // optimizer floats per row
+  const int state_per_value_;  // optimizer floats per kept value
+  const int state_per_row_;    // optimizer floats per row
   uint64_t values_ = 0;
-  std::vector<uint64_t> index_keys_;
-  std::vector<uint32_t> index_rows_;
-  size_t index_mask_ = 0;
+  KeyIndex index_;  // key -> row
   std::vector<uint64_t> row_keys_;
   std::vector<Row> rows_;
   std::vector<Pool> pools_;  // by population 0..dim
