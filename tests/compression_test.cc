@@ -66,6 +66,32 @@ std::vector<float> Predictions(Trainer* t) {
   return p;
 }
 
+uint64_t TotalValues(ps::PsClient& ps) {
+  uint64_t v = 0;
+  for (const auto& s : *ps.Stats()) v += s.values;
+  return v;
+}
+
+// Saves t's checkpoint as Dir()/name, restores it into a fresh trainer of `config` over
+// `shards` shards, and checks it holds the same values and predicts exactly as t does.
+// Returns the checkpoint path.
+std::string ExpectRoundTrip(Trainer* t, ps::PsClient& t_ps, const TrainerConfig& config, int shards,
+                            const std::string& name) {
+  const std::string root = Dir() + "/" + name;
+  std::filesystem::remove_all(root);
+  auto path = t->SaveCheckpoint(root, "");
+  EXPECT_TRUE(path.ok()) << path.status().ToString();
+  if (!path.ok()) return "";
+  ps::InProcessClient ps(shards);
+  LocalCollective coll;
+  auto back = Trainer::Create(config, &ps, &coll);
+  EXPECT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE((*back)->RestoreCheckpoint(*path).ok());
+  EXPECT_EQ(TotalValues(ps), TotalValues(t_ps));
+  EXPECT_EQ(Predictions(back->get()), Predictions(t));
+  return *path;
+}
+
 // STE: forward is the step, backward the slope s(x), which is exactly the derivative of the
 // surrogate S: the threshold's gradient through the mask matches finite differences of S.
 TEST(OptEmbed, ThresholdGradientMatchesFiniteDifferences) {
@@ -170,20 +196,13 @@ TEST(OptEmbed, ThreeStagesUnderABudget) {
   auto te = Reader(Data().test, 4096);
   EXPECT_GT((*re)->Evaluate(te.get())->auc, 0.65);
 
-  const std::string root = Dir() + "/oe";
-  std::filesystem::remove_all(root);
-  auto path = (*re)->SaveCheckpoint(root, "");
-  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  const std::string path = ExpectRoundTrip(re->get(), ps, rc, 3, "oe");
   TrainerConfig applied = c;
-  ASSERT_TRUE(ApplyCheckpointEmbedding(*path, &applied).ok());
+  ASSERT_TRUE(ApplyCheckpointEmbedding(path, &applied).ok());
   EXPECT_EQ(applied.embedding.field_widths, arch->widths);
   EXPECT_EQ(applied.embedding.first_table, 26u);
-  ps::InProcessClient ps2(3);
-  auto back = Trainer::Create(rc, &ps2, &coll);
-  ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());
-  EXPECT_EQ(Predictions(back->get()), Predictions(re->get()));
   // The supernet's thresholds round-trip as well.
-  auto sp = (*sup)->SaveCheckpoint(root, "", "supernet");
+  auto sp = (*sup)->SaveCheckpoint(Dir() + "/oe", "", "supernet");
   ASSERT_TRUE(sp.ok());
   ps::InProcessClient ps3(1);
   auto sup2 = Trainer::Create(c, &ps3, &coll);
@@ -220,15 +239,7 @@ TEST(Dsl, TrainingKeepsTheBudgetAndCheckpointsMasks) {
   EXPECT_EQ(values_after_rounds.size(), 5u);
   auto te = Reader(Data().test, 4096);
   EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.65);
-  const std::string root = Dir() + "/dsl";
-  std::filesystem::remove_all(root);
-  auto path = (*t)->SaveCheckpoint(root, "");
-  ASSERT_TRUE(path.ok());
-  ps::InProcessClient ps2(3);
-  auto back = Trainer::Create(c, &ps2, &coll);
-  ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());
-  EXPECT_EQ(Predictions(back->get()), Predictions(t->get()));
-  EXPECT_EQ((*ps2.Stats())[0].values + (*ps2.Stats())[1].values, (*ps.Stats())[0].values + (*ps.Stats())[1].values);
+  ExpectRoundTrip(t->get(), ps, c, 3, "dsl");
 }
 
 // Unified Embedding with per-field chunk counts and a collisionless small field: narrower fields
@@ -253,13 +264,7 @@ TEST(Unified, PaddedFieldsTrainAndRoundTrip) {
   auto stats = ps.Stats();
   ASSERT_EQ(stats->size(), 4u);  // 3 shared + field C1's own
   EXPECT_LE((*stats)[3].rows, 10u);
-  const std::string root = Dir() + "/ue";
-  std::filesystem::remove_all(root);
-  auto path = (*t)->SaveCheckpoint(root, "");
-  ps::InProcessClient ps2(1);
-  auto back = Trainer::Create(c, &ps2, &coll);
-  ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());
-  EXPECT_EQ(Predictions(back->get()), Predictions(t->get()));
+  ExpectRoundTrip(t->get(), ps, c, 1, "ue");
 }
 
 }  // namespace
