@@ -156,7 +156,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
   return t;
 }
 
-Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs) {
+Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs,
+                       bool mask_rows) {
   const size_t B = batch.size;
   if (batch.num_sparse != static_cast<int>(config_.fields.size()))
     return Status::InvalidArgument("batch has " + std::to_string(batch.num_sparse) +
@@ -241,7 +242,8 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
     in.values = g.rows.index_select(0, g.padded ? g.slot_inverse : g.inverse).view({static_cast<int64_t>(B), width});
-    if (g.optembed_supernet) in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
+    if (g.optembed_supernet && mask_rows)
+      in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;
     inputs->push_back(std::move(in));
   }
@@ -723,21 +725,12 @@ Result<OptEmbedArch> Trainer::SearchOptEmbed(data::BatchReader* validation, uint
   {
     torch::NoGradGuard no_grad;
     data::Batch batch;
-    auto saved = thresholds_.detach().clone();
-    thresholds_.detach().fill_(-1.0f);  // no row mask while pulling: masks are per candidate
     while (taken < oc.search_samples) {
-      auto got = validation->Next(&batch);
-      if (!got.ok() || !*got) {
-        thresholds_.detach().copy_(saved);
-        if (!got.ok()) return got.status();
-        break;
-      }
+      EMBER_ASSIGN_OR_RETURN(bool got, validation->Next(&batch));
+      if (!got) break;
       std::vector<models::GroupInput> inputs;
-      Status st = Lookup(batch, /*training=*/false, &inputs);
-      if (!st.ok()) {
-        thresholds_.detach().copy_(saved);
-        return st;
-      }
+      // Unmasked rows: each candidate applies its own thresholds.
+      EMBER_RETURN_IF_ERROR(Lookup(batch, /*training=*/false, &inputs, /*mask_rows=*/false));
       const int64_t B = static_cast<int64_t>(batch.size);
       auto dense = torch::from_blob(batch.dense.data(), {B, batch.num_dense}, torch::kFloat);
       for (int64_t b = 0; b < B; b += 2048) {
@@ -752,7 +745,6 @@ Result<OptEmbedArch> Trainer::SearchOptEmbed(data::BatchReader* validation, uint
       }
       taken += batch.size;
     }
-    thresholds_.detach().copy_(saved);
   }
   if (taken == 0) return Status::InvalidArgument("optembed search: the validation data has no examples");
   auto base = torch::from_blob(const_cast<float*>(t.data()), {1, F}, torch::kFloat).clone();

@@ -148,7 +148,9 @@ class Trainer {
  private:
   struct Group;
   Trainer() = default;
-  Status Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs);
+  // `mask_rows` = false skips OptEmbed's row masks (the search applies its own).
+  Status Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs,
+                bool mask_rows = true);
   Status PushGradients();
   Status AllReduceDense();
   Status MaintainTables();
