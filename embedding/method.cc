@@ -74,6 +74,8 @@ FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>&
     hash_rows_ = config.rows;
     const uint32_t id = next++;
     tables_.push_back(MakeSpec(id, hash_rows_, config));
+    hashed_tables_.resize(tables_.size(), false);
+    hashed_tables_.back() = true;
     for (size_t f : hash_fields) layouts_[f] = OneProbe(id, config.dim);
   }
 }
@@ -94,6 +96,7 @@ void FullMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys
 HashMethod::HashMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields)
     : rows_(config.rows), table_(config.first_table) {
   tables_.push_back(MakeSpec(table_, rows_, config));
+  hashed_tables_ = {true};
   for (size_t f = 0; f < fields.size(); ++f) {
     salts_.push_back(PairSeed(config.seed, f));
     layouts_.push_back(OneProbe(table_, config.dim));
@@ -112,6 +115,7 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
     TableSpec s = MakeSpec(config.first_table + static_cast<uint32_t>(t), rows_, config);
     s.dim = width;
     tables_.push_back(s);
+    hashed_tables_.push_back(true);
   }
   int next = 0;  // round-robin runs across fields, not per field
   uint32_t next_own = config.first_table + static_cast<uint32_t>(config.tables);

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "ember/common/sysinfo.h"
 #include "ember/data/prefetch.h"
 #include "ember/embedding/plan.h"
+#include "ember/monitoring/exporter.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/collective.h"
 
@@ -93,6 +95,40 @@ uint64_t HeldParamBytes(const std::vector<ps::TableStats>& stats) {
   return bytes;
 }
 
+// What the table collector reads at scrape time: the PS and the current trainer's table infos
+// (OptEmbed swaps trainers mid-run).
+struct TableWatch {
+  std::mutex mu;
+  ps::PsClient* ps = nullptr;
+  std::vector<workers::TableInfo> infos;
+  void Set(const workers::Trainer& t) {
+    auto infos_now = t.TableInfos();
+    std::lock_guard<std::mutex> lock(mu);
+    infos = std::move(infos_now);
+  }
+};
+
+// Starts rank `rank`'s metrics endpoint if monitoring.port is set (else returns null).
+Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfig& c, const std::string& role, int rank,
+                                                                  std::ostream& out) {
+  if (c.monitoring_port == 0) return std::unique_ptr<monitoring::MetricsExporter>();
+  auto exporter = std::make_unique<monitoring::MetricsExporter>(role, rank);
+  monitoring::HttpServerOptions o;
+  o.bind = c.monitoring_bind;
+  o.port = c.monitoring_port + rank;
+  o.threads = 1;
+  Status st = exporter->Start(o);
+  if (!st.ok()) return st.WithContext("monitoring.port");
+  out << "metrics: http://" << c.monitoring_bind << ":" << exporter->port() << "/metrics\n";
+  return exporter;
+}
+
+void Linger(const RunConfig& c, monitoring::MetricsExporter* exporter, std::ostream& out) {
+  if (!exporter || c.monitoring_linger_s <= 0) return;
+  out << "serving metrics for " << c.monitoring_linger_s << " s more (monitoring.linger_s)" << std::endl;
+  std::this_thread::sleep_for(std::chrono::duration<double>(c.monitoring_linger_s));
+}
+
 Status TrainEpochs(workers::Trainer* trainer, const RunConfig& c, int epochs, RunMetrics* m) {
   const auto progress = Progress(c);
   for (int e = 0; e < epochs; ++e) {
@@ -170,7 +206,8 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
   ConfigureThreads(c.threads);
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
-  EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc));
+  // With metrics on, field vocabularies are counted (once; cached) for the compression ratio.
+  EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/c.monitoring_port > 0));
   if (tc.embedding.method == "optembed" && c.valid.empty())
     return Status::InvalidArgument("embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
   RunMetrics m;
@@ -189,7 +226,24 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   }
   ps::InProcessClient ps(c.shards);
   workers::LocalCollective collective;
-  EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective));
+  // Declared after the PS: stopped (no more scrapes) before the PS goes.
+  EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", /*rank=*/0, out));
+  monitoring::Recorder* recorder = exporter ? &exporter->registry() : nullptr;
+  auto watch = std::make_shared<TableWatch>();
+  watch->ps = &ps;
+  if (exporter) {
+    auto& reg = exporter->registry();
+    reg.SetGauge("embedding_budget_bytes", static_cast<double>(m.budget_bytes));
+    reg.SetGauge("train_staleness_steps", 0);  // one process: every step sees the latest rows
+    reg.SetGauge("train_staleness_bound", 0);
+    reg.AddCollector([watch](monitoring::Recorder& r) {
+      std::lock_guard<std::mutex> lock(watch->mu);
+      auto stats = watch->ps->Stats();
+      if (stats.ok()) workers::RecordTableMetrics(*stats, watch->infos, &r);
+    });
+  }
+  EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective, recorder));
+  watch->Set(*trainer);
   EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.epochs, &m));
   if (tc.embedding.method == "optembed") {
     // Stage 1 done: checkpoint the supernet, search widths (stage 2), retrain (stage 3).
@@ -232,9 +286,10 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
     uint32_t next = 0;
     for (const auto& s : stats) next = std::max(next, s.table + 1);
     rc.embedding.first_table = next;
-    EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, &ps, &collective));
+    EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, &ps, &collective, recorder));
     EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*trainer, arch.thresholds, c.retrain_init == "fresh"));
     trainer = std::move(retrainer);
+    watch->Set(*trainer);
     tc = rc;
     m.train_samples = 0;
     m.train_seconds = 0;
@@ -269,6 +324,7 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   }
   m.peak_rss_bytes = PeakRssBytes();
   out << "peak memory " << Bytes(m.peak_rss_bytes) << "\n";
+  Linger(c, exporter.get(), out);
   return m;
 }
 

@@ -209,6 +209,9 @@ const std::map<std::string, Setter>& Schema() {
       {"train.log_interval_s", Float(&RunConfig::log_interval_s, 0, 1e6)},
       {"ps.shards", Int(&RunConfig::shards, 1, 4096)},
       {"checkpoint.dir", Str(&RunConfig::checkpoint_dir)},
+      {"monitoring.port", Int(&RunConfig::monitoring_port, 0, 65535)},
+      {"monitoring.bind", Str(&RunConfig::monitoring_bind)},
+      {"monitoring.linger_s", Float(&RunConfig::monitoring_linger_s, 0, 86400)},
   };
   return schema;
 }

@@ -197,4 +197,17 @@ std::string Registry::Exposition() const {
   return out;
 }
 
+void Registry::AddCollector(std::function<void(Recorder&)> collector) {
+  std::lock_guard<std::mutex> lock(collect_mu_);
+  collectors_.push_back(std::move(collector));
+}
+
+std::string Registry::Scrape() {
+  {
+    std::lock_guard<std::mutex> lock(collect_mu_);
+    for (const auto& c : collectors_) c(*this);
+  }
+  return Exposition();
+}
+
 }  // namespace ember::monitoring

@@ -1,5 +1,6 @@
 #include "ember/ps/in_process.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "ember/common/file.h"
@@ -106,18 +107,19 @@ Result<TableOpResult> InProcessClient::Apply(const TableOp& op) {
 
 Result<std::vector<TableStats>> InProcessClient::Stats() {
   std::vector<TableStats> total;
-  for (auto& s : shards_) {
-    for (const auto& t : s->Stats()) {
-      bool found = false;
-      for (auto& x : total) {
-        if (x.table == t.table) {
-          x.rows += t.rows;
-          x.values += t.values;
-          x.bytes += t.bytes;
-          found = true;
-        }
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    for (const auto& t : shards_[i]->Stats()) {
+      auto it = std::find_if(total.begin(), total.end(), [&](const TableStats& x) { return x.table == t.table; });
+      if (it == total.end()) {
+        total.push_back(t);
+        total.back().rows = total.back().values = total.back().bytes = 0;
+        total.back().shard_rows.assign(shards_.size(), 0);
+        it = total.end() - 1;
       }
-      if (!found) total.push_back(t);
+      it->rows += t.rows;
+      it->values += t.values;
+      it->bytes += t.bytes;
+      it->shard_rows[i] = t.rows;
     }
   }
   return total;

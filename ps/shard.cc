@@ -65,7 +65,7 @@ std::vector<TableStats> Shard::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<TableStats> out;
   for (const auto& [id, t] : tables_)
-    out.push_back({id, t->size(), t->values(), t->MemoryBytes(), t->dim(), t->spec().kind, t->spec().precision});
+    out.push_back({id, t->size(), t->values(), t->MemoryBytes(), t->dim(), t->spec().kind, t->spec().precision, {}});
   return out;
 }
 

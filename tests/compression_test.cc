@@ -2,12 +2,15 @@
 // training, Unified Embedding with padded fields, and every method's state across checkpoints.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "ember/data/criteo.h"
 #include "ember/data/synthetic_ctr.h"
 #include "ember/models/optembed.h"
+#include "ember/monitoring/recorder.h"
 #include "ember/ps/in_process.h"
+#include "ember/workers/table_metrics.h"
 #include "ember/workers/trainer.h"
 #include "test_util.h"
 
@@ -68,7 +71,8 @@ std::vector<float> Predictions(Trainer* t) {
 
 uint64_t TotalValues(ps::PsClient& ps) {
   uint64_t v = 0;
-  for (const auto& s : *ps.Stats()) v += s.values;
+  const auto stats = ps.Stats();  // kept: a range over *ps.Stats() would outlive the Result
+  for (const auto& s : *stats) v += s.values;
   return v;
 }
 
@@ -220,7 +224,8 @@ TEST(Dsl, TrainingKeepsTheBudgetAndCheckpointsMasks) {
   c.dsl.total_steps = 118;
   ps::InProcessClient ps(2);
   LocalCollective coll;
-  auto t = Trainer::Create(c, &ps, &coll);
+  monitoring::MemoryRecorder rec;
+  auto t = Trainer::Create(c, &ps, &coll, &rec);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   auto r = Reader(Data().train, 256);
   std::vector<uint64_t> values_after_rounds;
@@ -237,6 +242,17 @@ TEST(Dsl, TrainingKeepsTheBudgetAndCheckpointsMasks) {
   };
   ASSERT_TRUE((*t)->TrainEpoch(r.get(), 0, 1, Quiet(), check).ok());
   EXPECT_EQ(values_after_rounds.size(), 5u);
+  // Each round prunes and regrows the same number of values (the budget holds), per table.
+  double pruned = 0, regrown = 0, rounds = 0;
+  for (uint32_t table = 0; table < 26; ++table) {
+    const monitoring::Labels l = {{"table", std::to_string(table)}};
+    pruned += rec.Counter("dsl_pruned_values_total", l);
+    regrown += rec.Counter("dsl_regrown_values_total", l);
+    rounds += rec.Counter("dsl_rounds_total", l);
+  }
+  EXPECT_EQ(rounds, 5 * 26);
+  EXPECT_GT(pruned, 0);
+  EXPECT_EQ(pruned, regrown);
   auto te = Reader(Data().test, 4096);
   EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.65);
   ExpectRoundTrip(t->get(), ps, c, 3, "dsl");
@@ -265,6 +281,97 @@ TEST(Unified, PaddedFieldsTrainAndRoundTrip) {
   ASSERT_EQ(stats->size(), 4u);  // 3 shared + field C1's own
   EXPECT_LE((*stats)[3].rows, 10u);
   ExpectRoundTrip(t->get(), ps, c, 1, "ue");
+}
+
+TEST(TableMetrics, CollisionRateFromVocabulariesOrOccupancy) {
+  // 1000 ids into 1000 rows: an id collides unless the other 999 miss its row.
+  const double expected = 1 - std::pow(1 - 1e-3, 999);
+  EXPECT_NEAR(EstimatedCollisionRate(0, 1000, 1000), expected, 1e-12);
+  // Linear counting: 1000 ids occupy 1000 (1 - (1 - 1/1000)^1000) rows in expectation.
+  const auto occupied = static_cast<uint64_t>(std::llround(1000 * (1 - std::pow(1 - 1e-3, 1000))));
+  EXPECT_EQ(occupied, 632u);
+  EXPECT_NEAR(EstimatedCollisionRate(occupied, 1000), expected, 2e-3);
+  EXPECT_EQ(EstimatedCollisionRate(0, 1000), 0.0);
+  EXPECT_EQ(EstimatedCollisionRate(1, 1000), 0.0);     // one id collides with nothing
+  EXPECT_EQ(EstimatedCollisionRate(1000, 1000), 1.0);  // saturated
+  EXPECT_EQ(EstimatedCollisionRate(0, 1 << 20, 1), 0.0);
+}
+
+TEST(TableMetrics, GaugesPerTableTotalsAndSkew) {
+  ps::TableStats hashed;
+  hashed.table = 0;
+  hashed.rows = 40;
+  hashed.values = 40 * 8;
+  hashed.bytes = 5000;
+  hashed.dim = 8;
+  hashed.shard_rows = {30, 10};
+  ps::TableStats full = hashed;
+  full.table = 1;
+  full.rows = full.values = 0;
+  full.shard_rows = {0, 0};
+  std::vector<TableInfo> infos = {{0, "hash", true, 100, 0, 12800}, {1, "full", false, 0, 0, 0}};
+  monitoring::MemoryRecorder rec;
+  RecordTableMetrics({hashed, full}, infos, &rec);
+  const monitoring::Labels t0 = {{"table", "0"}, {"method", "hash"}};
+  EXPECT_EQ(rec.Gauge("table_rows", t0), 40);
+  EXPECT_EQ(rec.Gauge("table_param_bytes", t0), 40 * 8 * 4);
+  EXPECT_EQ(rec.Gauge("table_compression_ratio", t0), 10);  // 12800 / 1280
+  EXPECT_EQ(rec.Gauge("table_capacity_rows", t0), 100);
+  EXPECT_NEAR(rec.Gauge("table_collision_rate", t0), EstimatedCollisionRate(40, 100), 1e-12);
+  EXPECT_EQ(rec.Gauge("embedding_rows"), 40);
+  EXPECT_EQ(rec.Gauge("embedding_bytes"), 10000);
+  EXPECT_EQ(rec.Gauge("embedding_compression_ratio"), 10);
+  EXPECT_EQ(rec.Gauge("shard_rows", {{"shard", "0"}}), 30);
+  EXPECT_EQ(rec.Gauge("shard_skew"), 1.5);  // 30 against a mean of 20
+}
+
+// A training run records throughput, lookups, PS traffic and tables through the recorder.
+TEST(TableMetrics, TrainerRecordsStepsLookupsAndTables) {
+  auto c = Config("unified");
+  c.embedding.rows = 1000;
+  c.embedding.tables = 2;
+  c.embedding.chunks = 2;
+  for (auto& f : c.fields) f.vocab = 100;
+  ps::InProcessClient ps(2);
+  LocalCollective coll;
+  monitoring::MemoryRecorder rec;
+  auto t = Trainer::Create(c, &ps, &coll, &rec);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  auto r = Reader(Data().valid, 500);  // 5000 examples: 10 steps
+  auto stats = (*t)->TrainEpoch(r.get(), 0, 1, Quiet());
+  ASSERT_TRUE(stats.ok());
+  const monitoring::Labels train = {{"phase", "train"}};
+  EXPECT_EQ(rec.Counter("train_samples_total"), 5000);
+  EXPECT_EQ(rec.Counter("train_steps_total"), 10);
+  EXPECT_EQ(rec.ObservationCount("train_step_seconds"), 10u);
+  EXPECT_EQ(rec.Counter("lookup_keys_total", train), 5000.0 * 26 * 2);  // two probes per id
+  EXPECT_EQ(rec.Counter("ps_pull_rows_total", train), rec.Counter("lookup_unique_keys_total", train));
+  EXPECT_EQ(rec.Counter("ps_pull_bytes_total", train), rec.Counter("ps_pull_rows_total", train) * (8 + 4 * 4));
+  EXPECT_EQ(rec.ObservationCount("ps_pull_seconds", train), 10u);
+  EXPECT_EQ(rec.ObservationCount("ps_push_seconds"), 10u);
+  EXPECT_EQ(rec.Gauge("lookup_keys_per_batch"), 500.0 * 26 * 2);
+  EXPECT_GT(rec.Gauge("lookup_unique_ratio"), 0);
+  EXPECT_LT(rec.Gauge("lookup_unique_ratio"), 1);
+  EXPECT_GT(rec.Gauge("train_samples_per_second"), 0);
+  EXPECT_NEAR(rec.Gauge("train_epoch_loss"), stats->mean_loss, 1e-12);
+  // Round-robin chunks: every field has one 4-wide probe in each shared table.
+  const auto infos = (*t)->TableInfos();
+  ASSERT_EQ(infos.size(), 2u);
+  for (const auto& i : infos) {
+    EXPECT_EQ(i.method, "unified");
+    EXPECT_TRUE(i.hashed);
+    EXPECT_EQ(i.capacity, 1000u);
+    EXPECT_EQ(i.ids, 26u * 100);
+    EXPECT_EQ(i.full_bytes, 26u * 100 * 8 * 4 / 2);
+  }
+  auto st = ps.Stats();
+  ASSERT_TRUE(st.ok());
+  RecordTableMetrics(*st, infos, &rec);
+  EXPECT_NEAR(rec.Gauge("table_collision_rate", {{"table", "0"}, {"method", "unified"}}), 1 - std::pow(1 - 1e-3, 2599),
+              1e-12);
+  EXPECT_GT(rec.Gauge("embedding_compression_ratio"), 2.5);  // 1000 rows of 4 per table vs 2600
+  EXPECT_GE(rec.Gauge("shard_skew"), 1);
+  EXPECT_LT(rec.Gauge("shard_skew"), 1.1);
 }
 
 }  // namespace

@@ -209,8 +209,9 @@ TEST(RowStore, Fp16RowsRoundEveryWriteAndHalveTheWeights) {
     for (int step = 0; step < 4; ++step) {
       f32.Pull(keys, 3, a.data());
       f16.Pull(keys, 3, b.data());
-      if (step == 0)
+      if (step == 0) {
         for (int j = 0; j < 21; ++j) ASSERT_EQ(b[j], HalfToFloat(FloatToHalf(a[j])));
+      }
       for (int j = 0; j < 21; ++j) {
         EXPECT_NEAR(b[j], a[j], 2e-3) << OptimizerName(kind);
         g[j] = 0.1f * static_cast<float>((j % 5) - 2);

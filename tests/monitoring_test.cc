@@ -1,9 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cmath>
 #include <thread>
 #include <vector>
 
+#include "ember/monitoring/exporter.h"
+#include "ember/monitoring/http_server.h"
 #include "ember/monitoring/recorder.h"
 #include "ember/monitoring/registry.h"
 
@@ -112,6 +117,157 @@ TEST(Registry, ConcurrentRecordingLosesNothing) {
   const std::string text = r.Exposition();
   EXPECT_NE(text.find("ember_steps_total 40000\n"), std::string::npos);
   EXPECT_NE(text.find("ember_step_seconds_count 40000\n"), std::string::npos);
+}
+
+TEST(Registry, ScrapeRunsCollectorsFirst) {
+  Registry r;
+  int calls = 0;
+  r.AddCollector([&](Recorder& rec) { rec.SetGauge("scrapes", ++calls); });
+  EXPECT_EQ(r.Exposition(), "");  // Exposition alone runs nothing
+  EXPECT_EQ(r.Scrape(), "# TYPE ember_scrapes gauge\nember_scrapes 1\n");
+  EXPECT_NE(r.Scrape().find("ember_scrapes 2\n"), std::string::npos);
+}
+
+TEST(Exporter, CatalogAndProcessGauges) {
+  Registry r;
+  DescribeMetrics(&r);
+  AddProcessCollector(&r, "train", 3);
+  const std::string text = r.Scrape();
+  EXPECT_NE(text.find("# HELP ember_process_resident_bytes Resident memory of this process.\n"), std::string::npos);
+  EXPECT_NE(text.find("ember_info{rank=\"3\",role=\"train\",version=\""), std::string::npos) << text;
+  // Described but never recorded families are not rendered (no empty TYPE lines).
+  EXPECT_EQ(text.find("ember_train_samples_total"), std::string::npos);
+  // Recording into a described histogram uses its buckets (10 µs and up).
+  r.Observe("ps_pull_seconds", 3e-5);
+  EXPECT_NE(r.Exposition().find("ember_ps_pull_seconds_bucket{le=\"5e-05\"} 1\n"), std::string::npos);
+  EXPECT_NE(r.Exposition().find("ember_ps_pull_seconds_bucket{le=\"2.5e-05\"} 0\n"), std::string::npos);
+  const std::string sample = "\nember_process_resident_bytes ";
+  const auto at = text.find(sample);
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GT(std::stod(text.substr(at + sample.size())), 1e6);  // at least a MiB resident
+}
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+// Sends `raw` bytes to 127.0.0.1:port and reads one response.
+http::response<http::string_body> Exchange(int port, const std::string& raw) {
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)});
+  asio::write(socket, asio::buffer(raw));
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  return res;
+}
+
+std::string Get(const std::string& path) { return "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"; }
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HttpServerOptions o;
+    o.max_body_bytes = 64;
+    o.recorder = &registry_;
+    server_ = std::make_unique<HttpServer>(o);
+    AddMetricsRoute(server_.get(), &registry_);
+    server_->Route("POST", "/echo", [](const HttpRequest& r) {
+      HttpResponse out;
+      out.content_type = "text/plain";
+      out.body = r.method + " " + r.path + " ?" + r.query + " [" + r.content_type + "] " + r.body;
+      return out;
+    });
+    server_->Route("GET", "/boom", [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("kaput"); });
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_GT(server_->port(), 0);
+  }
+  Registry registry_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpServerTest, ServesMetricsInTheTextFormat) {
+  registry_.SetGauge("table_rows", 42, {{"table", "0"}});
+  auto res = Exchange(server_->port(), Get("/metrics"));
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(res.body().find("ember_table_rows{table=\"0\"} 42\n"), std::string::npos) << res.body();
+}
+
+TEST_F(HttpServerTest, RoutesBodiesAndQueries) {
+  auto res = Exchange(server_->port(),
+                      "POST /echo?k=20 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+                      "7\r\nConnection: close\r\n\r\n{\"a\":1}");
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res.body(), "POST /echo ?k=20 [application/json] {\"a\":1}");
+}
+
+TEST_F(HttpServerTest, BadRequestsGetErrorsAndTheServerKeepsServing) {
+  auto res = Exchange(server_->port(), Get("/nope"));
+  EXPECT_EQ(res.result_int(), 404);
+  EXPECT_EQ(res.body(), "{\"error\":\"no such path: /nope\"}\n");
+  res = Exchange(server_->port(), "DELETE /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(res.result_int(), 405);
+  EXPECT_EQ(res[http::field::allow], "GET");
+  // Content-Length over max_body_bytes (64): refused before the body is read.
+  res =
+      Exchange(server_->port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n" + std::string(65, 'x'));
+  EXPECT_EQ(res.result_int(), 413);
+  EXPECT_EQ(res.body(), "{\"error\":\"request body over the limit of 64 bytes\"}\n");
+  res = Exchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: banana\r\n\r\n");
+  EXPECT_EQ(res.result_int(), 400);
+  res = Exchange(server_->port(), Get("/boom"));
+  EXPECT_EQ(res.result_int(), 500);
+  EXPECT_EQ(res.body(), "{\"error\":\"internal error: kaput\"}\n");
+  // A client that sends garbage and leaves does not take the server down.
+  {
+    asio::io_context ioc;
+    asio::ip::tcp::socket s(ioc);
+    s.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(server_->port())});
+    asio::write(s, asio::buffer(std::string("\x01\x02\x03 garbage\r\n\r\n")));
+  }
+  res = Exchange(server_->port(), Get("/metrics"));
+  EXPECT_EQ(res.result_int(), 200);
+  // Every answer was counted, unknown paths under "other".
+  const std::string text = registry_.Exposition();
+  EXPECT_NE(text.find("ember_http_requests_total{code=\"404\",path=\"other\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("ember_http_requests_total{code=\"405\",path=\"/metrics\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("ember_http_requests_total{code=\"413\",path=\"other\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("ember_http_requests_total{code=\"500\",path=\"/boom\"} 1\n"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, KeepAliveAnswersSeveralRequestsOnOneConnection) {
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(server_->port())});
+  beast::flat_buffer buffer;
+  for (int i = 0; i < 3; ++i) {
+    const std::string body = "n" + std::to_string(i);
+    asio::write(socket, asio::buffer("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n" + body));
+    http::response<http::string_body> res;
+    http::read(socket, buffer, res);
+    EXPECT_EQ(res.body(), "POST /echo ? [] " + body);
+    EXPECT_TRUE(res.keep_alive());
+  }
+}
+
+TEST(HttpServer, BindErrorsNameTheAddress) {
+  HttpServerOptions o;
+  o.bind = "not-an-address";
+  HttpServer bad(o);
+  Status st = bad.Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("bad bind address \"not-an-address\""), std::string::npos) << st.ToString();
+  HttpServer first(HttpServerOptions{});
+  ASSERT_TRUE(first.Start().ok());
+  o.bind = "127.0.0.1";
+  o.port = first.port();
+  HttpServer second(o);
+  st = second.Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("cannot listen on 127.0.0.1:" + std::to_string(first.port())), std::string::npos)
+      << st.ToString();
 }
 
 }  // namespace

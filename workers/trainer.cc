@@ -164,6 +164,7 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
                                    " categorical fields, model expects " + std::to_string(config_.fields.size()));
   inputs->clear();
   std::vector<ps::PullSlice> slices;
+  size_t keys_all = 0, unique_all = 0, pull_bytes = 0;
   for (auto& gp : groups_) {
     Group& g = *gp;
     const size_t TP = static_cast<size_t>(g.total_probes);
@@ -232,10 +233,23 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
             si[(i * F + f) * S + p] = p < P ? inv[i * TP + off + p] : static_cast<int64_t>(U);
         }
     }
-    recorder_->AddCounter("lookup_keys_total", static_cast<double>(n));
-    recorder_->AddCounter("lookup_unique_keys_total", static_cast<double>(U));
+    keys_all += n;
+    unique_all += U;
+    pull_bytes += U * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
   }
+  const auto pull_start = Clock::now();
   EMBER_RETURN_IF_ERROR(ps_->Pull(slices));
+  const monitoring::Labels phase = {{"phase", training ? "train" : "eval"}};
+  recorder_->Observe("ps_pull_seconds", std::chrono::duration<double>(Clock::now() - pull_start).count(), phase);
+  recorder_->AddCounter("ps_pull_rows_total", static_cast<double>(unique_all), phase);
+  recorder_->AddCounter("ps_pull_bytes_total", static_cast<double>(pull_bytes), phase);
+  recorder_->AddCounter("lookup_keys_total", static_cast<double>(keys_all), phase);
+  recorder_->AddCounter("lookup_unique_keys_total", static_cast<double>(unique_all), phase);
+  if (training) {
+    recorder_->SetGauge("lookup_keys_per_batch", static_cast<double>(keys_all));
+    recorder_->SetGauge("lookup_unique_ratio",
+                        keys_all ? static_cast<double>(unique_all) / static_cast<double>(keys_all) : 0.0);
+  }
   for (auto& gp : groups_) {
     Group& g = *gp;
     if (training) g.rows.requires_grad_(true);
@@ -253,6 +267,7 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
 Status Trainer::PushGradients() {
   std::vector<ps::PushSlice> slices;
   std::vector<torch::Tensor> keep;
+  size_t rows = 0, bytes = 0;
   for (auto& gp : groups_) {
     Group& g = *gp;
     torch::Tensor grad = g.rows.grad();
@@ -268,9 +283,16 @@ Status Trainer::PushGradients() {
       s.grads = gd + b * g.dim;
       s.stride = static_cast<size_t>(g.dim);
       slices.push_back(s);
+      rows += e - b;
+      bytes += (e - b) * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
     });
   }
-  return ps_->Push(slices);
+  const auto start = Clock::now();
+  EMBER_RETURN_IF_ERROR(ps_->Push(slices));
+  recorder_->Observe("ps_push_seconds", std::chrono::duration<double>(Clock::now() - start).count());
+  recorder_->AddCounter("ps_push_rows_total", static_cast<double>(rows));
+  recorder_->AddCounter("ps_push_bytes_total", static_cast<double>(bytes));
+  return Status::Ok();
 }
 
 std::vector<torch::Tensor> Trainer::DenseParams() {
@@ -309,6 +331,7 @@ Status Trainer::AllReduceDense() {
 
 Status Trainer::TrainStep(const data::Batch& batch, double* loss) {
   if (batch.size == 0) return Status::InvalidArgument("empty batch");
+  const auto start = Clock::now();
   std::vector<models::GroupInput> inputs;
   EMBER_RETURN_IF_ERROR(Lookup(batch, /*training=*/true, &inputs));
   const int64_t B = static_cast<int64_t>(batch.size);
@@ -334,6 +357,7 @@ Status Trainer::TrainStep(const data::Batch& batch, double* loss) {
   EMBER_RETURN_IF_ERROR(MaintainTables());
   recorder_->AddCounter("train_samples_total", static_cast<double>(B));
   recorder_->AddCounter("train_steps_total", 1);
+  recorder_->Observe("train_step_seconds", std::chrono::duration<double>(Clock::now() - start).count());
   return Status::Ok();
 }
 
@@ -359,8 +383,11 @@ Status Trainer::MaintainTables() {
         op.value = p;
         op.seed = PairSeed(config_.seed, static_cast<uint64_t>(step_));
         EMBER_ASSIGN_OR_RETURN(auto r, ps_->Apply(op));
-        recorder_->AddCounter("dsl_pruned_total", static_cast<double>(r.pruned));
-        recorder_->AddCounter("dsl_grown_total", static_cast<double>(r.grown));
+        const monitoring::Labels table = {{"table", std::to_string(op.table)}};
+        recorder_->AddCounter("dsl_pruned_values_total", static_cast<double>(r.pruned), table);
+        recorder_->AddCounter("dsl_regrown_values_total", static_cast<double>(r.grown), table);
+        recorder_->AddCounter("dsl_rounds_total", 1, table);
+        recorder_->SetGauge("dsl_prune_fraction", p);
         op.kind = ps::TableOp::Kind::kCollectGrowth;
         op.value = 0;
         EMBER_RETURN_IF_ERROR(ps_->Apply(op).status());
@@ -388,6 +415,9 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
   const auto start = Clock::now();
   data::Batch batch;
   double loss_sum = 0, ema = -1;
+  auto gauges_at = start;
+  uint64_t gauges_samples = 0;
+  recorder_->SetGauge("train_epoch", epoch + 1);
   for (;;) {
     auto got = reader->Next(&batch);
     if (!got.ok()) return got.status();
@@ -399,6 +429,13 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
     loss_sum += loss * static_cast<double>(batch.size);
     ema = ema < 0 ? loss : 0.98 * ema + 0.02 * loss;
     if (on_step) EMBER_RETURN_IF_ERROR(on_step(step_));
+    const auto now = Clock::now();
+    if (now - gauges_at >= std::chrono::seconds(1)) {
+      RecordTrainingGauges(ema, static_cast<double>(stats.samples - gauges_samples) /
+                                    std::chrono::duration<double>(now - gauges_at).count());
+      gauges_at = now;
+      gauges_samples = stats.samples;
+    }
     if (progress.enabled) {
       char extra[64];
       std::snprintf(extra, sizeof(extra), "loss %.4f", ema);
@@ -412,8 +449,20 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
     std::snprintf(extra, sizeof(extra), "mean loss %.4f", stats.mean_loss);
     reporter.Finish(static_cast<double>(stats.samples), extra);
   }
-  recorder_->SetGauge("train_loss", stats.mean_loss);
+  RecordTrainingGauges(ema, stats.seconds > 0 ? static_cast<double>(stats.samples) / stats.seconds : 0.0);
+  recorder_->SetGauge("train_epoch_loss", stats.mean_loss);
   return stats;
+}
+
+void Trainer::RecordTrainingGauges(double loss, double samples_per_second) {
+  if (loss >= 0) recorder_->SetGauge("train_loss", loss);
+  recorder_->SetGauge("train_samples_per_second", samples_per_second);
+  recorder_->SetGauge("train_step", static_cast<double>(step_));
+  if (thresholds_.defined()) {
+    const auto t = thresholds();
+    for (size_t f = 0; f < config_.fields.size(); ++f)
+      recorder_->SetGauge("optembed_threshold", t[f], {{"field", config_.fields[f].name}});
+  }
 }
 
 Status Trainer::Predict(const data::Batch& batch, std::vector<float>* probabilities) {
@@ -452,9 +501,46 @@ Result<EvalResult> Trainer::Evaluate(data::BatchReader* reader, std::vector<floa
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   recorder_->SetGauge("eval_auc", r.auc);
   recorder_->SetGauge("eval_logloss", r.logloss);
+  recorder_->SetGauge("eval_samples", static_cast<double>(r.samples));
   if (probabilities) *probabilities = std::move(all_p);
   if (labels) *labels = std::move(all_y);
   return r;
+}
+
+std::vector<TableInfo> Trainer::TableInfos() const {
+  std::vector<TableInfo> infos;
+  const auto groups = model_->embedding_groups();
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const embedding::EmbeddingMethod& m = *groups_[gi]->method;
+    const size_t first = infos.size();
+    for (size_t t = 0; t < m.tables().size(); ++t) {
+      TableInfo info;
+      info.table = m.tables()[t].id;
+      info.method = m.name();
+      info.hashed = m.hashed(t);
+      info.capacity = info.hashed ? m.tables()[t].rows : 0;
+      infos.push_back(info);
+    }
+    // A field's full table (vocab x the group's width, fp32) is split over its probes' tables in
+    // proportion to the probes' widths.
+    bool known = true;
+    for (int f = 0; f < m.num_fields(); ++f) {
+      const auto& l = m.layout(f);
+      const uint64_t vocab = config_.fields[static_cast<size_t>(f)].vocab;
+      known &= vocab > 0;
+      int width = 0;
+      for (int d : l.probe_dims) width += d;
+      for (size_t p = 0; p < l.probe_tables.size() && width > 0; ++p) {
+        TableInfo& info = infos[first + (l.probe_tables[p] - m.tables()[0].id)];
+        info.ids += vocab;
+        info.full_bytes += vocab * static_cast<uint64_t>(groups[gi].dim) * sizeof(float) *
+                           static_cast<uint64_t>(l.probe_dims[p]) / static_cast<uint64_t>(width);
+      }
+    }
+    if (!known)
+      for (size_t i = first; i < infos.size(); ++i) infos[i].full_bytes = infos[i].ids = 0;
+  }
+  return infos;
 }
 
 Result<std::pair<uint64_t, uint64_t>> Trainer::TableFootprint() {
@@ -859,6 +945,13 @@ Result<OptEmbedArch> Trainer::SearchOptEmbed(data::BatchReader* validation, uint
   arch.kept_rows = kept[best.shift];
   arch.bytes = bytes_of(best);
   arch.val_auc = best_auc;
+  for (int f = 0; f < F; ++f) {
+    const monitoring::Labels field = {{"field", config_.fields[static_cast<size_t>(f)].name}};
+    recorder_->SetGauge("optembed_kept_rows", static_cast<double>(arch.kept_rows[f]), field);
+    recorder_->SetGauge("optembed_pruned_rows", static_cast<double>(arch.total_rows[f] - arch.kept_rows[f]), field);
+    recorder_->SetGauge("optembed_width", arch.widths[f], field);
+  }
+  recorder_->SetGauge("optembed_search_val_auc", best_auc);
   return arch;
 }
 

@@ -69,6 +69,8 @@ class EmbeddingMethod {
   int num_fields() const { return static_cast<int>(layouts_.size()); }
   const FieldLayout& layout(int field) const { return layouts_[field]; }
   int num_probes(int field) const { return static_cast<int>(layouts_[field].probe_tables.size()); }
+  // Whether ids are hashed into tables()[i] (modulo its rows, so distinct ids may collide).
+  bool hashed(size_t i) const { return i < hashed_tables_.size() && hashed_tables_[i]; }
   // Writes n * num_probes(field) keys, row-major: keys[i * probes + p] is id i's probe p.
   virtual void MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const = 0;
   // Probes of the field with the most (every field is padded to this many slots).
@@ -80,6 +82,7 @@ class EmbeddingMethod {
  protected:
   std::vector<TableSpec> tables_;
   std::vector<FieldLayout> layouts_;
+  std::vector<bool> hashed_tables_;  // by index into tables_; missing = false
   int slot_dim_ = 0;
 };
 

@@ -69,6 +69,10 @@ struct RunConfig {
   int shards = 1;
   // [checkpoint]
   std::string checkpoint_dir;  // "" = no checkpoint
+  // [monitoring]
+  int monitoring_port = 0;                    // GET /metrics on port + rank (0 = off)
+  std::string monitoring_bind = "127.0.0.1";  // address the metrics endpoint binds to
+  double monitoring_linger_s = 0;             // keep serving this long after the run ends
 
   // The effective configuration as TOML (stored in checkpoints).
   std::string text;

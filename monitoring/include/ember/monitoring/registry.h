@@ -10,6 +10,7 @@
 // counted in ember_metrics_type_conflicts_total and otherwise ignored. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -34,6 +35,12 @@ class Registry final : public Recorder {
 
   // The exposition text of every family, in name order.
   std::string Exposition() const;
+
+  // Adds a function that Scrape() runs (outside the registry's lock, one scrape at a time)
+  // before rendering: for values cheaper to read on demand than to push (table sizes, memory).
+  void AddCollector(std::function<void(Recorder&)> collector);
+  // Runs the collectors, then returns Exposition(). What GET /metrics serves.
+  std::string Scrape();
 
   // Helpers of the format, public for tests and other exporters.
   static std::string SanitizeName(const std::string& name);
@@ -61,6 +68,8 @@ class Registry final : public Recorder {
 
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
+  std::mutex collect_mu_;
+  std::vector<std::function<void(Recorder&)>> collectors_;
   uint64_t conflicts_ = 0;
 };
 

@@ -49,6 +49,7 @@ struct TableStats {
   int dim = 0;
   embedding::TableKind kind = embedding::TableKind::kDense;
   embedding::Precision precision = embedding::Precision::kFp32;
+  std::vector<uint64_t> shard_rows;  // rows on each shard, by shard index (for skew)
   // Parameter bytes held: each stored weight at its precision, plus sparse rows' masks.
   uint64_t param_bytes() const {
     return values * static_cast<uint64_t>(embedding::BytesPerValue(precision)) +

@@ -25,6 +25,7 @@
 #include "ember/monitoring/recorder.h"
 #include "ember/ps/client.h"
 #include "ember/workers/collective.h"
+#include "ember/workers/table_metrics.h"
 
 namespace ember::workers {
 
@@ -144,6 +145,8 @@ class Trainer {
   models::CtrModel& model() { return *model_; }
   // Rows and bytes held by the PS, summed over tables.
   Result<std::pair<uint64_t, uint64_t>> TableFootprint();
+  // Method, hashing and full-table bytes of each of this trainer's tables (for metrics).
+  std::vector<TableInfo> TableInfos() const;
 
  private:
   struct Group;
@@ -154,6 +157,8 @@ class Trainer {
   Status PushGradients();
   Status AllReduceDense();
   Status MaintainTables();
+  // Loss (if >= 0), throughput, step and OptEmbed thresholds, as gauges.
+  void RecordTrainingGauges(double loss, double samples_per_second);
   std::vector<torch::Tensor> DenseParams();
 
   TrainerConfig config_;

@@ -1,0 +1,76 @@
+// HttpServer: a small multi-threaded HTTP/1.1 server (Boost.Beast) for GET /metrics on every
+// rank and for `ember serve`'s endpoints, which share it so that one port answers both.
+//
+// Routes (method + exact path) are registered before Start(). Every request is bounded: the
+// header block by max_header_bytes, the body by max_body_bytes (413 past it), and a slow client
+// by read_timeout_s. Unknown paths get 404, known paths with another method 405 (with Allow),
+// unparsable requests 400, a handler that throws 500; error bodies are JSON {"error": "..."}.
+// Keep-alive is honoured. Each answered request is recorded as http_requests_total{path,code}
+// and http_request_seconds{path} (unknown paths under path="other", so that scanning clients
+// cannot grow the label set). Binds to loopback unless told otherwise. Handlers run on the
+// server's threads and must be thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ember/common/status.h"
+#include "ember/monitoring/recorder.h"
+
+namespace ember::monitoring {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // target without the query
+  std::string query;   // after '?', undecoded
+  std::string content_type;
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  // A JSON error response {"error": message}.
+  static HttpResponse Error(int status, const std::string& message);
+};
+
+struct HttpServerOptions {
+  std::string bind = "127.0.0.1";
+  int port = 0;  // 0: an ephemeral port (see HttpServer::port())
+  int threads = 2;
+  size_t max_body_bytes = 1 << 20;
+  size_t max_header_bytes = 16 << 10;
+  double read_timeout_s = 30;
+  Recorder* recorder = nullptr;  // request counts and latency; none if null
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  explicit HttpServer(HttpServerOptions options);
+  ~HttpServer();  // stops
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Registers a handler; only before Start().
+  void Route(const std::string& method, const std::string& path, Handler handler);
+  // Binds, listens and starts the threads. Errors name the address (in use, bad address).
+  Status Start();
+  // Stops accepting, closes connections and joins the threads. Idempotent.
+  void Stop();
+  // The bound port (after Start()).
+  int port() const;
+  const HttpServerOptions& options() const { return options_; }
+
+  struct Impl;  // opaque (Boost.Beast stays out of this header)
+
+ private:
+  HttpServerOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ember::monitoring
