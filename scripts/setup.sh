@@ -8,9 +8,14 @@ PACKAGES=(
   g++ cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread          # LibTorch 1.13 with OpenBLAS (≈20x the reference BLAS)
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
+  libboost-dev                               # Asio/Beast: the metrics and serving HTTP servers
   libgtest-dev libgmock-dev
   python3 python3-numpy python3-matplotlib   # benchmark tables and plots
 )
+
+# Callers add packages of their own (scripts/test.sh: the Prometheus server its test starts).
+read -r -a EXTRA <<< "${EMBER_EXTRA_PACKAGES:-}"
+PACKAGES+=("${EXTRA[@]}")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

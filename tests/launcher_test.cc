@@ -7,6 +7,7 @@
 #include "ember/data/synthetic_ctr.h"
 #include "ember/launcher/commands.h"
 #include "ember/launcher/config.h"
+#include "ember/monitoring/http_server.h"
 
 namespace ember::launcher {
 namespace {
@@ -196,6 +197,26 @@ TEST(Commands, DslUnderABudgetHoldsItsBytes) {
   // to within a fraction of a percent.
   EXPECT_NEAR(static_cast<double>(m->param_bytes) / static_cast<double>(m->budget_bytes), 1.0, 0.01) << out.str();
   EXPECT_GT(m->auc, 0.6);
+}
+
+TEST(Commands, MonitoringPortErrorsNameTheKey) {
+  auto bad = ParseConfig("[monitoring]\nport = 70000\n", "run.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("monitoring.port"), std::string::npos) << bad.status().ToString();
+  // A port already taken: the run stops before training, naming the key and the address.
+  monitoring::HttpServer taken(monitoring::HttpServerOptions{});
+  ASSERT_TRUE(taken.Start().ok());
+  auto sets = SmallFiles().Sets();
+  sets.push_back("monitoring.port=" + std::to_string(taken.port()));
+  auto c = ParseConfig("", "t", sets);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream out;
+  auto m = RunTrain(*c, out);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("monitoring.port: http server: cannot listen on 127.0.0.1:" +
+                                      std::to_string(taken.port())),
+            std::string::npos)
+      << m.status().ToString();
 }
 
 }  // namespace
