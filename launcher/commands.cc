@@ -11,6 +11,7 @@
 
 #include "ember/common/file.h"
 #include "ember/common/hash.h"
+#include "ember/common/metrics.h"
 #include "ember/common/progress.h"
 #include "ember/common/sysinfo.h"
 #include "ember/data/prefetch.h"
@@ -328,23 +329,82 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   return m;
 }
 
+namespace {
+// A trainer restored from a checkpoint, with the PS and collective it borrows.
+struct Restored {
+  std::string path;
+  RunConfig config;
+  workers::TrainerConfig trainer_config;
+  std::unique_ptr<ps::InProcessClient> ps;
+  workers::LocalCollective collective;
+  std::unique_ptr<workers::Trainer> trainer;
+};
+
+Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int threads) {
+  auto r = std::make_unique<Restored>();
+  EMBER_ASSIGN_OR_RETURN(r->path, workers::ResolveCheckpoint(checkpoint));
+  EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(r->path));
+  EMBER_ASSIGN_OR_RETURN(r->config, ParseConfig(text, r->path + "/manifest.json#config"));
+  ConfigureThreads(threads > 0 ? threads : r->config.threads);
+  EMBER_ASSIGN_OR_RETURN(r->trainer_config, MakeTrainerConfig(r->config));
+  // The tables' sizes come from the checkpoint: what a budget chose and OptEmbed's widths.
+  EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(r->path, &r->trainer_config));
+  r->ps = std::make_unique<ps::InProcessClient>(r->config.shards);
+  EMBER_ASSIGN_OR_RETURN(r->trainer, workers::Trainer::Create(r->trainer_config, r->ps.get(), &r->collective));
+  EMBER_RETURN_IF_ERROR(r->trainer->RestoreCheckpoint(r->path));
+  return r;
+}
+
+bool IsRegularFile(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec);
+}
+
+// Scores an exported model on a data file.
+Result<RunMetrics> EvalExport(const std::string& model_path, const std::string& data, int threads, std::ostream& out) {
+  if (data.empty()) return Status::InvalidArgument("evaluating an exported model needs --data");
+  ConfigureThreads(threads);
+  EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path));
+  data::CriteoOptions o;
+  o.path = data;
+  o.batch_size = 8192;
+  o.num_dense = model->num_dense();
+  o.num_sparse = model->num_sparse();
+  EMBER_ASSIGN_OR_RETURN(auto reader, data::CriteoReader::Open(o));
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<float> all_p, all_y, p;
+  data::Batch batch;
+  for (;;) {
+    EMBER_ASSIGN_OR_RETURN(bool got, reader->Next(&batch));
+    if (!got) break;
+    EMBER_RETURN_IF_ERROR(model->Predict(batch, &p));
+    all_p.insert(all_p.end(), p.begin(), p.end());
+    all_y.insert(all_y.end(), batch.labels.begin(), batch.labels.begin() + static_cast<long>(batch.size));
+  }
+  RunMetrics m;
+  m.eval_samples = all_p.size();
+  m.auc = ExactAuc(all_p, all_y);
+  m.logloss = LogLoss(all_p, all_y);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m.samples_per_sec = secs > 0 ? static_cast<double>(m.eval_samples) / secs : 0;
+  m.peak_rss_bytes = PeakRssBytes();
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "%s (export, %s rows) on %s: %llu samples, AUC %.5f, logloss %.5f\n",
+                model_path.c_str(), embedding::ExportPrecisionName(model->file().precision()), data.c_str(),
+                static_cast<unsigned long long>(m.eval_samples), m.auc, m.logloss);
+  out << buf;
+  return m;
+}
+}  // namespace
+
 Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads,
                            std::ostream& out) {
-  EMBER_ASSIGN_OR_RETURN(std::string path, workers::ResolveCheckpoint(checkpoint));
-  EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(path));
-  EMBER_ASSIGN_OR_RETURN(RunConfig c, ParseConfig(text, path + "/manifest.json#config"));
-  ConfigureThreads(threads > 0 ? threads : c.threads);
-  EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
-  // The tables' sizes come from the checkpoint: what a budget chose and OptEmbed's widths.
-  EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(path, &tc));
-  ps::InProcessClient ps(c.shards);
-  workers::LocalCollective collective;
-  EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective));
-  EMBER_RETURN_IF_ERROR(trainer->RestoreCheckpoint(path));
-  const std::string data = data_path.empty() ? c.test : data_path;
+  if (IsRegularFile(checkpoint)) return EvalExport(checkpoint, data_path, threads, out);
+  EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, threads));
+  const std::string data = data_path.empty() ? r->config.test : data_path;
   if (data.empty()) return Status::InvalidArgument("no data file: pass --data (the checkpoint's data.test is empty)");
-  EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, data, false));
-  EMBER_ASSIGN_OR_RETURN(auto eval, trainer->Evaluate(reader.get()));
+  EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(r->config, data, false));
+  EMBER_ASSIGN_OR_RETURN(auto eval, r->trainer->Evaluate(reader.get()));
   RunMetrics m;
   m.auc = eval.auc;
   m.logloss = eval.logloss;
@@ -352,11 +412,74 @@ Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& dat
   m.samples_per_sec = eval.seconds > 0 ? eval.samples / eval.seconds : 0;
   m.peak_rss_bytes = PeakRssBytes();
   char buf[256];
-  std::snprintf(buf, sizeof(buf), "%s (step %lld) on %s: %llu samples, AUC %.5f, logloss %.5f\n", path.c_str(),
-                static_cast<long long>(trainer->step()), data.c_str(), static_cast<unsigned long long>(eval.samples),
+  std::snprintf(buf, sizeof(buf), "%s (step %lld) on %s: %llu samples, AUC %.5f, logloss %.5f\n", r->path.c_str(),
+                static_cast<long long>(r->trainer->step()), data.c_str(), static_cast<unsigned long long>(eval.samples),
                 eval.auc, eval.logloss);
   out << buf;
   return m;
+}
+
+Result<ExportReport> RunExport(const std::string& checkpoint, const std::string& out_path,
+                               const std::string& precision_name, std::ostream& out) {
+  EMBER_ASSIGN_OR_RETURN(auto precision, embedding::ParseExportPrecision(precision_name));
+  EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, 0));
+  embedding::ExportWriter writer(precision);
+  EMBER_RETURN_IF_ERROR(r->trainer->Export(&writer));
+  EMBER_ASSIGN_OR_RETURN(auto stats, r->ps->Stats());
+  ExportReport report;
+  report.path = out_path;
+  report.held_param_bytes = HeldParamBytes(stats);
+  for (int i = 0; i < r->ps->num_shards(); ++i)
+    for (const auto& s : stats)
+      if (const embedding::Table* t = r->ps->shard(i).table(s.table)) EMBER_RETURN_IF_ERROR(writer.AddTable(*t));
+  {
+    EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(r->trainer_config));
+    report.planned_param_bytes =
+        embedding::PlanMemory(*method, r->trainer_config.embedding, r->trainer_config.fields).param_bytes;
+  }
+  EMBER_ASSIGN_OR_RETURN(report.summary, writer.Write(out_path));
+  const auto& sm = report.summary;
+  out << "exported " << r->path << " to " << out_path << " (" << embedding::ExportPrecisionName(precision)
+      << " rows)\n\ntable  rows         values        keys, scales, masks\n";
+  char buf[256];
+  for (const auto& t : sm.tables) {
+    std::snprintf(buf, sizeof(buf), "%-6u %-12llu %-13s %s\n", t.id, static_cast<unsigned long long>(t.rows),
+                  embedding::FormatBytes(static_cast<double>(t.value_bytes)).c_str(),
+                  embedding::FormatBytes(static_cast<double>(t.other_bytes)).c_str());
+    out << buf;
+  }
+  std::snprintf(
+      buf, sizeof(buf),
+      "\nfile %llu bytes (%s) = table values %llu + keys/scales/masks %llu + dense weights %llu + header %llu "
+      "+ alignment/trailer %llu\n",
+      static_cast<unsigned long long>(sm.file_bytes),
+      embedding::FormatBytes(static_cast<double>(sm.file_bytes)).c_str(),
+      static_cast<unsigned long long>(sm.value_bytes()), static_cast<unsigned long long>(sm.other_bytes()),
+      static_cast<unsigned long long>(sm.dense_bytes), static_cast<unsigned long long>(sm.header_bytes),
+      static_cast<unsigned long long>(sm.padding_bytes));
+  out << buf;
+  std::snprintf(buf, sizeof(buf),
+                "table parameters: %s in the checkpoint, %s promised by the plan (main group), %s exported as %s\n",
+                embedding::FormatBytes(static_cast<double>(report.held_param_bytes)).c_str(),
+                embedding::FormatBytes(static_cast<double>(report.planned_param_bytes)).c_str(),
+                embedding::FormatBytes(static_cast<double>(sm.value_bytes())).c_str(),
+                embedding::ExportPrecisionName(precision));
+  out << buf;
+  return report;
+}
+
+Status RunServe(const std::string& model_path, const serving::ServeOptions& options, std::ostream& out,
+                const std::function<void(int port)>& wait) {
+  EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path));
+  serving::PredictionServer server(model.get(), options);
+  EMBER_RETURN_IF_ERROR(server.Start().WithContext("ember serve"));
+  out << "serving " << model_path << " (" << model->kind() << ", " << model->rows() << " rows, "
+      << embedding::FormatBytes(static_cast<double>(model->file().size())) << ") on http://" << options.bind << ":"
+      << server.port() << " (POST /v1/predict, GET /healthz, GET /metrics)" << std::endl;
+  wait(server.port());
+  server.Stop();
+  out << "ember serve: stopped" << std::endl;
+  return Status::Ok();
 }
 
 Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& o, const std::string& out_path,

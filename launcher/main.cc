@@ -1,4 +1,5 @@
 // ember: the command-line entry point. Only this file reads argv and the environment.
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -51,10 +52,37 @@ int main(int argc, char** argv) {
   std::string checkpoint, eval_data;
   int eval_threads = 0;
   auto* eval = app.add_subcommand("eval", "Score a checkpoint on a data file");
-  eval->add_option("--checkpoint", checkpoint, "ckpt-N directory, or a checkpoint.dir (newest is used)")->required();
+  eval->add_option("--checkpoint,--model", checkpoint,
+                   "ckpt-N directory, a checkpoint.dir (newest is used), or an exported model file")
+      ->required();
   eval->add_option("--data", eval_data, "Data file (default: the checkpoint config's data.test)");
   eval->add_option("--threads", eval_threads, "Threads (default: the checkpoint config's train.threads)");
   eval->add_option("--metrics-json", metrics_json, "Write metrics as JSON");
+
+  std::string export_checkpoint, export_out, export_precision = "fp32";
+  auto* exp = app.add_subcommand("export", "Write the compact model of a checkpoint (for ember serve)");
+  exp->add_option("--checkpoint", export_checkpoint, "ckpt-N directory, or a checkpoint.dir (newest is used)")
+      ->required();
+  exp->add_option("--out", export_out, "Output file")->required();
+  exp->add_option("--precision", export_precision, "Row precision: fp32, fp16 or int8 (per-row scale and bias)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "fp16", "int8"}));
+
+  std::string serve_model;
+  ember::serving::ServeOptions serve_opts;
+  auto* serve = app.add_subcommand("serve", "Serve predictions from an exported model over HTTP");
+  serve->add_option("--model", serve_model, "Exported model file (ember export)")->required()->check(CLI::ExistingFile);
+  serve->add_option("--port", serve_opts.port, "Port (0: any free port)")->capture_default_str();
+  serve->add_option("--bind", serve_opts.bind, "Address to bind (loopback unless told otherwise)")
+      ->capture_default_str();
+  serve->add_option("--threads", serve_opts.threads, "HTTP threads")->capture_default_str();
+  serve->add_option("--max-batch", serve_opts.max_batch, "Most rows per batched forward pass")->capture_default_str();
+  serve->add_option("--batch-wait-ms", serve_opts.batch_wait_ms, "How long a batch waits for more requests")
+      ->capture_default_str();
+  serve->add_option("--max-body-bytes", serve_opts.max_body_bytes, "Largest request body (larger: 413)")
+      ->capture_default_str();
+  serve->add_option("--max-rows", serve_opts.max_rows_per_request, "Most rows per request (more: 413)")
+      ->capture_default_str();
 
   auto* datagen = app.add_subcommand("datagen", "Write synthetic data with a planted ground truth");
   datagen->require_subcommand(1);
@@ -96,6 +124,26 @@ int main(int argc, char** argv) {
   }
   if (eval->parsed()) {
     return Report(ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout), metrics_json);
+  }
+  if (exp->parsed()) {
+    auto st = ember::launcher::RunExport(export_checkpoint, export_out, export_precision, std::cout);
+    if (!st.ok()) return Fail(st.status());
+    return 0;
+  }
+  if (serve->parsed()) {
+    // SIGINT / SIGTERM end the server cleanly: blocked here (inherited by every thread) and
+    // taken with sigwait once serving.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    auto st = ember::launcher::RunServe(serve_model, serve_opts, std::cout, [&](int) {
+      int sig = 0;
+      sigwait(&stop, &sig);
+    });
+    if (!st.ok()) return Fail(st);
+    return 0;
   }
   if (ctr->parsed()) {
     auto st = ember::launcher::RunDatagenCtr(gen, out_path, std::cout);

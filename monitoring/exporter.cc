@@ -71,6 +71,14 @@ void DescribeMetrics(Registry* r) {
   r->Describe("optembed_width", T::kGauge, "Embedding width OptEmbed's search chose for a field.");
   r->Describe("optembed_search_val_auc", T::kGauge, "Validation AUC of OptEmbed's best architecture.");
   // Serving and HTTP.
+  r->Describe("serve_predictions_total", T::kCounter, "Rows scored by /v1/predict.");
+  r->Describe("serve_batches_total", T::kCounter, "Forward passes run by the batcher.");
+  r->Describe("serve_batch_rows", T::kHistogram, "Rows per forward pass (concurrent requests batched).",
+              {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096});
+  r->Describe("serve_predict_seconds", T::kHistogram,
+              "Time a predict request waits for and spends in its batched forward pass.", kLatencyBuckets);
+  r->Describe("serve_model_rows", T::kGauge, "Embedding rows of the served model.");
+  r->Describe("serve_model_bytes", T::kGauge, "Size of the served model file.");
   r->Describe("http_requests_total", T::kCounter, "HTTP requests answered, by path and status code.");
   r->Describe("http_request_seconds", T::kHistogram, "HTTP request latency (parse to response).", kLatencyBuckets);
   // Process.

@@ -46,11 +46,12 @@ Status TorchCall(const char* what, Fn&& fn) {
 
 struct Trainer::Group {
   embedding::EmbeddingMethod* method = nullptr;
-  int dim = 0;           // slot width: the group's widest table; narrower rows are zero-padded
-  int max_probes = 0;    // slots per field; fields with fewer probes are padded with zero slots
-  int total_probes = 0;  // real probes of all fields
-  bool padded = false;   // some field has fewer probes than max_probes
-  bool narrow = false;   // some table is narrower than dim
+  embedding::MethodConfig config;  // what built `method`
+  int dim = 0;                     // slot width: the group's widest table; narrower rows are zero-padded
+  int max_probes = 0;              // slots per field; fields with fewer probes are padded with zero slots
+  int total_probes = 0;            // real probes of all fields
+  bool padded = false;             // some field has fewer probes than max_probes
+  bool narrow = false;             // some table is narrower than dim
   bool optembed_supernet = false;
   bool dsl = false;
   uint32_t first_table = 0;
@@ -110,6 +111,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     if (!method.ok()) return method.status().WithContext("embedding group '" + gs.name + "'");
     auto g = std::make_unique<Group>();
     g->method = method->get();
+    g->config = ec;
     g->dim = (*method)->slot_dim();
     g->max_probes = (*method)->max_probes();
     g->first_table = next_table;
@@ -505,6 +507,39 @@ Result<EvalResult> Trainer::Evaluate(data::BatchReader* reader, std::vector<floa
   if (probabilities) *probabilities = std::move(all_p);
   if (labels) *labels = std::move(all_y);
   return r;
+}
+
+Status Trainer::Export(embedding::ExportWriter* writer) const {
+  if (thresholds_.defined())
+    return Status::FailedPrecondition(
+        "an OptEmbed supernet is not exported: export the final checkpoint (its retrained, pruned tables)");
+  const auto specs = model_->embedding_groups();
+  nlohmann::json groups = nlohmann::json::array(), fields = nlohmann::json::array();
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    groups.push_back({{"name", specs[gi].name},
+                      {"dim", specs[gi].dim},
+                      {"method", embedding::MethodConfigToJson(groups_[gi]->config)}});
+  for (const auto& f : config_.fields) fields.push_back({{"name", f.name}, {"vocab", f.vocab}});
+  const auto& mc = config_.model;
+  writer->SetModel({{"kind", "ctr"},
+                    {"name", mc.name},
+                    {"num_dense", mc.num_dense},
+                    {"num_fields", config_.fields.size()},
+                    {"embedding_dim", config_.embedding.dim},
+                    {"bottom_mlp", mc.bottom_mlp},
+                    {"top_mlp", mc.top_mlp},
+                    {"fields", fields},
+                    {"groups", groups},
+                    {"step", step_}});
+  for (const auto& item : model_->named_parameters()) {
+    auto t = item.value().detach().contiguous();
+    EMBER_RETURN_IF_ERROR(writer->AddDense(item.key(), t.sizes().vec(), t.data_ptr<float>()));
+  }
+  for (const auto& item : model_->named_buffers()) {
+    auto t = item.value().detach().to(torch::kFloat).contiguous();
+    EMBER_RETURN_IF_ERROR(writer->AddDense("buffer:" + item.key(), t.sizes().vec(), t.data_ptr<float>()));
+  }
+  return Status::Ok();
 }
 
 std::vector<TableInfo> Trainer::TableInfos() const {

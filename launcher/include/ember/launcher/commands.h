@@ -3,13 +3,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <string>
 #include <vector>
 
 #include "ember/common/status.h"
 #include "ember/data/synthetic_ctr.h"
+#include "ember/embedding/export.h"
 #include "ember/launcher/config.h"
+#include "ember/serving/server.h"
 
 namespace ember::launcher {
 
@@ -49,8 +52,23 @@ void ConfigureThreads(int threads);
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
 // Prints, per field and per table, the method's rows, widths and bytes against the budget.
 Status RunPlan(const RunConfig& config, std::ostream& out);
-// Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) on a data file.
+// Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) or an exported model
+// file on a data file (default: the checkpoint config's data.test; an export needs one).
 Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads, std::ostream& out);
+
+struct ExportReport {
+  std::string path;
+  embedding::ExportSummary summary;
+  uint64_t held_param_bytes = 0;     // the tables' parameter bytes in the checkpoint (fp32 / fp16, masks)
+  uint64_t planned_param_bytes = 0;  // what `ember plan` promised for this configuration
+};
+// Writes the compact model of a checkpoint (`precision`: fp32, fp16 or int8) and prints its
+// size, per table and against the plan.
+Result<ExportReport> RunExport(const std::string& checkpoint, const std::string& out_path, const std::string& precision,
+                               std::ostream& out);
+// Loads an export and serves it until wait(port) returns (the CLI waits for SIGINT/SIGTERM).
+Status RunServe(const std::string& model_path, const serving::ServeOptions& options, std::ostream& out,
+                const std::function<void(int port)>& wait);
 Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& options, const std::string& out_path,
                                         std::ostream& out);
 

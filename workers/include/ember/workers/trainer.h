@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ember/data/batch.h"
+#include "ember/embedding/export.h"
 #include "ember/embedding/method.h"
 #include "ember/models/ctr_model.h"
 #include "ember/monitoring/recorder.h"
@@ -145,6 +146,9 @@ class Trainer {
   models::CtrModel& model() { return *model_; }
   // Rows and bytes held by the PS, summed over tables.
   Result<std::pair<uint64_t, uint64_t>> TableFootprint();
+  // Adds the model description (architecture, fields, each group's method) and the dense
+  // weights to an export; the caller adds the tables. Refuses an OptEmbed supernet.
+  Status Export(embedding::ExportWriter* writer) const;
   // Method, hashing and full-table bytes of each of this trainer's tables (for metrics).
   std::vector<TableInfo> TableInfos() const;
 

@@ -1,0 +1,44 @@
+// ServingModel: an exported CTR model (embedding/export.h) loaded for prediction: the export's
+// tables (mapped, not copied), each group's compression method rebuilt from the file, and the
+// LibTorch model with the exported dense weights. Predictions equal the checkpoint's evaluation
+// (exactly at fp32; within the rounding of fp16 / int8 rows).
+//
+// Predict() is const and thread-safe (lookups read the mapping; the forward pass runs without
+// gradients and mutates nothing).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ember/common/status.h"
+#include "ember/data/batch.h"
+#include "ember/embedding/export.h"
+
+namespace ember::serving {
+
+class ServingModel {
+ public:
+  static Result<std::unique_ptr<ServingModel>> Load(const std::string& path);
+  ~ServingModel();
+
+  std::string kind() const;  // "ctr"
+  int num_dense() const { return num_dense_; }
+  int num_sparse() const { return num_sparse_; }
+  const embedding::ExportFile& file() const { return *file_; }
+  // Rows held over all tables.
+  uint64_t rows() const;
+
+  // Click probabilities of every example of `batch`.
+  Status Predict(const data::Batch& batch, std::vector<float>* probabilities) const;
+
+ private:
+  struct Impl;
+  ServingModel() = default;
+  std::unique_ptr<embedding::ExportFile> file_;
+  std::unique_ptr<Impl> impl_;
+  int num_dense_ = 0;
+  int num_sparse_ = 0;
+};
+
+}  // namespace ember::serving

@@ -1,0 +1,52 @@
+// PredictionServer: `ember serve`'s HTTP endpoints over a ServingModel, on monitoring's
+// HttpServer (so /metrics shares the serving port).
+//
+//   POST /v1/predict    {"rows": [[field, ...], ...]}  ->  {"probabilities": [...]}
+//                       each row the training format's fields as strings, label omitted
+//   POST /v1/recommend  {"items": [...], "k": 20}      ->  {"items": [...], "scores": [...]}
+//                       (session models; a CTR model answers 400 saying so)
+//   GET  /healthz       {"status": "ok", "model": ..., "kind": ..., "rows": ...}
+//   GET  /metrics       Prometheus text format
+//
+// Concurrent predict requests are batched: one worker runs a forward pass over every request
+// queued (up to max_batch rows, waiting at most batch_wait_ms for more once one is queued) and
+// answers each with its slice. Bad requests (not JSON, wrong shape, wrong field count, too many
+// rows, bodies over max_body_bytes) get 4xx with {"error": "..."} naming the row or field; the
+// server keeps serving.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ember/common/status.h"
+#include "ember/monitoring/exporter.h"
+#include "ember/serving/model.h"
+
+namespace ember::serving {
+
+struct ServeOptions {
+  std::string bind = "127.0.0.1";
+  int port = 8080;  // 0: ephemeral
+  int threads = 8;  // HTTP threads (each holds one request while its batch runs)
+  size_t max_body_bytes = 4 << 20;
+  size_t max_rows_per_request = 4096;
+  size_t max_batch = 1024;
+  double batch_wait_ms = 0.5;
+};
+
+class PredictionServer {
+ public:
+  // `model` must outlive the server.
+  PredictionServer(const ServingModel* model, ServeOptions options);
+  ~PredictionServer();
+  Status Start();
+  void Stop();
+  int port() const;
+  monitoring::Registry& registry();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ember::serving

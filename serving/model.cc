@@ -1,0 +1,138 @@
+#include "ember/serving/model.h"
+
+#include <torch/torch.h>
+
+#include <map>
+
+#include "ember/models/ctr_model.h"
+
+namespace ember::serving {
+
+struct ServingModel::Impl {
+  struct Group {
+    std::unique_ptr<embedding::EmbeddingMethod> method;
+    int model_dim = 0;   // the model's width per field
+    int slot_dim = 0;    // one probe's slot: the widest table (narrower rows zero-padded)
+    int max_probes = 0;  // slots per field (fields with fewer probes read zero slots)
+  };
+  std::shared_ptr<models::CtrModel> model;
+  std::vector<Group> groups;
+  std::map<uint32_t, std::unique_ptr<embedding::ExportedTable>> tables;
+};
+
+ServingModel::~ServingModel() = default;
+
+std::string ServingModel::kind() const { return file_->model().value("kind", "ctr"); }
+
+uint64_t ServingModel::rows() const {
+  uint64_t r = 0;
+  for (const auto& [id, t] : impl_->tables) r += t->rows();
+  return r;
+}
+
+Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path) {
+  std::unique_ptr<ServingModel> m(new ServingModel());
+  EMBER_ASSIGN_OR_RETURN(m->file_, embedding::ExportFile::Open(path));
+  m->impl_ = std::make_unique<Impl>();
+  const auto& j = m->file_->model();
+  auto bad = [&](const std::string& why) { return Status::Corruption(path + ": " + why); };
+  if (j.value("kind", "") != "ctr") return bad("model kind '" + j.value("kind", "") + "' is not served (ctr only)");
+  models::CtrModelConfig mc;
+  std::vector<embedding::FieldInfo> fields;
+  try {
+    mc.name = j.at("name").get<std::string>();
+    mc.num_dense = j.at("num_dense").get<int>();
+    mc.num_fields = j.at("num_fields").get<int>();
+    mc.embedding_dim = j.at("embedding_dim").get<int>();
+    mc.bottom_mlp = j.at("bottom_mlp").get<std::vector<int64_t>>();
+    mc.top_mlp = j.at("top_mlp").get<std::vector<int64_t>>();
+    for (const auto& f : j.at("fields"))
+      fields.push_back({f.at("name").get<std::string>(), f.at("vocab").get<uint64_t>()});
+    if (static_cast<int>(fields.size()) != mc.num_fields) return bad("fields do not match num_fields");
+    for (const auto& g : j.at("groups")) {
+      EMBER_ASSIGN_OR_RETURN(auto ec, embedding::MethodConfigFromJson(g.at("method")));
+      auto method = embedding::MakeMethod(ec, fields);
+      if (!method.ok()) return method.status().WithContext(path);
+      Impl::Group group;
+      group.method = std::move(method).value();
+      group.model_dim = g.at("dim").get<int>();
+      group.slot_dim = group.method->slot_dim();
+      group.max_probes = group.method->max_probes();
+      if (group.slot_dim * group.max_probes != group.model_dim) return bad("a group's slots do not match its width");
+      for (const auto& spec : group.method->tables()) {
+        if (m->impl_->tables.count(spec.id)) continue;
+        EMBER_ASSIGN_OR_RETURN(auto t, embedding::ExportedTable::Open(*m->file_, spec.id));
+        if (t->spec().dim != spec.dim)
+          return bad("table " + std::to_string(spec.id) + " width differs from its method");
+        m->impl_->tables[spec.id] = std::move(t);
+      }
+      m->impl_->groups.push_back(std::move(group));
+    }
+  } catch (const std::exception& e) {
+    return bad(std::string("bad model description: ") + e.what());
+  }
+  m->num_dense_ = mc.num_dense;
+  m->num_sparse_ = mc.num_fields;
+  EMBER_ASSIGN_OR_RETURN(m->impl_->model, models::MakeCtrModel(mc));
+  if (m->impl_->model->embedding_groups().size() != m->impl_->groups.size())
+    return bad("the model has a different number of embedding groups than the file");
+  torch::NoGradGuard no_grad;
+  auto load = [&](const std::string& name, torch::Tensor t) -> Status {
+    std::vector<int64_t> shape;
+    const float* data = m->file_->Dense(name, &shape);
+    if (!data) return bad("dense weights '" + name + "' missing");
+    if (shape != t.sizes().vec()) return bad("dense weights '" + name + "' have another shape");
+    t.copy_(torch::from_blob(const_cast<float*>(data), t.sizes(), torch::kFloat));
+    return Status::Ok();
+  };
+  for (auto& item : m->impl_->model->named_parameters()) EMBER_RETURN_IF_ERROR(load(item.key(), item.value()));
+  for (auto& item : m->impl_->model->named_buffers()) EMBER_RETURN_IF_ERROR(load("buffer:" + item.key(), item.value()));
+  m->impl_->model->eval();
+  return m;
+}
+
+Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* probabilities) const {
+  const size_t B = batch.size;
+  probabilities->resize(B);
+  if (B == 0) return Status::Ok();
+  if (batch.num_sparse != num_sparse_ || batch.num_dense != num_dense_)
+    return Status::InvalidArgument("batch has " + std::to_string(batch.num_dense) + " dense and " +
+                                   std::to_string(batch.num_sparse) + " categorical fields, the model expects " +
+                                   std::to_string(num_dense_) + " and " + std::to_string(num_sparse_));
+  std::vector<models::GroupInput> inputs;
+  std::vector<uint64_t> keys;
+  for (const auto& g : impl_->groups) {
+    const int F = g.method->num_fields();
+    const size_t S = static_cast<size_t>(g.max_probes), D = static_cast<size_t>(g.slot_dim);
+    const size_t width = static_cast<size_t>(F) * S * D;
+    torch::Tensor values = torch::zeros({static_cast<int64_t>(B), static_cast<int64_t>(width)}, torch::kFloat);
+    float* v = values.data_ptr<float>();
+    for (int f = 0; f < F; ++f) {
+      const auto& layout = g.method->layout(f);
+      const size_t P = layout.probe_tables.size();
+      keys.resize(B * P);
+      g.method->MapIds(f, batch.field(f), B, keys.data());
+      for (size_t p = 0; p < P; ++p) {
+        const embedding::ExportedTable& table = *impl_->tables.at(layout.probe_tables[p]);
+        for (size_t i = 0; i < B; ++i)
+          table.Lookup(keys[i * P + p], v + i * width + (static_cast<size_t>(f) * S + p) * D);
+      }
+    }
+    models::GroupInput in;
+    in.values = values;
+    in.widths.assign(static_cast<size_t>(F), g.model_dim);
+    inputs.push_back(std::move(in));
+  }
+  try {
+    torch::NoGradGuard no_grad;
+    const int64_t b = static_cast<int64_t>(B);
+    auto dense = torch::from_blob(const_cast<float*>(batch.dense.data()), {b, batch.num_dense}, torch::kFloat);
+    auto p = torch::sigmoid(impl_->model->Forward(dense, inputs)).contiguous();
+    std::memcpy(probabilities->data(), p.data_ptr<float>(), B * sizeof(float));
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("prediction: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace ember::serving

@@ -1,0 +1,253 @@
+#include "ember/serving/server.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "ember/serving/request_rows.h"
+
+namespace ember::serving {
+namespace {
+using Clock = std::chrono::steady_clock;
+using monitoring::HttpRequest;
+using monitoring::HttpResponse;
+
+// One forward pass for many requests: requests wait on their own slot until the worker has
+// filled it.
+class Batcher {
+ public:
+  Batcher(const ServingModel* model, size_t max_batch, double wait_ms, monitoring::Recorder* recorder)
+      : model_(model),
+        max_batch_(max_batch),
+        wait_(std::chrono::duration<double, std::milli>(wait_ms)),
+        recorder_(recorder),
+        worker_([this] { Run(); }) {}
+  ~Batcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    worker_.join();
+  }
+
+  Status Predict(const data::Batch& batch, std::vector<float>* out) {
+    Pending p{&batch, out, Status::Ok(), false};
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.push_back(&p);
+    work_cv_.notify_one();
+    done_cv_.wait(lock, [&] { return p.done; });
+    return p.status;
+  }
+
+ private:
+  struct Pending {
+    const data::Batch* batch;
+    std::vector<float>* out;
+    Status status;
+    bool done = false;
+  };
+
+  void Run() {
+    data::Batch merged;
+    std::vector<float> probs;
+    for (;;) {
+      std::vector<Pending*> take;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (stop_ && queue_.empty()) return;
+        // Give concurrent requests a moment to join, unless the batch is already full.
+        const auto deadline = Clock::now() + wait_;
+        while (!stop_ && Rows() < max_batch_ && work_cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+        }
+        size_t rows = 0;
+        while (!queue_.empty() && (take.empty() || rows + queue_.front()->batch->size <= max_batch_)) {
+          rows += queue_.front()->batch->size;
+          take.push_back(queue_.front());
+          queue_.pop_front();
+        }
+      }
+      Status st = Forward(take, &merged, &probs);
+      recorder_->Observe("serve_batch_rows", static_cast<double>(merged.size));
+      recorder_->AddCounter("serve_batches_total", 1);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        size_t off = 0;
+        for (Pending* p : take) {
+          p->status = st;
+          if (st.ok())
+            p->out->assign(probs.begin() + static_cast<long>(off),
+                           probs.begin() + static_cast<long>(off + p->batch->size));
+          off += p->batch->size;
+          p->done = true;
+        }
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  size_t Rows() const {
+    size_t r = 0;
+    for (const Pending* p : queue_) r += p->batch->size;
+    return r;
+  }
+
+  // Concatenates the requests' batches (field-major ids) and runs the model once.
+  Status Forward(const std::vector<Pending*>& take, data::Batch* merged, std::vector<float>* probs) {
+    if (take.size() == 1) {
+      merged->size = take[0]->batch->size;
+      return model_->Predict(*take[0]->batch, probs);
+    }
+    size_t total = 0;
+    for (const Pending* p : take) total += p->batch->size;
+    const int D = model_->num_dense(), F = model_->num_sparse();
+    merged->Reset(D, F, total);
+    size_t off = 0;
+    for (const Pending* p : take) {
+      const data::Batch& b = *p->batch;
+      std::memcpy(merged->dense.data() + off * D, b.dense.data(), b.size * D * sizeof(float));
+      for (int f = 0; f < F; ++f)
+        std::memcpy(merged->sparse.data() + static_cast<size_t>(f) * total + off, b.field(f),
+                    b.size * sizeof(uint64_t));
+      off += b.size;
+    }
+    merged->size = total;
+    return model_->Predict(*merged, probs);
+  }
+
+  const ServingModel* model_;
+  const size_t max_batch_;
+  const std::chrono::duration<double, std::milli> wait_;
+  monitoring::Recorder* recorder_;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<Pending*> queue_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+// The parsed JSON body, or a 400 response.
+bool ParseBody(const HttpRequest& req, nlohmann::json* body, HttpResponse* error) {
+  try {
+    *body = nlohmann::json::parse(req.body);
+  } catch (const std::exception& e) {
+    *error = HttpResponse::Error(400, std::string("body is not valid JSON: ") + e.what());
+    return false;
+  }
+  if (!body->is_object()) {
+    *error = HttpResponse::Error(400, "body must be a JSON object");
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+struct PredictionServer::Impl {
+  const ServingModel* model;
+  ServeOptions options;
+  monitoring::MetricsExporter metrics{"serve", 0};
+  std::unique_ptr<monitoring::HttpServer> server;
+  std::unique_ptr<Batcher> batcher;
+
+  HttpResponse Predict(const HttpRequest& req) {
+    nlohmann::json body;
+    HttpResponse error;
+    if (!ParseBody(req, &body, &error)) return error;
+    if (!body.contains("rows") || !body["rows"].is_array())
+      return HttpResponse::Error(400, "body must have \"rows\": an array of rows, each an array of strings");
+    const auto& jrows = body["rows"];
+    if (jrows.empty()) return HttpResponse::Error(400, "\"rows\" is empty");
+    if (jrows.size() > options.max_rows_per_request)
+      return HttpResponse::Error(413, "too many rows: " + std::to_string(jrows.size()) + " (at most " +
+                                          std::to_string(options.max_rows_per_request) + " per request)");
+    std::vector<std::vector<std::string>> rows(jrows.size());
+    for (size_t r = 0; r < jrows.size(); ++r) {
+      if (!jrows[r].is_array()) return HttpResponse::Error(400, "row " + std::to_string(r) + " is not an array");
+      for (size_t f = 0; f < jrows[r].size(); ++f) {
+        if (!jrows[r][f].is_string())
+          return HttpResponse::Error(400, "row " + std::to_string(r) + ", field " + std::to_string(f) +
+                                              ": expected a string (the training format's text)");
+        rows[r].push_back(jrows[r][f].get<std::string>());
+      }
+    }
+    data::Batch batch;
+    Status st = RowsToBatch(rows, model->num_dense(), model->num_sparse(), &batch);
+    if (!st.ok()) return HttpResponse::Error(400, st.message());
+    std::vector<float> probs;
+    const auto start = Clock::now();
+    st = batcher->Predict(batch, &probs);
+    if (!st.ok()) return HttpResponse::Error(500, st.message());
+    metrics.registry().Observe("serve_predict_seconds", std::chrono::duration<double>(Clock::now() - start).count());
+    metrics.registry().AddCounter("serve_predictions_total", static_cast<double>(probs.size()));
+    HttpResponse r;
+    r.body = nlohmann::json{{"probabilities", probs}}.dump() + "\n";
+    return r;
+  }
+
+  HttpResponse Recommend(const HttpRequest& req) {
+    nlohmann::json body;
+    HttpResponse error;
+    if (!ParseBody(req, &body, &error)) return error;
+    if (!body.contains("items") || !body["items"].is_array())
+      return HttpResponse::Error(400, "body must have \"items\": the session's items so far");
+    if (body.contains("k") &&
+        (!body["k"].is_number_integer() || body["k"].get<int64_t>() < 1 || body["k"].get<int64_t>() > 1000))
+      return HttpResponse::Error(400, "\"k\" must be an integer in [1, 1000]");
+    return HttpResponse::Error(400, "this model (kind " + model->kind() +
+                                        ") predicts click probabilities at /v1/predict; /v1/recommend needs an "
+                                        "exported session-recommendation model");
+  }
+};
+
+PredictionServer::PredictionServer(const ServingModel* model, ServeOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->model = model;
+  impl_->options = std::move(options);
+}
+
+PredictionServer::~PredictionServer() { Stop(); }
+
+Status PredictionServer::Start() {
+  auto& reg = impl_->metrics.registry();
+  reg.SetGauge("serve_model_rows", static_cast<double>(impl_->model->rows()));
+  reg.SetGauge("serve_model_bytes", static_cast<double>(impl_->model->file().size()));
+  impl_->batcher =
+      std::make_unique<Batcher>(impl_->model, impl_->options.max_batch, impl_->options.batch_wait_ms, &reg);
+  monitoring::HttpServerOptions o;
+  o.bind = impl_->options.bind;
+  o.port = impl_->options.port;
+  o.threads = impl_->options.threads;
+  o.max_body_bytes = impl_->options.max_body_bytes;
+  o.recorder = &reg;
+  impl_->server = std::make_unique<monitoring::HttpServer>(o);
+  Impl* impl = impl_.get();
+  impl_->server->Route("POST", "/v1/predict", [impl](const HttpRequest& r) { return impl->Predict(r); });
+  impl_->server->Route("POST", "/v1/recommend", [impl](const HttpRequest& r) { return impl->Recommend(r); });
+  impl_->server->Route("GET", "/healthz", [impl](const HttpRequest&) {
+    HttpResponse r;
+    r.body = nlohmann::json{{"status", "ok"},
+                            {"model", impl->model->file().path()},
+                            {"kind", impl->model->kind()},
+                            {"rows", impl->model->rows()}}
+                 .dump() +
+             "\n";
+    return r;
+  });
+  monitoring::AddMetricsRoute(impl_->server.get(), &reg);
+  return impl_->server->Start();
+}
+
+void PredictionServer::Stop() {
+  if (impl_->server) impl_->server->Stop();
+  impl_->batcher.reset();
+}
+
+int PredictionServer::port() const { return impl_->server ? impl_->server->port() : 0; }
+
+monitoring::Registry& PredictionServer::registry() { return impl_->metrics.registry(); }
+
+}  // namespace ember::serving
