@@ -11,6 +11,7 @@
 #include "ember/monitoring/http_server.h"
 #include "ember/monitoring/recorder.h"
 #include "ember/monitoring/registry.h"
+#include "http_client.h"
 
 namespace ember::monitoring {
 namespace {
@@ -151,19 +152,8 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-// Sends `raw` bytes to 127.0.0.1:port and reads one response.
-http::response<http::string_body> Exchange(int port, const std::string& raw) {
-  asio::io_context ioc;
-  asio::ip::tcp::socket socket(ioc);
-  socket.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)});
-  asio::write(socket, asio::buffer(raw));
-  beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  http::read(socket, buffer, res);
-  return res;
-}
-
-std::string Get(const std::string& path) { return "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"; }
+using testing_util::Exchange;
+using testing_util::Get;
 
 class HttpServerTest : public ::testing::Test {
  protected:
