@@ -160,17 +160,22 @@ void ExpectExportParity(const std::string& checkpoint, const std::string& tag) {
   }
 }
 
-// Trains `extra` on the small files with a checkpoint and checks its exports (see above).
-void TrainAndCheckExports(const std::vector<std::string>& extra, const std::string& tag) {
-  const std::string root = Dir() + "/exp-" + tag;
+// Trains the small files with `extra` settings and checkpoints into a fresh `root`.
+Result<RunMetrics> TrainWithCheckpoint(const std::vector<std::string>& extra, const std::string& root,
+                                       std::ostream& out) {
   std::filesystem::remove_all(root);
   auto sets = SmallFiles().Sets();
   sets.insert(sets.end(), extra.begin(), extra.end());
   sets.push_back("checkpoint.dir=\"" + root + "\"");
-  auto c = ParseConfig("", "t", sets);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EMBER_ASSIGN_OR_RETURN(auto c, ParseConfig("", "t", sets));
+  return RunTrain(c, out);
+}
+
+// Trains `extra` on the small files with a checkpoint and checks its exports (see above).
+void TrainAndCheckExports(const std::vector<std::string>& extra, const std::string& tag) {
+  const std::string root = Dir() + "/exp-" + tag;
   std::ostringstream out;
-  auto m = RunTrain(*c, out);
+  auto m = TrainWithCheckpoint(extra, root, out);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   ExpectExportParity(m->checkpoint, tag);
   // At fp32 the exported values are the held parameters (dense tables: nothing else is held).
@@ -220,16 +225,10 @@ TEST(Commands, PlanShowsEveryFieldAndTheBudget) {
 // retraining checkpoint that `ember eval` rebuilds from its manifest.
 TEST(Commands, OptEmbedRunsItsStagesAndEvalRebuildsTheRetrainedTables) {
   const std::string root = Dir() + "/oe";
-  std::filesystem::remove_all(root);
-  auto sets = SmallFiles().Sets();
-  for (const char* s : {"embedding.method=\"optembed\"", "embedding.budget=0.2", "optembed.rounds=2",
-                        "optembed.population=6", "optembed.search_samples=2000"})
-    sets.push_back(s);
-  sets.push_back("checkpoint.dir=\"" + root + "\"");
-  auto c = ParseConfig("", "t", sets);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
   std::ostringstream out;
-  auto m = RunTrain(*c, out);
+  auto m = TrainWithCheckpoint({"embedding.method=\"optembed\"", "embedding.budget=0.2", "optembed.rounds=2",
+                                "optembed.population=6", "optembed.search_samples=2000"},
+                               root, out);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_LE(m->param_bytes, m->budget_bytes) << out.str();
   EXPECT_EQ(m->widths.size(), 26u);
@@ -299,13 +298,8 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
 const std::string& ServedModel() {
   static const std::string path = [] {
     const std::string root = Dir() + "/serve";
-    std::filesystem::remove_all(root);
-    auto sets = SmallFiles().Sets();
-    sets.push_back("embedding.method=\"hash\"");
-    sets.push_back("embedding.rows=3000");
-    sets.push_back("checkpoint.dir=\"" + root + "\"");
     std::ostringstream out;
-    auto m = RunTrain(*ParseConfig("", "t", sets), out);
+    auto m = TrainWithCheckpoint({"embedding.method=\"hash\"", "embedding.rows=3000"}, root, out);
     EMBER_CHECK(m.ok());
     EMBER_CHECK(RunExport(m->checkpoint, root + "/model.embx", "fp32", out).ok());
     return root + "/model.embx";
