@@ -14,6 +14,6 @@ function(ember_test name)
   add_executable(${name} ${ARG_SRCS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   target_compile_definitions(${name} PRIVATE
-    EMBER_SHARED_DATA_DIR="${CMAKE_SOURCE_DIR}/../shared/data")
+    EMBER_SHARED_DATA_DIR="${CMAKE_SOURCE_DIR}/../shared/data" EMBER_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}")
 endfunction()

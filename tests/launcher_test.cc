@@ -422,5 +422,55 @@ TEST_F(ServeTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnAnswer) {
   EXPECT_NE(text.find("ember_serve_predictions_total 64\n"), std::string::npos) << text;
 }
 
+// examples/read_export.py, written from docs/formats.md alone, reads what ember wrote: the same
+// rows for the same keys (dense and sparse tables, every precision) and the same dense weights.
+TEST(Export, ThePythonReaderReadsWhatEmberWrote) {
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0)
+    GTEST_SKIP() << "needs /usr/bin/python3 with numpy (Debian's python3-numpy)";
+  std::ostringstream out;
+  auto m = TrainWithCheckpoint(
+      {"embedding.method=\"dsl\"", "embedding.density=0.5", "embedding.field_methods={C1=\"hash\"}"}, Dir() + "/reader",
+      out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  for (const char* precision : {"fp32", "fp16", "int8"}) {
+    SCOPED_TRACE(precision);
+    const std::string path = Dir() + "/reader-" + precision + ".embx", json = path + ".json";
+    ASSERT_TRUE(RunExport(m->checkpoint, path, precision, out).ok());
+    const std::string cmd = "/usr/bin/python3 " EMBER_SOURCE_DIR "/examples/read_export.py " + path + " --json " +
+                            json + " --rows 20 > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    const auto got = nlohmann::json::parse(*ReadFile(json));
+    auto file = embedding::ExportFile::Open(path);
+    ASSERT_TRUE(file.ok());
+    ASSERT_EQ(got["tables"].size(), (*file)->header()["tables"].size());
+    int sparse_tables = 0;
+    for (const auto& [id, t] : got["tables"].items()) {
+      auto table = embedding::ExportedTable::Open(**file, static_cast<uint32_t>(std::stoul(id)));
+      ASSERT_TRUE(table.ok());
+      sparse_tables += (*table)->spec().kind == embedding::TableKind::kSparse;
+      EXPECT_EQ(t["rows"].get<uint64_t>(), (*table)->rows());
+      std::vector<float> row((*table)->spec().dim);
+      for (size_t r = 0; r < t["keys"].size(); ++r) {
+        (*table)->Lookup(t["keys"][r].get<uint64_t>(), row.data());
+        const auto py = t["values"][r].get<std::vector<float>>();
+        ASSERT_EQ(py.size(), row.size());
+        for (size_t j = 0; j < row.size(); ++j) ASSERT_NEAR(py[j], row[j], 1e-6) << "table " << id << " row " << r;
+      }
+    }
+    EXPECT_EQ(sparse_tables, 25);  // 25 DSL fields, one hashed
+    for (const auto& [name, d] : got["dense"].items()) {
+      std::vector<int64_t> shape;
+      const float* data = (*file)->Dense(name, &shape);
+      ASSERT_NE(data, nullptr) << name;
+      EXPECT_EQ(d["shape"].get<std::vector<int64_t>>(), shape);
+      int64_t n = 1;
+      for (int64_t x : shape) n *= x;
+      double sum = 0;
+      for (int64_t i = 0; i < n; ++i) sum += data[i];
+      EXPECT_NEAR(d["sum"].get<double>(), sum, 1e-9 * (1 + std::fabs(sum))) << name;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ember::launcher
