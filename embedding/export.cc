@@ -82,6 +82,15 @@ float DecodeValue(const uint8_t* values, size_t i, ExportPrecision p, float scal
 }
 
 const char* KindName(TableKind k) { return k == TableKind::kSparse ? "sparse" : "dense"; }
+
+// Bytes of one sparse row's mask: the smallest of 1, 2, 4, 8 holding dim bits.
+size_t MaskBytes(int dim) { return dim <= 8 ? 1 : dim <= 16 ? 2 : dim <= 32 ? 4 : 8; }
+
+uint64_t ReadMask(const uint8_t* masks, size_t r, size_t bytes) {
+  uint64_t m = 0;
+  std::memcpy(&m, masks + r * bytes, bytes);  // little-endian
+  return m;
+}
 }  // namespace
 
 Result<ExportPrecision> ParseExportPrecision(const std::string& name) {
@@ -205,7 +214,9 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path) const {
     std::vector<size_t> perm(n);
     std::iota(perm.begin(), perm.end(), 0);
     std::sort(perm.begin(), perm.end(), [&](size_t a, size_t b) { return t.keys[a] < t.keys[b]; });
-    std::vector<uint64_t> keys(n), masks, starts;
+    std::vector<uint64_t> keys(n);
+    std::string masks;
+    const size_t mask_bytes = MaskBytes(s.dim);
     std::string values;
     std::vector<float> scales;
     const bool sparse = s.kind == TableKind::kSparse;
@@ -214,10 +225,7 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path) const {
       keys[r] = t.keys[i];
       const float* v = sparse ? t.values.data() + t.starts[i] : t.values.data() + i * dim;
       const size_t len = sparse ? static_cast<size_t>(__builtin_popcountll(t.masks[i])) : dim;
-      if (sparse) {
-        masks.push_back(t.masks[i]);
-        starts.push_back(values.size() / ValueBytes(precision_));
-      }
+      if (sparse) masks.append(reinterpret_cast<const char*>(&t.masks[i]), mask_bytes);
       float scale = 0, bias = 0;
       EncodeRow(v, len, precision_, &values, &scale, &bias);
       if (precision_ == ExportPrecision::kInt8) {
@@ -225,7 +233,6 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path) const {
         scales.push_back(bias);
       }
     }
-    if (sparse) starts.push_back(values.size() / ValueBytes(precision_));
     for (size_t r = 1; r < n; ++r)
       if (keys[r] == keys[r - 1])
         return Status::InvalidArgument("export: key " + std::to_string(keys[r]) + " appears twice in table " +
@@ -244,14 +251,13 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path) const {
     tb.id = s.id;
     tb.rows = n;
     tb.value_bytes = values.size();
-    tb.other_bytes = n * sizeof(uint64_t) + scales.size() * sizeof(float) + masks.size() * sizeof(uint64_t) +
-                     starts.size() * sizeof(uint64_t);
+    tb.other_bytes = n * sizeof(uint64_t) + scales.size() * sizeof(float) + masks.size();
     j["keys"] = AppendSection(&body, keys.data(), n * sizeof(uint64_t));
     j["values"] = AppendSection(&body, values.data(), values.size());
     if (!scales.empty()) j["scales"] = AppendSection(&body, scales.data(), scales.size() * sizeof(float));
     if (sparse) {
-      j["masks"] = AppendSection(&body, masks.data(), masks.size() * sizeof(uint64_t));
-      j["starts"] = AppendSection(&body, starts.data(), starts.size() * sizeof(uint64_t));
+      j["mask_bytes"] = mask_bytes;
+      j["masks"] = AppendSection(&body, masks.data(), masks.size());
     }
     summary.tables.push_back(tb);
     tables.push_back(std::move(j));
@@ -277,7 +283,7 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path) const {
     auto shift = [&](nlohmann::json& sec) { sec["offset"] = sec["offset"].get<uint64_t>() + start; };
     nlohmann::json h = header;
     for (auto& t : h["tables"])
-      for (const char* k : {"keys", "values", "scales", "masks", "starts"})
+      for (const char* k : {"keys", "values", "scales", "masks"})
         if (t.contains(k)) shift(t[k]);
     for (auto& d : h["dense"]) shift(d["data"]);
     text = h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -382,18 +388,20 @@ Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
       }
       if (sparse) {
         EMBER_RETURN_IF_ERROR(check(t.at("masks"), what + " masks"));
-        EMBER_RETURN_IF_ERROR(check(t.at("starts"), what + " starts"));
-        if (t["masks"]["bytes"].get<uint64_t>() != rows * 8 || t["starts"]["bytes"].get<uint64_t>() != (rows + 1) * 8)
-          return bad(what + ": masks or starts do not match rows");
+        const uint64_t mask_bytes = t.at("mask_bytes");
+        if (mask_bytes != MaskBytes(static_cast<int>(dim)) || t["masks"]["bytes"].get<uint64_t>() != rows * mask_bytes)
+          return bad(what + ": masks do not match rows");
         // Each row's values lie inside the values section and match its mask.
-        const auto* masks = reinterpret_cast<const uint64_t*>(d + t["masks"]["offset"].get<uint64_t>());
-        const auto* starts = reinterpret_cast<const uint64_t*>(d + t["starts"]["offset"].get<uint64_t>());
-        const uint64_t nvalues = t["values"]["bytes"].get<uint64_t>() / vb;
-        if (starts[0] != 0 || starts[rows] != nvalues) return bad(what + ": row starts do not cover the values");
-        for (uint64_t r = 0; r < rows; ++r)
-          if (starts[r + 1] - starts[r] != static_cast<uint64_t>(__builtin_popcountll(masks[r])) ||
-              (dim < 64 && (masks[r] >> dim) != 0))
-            return bad(what + ": row " + std::to_string(r) + "'s values do not match its mask");
+        // The rows' masks account for every value, and no mask has a bit past the width.
+        const uint8_t* masks = d + t["masks"]["offset"].get<uint64_t>();
+        uint64_t kept = 0;
+        for (uint64_t r = 0; r < rows; ++r) {
+          const uint64_t m = ReadMask(masks, r, mask_bytes);
+          if (dim < 64 && (m >> dim) != 0)
+            return bad(what + ": row " + std::to_string(r) + "'s mask is wider than the table");
+          kept += static_cast<uint64_t>(__builtin_popcountll(m));
+        }
+        if (kept * vb != t["values"]["bytes"].get<uint64_t>()) return bad(what + ": masks do not match the values");
       }
     }
     for (const auto& dn : h["dense"]) {
@@ -446,8 +454,13 @@ Result<std::unique_ptr<ExportedTable>> ExportedTable::Open(const ExportFile& fil
     e->values_ = file.Section(t["values"]);
     if (t.contains("scales")) e->scales_ = reinterpret_cast<const float*>(file.Section(t["scales"]));
     if (s.kind == TableKind::kSparse) {
-      e->masks_ = reinterpret_cast<const uint64_t*>(file.Section(t["masks"]));
-      e->starts_ = reinterpret_cast<const uint64_t*>(file.Section(t["starts"]));
+      // Row r's values start after the kept values of rows before it.
+      e->mask_bytes_ = MaskBytes(s.dim);
+      e->masks_ = file.Section(t["masks"]);
+      e->starts_.resize(e->rows_ + 1, 0);
+      for (uint64_t r = 0; r < e->rows_; ++r)
+        e->starts_[r + 1] =
+            e->starts_[r] + static_cast<uint64_t>(__builtin_popcountll(ReadMask(e->masks_, r, e->mask_bytes_)));
     }
     for (uint64_t r = 0; r < e->rows_; ++r) {
       if (e->keys_[r] == KeyIndex::kEmpty || (r > 0 && e->keys_[r] <= e->keys_[r - 1]))
@@ -477,7 +490,7 @@ void ExportedTable::Lookup(uint64_t key, float* out) const {
   }
   const float scale = scales_ ? scales_[2 * r] : 0.0f, bias = scales_ ? scales_[2 * r + 1] : 0.0f;
   if (spec_.kind == TableKind::kSparse) {
-    const uint64_t mask = masks_[r];
+    const uint64_t mask = ReadMask(masks_, r, mask_bytes_);
     size_t v = starts_[r];
     for (size_t j = 0; j < dim; ++j)
       out[j] = ((mask >> j) & 1) ? DecodeValue(values_, v++, precision_, scale, bias) : 0.0f;

@@ -68,8 +68,10 @@ class Export:
             if self.precision == "int8":
                 rows = rows * sb[:, :1] + sb[:, 1:]
             return keys, rows
-        masks = self.section(t["masks"], "<u8")
-        starts = self.section(t["starts"], "<u8")
+        mdtype = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}[t["mask_bytes"]]
+        masks = self.section(t["masks"], mdtype).astype(np.uint64)
+        counts = np.array([bin(int(m)).count("1") for m in masks], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)])  # row r's values: starts[r]..starts[r+1]
         for r in range(n):  # sparse rows: the kept values, in mask-bit order
             kept = [j for j in range(dim) if (int(masks[r]) >> j) & 1]
             v = values[int(starts[r]):int(starts[r + 1])]

@@ -436,6 +436,13 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
     EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(r->trainer_config));
     report.planned_param_bytes =
         embedding::PlanMemory(*method, r->trainer_config.embedding, r->trainer_config.fields).param_bytes;
+    // The budget the run was held to (OptEmbed's plan counts every row; its search prunes to this).
+    if (!r->config.budget.empty()) {
+      EMBER_ASSIGN_OR_RETURN(auto budget, embedding::ParseBudget(r->config.budget));
+      const uint64_t full = embedding::FullTableBytes(r->trainer_config.embedding.dim, r->trainer_config.fields);
+      report.budget_bytes =
+          budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full));
+    }
   }
   EMBER_ASSIGN_OR_RETURN(report.summary, writer.Write(out_path));
   const auto& sm = report.summary;
@@ -465,6 +472,9 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
                 embedding::FormatBytes(static_cast<double>(sm.value_bytes())).c_str(),
                 embedding::ExportPrecisionName(precision));
   out << buf;
+  if (report.budget_bytes)
+    out << "embedding.budget: " << embedding::FormatBytes(static_cast<double>(report.budget_bytes)) << " ("
+        << r->config.budget << " of the full table)\n";
   return report;
 }
 

@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
   serve->add_option("--port", serve_opts.port, "Port (0: any free port)")->capture_default_str();
   serve->add_option("--bind", serve_opts.bind, "Address to bind (loopback unless told otherwise)")
       ->capture_default_str();
-  serve->add_option("--threads", serve_opts.threads, "HTTP threads")->capture_default_str();
+  serve->add_option("--threads", serve_opts.threads, "I/O threads (requests wait for their batch without one)")
+      ->capture_default_str();
   serve->add_option("--max-batch", serve_opts.max_batch, "Most rows per batched forward pass")->capture_default_str();
   serve->add_option("--batch-wait-ms", serve_opts.batch_wait_ms, "How long a batch waits for more requests")
       ->capture_default_str();

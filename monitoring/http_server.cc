@@ -28,13 +28,14 @@ struct HttpServer::Impl {
   struct RouteEntry {
     std::string method;
     std::string path;
-    Handler handler;
+    AsyncHandler handler;
   };
 
   explicit Impl(const HttpServerOptions& o) : opt(o), ioc(std::max(1, o.threads)) {}
 
-  // The response to a parsed request; *label is the route's path or "other".
-  HttpResponse Dispatch(const HttpRequest& req, std::string* label, std::string* allow) const {
+  // Answers a parsed request through `respond`; *label is the route's path or "other", *allow
+  // the methods of a known path requested with another.
+  void Dispatch(HttpRequest req, std::string* label, std::string* allow, const Responder& respond) const {
     bool path_known = false;
     for (const auto& r : routes) {
       if (r.path != req.path) continue;
@@ -44,19 +45,21 @@ struct HttpServer::Impl {
       *label = r.path;
       allow->clear();
       try {
-        return r.handler(req);
+        r.handler(std::move(req), respond);
       } catch (const std::exception& e) {
-        return HttpResponse::Error(500, std::string("internal error: ") + e.what());
+        respond(HttpResponse::Error(500, std::string("internal error: ") + e.what()));
       }
+      return;
     }
     if (path_known) {
       *label = req.path;
-      return HttpResponse::Error(405,
-                                 "method " + req.method + " not allowed on " + req.path + " (allowed: " + *allow + ")");
+      respond(HttpResponse::Error(
+          405, "method " + req.method + " not allowed on " + req.path + " (allowed: " + *allow + ")"));
+      return;
     }
     *label = "other";
     allow->clear();
-    return HttpResponse::Error(404, "no such path: " + req.path);
+    respond(HttpResponse::Error(404, "no such path: " + req.path));
   }
 
   void Record(const std::string& label, int status, double seconds) const {
@@ -121,11 +124,18 @@ class Session : public std::enable_shared_from_this<Session> {
     if (q != std::string::npos) req.query = target.substr(q + 1);
     if (auto it = msg.find(http::field::content_type); it != msg.end()) req.content_type = std::string(it->value());
     req.body = std::move(msg.body());
-    std::string label, allow;
-    HttpResponse r = impl_->Dispatch(req, &label, &allow);
-    const int status = r.status;
-    Send(std::move(r), msg.keep_alive(), allow);
-    impl_->Record(label, status, std::chrono::duration<double>(Clock::now() - start).count());
+    // The answer may come from another thread: it is posted to this connection's strand. The
+    // label and Allow are known before the handler runs, so they are shared with the responder.
+    auto route = std::make_shared<std::pair<std::string, std::string>>();
+    auto self = shared_from_this();
+    const bool keep_alive = msg.keep_alive();
+    impl_->Dispatch(std::move(req), &route->first, &route->second, [self, route, keep_alive, start](HttpResponse r) {
+      asio::post(self->stream_.get_executor(), [self, route, keep_alive, start, r = std::move(r)]() mutable {
+        const int status = r.status;
+        self->Send(std::move(r), keep_alive, route->second);
+        self->impl_->Record(route->first, status, std::chrono::duration<double>(Clock::now() - start).count());
+      });
+    });
   }
 
   void Fail(int status, const std::string& message, Clock::time_point start) {
@@ -180,6 +190,10 @@ HttpServer::HttpServer(HttpServerOptions options) : options_(std::move(options))
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Route(const std::string& method, const std::string& path, Handler handler) {
+  RouteAsync(method, path, [h = std::move(handler)](HttpRequest req, Responder respond) { respond(h(req)); });
+}
+
+void HttpServer::RouteAsync(const std::string& method, const std::string& path, AsyncHandler handler) {
   impl_->routes.push_back({method, path, std::move(handler)});
 }
 

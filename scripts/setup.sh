@@ -9,6 +9,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread          # LibTorch 1.13 with OpenBLAS (≈20x the reference BLAS)
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
   libboost-dev                               # Asio/Beast: the metrics and serving HTTP servers
+  zlib1g-dev                                 # CRC-32 of exported models
   libgtest-dev libgmock-dev
   python3 python3-numpy python3-matplotlib   # benchmark tables and plots
 )

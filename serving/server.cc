@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -16,100 +17,91 @@ using Clock = std::chrono::steady_clock;
 using monitoring::HttpRequest;
 using monitoring::HttpResponse;
 
-// One forward pass for many requests: requests wait on their own slot until the worker has
-// filled it.
+// One forward pass for many requests. Submit() queues a request's batch and returns at once;
+// the worker answers through the request's callback (no thread waits for its batch).
 class Batcher {
  public:
+  using Done = std::function<void(Status, std::vector<float>)>;
+
   Batcher(const ServingModel* model, size_t max_batch, double wait_ms, monitoring::Recorder* recorder)
       : model_(model),
         max_batch_(max_batch),
         wait_(std::chrono::duration<double, std::milli>(wait_ms)),
         recorder_(recorder),
         worker_([this] { Run(); }) {}
+  // Answers every queued request, then stops.
   ~Batcher() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
-    work_cv_.notify_all();
+    cv_.notify_all();
     worker_.join();
   }
 
-  Status Predict(const data::Batch& batch, std::vector<float>* out) {
-    Pending p{&batch, out, Status::Ok(), false};
-    std::unique_lock<std::mutex> lock(mu_);
-    queue_.push_back(&p);
-    work_cv_.notify_one();
-    done_cv_.wait(lock, [&] { return p.done; });
-    return p.status;
+  void Submit(data::Batch batch, Done done) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queued_rows_ += batch.size;
+      queue_.push_back({std::move(batch), std::move(done)});
+    }
+    cv_.notify_one();
   }
 
  private:
   struct Pending {
-    const data::Batch* batch;
-    std::vector<float>* out;
-    Status status;
-    bool done = false;
+    data::Batch batch;
+    Done done;
   };
 
   void Run() {
     data::Batch merged;
     std::vector<float> probs;
     for (;;) {
-      std::vector<Pending*> take;
+      std::vector<Pending> take;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
         if (stop_ && queue_.empty()) return;
         // Give concurrent requests a moment to join, unless the batch is already full.
         const auto deadline = Clock::now() + wait_;
-        while (!stop_ && Rows() < max_batch_ && work_cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+        while (!stop_ && queued_rows_ < max_batch_ && cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
         }
         size_t rows = 0;
-        while (!queue_.empty() && (take.empty() || rows + queue_.front()->batch->size <= max_batch_)) {
-          rows += queue_.front()->batch->size;
-          take.push_back(queue_.front());
+        while (!queue_.empty() && (take.empty() || rows + queue_.front().batch.size <= max_batch_)) {
+          rows += queue_.front().batch.size;
+          take.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
+        queued_rows_ -= rows;
       }
-      Status st = Forward(take, &merged, &probs);
+      const Status st = Forward(take, &merged, &probs);
       recorder_->Observe("serve_batch_rows", static_cast<double>(merged.size));
       recorder_->AddCounter("serve_batches_total", 1);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        size_t off = 0;
-        for (Pending* p : take) {
-          p->status = st;
-          if (st.ok())
-            p->out->assign(probs.begin() + static_cast<long>(off),
-                           probs.begin() + static_cast<long>(off + p->batch->size));
-          off += p->batch->size;
-          p->done = true;
-        }
+      size_t off = 0;
+      for (Pending& p : take) {
+        std::vector<float> mine;
+        if (st.ok())
+          mine.assign(probs.begin() + static_cast<long>(off), probs.begin() + static_cast<long>(off + p.batch.size));
+        off += p.batch.size;
+        p.done(st, std::move(mine));
       }
-      done_cv_.notify_all();
     }
-  }
-
-  size_t Rows() const {
-    size_t r = 0;
-    for (const Pending* p : queue_) r += p->batch->size;
-    return r;
   }
 
   // Concatenates the requests' batches (field-major ids) and runs the model once.
-  Status Forward(const std::vector<Pending*>& take, data::Batch* merged, std::vector<float>* probs) {
+  Status Forward(const std::vector<Pending>& take, data::Batch* merged, std::vector<float>* probs) {
     if (take.size() == 1) {
-      merged->size = take[0]->batch->size;
-      return model_->Predict(*take[0]->batch, probs);
+      merged->size = take[0].batch.size;
+      return model_->Predict(take[0].batch, probs);
     }
     size_t total = 0;
-    for (const Pending* p : take) total += p->batch->size;
+    for (const Pending& p : take) total += p.batch.size;
     const int D = model_->num_dense(), F = model_->num_sparse();
     merged->Reset(D, F, total);
     size_t off = 0;
-    for (const Pending* p : take) {
-      const data::Batch& b = *p->batch;
+    for (const Pending& p : take) {
+      const data::Batch& b = p.batch;
       std::memcpy(merged->dense.data() + off * D, b.dense.data(), b.size * D * sizeof(float));
       for (int f = 0; f < F; ++f)
         std::memcpy(merged->sparse.data() + static_cast<size_t>(f) * total + off, b.field(f),
@@ -125,8 +117,9 @@ class Batcher {
   const std::chrono::duration<double, std::milli> wait_;
   monitoring::Recorder* recorder_;
   std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
-  std::deque<Pending*> queue_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  size_t queued_rows_ = 0;
   bool stop_ = false;
   std::thread worker_;
 };
@@ -154,7 +147,31 @@ struct PredictionServer::Impl {
   std::unique_ptr<monitoring::HttpServer> server;
   std::unique_ptr<Batcher> batcher;
 
-  HttpResponse Predict(const HttpRequest& req) {
+  // Validates and queues a predict request; the batcher answers it.
+  void Predict(const HttpRequest& req, const monitoring::HttpServer::Responder& respond) {
+    data::Batch batch;
+    HttpResponse error = ParsePredict(req, &batch);
+    if (error.status != 200) {
+      respond(std::move(error));
+      return;
+    }
+    const auto start = Clock::now();
+    monitoring::Registry* reg = &metrics.registry();
+    batcher->Submit(std::move(batch), [respond, start, reg](Status st, std::vector<float> probs) {
+      if (!st.ok()) {
+        respond(HttpResponse::Error(500, st.message()));
+        return;
+      }
+      reg->Observe("serve_predict_seconds", std::chrono::duration<double>(Clock::now() - start).count());
+      reg->AddCounter("serve_predictions_total", static_cast<double>(probs.size()));
+      HttpResponse r;
+      r.body = nlohmann::json{{"probabilities", probs}}.dump() + "\n";
+      respond(std::move(r));
+    });
+  }
+
+  // The request's rows as a batch, or a 4xx response (status 200 = parsed).
+  HttpResponse ParsePredict(const HttpRequest& req, data::Batch* batch) {
     nlohmann::json body;
     HttpResponse error;
     if (!ParseBody(req, &body, &error)) return error;
@@ -175,18 +192,9 @@ struct PredictionServer::Impl {
         rows[r].push_back(jrows[r][f].get<std::string>());
       }
     }
-    data::Batch batch;
-    Status st = RowsToBatch(rows, model->num_dense(), model->num_sparse(), &batch);
+    Status st = RowsToBatch(rows, model->num_dense(), model->num_sparse(), batch);
     if (!st.ok()) return HttpResponse::Error(400, st.message());
-    std::vector<float> probs;
-    const auto start = Clock::now();
-    st = batcher->Predict(batch, &probs);
-    if (!st.ok()) return HttpResponse::Error(500, st.message());
-    metrics.registry().Observe("serve_predict_seconds", std::chrono::duration<double>(Clock::now() - start).count());
-    metrics.registry().AddCounter("serve_predictions_total", static_cast<double>(probs.size()));
-    HttpResponse r;
-    r.body = nlohmann::json{{"probabilities", probs}}.dump() + "\n";
-    return r;
+    return HttpResponse{};
   }
 
   HttpResponse Recommend(const HttpRequest& req) {
@@ -225,7 +233,9 @@ Status PredictionServer::Start() {
   o.recorder = &reg;
   impl_->server = std::make_unique<monitoring::HttpServer>(o);
   Impl* impl = impl_.get();
-  impl_->server->Route("POST", "/v1/predict", [impl](const HttpRequest& r) { return impl->Predict(r); });
+  impl_->server->RouteAsync(
+      "POST", "/v1/predict",
+      [impl](monitoring::HttpRequest r, monitoring::HttpServer::Responder respond) { impl->Predict(r, respond); });
   impl_->server->Route("POST", "/v1/recommend", [impl](const HttpRequest& r) { return impl->Recommend(r); });
   impl_->server->Route("GET", "/healthz", [impl](const HttpRequest&) {
     HttpResponse r;

@@ -50,6 +50,25 @@ class Prom:
         return set(json.loads(get(self.base + "/api/v1/label/__name__/values"))["data"])
 
 
+def wait_for(ready, seconds, what, on_fail=None, interval=0.5):
+    """Polls ready() (exceptions count as not ready) until true; fails naming `what`."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            if ready():
+                return
+        except Exception:
+            pass
+        if time.time() > deadline or (on_fail and on_fail()):
+            raise AssertionError(what)
+        time.sleep(interval)
+
+
+def at_least(prom, expr, value):
+    r = prom.query(expr)
+    return bool(r) and float(r[0]["value"][1]) >= value
+
+
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
@@ -70,12 +89,14 @@ def main():
         for path, rows, seed in ((train, 30000, 1), (test, 5000, 2)):
             subprocess.run([ember, "datagen", "ctr", "--rows", str(rows), "--seed", str(seed), "--max-vocab", "5000",
                             "--out", path], check=True, stdout=subprocess.DEVNULL)
-        ember_port, prom_port = free_port(), free_port()
+        ember_port, prom_port, serve_port = free_port(), free_port(), free_port()
 
         # The project's scrape config, pointed at this run's port and scraping every second.
         config = open(os.path.join(src, "monitoring", "prometheus.yml")).read()
         check("127.0.0.1:9400" in config, "monitoring/prometheus.yml scrapes 127.0.0.1:9400 (rank 0)")
+        check("127.0.0.1:8080" in config, "monitoring/prometheus.yml scrapes ember serve on 127.0.0.1:8080")
         config = config.replace("127.0.0.1:9400", f"127.0.0.1:{ember_port}")
+        config = config.replace("127.0.0.1:8080", f"127.0.0.1:{serve_port}")
         config = re.sub(r"scrape_interval: \d+s", "scrape_interval: 1s", config)
         config = re.sub(r"scrape_timeout: \d+s", "scrape_timeout: 1s", config)
         config = re.sub(r"evaluation_interval: \d+s", "evaluation_interval: 1s", config)
@@ -90,16 +111,14 @@ def main():
                                        f"--web.listen-address=127.0.0.1:{prom_port}"],
                                       stdout=prom_log, stderr=subprocess.STDOUT))
         prom = Prom(prom_port)
-        deadline = time.time() + 30
-        while True:
-            try:
-                get(prom.base + "/-/ready", timeout=1)
-                break
-            except Exception:
-                if time.time() > deadline or procs[0].poll() is not None:
-                    print(open(os.path.join(tmp, "prometheus.log")).read())
-                    raise AssertionError("prometheus did not become ready")
-                time.sleep(0.2)
+
+        def prometheus_died():
+            if procs[0].poll() is None:
+                return False
+            print(open(os.path.join(tmp, "prometheus.log")).read())
+            return True
+        wait_for(lambda: get(prom.base + "/-/ready", timeout=1) is not None, 30, "prometheus did not become ready",
+                 prometheus_died, 0.2)
 
         # DSL tables with one hashed field: DSL rounds, a hashed table's collision estimate.
         run_toml = os.path.join(tmp, "run.toml")
@@ -124,6 +143,8 @@ batch_size = 1024
 progress = "log"
 [ps]
 shards = 2
+[checkpoint]
+dir = "{tmp}/ckpt"
 [monitoring]
 port = {ember_port}
 linger_s = 60
@@ -131,18 +152,17 @@ linger_s = 60
         ember_log = open(os.path.join(tmp, "ember.log"), "w")
         procs.append(subprocess.Popen([ember, "train", "--config", run_toml], stdout=ember_log,
                                       stderr=subprocess.STDOUT))
-        # Wait until Prometheus has scraped the finished run (ember lingers, serving metrics).
-        deadline = time.time() + 120
-        while True:
-            done = prom.query('ember_eval_samples{job="ember-train"}')
-            # A scrape is counted once answered, so it shows from the next scrape on.
-            scrapes = prom.query('ember_http_requests_total{job="ember-train",path="/metrics",code="200"}')
-            if done and float(done[0]["value"][1]) == 5000 and scrapes and float(scrapes[0]["value"][1]) >= 2:
-                break
-            if time.time() > deadline or procs[1].poll() is not None:
-                print(open(os.path.join(tmp, "ember.log")).read())
-                raise AssertionError("no scrape of the finished run reached Prometheus")
-            time.sleep(0.5)
+        # Wait until Prometheus has scraped the finished run (ember lingers, serving metrics); a
+        # scrape is counted once answered, so it shows from the next scrape on.
+        def ember_died():
+            if procs[1].poll() is None:
+                return False
+            print(open(os.path.join(tmp, "ember.log")).read())
+            return True
+        wait_for(lambda: prom.query('ember_eval_samples{job="ember-train"}') and
+                 at_least(prom, 'ember_eval_samples{job="ember-train"}', 5000) and
+                 at_least(prom, 'ember_http_requests_total{job="ember-train",path="/metrics",code="200"}', 2),
+                 120, "no scrape of the finished run reached Prometheus", ember_died)
 
         job = '{job="ember-train"}'
         check(prom.value('up{job="ember-train",instance="127.0.0.1:%d"}' % ember_port) == 1, "target up")
@@ -178,6 +198,33 @@ linger_s = 60
         wanted = {n for n in re.findall(r"ember_[a-z_]+", exprs) if not n.startswith("ember_optembed_")}
         missing = sorted(wanted - prom.names())
         check(not missing, f"{len(wanted)} dashboard series scraped (missing: {missing})")
+
+        # The trained model, exported and served: its port answers /metrics too.
+        model = os.path.join(tmp, "model.embx")
+        subprocess.run([ember, "export", "--checkpoint", os.path.join(tmp, "ckpt"), "--out", model], check=True,
+                       stdout=subprocess.DEVNULL)
+        procs.append(subprocess.Popen([ember, "serve", "--model", model, "--port", str(serve_port)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+        rows = [line.split("\t")[1:] for line in open(test).read().splitlines()[:2]]
+        body = json.dumps({"rows": rows}).encode()
+        wait_for(lambda: get(f"http://127.0.0.1:{serve_port}/healthz", timeout=1), 30, "ember serve did not come up",
+                 interval=0.2)
+        for _ in range(3):
+            req = urllib.request.Request(f"http://127.0.0.1:{serve_port}/v1/predict", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                check(len(json.loads(r.read())["probabilities"]) == 2, "two probabilities per request")
+        wait_for(lambda: at_least(prom, 'ember_serve_predictions_total{job="ember-serve"}', 6) and
+                 at_least(prom, 'ember_http_requests_total{job="ember-serve",path="/metrics",code="200"}', 1),
+                 60, "no scrape of ember serve reached Prometheus")
+        check(prom.value('sum(ember_http_requests_total{job="ember-serve",path="/v1/predict",code="200"})') == 3,
+              "3 predict requests counted")
+        check(prom.value('ember_info{job="ember-serve",role="serve"}') == 1, "ember_info names the serve role")
+        dash = json.load(open(os.path.join(src, "monitoring", "dashboards", "serving.json")))
+        exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+        wanted = set(re.findall(r"ember_[a-z_]+", exprs))
+        missing = sorted(wanted - prom.names())
+        check(not missing, f"{len(wanted)} serving dashboard series scraped (missing: {missing})")
         return 0
     finally:
         for p in reversed(procs):

@@ -145,6 +145,16 @@ SERVING = dashboard("ember-serving", "ember: serving", "ember-serve", [
                                f"sum(rate(ember_http_requests_total{S}[$__rate_interval]))", "4xx and 5xx")],
               unit="percentunit"),
     ]),
+    ("Predictions", [
+        panel("Predictions per second", [(f"sum(rate(ember_serve_predictions_total{S}[$__rate_interval]))",
+                                          "rows scored")]),
+        panel("Rows per forward pass", [(f"sum(rate(ember_serve_batch_rows_sum{S}[$__rate_interval])) / "
+                                         f"sum(rate(ember_serve_batch_rows_count{S}[$__rate_interval]))",
+                                         "mean (requests batched)")]),
+        panel("Predict latency (batching included)", quantiles("ember_serve_predict_seconds", S), unit="s"),
+        panel("Model", [(f"ember_serve_model_rows{S}", "rows {{instance}}"),
+                        (f"ember_serve_model_bytes{S}", "file bytes {{instance}}")]),
+    ]),
     ("Process", [
         panel("Resident memory", [(f"ember_process_resident_bytes{S}", "{{instance}}")], unit="bytes"),
         panel("CPU", [(f"rate(ember_process_cpu_seconds_total{S}[$__rate_interval])", "{{instance}}")],

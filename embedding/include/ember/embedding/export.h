@@ -123,9 +123,10 @@ class ExportedTable {
   KeyIndex index_;
   const uint64_t* keys_ = nullptr;
   const uint8_t* values_ = nullptr;
-  const float* scales_ = nullptr;  // int8: (scale, bias) per row
-  const uint64_t* masks_ = nullptr;
-  const uint64_t* starts_ = nullptr;
+  const float* scales_ = nullptr;   // int8: (scale, bias) per row
+  const uint8_t* masks_ = nullptr;  // sparse: mask_bytes_ per row
+  size_t mask_bytes_ = 0;
+  std::vector<uint64_t> starts_;  // sparse: first value of each row (computed at Open)
 };
 
 }  // namespace ember::embedding

@@ -61,6 +61,7 @@ struct ExportReport {
   embedding::ExportSummary summary;
   uint64_t held_param_bytes = 0;     // the tables' parameter bytes in the checkpoint (fp32 / fp16, masks)
   uint64_t planned_param_bytes = 0;  // what `ember plan` promised for this configuration
+  uint64_t budget_bytes = 0;         // embedding.budget in bytes (0 = none)
 };
 // Writes the compact model of a checkpoint (`precision`: fp32, fp16 or int8) and prints its
 // size, per table and against the plan.

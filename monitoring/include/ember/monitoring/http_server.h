@@ -8,7 +8,9 @@
 // Keep-alive is honoured. Each answered request is recorded as http_requests_total{path,code}
 // and http_request_seconds{path} (unknown paths under path="other", so that scanning clients
 // cannot grow the label set). Binds to loopback unless told otherwise. Handlers run on the
-// server's threads and must be thread-safe.
+// server's threads and must be thread-safe. An asynchronous handler answers later, from any
+// thread, through its Responder (exactly once): the connection waits without holding a thread,
+// so a few threads serve many waiting clients (ember serve's batched predictions).
 #pragma once
 
 #include <functional>
@@ -50,6 +52,8 @@ struct HttpServerOptions {
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  using Responder = std::function<void(HttpResponse)>;
+  using AsyncHandler = std::function<void(HttpRequest, Responder)>;
 
   explicit HttpServer(HttpServerOptions options);
   ~HttpServer();  // stops
@@ -58,6 +62,7 @@ class HttpServer {
 
   // Registers a handler; only before Start().
   void Route(const std::string& method, const std::string& path, Handler handler);
+  void RouteAsync(const std::string& method, const std::string& path, AsyncHandler handler);
   // Binds, listens and starts the threads. Errors name the address (in use, bad address).
   Status Start();
   // Stops accepting, closes connections and joins the threads. Idempotent.

@@ -27,7 +27,7 @@ namespace ember::serving {
 struct ServeOptions {
   std::string bind = "127.0.0.1";
   int port = 8080;  // 0: ephemeral
-  int threads = 8;  // HTTP threads (each holds one request while its batch runs)
+  int threads = 2;  // I/O threads (parsing, responses); requests wait for their batch without one
   size_t max_body_bytes = 4 << 20;
   size_t max_rows_per_request = 4096;
   size_t max_batch = 1024;

@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""Serving throughput and latency under load from a separate process (wrk).
+
+    python3 bench/serving.py [--build build] [--rows 300000] [--duration 10] [--connections 16]
+
+Trains the demo's DLRM on `ember datagen ctr` data (hashed rows), exports it at each of
+--precisions, serves each export with `ember serve`, and loads POST /v1/predict with wrk (one
+wrk thread: on 2 cores the load generator and the server share the machine) for --duration
+seconds with bodies of 1 and of 256 rows. Reports requests/s, predictions/s, p50/p99 latency as
+wrk measures it, non-2xx responses and socket errors, and the server's mean rows per forward
+pass (how much concurrent requests were batched). Writes bench/results/serving.{md,csv,png}.
+"""
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ms(text):
+    v, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(v) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def metric(text, name):
+    m = re.search(r"^" + re.escape(name) + r" ([\d.e+-]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def run_wrk(port, body_file, batch, duration, connections, out):
+    lua = os.path.join(out, f"serving-{batch}.lua")
+    with open(lua, "w") as f:
+        f.write('wrk.method = "POST"\n')
+        f.write('wrk.headers["Content-Type"] = "application/json"\n')
+        f.write(f'local f = io.open("{body_file}", "r")\nwrk.body = f:read("*a")\nf:close()\n')
+    p = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", lua,
+                        f"http://127.0.0.1:{port}/v1/predict"], stdout=subprocess.PIPE, text=True, check=True)
+    t = p.stdout
+    lat = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", t, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+    return {"requests_per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", t).group(1)),
+            "p50_ms": ms(lat["50"]), "p99_ms": ms(lat["99"]),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rows", type=int, default=300000, help="training rows")
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--precisions", default="fp32,int8")
+    ap.add_argument("--threads", type=int, default=2, help="ember serve --threads")
+    ap.add_argument("--out", default="bench/results")
+    a = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("bench/serving.py needs wrk, the load generator: apt-get install wrk")
+    ember = os.path.abspath(os.path.join(a.build, "launcher", "ember"))
+    out = os.path.abspath(a.out)
+    work = os.path.join(out, "serving-data")
+    os.makedirs(work, exist_ok=True)
+    train, test = os.path.join(work, "train.tsv"), os.path.join(work, "test.tsv")
+    for path, rows, seed in ((train, a.rows, 1), (test, 5000, 2)):
+        if not os.path.exists(path):
+            subprocess.run([ember, "datagen", "ctr", "--rows", str(rows), "--seed", str(seed), "--out", path],
+                           check=True, stdout=subprocess.DEVNULL)
+    ckpt = os.path.join(work, "ckpt")
+    if not os.path.isdir(ckpt):
+        subprocess.run([ember, "train", "--config", "examples/synthetic_dlrm.toml", "--set", f"data.train={train}",
+                        "--set", f"data.test={test}", "--set", "embedding.method=hash", "--set",
+                        "embedding.rows=500000", "--set", f"checkpoint.dir={ckpt}", "--set", "train.progress=off"],
+                       check=True)
+    lines = open(test).read().splitlines()
+    bodies = {}
+    for batch in (1, 256):
+        rows = [ln.split("\t")[1:] for ln in lines[:batch]]
+        bodies[batch] = os.path.join(work, f"body-{batch}.json")
+        with open(bodies[batch], "w") as f:
+            json.dump({"rows": rows}, f)
+    results = []
+    for precision in a.precisions.split(","):
+        model = os.path.join(work, f"model-{precision}.embx")
+        exp = subprocess.run([ember, "export", "--checkpoint", ckpt, "--out", model, "--precision", precision],
+                             check=True, stdout=subprocess.PIPE, text=True).stdout
+        size = os.path.getsize(model)
+        port = free_port()
+        server = subprocess.Popen([ember, "serve", "--model", model, "--port", str(port), "--threads", str(a.threads)],
+                                  stdout=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            for batch in (1, 256):
+                before = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+                r = run_wrk(port, bodies[batch], batch, a.duration, a.connections, work)
+                after = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+                rows = metric(after, "ember_serve_batch_rows_sum") - metric(before, "ember_serve_batch_rows_sum")
+                passes = metric(after, "ember_serve_batch_rows_count") - metric(before, "ember_serve_batch_rows_count")
+                r.update({"precision": precision, "model_bytes": size, "batch": batch,
+                          "connections": a.connections, "predictions_per_sec": r["requests_per_sec"] * batch,
+                          "rows_per_forward": rows / passes if passes else 0})
+                results.append(r)
+                print(f"{precision} batch {batch:3d}: {r['requests_per_sec']:8.0f} req/s, "
+                      f"{r['predictions_per_sec']:9.0f} predictions/s, p50 {r['p50_ms']:.2f} ms, "
+                      f"p99 {r['p99_ms']:.2f} ms, {r['non_2xx']} non-2xx, {r['socket_errors']} socket errors, "
+                      f"{r['rows_per_forward']:.1f} rows per forward pass", flush=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    keys = ["precision", "model_bytes", "batch", "connections", "requests", "requests_per_sec",
+            "predictions_per_sec", "p50_ms", "p99_ms", "non_2xx", "socket_errors", "rows_per_forward"]
+    with open(os.path.join(out, "serving.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in results:
+            w.writerow({k: r[k] for k in keys})
+    md = ["# Serving: POST /v1/predict under wrk", "",
+          f"DLRM (demo model, hashed rows) served by `ember serve` ({a.threads} HTTP threads, batching); wrk with 1 "
+          "thread and "
+          f"{a.connections} connections for {a.duration} s per row, on the same 2-core machine.", "",
+          "| rows | model | batch | requests/s | predictions/s | p50 ms | p99 ms | errors | rows per forward |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        md.append(f"| {r['precision']} | {r['model_bytes'] / 2**20:.1f} MiB | {r['batch']} | "
+                  f"{r['requests_per_sec']:.0f} | {r['predictions_per_sec']:.0f} | {r['p50_ms']:.2f} | "
+                  f"{r['p99_ms']:.2f} | {r['non_2xx'] + r['socket_errors']} | {r['rows_per_forward']:.1f} |")
+    open(os.path.join(out, "serving.md"), "w").write("\n".join(md) + "\n")
+    print("\n".join(md))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
+        labels = [f"{r['precision']}\nbatch {r['batch']}" for r in results]
+        ax.bar(labels, [r["predictions_per_sec"] for r in results])
+        ax.set_ylabel("predictions/s")
+        ax.set_title("throughput")
+        x = range(len(results))
+        bx.bar([i - 0.2 for i in x], [r["p50_ms"] for r in results], width=0.4, label="p50")
+        bx.bar([i + 0.2 for i in x], [r["p99_ms"] for r in results], width=0.4, label="p99")
+        bx.set_xticks(list(x))
+        bx.set_xticklabels(labels)
+        bx.set_ylabel("latency, ms")
+        bx.set_title("request latency (wrk)")
+        bx.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "serving.png"), dpi=120)
+    except ImportError:
+        print("matplotlib missing: no plot")
+
+
+if __name__ == "__main__":
+    main()
