@@ -1,0 +1,426 @@
+#include "ember/ps/wire.h"
+
+namespace ember::ps::wire {
+namespace {
+constexpr uint32_t kMaxSlices = 1 << 16;
+constexpr uint32_t kMaxSpecs = embedding::kMaxTables;
+
+Status Malformed(const std::string& why) { return Status::InvalidArgument("malformed frame: " + why); }
+
+void WriteSpec(Writer& w, const embedding::TableSpec& s) {
+  w.Pod<uint32_t>(s.id);
+  w.Pod<int32_t>(s.dim);
+  w.Pod<uint64_t>(s.rows);
+  w.Pod<float>(s.init_scale);
+  w.Pod<uint64_t>(s.seed);
+  w.Pod<int32_t>(static_cast<int32_t>(s.optimizer.kind));
+  w.Pod<float>(s.optimizer.lr);
+  w.Pod<float>(s.optimizer.eps);
+  w.Pod<float>(s.optimizer.beta1);
+  w.Pod<float>(s.optimizer.beta2);
+  w.Pod<float>(s.optimizer.initial_accumulator);
+  w.Pod<int32_t>(static_cast<int32_t>(s.kind));
+  w.Pod<float>(s.density);
+  w.Pod<uint8_t>(s.frozen ? 1 : 0);
+  w.Pod<int32_t>(static_cast<int32_t>(s.precision));
+}
+
+bool ReadSpec(Reader& r, embedding::TableSpec* s) {
+  int32_t dim = 0, opt = 0, kind = 0, precision = 0;
+  uint8_t frozen = 0;
+  if (!(r.Pod(&s->id, "spec.id") && r.Pod(&dim, "spec.dim") && r.Pod(&s->rows, "spec.rows") &&
+        r.Pod(&s->init_scale, "spec.init_scale") && r.Pod(&s->seed, "spec.seed") && r.Pod(&opt, "spec.optimizer") &&
+        r.Pod(&s->optimizer.lr, "spec.lr") && r.Pod(&s->optimizer.eps, "spec.eps") &&
+        r.Pod(&s->optimizer.beta1, "spec.beta1") && r.Pod(&s->optimizer.beta2, "spec.beta2") &&
+        r.Pod(&s->optimizer.initial_accumulator, "spec.initial_accumulator") && r.Pod(&kind, "spec.kind") &&
+        r.Pod(&s->density, "spec.density") && r.Pod(&frozen, "spec.frozen") && r.Pod(&precision, "spec.precision")))
+    return false;
+  if (s->id >= embedding::kMaxTables) return r.Fail("spec.id", "table id out of range");
+  if (dim < 1 || dim > 4096) return r.Fail("spec.dim", "width out of range");
+  if (opt < 0 || opt > static_cast<int32_t>(embedding::OptimizerKind::kAdam))
+    return r.Fail("spec.optimizer", "unknown");
+  if (kind < 0 || kind > 1) return r.Fail("spec.kind", "unknown");
+  if (kind == 1 && dim > 64) return r.Fail("spec.dim", "sparse tables are at most 64 wide");
+  if (precision < 0 || precision > 1) return r.Fail("spec.precision", "unknown");
+  if (frozen > 1) return r.Fail("spec.frozen", "not a boolean");
+  if (!(s->density > 0.0f && s->density <= 1.0f)) return r.Fail("spec.density", "outside (0, 1]");
+  s->dim = dim;
+  s->optimizer.kind = static_cast<embedding::OptimizerKind>(opt);
+  s->kind = static_cast<embedding::TableKind>(kind);
+  s->precision = static_cast<embedding::Precision>(precision);
+  s->frozen = frozen != 0;
+  return true;
+}
+}  // namespace
+
+const char* TypeName(Type t) {
+  switch (t) {
+    case Type::kError:
+      return "error";
+    case Type::kPing:
+      return "ping";
+    case Type::kCreateTables:
+      return "create_tables";
+    case Type::kPull:
+      return "pull";
+    case Type::kPush:
+      return "push";
+    case Type::kStats:
+      return "stats";
+    case Type::kApply:
+      return "apply";
+    case Type::kSave:
+      return "save";
+    case Type::kLoad:
+      return "load";
+    case Type::kShutdown:
+      return "shutdown";
+  }
+  return "unknown";
+}
+
+void AppendHeader(std::string* out, Type type, uint64_t request_id, uint32_t payload_bytes) {
+  Writer w(out);
+  w.Pod<uint32_t>(kMagic);
+  w.Pod<uint16_t>(kVersion);
+  w.Pod<uint16_t>(static_cast<uint16_t>(type));
+  w.Pod<uint64_t>(request_id);
+  w.Pod<uint32_t>(payload_bytes);
+  w.Pod<uint32_t>(0);
+}
+
+Result<Header> ParseHeader(const uint8_t* bytes, uint32_t max_payload) {
+  uint32_t magic, flags;
+  uint16_t version, type;
+  Header h;
+  std::memcpy(&magic, bytes, 4);
+  std::memcpy(&version, bytes + 4, 2);
+  std::memcpy(&type, bytes + 6, 2);
+  std::memcpy(&h.request_id, bytes + 8, 8);
+  std::memcpy(&h.payload_bytes, bytes + 16, 4);
+  std::memcpy(&flags, bytes + 20, 4);
+  if (magic != kMagic) return Malformed("bad magic (not an ember PS peer)");
+  if (version != kVersion)
+    return Malformed("protocol version " + std::to_string(version) + ", this build speaks " + std::to_string(kVersion));
+  if (type > static_cast<uint16_t>(Type::kShutdown)) return Malformed("unknown frame type " + std::to_string(type));
+  if (flags != 0) return Malformed("unknown flags");
+  if (h.payload_bytes > max_payload)
+    return Malformed("payload of " + std::to_string(h.payload_bytes) + " bytes over the limit of " +
+                     std::to_string(max_payload));
+  h.type = static_cast<Type>(type);
+  return h;
+}
+
+bool Reader::Str(std::string* s, const char* what, uint32_t max) {
+  uint32_t n = 0;
+  if (!Pod(&n, what)) return false;
+  if (n > max) return Fail(what, "string too long");
+  if (!Need(n, what)) return false;
+  s->assign(in_.data() + pos_, n);
+  pos_ += n;
+  return true;
+}
+
+bool Reader::End() {
+  if (!ok()) return false;
+  if (pos_ != in_.size()) return Fail("frame", std::to_string(in_.size() - pos_) + " trailing bytes");
+  return true;
+}
+
+bool Reader::Fail(const char* what, const std::string& why) {
+  if (error_.empty()) error_ = std::string(what) + ": " + why;
+  return false;
+}
+
+void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vector<size_t>>& positions,
+                std::string* out) {
+  Writer w(out);
+  w.Pod<uint32_t>(static_cast<uint32_t>(slices.size()));
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const auto& pos = positions[i];
+    w.Pod<uint32_t>(slices[i].table);
+    w.Pod<uint8_t>(slices[i].create_missing ? 1 : 0);
+    w.Pod<uint64_t>(pos.size());
+    for (size_t p : pos) w.Pod<uint64_t>(slices[i].keys[p]);
+  }
+}
+
+Status DecodePull(std::string_view payload, PullRequest* req) {
+  Reader r(payload);
+  uint32_t n = 0;
+  if (r.Pod(&n, "pull.slices") && n > kMaxSlices) r.Fail("pull.slices", "too many");
+  req->slices.clear();
+  for (uint32_t i = 0; r.ok() && i < n; ++i) {
+    PullRequest::Slice s;
+    uint8_t create = 0;
+    uint64_t count = 0;
+    if (r.Pod(&s.table, "pull.table") && r.Pod(&create, "pull.create_missing") && r.Pod(&count, "pull.keys") &&
+        r.Array(count, &s.keys, "pull.keys")) {
+      if (create > 1) r.Fail("pull.create_missing", "not a boolean");
+      s.create_missing = create != 0;
+      req->slices.push_back(std::move(s));
+    }
+  }
+  r.End();
+  return r.status();
+}
+
+void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t>& dims,
+                const std::vector<std::vector<size_t>>& positions, std::string* out) {
+  Writer w(out);
+  w.Pod<uint32_t>(static_cast<uint32_t>(slices.size()));
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const auto& sl = slices[i];
+    const auto& pos = positions[i];
+    const size_t dim = dims[i], stride = sl.stride ? sl.stride : dim;
+    w.Pod<uint32_t>(sl.table);
+    w.Pod<uint32_t>(dims[i]);
+    w.Pod<uint64_t>(pos.size());
+    for (size_t p : pos) w.Pod<uint64_t>(sl.keys[p]);
+    for (size_t p : pos) w.Bytes(sl.grads + p * stride, dim * sizeof(float));
+  }
+}
+
+Status DecodePush(std::string_view payload, PushRequest* req) {
+  Reader r(payload);
+  uint32_t n = 0;
+  if (r.Pod(&n, "push.slices") && n > kMaxSlices) r.Fail("push.slices", "too many");
+  req->slices.clear();
+  for (uint32_t i = 0; r.ok() && i < n; ++i) {
+    PushRequest::Slice s;
+    uint64_t count = 0;
+    if (!(r.Pod(&s.table, "push.table") && r.Pod(&s.dim, "push.dim") && r.Pod(&count, "push.keys") &&
+          r.Array(count, &s.keys, "push.keys")))
+      break;
+    if (s.dim == 0 || s.dim > 4096) {
+      r.Fail("push.dim", "width out of range");
+      break;
+    }
+    // count keys were present, so count * dim cannot overflow for dim <= 4096.
+    if (r.Array(count * s.dim, &s.grads, "push.grads")) req->slices.push_back(std::move(s));
+  }
+  r.End();
+  return r.status();
+}
+
+void EncodeSpecs(const std::vector<embedding::TableSpec>& specs, std::string* out) {
+  Writer w(out);
+  w.Pod<uint32_t>(static_cast<uint32_t>(specs.size()));
+  for (const auto& s : specs) WriteSpec(w, s);
+}
+
+Status DecodeSpecs(std::string_view payload, std::vector<embedding::TableSpec>* specs) {
+  Reader r(payload);
+  uint32_t n = 0;
+  if (r.Pod(&n, "specs") && n > kMaxSpecs) r.Fail("specs", "too many");
+  specs->clear();
+  for (uint32_t i = 0; r.ok() && i < n; ++i) {
+    embedding::TableSpec s;
+    if (ReadSpec(r, &s)) specs->push_back(s);
+  }
+  r.End();
+  return r.status();
+}
+
+void EncodeOp(const TableOp& op, std::string* out) {
+  Writer w(out);
+  w.Pod<int32_t>(static_cast<int32_t>(op.kind));
+  w.Pod<uint32_t>(op.table);
+  w.Pod<uint32_t>(op.dst_table);
+  w.Pod<double>(op.value);
+  w.Pod<uint8_t>(op.reinit ? 1 : 0);
+  w.Pod<uint64_t>(op.seed);
+}
+
+Status DecodeOp(std::string_view payload, TableOp* op) {
+  Reader r(payload);
+  int32_t kind = 0;
+  uint8_t reinit = 0;
+  if (r.Pod(&kind, "op.kind") && r.Pod(&op->table, "op.table") && r.Pod(&op->dst_table, "op.dst_table") &&
+      r.Pod(&op->value, "op.value") && r.Pod(&reinit, "op.reinit") && r.Pod(&op->seed, "op.seed")) {
+    if (kind < 0 || kind > static_cast<int32_t>(TableOp::Kind::kPruneGrow)) r.Fail("op.kind", "unknown");
+    if (reinit > 1) r.Fail("op.reinit", "not a boolean");
+    if (op->table >= embedding::kMaxTables || op->dst_table >= embedding::kMaxTables)
+      r.Fail("op.table", "table id out of range");
+    op->kind = static_cast<TableOp::Kind>(kind);
+    op->reinit = reinit != 0;
+  }
+  r.End();
+  return r.status();
+}
+
+void EncodeLoad(const LoadRequest& req, std::string* out) {
+  Writer w(out);
+  w.Str(req.dir);
+  EncodeFiles(req.files, out);
+}
+
+Status DecodeLoad(std::string_view payload, LoadRequest* req) {
+  Reader r(payload);
+  if (!r.Str(&req->dir, "load.dir", 4096)) return r.status();
+  // The rest is a file list.
+  const size_t used = 4 + req->dir.size();
+  return DecodeFiles(payload.substr(used), &req->files);
+}
+
+Status DecodeString(std::string_view payload, std::string* s) {
+  Reader r(payload);
+  r.Str(s, "string", 4096);
+  r.End();
+  return r.status();
+}
+
+void EncodeStats(const std::vector<TableStats>& stats, std::string* out) {
+  Writer w(out);
+  w.Pod<uint32_t>(static_cast<uint32_t>(stats.size()));
+  for (const auto& s : stats) {
+    w.Pod<uint32_t>(s.table);
+    w.Pod<uint64_t>(s.rows);
+    w.Pod<uint64_t>(s.values);
+    w.Pod<uint64_t>(s.bytes);
+    w.Pod<int32_t>(s.dim);
+    w.Pod<int32_t>(static_cast<int32_t>(s.kind));
+    w.Pod<int32_t>(static_cast<int32_t>(s.precision));
+    w.Pod<uint32_t>(static_cast<uint32_t>(s.shard_rows.size()));
+    for (uint64_t x : s.shard_rows) w.Pod<uint64_t>(x);
+  }
+}
+
+Status DecodeStats(std::string_view payload, std::vector<TableStats>* stats) {
+  Reader r(payload);
+  uint32_t n = 0;
+  if (r.Pod(&n, "stats") && n > kMaxSpecs) r.Fail("stats", "too many");
+  stats->clear();
+  for (uint32_t i = 0; r.ok() && i < n; ++i) {
+    TableStats s;
+    int32_t kind = 0, precision = 0;
+    uint32_t shards = 0;
+    if (r.Pod(&s.table, "stats.table") && r.Pod(&s.rows, "stats.rows") && r.Pod(&s.values, "stats.values") &&
+        r.Pod(&s.bytes, "stats.bytes") && r.Pod(&s.dim, "stats.dim") && r.Pod(&kind, "stats.kind") &&
+        r.Pod(&precision, "stats.precision") && r.Pod(&shards, "stats.shards") &&
+        r.Array(shards, &s.shard_rows, "stats.shard_rows")) {
+      if (kind < 0 || kind > 1 || precision < 0 || precision > 1) r.Fail("stats.kind", "unknown");
+      s.kind = static_cast<embedding::TableKind>(kind);
+      s.precision = static_cast<embedding::Precision>(precision);
+      stats->push_back(std::move(s));
+    }
+  }
+  r.End();
+  return r.status();
+}
+
+void EncodeOpResult(const TableOpResult& res, std::string* out) {
+  Writer w(out);
+  w.Pod<uint64_t>(res.rows);
+  w.Pod<uint64_t>(res.values);
+  w.Pod<uint64_t>(res.pruned);
+  w.Pod<uint64_t>(res.grown);
+}
+
+Status DecodeOpResult(std::string_view payload, TableOpResult* res) {
+  Reader r(payload);
+  r.Pod(&res->rows, "result.rows") && r.Pod(&res->values, "result.values") && r.Pod(&res->pruned, "result.pruned") &&
+      r.Pod(&res->grown, "result.grown");
+  r.End();
+  return r.status();
+}
+
+void EncodeFiles(const std::vector<ShardFile>& files, std::string* out) {
+  Writer w(out);
+  w.Pod<uint32_t>(static_cast<uint32_t>(files.size()));
+  for (const auto& f : files) {
+    w.Str(f.name);
+    w.Pod<uint64_t>(f.bytes);
+    w.Pod<uint64_t>(f.checksum);
+  }
+}
+
+Status DecodeFiles(std::string_view payload, std::vector<ShardFile>* files) {
+  Reader r(payload);
+  uint32_t n = 0;
+  if (r.Pod(&n, "files") && n > 65536) r.Fail("files", "too many");
+  files->clear();
+  for (uint32_t i = 0; r.ok() && i < n; ++i) {
+    ShardFile f;
+    if (r.Str(&f.name, "file.name", 4096) && r.Pod(&f.bytes, "file.bytes") && r.Pod(&f.checksum, "file.checksum")) {
+      if (f.name.empty() || f.name.find('/') != std::string::npos || f.name == "." || f.name == "..")
+        r.Fail("file.name", "not a plain file name");
+      files->push_back(std::move(f));
+    }
+  }
+  r.End();
+  return r.status();
+}
+
+void EncodeError(const Status& st, std::string* out) {
+  Writer w(out);
+  w.Pod<int32_t>(static_cast<int32_t>(st.code()));
+  w.Str(st.message());
+}
+
+Status DecodeError(std::string_view payload, Status* peer) {
+  Reader r(payload);
+  int32_t code = 0;
+  std::string message;
+  if (r.Pod(&code, "error.code") && r.Str(&message, "error.message")) {
+    if (code <= 0 || code > static_cast<int32_t>(StatusCode::kInternal)) r.Fail("error.code", "unknown");
+  }
+  r.End();
+  if (!r.ok()) return r.status();
+  *peer = Status(static_cast<StatusCode>(code), "server: " + message);
+  return Status::Ok();
+}
+
+Result<Header> ParseFrame(std::string_view frame, uint32_t max_payload) {
+  if (frame.size() < kHeaderBytes) return Malformed("shorter than a header");
+  EMBER_ASSIGN_OR_RETURN(Header h, ParseHeader(reinterpret_cast<const uint8_t*>(frame.data()), max_payload));
+  if (frame.size() - kHeaderBytes != h.payload_bytes)
+    return Malformed("payload is " + std::to_string(frame.size() - kHeaderBytes) + " bytes, header says " +
+                     std::to_string(h.payload_bytes));
+  const std::string_view payload = frame.substr(kHeaderBytes);
+  switch (h.type) {
+    case Type::kPull: {
+      PullRequest r;
+      EMBER_RETURN_IF_ERROR(DecodePull(payload, &r));
+      break;
+    }
+    case Type::kPush: {
+      PushRequest r;
+      EMBER_RETURN_IF_ERROR(DecodePush(payload, &r));
+      break;
+    }
+    case Type::kCreateTables: {
+      std::vector<embedding::TableSpec> specs;
+      EMBER_RETURN_IF_ERROR(DecodeSpecs(payload, &specs));
+      break;
+    }
+    case Type::kApply: {
+      TableOp op;
+      EMBER_RETURN_IF_ERROR(DecodeOp(payload, &op));
+      break;
+    }
+    case Type::kSave: {
+      std::string dir;
+      EMBER_RETURN_IF_ERROR(DecodeString(payload, &dir));
+      break;
+    }
+    case Type::kLoad: {
+      LoadRequest r;
+      EMBER_RETURN_IF_ERROR(DecodeLoad(payload, &r));
+      break;
+    }
+    case Type::kError: {
+      Status peer;
+      EMBER_RETURN_IF_ERROR(DecodeError(payload, &peer));
+      break;
+    }
+    case Type::kPing:
+    case Type::kStats:
+    case Type::kShutdown:
+      if (!payload.empty()) return Malformed(std::string(TypeName(h.type)) + " carries no payload");
+      break;
+  }
+  return h;
+}
+
+}  // namespace ember::ps::wire
