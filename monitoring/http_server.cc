@@ -8,6 +8,8 @@
 #include <optional>
 #include <thread>
 
+#include "ember/common/asio_listen.h"
+
 namespace ember::monitoring {
 namespace {
 namespace asio = boost::asio;
@@ -198,23 +200,7 @@ void HttpServer::RouteAsync(const std::string& method, const std::string& path, 
 }
 
 Status HttpServer::Start() {
-  const std::string where = options_.bind + ":" + std::to_string(options_.port);
-  beast::error_code ec;
-  const auto address = asio::ip::make_address(options_.bind, ec);
-  if (ec) return Status::InvalidArgument("http server: bad bind address \"" + options_.bind + "\": " + ec.message());
-  if (options_.port < 0 || options_.port > 65535)
-    return Status::InvalidArgument("http server: port " + std::to_string(options_.port) + " is out of range");
-  const tcp::endpoint endpoint(address, static_cast<uint16_t>(options_.port));
-  auto& acc = impl_->acceptor;
-  acc.open(endpoint.protocol(), ec);
-  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acc.bind(endpoint, ec);
-  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    acc.close();
-    return Status::Unavailable("http server: cannot listen on " + where + ": " + ec.message());
-  }
-  impl_->port = acc.local_endpoint().port();
+  EMBER_ASSIGN_OR_RETURN(impl_->port, ListenOn(&impl_->acceptor, options_.bind, options_.port, "http server"));
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->Accept();
   for (int i = 0; i < std::max(1, options_.threads); ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });

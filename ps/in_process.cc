@@ -107,21 +107,8 @@ Result<TableOpResult> InProcessClient::Apply(const TableOp& op) {
 
 Result<std::vector<TableStats>> InProcessClient::Stats() {
   std::vector<TableStats> total;
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    for (const auto& t : shards_[i]->Stats()) {
-      auto it = std::find_if(total.begin(), total.end(), [&](const TableStats& x) { return x.table == t.table; });
-      if (it == total.end()) {
-        total.push_back(t);
-        total.back().rows = total.back().values = total.back().bytes = 0;
-        total.back().shard_rows.assign(shards_.size(), 0);
-        it = total.end() - 1;
-      }
-      it->rows += t.rows;
-      it->values += t.values;
-      it->bytes += t.bytes;
-      it->shard_rows[i] = t.rows;
-    }
-  }
+  for (size_t i = 0; i < shards_.size(); ++i)
+    MergeShardStats(static_cast<int>(i), num_shards(), shards_[i]->Stats(), &total);
   return total;
 }
 
@@ -169,6 +156,22 @@ Status InProcessClient::LoadShards(const std::string& dir, const std::vector<Sha
     table_dims_[t->spec().id] = static_cast<uint32_t>(t->spec().dim);
   }
   return Status::Ok();
+}
+
+void MergeShardStats(int shard, int num_shards, const std::vector<TableStats>& part, std::vector<TableStats>* total) {
+  for (const auto& t : part) {
+    auto it = std::find_if(total->begin(), total->end(), [&](const TableStats& x) { return x.table == t.table; });
+    if (it == total->end()) {
+      total->push_back(t);
+      total->back().rows = total->back().values = total->back().bytes = 0;
+      total->back().shard_rows.assign(static_cast<size_t>(num_shards), 0);
+      it = total->end() - 1;
+    }
+    it->rows += t.rows;
+    it->values += t.values;
+    it->bytes += t.bytes;
+    it->shard_rows[static_cast<size_t>(shard)] = t.rows;
+  }
 }
 
 }  // namespace ember::ps

@@ -7,6 +7,8 @@
 #include "ember/data/criteo.h"
 #include "ember/data/synthetic_ctr.h"
 #include "ember/ps/in_process.h"
+#include "ember/ps/remote_client.h"
+#include "ember/ps/server.h"
 #include "ember/workers/trainer.h"
 #include "test_util.h"
 
@@ -196,6 +198,43 @@ TEST(Trainer, UnknownDenseOptimizer) {
   LocalCollective coll;
   auto t = Trainer::Create(c, &ps, &coll);
   EXPECT_NE(t.status().message().find("train.optimizer"), std::string::npos);
+}
+
+// The same training over 2 PS servers (loopback TCP, servers on threads) and over 2 in-process
+// shards: the same rows on the same shards, so bit-identical predictions.
+TEST(Trainer, RemoteShardsTrainExactlyLikeInProcessShards) {
+  std::vector<std::unique_ptr<ps::PsServer>> servers;
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < 2; ++i) {
+    ps::ServerOptions o;
+    o.shard_index = i;
+    o.num_shards = 2;
+    servers.push_back(std::make_unique<ps::PsServer>(o));
+    ASSERT_TRUE(servers.back()->Start().ok());
+    endpoints.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
+  }
+  auto remote = ps::RemoteClient::Connect(endpoints, 5);
+  ASSERT_TRUE(remote.ok());
+  ps::InProcessClient local(2);
+  auto c = SmallConfig("dlrm");
+  c.embedding.method = "unified";
+  c.embedding.rows = 3000;
+  LocalCollective coll;
+  auto a = Trainer::Create(c, remote->get(), &coll);
+  auto b = Trainer::Create(c, &local, &coll);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  for (Trainer* t : {a->get(), b->get()}) {
+    auto r = Reader(Data().test, 512);  // 10000 rows: 20 steps
+    ASSERT_TRUE(t->TrainEpoch(r.get(), 0, 1, quiet).ok());
+  }
+  std::vector<float> pa, pb, y;
+  auto ra = Reader(Data().test, 4096), rb = Reader(Data().test, 4096);
+  ASSERT_TRUE((*a)->Evaluate(ra.get(), &pa, &y).ok());
+  ASSERT_TRUE((*b)->Evaluate(rb.get(), &pb, &y).ok());
+  EXPECT_EQ(pa, pb);
+  EXPECT_GT((*remote)->bytes_sent(), 0u);
 }
 
 }  // namespace

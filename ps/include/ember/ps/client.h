@@ -96,6 +96,9 @@ inline int ShardOf(uint64_t key, int num_shards) {
   return static_cast<int>(Mix64(embedding::KeyLocal(key) ^ 0x2545f4914f6cdd1dULL) % static_cast<uint64_t>(num_shards));
 }
 
+// Adds shard `shard`'s per-table stats (of num_shards) into *total: sums, and rows per shard.
+void MergeShardStats(int shard, int num_shards, const std::vector<TableStats>& part, std::vector<TableStats>* total);
+
 class PsClient {
  public:
   virtual ~PsClient() = default;

@@ -1,0 +1,58 @@
+// RemoteClient: PsClient over TCP to k server ranks (server.h), speaking wire.h.
+//
+// Key k goes to server ShardOf(k, k_servers), as in the in-process client, so the same rows live
+// on the same shard index either way. One call sends one request per server that has keys (all
+// requests are written before any reply is read, so the servers work in parallel), then reads
+// the replies and scatters rows back. A server that disconnects or answers an error fails the
+// call with a Status naming the server. Thread-safe: calls are serialised.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ember/ps/client.h"
+#include "ember/ps/wire.h"
+
+namespace ember::ps {
+
+class RemoteClient final : public PsClient {
+ public:
+  // endpoints[i] = "host:port" of server i. Retries connecting for up to `connect_timeout_s`.
+  static Result<std::unique_ptr<RemoteClient>> Connect(const std::vector<std::string>& endpoints,
+                                                       double connect_timeout_s = 30);
+  ~RemoteClient() override;
+
+  int num_shards() const override { return static_cast<int>(endpoints_.size()); }
+  Status CreateTables(const std::vector<embedding::TableSpec>& specs) override;
+  Status Pull(const std::vector<PullSlice>& slices) override;
+  Status Push(const std::vector<PushSlice>& slices) override;
+  Result<std::vector<TableStats>> Stats() override;
+  Result<TableOpResult> Apply(const TableOp& op) override;
+  Result<std::vector<ShardFile>> SaveShards(const std::string& dir) override;
+  Status LoadShards(const std::string& dir, const std::vector<ShardFile>& files) override;
+  // Asks every server to exit (their WaitForShutdown() returns).
+  Status Shutdown();
+  // Bytes written and read so far (frames included), for benchmarks and metrics.
+  uint64_t bytes_sent() const { return bytes_sent_; }
+  uint64_t bytes_received() const { return bytes_received_; }
+
+  struct Impl;
+
+ private:
+  RemoteClient() = default;
+  // Sends payloads[i] (if non-null) to server i, then reads every reply into replies[i].
+  Status RoundTrip(wire::Type type, const std::vector<const std::string*>& payloads, std::vector<std::string>* replies);
+  Status Broadcast(wire::Type type, const std::string& payload, std::vector<std::string>* replies);
+  uint32_t Dim(uint32_t table) const;
+
+  std::vector<std::string> endpoints_;
+  std::unique_ptr<Impl> impl_;
+  std::mutex mu_;
+  std::vector<uint32_t> table_dims_;
+  uint64_t next_id_ = 1;
+  uint64_t bytes_sent_ = 0, bytes_received_ = 0;
+};
+
+}  // namespace ember::ps

@@ -1,0 +1,258 @@
+#include "ember/ps/remote_client.h"
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+namespace ember::ps {
+namespace {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// positions[server][slice] = indices of the slice's keys that live on the server; fails on an
+// undeclared table (dims[slice] = 0).
+template <typename Slice>
+Status GroupByServer(const std::vector<Slice>& slices, const std::vector<uint32_t>& dims, int n, const char* what,
+                     std::vector<std::vector<std::vector<size_t>>>* positions) {
+  positions->assign(n, std::vector<std::vector<size_t>>(slices.size()));
+  for (size_t s = 0; s < slices.size(); ++s) {
+    if (!dims[s]) return Status::NotFound(std::string(what) + " undeclared table " + std::to_string(slices[s].table));
+    for (size_t i = 0; i < slices[s].n; ++i) (*positions)[ShardOf(slices[s].keys[i], n)][s].push_back(i);
+  }
+  return Status::Ok();
+}
+
+// One payload per server with keys (encode(positions, out)); servers without keys get none.
+template <typename Encode>
+std::vector<const std::string*> Payloads(const std::vector<std::vector<std::vector<size_t>>>& positions,
+                                         std::vector<std::string>* payloads, Encode&& encode) {
+  payloads->assign(positions.size(), std::string());
+  std::vector<const std::string*> send(positions.size(), nullptr);
+  for (size_t i = 0; i < positions.size(); ++i) {
+    size_t keys = 0;
+    for (const auto& p : positions[i]) keys += p.size();
+    if (!keys) continue;
+    encode(positions[i], &(*payloads)[i]);
+    send[i] = &(*payloads)[i];
+  }
+  return send;
+}
+}  // namespace
+
+struct RemoteClient::Impl {
+  asio::io_context ioc;
+  std::vector<tcp::socket> sockets;
+};
+
+RemoteClient::~RemoteClient() = default;
+
+Result<std::unique_ptr<RemoteClient>> RemoteClient::Connect(const std::vector<std::string>& endpoints,
+                                                            double connect_timeout_s) {
+  if (endpoints.empty()) return Status::InvalidArgument("remote PS client: no server endpoints");
+  std::unique_ptr<RemoteClient> c(new RemoteClient());
+  c->endpoints_ = endpoints;
+  c->impl_ = std::make_unique<Impl>();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(connect_timeout_s);
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const std::string& ep = endpoints[i];
+    const size_t colon = ep.rfind(':');
+    if (colon == std::string::npos) return Status::InvalidArgument("PS endpoint '" + ep + "' is not host:port");
+    tcp::resolver resolver(c->impl_->ioc);
+    boost::system::error_code ec;
+    auto results = resolver.resolve(ep.substr(0, colon), ep.substr(colon + 1), ec);
+    if (ec) return Status::InvalidArgument("PS endpoint '" + ep + "': " + ec.message());
+    tcp::socket socket(c->impl_->ioc);
+    for (;;) {
+      asio::connect(socket, results, ec);
+      if (!ec) break;
+      if (std::chrono::steady_clock::now() > deadline)
+        return Status::Unavailable("cannot connect to PS server " + std::to_string(i) + " at " + ep + ": " +
+                                   ec.message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    c->impl_->sockets.push_back(std::move(socket));
+  }
+  return c;
+}
+
+Status RemoteClient::RoundTrip(wire::Type type, const std::vector<const std::string*>& payloads,
+                               std::vector<std::string>* replies) {
+  auto& sockets = impl_->sockets;
+  const size_t n = sockets.size();
+  replies->assign(n, std::string());
+  std::vector<uint64_t> ids(n, 0);
+  std::string frame;
+  auto server = [&](size_t i) { return "PS server " + std::to_string(i) + " (" + endpoints_[i] + ")"; };
+  for (size_t i = 0; i < n; ++i) {
+    if (!payloads[i]) continue;
+    ids[i] = next_id_++;
+    frame.clear();
+    wire::AppendHeader(&frame, type, ids[i], static_cast<uint32_t>(payloads[i]->size()));
+    boost::system::error_code ec;
+    asio::write(sockets[i], std::array<asio::const_buffer, 2>{asio::buffer(frame), asio::buffer(*payloads[i])}, ec);
+    if (ec) return Status::Unavailable(server(i) + ": " + ec.message());
+    bytes_sent_ += frame.size() + payloads[i]->size();
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!payloads[i]) continue;
+    uint8_t header[wire::kHeaderBytes];
+    boost::system::error_code ec;
+    asio::read(sockets[i], asio::buffer(header), ec);
+    if (ec) return Status::Unavailable(server(i) + " is gone: " + ec.message());
+    EMBER_ASSIGN_OR_RETURN(auto h, wire::ParseHeader(header));
+    auto& reply = (*replies)[i];
+    reply.resize(h.payload_bytes);
+    asio::read(sockets[i], asio::buffer(reply), ec);
+    if (ec) return Status::Unavailable(server(i) + " is gone: " + ec.message());
+    bytes_received_ += wire::kHeaderBytes + reply.size();
+    if (h.type == wire::Type::kError) {
+      Status peer;
+      EMBER_RETURN_IF_ERROR(wire::DecodeError(reply, &peer));
+      return peer.WithContext(server(i));
+    }
+    if (h.type != type || h.request_id != ids[i])
+      return Status::Internal(server(i) + ": reply does not match the request");
+  }
+  return Status::Ok();
+}
+
+Status RemoteClient::Broadcast(wire::Type type, const std::string& payload, std::vector<std::string>* replies) {
+  return RoundTrip(type, std::vector<const std::string*>(impl_->sockets.size(), &payload), replies);
+}
+
+uint32_t RemoteClient::Dim(uint32_t table) const { return table < table_dims_.size() ? table_dims_[table] : 0; }
+
+Status RemoteClient::CreateTables(const std::vector<embedding::TableSpec>& specs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string payload;
+  wire::EncodeSpecs(specs, &payload);
+  std::vector<std::string> replies;
+  EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kCreateTables, payload, &replies));
+  for (const auto& s : specs) {
+    if (table_dims_.size() <= s.id) table_dims_.resize(s.id + 1, 0);
+    table_dims_[s.id] = static_cast<uint32_t>(s.dim);
+  }
+  return Status::Ok();
+}
+
+Status RemoteClient::Pull(const std::vector<PullSlice>& slices) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int n = num_shards();
+  std::vector<uint32_t> dims(slices.size());
+  for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
+  std::vector<std::vector<std::vector<size_t>>> positions;
+  EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "pull from", &positions));
+  std::vector<std::string> payloads;
+  const auto send =
+      Payloads(positions, &payloads, [&](const auto& pos, std::string* out) { wire::EncodePull(slices, pos, out); });
+  std::vector<std::string> replies;
+  EMBER_RETURN_IF_ERROR(RoundTrip(wire::Type::kPull, send, &replies));
+  for (int i = 0; i < n; ++i) {
+    if (!send[i]) continue;
+    wire::Reader r(replies[i]);
+    for (size_t s = 0; s < slices.size(); ++s) {
+      uint32_t dim = 0;
+      std::vector<float> rows;
+      if (!(r.Pod(&dim, "pull reply dim") && r.Array(uint64_t{positions[i][s].size()} * dim, &rows, "pull reply rows")))
+        return r.status().WithContext("PS server " + std::to_string(i));
+      if (dim != Dim(slices[s].table))
+        return Status::Internal("PS server " + std::to_string(i) + ": table " + std::to_string(slices[s].table) +
+                                " rows are " + std::to_string(dim) + " wide, expected " +
+                                std::to_string(Dim(slices[s].table)));
+      const size_t stride = slices[s].stride ? slices[s].stride : dim;
+      for (size_t k = 0; k < positions[i][s].size(); ++k)
+        std::memcpy(slices[s].out + positions[i][s][k] * stride, rows.data() + k * dim, dim * sizeof(float));
+    }
+    if (!r.End()) return r.status().WithContext("PS server " + std::to_string(i));
+  }
+  return Status::Ok();
+}
+
+Status RemoteClient::Push(const std::vector<PushSlice>& slices) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int n = num_shards();
+  std::vector<uint32_t> dims(slices.size());
+  for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
+  std::vector<std::vector<std::vector<size_t>>> positions;
+  EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "push to", &positions));
+  std::vector<std::string> payloads;
+  const auto send = Payloads(positions, &payloads,
+                             [&](const auto& pos, std::string* out) { wire::EncodePush(slices, dims, pos, out); });
+  std::vector<std::string> replies;
+  return RoundTrip(wire::Type::kPush, send, &replies);
+}
+
+Result<std::vector<TableStats>> RemoteClient::Stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> replies;
+  EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kStats, "", &replies));
+  std::vector<TableStats> total;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    std::vector<TableStats> stats;
+    EMBER_RETURN_IF_ERROR(wire::DecodeStats(replies[i], &stats).WithContext("PS server " + std::to_string(i)));
+    MergeShardStats(static_cast<int>(i), static_cast<int>(replies.size()), stats, &total);
+  }
+  return total;
+}
+
+Result<TableOpResult> RemoteClient::Apply(const TableOp& op) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string payload;
+  wire::EncodeOp(op, &payload);
+  std::vector<std::string> replies;
+  EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kApply, payload, &replies));
+  TableOpResult total;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    TableOpResult r;
+    EMBER_RETURN_IF_ERROR(wire::DecodeOpResult(replies[i], &r).WithContext("PS server " + std::to_string(i)));
+    total.rows += r.rows;
+    total.values += r.values;
+    total.pruned += r.pruned;
+    total.grown += r.grown;
+  }
+  if (op.kind == TableOp::Kind::kDropTable && op.table < table_dims_.size()) table_dims_[op.table] = 0;
+  return total;
+}
+
+Result<std::vector<ShardFile>> RemoteClient::SaveShards(const std::string& dir) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string payload;
+  wire::Writer(&payload).Str(dir);
+  std::vector<std::string> replies;
+  EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kSave, payload, &replies));
+  std::vector<ShardFile> files;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    std::vector<ShardFile> f;
+    EMBER_RETURN_IF_ERROR(wire::DecodeFiles(replies[i], &f).WithContext("PS server " + std::to_string(i)));
+    files.insert(files.end(), f.begin(), f.end());
+  }
+  return files;
+}
+
+Status RemoteClient::LoadShards(const std::string& dir, const std::vector<ShardFile>& files) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string payload;
+  wire::EncodeLoad({dir, files}, &payload);
+  std::vector<std::string> replies;
+  EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kLoad, payload, &replies));
+  // The tables' widths, from any server's stats (every server declares every table).
+  std::vector<std::string> stats;
+  EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kStats, "", &stats));
+  std::vector<TableStats> t;
+  EMBER_RETURN_IF_ERROR(wire::DecodeStats(stats[0], &t));
+  for (const auto& s : t) {
+    if (table_dims_.size() <= s.table) table_dims_.resize(s.table + 1, 0);
+    table_dims_[s.table] = static_cast<uint32_t>(s.dim);
+  }
+  return Status::Ok();
+}
+
+Status RemoteClient::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> replies;
+  return Broadcast(wire::Type::kShutdown, "", &replies);
+}
+
+}  // namespace ember::ps

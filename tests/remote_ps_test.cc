@@ -1,0 +1,289 @@
+// Servers and the remote client in one process (servers on threads, loopback TCP): the remote
+// client is equivalent to the in-process one, reshards N -> M through checkpoint files, and a
+// malformed frame or a dead server is an error, never a corrupted shard.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "ember/ps/in_process.h"
+#include "ember/ps/remote_client.h"
+#include "ember/ps/server.h"
+
+namespace ember::ps {
+namespace {
+
+std::string Dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("ember_remote_" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+// k servers on loopback and a client connected to them.
+struct Cluster {
+  explicit Cluster(int k) {
+    std::vector<std::string> endpoints;
+    for (int i = 0; i < k; ++i) {
+      ServerOptions o;
+      o.shard_index = i;
+      o.num_shards = k;
+      servers.push_back(std::make_unique<PsServer>(o));
+      EMBER_CHECK(servers.back()->Start().ok());
+      endpoints.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
+    }
+    auto c = RemoteClient::Connect(endpoints, 5);
+    EMBER_CHECK(c.ok()) << c.status().ToString();
+    client = std::move(c).value();
+  }
+  std::vector<std::unique_ptr<PsServer>> servers;
+  std::unique_ptr<RemoteClient> client;
+};
+
+std::vector<embedding::TableSpec> Specs() {
+  embedding::TableSpec dense;
+  dense.id = 0;
+  dense.dim = 8;
+  dense.seed = 3;
+  embedding::TableSpec sparse = dense;
+  sparse.id = 1;
+  sparse.kind = embedding::TableKind::kSparse;
+  sparse.density = 0.5f;
+  embedding::TableSpec adam = dense;
+  adam.id = 2;
+  adam.dim = 5;
+  adam.optimizer.kind = embedding::OptimizerKind::kAdam;
+  return {dense, sparse, adam};
+}
+
+// The same sequence of strided pulls and pushes on both clients; every pulled row must match.
+void Drive(PsClient& a, PsClient& b, int steps, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const auto specs = Specs();
+  for (int step = 0; step < steps; ++step) {
+    std::vector<std::vector<uint64_t>> keys(specs.size());
+    for (size_t t = 0; t < specs.size(); ++t) {
+      std::set<uint64_t> uniq;
+      while (uniq.size() < 50) uniq.insert(embedding::MakeKey(specs[t].id, rng() % 400));
+      keys[t].assign(uniq.begin(), uniq.end());
+    }
+    const size_t stride = 10;  // wider than every table: strided rows
+    std::vector<std::vector<float>> out_a(specs.size()), out_b(specs.size()), grads(specs.size());
+    std::vector<PullSlice> pa, pb;
+    std::vector<PushSlice> push;
+    for (size_t t = 0; t < specs.size(); ++t) {
+      out_a[t].assign(50 * stride, -1);
+      out_b[t].assign(50 * stride, -1);
+      grads[t].resize(50 * stride);
+      for (auto& g : grads[t]) g = std::uniform_real_distribution<float>(-1, 1)(rng);
+      PullSlice s;
+      s.table = specs[t].id;
+      s.keys = keys[t].data();
+      s.n = keys[t].size();
+      s.stride = stride;
+      s.create_missing = step % 3 != 2;  // some read-only pulls
+      s.out = out_a[t].data();
+      pa.push_back(s);
+      s.out = out_b[t].data();
+      pb.push_back(s);
+      PushSlice p;
+      p.table = specs[t].id;
+      p.keys = keys[t].data();
+      p.n = keys[t].size();
+      p.grads = grads[t].data();
+      p.stride = stride;
+      push.push_back(p);
+    }
+    ASSERT_TRUE(a.Pull(pa).ok());
+    ASSERT_TRUE(b.Pull(pb).ok());
+    for (size_t t = 0; t < specs.size(); ++t) ASSERT_EQ(out_a[t], out_b[t]) << "step " << step << " table " << t;
+    ASSERT_TRUE(a.Push(push).ok());
+    ASSERT_TRUE(b.Push(push).ok());
+  }
+}
+
+void ExpectSameStats(PsClient& a, PsClient& b) {
+  auto sa = a.Stats(), sb = b.Stats();
+  ASSERT_TRUE(sa.ok() && sb.ok());
+  ASSERT_EQ(sa->size(), sb->size());
+  for (const auto& x : *sa) {
+    auto y = std::find_if(sb->begin(), sb->end(), [&](const TableStats& s) { return s.table == x.table; });
+    ASSERT_NE(y, sb->end());
+    EXPECT_EQ(x.rows, y->rows);
+    EXPECT_EQ(x.values, y->values);
+    EXPECT_EQ(x.dim, y->dim);
+    EXPECT_EQ(x.shard_rows, y->shard_rows) << "table " << x.table;
+  }
+}
+
+TEST(RemotePs, EquivalentToInProcessShards) {
+  Cluster cluster(2);
+  InProcessClient local(2);
+  ASSERT_TRUE(cluster.client->CreateTables(Specs()).ok());
+  ASSERT_TRUE(local.CreateTables(Specs()).ok());
+  Drive(*cluster.client, local, 12, 1);
+  ExpectSameStats(*cluster.client, local);
+  // Server-side maintenance gives the same results (DSL prune/grow with collected growth).
+  TableOp op;
+  op.table = 1;
+  op.kind = TableOp::Kind::kCollectGrowth;
+  op.value = 1;
+  ASSERT_TRUE(cluster.client->Apply(op).ok());
+  ASSERT_TRUE(local.Apply(op).ok());
+  Drive(*cluster.client, local, 3, 2);
+  op.kind = TableOp::Kind::kPruneGrow;
+  op.value = 0.3;
+  op.seed = 9;
+  auto ra = cluster.client->Apply(op), rb = local.Apply(op);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  EXPECT_GT(ra->pruned, 0u);
+  EXPECT_EQ(ra->pruned, rb->pruned);
+  EXPECT_EQ(ra->grown, rb->grown);
+  Drive(*cluster.client, local, 3, 3);
+  ExpectSameStats(*cluster.client, local);
+  EXPECT_GT(cluster.client->bytes_sent(), 0u);
+  EXPECT_GT(cluster.client->bytes_received(), 0u);
+}
+
+// 2 servers -> files -> 3 in-process shards -> files -> 1 server: every row and its optimizer
+// state survive (later pushes and pulls agree exactly with an uninterrupted client).
+TEST(RemotePs, ReshardsThroughCheckpointFiles) {
+  Cluster two(2);
+  InProcessClient reference(2);
+  ASSERT_TRUE(two.client->CreateTables(Specs()).ok());
+  ASSERT_TRUE(reference.CreateTables(Specs()).ok());
+  Drive(*two.client, reference, 8, 4);
+  const std::string d1 = Dir("two");
+  auto files = two.client->SaveShards(d1);
+  ASSERT_TRUE(files.ok()) << files.status().ToString();
+  ASSERT_EQ(files->size(), 2u);
+  InProcessClient three(3);
+  ASSERT_TRUE(three.LoadShards(d1, *files).ok());
+  Drive(three, reference, 4, 5);
+  const std::string d2 = Dir("three");
+  auto files3 = three.SaveShards(d2);
+  ASSERT_TRUE(files3.ok());
+  Cluster one(1);
+  ASSERT_TRUE(one.client->LoadShards(d2, *files3).ok());
+  Drive(*one.client, reference, 4, 6);
+  auto st = one.client->Stats();
+  ASSERT_TRUE(st.ok());
+  auto ref = reference.Stats();
+  uint64_t rows = 0, ref_rows = 0;
+  for (const auto& s : *st) rows += s.rows;
+  for (const auto& s : *ref) ref_rows += s.rows;
+  EXPECT_EQ(rows, ref_rows);
+  // A corrupted file is refused by the server, naming it, and the shard keeps its rows.
+  std::string bytes;
+  {
+    std::ifstream in(d2 + "/" + (*files3)[0].name, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  bytes[bytes.size() / 2] ^= 1;
+  std::ofstream(d2 + "/" + (*files3)[0].name, std::ios::binary) << bytes;
+  Status bad = one.client->LoadShards(d2, *files3);
+  EXPECT_EQ(bad.code(), StatusCode::kCorruption);
+  EXPECT_NE(bad.message().find((*files3)[0].name), std::string::npos) << bad.ToString();
+  EXPECT_NE(bad.message().find("PS server 0"), std::string::npos) << bad.ToString();
+  auto after = one.client->Stats();
+  uint64_t rows_after = 0;
+  for (const auto& s : *after) rows_after += s.rows;
+  EXPECT_EQ(rows_after, rows);
+}
+
+// Raw bytes to a server: garbage and lying frames get an error frame, the connection closes, and
+// the shard is untouched; well-formed clients keep working.
+TEST(RemotePs, MalformedFramesAreRefused) {
+  Cluster c(1);
+  ASSERT_TRUE(c.client->CreateTables(Specs()).ok());
+  InProcessClient ref(1);
+  ASSERT_TRUE(ref.CreateTables(Specs()).ok());
+  Drive(*c.client, ref, 2, 7);
+  auto send = [&](const std::string& bytes) {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::socket s(ioc);
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(c.servers[0]->port())});
+    boost::asio::write(s, boost::asio::buffer(bytes));
+    std::string reply;
+    boost::system::error_code ec;
+    boost::asio::read(s, boost::asio::dynamic_buffer(reply), ec);  // until the server closes
+    return reply;
+  };
+  auto error_of = [](const std::string& reply) {
+    if (reply.size() < wire::kHeaderBytes) return std::string("no reply");
+    auto h = wire::ParseHeader(reinterpret_cast<const uint8_t*>(reply.data()));
+    if (!h.ok() || h->type != wire::Type::kError) return std::string("not an error frame");
+    Status peer;
+    EMBER_CHECK(wire::DecodeError(std::string_view(reply).substr(wire::kHeaderBytes), &peer).ok());
+    return peer.message();
+  };
+  EXPECT_NE(error_of(send(std::string(24, 'x'))).find("bad magic"), std::string::npos);
+  std::string lying;
+  {
+    std::string payload;
+    wire::Writer w(&payload);
+    w.Pod<uint32_t>(1);                  // one slice
+    w.Pod<uint32_t>(0);                  // table 0
+    w.Pod<uint8_t>(1);                   // create missing
+    w.Pod<uint64_t>(uint64_t{1} << 40);  // keys claimed; none follow
+    wire::AppendHeader(&lying, wire::Type::kPull, 1, static_cast<uint32_t>(payload.size()));
+    lying += payload;
+  }
+  EXPECT_NE(error_of(send(lying)).find("count past the end"), std::string::npos) << error_of(send(lying));
+  std::string huge;
+  wire::AppendHeader(&huge, wire::Type::kPush, 1, 0xffffffffu);
+  EXPECT_NE(error_of(send(huge)).find("over the limit"), std::string::npos);
+  // A push to a table with the wrong width is refused before any row changes.
+  std::string wrong;
+  {
+    const uint64_t key = embedding::MakeKey(0, 1);
+    const float g[3] = {1, 2, 3};
+    PushSlice p;
+    p.table = 0;
+    p.keys = &key;
+    p.n = 1;
+    p.grads = g;
+    std::string payload;
+    wire::EncodePush({p}, {3}, {{0}}, &payload);
+    wire::AppendHeader(&wrong, wire::Type::kPush, 1, static_cast<uint32_t>(payload.size()));
+    wrong += payload;
+  }
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket s(ioc);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(c.servers[0]->port())});
+  boost::asio::write(s, boost::asio::buffer(wrong));
+  uint8_t header[wire::kHeaderBytes];
+  boost::asio::read(s, boost::asio::buffer(header));
+  auto h = wire::ParseHeader(header);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->type, wire::Type::kError);
+  ExpectSameStats(*c.client, ref);
+  Drive(*c.client, ref, 2, 8);  // the shard is as before: pulls still match the reference
+}
+
+TEST(RemotePs, ADeadServerIsAnErrorNamingIt) {
+  Cluster c(2);
+  ASSERT_TRUE(c.client->CreateTables(Specs()).ok());
+  c.servers[1]->Stop();
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < 100; ++i) keys.push_back(embedding::MakeKey(0, i));
+  std::vector<float> out(keys.size() * 8);
+  PullSlice s;
+  s.table = 0;
+  s.keys = keys.data();
+  s.n = keys.size();
+  s.out = out.data();
+  Status st = c.client->Pull({s});
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st.ToString();
+  EXPECT_NE(st.message().find("PS server 1"), std::string::npos) << st.ToString();
+  auto none = RemoteClient::Connect({"127.0.0.1:1"}, 0.2);
+  EXPECT_EQ(none.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(none.status().message().find("127.0.0.1:1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ember::ps
