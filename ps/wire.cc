@@ -141,7 +141,10 @@ void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vec
     w.Pod<uint32_t>(slices[i].table);
     w.Pod<uint8_t>(slices[i].create_missing ? 1 : 0);
     w.Pod<uint64_t>(pos.size());
-    for (size_t p : pos) w.Pod<uint64_t>(slices[i].keys[p]);
+    const size_t at = out->size();
+    out->resize(at + pos.size() * sizeof(uint64_t));
+    auto* k = reinterpret_cast<char*>(out->data() + at);
+    for (size_t j = 0; j < pos.size(); ++j) std::memcpy(k + j * 8, &slices[i].keys[pos[j]], 8);
   }
 }
 
@@ -176,8 +179,14 @@ void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t
     w.Pod<uint32_t>(sl.table);
     w.Pod<uint32_t>(dims[i]);
     w.Pod<uint64_t>(pos.size());
-    for (size_t p : pos) w.Pod<uint64_t>(sl.keys[p]);
-    for (size_t p : pos) w.Bytes(sl.grads + p * stride, dim * sizeof(float));
+    const size_t at = out->size(), row = dim * sizeof(float);
+    out->resize(at + pos.size() * (sizeof(uint64_t) + row));
+    char* k = out->data() + at;
+    char* g = k + pos.size() * sizeof(uint64_t);
+    for (size_t j = 0; j < pos.size(); ++j) {
+      std::memcpy(k + j * 8, &sl.keys[pos[j]], 8);
+      std::memcpy(g + j * row, sl.grads + pos[j] * stride, row);
+    }
   }
 }
 
