@@ -10,6 +10,7 @@ PACKAGES=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
   libboost-dev                               # Asio/Beast: the metrics and serving HTTP servers
   zlib1g-dev                                 # CRC-32 of exported models
+  libopenmpi-dev openmpi-bin                 # mpirun clusters, MPI all-reduce (NCCL: /usr/local/cuda if present)
   libgtest-dev libgmock-dev
   python3 python3-numpy python3-matplotlib   # benchmark tables and plots
 )
