@@ -38,6 +38,46 @@ PY
 "$EMBER" eval --checkpoint "$WORK/ckpt" --data "$WORK/test.tsv" --metrics-json "$WORK/e.json" >/dev/null 2>&1 || fail "eval failed"
 python3 -c "import json,sys; a=json.load(open('$WORK/m.json'))['auc']; b=json.load(open('$WORK/e.json'))['auc']; assert abs(a-b) < 1e-12, (a,b)" || fail "eval AUC differs from train's"
 
+# Export at int8, score the file, serve it over HTTP, stop the server with SIGTERM.
+"$EMBER" export --checkpoint "$WORK/ckpt" --out "$WORK/model.embx" --precision int8 > "$WORK/export.out" 2>&1 \
+  || { cat "$WORK/export.out"; fail "export failed"; }
+size=$(stat -c %s "$WORK/model.embx")
+grep -q "^file $size bytes" "$WORK/export.out" || { cat "$WORK/export.out"; fail "export size not printed"; }
+"$EMBER" eval --model "$WORK/model.embx" --data "$WORK/test.tsv" --metrics-json "$WORK/x.json" >/dev/null 2>&1 \
+  || fail "eval of the export failed"
+python3 -c "import json; a=json.load(open('$WORK/e.json'))['auc']; b=json.load(open('$WORK/x.json'))['auc']; assert abs(a-b) < 2e-3, (a,b)" \
+  || fail "int8 export AUC too far from the checkpoint's"
+port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+"$EMBER" serve --model "$WORK/model.embx" --port "$port" > "$WORK/serve.out" 2>&1 &
+serve_pid=$!
+python3 - "$port" "$WORK/test.tsv" <<'PY' || { kill $serve_pid; cat "$WORK/serve.out"; fail "serve"; }
+import json, sys, time, urllib.request, urllib.error
+port, test = sys.argv[1], sys.argv[2]
+base = f"http://127.0.0.1:{port}"
+for _ in range(100):
+    try:
+        urllib.request.urlopen(base + "/healthz", timeout=1).read()
+        break
+    except OSError:
+        time.sleep(0.1)
+rows = [l.rstrip("\n").split("\t")[1:] for l in open(test).readlines()[:3]]
+req = urllib.request.Request(base + "/v1/predict", data=json.dumps({"rows": rows}).encode())
+p = json.loads(urllib.request.urlopen(req, timeout=10).read())["probabilities"]
+assert len(p) == 3 and all(0 < x < 1 for x in p), p
+try:
+    urllib.request.urlopen(urllib.request.Request(base + "/v1/predict", data=b"{"), timeout=10)
+    raise SystemExit("bad JSON accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 400 and "not valid JSON" in json.loads(e.read())["error"], e
+assert "ember_serve_predictions_total 3" in urllib.request.urlopen(base + "/metrics").read().decode()
+PY
+kill -TERM $serve_pid
+wait $serve_pid || fail "serve did not exit cleanly on SIGTERM"
+grep -q "ember serve: stopped" "$WORK/serve.out" || { cat "$WORK/serve.out"; fail "serve stop message"; }
+printf 'garbage' > "$WORK/bad.embx"
+if "$EMBER" serve --model "$WORK/bad.embx" 2> "$WORK/err3"; then fail "a bad model file was served"; fi
+grep -q "bad.embx: not a valid ember export: too short" "$WORK/err3" || { cat "$WORK/err3"; fail "bad model message"; }
+
 # Errors: non-zero exit, a message naming the problem.
 printf '[train]\nepoch = 2\n' > "$WORK/bad.toml"
 if "$EMBER" train --config "$WORK/bad.toml" 2> "$WORK/err"; then fail "bad config accepted"; fi
