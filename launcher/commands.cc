@@ -203,8 +203,22 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   return Status::Ok();
 }
 
+Status EvaluateTest(workers::Trainer* trainer, const RunConfig& c, RunMetrics* m, std::ostream& out) {
+  EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.test, false));
+  EMBER_ASSIGN_OR_RETURN(auto eval, trainer->Evaluate(reader.get()));
+  m->auc = eval.auc;
+  m->logloss = eval.logloss;
+  m->eval_samples = eval.samples;
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "test: %llu samples, AUC %.5f, logloss %.5f\n",
+                static_cast<unsigned long long>(eval.samples), eval.auc, eval.logloss);
+  out << buf;
+  return Status::Ok();
+}
+
 Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
+  if (UnderMpi()) return RunTrainCluster(c, out);
   ConfigureThreads(c.threads);
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   // With metrics on, field vocabularies are counted (once; cached) for the compression ratio.
@@ -307,17 +321,7 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
       << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, params "
       << Bytes(m.param_bytes) << ", " << Bytes(m.table_bytes) << " with optimizer state and index\n";
   if (m.bad_lines) out << "skipped " << m.bad_lines << " malformed lines (data.on_bad_line = \"skip\")\n";
-  if (!c.test.empty()) {
-    EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.test, false));
-    EMBER_ASSIGN_OR_RETURN(auto eval, trainer->Evaluate(reader.get()));
-    m.auc = eval.auc;
-    m.logloss = eval.logloss;
-    m.eval_samples = eval.samples;
-    char buf[160];
-    std::snprintf(buf, sizeof(buf), "test: %llu samples, AUC %.5f, logloss %.5f\n",
-                  static_cast<unsigned long long>(eval.samples), eval.auc, eval.logloss);
-    out << buf;
-  }
+  if (!c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, out));
   if (!c.checkpoint_dir.empty()) {
     EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
     EMBER_ASSIGN_OR_RETURN(m.checkpoint, trainer->SaveCheckpoint(c.checkpoint_dir, c.text));

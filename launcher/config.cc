@@ -208,6 +208,8 @@ const std::map<std::string, Setter>& Schema() {
       {"train.progress", Str(&RunConfig::progress, {"auto", "log", "off"})},
       {"train.log_interval_s", Float(&RunConfig::log_interval_s, 0, 1e6)},
       {"ps.shards", Int(&RunConfig::shards, 1, 4096)},
+      {"ps.servers", Int(&RunConfig::ps_servers, 1, 4096)},
+      {"ps.bind", Str(&RunConfig::ps_bind)},
       {"checkpoint.dir", Str(&RunConfig::checkpoint_dir)},
       {"monitoring.port", Int(&RunConfig::monitoring_port, 0, 65535)},
       {"monitoring.bind", Str(&RunConfig::monitoring_bind)},

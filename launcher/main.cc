@@ -17,7 +17,7 @@ int Fail(const ember::Status& st) {
 // Exit status of a command that computed metrics, writing them as JSON when asked.
 int Report(const ember::Result<ember::launcher::RunMetrics>& metrics, const std::string& metrics_json) {
   if (!metrics.ok()) return Fail(metrics.status());
-  if (!metrics_json.empty()) {
+  if (!metrics_json.empty() && metrics->report) {
     ember::Status st = ember::launcher::WriteMetricsJson(metrics_json, *metrics);
     if (!st.ok()) return Fail(st);
   }

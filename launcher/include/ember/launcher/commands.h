@@ -41,6 +41,8 @@ struct RunMetrics {
   uint64_t kept_rows = 0;
   uint64_t supernet_rows = 0;
   std::vector<int> widths;
+  // Under mpirun only the first worker reports (metrics JSON); other ranks' metrics stay local.
+  bool report = true;
 };
 
 // Writes metrics as a JSON object (atomically).
@@ -50,6 +52,12 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m);
 void ConfigureThreads(int threads);
 
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
+// Scores data.test with `trainer`, fills the evaluation fields of *m and prints a line.
+Status EvaluateTest(workers::Trainer* trainer, const RunConfig& config, RunMetrics* m, std::ostream& out);
+// True when this process is one of several ranks started by mpirun.
+bool UnderMpi();
+// RunTrain as one rank of an mpirun job (ps.servers server ranks, the rest workers; cluster.cc).
+Result<RunMetrics> RunTrainCluster(const RunConfig& config, std::ostream& out);
 // Prints, per field and per table, the method's rows, widths and bytes against the budget.
 Status RunPlan(const RunConfig& config, std::ostream& out);
 // Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) or an exported model

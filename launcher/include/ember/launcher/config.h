@@ -66,7 +66,9 @@ struct RunConfig {
   workers::DslConfig dsl;
   std::string dsl_decay = "cosine";  // dsl.decay: "cosine" or "none"
   // [ps]
-  int shards = 1;
+  int shards = 1;                     // ps.shards: in-process shards (one process)
+  int ps_servers = 1;                 // ps.servers: under mpirun, the first k ranks serve shards
+  std::string ps_bind = "127.0.0.1";  // ps.bind: address PS servers listen on
   // [checkpoint]
   std::string checkpoint_dir;  // "" = no checkpoint
   // [monitoring]

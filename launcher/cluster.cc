@@ -1,0 +1,162 @@
+// `mpirun -np N ember train --config run.toml` with ps.servers = k: ranks 0..k-1 serve shards
+// (PsServer), ranks k..N-1 train (RemoteClient to every server, dense gradients all-reduced over
+// MPI among the workers, each worker a 1/W share of the batches). Endpoints are exchanged with
+// MPI_Allgather. Every step's pushes are applied before the step's all-reduce completes, so each
+// step's pulls see every worker's previous updates (sync). A rank that fails prints its rank and
+// error and aborts the job (mpirun then exits non-zero naming it).
+#include <mpi.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <ostream>
+#include <sstream>
+
+#include "ember/common/file.h"
+#include "ember/common/sysinfo.h"
+#include "ember/data/criteo.h"
+#include "ember/data/prefetch.h"
+#include "ember/data/sharded.h"
+#include "ember/launcher/commands.h"
+#include "ember/monitoring/exporter.h"
+#include "ember/ps/remote_client.h"
+#include "ember/ps/server.h"
+#include "ember/workers/mpi_collective.h"
+
+namespace ember::launcher {
+namespace {
+
+int EnvInt(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : 0;
+}
+
+[[noreturn]] void Abort(int rank, const std::string& role, const Status& st) {
+  std::cerr << "ember: rank " << rank << " (" << role << ") failed: " << st.ToString() << std::endl;
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::exit(1);
+}
+
+std::string Endpoint(const RunConfig& c, int port) {
+  std::string host = c.ps_bind;
+  if (host == "0.0.0.0" || host == "::") {
+    char name[256] = {};
+    ::gethostname(name, sizeof(name) - 1);
+    host = name;
+  }
+  return host + ":" + std::to_string(port);
+}
+}  // namespace
+
+bool UnderMpi() { return std::max(EnvInt("OMPI_COMM_WORLD_SIZE"), EnvInt("PMI_SIZE")) > 1; }
+
+Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) MPI_Init(nullptr, nullptr);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int k = c.ps_servers;
+  if (k < 1 || k >= size) {
+    const Status st =
+        Status::InvalidArgument("ps.servers = " + std::to_string(k) + " leaves no worker among " +
+                                std::to_string(size) + " ranks (it must be 1 .. " + std::to_string(size - 1) + ")");
+    MPI_Finalize();
+    return st;
+  }
+  const bool server = rank < k;
+  const std::string role = server ? "server" : "worker";
+
+  // Servers start first; everyone learns every server's endpoint.
+  std::unique_ptr<ps::PsServer> ps_server;
+  char mine[256] = {};
+  if (server) {
+    ps::ServerOptions o;
+    o.bind = c.ps_bind;
+    o.shard_index = rank;
+    o.num_shards = k;
+    ps_server = std::make_unique<ps::PsServer>(o);
+    if (Status st = ps_server->Start(); !st.ok()) Abort(rank, role, st);
+    std::snprintf(mine, sizeof(mine), "%s", Endpoint(c, ps_server->port()).c_str());
+  }
+  std::vector<char> all(static_cast<size_t>(size) * sizeof(mine));
+  MPI_Allgather(mine, sizeof(mine), MPI_CHAR, all.data(), sizeof(mine), MPI_CHAR, MPI_COMM_WORLD);
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < k; ++i) endpoints.emplace_back(all.data() + static_cast<size_t>(i) * sizeof(mine));
+  MPI_Comm group;
+  MPI_Comm_split(MPI_COMM_WORLD, server ? 0 : 1, rank, &group);
+
+  RunMetrics m;
+  if (server) {
+    if (rank == 0) out << "cluster: " << k << " PS servers, " << size - k << " workers" << std::endl;
+    ps_server->WaitForShutdown();
+    ps_server->Stop();
+    m.method = "ps-server";
+    m.report = false;
+    m.peak_rss_bytes = PeakRssBytes();
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Comm_free(&group);
+    MPI_Finalize();
+    return m;
+  }
+
+  const int worker = rank - k, workers = size - k;
+  m.report = worker == 0;
+  std::ostringstream quiet;
+  std::ostream& log = worker == 0 ? out : quiet;
+  auto run = [&]() -> Status {
+    EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
+    EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, c.monitoring_port > 0));
+    (void)resolved;
+    if (tc.embedding.method == "optembed")
+      return Status::InvalidArgument("embedding.method = \"optembed\" runs in one process for now (its search)");
+    EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(endpoints, 60));
+    workers::MpiCollective collective(group);
+    std::unique_ptr<monitoring::MetricsExporter> exporter;
+    if (c.monitoring_port > 0) {
+      exporter = std::make_unique<monitoring::MetricsExporter>("train", rank);
+      monitoring::HttpServerOptions o;
+      o.bind = c.monitoring_bind;
+      o.port = c.monitoring_port + rank;
+      EMBER_RETURN_IF_ERROR(exporter->Start(o).WithContext("monitoring.port"));
+    }
+    EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, client.get(), &collective,
+                                                                  exporter ? &exporter->registry() : nullptr));
+    workers::ProgressOptions progress;
+    progress.enabled = worker == 0 && c.progress != "off";
+    progress.log_interval_s = c.log_interval_s;
+    for (int e = 0; e < c.epochs; ++e) {
+      auto opts = MakeReaderOptions(c, c.train, true);
+      EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
+      data::ShardedReader reader(std::make_unique<data::PrefetchingReader>(std::move(inner)), worker, workers);
+      EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(&reader, e, c.epochs, progress));
+      m.train_samples += stats.samples;
+      m.train_seconds += stats.seconds;
+    }
+    double samples = static_cast<double>(m.train_samples);
+    MPI_Allreduce(MPI_IN_PLACE, &samples, 1, MPI_DOUBLE, MPI_SUM, group);
+    m.samples_per_sec = m.train_seconds > 0 ? samples / m.train_seconds : 0;
+    log << "trained " << static_cast<uint64_t>(samples) << " samples on " << workers << " workers in "
+        << m.train_seconds << " s (" << static_cast<uint64_t>(m.samples_per_sec) << " samples/s)\n";
+    if (worker == 0 && !c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, log));
+    if (worker == 0 && !c.checkpoint_dir.empty()) {
+      EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
+      EMBER_ASSIGN_OR_RETURN(m.checkpoint, trainer->SaveCheckpoint(c.checkpoint_dir, c.text));
+      log << "checkpoint written to " << m.checkpoint << "\n";
+    }
+    EMBER_RETURN_IF_ERROR(collective.Barrier());
+    if (worker == 0) EMBER_RETURN_IF_ERROR(client->Shutdown());
+    return Status::Ok();
+  };
+  if (Status st = run(); !st.ok()) Abort(rank, role, st);
+  m.peak_rss_bytes = PeakRssBytes();
+  log.flush();
+  MPI_Barrier(MPI_COMM_WORLD);
+  MPI_Comm_free(&group);
+  MPI_Finalize();
+  return m;
+}
+
+}  // namespace ember::launcher

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Real mpirun: 2 PS servers + 2 workers train DLRM to the AUC of one process with the same global
+# batch; a server killed with SIGKILL mid-training makes the job exit non-zero, naming the rank,
+# without hanging.   usage: mpi_train_test.sh EMBER_BINARY
+set -euo pipefail
+EMBER="$1"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "mpi_train_test: FAIL: $*" >&2; exit 1; }
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe -np 4)
+
+"$EMBER" datagen ctr --rows 60000 --seed 1 --max-vocab 20000 --out "$WORK/train.tsv" >/dev/null 2>&1
+"$EMBER" datagen ctr --rows 20000 --seed 2 --max-vocab 20000 --out "$WORK/test.tsv" >/dev/null 2>&1
+cat > "$WORK/run.toml" <<TOML
+[data]
+train = "$WORK/train.tsv"
+test = "$WORK/test.tsv"
+[model]
+bottom_mlp = [64]
+top_mlp = [64]
+[embedding]
+dim = 8
+[train]
+batch_size = 512
+progress = "log"
+threads = 1
+[ps]
+servers = 2
+shards = 2
+TOML
+
+# One process, global batch 512 (2 in-process shards).
+"$EMBER" train --config "$WORK/run.toml" --metrics-json "$WORK/one.json" > "$WORK/one.out" 2>&1 \
+  || { cat "$WORK/one.out"; fail "single-process run"; }
+# 2 servers + 2 workers, 256 per worker: the same global batch.
+timeout 300 "${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set train.batch_size=256 \
+  --set "checkpoint.dir=\"$WORK/ckpt\"" --metrics-json "$WORK/four.json" > "$WORK/four.out" 2>&1 \
+  || { cat "$WORK/four.out"; fail "mpirun 2+2 run"; }
+grep -q "cluster: 2 PS servers, 2 workers" "$WORK/four.out" || { cat "$WORK/four.out"; fail "roles"; }
+python3 - "$WORK/one.json" "$WORK/four.json" <<'PY' || fail "AUC parity"
+import json, sys
+one, four = (json.load(open(p)) for p in sys.argv[1:])
+print(f"one process AUC {one['auc']:.5f}, 2 servers + 2 workers AUC {four['auc']:.5f}")
+assert abs(one["auc"] - four["auc"]) < 0.005, (one["auc"], four["auc"])
+PY
+# The cluster's checkpoint (one shard file per server) evaluates in one process.
+ls "$WORK"/ckpt/ckpt-*/shard-1.bin > /dev/null || fail "no shard file from server 1"
+"$EMBER" eval --checkpoint "$WORK/ckpt" --data "$WORK/test.tsv" --metrics-json "$WORK/eval.json" > /dev/null 2>&1 \
+  || fail "eval of the cluster checkpoint"
+python3 -c "import json; a=json.load(open('$WORK/four.json'))['auc']; b=json.load(open('$WORK/eval.json'))['auc']; assert abs(a-b) < 1e-9, (a,b)" \
+  || fail "the cluster checkpoint scores differently in one process"
+
+# Kill server rank 1 mid-training: every rank exits, non-zero, and the failure is named.
+"${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set train.batch_size=256 --set train.epochs=200 \
+  > "$WORK/kill.out" 2>&1 &
+job=$!
+victim=""
+for _ in $(seq 1 100); do
+  for pid in $(pgrep -f "ember train --config $WORK/run.toml" || true); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then victim=$pid; fi
+  done
+  [ -n "$victim" ] && grep -q "train epoch" "$WORK/kill.out" && break
+  sleep 0.2
+done
+[ -n "$victim" ] || { kill $job; fail "no rank 1 process found"; }
+kill -9 "$victim"
+start=$(date +%s)
+if timeout 120 tail --pid=$job -f /dev/null; then :; else kill -9 $job; fail "the job hung after a rank died"; fi
+if wait $job; then fail "the job exited 0 after a rank died"; fi
+echo "job ended $(( $(date +%s) - start )) s after the kill"
+grep -Eq "rank 1|PS server 1" "$WORK/kill.out" || { cat "$WORK/kill.out"; fail "the dead rank is not named"; }
+grep -E "rank 1|PS server 1" "$WORK/kill.out" | head -3
+echo "mpi_train_test: all checks passed"
