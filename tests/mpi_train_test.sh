@@ -50,6 +50,13 @@ ls "$WORK"/ckpt/ckpt-*/shard-1.bin > /dev/null || fail "no shard file from serve
 python3 -c "import json; a=json.load(open('$WORK/four.json'))['auc']; b=json.load(open('$WORK/eval.json'))['auc']; assert abs(a-b) < 1e-9, (a,b)" \
   || fail "the cluster checkpoint scores differently in one process"
 
+# DSL on a cluster: prune/grow rounds are issued once (by the first worker) at a barrier.
+timeout 300 mpirun --allow-run-as-root --oversubscribe -np 3 "$EMBER" train --config "$WORK/run.toml" \
+  --set ps.servers=1 --set train.batch_size=256 --set 'embedding.method="dsl"' --set embedding.density=0.5 \
+  --set dsl.interval=10 --metrics-json "$WORK/dsl.json" > "$WORK/dsl.out" 2>&1 || { cat "$WORK/dsl.out"; fail "dsl cluster"; }
+python3 -c "import json; a=json.load(open('$WORK/dsl.json'))['auc']; print(f'dsl 1 server + 2 workers AUC {a:.5f}'); assert a > 0.7, a" \
+  || fail "dsl cluster AUC"
+
 # Kill server rank 1 mid-training: every rank exits, non-zero, and the failure is named.
 "${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set train.batch_size=256 --set train.epochs=200 \
   > "$WORK/kill.out" 2>&1 &

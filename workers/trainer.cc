@@ -366,11 +366,16 @@ Status Trainer::TrainStep(const data::Batch& batch, double* loss) {
 Status Trainer::MaintainTables() {
   const DslConfig& d = config_.dsl;
   if (d.interval <= 0) return Status::Ok();
+  // Table operations act on the shared servers: with several workers, the first issues them and
+  // every worker waits at a barrier, so no worker pulls a table mid-round.
+  bool due = false;
   for (auto& gp : groups_) {
     if (!gp->dsl) continue;
     const bool start_collect = (step_ + std::min(d.grow_window, d.interval)) % d.interval == 0;
     const bool round = step_ % d.interval == 0;
     if (!start_collect && !round) continue;
+    due = true;
+    if (collective_->rank() != 0) continue;
     double p = d.p0;
     if (d.total_steps > 0) {
       const double x = std::min(1.0, static_cast<double>(step_) / static_cast<double>(d.total_steps));
@@ -401,6 +406,7 @@ Status Trainer::MaintainTables() {
       }
     }
   }
+  if (due && collective_->size() > 1) EMBER_RETURN_IF_ERROR(collective_->Barrier());
   return Status::Ok();
 }
 
