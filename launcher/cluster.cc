@@ -23,6 +23,7 @@
 #include "ember/ps/remote_client.h"
 #include "ember/ps/server.h"
 #include "ember/workers/mpi_collective.h"
+#include "ember/workers/table_metrics.h"
 
 namespace ember::launcher {
 namespace {
@@ -91,6 +92,24 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
   RunMetrics m;
   if (server) {
     if (rank == 0) out << "cluster: " << k << " PS servers, " << size - k << " workers" << std::endl;
+    // Every rank serves its metrics: a server its shard's tables (rows, bytes) and process.
+    std::unique_ptr<monitoring::MetricsExporter> exporter;
+    if (c.monitoring_port > 0) {
+      exporter = std::make_unique<monitoring::MetricsExporter>("ps-server", rank);
+      ps::PsServer* srv = ps_server.get();
+      exporter->registry().AddCollector([srv, rank](monitoring::Recorder& r) {
+        // One shard's view: its tables and rows (skew needs every shard: worker 0 reports it).
+        auto stats = srv->shard().Stats();
+        uint64_t rows = 0;
+        for (auto& t : stats) rows += t.rows;
+        workers::RecordTableMetrics(stats, {}, &r);
+        r.SetGauge("shard_rows", static_cast<double>(rows), {{"shard", std::to_string(rank)}});
+      });
+      monitoring::HttpServerOptions o;
+      o.bind = c.monitoring_bind;
+      o.port = c.monitoring_port + rank;
+      if (Status st = exporter->Start(o); !st.ok()) Abort(rank, role, st.WithContext("monitoring.port"));
+    }
     ps_server->WaitForShutdown();
     ps_server->Stop();
     m.method = "ps-server";
@@ -124,6 +143,13 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     }
     EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, client.get(), &collective,
                                                                   exporter ? &exporter->registry() : nullptr));
+    if (exporter && worker == 0) {  // the whole cluster's tables, shard rows and skew
+      ps::PsClient* ps = client.get();
+      exporter->registry().AddCollector([ps, infos = trainer->TableInfos()](monitoring::Recorder& r) {
+        auto stats = ps->Stats();
+        if (stats.ok()) workers::RecordTableMetrics(*stats, infos, &r);
+      });
+    }
     workers::ProgressOptions progress;
     progress.enabled = worker == 0 && c.progress != "off";
     progress.log_interval_s = c.log_interval_s;
