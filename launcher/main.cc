@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
 
   std::string checkpoint, eval_data;
   int eval_threads = 0;
-  auto* eval = app.add_subcommand("eval", "Score a checkpoint on a data file");
+  auto* eval = app.add_subcommand("eval", "Score a checkpoint or an exported model on a data file");
   eval->add_option("--checkpoint,--model", checkpoint,
                    "ckpt-N directory, a checkpoint.dir (newest is used), or an exported model file")
       ->required();
