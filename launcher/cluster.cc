@@ -132,7 +132,18 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     if (tc.embedding.method == "optembed")
       return Status::InvalidArgument("embedding.method = \"optembed\" runs in one process for now (its search)");
     EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(endpoints, 60));
-    workers::MpiCollective collective(group);
+    workers::MpiCollective mpi(group);
+    // NCCL where the build has it and a GPU is visible ("auto"), or where asked for ("nccl").
+    std::unique_ptr<workers::Collective> nccl;
+    if (c.collective == "nccl" || (c.collective == "auto" && workers::HaveNccl())) {
+      auto made = workers::MakeNcclCollective(group);
+      if (made.ok())
+        nccl = std::move(made).value();
+      else if (c.collective == "nccl")
+        return made.status().WithContext("train.collective = \"nccl\"");
+    }
+    workers::Collective& collective = nccl ? *nccl : static_cast<workers::Collective&>(mpi);
+    log << "dense all-reduce: " << (nccl ? "NCCL" : "MPI") << "\n";
     std::unique_ptr<monitoring::MetricsExporter> exporter;
     if (c.monitoring_port > 0) {
       exporter = std::make_unique<monitoring::MetricsExporter>("train", rank);

@@ -210,6 +210,7 @@ const std::map<std::string, Setter>& Schema() {
       {"ps.shards", Int(&RunConfig::shards, 1, 4096)},
       {"ps.servers", Int(&RunConfig::ps_servers, 1, 4096)},
       {"ps.bind", Str(&RunConfig::ps_bind)},
+      {"train.collective", Str(&RunConfig::collective, {"auto", "mpi", "nccl"})},
       {"checkpoint.dir", Str(&RunConfig::checkpoint_dir)},
       {"monitoring.port", Int(&RunConfig::monitoring_port, 0, 65535)},
       {"monitoring.bind", Str(&RunConfig::monitoring_bind)},

@@ -37,6 +37,7 @@ timeout 300 "${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set train.
   --set "checkpoint.dir=\"$WORK/ckpt\"" --metrics-json "$WORK/four.json" > "$WORK/four.out" 2>&1 \
   || { cat "$WORK/four.out"; fail "mpirun 2+2 run"; }
 grep -q "cluster: 2 PS servers, 2 workers" "$WORK/four.out" || { cat "$WORK/four.out"; fail "roles"; }
+grep -Eq "dense all-reduce: (MPI|NCCL)" "$WORK/four.out" || { cat "$WORK/four.out"; fail "collective"; }
 python3 - "$WORK/one.json" "$WORK/four.json" <<'PY' || fail "AUC parity"
 import json, sys
 one, four = (json.load(open(p)) for p in sys.argv[1:])

@@ -69,6 +69,7 @@ struct RunConfig {
   int shards = 1;                     // ps.shards: in-process shards (one process)
   int ps_servers = 1;                 // ps.servers: under mpirun, the first k ranks serve shards
   std::string ps_bind = "127.0.0.1";  // ps.bind: address PS servers listen on
+  std::string collective = "auto";    // train.collective: "auto", "mpi" or "nccl" (workers' all-reduce)
   // [checkpoint]
   std::string checkpoint_dir;  // "" = no checkpoint
   // [monitoring]
