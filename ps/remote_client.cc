@@ -154,16 +154,18 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices) {
     wire::Reader r(replies[i]);
     for (size_t s = 0; s < slices.size(); ++s) {
       uint32_t dim = 0;
-      std::vector<float> rows;
-      if (!(r.Pod(&dim, "pull reply dim") && r.Array(uint64_t{positions[i][s].size()} * dim, &rows, "pull reply rows")))
+      const char* rows = nullptr;
+      if (!r.Pod(&dim, "pull reply dim") ||
+          !(rows = r.Skip(uint64_t{positions[i][s].size()} * dim * sizeof(float), "pull reply rows")))
         return r.status().WithContext("PS server " + std::to_string(i));
       if (dim != Dim(slices[s].table))
         return Status::Internal("PS server " + std::to_string(i) + ": table " + std::to_string(slices[s].table) +
                                 " rows are " + std::to_string(dim) + " wide, expected " +
                                 std::to_string(Dim(slices[s].table)));
       const size_t stride = slices[s].stride ? slices[s].stride : dim;
+      const size_t row = dim * sizeof(float);
       for (size_t k = 0; k < positions[i][s].size(); ++k)
-        std::memcpy(slices[s].out + positions[i][s][k] * stride, rows.data() + k * dim, dim * sizeof(float));
+        std::memcpy(slices[s].out + positions[i][s][k] * stride, rows + k * row, row);
     }
     if (!r.End()) return r.status().WithContext("PS server " + std::to_string(i));
   }

@@ -1,5 +1,6 @@
 #include "ember/ps/server.h"
 
+#include <array>
 #include <boost/asio.hpp>
 #include <condition_variable>
 #include <optional>
@@ -60,7 +61,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         auto reply = self->server_->Handle(self->current_.type, self->payload_);
         const bool malformed = !reply.ok() && reply.status().message().rfind("malformed", 0) == 0;
         if (reply.ok())
-          self->Reply(self->current_.type, self->current_.request_id, Status::Ok(), *reply, false);
+          self->Reply(self->current_.type, self->current_.request_id, Status::Ok(), std::move(reply).value(), false);
         else
           self->Reply(wire::Type::kError, self->current_.request_id, reply.status(), "", malformed);
         if (self->current_.type == wire::Type::kShutdown && reply.ok()) self->impl_->Shutdown();
@@ -69,14 +70,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
-  void Reply(wire::Type type, uint64_t id, const Status& st, const std::string& payload, bool close) {
+  // Writes header and payload as two buffers (the payload is not copied behind the header).
+  void Reply(wire::Type type, uint64_t id, const Status& st, std::string payload, bool close) {
     out_.clear();
-    std::string body;
-    if (!st.ok()) wire::EncodeError(st, &body);
-    const std::string& p = st.ok() ? payload : body;
-    wire::AppendHeader(&out_, type, id, static_cast<uint32_t>(p.size()));
-    out_ += p;
-    asio::async_write(socket_, asio::buffer(out_),
+    body_ = std::move(payload);
+    if (!st.ok()) {
+      body_.clear();
+      wire::EncodeError(st, &body_);
+    }
+    wire::AppendHeader(&out_, type, id, static_cast<uint32_t>(body_.size()));
+    asio::async_write(socket_, std::array<asio::const_buffer, 2>{asio::buffer(out_), asio::buffer(body_)},
                       [self = shared_from_this(), close](boost::system::error_code ec, size_t) {
                         if (ec) return;
                         if (close) {
@@ -94,7 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket socket_;
   uint8_t header_[wire::kHeaderBytes];
   wire::Header current_;
-  std::string payload_, out_;
+  std::string payload_, out_, body_;
 };
 
 void Accept(PsServer* server, PsServer::Impl* impl, uint32_t max_payload) {
@@ -158,15 +161,16 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
       wire::PullRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodePull(payload, &req));
       wire::Writer w(&out);
-      std::vector<float> rows;
       for (const auto& s : req.slices) {
         const embedding::Table* t = shard_.table(s.table);
         if (!t) return Status::NotFound("pull from undeclared table " + std::to_string(s.table));
         const size_t dim = static_cast<size_t>(t->dim());
-        rows.resize(s.keys.size() * dim);
-        EMBER_RETURN_IF_ERROR(shard_.Pull(s.table, s.keys.data(), s.keys.size(), rows.data(), s.create_missing));
         w.Pod<uint32_t>(static_cast<uint32_t>(dim));
-        w.Bytes(rows.data(), rows.size() * sizeof(float));
+        // Rows land in the reply itself (4-byte aligned: every field before them is 4 bytes).
+        const size_t at = out.size();
+        out.resize(at + s.keys.size() * dim * sizeof(float));
+        EMBER_RETURN_IF_ERROR(shard_.Pull(s.table, s.keys.data(), s.keys.size(),
+                                          reinterpret_cast<float*>(out.data() + at), s.create_missing));
       }
       return out;
     }

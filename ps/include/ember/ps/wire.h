@@ -92,6 +92,16 @@ class Reader {
     return true;
   }
   bool Str(std::string* s, const char* what, uint32_t max = 1 << 20);
+  // The next `bytes` bytes in place (null, and a failure, past the end).
+  const char* Skip(uint64_t bytes, const char* what) {
+    if (bytes > in_.size() - pos_) {
+      Fail(what, "count past the end of the frame");
+      return nullptr;
+    }
+    const char* p = in_.data() + pos_;
+    pos_ += bytes;
+    return p;
+  }
   // Fails unless every byte was consumed.
   bool End();
   bool Fail(const char* what, const std::string& why);
