@@ -10,10 +10,11 @@ cluster's is the workers' total). On 2 cores the 4 ranks share the machine, so t
 protocol's cost, not a speed-up. Writes bench/results/cluster.{md,csv}.
 """
 import argparse
-import csv
 import json
 import os
 import subprocess
+
+from benchlib import datagen, write_csv
 
 
 def train(ember, args, metrics, mpi):
@@ -38,10 +39,8 @@ def main():
     data, test = a.data, a.test
     if not data:
         data, test = os.path.join(a.out, "cluster-train.tsv"), os.path.join(a.out, "cluster-test.tsv")
-        for path, rows, seed in ((data, a.rows, 1), (test, 50000, 2)):
-            if not os.path.exists(path):
-                subprocess.run([ember, "datagen", "ctr", "--rows", str(rows), "--seed", str(seed), "--out", path],
-                               check=True, stdout=subprocess.DEVNULL)
+        datagen(ember, data, a.rows, 1)
+        datagen(ember, test, 50000, 2)
     common = ["--set", f"data.train={data}", "--set", f"data.test={test}", "--set", f"data.max_rows={a.rows}",
               "--set", "train.progress=off", "--set", "ps.shards=2", "--set", "ps.servers=2"]
     metrics = os.path.join(a.out, "cluster-run.json")
@@ -54,10 +53,7 @@ def main():
                          "samples_per_sec": m["samples_per_sec"], "auc": m["auc"]})
             print(f"rep {r} {runs[-1]['setup']:22s}: {m['samples_per_sec']:8.0f} samples/s, AUC {m['auc']:.5f}",
                   flush=True)
-    with open(os.path.join(a.out, "cluster.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(runs[0].keys()))
-        w.writeheader()
-        w.writerows(runs)
+    write_csv(os.path.join(a.out, "cluster.csv"), runs)
     md = ["# One process against 2 PS servers + 2 workers (mpirun -np 4, one 2-core machine)", "",
           f"DLRM (demo model, full tables), {a.rows} training examples, global batch {a.batch}.", "",
           "| rep | setup | samples/s | test AUC |", "|---|---|---|---|"]

@@ -10,11 +10,12 @@ way. Writes bench/results/export_parity.{md,csv}: |AUC(export) - AUC(checkpoint)
 bounds 1e-6 / 5e-4 / 2e-3, file sizes, and the sizes `ember export` printed.
 """
 import argparse
-import csv
 import json
 import os
 import re
 import subprocess
+
+from benchlib import datagen, write_csv
 
 METHODS = [
     ("full", ["embedding.method=full"]),
@@ -47,10 +48,7 @@ def main():
     os.makedirs(a.data, exist_ok=True)
     files = {}
     for name, rows, seed in (("train", a.rows, 1), ("valid", 50000, 3), ("test", 100000, 2)):
-        files[name] = os.path.join(a.data, name + ".tsv")
-        if not os.path.exists(files[name]):
-            subprocess.run([ember, "datagen", "ctr", "--rows", str(rows), "--seed", str(seed), "--out", files[name]],
-                           check=True, stdout=subprocess.DEVNULL)
+        files[name] = datagen(ember, os.path.join(a.data, name + ".tsv"), rows, seed)
     results = []
     for label, sets in METHODS:
         tag = re.sub(r"[^a-z0-9]+", "-", label)
@@ -77,10 +75,7 @@ def main():
             print(f"{label:18s} {precision}: checkpoint AUC {ref:.6f}, export {got:.6f}, |diff| {r['abs_diff']:.1e} "
                   f"(bound {r['bound']:.0e}), {r['file_bytes']} bytes (printed {reported}), plan params {plan}",
                   flush=True)
-    with open(os.path.join(a.out, "export_parity.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(results[0].keys()))
-        w.writeheader()
-        w.writerows(results)
+    write_csv(os.path.join(a.out, "export_parity.csv"), results)
     md = ["# Exported models against their checkpoints", "",
           f"DLRM (demo model), {a.rows} training rows, 100000 test rows, `ember datagen ctr`; AUCs from "
           "`ember eval --metrics-json` (full precision).", "",

@@ -18,21 +18,15 @@
 Writes bench/results/monitoring.{md,csv,png}.
 """
 import argparse
-import csv
 import json
 import os
-import socket
 import statistics
 import subprocess
 import threading
 import time
 import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchlib import datagen, free_port, write_csv
 
 
 def scraper(port, interval, stop, counts):
@@ -83,10 +77,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     data = a.data
     if not data:
-        data = os.path.join(a.out, "monitoring-train.tsv")
-        if not os.path.exists(data):
-            subprocess.run([ember, "datagen", "ctr", "--rows", str(a.rows), "--out", data], check=True,
-                           stdout=subprocess.DEVNULL)
+        data = datagen(ember, os.path.join(a.out, "monitoring-train.tsv"), a.rows)
     step_json = os.path.join(a.out, "monitoring-steps.json")
     subprocess.run([os.path.join(a.build, "bench", "monitoring_bench"), "--data", data, "--blocks", str(a.blocks),
                     "--scrape-interval", str(a.scrape_interval), "--json", step_json], check=True,
@@ -107,10 +98,7 @@ def main():
     ratio = statistics.median(on) / statistics.median(off)
     pairs = [b["samples_per_sec"] / a_["samples_per_sec"]
              for a_, b in zip([x for x in runs if x["monitoring"] == "off"], [x for x in runs if x["monitoring"] == "on"])]
-    with open(os.path.join(a.out, "monitoring.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(runs[0].keys()))
-        w.writeheader()
-        w.writerows(runs)
+    write_csv(os.path.join(a.out, "monitoring.csv"), runs)
     md = ["# Training with monitoring on vs off", "",
           f"## In one process: {a.blocks} interleaved blocks of {steps['steps_per_block']} steps per trainer", "",
           f"DLRM (demo model), hashed rows, batch {steps['batch_size']}; 'on' = registry + table collector + "

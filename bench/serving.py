@@ -11,21 +11,15 @@ wrk measures it, non-2xx responses and socket errors, and the server's mean rows
 pass (how much concurrent requests were batched). Writes bench/results/serving.{md,csv,png}.
 """
 import argparse
-import csv
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchlib import datagen, free_port, write_csv
 
 
 def ms(text):
@@ -74,10 +68,8 @@ def main():
     work = os.path.join(out, "serving-data")
     os.makedirs(work, exist_ok=True)
     train, test = os.path.join(work, "train.tsv"), os.path.join(work, "test.tsv")
-    for path, rows, seed in ((train, a.rows, 1), (test, 5000, 2)):
-        if not os.path.exists(path):
-            subprocess.run([ember, "datagen", "ctr", "--rows", str(rows), "--seed", str(seed), "--out", path],
-                           check=True, stdout=subprocess.DEVNULL)
+    datagen(ember, train, a.rows, 1)
+    datagen(ember, test, 5000, 2)
     ckpt = os.path.join(work, "ckpt")
     if not os.path.isdir(ckpt):
         subprocess.run([ember, "train", "--config", "examples/synthetic_dlrm.toml", "--set", f"data.train={train}",
@@ -126,11 +118,7 @@ def main():
             server.wait(timeout=30)
     keys = ["precision", "model_bytes", "batch", "connections", "requests", "requests_per_sec",
             "predictions_per_sec", "p50_ms", "p99_ms", "non_2xx", "socket_errors", "rows_per_forward"]
-    with open(os.path.join(out, "serving.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in results:
-            w.writerow({k: r[k] for k in keys})
+    write_csv(os.path.join(out, "serving.csv"), results, keys)
     md = ["# Serving: POST /v1/predict under wrk", "",
           f"DLRM (demo model, hashed rows) served by `ember serve` ({a.threads} HTTP threads, batching); wrk with 1 "
           "thread and "

@@ -93,11 +93,11 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
   if (server) {
     if (rank == 0) out << "cluster: " << k << " PS servers, " << size - k << " workers" << std::endl;
     // Every rank serves its metrics: a server its shard's tables (rows, bytes) and process.
-    std::unique_ptr<monitoring::MetricsExporter> exporter;
-    if (c.monitoring_port > 0) {
-      exporter = std::make_unique<monitoring::MetricsExporter>("ps-server", rank);
+    auto exporter = StartMetrics(c, "ps-server", rank, out);
+    if (!exporter.ok()) Abort(rank, role, exporter.status());
+    if (*exporter) {
       ps::PsServer* srv = ps_server.get();
-      exporter->registry().AddCollector([srv, rank](monitoring::Recorder& r) {
+      (*exporter)->registry().AddCollector([srv, rank](monitoring::Recorder& r) {
         // One shard's view: its tables and rows (skew needs every shard: worker 0 reports it).
         auto stats = srv->shard().Stats();
         uint64_t rows = 0;
@@ -105,10 +105,6 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
         workers::RecordTableMetrics(stats, {}, &r);
         r.SetGauge("shard_rows", static_cast<double>(rows), {{"shard", std::to_string(rank)}});
       });
-      monitoring::HttpServerOptions o;
-      o.bind = c.monitoring_bind;
-      o.port = c.monitoring_port + rank;
-      if (Status st = exporter->Start(o); !st.ok()) Abort(rank, role, st.WithContext("monitoring.port"));
     }
     ps_server->WaitForShutdown();
     ps_server->Stop();
@@ -127,8 +123,12 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
   std::ostream& log = worker == 0 ? out : quiet;
   auto run = [&]() -> Status {
     EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
-    EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, c.monitoring_port > 0));
-    (void)resolved;
+    // The first worker counts field vocabularies (where needed) into the cache; the others then
+    // read it instead of counting the file again. A failure aborts the job, releasing the barrier.
+    if (worker != 0) MPI_Barrier(group);
+    auto resolved = ResolveEmbedding(c, &tc, c.monitoring_port > 0);
+    if (worker == 0) MPI_Barrier(group);
+    if (!resolved.ok()) return resolved.status();
     if (tc.embedding.method == "optembed")
       return Status::InvalidArgument("embedding.method = \"optembed\" runs in one process for now (its search)");
     EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(endpoints, 60));
@@ -144,14 +144,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     }
     workers::Collective& collective = nccl ? *nccl : static_cast<workers::Collective&>(mpi);
     log << "dense all-reduce: " << (nccl ? "NCCL" : "MPI") << "\n";
-    std::unique_ptr<monitoring::MetricsExporter> exporter;
-    if (c.monitoring_port > 0) {
-      exporter = std::make_unique<monitoring::MetricsExporter>("train", rank);
-      monitoring::HttpServerOptions o;
-      o.bind = c.monitoring_bind;
-      o.port = c.monitoring_port + rank;
-      EMBER_RETURN_IF_ERROR(exporter->Start(o).WithContext("monitoring.port"));
-    }
+    EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", rank, log));
     EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, client.get(), &collective,
                                                                   exporter ? &exporter->registry() : nullptr));
     if (exporter && worker == 0) {  // the whole cluster's tables, shard rows and skew

@@ -3,7 +3,9 @@
 #include <malloc.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -11,7 +13,6 @@
 
 #include "ember/common/file.h"
 #include "ember/common/hash.h"
-#include "ember/common/metrics.h"
 #include "ember/common/progress.h"
 #include "ember/common/sysinfo.h"
 #include "ember/data/prefetch.h"
@@ -109,7 +110,8 @@ struct TableWatch {
   }
 };
 
-// Starts rank `rank`'s metrics endpoint if monitoring.port is set (else returns null).
+}  // namespace
+
 Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfig& c, const std::string& role, int rank,
                                                                   std::ostream& out) {
   if (c.monitoring_port == 0) return std::unique_ptr<monitoring::MetricsExporter>();
@@ -124,6 +126,7 @@ Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfi
   return exporter;
 }
 
+namespace {
 void Linger(const RunConfig& c, monitoring::MetricsExporter* exporter, std::ostream& out) {
   if (!exporter || c.monitoring_linger_s <= 0) return;
   out << "serving metrics for " << c.monitoring_linger_s << " s more (monitoring.linger_s)" << std::endl;
@@ -375,22 +378,15 @@ Result<RunMetrics> EvalExport(const std::string& model_path, const std::string& 
   o.num_dense = model->num_dense();
   o.num_sparse = model->num_sparse();
   EMBER_ASSIGN_OR_RETURN(auto reader, data::CriteoReader::Open(o));
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<float> all_p, all_y, p;
-  data::Batch batch;
-  for (;;) {
-    EMBER_ASSIGN_OR_RETURN(bool got, reader->Next(&batch));
-    if (!got) break;
-    EMBER_RETURN_IF_ERROR(model->Predict(batch, &p));
-    all_p.insert(all_p.end(), p.begin(), p.end());
-    all_y.insert(all_y.end(), batch.labels.begin(), batch.labels.begin() + static_cast<long>(batch.size));
-  }
+  data::PrefetchingReader prefetch(std::move(reader));
+  EMBER_ASSIGN_OR_RETURN(auto eval, workers::EvaluateWith(&prefetch, [&](const data::Batch& b, std::vector<float>* p) {
+                           return model->Predict(b, p);
+                         }));
   RunMetrics m;
-  m.eval_samples = all_p.size();
-  m.auc = ExactAuc(all_p, all_y);
-  m.logloss = LogLoss(all_p, all_y);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  m.samples_per_sec = secs > 0 ? static_cast<double>(m.eval_samples) / secs : 0;
+  m.eval_samples = eval.samples;
+  m.auc = eval.auc;
+  m.logloss = eval.logloss;
+  m.samples_per_sec = eval.seconds > 0 ? static_cast<double>(eval.samples) / eval.seconds : 0;
   m.peak_rss_bytes = PeakRssBytes();
   char buf[256];
   std::snprintf(buf, sizeof(buf), "%s (export, %s rows) on %s: %llu samples, AUC %.5f, logloss %.5f\n",

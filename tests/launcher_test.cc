@@ -420,6 +420,11 @@ TEST_F(ServeTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnAnswer) {
   EXPECT_EQ(wrong.load(), 0);
   const std::string text = server_->registry().Exposition();
   EXPECT_NE(text.find("ember_serve_predictions_total 64\n"), std::string::npos) << text;
+  // Requests were merged: fewer forward passes than requests (8 clients, a 2 ms batching window).
+  const std::string passes = "ember_serve_batches_total ";
+  const auto at = text.find("\n" + passes);
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_LT(std::stod(text.substr(at + 1 + passes.size())), 64.0) << text;
 }
 
 // examples/read_export.py, written from docs/formats.md alone, reads what ember wrote: the same

@@ -487,31 +487,38 @@ Status Trainer::Predict(const data::Batch& batch, std::vector<float>* probabilit
   });
 }
 
-Result<EvalResult> Trainer::Evaluate(data::BatchReader* reader, std::vector<float>* probabilities,
-                                     std::vector<float>* labels) {
-  model_->eval();
+Result<EvalResult> EvaluateWith(data::BatchReader* reader, const PredictFn& predict, std::vector<float>* probabilities,
+                                std::vector<float>* labels) {
   const auto start = Clock::now();
   std::vector<float> all_p, all_y, p;
   data::Batch batch;
   for (;;) {
-    auto got = reader->Next(&batch);
-    if (!got.ok()) return got.status();
-    if (!*got) break;
-    EMBER_RETURN_IF_ERROR(Predict(batch, &p));
+    EMBER_ASSIGN_OR_RETURN(bool got, reader->Next(&batch));
+    if (!got) break;
+    EMBER_RETURN_IF_ERROR(predict(batch, &p));
     all_p.insert(all_p.end(), p.begin(), p.end());
     all_y.insert(all_y.end(), batch.labels.begin(), batch.labels.begin() + static_cast<long>(batch.size));
   }
-  model_->train();
   EvalResult r;
   r.samples = all_p.size();
   r.auc = ExactAuc(all_p, all_y);
   r.logloss = LogLoss(all_p, all_y);
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  recorder_->SetGauge("eval_auc", r.auc);
-  recorder_->SetGauge("eval_logloss", r.logloss);
-  recorder_->SetGauge("eval_samples", static_cast<double>(r.samples));
   if (probabilities) *probabilities = std::move(all_p);
   if (labels) *labels = std::move(all_y);
+  return r;
+}
+
+Result<EvalResult> Trainer::Evaluate(data::BatchReader* reader, std::vector<float>* probabilities,
+                                     std::vector<float>* labels) {
+  model_->eval();
+  auto r = EvaluateWith(
+      reader, [this](const data::Batch& b, std::vector<float>* p) { return Predict(b, p); }, probabilities, labels);
+  model_->train();
+  if (!r.ok()) return r.status();
+  recorder_->SetGauge("eval_auc", r->auc);
+  recorder_->SetGauge("eval_logloss", r->logloss);
+  recorder_->SetGauge("eval_samples", static_cast<double>(r->samples));
   return r;
 }
 

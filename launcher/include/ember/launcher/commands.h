@@ -12,6 +12,7 @@
 #include "ember/data/synthetic_ctr.h"
 #include "ember/embedding/export.h"
 #include "ember/launcher/config.h"
+#include "ember/monitoring/exporter.h"
 #include "ember/serving/server.h"
 
 namespace ember::launcher {
@@ -54,6 +55,10 @@ void ConfigureThreads(int threads);
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
 // Scores data.test with `trainer`, fills the evaluation fields of *m and prints a line.
 Status EvaluateTest(workers::Trainer* trainer, const RunConfig& config, RunMetrics* m, std::ostream& out);
+// Starts rank `rank`'s metrics endpoint (role "train", "ps-server") on monitoring.port + rank, or
+// returns null when monitoring.port is 0; prints its address to `out`.
+Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfig& config, const std::string& role,
+                                                                  int rank, std::ostream& out);
 // True when this process is one of several ranks started by mpirun.
 bool UnderMpi();
 // RunTrain as one rank of an mpirun job (ps.servers server ranks, the rest workers; cluster.cc).

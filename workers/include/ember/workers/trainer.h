@@ -179,6 +179,12 @@ class Trainer {
   std::unique_ptr<torch::optim::SGD> threshold_optimizer_;
 };
 
+// Scores every example of `reader` with `predict` (a batch's click probabilities): AUC, log loss,
+// time; fills probabilities/labels if given. Trainer::Evaluate and exported models use it.
+using PredictFn = std::function<Status(const data::Batch&, std::vector<float>*)>;
+Result<EvalResult> EvaluateWith(data::BatchReader* reader, const PredictFn& predict,
+                                std::vector<float>* probabilities = nullptr, std::vector<float>* labels = nullptr);
+
 // Reads "<path>/manifest.json" and returns the config text stored with the checkpoint.
 Result<std::string> ReadCheckpointConfig(const std::string& path);
 // Applies the embedding sizes a checkpoint was trained with (hashed rows and DSL density a

@@ -1,0 +1,29 @@
+"""Helpers the benchmark scripts share: synthetic data, result tables, a free loopback port."""
+import csv
+import os
+import socket
+import subprocess
+
+
+def datagen(ember, path, rows, seed=1, quiet=True):
+    """`ember datagen ctr` into `path` unless it is already there."""
+    if not os.path.exists(path):
+        subprocess.run([ember, "datagen", "ctr", "--rows", str(rows), "--seed", str(seed), "--out", path],
+                       check=True, stdout=subprocess.DEVNULL if quiet else None)
+    return path
+
+
+def write_csv(path, rows, fields=None):
+    """rows (dicts) as CSV with `fields` (default: the first row's keys), missing values empty."""
+    fields = fields or list(rows[0].keys())
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in fields})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
