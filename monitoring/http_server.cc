@@ -133,16 +133,17 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool keep_alive = msg.keep_alive();
     impl_->Dispatch(std::move(req), &route->first, &route->second, [self, route, keep_alive, start](HttpResponse r) {
       asio::post(self->stream_.get_executor(), [self, route, keep_alive, start, r = std::move(r)]() mutable {
-        const int status = r.status;
+        // Recorded before the write starts: a client that reads this answer and then scrapes
+        // /metrics must find its own request counted.
+        self->impl_->Record(route->first, r.status, std::chrono::duration<double>(Clock::now() - start).count());
         self->Send(std::move(r), keep_alive, route->second);
-        self->impl_->Record(route->first, status, std::chrono::duration<double>(Clock::now() - start).count());
       });
     });
   }
 
   void Fail(int status, const std::string& message, Clock::time_point start) {
-    Send(HttpResponse::Error(status, message), /*keep_alive=*/false, "");
     impl_->Record("other", status, std::chrono::duration<double>(Clock::now() - start).count());
+    Send(HttpResponse::Error(status, message), /*keep_alive=*/false, "");
   }
 
   void Send(HttpResponse r, bool keep_alive, const std::string& allow) {
