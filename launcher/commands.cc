@@ -252,8 +252,6 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (exporter) {
     auto& reg = exporter->registry();
     reg.SetGauge("embedding_budget_bytes", static_cast<double>(m.budget_bytes));
-    reg.SetGauge("train_staleness_steps", 0);  // one process: every step sees the latest rows
-    reg.SetGauge("train_staleness_bound", 0);
     reg.AddCollector([watch](monitoring::Recorder& r) {
       std::lock_guard<std::mutex> lock(watch->mu);
       auto stats = watch->ps->Stats();

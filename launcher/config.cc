@@ -60,6 +60,13 @@ Setter Str(std::string RunConfig::*field, std::vector<std::string> allowed = {})
     return Status::Ok();
   };
 }
+Setter Bool(bool RunConfig::*field) {
+  return [=](const toml::node& n, RunConfig* c) {
+    if (!n.is_boolean()) return Status::InvalidArgument("expected true or false");
+    c->*field = *n.value<bool>();
+    return Status::Ok();
+  };
+}
 Setter IntList(std::vector<int64_t> RunConfig::*field) {
   return [=](const toml::node& n, RunConfig* c) {
     const toml::array* a = n.as_array();
@@ -211,6 +218,9 @@ const std::map<std::string, Setter>& Schema() {
       {"ps.servers", Int(&RunConfig::ps_servers, 1, 4096)},
       {"ps.bind", Str(&RunConfig::ps_bind)},
       {"train.collective", Str(&RunConfig::collective, {"auto", "mpi", "nccl"})},
+      {"train.mode", Str(&RunConfig::mode, {"sync", "bounded", "async"})},
+      {"train.staleness", Int(&RunConfig::staleness, 0, 1000000)},
+      {"train.prefetch", Bool(&RunConfig::prefetch)},
       {"checkpoint.dir", Str(&RunConfig::checkpoint_dir)},
       {"monitoring.port", Int(&RunConfig::monitoring_port, 0, 65535)},
       {"monitoring.bind", Str(&RunConfig::monitoring_bind)},
@@ -329,6 +339,9 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   t.dense_optimizer = c.dense_optimizer;
   t.dense_lr = c.lr;
   t.seed = c.seed;
+  t.mode = c.mode;
+  t.staleness = c.staleness;
+  t.prefetch = c.prefetch;
   return t;
 }
 

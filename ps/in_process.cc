@@ -45,7 +45,15 @@ Status InProcessClient::ForEachShard(uint32_t table, const uint64_t* keys, size_
   return Status::Ok();
 }
 
-Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
+Status InProcessClient::Pull(const std::vector<PullSlice>& slices, const PullClock& clock) {
+  // Clocked pushes reach every shard, so every shard's clock counts the step: wait on each
+  // (before taking the scratch lock, which the other workers' pushes need).
+  uint64_t lowest = UINT64_MAX;
+  for (auto& shard : shards_) {
+    if (clock.wait_for > 0) shard->WaitClock(clock.wait_for);
+    lowest = std::min(lowest, shard->clock());
+  }
+  if (clock.clock) *clock.clock = lowest;
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& sl : slices) {
     if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
@@ -68,8 +76,9 @@ Status InProcessClient::Pull(const std::vector<PullSlice>& slices) {
   return Status::Ok();
 }
 
-Status InProcessClient::Push(const std::vector<PushSlice>& slices) {
+Status InProcessClient::Push(const std::vector<PushSlice>& slices, const PushClock& clock) {
   std::lock_guard<std::mutex> lock(scratch_mu_);
+  if (clock.workers > 0) return PushClocked(slices, clock);
   for (const auto& sl : slices) {
     if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
       return Status::NotFound("push to undeclared table " + std::to_string(sl.table));
@@ -86,6 +95,36 @@ Status InProcessClient::Push(const std::vector<PushSlice>& slices) {
           return shard.Push(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data());
         }));
   }
+  return Status::Ok();
+}
+
+Status InProcessClient::PushClocked(const std::vector<PushSlice>& slices, const PushClock& clock) {
+  const size_t S = shards_.size();
+  std::vector<std::vector<Shard::Rows>> rows(S);
+  // Each shard's share of each slice, rows made contiguous (one shard, unstrided: as they are).
+  std::vector<std::vector<uint64_t>> keys(S * slices.size());
+  std::vector<std::vector<float>> grads(S * slices.size());
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const PushSlice& sl = slices[i];
+    if (sl.table >= table_dims_.size() || table_dims_[sl.table] == 0)
+      return Status::NotFound("push to undeclared table " + std::to_string(sl.table));
+    const size_t dim = table_dims_[sl.table];
+    const size_t stride = sl.stride ? sl.stride : dim;
+    if (S == 1 && stride == dim) {
+      rows[0].push_back({sl.table, sl.keys, sl.n, sl.grads});
+      continue;
+    }
+    for (size_t k = 0; k < sl.n; ++k) {
+      const size_t at = static_cast<size_t>(ShardOf(sl.keys[k], static_cast<int>(S))) * slices.size() + i;
+      keys[at].push_back(sl.keys[k]);
+      grads[at].insert(grads[at].end(), sl.grads + k * stride, sl.grads + k * stride + dim);
+    }
+    for (size_t s = 0; s < S; ++s) {
+      const size_t at = s * slices.size() + i;
+      if (!keys[at].empty()) rows[s].push_back({sl.table, keys[at].data(), keys[at].size(), grads[at].data()});
+    }
+  }
+  for (size_t s = 0; s < S; ++s) EMBER_RETURN_IF_ERROR(shards_[s]->PushStep(clock, rows[s]));
   return Status::Ok();
 }
 

@@ -23,16 +23,17 @@ Status GroupByServer(const std::vector<Slice>& slices, const std::vector<uint32_
   return Status::Ok();
 }
 
-// One payload per server with keys (encode(positions, out)); servers without keys get none.
+// One payload per server with keys (encode(positions, out)); servers without keys get none,
+// unless `every` (clocked pushes: every server counts the step).
 template <typename Encode>
 std::vector<const std::string*> Payloads(const std::vector<std::vector<std::vector<size_t>>>& positions,
-                                         std::vector<std::string>* payloads, Encode&& encode) {
+                                         std::vector<std::string>* payloads, Encode&& encode, bool every = false) {
   payloads->assign(positions.size(), std::string());
   std::vector<const std::string*> send(positions.size(), nullptr);
   for (size_t i = 0; i < positions.size(); ++i) {
     size_t keys = 0;
     for (const auto& p : positions[i]) keys += p.size();
-    if (!keys) continue;
+    if (!keys && !every) continue;
     encode(positions[i], &(*payloads)[i]);
     send[i] = &(*payloads)[i];
   }
@@ -137,7 +138,7 @@ Status RemoteClient::CreateTables(const std::vector<embedding::TableSpec>& specs
   return Status::Ok();
 }
 
-Status RemoteClient::Pull(const std::vector<PullSlice>& slices) {
+Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock& clock) {
   std::lock_guard<std::mutex> lock(mu_);
   const int n = num_shards();
   std::vector<uint32_t> dims(slices.size());
@@ -145,13 +146,18 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices) {
   std::vector<std::vector<std::vector<size_t>>> positions;
   EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "pull from", &positions));
   std::vector<std::string> payloads;
-  const auto send =
-      Payloads(positions, &payloads, [&](const auto& pos, std::string* out) { wire::EncodePull(slices, pos, out); });
+  const auto send = Payloads(positions, &payloads, [&](const auto& pos, std::string* out) {
+    wire::EncodePull(slices, pos, clock.wait_for, out);
+  });
   std::vector<std::string> replies;
   EMBER_RETURN_IF_ERROR(RoundTrip(wire::Type::kPull, send, &replies));
+  uint64_t lowest = UINT64_MAX;
   for (int i = 0; i < n; ++i) {
     if (!send[i]) continue;
     wire::Reader r(replies[i]);
+    uint64_t server_clock = 0;
+    if (!r.Pod(&server_clock, "pull reply clock")) return r.status().WithContext("PS server " + std::to_string(i));
+    lowest = std::min(lowest, server_clock);
     for (size_t s = 0; s < slices.size(); ++s) {
       uint32_t dim = 0;
       const char* rows = nullptr;
@@ -169,10 +175,11 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices) {
     }
     if (!r.End()) return r.status().WithContext("PS server " + std::to_string(i));
   }
+  if (clock.clock) *clock.clock = lowest == UINT64_MAX ? 0 : lowest;
   return Status::Ok();
 }
 
-Status RemoteClient::Push(const std::vector<PushSlice>& slices) {
+Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock& clock) {
   std::lock_guard<std::mutex> lock(mu_);
   const int n = num_shards();
   std::vector<uint32_t> dims(slices.size());
@@ -180,8 +187,9 @@ Status RemoteClient::Push(const std::vector<PushSlice>& slices) {
   std::vector<std::vector<std::vector<size_t>>> positions;
   EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "push to", &positions));
   std::vector<std::string> payloads;
-  const auto send = Payloads(positions, &payloads,
-                             [&](const auto& pos, std::string* out) { wire::EncodePush(slices, dims, pos, out); });
+  const auto send = Payloads(
+      positions, &payloads, [&](const auto& pos, std::string* out) { wire::EncodePush(slices, dims, pos, clock, out); },
+      /*every=*/clock.workers > 0);
   std::vector<std::string> replies;
   return RoundTrip(wire::Type::kPush, send, &replies);
 }

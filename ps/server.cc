@@ -58,18 +58,34 @@ class Connection : public std::enable_shared_from_this<Connection> {
       self->payload_.resize(h->payload_bytes);
       asio::async_read(self->socket_, asio::buffer(self->payload_), [self](boost::system::error_code ec2, size_t) {
         if (ec2) return;
-        auto reply = self->server_->Handle(self->current_.type, self->payload_);
-        const bool malformed = !reply.ok() && reply.status().message().rfind("malformed", 0) == 0;
-        if (reply.ok())
-          self->Reply(self->current_.type, self->current_.request_id, Status::Ok(), std::move(reply).value(), false);
-        else
-          self->Reply(wire::Type::kError, self->current_.request_id, reply.status(), "", malformed);
-        if (self->current_.type == wire::Type::kShutdown && reply.ok()) self->impl_->Shutdown();
+        if (self->current_.type == wire::Type::kPull) {
+          // A pull waits for its step's clock without holding a thread: it is parked on the
+          // shard and answered on this connection's strand when the step's last push arrives.
+          const Status st = wire::DecodePull(self->payload_, &self->pull_);
+          if (!st.ok()) {
+            self->Reply(wire::Type::kError, self->current_.request_id, st, "", /*close=*/true);
+            return;
+          }
+          self->server_->shard().WhenClock(self->pull_.wait_for, [self] {
+            asio::post(self->socket_.get_executor(), [self] { self->Answer(self->server_->Pull(self->pull_)); });
+          });
+          return;
+        }
+        self->Answer(self->server_->Handle(self->current_.type, self->payload_));
       });
     });
   }
 
  private:
+  void Answer(Result<std::string> reply) {
+    const bool malformed = !reply.ok() && reply.status().message().rfind("malformed", 0) == 0;
+    if (reply.ok())
+      Reply(current_.type, current_.request_id, Status::Ok(), std::move(reply).value(), false);
+    else
+      Reply(wire::Type::kError, current_.request_id, reply.status(), "", malformed);
+    if (current_.type == wire::Type::kShutdown && reply.ok()) impl_->Shutdown();
+  }
+
   // Writes header and payload as two buffers (the payload is not copied behind the header).
   void Reply(wire::Type type, uint64_t id, const Status& st, std::string payload, bool close) {
     out_.clear();
@@ -97,6 +113,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket socket_;
   uint8_t header_[wire::kHeaderBytes];
   wire::Header current_;
+  wire::PullRequest pull_;
   std::string payload_, out_, body_;
 };
 
@@ -128,6 +145,7 @@ void PsServer::Stop() {
   if (!impl_ || impl_->threads.empty()) return;
   impl_->work.reset();
   impl_->ioc->stop();
+  shard_.DropWaiters();  // parked pulls hold connections of the context destroyed below
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   // Destroying the context destroys its pending handlers and with them every connection: peers
@@ -143,6 +161,24 @@ void PsServer::WaitForShutdown() {
 }
 
 int PsServer::port() const { return impl_->port; }
+
+Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
+  std::string out;
+  wire::Writer w(&out);
+  w.Pod<uint64_t>(shard_.clock());
+  for (const auto& s : req.slices) {
+    const embedding::Table* t = shard_.table(s.table);
+    if (!t) return Status::NotFound("pull from undeclared table " + std::to_string(s.table));
+    const size_t dim = static_cast<size_t>(t->dim());
+    w.Pod<uint32_t>(static_cast<uint32_t>(dim));
+    // Rows land in the reply itself (4-byte aligned: every field before them is 4 bytes).
+    const size_t at = out.size();
+    out.resize(at + s.keys.size() * dim * sizeof(float));
+    EMBER_RETURN_IF_ERROR(shard_.Pull(s.table, s.keys.data(), s.keys.size(), reinterpret_cast<float*>(out.data() + at),
+                                      s.create_missing));
+  }
+  return out;
+}
 
 Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) {
   std::string out;
@@ -160,19 +196,7 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
     case wire::Type::kPull: {
       wire::PullRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodePull(payload, &req));
-      wire::Writer w(&out);
-      for (const auto& s : req.slices) {
-        const embedding::Table* t = shard_.table(s.table);
-        if (!t) return Status::NotFound("pull from undeclared table " + std::to_string(s.table));
-        const size_t dim = static_cast<size_t>(t->dim());
-        w.Pod<uint32_t>(static_cast<uint32_t>(dim));
-        // Rows land in the reply itself (4-byte aligned: every field before them is 4 bytes).
-        const size_t at = out.size();
-        out.resize(at + s.keys.size() * dim * sizeof(float));
-        EMBER_RETURN_IF_ERROR(shard_.Pull(s.table, s.keys.data(), s.keys.size(),
-                                          reinterpret_cast<float*>(out.data() + at), s.create_missing));
-      }
-      return out;
+      return Pull(req);
     }
     case wire::Type::kPush: {
       wire::PushRequest req;
@@ -184,8 +208,9 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
           return Status::InvalidArgument("push to table " + std::to_string(s.table) + ": rows are " +
                                          std::to_string(s.dim) + " wide, the table " + std::to_string(t->dim()));
       }
-      for (const auto& s : req.slices)
-        EMBER_RETURN_IF_ERROR(shard_.Push(s.table, s.keys.data(), s.keys.size(), s.grads.data()));
+      std::vector<Shard::Rows> rows;
+      for (const auto& s : req.slices) rows.push_back({s.table, s.keys.data(), s.keys.size(), s.grads.data()});
+      EMBER_RETURN_IF_ERROR(shard_.PushStep(req.clock, rows));
       return out;
     }
     case wire::Type::kStats:

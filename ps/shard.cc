@@ -1,7 +1,9 @@
 #include "ember/ps/shard.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 
 #include "ember/common/hash.h"
 #include "ember/embedding/row_store.h"
@@ -59,6 +61,153 @@ Status Shard::Push(uint32_t table, const uint64_t* keys, size_t n, const float* 
   EMBER_RETURN_IF_ERROR(CheckTable(table));
   tables_[table]->Push(keys, n, grads);
   return Status::Ok();
+}
+
+Status Shard::PushStep(const PushClock& clock, const std::vector<Rows>& rows) {
+  if (clock.workers == 0) {
+    for (const Rows& r : rows) EMBER_RETURN_IF_ERROR(Push(r.table, r.keys, r.n, r.grads));
+    return Status::Ok();
+  }
+  if (clock.worker >= clock.workers)
+    return Status::InvalidArgument("push from worker " + std::to_string(clock.worker) + " of " +
+                                   std::to_string(clock.workers));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Rows& r : rows) EMBER_RETURN_IF_ERROR(CheckTable(r.table));
+  }
+  std::unique_lock<std::mutex> lock(clock_mu_);
+  if (clock.workers != workers_) {
+    if (open_)
+      return Status::FailedPrecondition("push from worker " + std::to_string(clock.worker) + " of " +
+                                        std::to_string(clock.workers) + " while step " + std::to_string(open_step_) +
+                                        " of " + std::to_string(workers_) + " workers is open");
+    // A new set of workers (first push, or a restart with another count): clocks start here.
+    workers_ = clock.workers;
+    worker_clock_.assign(workers_, clock.step);
+    pending_.assign(workers_, {});
+    arrived_.assign(workers_, false);
+    arrived_count_ = 0;
+  }
+  if (!clock.aggregate) {
+    for (const Rows& r : rows) EMBER_RETURN_IF_ERROR(Push(r.table, r.keys, r.n, r.grads));
+    worker_clock_[clock.worker] = clock.step + 1;
+    AdvanceClock(*std::min_element(worker_clock_.begin(), worker_clock_.end()), &lock);
+    return Status::Ok();
+  }
+  if (workers_ == 1) {  // nothing to wait for: apply as it is
+    for (const Rows& r : rows) EMBER_RETURN_IF_ERROR(Push(r.table, r.keys, r.n, r.grads));
+    AdvanceClock(clock.step + 1, &lock);
+    return Status::Ok();
+  }
+  if (!open_) {
+    open_ = true;
+    open_step_ = clock.step;
+  } else if (clock.step != open_step_) {
+    return Status::FailedPrecondition("push for step " + std::to_string(clock.step) + " from worker " +
+                                      std::to_string(clock.worker) + " while step " + std::to_string(open_step_) +
+                                      " waits for " + std::to_string(workers_ - arrived_count_) + " worker(s)");
+  }
+  if (arrived_[clock.worker])
+    return Status::FailedPrecondition("worker " + std::to_string(clock.worker) + " pushed step " +
+                                      std::to_string(clock.step) + " twice");
+  auto& mine = pending_[clock.worker];
+  mine.clear();
+  {
+    std::lock_guard<std::mutex> tlock(mu_);
+    for (const Rows& r : rows) {
+      const size_t dim = static_cast<size_t>(tables_[r.table]->dim());
+      mine.push_back(
+          {r.table, std::vector<uint64_t>(r.keys, r.keys + r.n), std::vector<float>(r.grads, r.grads + r.n * dim)});
+    }
+  }
+  arrived_[clock.worker] = true;
+  if (++arrived_count_ < workers_) return Status::Ok();
+  const Status st = ApplyOpenStep();
+  open_ = false;
+  arrived_.assign(workers_, false);
+  arrived_count_ = 0;
+  for (auto& p : pending_) p.clear();
+  EMBER_RETURN_IF_ERROR(st);
+  AdvanceClock(open_step_ + 1, &lock);
+  return Status::Ok();
+}
+
+Status Shard::ApplyOpenStep() {
+  // Per table: one row per distinct key, summed over workers in worker order, then scaled.
+  std::map<uint32_t, std::pair<std::vector<uint64_t>, std::vector<float>>> sums;
+  std::unordered_map<uint64_t, size_t> slot;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& worker : pending_)
+    for (const Buffered& b : worker) sums[b.table];
+  const float scale = 1.0f / static_cast<float>(workers_);
+  for (auto& [table, sum] : sums) {
+    const size_t dim = static_cast<size_t>(tables_[table]->dim());
+    auto& [keys, grads] = sum;
+    slot.clear();
+    for (const auto& worker : pending_)
+      for (const Buffered& b : worker) {
+        if (b.table != table) continue;
+        for (size_t i = 0; i < b.keys.size(); ++i) {
+          auto [it, fresh] = slot.emplace(b.keys[i], keys.size());
+          if (fresh) {
+            keys.push_back(b.keys[i]);
+            grads.resize(grads.size() + dim, 0.0f);
+          }
+          float* dst = grads.data() + it->second * dim;
+          const float* src = b.grads.data() + i * dim;
+          for (size_t j = 0; j < dim; ++j) dst[j] += src[j];
+        }
+      }
+    for (float& g : grads) g *= scale;
+    tables_[table]->Push(keys.data(), keys.size(), grads.data());
+  }
+  return Status::Ok();
+}
+
+void Shard::AdvanceClock(uint64_t clock, std::unique_lock<std::mutex>* lock) {
+  clock_ = clock;
+  std::vector<std::function<void()>> ready;
+  for (size_t i = 0; i < waiters_.size();) {
+    if (waiters_[i].first <= clock_) {
+      ready.push_back(std::move(waiters_[i].second));
+      waiters_[i] = std::move(waiters_.back());
+      waiters_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  clock_cv_.notify_all();
+  lock->unlock();
+  for (auto& fn : ready) fn();
+}
+
+uint64_t Shard::clock() const {
+  std::lock_guard<std::mutex> lock(clock_mu_);
+  return clock_;
+}
+
+void Shard::WaitClock(uint64_t step) {
+  std::unique_lock<std::mutex> lock(clock_mu_);
+  clock_cv_.wait(lock, [&] { return clock_ >= step; });
+}
+
+void Shard::WhenClock(uint64_t step, std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(clock_mu_);
+    if (clock_ < step) {
+      waiters_.emplace_back(step, std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+void Shard::DropWaiters() {
+  std::vector<std::pair<uint64_t, std::function<void()>>> drop;
+  {
+    std::lock_guard<std::mutex> lock(clock_mu_);
+    drop.swap(waiters_);
+  }
 }
 
 std::vector<TableStats> Shard::Stats() const {

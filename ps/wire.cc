@@ -133,8 +133,9 @@ bool Reader::Fail(const char* what, const std::string& why) {
 }
 
 void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vector<size_t>>& positions,
-                std::string* out) {
+                uint64_t wait_for, std::string* out) {
   Writer w(out);
+  w.Pod<uint64_t>(wait_for);
   w.Pod<uint32_t>(static_cast<uint32_t>(slices.size()));
   for (size_t i = 0; i < slices.size(); ++i) {
     const auto& pos = positions[i];
@@ -151,7 +152,8 @@ void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vec
 Status DecodePull(std::string_view payload, PullRequest* req) {
   Reader r(payload);
   uint32_t n = 0;
-  if (r.Pod(&n, "pull.slices") && n > kMaxSlices) r.Fail("pull.slices", "too many");
+  if (r.Pod(&req->wait_for, "pull.wait_for") && r.Pod(&n, "pull.slices") && n > kMaxSlices)
+    r.Fail("pull.slices", "too many");
   req->slices.clear();
   for (uint32_t i = 0; r.ok() && i < n; ++i) {
     PullRequest::Slice s;
@@ -169,8 +171,12 @@ Status DecodePull(std::string_view payload, PullRequest* req) {
 }
 
 void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t>& dims,
-                const std::vector<std::vector<size_t>>& positions, std::string* out) {
+                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, std::string* out) {
   Writer w(out);
+  w.Pod<uint32_t>(clock.worker);
+  w.Pod<uint32_t>(clock.workers);
+  w.Pod<uint64_t>(clock.step);
+  w.Pod<uint32_t>(clock.aggregate ? 1u : 0u);
   w.Pod<uint32_t>(static_cast<uint32_t>(slices.size()));
   for (size_t i = 0; i < slices.size(); ++i) {
     const auto& sl = slices[i];
@@ -192,8 +198,16 @@ void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t
 
 Status DecodePush(std::string_view payload, PushRequest* req) {
   Reader r(payload);
-  uint32_t n = 0;
-  if (r.Pod(&n, "push.slices") && n > kMaxSlices) r.Fail("push.slices", "too many");
+  uint32_t n = 0, flags = 0;
+  if (r.Pod(&req->clock.worker, "push.worker") && r.Pod(&req->clock.workers, "push.workers") &&
+      r.Pod(&req->clock.step, "push.step") && r.Pod(&flags, "push.flags")) {
+    if (flags > 1)
+      r.Fail("push.flags", "unknown bits");
+    else if (req->clock.workers > 0 && req->clock.worker >= req->clock.workers)
+      r.Fail("push.worker", "not below push.workers");
+    req->clock.aggregate = flags == 1;
+  }
+  if (r.ok() && r.Pod(&n, "push.slices") && n > kMaxSlices) r.Fail("push.slices", "too many");
   req->slices.clear();
   for (uint32_t i = 0; r.ok() && i < n; ++i) {
     PushRequest::Slice s;

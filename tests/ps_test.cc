@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "ember/common/file.h"
 #include "ember/ps/in_process.h"
+#include "ember/ps/shard.h"
 
 namespace ember::ps {
 namespace {
@@ -222,6 +225,87 @@ TEST(InProcessClient, CorruptShardFileIsRefusedByName) {
   st = dst.LoadShards(dir, *files);
   EXPECT_EQ(st.code(), StatusCode::kCorruption);
   EXPECT_NE(st.message().find("size"), std::string::npos) << st.ToString();
+}
+
+// Training clocks on a shard: sync sums a step's pushes in worker order and applies one update
+// scaled by 1/W when the last worker arrives; async applies each push and the clock is the
+// slowest worker's; misuse is refused without touching rows.
+TEST(Shard, ClocksAggregateSyncStepsAndTrackTheSlowestWorker) {
+  embedding::TableSpec spec;
+  spec.id = 0;
+  spec.dim = 2;
+  spec.optimizer.kind = embedding::OptimizerKind::kSgd;
+  spec.optimizer.lr = 1.0f;
+  Shard shard;
+  ASSERT_TRUE(shard.CreateTables({spec}).ok());
+  const uint64_t a = MakeKey(0, 1), b = MakeKey(0, 2);
+  float before[4];
+  const uint64_t ab[2] = {a, b};
+  ASSERT_TRUE(shard.Pull(0, ab, 2, before).ok());
+  auto rows = [&] {
+    std::vector<float> r(4);
+    EMBER_CHECK(shard.Pull(0, ab, 2, r.data()).ok());
+    return r;
+  };
+  // Sync, 2 workers, step 7: worker 1 pushes key a; worker 0 pushes a and b.
+  const float g1[2] = {4, 8};
+  const float g0[4] = {2, 2, 6, 10};
+  ASSERT_TRUE(shard.PushStep({1, 2, 7, true}, {{0, &a, 1, g1}}).ok());
+  EXPECT_EQ(shard.clock(), 0u);
+  EXPECT_EQ(rows(), std::vector<float>(before, before + 4));  // buffered, not applied
+  bool woke = false;
+  shard.WhenClock(8, [&] { woke = true; });
+  Status twice = shard.PushStep({1, 2, 7, true}, {{0, &a, 1, g1}});
+  EXPECT_EQ(twice.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(twice.message().find("worker 1 pushed step 7 twice"), std::string::npos) << twice.ToString();
+  Status other = shard.PushStep({0, 2, 8, true}, {});
+  EXPECT_NE(other.message().find("push for step 8 from worker 0 while step 7 waits for 1 worker(s)"), std::string::npos)
+      << other.ToString();
+  EXPECT_FALSE(woke);
+  ASSERT_TRUE(shard.PushStep({0, 2, 7, true}, {{0, ab, 2, g0}}).ok());
+  EXPECT_TRUE(woke);
+  EXPECT_EQ(shard.clock(), 8u);
+  // One SGD step with the mean gradient: a gets (2 + 4) / 2, (2 + 8) / 2; b gets 6 / 2, 10 / 2.
+  EXPECT_EQ(rows(), (std::vector<float>{before[0] - 3, before[1] - 5, before[2] - 3, before[3] - 5}));
+
+  // Async: applied on arrival; the clock is the slowest worker's.
+  Shard async;
+  ASSERT_TRUE(async.CreateTables({spec}).ok());
+  float x[2];
+  ASSERT_TRUE(async.Pull(0, &a, 1, x).ok());
+  for (uint64_t step = 0; step < 3; ++step) ASSERT_TRUE(async.PushStep({0, 2, step, false}, {{0, &a, 1, g1}}).ok());
+  EXPECT_EQ(async.clock(), 0u);  // worker 1 has pushed nothing
+  float y[2];
+  ASSERT_TRUE(async.Pull(0, &a, 1, y).ok());
+  EXPECT_EQ(y[0], x[0] - 12);  // three updates already in
+  ASSERT_TRUE(async.PushStep({1, 2, 0, false}, {}).ok());
+  EXPECT_EQ(async.clock(), 1u);
+  ASSERT_TRUE(async.PushStep({1, 2, 1, false}, {}).ok());
+  EXPECT_EQ(async.clock(), 2u);
+  EXPECT_EQ(async.PushStep({2, 2, 0, false}, {}).code(), StatusCode::kInvalidArgument);
+}
+
+// In-process workers sharing a client: a pull that waits for a step blocks until the other
+// worker's push completes it, and clocked pushes reach every shard (even without keys).
+TEST(InProcessClient, PullsWaitForTheirStep) {
+  InProcessClient c(3);
+  ASSERT_TRUE(c.CreateTables(Specs()).ok());
+  const uint64_t k = MakeKey(0, 5);
+  std::vector<float> row(4), g(4, 1.0f);
+  ASSERT_TRUE(c.Push({{0, &k, 1, g.data()}}, PushClock{0, 2, 0, true}).ok());
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(c.shard(s).clock(), 0u);
+  std::atomic<bool> done{false};
+  uint64_t seen = 0;
+  std::thread waiter([&] {
+    EMBER_CHECK(c.Pull({{0, &k, 1, row.data()}}, PullClock{1, &seen}).ok());
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(done.load());
+  ASSERT_TRUE(c.Push({}, PushClock{1, 2, 0, true}).ok());  // worker 1: no keys, still counts
+  waiter.join();
+  EXPECT_EQ(seen, 1u);
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(c.shard(s).clock(), 1u);
 }
 
 }  // namespace

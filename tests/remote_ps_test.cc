@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "ember/ps/in_process.h"
 #include "ember/ps/remote_client.h"
@@ -226,6 +228,7 @@ TEST(RemotePs, MalformedFramesAreRefused) {
   {
     std::string payload;
     wire::Writer w(&payload);
+    w.Pod<uint64_t>(0);                  // wait_for
     w.Pod<uint32_t>(1);                  // one slice
     w.Pod<uint32_t>(0);                  // table 0
     w.Pod<uint8_t>(1);                   // create missing
@@ -248,7 +251,7 @@ TEST(RemotePs, MalformedFramesAreRefused) {
     p.n = 1;
     p.grads = g;
     std::string payload;
-    wire::EncodePush({p}, {3}, {{0}}, &payload);
+    wire::EncodePush({p}, {3}, {{0}}, PushClock{}, &payload);
     wire::AppendHeader(&wrong, wire::Type::kPush, 1, static_cast<uint32_t>(payload.size()));
     wrong += payload;
   }
@@ -283,6 +286,38 @@ TEST(RemotePs, ADeadServerIsAnErrorNamingIt) {
   auto none = RemoteClient::Connect({"127.0.0.1:1"}, 0.2);
   EXPECT_EQ(none.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(none.status().message().find("127.0.0.1:1"), std::string::npos);
+}
+
+// A pull waiting for a step is parked on the server (no thread held: the server has one) and
+// answered when another client's push completes the step; the reply carries the server's clock.
+TEST(RemotePs, WaitingPullsAreAnsweredWhenTheStepCompletes) {
+  ServerOptions o;
+  o.threads = 1;
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  const std::vector<std::string> ep = {"127.0.0.1:" + std::to_string(server.port())};
+  auto w0 = RemoteClient::Connect(ep, 5), w1 = RemoteClient::Connect(ep, 5);
+  ASSERT_TRUE(w0.ok() && w1.ok());
+  ASSERT_TRUE((*w0)->CreateTables(Specs()).ok());
+  ASSERT_TRUE((*w1)->CreateTables(Specs()).ok());
+  const uint64_t k = embedding::MakeKey(0, 9);
+  std::vector<float> before(8), after(8), g(8, 0.5f);
+  ASSERT_TRUE((*w0)->Pull({{0, &k, 1, before.data()}}).ok());
+  ASSERT_TRUE((*w0)->Push({{0, &k, 1, g.data()}}, PushClock{0, 2, 0, true}).ok());
+  std::atomic<bool> done{false};
+  uint64_t seen = 0;
+  std::thread waiter([&] {
+    EMBER_CHECK((*w0)->Pull({{0, &k, 1, after.data()}}, PullClock{1, &seen}).ok());
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(done.load());
+  EXPECT_EQ(after, std::vector<float>(8, 0.0f));
+  ASSERT_TRUE((*w1)->Stats().ok());  // the server's only thread is free while the pull waits
+  ASSERT_TRUE((*w1)->Push({{0, &k, 1, g.data()}}, PushClock{1, 2, 0, true}).ok());
+  waiter.join();
+  EXPECT_EQ(seen, 1u);
+  EXPECT_NE(after, before);  // the step's one update is in
 }
 
 }  // namespace

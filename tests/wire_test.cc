@@ -25,7 +25,7 @@ std::string PullFrame() {
   s.n = 4;
   s.create_missing = false;
   std::string payload;
-  EncodePull({s}, {{0, 2, 3}}, &payload);  // this server's share: keys 0, 2, 3
+  EncodePull({s}, {{0, 2, 3}}, /*wait_for=*/41, &payload);  // this server's share: keys 0, 2, 3
   return Frame(Type::kPull, payload);
 }
 
@@ -39,7 +39,7 @@ std::string PushFrame() {
   s.grads = grads;
   s.stride = 4;
   std::string payload;
-  EncodePush({s}, {3}, {{1, 0}}, &payload);
+  EncodePush({s}, {3}, {{1, 0}}, PushClock{1, 2, 40, true}, &payload);
   return Frame(Type::kPush, payload);
 }
 
@@ -51,6 +51,7 @@ TEST(Wire, PullAndPushRoundTrip) {
   EXPECT_EQ(h->request_id, 7u);
   PullRequest pr;
   ASSERT_TRUE(DecodePull(std::string_view(pull).substr(kHeaderBytes), &pr).ok());
+  EXPECT_EQ(pr.wait_for, 41u);
   ASSERT_EQ(pr.slices.size(), 1u);
   EXPECT_EQ(pr.slices[0].table, 1u);
   EXPECT_FALSE(pr.slices[0].create_missing);
@@ -60,6 +61,10 @@ TEST(Wire, PullAndPushRoundTrip) {
   ASSERT_TRUE(ParseFrame(push).ok());
   PushRequest ps;
   ASSERT_TRUE(DecodePush(std::string_view(push).substr(kHeaderBytes), &ps).ok());
+  EXPECT_EQ(ps.clock.worker, 1u);
+  EXPECT_EQ(ps.clock.workers, 2u);
+  EXPECT_EQ(ps.clock.step, 40u);
+  EXPECT_TRUE(ps.clock.aggregate);
   ASSERT_EQ(ps.slices.size(), 1u);
   EXPECT_EQ(ps.slices[0].dim, 3u);
   EXPECT_EQ(ps.slices[0].keys, (std::vector<uint64_t>{embedding::MakeKey(2, 6), embedding::MakeKey(2, 5)}));
@@ -177,6 +182,7 @@ TEST(Wire, EveryTruncationIsRefused) {
 TEST(Wire, LyingCountsAreRefusedBeforeAllocating) {
   std::string payload;
   Writer w(&payload);
+  w.Pod<uint64_t>(0);                  // wait_for
   w.Pod<uint32_t>(1);                  // one slice
   w.Pod<uint32_t>(1);                  // table
   w.Pod<uint8_t>(1);                   // create
@@ -184,7 +190,24 @@ TEST(Wire, LyingCountsAreRefusedBeforeAllocating) {
   auto h = ParseFrame(Frame(Type::kPull, payload));
   ASSERT_FALSE(h.ok());
   EXPECT_NE(h.status().message().find("pull.keys: count past the end of the frame"), std::string::npos);
-  payload.clear();
+  auto push_clock = [&](uint32_t worker, uint32_t workers, uint32_t flags) {
+    payload.clear();
+    w.Pod<uint32_t>(worker);
+    w.Pod<uint32_t>(workers);
+    w.Pod<uint64_t>(5);  // step
+    w.Pod<uint32_t>(flags);
+  };
+  push_clock(2, 2, 0);  // worker not below workers
+  w.Pod<uint32_t>(0);
+  h = ParseFrame(Frame(Type::kPush, payload));
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("push.worker: not below push.workers"), std::string::npos);
+  push_clock(0, 2, 6);
+  w.Pod<uint32_t>(0);
+  h = ParseFrame(Frame(Type::kPush, payload));
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("push.flags: unknown bits"), std::string::npos);
+  push_clock(0, 0, 0);
   w.Pod<uint32_t>(1);
   w.Pod<uint32_t>(1);
   w.Pod<uint32_t>(100000);  // dim out of range

@@ -6,6 +6,7 @@
 #include "ember/common/file.h"
 #include "ember/data/criteo.h"
 #include "ember/data/synthetic_ctr.h"
+#include "ember/monitoring/recorder.h"
 #include "ember/ps/in_process.h"
 #include "ember/ps/remote_client.h"
 #include "ember/ps/server.h"
@@ -200,27 +201,92 @@ TEST(Trainer, UnknownDenseOptimizer) {
   EXPECT_NE(t.status().message().find("train.optimizer"), std::string::npos);
 }
 
-// The same training over 2 PS servers (loopback TCP, servers on threads) and over 2 in-process
-// shards: the same rows on the same shards, so bit-identical predictions.
-TEST(Trainer, RemoteShardsTrainExactlyLikeInProcessShards) {
+// The first `count` batches of `path`.
+std::vector<data::Batch> ReadBatches(const std::string& path, size_t batch, size_t count) {
+  auto r = Reader(path, batch);
+  std::vector<data::Batch> out(count);
+  for (auto& b : out) EMBER_CHECK(*r->Next(&b));
+  return out;
+}
+
+// Rows [begin, end) of a batch.
+data::Batch Part(const data::Batch& b, size_t begin, size_t end) {
+  data::Batch p;
+  const size_t n = end - begin;
+  p.Reset(b.num_dense, b.num_sparse, n);
+  p.size = n;
+  std::copy(b.labels.begin() + begin, b.labels.begin() + end, p.labels.begin());
+  std::copy(b.dense.begin() + begin * b.num_dense, b.dense.begin() + end * b.num_dense, p.dense.begin());
+  for (int f = 0; f < b.num_sparse; ++f) std::copy(b.field(f) + begin, b.field(f) + end, p.sparse.begin() + f * n);
+  return p;
+}
+
+// Worker w (a thread, rank w of an in-process group) trains on work[w] through clients[w];
+// trainers are created one after another (same initial weights). Returns the trainers.
+std::vector<std::unique_ptr<Trainer>> TrainWorkers(const TrainerConfig& c, const std::vector<ps::PsClient*>& clients,
+                                                   const std::vector<std::vector<data::Batch>>& work,
+                                                   InProcessGroup* group, monitoring::Recorder* recorder = nullptr) {
+  std::vector<std::unique_ptr<Trainer>> trainers;
+  for (size_t w = 0; w < clients.size(); ++w) {
+    auto t = Trainer::Create(c, clients[w], group->Member(static_cast<int>(w)), w == 0 ? recorder : nullptr);
+    EMBER_CHECK(t.ok()) << t.status().ToString();
+    trainers.push_back(std::move(t).value());
+  }
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < clients.size(); ++w)
+    threads.emplace_back([&, w] {
+      const auto& batches = work[w];
+      for (size_t i = 0; i < batches.size(); ++i) {
+        double loss = 0;
+        const Status st = trainers[w]->TrainStep(batches[i], i + 1 < batches.size() ? &batches[i + 1] : nullptr, &loss);
+        EMBER_CHECK(st.ok()) << st.ToString();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return trainers;
+}
+
+std::vector<float> Predictions(Trainer* t) {
+  std::vector<float> p, y;
+  auto r = Reader(Data().test, 4096);
+  EMBER_CHECK(t->Evaluate(r.get(), &p, &y).ok());
+  return p;
+}
+
+struct TwoServers {
   std::vector<std::unique_ptr<ps::PsServer>> servers;
   std::vector<std::string> endpoints;
-  for (int i = 0; i < 2; ++i) {
-    ps::ServerOptions o;
-    o.shard_index = i;
-    o.num_shards = 2;
-    servers.push_back(std::make_unique<ps::PsServer>(o));
-    ASSERT_TRUE(servers.back()->Start().ok());
-    endpoints.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
+  TwoServers() {
+    for (int i = 0; i < 2; ++i) {
+      ps::ServerOptions o;
+      o.shard_index = i;
+      o.num_shards = 2;
+      servers.push_back(std::make_unique<ps::PsServer>(o));
+      EMBER_CHECK(servers.back()->Start().ok());
+      endpoints.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
+    }
   }
-  auto remote = ps::RemoteClient::Connect(endpoints, 5);
-  ASSERT_TRUE(remote.ok());
-  ps::InProcessClient local(2);
+  std::unique_ptr<ps::RemoteClient> Client() { return std::move(ps::RemoteClient::Connect(endpoints, 5)).value(); }
+};
+
+TrainerConfig ModeConfig(const std::string& mode, int64_t staleness = 0) {
   auto c = SmallConfig("dlrm");
   c.embedding.method = "unified";
   c.embedding.rows = 3000;
+  c.mode = mode;
+  c.staleness = staleness;
+  return c;
+}
+
+// The same training over 2 PS servers (loopback TCP, servers on threads) and over 2 in-process
+// shards: the same rows on the same shards, so bit-identical predictions.
+TEST(Trainer, RemoteShardsTrainExactlyLikeInProcessShards) {
+  TwoServers servers;
+  auto remote = servers.Client();
+  ps::InProcessClient local(2);
+  const auto c = ModeConfig("sync");
   LocalCollective coll;
-  auto a = Trainer::Create(c, remote->get(), &coll);
+  auto a = Trainer::Create(c, remote.get(), &coll);
   auto b = Trainer::Create(c, &local, &coll);
   ASSERT_TRUE(a.ok() && b.ok());
   ProgressOptions quiet;
@@ -229,12 +295,100 @@ TEST(Trainer, RemoteShardsTrainExactlyLikeInProcessShards) {
     auto r = Reader(Data().test, 512);  // 10000 rows: 20 steps
     ASSERT_TRUE(t->TrainEpoch(r.get(), 0, 1, quiet).ok());
   }
-  std::vector<float> pa, pb, y;
-  auto ra = Reader(Data().test, 4096), rb = Reader(Data().test, 4096);
-  ASSERT_TRUE((*a)->Evaluate(ra.get(), &pa, &y).ok());
-  ASSERT_TRUE((*b)->Evaluate(rb.get(), &pb, &y).ok());
-  EXPECT_EQ(pa, pb);
-  EXPECT_GT((*remote)->bytes_sent(), 0u);
+  EXPECT_EQ(Predictions(a->get()), Predictions(b->get()));
+  EXPECT_GT(remote->bytes_sent(), 0u);
+}
+
+// Sync mode sums a step's pushes from all workers and applies one update scaled by 1/W, and
+// the dense all-reduce does the same: two workers on identical batches take exactly the steps
+// of one worker on those batches ((g + g) / 2 == g in floating point), through remote servers
+// and through shared in-process shards alike. Async applies each push: two updates per step.
+TEST(Trainer, SyncWorkersApplyOneAveragedUpdatePerStep) {
+  const auto batches = ReadBatches(Data().train, 256, 12);
+  ps::InProcessClient alone(2);
+  LocalCollective one;
+  auto ref = Trainer::Create(ModeConfig("sync"), &alone, &one);
+  ASSERT_TRUE(ref.ok());
+  for (size_t i = 0; i < batches.size(); ++i) {
+    double loss;
+    ASSERT_TRUE((*ref)->TrainStep(batches[i], i + 1 < batches.size() ? &batches[i + 1] : nullptr, &loss).ok());
+  }
+  const auto expected = Predictions(ref->get());
+
+  TwoServers remote;
+  auto c0 = remote.Client(), c1 = remote.Client();
+  InProcessGroup g1(2);
+  auto sync_remote = TrainWorkers(ModeConfig("sync"), {c0.get(), c1.get()}, {batches, batches}, &g1);
+  EXPECT_EQ(Predictions(sync_remote[0].get()), expected);
+  EXPECT_EQ(Predictions(sync_remote[1].get()), expected);
+
+  ps::InProcessClient shared(2);
+  InProcessGroup g2(2);
+  auto sync_local = TrainWorkers(ModeConfig("sync"), {&shared, &shared}, {batches, batches}, &g2);
+  EXPECT_EQ(Predictions(sync_local[1].get()), expected);
+
+  ps::InProcessClient shared_async(2);
+  InProcessGroup g3(2);
+  auto async = TrainWorkers(ModeConfig("async"), {&shared_async, &shared_async}, {batches, batches}, &g3);
+  EXPECT_NE(Predictions(async[0].get()), expected);
+}
+
+// Two workers on the halves of each batch against one worker on whole batches: the same
+// updates up to the order in which per-key gradients are summed (worker partial sums, then
+// across workers), so predictions agree to float rounding, not bit for bit.
+TEST(Trainer, SyncWorkersOnHalvesMatchOneWorkerOnWholeBatches) {
+  const auto whole = ReadBatches(Data().train, 512, 10);
+  std::vector<std::vector<data::Batch>> halves(2);
+  for (const auto& b : whole) {
+    halves[0].push_back(Part(b, 0, 256));
+    halves[1].push_back(Part(b, 256, 512));
+  }
+  ps::InProcessClient alone(2);
+  InProcessGroup solo(1);
+  auto ref = TrainWorkers(ModeConfig("sync"), {&alone}, {whole}, &solo);
+  TwoServers remote;
+  auto c0 = remote.Client(), c1 = remote.Client();
+  InProcessGroup pair(2);
+  auto two = TrainWorkers(ModeConfig("sync"), {c0.get(), c1.get()}, halves, &pair);
+  const auto a = Predictions(ref[0].get()), b = Predictions(two[0].get());
+  ASSERT_EQ(a.size(), b.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, std::fabs(double{a[i]} - b[i]));
+  EXPECT_LT(max_diff, 1e-5);
+  EXPECT_EQ(two[0]->step(), 10);
+  std::printf("max |p_one - p_two| after 10 steps: %.3g\n", max_diff);
+}
+
+// The staleness a worker reads at (steps of the slowest worker's pushes its rows lack) and the
+// bound, per mode: sync reads exactly the previous step; bounded (s = 1) and async prefetch the
+// next batch's rows during the step, a step before its own push.
+TEST(Trainer, StalenessGaugesFollowTheMode) {
+  const auto batches = ReadBatches(Data().train, 256, 6);
+  struct Case {
+    std::string mode;
+    int64_t staleness;
+    double seen, bound;
+  };
+  for (const Case& k : {Case{"sync", 0, 0, 0}, Case{"bounded", 1, 1, 1}, Case{"async", 0, 1, HUGE_VAL}}) {
+    TwoServers remote;
+    auto c0 = remote.Client(), c1 = remote.Client();
+    InProcessGroup group(2);
+    monitoring::MemoryRecorder rec;
+    auto t = TrainWorkers(ModeConfig(k.mode, k.staleness), {c0.get(), c1.get()}, {batches, batches}, &group, &rec);
+    EXPECT_EQ(rec.Gauge("train_staleness_steps"), k.seen) << k.mode;
+    EXPECT_EQ(rec.Gauge("train_staleness_bound"), k.bound) << k.mode;
+    EXPECT_EQ(rec.ObservationCount("ps_pull_seconds", {{"phase", "train"}}), 6u) << k.mode;
+  }
+  auto bad = ModeConfig("sync", 2);
+  ps::InProcessClient ps(1);
+  LocalCollective coll;
+  auto t = Trainer::Create(bad, &ps, &coll);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("train.staleness = 2 needs train.mode = \"bounded\""), std::string::npos)
+      << t.status().ToString();
+  bad.mode = "eventual";
+  EXPECT_NE(Trainer::Create(bad, &ps, &coll).status().message().find("train.mode: unknown mode 'eventual'"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -58,18 +58,25 @@ struct Trainer::Group {
   size_t num_tables = 0;
   std::vector<int> probe_offset;
   std::vector<int> widths;
-  std::vector<uint64_t> keys, scratch, sorted_unique;
-  std::vector<size_t> table_begin;
-  std::vector<int64_t> perm;
-  embedding::KeyDeduper dedup;
-  torch::Tensor inverse, slot_inverse, rows;
+  // One batch's lookup: its keys, unique keys by table and the leaf they are pulled into. Two
+  // buffers: the next batch's pull fills one while this batch computes with the other.
+  struct Rows {
+    std::vector<uint64_t> keys, scratch, sorted_unique;
+    std::vector<size_t> table_begin;
+    std::vector<int64_t> perm;
+    embedding::KeyDeduper dedup;
+    torch::Tensor inverse, slot_inverse, rows;
+  };
+  Rows buffers[2];
+  int current = 0;
+  Rows& now() { return buffers[current]; }
 
-  // fn(table id, begin, end) for every table with rows in this batch's leaf.
+  // fn(table id, begin, end) for every table with rows in `r`'s leaf.
   template <typename Fn>
-  void ForEachTable(Fn&& fn) const {
+  void ForEachTable(const Rows& r, Fn&& fn) const {
     for (size_t t = 0; t < num_tables; ++t)
-      if (table_begin[t] != table_begin[t + 1])
-        fn(first_table + static_cast<uint32_t>(t), table_begin[t], table_begin[t + 1]);
+      if (r.table_begin[t] != r.table_begin[t + 1])
+        fn(first_table + static_cast<uint32_t>(t), r.table_begin[t], r.table_begin[t + 1]);
   }
 };
 
@@ -82,6 +89,23 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
   t->ps_ = ps;
   t->collective_ = collective;
   t->recorder_ = recorder ? recorder : monitoring::NullRecorder();
+  if (config.mode == "sync")
+    t->mode_ = Mode::kSync;
+  else if (config.mode == "bounded")
+    t->mode_ = Mode::kBounded;
+  else if (config.mode == "async")
+    t->mode_ = Mode::kAsync;
+  else
+    return Status::InvalidArgument("train.mode: unknown mode '" + config.mode + "' (expected sync, bounded or async)");
+  if (config.staleness < 0)
+    return Status::InvalidArgument("train.staleness: must be >= 0, got " + std::to_string(config.staleness));
+  if (config.staleness > 0 && t->mode_ != Mode::kBounded)
+    return Status::InvalidArgument("train.staleness = " + std::to_string(config.staleness) +
+                                   " needs train.mode = \"bounded\" (the mode is \"" + config.mode + "\")");
+  t->recorder_->SetGauge("train_staleness_bound", t->mode_ == Mode::kSync      ? 0.0
+                                                  : t->mode_ == Mode::kBounded ? static_cast<double>(config.staleness)
+                                                                               : HUGE_VAL);
+  t->recorder_->SetGauge("train_staleness_steps", 0);
   torch::manual_seed(config.seed);
   models::CtrModelConfig mc = config.model;
   mc.num_fields = static_cast<int>(config.fields.size());
@@ -158,75 +182,75 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
   return t;
 }
 
-Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs,
-                       bool mask_rows) {
+Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer, std::vector<ps::PullSlice>* slices,
+                            LookupCounts* counts) {
   const size_t B = batch.size;
   if (batch.num_sparse != static_cast<int>(config_.fields.size()))
     return Status::InvalidArgument("batch has " + std::to_string(batch.num_sparse) +
                                    " categorical fields, model expects " + std::to_string(config_.fields.size()));
-  inputs->clear();
-  std::vector<ps::PullSlice> slices;
-  size_t keys_all = 0, unique_all = 0, pull_bytes = 0;
+  slices->clear();
+  *counts = {};
   for (auto& gp : groups_) {
     Group& g = *gp;
+    Group::Rows& r = g.buffers[buffer];
     const size_t TP = static_cast<size_t>(g.total_probes);
-    g.keys.resize(B * TP);
+    r.keys.resize(B * TP);
     for (int f = 0; f < g.method->num_fields(); ++f) {
       const size_t P = static_cast<size_t>(g.method->num_probes(f));
       const size_t off = static_cast<size_t>(g.probe_offset[f]);
       if (P == 1 && TP == 1) {
-        g.method->MapIds(f, batch.field(f), B, g.keys.data());
+        g.method->MapIds(f, batch.field(f), B, r.keys.data());
         continue;
       }
-      g.scratch.resize(B * P);
-      g.method->MapIds(f, batch.field(f), B, g.scratch.data());
+      r.scratch.resize(B * P);
+      g.method->MapIds(f, batch.field(f), B, r.scratch.data());
       for (size_t i = 0; i < B; ++i)
-        for (size_t p = 0; p < P; ++p) g.keys[i * TP + off + p] = g.scratch[i * P + p];
+        for (size_t p = 0; p < P; ++p) r.keys[i * TP + off + p] = r.scratch[i * P + p];
     }
-    const size_t n = g.keys.size();
-    g.inverse = torch::empty({static_cast<int64_t>(n)}, torch::kLong);
-    int64_t* inv = g.inverse.data_ptr<int64_t>();
-    g.dedup.Dedup(g.keys.data(), n, inv);
-    const auto& unique = g.dedup.unique();
+    const size_t n = r.keys.size();
+    r.inverse = torch::empty({static_cast<int64_t>(n)}, torch::kLong);
+    int64_t* inv = r.inverse.data_ptr<int64_t>();
+    r.dedup.Dedup(r.keys.data(), n, inv);
+    const auto& unique = r.dedup.unique();
     const size_t U = unique.size();
-    g.table_begin.assign(g.num_tables + 1, 0);
+    r.table_begin.assign(g.num_tables + 1, 0);
     if (g.num_tables == 1) {
-      g.sorted_unique.assign(unique.begin(), unique.end());
-      g.table_begin[1] = U;
+      r.sorted_unique.assign(unique.begin(), unique.end());
+      r.table_begin[1] = U;
     } else {
       // Counting sort by table so that each table's rows are contiguous in the leaf.
-      for (uint64_t k : unique) ++g.table_begin[embedding::KeyTable(k) - g.first_table + 1];
-      for (size_t t = 0; t < g.num_tables; ++t) g.table_begin[t + 1] += g.table_begin[t];
-      std::vector<size_t> fill(g.table_begin.begin(), g.table_begin.end() - 1);
-      g.sorted_unique.resize(U);
-      g.perm.resize(U);
+      for (uint64_t k : unique) ++r.table_begin[embedding::KeyTable(k) - g.first_table + 1];
+      for (size_t t = 0; t < g.num_tables; ++t) r.table_begin[t + 1] += r.table_begin[t];
+      std::vector<size_t> fill(r.table_begin.begin(), r.table_begin.end() - 1);
+      r.sorted_unique.resize(U);
+      r.perm.resize(U);
       for (size_t u = 0; u < U; ++u) {
         const size_t pos = fill[embedding::KeyTable(unique[u]) - g.first_table]++;
-        g.sorted_unique[pos] = unique[u];
-        g.perm[u] = static_cast<int64_t>(pos);
+        r.sorted_unique[pos] = unique[u];
+        r.perm[u] = static_cast<int64_t>(pos);
       }
-      for (size_t i = 0; i < n; ++i) inv[i] = g.perm[inv[i]];
+      for (size_t i = 0; i < n; ++i) inv[i] = r.perm[inv[i]];
     }
     // The leaf: one row per unique key, plus an all-zero row for padding slots.
     const int64_t leaf_rows = static_cast<int64_t>(U) + (g.padded ? 1 : 0);
-    g.rows = g.narrow || g.padded ? torch::zeros({leaf_rows, g.dim}, torch::kFloat)
+    r.rows = g.narrow || g.padded ? torch::zeros({leaf_rows, g.dim}, torch::kFloat)
                                   : torch::empty({leaf_rows, g.dim}, torch::kFloat);
-    float* rows = g.rows.data_ptr<float>();
-    g.ForEachTable([&](uint32_t table, size_t b, size_t e) {
+    float* rows = r.rows.data_ptr<float>();
+    g.ForEachTable(r, [&](uint32_t table, size_t b, size_t e) {
       ps::PullSlice s;
       s.table = table;
-      s.keys = g.sorted_unique.data() + b;
+      s.keys = r.sorted_unique.data() + b;
       s.n = e - b;
       s.out = rows + b * g.dim;
       s.stride = static_cast<size_t>(g.dim);
       s.create_missing = training;
-      slices.push_back(s);
+      slices->push_back(s);
     });
     if (g.padded) {
       // Slots: field f's probes, then (max_probes - probes) padding slots reading the zero row.
       const size_t F = static_cast<size_t>(g.method->num_fields()), S = static_cast<size_t>(g.max_probes);
-      g.slot_inverse = torch::empty({static_cast<int64_t>(B * F * S)}, torch::kLong);
-      int64_t* si = g.slot_inverse.data_ptr<int64_t>();
+      r.slot_inverse = torch::empty({static_cast<int64_t>(B * F * S)}, torch::kLong);
+      int64_t* si = r.slot_inverse.data_ptr<int64_t>();
       for (size_t i = 0; i < B; ++i)
         for (size_t f = 0; f < F; ++f) {
           const size_t P = static_cast<size_t>(g.method->num_probes(static_cast<int>(f)));
@@ -235,29 +259,38 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
             si[(i * F + f) * S + p] = p < P ? inv[i * TP + off + p] : static_cast<int64_t>(U);
         }
     }
-    keys_all += n;
-    unique_all += U;
-    pull_bytes += U * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
+    counts->keys += n;
+    counts->unique += U;
+    counts->bytes += U * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
   }
-  const auto pull_start = Clock::now();
-  EMBER_RETURN_IF_ERROR(ps_->Pull(slices));
+  return Status::Ok();
+}
+
+void Trainer::RecordPull(const LookupCounts& counts, double seconds, bool training) {
   const monitoring::Labels phase = {{"phase", training ? "train" : "eval"}};
-  recorder_->Observe("ps_pull_seconds", std::chrono::duration<double>(Clock::now() - pull_start).count(), phase);
-  recorder_->AddCounter("ps_pull_rows_total", static_cast<double>(unique_all), phase);
-  recorder_->AddCounter("ps_pull_bytes_total", static_cast<double>(pull_bytes), phase);
-  recorder_->AddCounter("lookup_keys_total", static_cast<double>(keys_all), phase);
-  recorder_->AddCounter("lookup_unique_keys_total", static_cast<double>(unique_all), phase);
+  recorder_->Observe("ps_pull_seconds", seconds, phase);
+  recorder_->AddCounter("ps_pull_rows_total", static_cast<double>(counts.unique), phase);
+  recorder_->AddCounter("ps_pull_bytes_total", static_cast<double>(counts.bytes), phase);
+  recorder_->AddCounter("lookup_keys_total", static_cast<double>(counts.keys), phase);
+  recorder_->AddCounter("lookup_unique_keys_total", static_cast<double>(counts.unique), phase);
   if (training) {
-    recorder_->SetGauge("lookup_keys_per_batch", static_cast<double>(keys_all));
+    recorder_->SetGauge("lookup_keys_per_batch", static_cast<double>(counts.keys));
     recorder_->SetGauge("lookup_unique_ratio",
-                        keys_all ? static_cast<double>(unique_all) / static_cast<double>(keys_all) : 0.0);
+                        counts.keys ? static_cast<double>(counts.unique) / static_cast<double>(counts.keys) : 0.0);
   }
+}
+
+Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs,
+                             bool mask_rows) {
+  inputs->clear();
   for (auto& gp : groups_) {
     Group& g = *gp;
-    if (training) g.rows.requires_grad_(true);
+    Group::Rows& r = g.now();
+    if (training) r.rows.requires_grad_(true);
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
-    in.values = g.rows.index_select(0, g.padded ? g.slot_inverse : g.inverse).view({static_cast<int64_t>(B), width});
+    in.values =
+        r.rows.index_select(0, g.padded ? r.slot_inverse : r.inverse).view({static_cast<int64_t>(batch.size), width});
     if (g.optembed_supernet && mask_rows)
       in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;
@@ -266,21 +299,75 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
   return Status::Ok();
 }
 
+Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs,
+                       bool mask_rows) {
+  std::vector<ps::PullSlice> slices;
+  LookupCounts counts;
+  for (auto& gp : groups_) gp->current = 0;
+  EMBER_RETURN_IF_ERROR(PrepareRows(batch, training, 0, &slices, &counts));
+  const auto pull_start = Clock::now();
+  uint64_t seen = 0;
+  EMBER_RETURN_IF_ERROR(ps_->Pull(slices, {training ? PullWait(step_) : 0, &seen}));
+  RecordPull(counts, std::chrono::duration<double>(Clock::now() - pull_start).count(), training);
+  if (training) RecordStaleness(step_, seen);
+  return FinishLookup(batch, training, inputs, mask_rows);
+}
+
+uint64_t Trainer::PullWait(int64_t step) const {
+  // Nothing to wait for before this trainer's first push (fresh shards, or a restart).
+  if (!pushed_ || mode_ == Mode::kAsync) return 0;
+  const int64_t s = mode_ == Mode::kSync ? 0 : config_.staleness;
+  return step > s ? static_cast<uint64_t>(step - s) : 0;
+}
+
+void Trainer::RecordStaleness(int64_t step, uint64_t clock) {
+  recorder_->SetGauge("train_staleness_steps",
+                      static_cast<double>(std::max<int64_t>(0, step - static_cast<int64_t>(clock))));
+}
+
+void Trainer::StartPrefetch(const data::Batch& next) {
+  // The pull for the step after this one: into the other buffers, on a thread of its own.
+  prefetch_.batch = &next;
+  prefetch_.step = step_ + 1;
+  const uint64_t wait = PullWait(step_ + 1);
+  prefetch_.done = std::async(std::launch::async, [this, &next, wait] {
+    std::vector<ps::PullSlice> slices;
+    Status st = PrepareRows(next, /*training=*/true, 1 - groups_[0]->current, &slices, &prefetch_.counts);
+    if (!st.ok()) return st;
+    const auto start = Clock::now();
+    st = ps_->Pull(slices, {wait, &prefetch_.clock});
+    prefetch_.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return st;
+  });
+}
+
+Status Trainer::FinishPrefetch(const data::Batch& batch, std::vector<models::GroupInput>* inputs) {
+  if (prefetch_.batch != &batch || prefetch_.step != step_)
+    return Status::Internal("prefetched rows are for another batch");
+  prefetch_.batch = nullptr;
+  EMBER_RETURN_IF_ERROR(prefetch_.done.get());
+  for (auto& gp : groups_) gp->current = 1 - gp->current;
+  RecordPull(prefetch_.counts, prefetch_.seconds, /*training=*/true);
+  RecordStaleness(step_, prefetch_.clock);
+  return FinishLookup(batch, /*training=*/true, inputs, /*mask_rows=*/true);
+}
+
 Status Trainer::PushGradients() {
   std::vector<ps::PushSlice> slices;
   std::vector<torch::Tensor> keep;
   size_t rows = 0, bytes = 0;
   for (auto& gp : groups_) {
     Group& g = *gp;
-    torch::Tensor grad = g.rows.grad();
+    Group::Rows& r = g.now();
+    torch::Tensor grad = r.rows.grad();
     if (!grad.defined()) continue;
     grad = grad.contiguous();
     keep.push_back(grad);
     const float* gd = grad.data_ptr<float>();
-    g.ForEachTable([&](uint32_t table, size_t b, size_t e) {
+    g.ForEachTable(r, [&](uint32_t table, size_t b, size_t e) {
       ps::PushSlice s;
       s.table = table;
-      s.keys = g.sorted_unique.data() + b;
+      s.keys = r.sorted_unique.data() + b;
       s.n = e - b;
       s.grads = gd + b * g.dim;
       s.stride = static_cast<size_t>(g.dim);
@@ -290,7 +377,13 @@ Status Trainer::PushGradients() {
     });
   }
   const auto start = Clock::now();
-  EMBER_RETURN_IF_ERROR(ps_->Push(slices));
+  ps::PushClock clock;
+  clock.worker = static_cast<uint32_t>(collective_->rank());
+  clock.workers = static_cast<uint32_t>(collective_->size());
+  clock.step = static_cast<uint64_t>(step_);
+  clock.aggregate = mode_ == Mode::kSync;
+  EMBER_RETURN_IF_ERROR(ps_->Push(slices, clock));
+  pushed_ = true;
   recorder_->Observe("ps_push_seconds", std::chrono::duration<double>(Clock::now() - start).count());
   recorder_->AddCounter("ps_push_rows_total", static_cast<double>(rows));
   recorder_->AddCounter("ps_push_bytes_total", static_cast<double>(bytes));
@@ -331,11 +424,32 @@ Status Trainer::AllReduceDense() {
   return Status::Ok();
 }
 
-Status Trainer::TrainStep(const data::Batch& batch, double* loss) {
+Status Trainer::TrainStep(const data::Batch& batch, double* loss) { return TrainStep(batch, nullptr, loss); }
+
+bool Trainer::MaintenanceAfter(int64_t step) const {
+  const DslConfig& d = config_.dsl;
+  if (d.interval <= 0) return false;
+  for (const auto& gp : groups_) {
+    if (!gp->dsl) continue;
+    if ((step + std::min(d.grow_window, d.interval)) % d.interval == 0 || step % d.interval == 0) return true;
+  }
+  return false;
+}
+
+Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, double* loss) {
   if (batch.size == 0) return Status::InvalidArgument("empty batch");
   const auto start = Clock::now();
   std::vector<models::GroupInput> inputs;
-  EMBER_RETURN_IF_ERROR(Lookup(batch, /*training=*/true, &inputs));
+  if (prefetch_.batch)
+    EMBER_RETURN_IF_ERROR(FinishPrefetch(batch, &inputs));
+  else
+    EMBER_RETURN_IF_ERROR(Lookup(batch, /*training=*/true, &inputs));
+  // The next batch's rows: pulled while this step computes where the mode lets them be a step
+  // old (async, bounded with staleness >= 1), else right after this step's push (they must
+  // include it); never across table maintenance, which changes rows between steps.
+  const bool prefetch = next && config_.prefetch && next->size > 0 && !MaintenanceAfter(step_ + 1);
+  const bool early = prefetch && (mode_ == Mode::kAsync || (mode_ == Mode::kBounded && config_.staleness >= 1));
+  if (early) StartPrefetch(*next);
   const int64_t B = static_cast<int64_t>(batch.size);
   Status st = TorchCall("training step", [&] {
     auto dense = torch::from_blob(const_cast<float*>(batch.dense.data()), {B, batch.num_dense}, torch::kFloat);
@@ -350,6 +464,7 @@ Status Trainer::TrainStep(const data::Batch& batch, double* loss) {
   });
   EMBER_RETURN_IF_ERROR(st);
   EMBER_RETURN_IF_ERROR(PushGradients());
+  if (prefetch && !early) StartPrefetch(*next);
   EMBER_RETURN_IF_ERROR(AllReduceDense());
   EMBER_RETURN_IF_ERROR(TorchCall("dense optimizer step", [&] {
     optimizer_->step();
@@ -375,6 +490,7 @@ Status Trainer::MaintainTables() {
     const bool round = step_ % d.interval == 0;
     if (!start_collect && !round) continue;
     due = true;
+    if (prefetch_.batch) return Status::Internal("table maintenance while the next batch's rows are in flight");
     if (collective_->rank() != 0) continue;
     double p = d.p0;
     if (d.total_steps > 0) {
@@ -421,17 +537,29 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
   po.log_interval_s = progress.log_interval_s;
   ProgressReporter reporter(po);
   const auto start = Clock::now();
-  data::Batch batch;
+  // Two batches: the next is read ahead so that its rows can be pulled during this step.
+  data::Batch batches[2];
+  int cur = 0;
   double loss_sum = 0, ema = -1;
   auto gauges_at = start;
   uint64_t gauges_samples = 0;
   recorder_->SetGauge("train_epoch", epoch + 1);
-  for (;;) {
-    auto got = reader->Next(&batch);
-    if (!got.ok()) return got.status();
-    if (!*got) break;
+  // However this loop ends, a pull still in flight finishes before its batch goes away.
+  struct DrainPrefetch {
+    Prefetch* p;
+    ~DrainPrefetch() {
+      if (p->batch) (void)p->done.get();
+      p->batch = nullptr;
+    }
+  } drain{&prefetch_};
+  auto have = reader->Next(&batches[cur]);
+  if (!have.ok()) return have.status();
+  while (*have) {
+    data::Batch& batch = batches[cur];
+    auto have_next = reader->Next(&batches[1 - cur]);
+    if (!have_next.ok()) return have_next.status();
     double loss = 0;
-    EMBER_RETURN_IF_ERROR(TrainStep(batch, &loss));
+    EMBER_RETURN_IF_ERROR(TrainStep(batch, *have_next ? &batches[1 - cur] : nullptr, &loss));
     stats.samples += batch.size;
     stats.steps += 1;
     loss_sum += loss * static_cast<double>(batch.size);
@@ -449,6 +577,8 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
       std::snprintf(extra, sizeof(extra), "loss %.4f", ema);
       reporter.Update(static_cast<double>(stats.samples), reader->Progress(), extra);
     }
+    have = have_next;
+    cur = 1 - cur;
   }
   stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   stats.mean_loss = stats.samples ? loss_sum / static_cast<double>(stats.samples) : 0;
@@ -603,6 +733,9 @@ Result<std::pair<uint64_t, uint64_t>> Trainer::TableFootprint() {
 
 Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::string& config_text,
                                             const std::string& name) {
+  // A pull of the next step's rows may be in flight (creating rows): the shards are written
+  // after it, so the checkpoint and the rows in hand agree.
+  if (prefetch_.batch) prefetch_.done.wait();
   const std::string final_dir = root + "/" + (name.empty() ? "ckpt-" + std::to_string(step_) : name);
   const std::string tmp = final_dir + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;
@@ -721,6 +854,8 @@ Result<std::string> ResolveCheckpoint(const std::string& path) {
 }
 
 Status Trainer::RestoreCheckpoint(const std::string& path) {
+  if (prefetch_.batch) return Status::FailedPrecondition("restore while the next batch's rows are in flight");
+  pushed_ = false;  // the shards' clocks start again with the next push
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
   std::vector<ps::ShardFile> shards;
   std::string model_bytes, opt_bytes;

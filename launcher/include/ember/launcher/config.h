@@ -70,6 +70,9 @@ struct RunConfig {
   int ps_servers = 1;                 // ps.servers: under mpirun, the first k ranks serve shards
   std::string ps_bind = "127.0.0.1";  // ps.bind: address PS servers listen on
   std::string collective = "auto";    // train.collective: "auto", "mpi" or "nccl" (workers' all-reduce)
+  std::string mode = "sync";          // train.mode: "sync", "bounded" or "async" (workers::TrainerConfig)
+  int64_t staleness = 0;              // train.staleness: bounded mode's bound in steps
+  bool prefetch = true;               // train.prefetch: pull the next batch's rows during a step
   // [checkpoint]
   std::string checkpoint_dir;  // "" = no checkpoint
   // [monitoring]

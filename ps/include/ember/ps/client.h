@@ -41,6 +41,27 @@ struct PushSlice {
   size_t stride = 0;  // floats between rows in grads; 0 = the table's dim
 };
 
+// Training clocks (train.mode, DESIGN.md "Training modes"). Worker w of W numbers its pushes by
+// training step. A shard's clock is the step below which every worker's pushes are applied:
+// with `aggregate` (sync), a step's pushes from all W workers are summed on the shard (in worker
+// order, so the sum is deterministic), scaled by 1/W (each worker's gradient is of its own
+// batch mean) and applied as one update once the last arrives; without it (async, bounded),
+// each push is applied on arrival and the clock is the slowest worker's. With workers > 0 a push
+// reaches every shard, even one without keys, so that every shard counts the step.
+struct PushClock {
+  uint32_t worker = 0;
+  uint32_t workers = 0;  // 0: untracked (applied on arrival, no clock)
+  uint64_t step = 0;
+  bool aggregate = false;
+};
+
+// A pull is answered once the shard's clock has reached `wait_for` (0: at once). `clock`, if
+// given, receives the lowest clock of the shards that answered (for the staleness gauge).
+struct PullClock {
+  uint64_t wait_for = 0;
+  uint64_t* clock = nullptr;
+};
+
 struct TableStats {
   uint32_t table = 0;
   uint64_t rows = 0;
@@ -105,8 +126,10 @@ class PsClient {
   virtual int num_shards() const = 0;
   // Declares tables; repeating an identical spec is a no-op, a conflicting one an error.
   virtual Status CreateTables(const std::vector<embedding::TableSpec>& specs) = 0;
-  virtual Status Pull(const std::vector<PullSlice>& slices) = 0;
-  virtual Status Push(const std::vector<PushSlice>& slices) = 0;
+  Status Pull(const std::vector<PullSlice>& slices) { return Pull(slices, PullClock{}); }
+  Status Push(const std::vector<PushSlice>& slices) { return Push(slices, PushClock{}); }
+  virtual Status Pull(const std::vector<PullSlice>& slices, const PullClock& clock) = 0;
+  virtual Status Push(const std::vector<PushSlice>& slices, const PushClock& clock) = 0;
   virtual Result<std::vector<TableStats>> Stats() = 0;
   virtual Result<TableOpResult> Apply(const TableOp& op) = 0;
   // Each shard writes its rows and state into `dir` (temp + fsync + rename per file).

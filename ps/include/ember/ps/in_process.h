@@ -19,8 +19,10 @@ class InProcessClient final : public PsClient {
 
   int num_shards() const override { return static_cast<int>(shards_.size()); }
   Status CreateTables(const std::vector<embedding::TableSpec>& specs) override;
-  Status Pull(const std::vector<PullSlice>& slices) override;
-  Status Push(const std::vector<PushSlice>& slices) override;
+  using PsClient::Pull;
+  using PsClient::Push;
+  Status Pull(const std::vector<PullSlice>& slices, const PullClock& clock) override;
+  Status Push(const std::vector<PushSlice>& slices, const PushClock& clock) override;
   Result<std::vector<TableStats>> Stats() override;
   Result<TableOpResult> Apply(const TableOp& op) override;
   Result<std::vector<ShardFile>> SaveShards(const std::string& dir) override;
@@ -32,6 +34,8 @@ class InProcessClient final : public PsClient {
   // Groups keys by shard; for each shard with keys, fills keys_scratch_ with them, sizes
   // rows_scratch_ and calls fn(shard, positions in the slice, dim). Caller holds scratch_mu_.
   using ShardFn = std::function<Status(Shard&, const std::vector<size_t>&, size_t)>;
+  // A push under a training clock: every shard gets its share (possibly none) through PushStep.
+  Status PushClocked(const std::vector<PushSlice>& slices, const PushClock& clock);
   Status ForEachShard(uint32_t table, const uint64_t* keys, size_t n, const char* what, const ShardFn& fn);
 
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -26,8 +26,10 @@ class RemoteClient final : public PsClient {
 
   int num_shards() const override { return static_cast<int>(endpoints_.size()); }
   Status CreateTables(const std::vector<embedding::TableSpec>& specs) override;
-  Status Pull(const std::vector<PullSlice>& slices) override;
-  Status Push(const std::vector<PushSlice>& slices) override;
+  using PsClient::Pull;
+  using PsClient::Push;
+  Status Pull(const std::vector<PullSlice>& slices, const PullClock& clock) override;
+  Status Push(const std::vector<PushSlice>& slices, const PushClock& clock) override;
   Result<std::vector<TableStats>> Stats() override;
   Result<TableOpResult> Apply(const TableOp& op) override;
   Result<std::vector<ShardFile>> SaveShards(const std::string& dir) override;

@@ -39,6 +39,8 @@ class PsServer {
   // Answers one decoded request (the server's dispatch, public for tests): the reply payload, or
   // an error.
   Result<std::string> Handle(wire::Type type, std::string_view payload);
+  // A decoded pull's reply (its wait_for already met).
+  Result<std::string> Pull(const wire::PullRequest& req);
 
   struct Impl;  // opaque (Asio stays out of this header)
 

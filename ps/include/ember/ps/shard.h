@@ -4,6 +4,8 @@
 // mutex serialises every call.
 #pragma once
 
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +24,24 @@ class Shard {
   Status CreateTables(const std::vector<embedding::TableSpec>& specs);
   Status Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing = true);
   Status Push(uint32_t table, const uint64_t* keys, size_t n, const float* grads);
+  // One step's push to this shard (rows contiguous, n x the table's dim), under a training
+  // clock (client.h PushClock): applied now, or buffered until the step's last worker arrives.
+  struct Rows {
+    uint32_t table = 0;
+    const uint64_t* keys = nullptr;
+    size_t n = 0;
+    const float* grads = nullptr;
+  };
+  Status PushStep(const PushClock& clock, const std::vector<Rows>& rows);
+  // The step below which every worker's pushes are applied (see PushClock).
+  uint64_t clock() const;
+  // Blocks until clock() >= step (in-process workers).
+  void WaitClock(uint64_t step);
+  // Runs `fn` once clock() >= step: now, on this thread, or on the thread whose push completes
+  // the step (servers park pulls this way instead of blocking a thread).
+  void WhenClock(uint64_t step, std::function<void()> fn);
+  // Forgets parked callbacks without running them (a server stopping).
+  void DropWaiters();
   std::vector<TableStats> Stats() const;
   // `seed` is mixed with the shard's own seed for randomised maintenance.
   Result<TableOpResult> Apply(const TableOp& op);
@@ -49,9 +69,31 @@ class Shard {
 
  private:
   Status CheckTable(uint32_t table) const;
+  // Sums the open step's buffered pushes (worker order) and applies them; clock_mu_ held.
+  Status ApplyOpenStep();
+  void AdvanceClock(uint64_t clock, std::unique_lock<std::mutex>* lock);
+
   mutable std::mutex mu_;
   std::map<uint32_t, std::unique_ptr<embedding::Table>> tables_;
   uint64_t seed_ = 0;
+
+  // Training clock (clock_mu_; taken before mu_ when both are needed).
+  struct Buffered {
+    uint32_t table = 0;
+    std::vector<uint64_t> keys;
+    std::vector<float> grads;
+  };
+  mutable std::mutex clock_mu_;
+  std::condition_variable clock_cv_;
+  uint64_t clock_ = 0;
+  uint32_t workers_ = 0;
+  std::vector<uint64_t> worker_clock_;  // async/bounded: steps each worker has pushed
+  bool open_ = false;                   // sync: a step has buffered pushes
+  uint64_t open_step_ = 0;
+  std::vector<std::vector<Buffered>> pending_;  // sync: by worker
+  std::vector<bool> arrived_;
+  uint32_t arrived_count_ = 0;
+  std::vector<std::pair<uint64_t, std::function<void()>>> waiters_;
 };
 
 }  // namespace ember::ps

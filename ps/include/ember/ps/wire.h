@@ -117,6 +117,7 @@ class Reader {
 
 // Owning request bodies as the server decodes them.
 struct PullRequest {
+  uint64_t wait_for = 0;  // answered once the shard's clock reaches it
   struct Slice {
     uint32_t table = 0;
     bool create_missing = true;
@@ -125,6 +126,7 @@ struct PullRequest {
   std::vector<Slice> slices;
 };
 struct PushRequest {
+  PushClock clock;
   struct Slice {
     uint32_t table = 0;
     uint32_t dim = 0;
@@ -140,9 +142,9 @@ struct LoadRequest {
 
 // Client side: payloads of requests (slices' rows at `dims[i]`, the table's width).
 void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vector<size_t>>& positions,
-                std::string* out);
+                uint64_t wait_for, std::string* out);
 void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t>& dims,
-                const std::vector<std::vector<size_t>>& positions, std::string* out);
+                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, std::string* out);
 void EncodeSpecs(const std::vector<embedding::TableSpec>& specs, std::string* out);
 void EncodeOp(const TableOp& op, std::string* out);
 void EncodeLoad(const LoadRequest& r, std::string* out);

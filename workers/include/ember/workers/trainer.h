@@ -15,6 +15,7 @@
 #pragma once
 
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,16 @@ struct TrainerConfig {
   std::string dense_optimizer = "adam";  // "adam", "adagrad", "sgd"
   double dense_lr = 1e-3;
   uint64_t seed = 1;
+  // train.mode (DESIGN.md "Training modes"): "sync" (a step's pushes from all workers are summed
+  // on the shards and applied as one update; every worker's next pull sees exactly it),
+  // "bounded" (pushes applied on arrival; a pull for step t waits until every worker's pushes of
+  // steps < t - staleness are applied) or "async" (pulls never wait). Dense gradients are
+  // all-reduced every step in every mode.
+  std::string mode = "sync";
+  int64_t staleness = 0;
+  // Pull the next batch's rows while this step runs (during its compute where the mode allows
+  // rows a step old, else after its push).
+  bool prefetch = true;
   OptEmbedConfig optembed;
   DslConfig dsl;
 };
@@ -114,6 +125,9 @@ class Trainer {
 
   // One step on one batch; *loss receives the batch's mean log loss.
   Status TrainStep(const data::Batch& batch, double* loss);
+  // The same, starting the pull of `next` (the following step's batch, or null), which must stay
+  // alive and unchanged until the next TrainStep.
+  Status TrainStep(const data::Batch& batch, const data::Batch* next, double* loss);
   // One pass over `reader`. `epoch`/`epochs` only shape the progress line.
   Result<EpochStats> TrainEpoch(data::BatchReader* reader, int epoch, int epochs, const ProgressOptions& progress,
                                 const StepCallback& on_step = {});
@@ -154,10 +168,36 @@ class Trainer {
 
  private:
   struct Group;
+  enum class Mode { kSync, kBounded, kAsync };
+  struct LookupCounts {
+    size_t keys = 0, unique = 0, bytes = 0;
+  };
+  // The next step's pull, running on its own thread into the groups' other row buffers.
+  struct Prefetch {
+    const data::Batch* batch = nullptr;  // null: none in flight
+    int64_t step = 0;
+    std::future<Status> done;
+    LookupCounts counts;
+    double seconds = 0;
+    uint64_t clock = 0;
+  };
   Trainer() = default;
   // `mask_rows` = false skips OptEmbed's row masks (the search applies its own).
   Status Lookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs,
                 bool mask_rows = true);
+  // Lookup's parts: ids to unique keys and pull slices into row buffer `buffer` (no PS call, no
+  // recorder: runs on the prefetch thread), and the model inputs from the current buffers.
+  Status PrepareRows(const data::Batch& batch, bool training, int buffer, std::vector<ps::PullSlice>* slices,
+                     LookupCounts* counts);
+  Status FinishLookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs, bool mask_rows);
+  void RecordPull(const LookupCounts& counts, double seconds, bool training);
+  void RecordStaleness(int64_t step, uint64_t clock);
+  // The shard clock a training pull for `step` waits for under the mode.
+  uint64_t PullWait(int64_t step) const;
+  void StartPrefetch(const data::Batch& next);
+  Status FinishPrefetch(const data::Batch& batch, std::vector<models::GroupInput>* inputs);
+  // Whether DSL maintenance runs at the end of the step that makes step() == step.
+  bool MaintenanceAfter(int64_t step) const;
   Status PushGradients();
   Status AllReduceDense();
   Status MaintainTables();
@@ -175,6 +215,9 @@ class Trainer {
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
   std::vector<float> flat_grads_;
   int64_t step_ = 0;
+  Mode mode_ = Mode::kSync;
+  bool pushed_ = false;  // a push since this trainer started (pulls before it never wait)
+  Prefetch prefetch_;
   torch::Tensor thresholds_;  // OptEmbed supernet
   std::unique_ptr<torch::optim::SGD> threshold_optimizer_;
 };
