@@ -91,7 +91,11 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
 
   RunMetrics m;
   if (server) {
-    if (rank == 0) out << "cluster: " << k << " PS servers, " << size - k << " workers" << std::endl;
+    if (rank == 0) {
+      out << "cluster: " << k << " PS servers, " << size - k << " workers, train.mode " << c.mode;
+      if (c.mode == "bounded") out << " (staleness " << c.staleness << ")";
+      out << std::endl;
+    }
     // Every rank serves its metrics: a server its shard's tables (rows, bytes) and process.
     auto exporter = StartMetrics(c, "ps-server", rank, out);
     if (!exporter.ok()) Abort(rank, role, exporter.status());
