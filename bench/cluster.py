@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """End-to-end training throughput and AUC: one process against 2 PS servers + 2 workers
-(`mpirun -np 4`) on this machine, with the same global batch.
+(`mpirun -np 4`) on this machine, with the same global batch, in each training mode.
 
     python3 bench/cluster.py [--build build] [--data FILE] [--test FILE] [--rows 300000] [--reps 2]
 
-The demo's DLRM (examples/synthetic_dlrm.toml, full tables) trains --rows examples, alternating
-one-process and cluster runs --reps times; samples/s from --metrics-json (training time; the
-cluster's is the workers' total). On 2 cores the 4 ranks share the machine, so this measures the
-protocol's cost, not a speed-up. Writes bench/results/cluster.{md,csv}.
+The demo's DLRM (examples/synthetic_dlrm.toml, full tables) trains --rows examples. Setups: one
+process with and without prefetching the next batch's rows, and the cluster in sync (with and
+without prefetch), bounded (staleness 1) and async modes; their order is rotated each rep.
+samples/s from --metrics-json (training time; the cluster's is the workers' total). On 2 cores
+the 4 ranks share the machine, so this measures the protocol's cost, not a speed-up. Writes
+bench/results/cluster.{md,csv,png}.
 """
 import argparse
 import json
@@ -44,27 +46,56 @@ def main():
     common = ["--set", f"data.train={data}", "--set", f"data.test={test}", "--set", f"data.max_rows={a.rows}",
               "--set", "train.progress=off", "--set", "ps.shards=2", "--set", "ps.servers=2"]
     metrics = os.path.join(a.out, "cluster-run.json")
+    setups = [("one process", False, []),
+              ("one process, no prefetch", False, ["--set", "train.prefetch=false"]),
+              ("2+2 sync", True, []),
+              ("2+2 sync, no prefetch", True, ["--set", "train.prefetch=false"]),
+              ("2+2 bounded(1)", True, ["--set", 'train.mode="bounded"', "--set", "train.staleness=1"]),
+              ("2+2 async", True, ["--set", 'train.mode="async"'])]
     runs = []
     for r in range(a.reps):
-        for mpi in (False, True) if r % 2 == 0 else (True, False):
+        for k in range(len(setups)):
+            name, mpi, extra = setups[(k + r) % len(setups)]
             batch = a.batch // 2 if mpi else a.batch
-            m = train(ember, common + ["--set", f"train.batch_size={batch}"], metrics, mpi)
-            runs.append({"rep": r, "setup": "2 servers + 2 workers" if mpi else "one process",
-                         "samples_per_sec": m["samples_per_sec"], "auc": m["auc"]})
-            print(f"rep {r} {runs[-1]['setup']:22s}: {m['samples_per_sec']:8.0f} samples/s, AUC {m['auc']:.5f}",
-                  flush=True)
+            m = train(ember, common + ["--set", f"train.batch_size={batch}"] + extra, metrics, mpi)
+            runs.append({"rep": r, "setup": name, "samples_per_sec": m["samples_per_sec"], "auc": m["auc"]})
+            print(f"rep {r} {name:26s}: {m['samples_per_sec']:8.0f} samples/s, AUC {m['auc']:.5f}", flush=True)
     write_csv(os.path.join(a.out, "cluster.csv"), runs)
+    base = [r["samples_per_sec"] for r in runs if r["setup"] == "one process"]
+    base_mean = sum(base) / len(base)
     md = ["# One process against 2 PS servers + 2 workers (mpirun -np 4, one 2-core machine)", "",
-          f"DLRM (demo model, full tables), {a.rows} training examples, global batch {a.batch}.", "",
-          "| rep | setup | samples/s | test AUC |", "|---|---|---|---|"]
-    md += [f"| {r['rep']} | {r['setup']} | {r['samples_per_sec']:.0f} | {r['auc']:.5f} |" for r in runs]
-    one = [r for r in runs if r["setup"] == "one process"]
-    four = [r for r in runs if r["setup"] != "one process"]
-    md += ["", f"mean samples/s: one process {sum(r['samples_per_sec'] for r in one) / len(one):.0f}, cluster "
-           f"{sum(r['samples_per_sec'] for r in four) / len(four):.0f}; AUC difference "
-           f"{abs(one[0]['auc'] - four[0]['auc']):.5f}.", ""]
-    open(os.path.join(a.out, "cluster.md"), "w").write("\n".join(md))
+          f"DLRM (demo model, full tables), {a.rows} training examples, global batch {a.batch}; "
+          f"{a.reps} reps, setups in rotated order.", "",
+          "| setup | samples/s (each rep) | mean / one process | test AUC (each rep) |", "|---|---|---|---|"]
+    summary = []
+    for name, _, _ in setups:
+        mine = [r for r in runs if r["setup"] == name]
+        mean = sum(r["samples_per_sec"] for r in mine) / len(mine)
+        summary.append((name, mean, mine[0]["auc"]))
+        speeds = ", ".join(f"{r['samples_per_sec']:.0f}" for r in mine)
+        aucs = ", ".join(f"{r['auc']:.5f}" for r in mine)
+        md.append(f"| {name} | {speeds} | {mean / base_mean:.2f} | {aucs} |")
+    open(os.path.join(a.out, "cluster.md"), "w").write("\n".join(md) + "\n")
     print("\n".join(md))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
+        names = [n.replace(", ", "\n") for n, _, _ in summary]
+        ax.bar(names, [m for _, m, _ in summary])
+        ax.set_ylabel("samples/s (mean)")
+        ax.set_title("training throughput")
+        bx.bar(names, [u for _, _, u in summary])
+        bx.set_ylim(min(u for _, _, u in summary) - 0.005, max(u for _, _, u in summary) + 0.002)
+        bx.set_ylabel("test AUC")
+        bx.set_title("test AUC (first rep)")
+        for x in (ax, bx):
+            x.tick_params(axis="x", labelsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(a.out, "cluster.png"), dpi=120)
+    except ImportError:
+        print("matplotlib missing: no plot")
 
 
 if __name__ == "__main__":

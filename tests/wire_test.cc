@@ -149,8 +149,8 @@ TEST(Wire, HeadersAreValidated) {
   bad[0] = 'X';
   expect(bad, "bad magic");
   bad = f;
-  bad[4] = 2;
-  expect(bad, "protocol version 2");
+  bad[4] = 1;
+  expect(bad, "protocol version 1");
   bad = f;
   bad[6] = 77;
   expect(bad, "unknown frame type 77");

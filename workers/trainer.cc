@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -43,6 +44,42 @@ Status TorchCall(const char* what, Fn&& fn) {
   }
 }
 }  // namespace
+
+BackgroundThread::BackgroundThread() : thread_([this] { Loop(); }) {}
+
+BackgroundThread::~BackgroundThread() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+std::future<Status> BackgroundThread::Run(std::function<Status()> job) {
+  std::packaged_task<Status()> task(std::move(job));
+  auto done = task.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::move(task));
+  }
+  cv_.notify_all();
+  return done;
+}
+
+void BackgroundThread::Loop() {
+  for (;;) {
+    std::packaged_task<Status()> task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      task = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    task();
+  }
+}
 
 struct Trainer::Group {
   embedding::EmbeddingMethod* method = nullptr;
@@ -233,9 +270,11 @@ Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer,
     }
     // The leaf: one row per unique key, plus an all-zero row for padding slots.
     const int64_t leaf_rows = static_cast<int64_t>(U) + (g.padded ? 1 : 0);
-    r.rows = g.narrow || g.padded ? torch::zeros({leaf_rows, g.dim}, torch::kFloat)
-                                  : torch::empty({leaf_rows, g.dim}, torch::kFloat);
+    // torch::empty + memset rather than torch::zeros: on the prefetch thread an ATen fill
+    // would start an OpenMP team of its own.
+    r.rows = torch::empty({leaf_rows, g.dim}, torch::kFloat);
     float* rows = r.rows.data_ptr<float>();
+    if (g.narrow || g.padded) std::memset(rows, 0, static_cast<size_t>(leaf_rows * g.dim) * sizeof(float));
     g.ForEachTable(r, [&](uint32_t table, size_t b, size_t e) {
       ps::PullSlice s;
       s.table = table;
@@ -330,7 +369,7 @@ void Trainer::StartPrefetch(const data::Batch& next) {
   prefetch_.batch = &next;
   prefetch_.step = step_ + 1;
   const uint64_t wait = PullWait(step_ + 1);
-  prefetch_.done = std::async(std::launch::async, [this, &next, wait] {
+  prefetch_.done = prefetch_thread_.Run([this, &next, wait] {
     std::vector<ps::PullSlice> slices;
     Status st = PrepareRows(next, /*training=*/true, 1 - groups_[0]->current, &slices, &prefetch_.counts);
     if (!st.ok()) return st;

@@ -14,10 +14,14 @@
 // thread-safe: one thread drives it.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ember/data/batch.h"
@@ -116,6 +120,23 @@ struct EvalResult {
 
 // Hooks into every training step (checkpointing, tests).
 using StepCallback = std::function<Status(int64_t step)>;
+
+// One thread running jobs in order (the trainer's prefetch): a persistent thread, so that the
+// thread-local state its jobs build (allocator caches, OpenMP teams) lives across steps.
+class BackgroundThread {
+ public:
+  BackgroundThread();
+  ~BackgroundThread();
+  std::future<Status> Run(std::function<Status()> job);
+
+ private:
+  void Loop();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<Status()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 class Trainer {
  public:
@@ -218,6 +239,7 @@ class Trainer {
   Mode mode_ = Mode::kSync;
   bool pushed_ = false;  // a push since this trainer started (pulls before it never wait)
   Prefetch prefetch_;
+  BackgroundThread prefetch_thread_;
   torch::Tensor thresholds_;  // OptEmbed supernet
   std::unique_ptr<torch::optim::SGD> threshold_optimizer_;
 };
