@@ -282,7 +282,12 @@ SparseRowStore::PruneGrowResult SparseRowStore::PruneGrow(double fraction, uint6
     growth_.clear();
     return res;
   }
-  // Prune: the k kept entries of smallest magnitude (ties broken by row, then bit).
+  // Rows are visited and ties broken in key order, not in the order rows were created: on a
+  // cluster, concurrent workers' pulls create rows in an order that varies from run to run.
+  std::vector<uint32_t> by_key(rows_.size());
+  for (uint32_t r = 0; r < rows_.size(); ++r) by_key[r] = r;
+  std::sort(by_key.begin(), by_key.end(), [&](uint32_t a, uint32_t b) { return row_keys_[a] < row_keys_[b]; });
+  // Prune: the k kept entries of smallest magnitude (ties broken by key, then bit).
   std::vector<Entry> active;
   active.reserve(n);
   for (uint32_t r = 0; r < rows_.size(); ++r) {
@@ -291,9 +296,9 @@ SparseRowStore::PruneGrowResult SparseRowStore::PruneGrow(double fraction, uint6
     for (uint64_t m = rows_[r].mask; m; m &= m - 1)
       active.push_back({std::fabs(p[c++]), r, static_cast<uint32_t>(__builtin_ctzll(m))});
   }
-  auto smaller = [](const Entry& a, const Entry& b) {
+  auto smaller = [this](const Entry& a, const Entry& b) {
     if (a.score != b.score) return a.score < b.score;
-    return a.row != b.row ? a.row < b.row : a.bit < b.bit;
+    return a.row != b.row ? row_keys_[a.row] < row_keys_[b.row] : a.bit < b.bit;
   };
   std::nth_element(active.begin(), active.begin() + static_cast<int64_t>(k - 1), active.end(), smaller);
   std::vector<uint64_t> masks(rows_.size());
@@ -320,11 +325,12 @@ SparseRowStore::PruneGrowResult SparseRowStore::PruneGrow(double fraction, uint6
   while (grown < k && !rows_.empty()) {
     uint32_t r;
     if (attempts++ < 64 * k) {
-      r = static_cast<uint32_t>(rng() % rows_.size());
+      r = by_key[rng() % rows_.size()];
     } else {  // nearly full table: scan for any masked entry
-      r = 0;
-      while (r < rows_.size() && masks[r] == full) ++r;
-      if (r == rows_.size()) break;
+      size_t i = 0;
+      while (i < by_key.size() && masks[by_key[i]] == full) ++i;
+      if (i == by_key.size()) break;
+      r = by_key[i];
     }
     const uint64_t free_bits = ~masks[r] & full;
     if (!free_bits) continue;

@@ -133,8 +133,9 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     auto resolved = ResolveEmbedding(c, &tc, c.monitoring_port > 0);
     if (worker == 0) MPI_Barrier(group);
     if (!resolved.ok()) return resolved.status();
-    if (tc.embedding.method == "optembed")
-      return Status::InvalidArgument("embedding.method = \"optembed\" runs in one process for now (its search)");
+    if (tc.embedding.method == "optembed" && c.valid.empty())
+      return Status::InvalidArgument(
+          "embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
     EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(endpoints, 60));
     workers::MpiCollective mpi(group);
     // NCCL where the build has it and a GPU is visible ("auto"), or where asked for ("nccl").
@@ -149,8 +150,8 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     workers::Collective& collective = nccl ? *nccl : static_cast<workers::Collective&>(mpi);
     log << "dense all-reduce: " << (nccl ? "NCCL" : "MPI") << "\n";
     EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", rank, log));
-    EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, client.get(), &collective,
-                                                                  exporter ? &exporter->registry() : nullptr));
+    monitoring::Recorder* recorder = exporter ? &exporter->registry() : nullptr;
+    EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, client.get(), &collective, recorder));
     if (exporter && worker == 0) {  // the whole cluster's tables, shard rows and skew
       ps::PsClient* ps = client.get();
       exporter->registry().AddCollector([ps, infos = trainer->TableInfos()](monitoring::Recorder& r) {
@@ -161,19 +162,53 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     workers::ProgressOptions progress;
     progress.enabled = worker == 0 && c.progress != "off";
     progress.log_interval_s = c.log_interval_s;
-    for (int e = 0; e < c.epochs; ++e) {
-      auto opts = MakeReaderOptions(c, c.train, true);
-      EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
-      data::ShardedReader reader(std::make_unique<data::PrefetchingReader>(std::move(inner)), worker, workers);
-      EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(&reader, e, c.epochs, progress));
-      m.train_samples += stats.samples;
-      m.train_seconds += stats.seconds;
+    auto train = [&](int epochs) -> Status {
+      for (int e = 0; e < epochs; ++e) {
+        auto opts = MakeReaderOptions(c, c.train, true);
+        EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
+        data::ShardedReader reader(std::make_unique<data::PrefetchingReader>(std::move(inner)), worker, workers);
+        EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(&reader, e, epochs, progress));
+        m.train_samples += stats.samples;
+        m.train_seconds += stats.seconds;
+      }
+      return Status::Ok();
+    };
+    EMBER_RETURN_IF_ERROR(train(c.epochs));
+    if (tc.embedding.method == "optembed") {
+      // The supernet's thresholds are the same on every worker (all-reduced with the model). The
+      // first worker searches (stage 2) while the others wait for its widths and thresholds;
+      // every worker builds the retraining trainer, the first moves the kept rows on the servers
+      // (stage 3), and all retrain.
+      const uint32_t next = NextTableId(client->Stats());
+      workers::OptEmbedArch arch;
+      if (worker == 0) {
+        EMBER_ASSIGN_OR_RETURN(arch, SearchOptEmbedStage(trainer.get(), c, resolved->budget_bytes, &m, log));
+      }
+      const int F = static_cast<int>(tc.fields.size());
+      arch.widths.resize(static_cast<size_t>(F));
+      arch.thresholds.resize(static_cast<size_t>(F));
+      MPI_Bcast(arch.widths.data(), F, MPI_INT, 0, group);
+      MPI_Bcast(arch.thresholds.data(), F, MPI_FLOAT, 0, group);
+      EMBER_ASSIGN_OR_RETURN(auto retrainer,
+                             MakeOptEmbedRetrainer(tc, arch, next, client.get(), &collective, recorder,
+                                                   worker == 0 ? trainer.get() : nullptr, c.retrain_init == "fresh"));
+      EMBER_RETURN_IF_ERROR(collective.Barrier());
+      trainer = std::move(retrainer);
+      m.train_samples = 0;
+      m.train_seconds = 0;
+      EMBER_RETURN_IF_ERROR(train(c.retrain_epochs > 0 ? c.retrain_epochs : c.epochs));
     }
     double samples = static_cast<double>(m.train_samples);
     MPI_Allreduce(MPI_IN_PLACE, &samples, 1, MPI_DOUBLE, MPI_SUM, group);
     m.samples_per_sec = m.train_seconds > 0 ? samples / m.train_seconds : 0;
     log << "trained " << static_cast<uint64_t>(samples) << " samples on " << workers << " workers in "
         << m.train_seconds << " s (" << static_cast<uint64_t>(m.samples_per_sec) << " samples/s)\n";
+    if (worker == 0) {
+      m.method = tc.embedding.method;
+      m.budget_bytes = resolved->budget_bytes;
+      EMBER_RETURN_IF_ERROR(RecordTables(client.get(), &m));
+      log << "tables hold " << m.table_rows << " rows, " << m.param_bytes << " parameter bytes\n";
+    }
     if (worker == 0 && !c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, log));
     if (worker == 0 && !c.checkpoint_dir.empty()) {
       EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));

@@ -219,6 +219,76 @@ Status EvaluateTest(workers::Trainer* trainer, const RunConfig& c, RunMetrics* m
   return Status::Ok();
 }
 
+uint32_t NextTableId(const Result<std::vector<ps::TableStats>>& stats) {
+  uint32_t next = 0;
+  if (stats.ok())
+    for (const auto& s : *stats) next = std::max(next, s.table + 1);
+  return next;
+}
+
+Result<workers::OptEmbedArch> SearchOptEmbedStage(workers::Trainer* supernet, const RunConfig& c, uint64_t budget_bytes,
+                                                  RunMetrics* m, std::ostream& out) {
+  if (!c.checkpoint_dir.empty()) {
+    EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
+    EMBER_ASSIGN_OR_RETURN(auto path, supernet->SaveCheckpoint(c.checkpoint_dir, c.text, "supernet"));
+    out << "optembed supernet checkpoint: " << path << "\n";
+  }
+  // glibc raises its mmap threshold to the size of every large block freed; the search's
+  // hundreds of scoring passes then fragment the heap (peak memory of a 100k-row run 1.37 GiB).
+  // A fixed 4 MiB threshold from here on kept it at 0.43 GiB; training before the search keeps
+  // glibc's default, which measured ~13% faster steps than the fixed threshold.
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  EMBER_ASSIGN_OR_RETURN(auto valid, OpenReader(c, c.valid, false));
+  EMBER_ASSIGN_OR_RETURN(auto arch, supernet->SearchOptEmbed(valid.get(), budget_bytes));
+  for (size_t f = 0; f < arch.kept_rows.size(); ++f) {
+    m->kept_rows += arch.kept_rows[f];
+    m->supernet_rows += arch.total_rows[f];
+  }
+  m->widths = arch.widths;
+  std::string ws;
+  for (int w : arch.widths) ws += (ws.empty() ? "" : ",") + std::to_string(w);
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "optembed search: keeps %llu of %llu rows (%.1f%% pruned, threshold shift %.2f), %s, val AUC %.5f\n",
+                static_cast<unsigned long long>(m->kept_rows), static_cast<unsigned long long>(m->supernet_rows),
+                m->supernet_rows ? 100.0 * (1.0 - static_cast<double>(m->kept_rows) / m->supernet_rows) : 0.0,
+                arch.shift, embedding::FormatBytes(static_cast<double>(arch.bytes)).c_str(), arch.val_auc);
+  out << buf << "optembed widths: " << ws << "\n";
+  if (!c.checkpoint_dir.empty()) {
+    nlohmann::json j = {
+        {"widths", arch.widths},         {"kept_rows", arch.kept_rows},   {"total_rows", arch.total_rows},
+        {"bytes", arch.bytes},           {"val_auc", arch.val_auc},       {"evaluated", arch.evaluated},
+        {"thresholds", arch.thresholds}, {"threshold_shift", arch.shift}, {"budget_bytes", budget_bytes}};
+    EMBER_RETURN_IF_ERROR(WriteFileAtomic(c.checkpoint_dir + "/optembed-search.json", j.dump(2) + "\n"));
+  }
+  return arch;
+}
+
+Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::TrainerConfig& supernet_config,
+                                                                const workers::OptEmbedArch& arch, uint32_t first_table,
+                                                                ps::PsClient* ps, workers::Collective* collective,
+                                                                monitoring::Recorder* recorder,
+                                                                workers::Trainer* supernet, bool reinit) {
+  workers::TrainerConfig rc = supernet_config;
+  rc.embedding.field_widths = arch.widths;
+  rc.embedding.first_table = first_table;
+  EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, ps, collective, recorder));
+  if (supernet) EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*supernet, arch.thresholds, reinit));
+  return retrainer;
+}
+
+Status RecordTables(ps::PsClient* ps, RunMetrics* m) {
+  EMBER_ASSIGN_OR_RETURN(auto stats, ps->Stats());
+  m->table_rows = m->table_bytes = m->table_values = 0;
+  for (const auto& s : stats) {
+    m->table_rows += s.rows;
+    m->table_bytes += s.bytes;
+    m->table_values += s.values;
+  }
+  m->param_bytes = HeldParamBytes(stats);
+  return Status::Ok();
+}
+
 Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
   if (UnderMpi()) return RunTrainCluster(c, out);
@@ -262,62 +332,19 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   watch->Set(*trainer);
   EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.epochs, &m));
   if (tc.embedding.method == "optembed") {
-    // Stage 1 done: checkpoint the supernet, search widths (stage 2), retrain (stage 3).
-    if (!c.checkpoint_dir.empty()) {
-      EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
-      EMBER_ASSIGN_OR_RETURN(auto path, trainer->SaveCheckpoint(c.checkpoint_dir, c.text, "supernet"));
-      out << "optembed supernet checkpoint: " << path << "\n";
-    }
-    // glibc raises its mmap threshold to the size of every large block freed; the search's
-    // hundreds of scoring passes then fragment the heap (peak memory of a 100k-row run 1.37 GiB).
-    // A fixed 4 MiB threshold from here on kept it at 0.43 GiB; training before the search keeps
-    // glibc's default, which measured ~13% faster steps than the fixed threshold.
-    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
-    EMBER_ASSIGN_OR_RETURN(auto valid, OpenReader(c, c.valid, false));
-    EMBER_ASSIGN_OR_RETURN(auto arch, trainer->SearchOptEmbed(valid.get(), resolved.budget_bytes));
-    for (size_t f = 0; f < arch.kept_rows.size(); ++f) {
-      m.kept_rows += arch.kept_rows[f];
-      m.supernet_rows += arch.total_rows[f];
-    }
-    m.widths = arch.widths;
-    std::string ws;
-    for (int w : arch.widths) ws += (ws.empty() ? "" : ",") + std::to_string(w);
-    char buf[256];
-    std::snprintf(buf, sizeof(buf),
-                  "optembed search: keeps %llu of %llu rows (%.1f%% pruned, threshold shift %.2f), %s, val AUC %.5f\n",
-                  static_cast<unsigned long long>(m.kept_rows), static_cast<unsigned long long>(m.supernet_rows),
-                  m.supernet_rows ? 100.0 * (1.0 - static_cast<double>(m.kept_rows) / m.supernet_rows) : 0.0,
-                  arch.shift, embedding::FormatBytes(static_cast<double>(arch.bytes)).c_str(), arch.val_auc);
-    out << buf << "optembed widths: " << ws << "\n";
-    if (!c.checkpoint_dir.empty()) {
-      nlohmann::json j = {
-          {"widths", arch.widths},         {"kept_rows", arch.kept_rows},   {"total_rows", arch.total_rows},
-          {"bytes", arch.bytes},           {"val_auc", arch.val_auc},       {"evaluated", arch.evaluated},
-          {"thresholds", arch.thresholds}, {"threshold_shift", arch.shift}, {"budget_bytes", resolved.budget_bytes}};
-      EMBER_RETURN_IF_ERROR(WriteFileAtomic(c.checkpoint_dir + "/optembed-search.json", j.dump(2) + "\n"));
-    }
-    workers::TrainerConfig rc = tc;
-    rc.embedding.field_widths = arch.widths;
-    EMBER_ASSIGN_OR_RETURN(auto stats, ps.Stats());
-    uint32_t next = 0;
-    for (const auto& s : stats) next = std::max(next, s.table + 1);
-    rc.embedding.first_table = next;
-    EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, &ps, &collective, recorder));
-    EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*trainer, arch.thresholds, c.retrain_init == "fresh"));
+    // Stage 1 done: search widths (stage 2), retrain (stage 3).
+    const uint32_t next = NextTableId(ps.Stats());
+    EMBER_ASSIGN_OR_RETURN(auto arch, SearchOptEmbedStage(trainer.get(), c, resolved.budget_bytes, &m, out));
+    EMBER_ASSIGN_OR_RETURN(auto retrainer, MakeOptEmbedRetrainer(tc, arch, next, &ps, &collective, recorder,
+                                                                 trainer.get(), c.retrain_init == "fresh"));
     trainer = std::move(retrainer);
     watch->Set(*trainer);
-    tc = rc;
     m.train_samples = 0;
     m.train_seconds = 0;
     EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.retrain_epochs > 0 ? c.retrain_epochs : c.epochs, &m));
   }
   m.samples_per_sec = m.train_seconds > 0 ? m.train_samples / m.train_seconds : 0;
-  EMBER_ASSIGN_OR_RETURN(auto footprint, trainer->TableFootprint());
-  m.table_rows = footprint.first;
-  m.table_bytes = footprint.second;
-  EMBER_ASSIGN_OR_RETURN(auto stats, ps.Stats());
-  for (const auto& s : stats) m.table_values += s.values;
-  m.param_bytes = HeldParamBytes(stats);
+  EMBER_RETURN_IF_ERROR(RecordTables(&ps, &m));
   out << "trained " << m.train_samples << " samples in " << ProgressReporter::FormatDuration(m.train_seconds) << " ("
       << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, params "
       << Bytes(m.param_bytes) << ", " << Bytes(m.table_bytes) << " with optimizer state and index\n";

@@ -69,6 +69,25 @@ timeout 300 mpirun --allow-run-as-root --oversubscribe -np 3 "$EMBER" train --co
 python3 -c "import json; a=json.load(open('$WORK/dsl.json'))['auc']; print(f'dsl 1 server + 2 workers AUC {a:.5f}'); assert a > 0.7, a" \
   || fail "dsl cluster AUC"
 
+# OptEmbed on a cluster: the supernet's thresholds are all-reduced, the first worker searches
+# (the others wait for its widths), the kept rows move into the retraining tables on the servers.
+"$EMBER" datagen ctr --rows 10000 --seed 3 --max-vocab 20000 --out "$WORK/valid.tsv" >/dev/null 2>&1
+timeout 300 mpirun --allow-run-as-root --oversubscribe -np 3 "$EMBER" train --config "$WORK/run.toml" \
+  --set ps.servers=1 --set train.batch_size=256 --set 'embedding.method="optembed"' --set embedding.budget=0.3 \
+  --set "data.valid=\"$WORK/valid.tsv\"" --set optembed.rounds=2 --set optembed.population=6 \
+  --set optembed.search_samples=4000 --metrics-json "$WORK/optembed.json" > "$WORK/optembed.out" 2>&1 \
+  || { cat "$WORK/optembed.out"; fail "optembed cluster"; }
+grep -q "optembed search: keeps" "$WORK/optembed.out" || { cat "$WORK/optembed.out"; fail "optembed search line"; }
+python3 - "$WORK/optembed.json" <<'PY' || fail "optembed cluster result"
+import json, sys
+m = json.load(open(sys.argv[1]))
+print(f"optembed 1 server + 2 workers: AUC {m['auc']:.5f}, keeps {m['kept_rows']} of {m['supernet_rows']} rows, "
+      f"params {m['param_bytes']} bytes (budget {m['budget_bytes']})")
+assert m["auc"] > 0.7, m["auc"]
+assert 0 < m["kept_rows"] < m["supernet_rows"], m
+assert m["param_bytes"] <= m["budget_bytes"], m
+PY
+
 # Kill server rank 1 mid-training: every rank exits, non-zero, and the failure is named.
 "${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set train.batch_size=256 --set train.epochs=200 \
   > "$WORK/kill.out" 2>&1 &

@@ -59,6 +59,23 @@ Status EvaluateTest(workers::Trainer* trainer, const RunConfig& config, RunMetri
 // returns null when monitoring.port is 0; prints its address to `out`.
 Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfig& config, const std::string& role,
                                                                   int rank, std::ostream& out);
+// OptEmbed's stage 2 on a trained supernet: checkpoints it (checkpoint.dir), searches widths and
+// thresholds on data.valid under the budget, fills the search fields of *m, prints and records
+// the result (optembed-search.json).
+Result<workers::OptEmbedArch> SearchOptEmbedStage(workers::Trainer* supernet, const RunConfig& config,
+                                                  uint64_t budget_bytes, RunMetrics* m, std::ostream& out);
+// OptEmbed's stage 3: a trainer of the searched widths whose tables start at `first_table` (the
+// first id above the supernet's); with `supernet`, the rows above its thresholds are copied into
+// the new tables (fresh values if `reinit`) and the supernet's tables dropped (one worker does it).
+Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::TrainerConfig& supernet_config,
+                                                                const workers::OptEmbedArch& arch, uint32_t first_table,
+                                                                ps::PsClient* ps, workers::Collective* collective,
+                                                                monitoring::Recorder* recorder,
+                                                                workers::Trainer* supernet, bool reinit);
+// The tables' rows, bytes, values and parameter bytes as the PS holds them, into *m.
+Status RecordTables(ps::PsClient* ps, RunMetrics* m);
+// The first table id above every table the PS holds (0 if the stats failed).
+uint32_t NextTableId(const Result<std::vector<ps::TableStats>>& stats);
 // True when this process is one of several ranks started by mpirun.
 bool UnderMpi();
 // RunTrain as one rank of an mpirun job (ps.servers server ranks, the rest workers; cluster.cc).
