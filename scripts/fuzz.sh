@@ -24,12 +24,13 @@ python3 - "$OUT/corpus" <<'PY'
 import struct, sys, os
 d = sys.argv[1]
 def frame(t, payload):
-    return struct.pack("<IHHQII", 0x504d4245, 1, t, 7, len(payload), 0) + payload
+    return struct.pack("<IHHQII", 0x504d4245, 2, t, 7, len(payload), 0) + payload
 keys = struct.pack("<3Q", 10, 12, 13)
 seeds = {
     "ping": frame(1, b""), "stats": frame(5, b""), "shutdown": frame(9, b""),
-    "pull": frame(3, struct.pack("<IIBQ", 1, 1, 1, 3) + keys),
-    "push": frame(4, struct.pack("<IIIQ", 1, 2, 2, 1) + struct.pack("<Q", 5) + struct.pack("<2f", 1, 2)),
+    "pull": frame(3, struct.pack("<QIIBQ", 4, 1, 1, 1, 3) + keys),
+    "push": frame(4, struct.pack("<IIQI", 1, 2, 3, 1) + struct.pack("<IIIQ", 1, 2, 2, 1) + struct.pack("<Q", 5)
+                  + struct.pack("<2f", 1, 2)),
     "apply": frame(6, struct.pack("<iIIdBQ", 1, 3, 4, 0.5, 1, 42)),
     "save": frame(7, struct.pack("<I", 5) + b"/ckpt"),
     "load": frame(8, struct.pack("<I", 5) + b"/ckpt" + struct.pack("<I", 1) + struct.pack("<I", 11) + b"shard-0.bin"
