@@ -151,9 +151,21 @@ Result<bool> CriteoReader::ReadLine(std::string_view* line) {
 }
 
 Result<bool> CriteoReader::Next(Batch* batch) {
-  batch->Reset(options_.num_dense, options_.num_sparse, options_.batch_size);
+  while (skipped_ < options_.skip_examples) {  // a resumed epoch: pass what was trained on
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(options_.skip_examples - skipped_, 4096));
+    Batch scratch;
+    EMBER_ASSIGN_OR_RETURN(const size_t got, Fill(&scratch, n));
+    if (got == 0) break;
+    skipped_ += got;
+  }
+  EMBER_ASSIGN_OR_RETURN(const size_t rows, Fill(batch, options_.batch_size));
+  return rows > 0;
+}
+
+Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
+  batch->Reset(options_.num_dense, options_.num_sparse, limit);
   size_t row = 0;
-  while (row < options_.batch_size) {
+  while (row < limit) {
     if (options_.max_rows && rows_ >= options_.max_rows) break;
     std::string_view line;
     // Lines returned from carry_ are invalidated by the next ReadLine; parse before that.
@@ -178,7 +190,7 @@ Result<bool> CriteoReader::Next(Batch* batch) {
     ++rows_;
   }
   batch->size = row;
-  return row > 0;
+  return row;
 }
 
 double CriteoReader::Progress() const {

@@ -133,6 +133,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     auto resolved = ResolveEmbedding(c, &tc, c.monitoring_port > 0);
     if (worker == 0) MPI_Barrier(group);
     if (!resolved.ok()) return resolved.status();
+    EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c, &tc));
     if (tc.embedding.method == "optembed" && c.valid.empty())
       return Status::InvalidArgument(
           "embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
@@ -162,18 +163,29 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     workers::ProgressOptions progress;
     progress.enabled = worker == 0 && c.progress != "off";
     progress.log_interval_s = c.log_interval_s;
-    auto train = [&](int epochs) -> Status {
-      for (int e = 0; e < epochs; ++e) {
+    if (!resume_from.empty()) {
+      // The first worker loads the rows onto the servers (any number of them: rows are re-placed);
+      // every worker restores the dense model, its optimizer, the step and the data position.
+      EMBER_RETURN_IF_ERROR(Resume(trainer.get(), resume_from, /*load_shards=*/worker == 0, log));
+      EMBER_RETURN_IF_ERROR(collective.Barrier());
+    }
+    auto train = [&](int epochs, const workers::DataPosition& from) -> Status {
+      for (int e = static_cast<int>(from.epoch); e < epochs; ++e) {
         auto opts = MakeReaderOptions(c, c.train, true);
+        opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers
         EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
         data::ShardedReader reader(std::make_unique<data::PrefetchingReader>(std::move(inner)), worker, workers);
-        EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(&reader, e, epochs, progress));
+        EMBER_ASSIGN_OR_RETURN(auto stats,
+                               trainer->TrainEpoch(&reader, e, epochs, progress,
+                                                   CheckpointEvery(trainer.get(), c, e, opts.skip_examples, workers,
+                                                                   /*writer=*/worker == 0)));
         m.train_samples += stats.samples;
         m.train_seconds += stats.seconds;
       }
+      trainer->set_position({epochs, 0});
       return Status::Ok();
     };
-    EMBER_RETURN_IF_ERROR(train(c.epochs));
+    EMBER_RETURN_IF_ERROR(train(c.epochs, trainer->position()));
     if (tc.embedding.method == "optembed") {
       // The supernet's thresholds are the same on every worker (all-reduced with the model). The
       // first worker searches (stage 2) while the others wait for its widths and thresholds;
@@ -196,7 +208,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
       trainer = std::move(retrainer);
       m.train_samples = 0;
       m.train_seconds = 0;
-      EMBER_RETURN_IF_ERROR(train(c.retrain_epochs > 0 ? c.retrain_epochs : c.epochs));
+      EMBER_RETURN_IF_ERROR(train(c.retrain_epochs > 0 ? c.retrain_epochs : c.epochs, {}));
     }
     double samples = static_cast<double>(m.train_samples);
     MPI_Allreduce(MPI_IN_PLACE, &samples, 1, MPI_DOUBLE, MPI_SUM, group);
@@ -211,8 +223,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     }
     if (worker == 0 && !c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, log));
     if (worker == 0 && !c.checkpoint_dir.empty()) {
-      EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
-      EMBER_ASSIGN_OR_RETURN(m.checkpoint, trainer->SaveCheckpoint(c.checkpoint_dir, c.text));
+      EMBER_ASSIGN_OR_RETURN(m.checkpoint, WriteCheckpoint(trainer.get(), c));
       log << "checkpoint written to " << m.checkpoint << "\n";
     }
     EMBER_RETURN_IF_ERROR(collective.Barrier());

@@ -126,6 +126,61 @@ Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfi
   return exporter;
 }
 
+Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& c) {
+  EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
+  EMBER_ASSIGN_OR_RETURN(auto path, trainer->SaveCheckpoint(c.checkpoint_dir, c.text));
+  if (c.checkpoint_keep <= 0) return path;
+  // Only once the new checkpoint is complete do the oldest go.
+  std::vector<std::pair<int64_t, std::string>> all;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(c.checkpoint_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("ckpt-", 0) != 0 || name.size() <= 5 || name.find_first_not_of("0123456789", 5) != std::string::npos)
+      continue;
+    all.emplace_back(std::stoll(name.substr(5)), entry.path().string());
+  }
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i + static_cast<size_t>(c.checkpoint_keep) < all.size(); ++i)
+    std::filesystem::remove_all(all[i].second, ec);
+  return path;
+}
+
+workers::StepCallback CheckpointEvery(workers::Trainer* trainer, const RunConfig& c, int epoch, uint64_t skipped,
+                                      int workers, bool writer) {
+  if (c.checkpoint_dir.empty() || c.checkpoint_every_steps <= 0) return {};
+  auto steps = std::make_shared<uint64_t>(0);
+  return [=, &c](int64_t step) -> Status {
+    ++*steps;
+    if (step % c.checkpoint_every_steps != 0) return Status::Ok();
+    // Examples of the file passed this epoch: every worker's full batches (an epoch's last,
+    // partial batch ends it, and a position past the end resumes with the next epoch).
+    trainer->set_position({epoch, skipped + *steps * c.batch_size * static_cast<uint64_t>(workers)});
+    if (!writer) return Status::Ok();
+    return WriteCheckpoint(trainer, c).status();
+  };
+}
+
+Result<std::string> PrepareResume(const RunConfig& c, workers::TrainerConfig* tc) {
+  if (!c.resume) return std::string();
+  if (c.checkpoint_dir.empty()) return Status::InvalidArgument("--resume needs checkpoint.dir");
+  if (tc->embedding.method == "optembed")
+    return Status::InvalidArgument(
+        "--resume: embedding.method = \"optembed\" trains in stages (supernet, search, retraining); resuming "
+        "one is not supported");
+  auto path = workers::ResolveCheckpoint(c.checkpoint_dir);
+  if (!path.ok()) return path.status().WithContext("--resume");
+  // The table sizes the checkpoint was trained with, so that ids map to the same rows.
+  EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(*path, tc));
+  return path;
+}
+
+Status Resume(workers::Trainer* trainer, const std::string& path, bool load_shards, std::ostream& out) {
+  EMBER_RETURN_IF_ERROR(trainer->RestoreCheckpoint(path, load_shards));
+  out << "resumed from " << path << " at step " << trainer->step() << " (epoch " << trainer->position().epoch + 1
+      << ", " << trainer->position().examples << " examples in)" << std::endl;
+  return Status::Ok();
+}
+
 namespace {
 void Linger(const RunConfig& c, monitoring::MetricsExporter* exporter, std::ostream& out) {
   if (!exporter || c.monitoring_linger_s <= 0) return;
@@ -133,17 +188,24 @@ void Linger(const RunConfig& c, monitoring::MetricsExporter* exporter, std::ostr
   std::this_thread::sleep_for(std::chrono::duration<double>(c.monitoring_linger_s));
 }
 
-Status TrainEpochs(workers::Trainer* trainer, const RunConfig& c, int epochs, RunMetrics* m) {
+Status TrainEpochs(workers::Trainer* trainer, const RunConfig& c, int epochs, RunMetrics* m,
+                   const workers::DataPosition& from = {}) {
   const auto progress = Progress(c);
-  for (int e = 0; e < epochs; ++e) {
-    EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.train, true));
-    auto stats = trainer->TrainEpoch(reader.get(), e, epochs, progress);
+  for (int e = static_cast<int>(from.epoch); e < epochs; ++e) {
+    auto opts = MakeReaderOptions(c, c.train, true);
+    opts.skip_examples = e == from.epoch ? from.examples : 0;
+    auto inner = data::CriteoReader::Open(opts);
+    if (!inner.ok()) return inner.status();
+    data::PrefetchingReader reader(std::move(inner).value());
+    auto stats = trainer->TrainEpoch(&reader, e, epochs, progress,
+                                     CheckpointEvery(trainer, c, e, opts.skip_examples, /*workers=*/1));
     if (!stats.ok()) return stats.status();
     m->train_samples += stats->samples;
     m->train_seconds += stats->seconds;
-    m->bad_lines += reader->bad_lines();
+    m->bad_lines += reader.bad_lines();
   }
-  if (m->train_samples == 0)
+  trainer->set_position({epochs, 0});
+  if (m->train_samples == 0 && from.epoch == 0 && from.examples == 0)
     return Status::InvalidArgument(
         "no training examples read from " + c.train +
         (m->bad_lines ? " (" + std::to_string(m->bad_lines) + " malformed lines skipped)" : ""));
@@ -277,6 +339,60 @@ Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::T
   return retrainer;
 }
 
+Status RunInspect(const std::string& path, bool json, std::ostream& out) {
+  EMBER_ASSIGN_OR_RETURN(auto info, workers::InspectCheckpoint(path));
+  auto kind = [](const embedding::TableSpec& s) {
+    std::string k = s.kind == embedding::TableKind::kSparse ? "sparse" : "dense";
+    if (s.frozen) k += ", frozen";
+    return k;
+  };
+  if (json) {
+    nlohmann::json j = {{"path", info.path},
+                        {"step", info.step},
+                        {"position", {{"epoch", info.position.epoch}, {"examples", info.position.examples}}},
+                        {"model", info.model},
+                        {"method", info.method},
+                        {"num_shards", info.num_shards},
+                        {"bytes", info.bytes}};
+    for (const auto& f : info.files) j["files"].push_back({{"name", f.name}, {"kind", f.kind}, {"bytes", f.bytes}});
+    for (const auto& t : info.tables)
+      j["tables"].push_back({{"id", t.spec.id},
+                             {"kind", kind(t.spec)},
+                             {"dim", t.spec.dim},
+                             {"precision", t.spec.precision == embedding::Precision::kFp16 ? "fp16" : "fp32"},
+                             {"optimizer", embedding::OptimizerName(t.spec.optimizer.kind)},
+                             {"rows", t.rows},
+                             {"values", t.values},
+                             {"bytes", t.bytes}});
+    out << j.dump(2) << "\n";
+    return Status::Ok();
+  }
+  out << "checkpoint " << info.path << "\n"
+      << "  step " << info.step << "; data position: " << info.position.epoch << " epoch(s) done, "
+      << info.position.examples << " examples into the next\n  model " << info.model << ", embedding method "
+      << info.method << ", written by " << info.num_shards << " shard(s), " << Bytes(info.bytes) << " in "
+      << info.files.size() << " files (all verified)\n";
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "  %5s  %-14s %4s %5s %-16s %12s %14s %12s\n", "table", "kind", "dim", "prec",
+                "optimizer", "rows", "values", "memory");
+  out << buf;
+  uint64_t rows = 0, values = 0, bytes = 0;
+  for (const auto& t : info.tables) {
+    std::snprintf(buf, sizeof(buf), "  %5u  %-14s %4d %5s %-16s %12llu %14llu %12s\n", t.spec.id, kind(t.spec).c_str(),
+                  t.spec.dim, t.spec.precision == embedding::Precision::kFp16 ? "fp16" : "fp32",
+                  embedding::OptimizerName(t.spec.optimizer.kind), static_cast<unsigned long long>(t.rows),
+                  static_cast<unsigned long long>(t.values), Bytes(t.bytes).c_str());
+    out << buf;
+    rows += t.rows;
+    values += t.values;
+    bytes += t.bytes;
+  }
+  out << "  total: " << info.tables.size() << " tables, " << rows << " rows, " << values << " values, " << Bytes(bytes)
+      << " in memory with optimizer state\n";
+  for (const auto& f : info.files) out << "  file " << f.name << " (" << f.kind << ", " << Bytes(f.bytes) << ")\n";
+  return Status::Ok();
+}
+
 Status RecordTables(ps::PsClient* ps, RunMetrics* m) {
   EMBER_ASSIGN_OR_RETURN(auto stats, ps->Stats());
   m->table_rows = m->table_bytes = m->table_values = 0;
@@ -298,6 +414,7 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/c.monitoring_port > 0));
   if (tc.embedding.method == "optembed" && c.valid.empty())
     return Status::InvalidArgument("embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
+  EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c, &tc));
   RunMetrics m;
   m.method = tc.embedding.method;
   m.budget_bytes = resolved.budget_bytes;
@@ -330,7 +447,8 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   }
   EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective, recorder));
   watch->Set(*trainer);
-  EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.epochs, &m));
+  if (!resume_from.empty()) EMBER_RETURN_IF_ERROR(Resume(trainer.get(), resume_from, /*load_shards=*/true, out));
+  EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.epochs, &m, trainer->position()));
   if (tc.embedding.method == "optembed") {
     // Stage 1 done: search widths (stage 2), retrain (stage 3).
     const uint32_t next = NextTableId(ps.Stats());
@@ -351,8 +469,7 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (m.bad_lines) out << "skipped " << m.bad_lines << " malformed lines (data.on_bad_line = \"skip\")\n";
   if (!c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, out));
   if (!c.checkpoint_dir.empty()) {
-    EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
-    EMBER_ASSIGN_OR_RETURN(m.checkpoint, trainer->SaveCheckpoint(c.checkpoint_dir, c.text));
+    EMBER_ASSIGN_OR_RETURN(m.checkpoint, WriteCheckpoint(trainer.get(), c));
     out << "checkpoint written to " << m.checkpoint << "\n";
   }
   m.peak_rss_bytes = PeakRssBytes();

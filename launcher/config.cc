@@ -222,6 +222,8 @@ const std::map<std::string, Setter>& Schema() {
       {"train.staleness", Int(&RunConfig::staleness, 0, 1000000)},
       {"train.prefetch", Bool(&RunConfig::prefetch)},
       {"checkpoint.dir", Str(&RunConfig::checkpoint_dir)},
+      {"checkpoint.every_steps", Int(&RunConfig::checkpoint_every_steps, 0, INT64_MAX)},
+      {"checkpoint.keep", Int(&RunConfig::checkpoint_keep, 0, 1000000)},
       {"monitoring.port", Int(&RunConfig::monitoring_port, 0, 65535)},
       {"monitoring.bind", Str(&RunConfig::monitoring_bind)},
       {"monitoring.linger_s", Float(&RunConfig::monitoring_linger_s, 0, 86400)},

@@ -42,6 +42,10 @@ int main(int argc, char** argv) {
   train->add_option("--config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   train->add_option("--set", sets, "Override a config key: --set train.epochs=2 (repeatable)");
   train->add_option("--metrics-json", metrics_json, "Write metrics (auc, logloss, samples_per_sec, ...) as JSON");
+  bool resume = false;
+  train->add_flag("--resume", resume,
+                  "Continue from the newest complete checkpoint in checkpoint.dir (rows, dense model, optimizers, "
+                  "step, data position); the cluster size may differ");
 
   std::string plan_config;
   std::vector<std::string> plan_sets;
@@ -109,11 +113,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ctr->add_option("--dense-scale", gen.dense_scale, "Scale of the dense-feature effects")->capture_default_str();
 
+  std::string inspect_path;
+  bool inspect_json = false;
+  auto* inspect = app.add_subcommand("inspect", "Print what a checkpoint holds (and verify its files)");
+  inspect->add_option("PATH", inspect_path, "A ckpt-N directory, or a checkpoint.dir root (its newest checkpoint)")
+      ->required();
+  inspect->add_flag("--json", inspect_json, "Print JSON");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (inspect->parsed()) {
+    auto st = ember::launcher::RunInspect(inspect_path, inspect_json, std::cout);
+    if (!st.ok()) return Fail(st);
+    return 0;
+  }
 
   if (train->parsed()) {
     auto config = ember::launcher::LoadConfig(config_path, sets);
     if (!config.ok()) return Fail(config.status());
+    config->resume = resume;
     return Report(ember::launcher::RunTrain(*config, std::cout), metrics_json);
   }
   if (plan->parsed()) {

@@ -191,6 +191,70 @@ void TrainAndCheckExports(const std::vector<std::string>& extra, const std::stri
   }
 }
 
+// Periodic checkpoints keep the newest checkpoint.keep; --resume from one of them continues at its
+// step and data position and ends exactly where the uninterrupted run ended; a truncated shard file
+// is refused by name and inspect reports what a checkpoint holds.
+TEST(Commands, ResumeFromAPeriodicCheckpointEndsLikeTheUninterruptedRun) {
+  const std::string root = Dir() + "/resume-a";
+  std::ostringstream out;
+  // 20000 rows / 256 = 79 steps per epoch, 2 epochs: checkpoints every 30 steps, the last 2 kept.
+  const std::vector<std::string> periodic = {"train.epochs=2", "checkpoint.every_steps=30", "checkpoint.keep=2"};
+  auto full = TrainWithCheckpoint(periodic, root, out);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  std::vector<std::string> kept;
+  for (const auto& e : std::filesystem::directory_iterator(root)) kept.push_back(e.path().filename().string());
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, (std::vector<std::string>{"ckpt-150", "ckpt-158"}));
+  // Resume from step 150 (epoch 2, 71 steps in) in a copy of that checkpoint alone.
+  const std::string other = Dir() + "/resume-b";
+  std::filesystem::remove_all(other);
+  std::filesystem::create_directories(other);
+  std::filesystem::copy(root + "/ckpt-150", other + "/ckpt-150", std::filesystem::copy_options::recursive);
+  auto sets = SmallFiles().Sets();
+  sets.insert(sets.end(), periodic.begin(), periodic.end());
+  sets.push_back("checkpoint.dir=\"" + other + "\"");
+  auto c = ParseConfig("", "t", sets);
+  ASSERT_TRUE(c.ok());
+  c->resume = true;
+  std::ostringstream log;
+  auto resumed = RunTrain(*c, log);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_NE(log.str().find("resumed from " + other + "/ckpt-150 at step 150 (epoch 2, 18176 examples in)"),
+            std::string::npos)
+      << log.str();
+  EXPECT_EQ(resumed->train_samples, 20000u - 18176u);
+  EXPECT_EQ(resumed->auc, full->auc);
+  EXPECT_EQ(resumed->logloss, full->logloss);
+  EXPECT_EQ(resumed->table_rows, full->table_rows);
+  EXPECT_EQ(resumed->checkpoint, other + "/ckpt-158");
+
+  std::ostringstream info;
+  ASSERT_TRUE(RunInspect(other, false, info).ok());
+  EXPECT_NE(info.str().find("checkpoint " + other + "/ckpt-158\n  step 158; data position: 2 epoch(s) done"),
+            std::string::npos)
+      << info.str();
+  EXPECT_NE(info.str().find("26 tables, " + std::to_string(full->table_rows) + " rows"), std::string::npos)
+      << info.str();
+  // A truncated shard file: inspect and resume refuse it by name; the files are left as they are.
+  const std::string shard = other + "/ckpt-158/shard-0.bin";
+  const auto size = std::filesystem::file_size(shard);
+  std::filesystem::resize_file(shard, size - 100);
+  std::ostringstream ignored;
+  Status bad = RunInspect(other, false, ignored);
+  EXPECT_EQ(bad.code(), StatusCode::kCorruption);
+  EXPECT_NE(bad.message().find(shard), std::string::npos) << bad.ToString();
+  auto again = RunTrain(*c, ignored);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find(shard), std::string::npos) << again.status().ToString();
+  EXPECT_EQ(std::filesystem::file_size(shard), size - 100);
+  c->checkpoint_dir = Dir() + "/no-such-dir";
+  auto none = RunTrain(*c, ignored);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("--resume: checkpoint path " + c->checkpoint_dir + " does not exist"),
+            std::string::npos)
+      << none.status().ToString();
+}
+
 TEST(Commands, PlanShowsEveryFieldAndTheBudget) {
   auto sets = SmallFiles().Sets();
   sets.push_back("embedding.method=\"hash\"");

@@ -21,6 +21,7 @@
 #include "ember/common/progress.h"
 #include "ember/embedding/dedup.h"
 #include "ember/models/optembed.h"
+#include "ember/ps/in_process.h"
 
 namespace ember::workers {
 namespace {
@@ -805,6 +806,7 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
   // Sizes a budget chose (rows of hashed tables, DSL density): ids map to rows through them.
   std::vector<uint64_t> vocab;
   for (const auto& f : config_.fields) vocab.push_back(f.vocab);
+  manifest["position"] = {{"epoch", position_.epoch}, {"examples", position_.examples}};
   manifest["embedding"] = {{"method", config_.embedding.method},
                            {"rows", config_.embedding.rows},
                            {"density", config_.embedding.density},
@@ -874,6 +876,54 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
   return Status::Ok();
 }
 
+Result<CheckpointInfo> InspectCheckpoint(const std::string& path) {
+  EMBER_ASSIGN_OR_RETURN(const std::string dir, ResolveCheckpoint(path));
+  EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(dir));
+  CheckpointInfo info;
+  info.path = dir;
+  info.step = m.value("step", int64_t{0});
+  info.model = m.value("model", "");
+  info.num_shards = m.value("num_shards", 0);
+  if (m.contains("position") && m["position"].is_object()) {
+    info.position.epoch = m["position"].value("epoch", int64_t{0});
+    info.position.examples = m["position"].value("examples", uint64_t{0});
+  }
+  if (m.contains("embedding") && m["embedding"].is_object()) info.method = m["embedding"].value("method", "");
+  std::vector<ps::ShardFile> shards;
+  for (const auto& f : m["files"]) {
+    CheckpointInfo::File file;
+    file.name = f.value("name", "");
+    file.kind = f.value("kind", "");
+    file.bytes = f.value("bytes", uint64_t{0});
+    if (file.name.empty() || file.name.find('/') != std::string::npos)
+      return Status::Corruption(dir + "/manifest.json: bad file name '" + file.name + "'");
+    info.files.push_back(file);
+    info.bytes += file.bytes;
+    ps::ShardFile sf{file.name, file.bytes, std::stoull(f.value("checksum", "0"), nullptr, 16)};
+    if (file.kind == "shard") {
+      shards.push_back(sf);
+      continue;
+    }
+    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadFile(dir + "/" + sf.name));
+    if (bytes.size() != sf.bytes || Checksum(bytes) != sf.checksum)
+      return Status::Corruption(dir + "/" + sf.name +
+                                ": size or checksum does not match the manifest (file is corrupted)");
+  }
+  // Every shard file is read and verified; the tables' sections are merged across shards.
+  std::vector<std::unique_ptr<embedding::Table>> tables;
+  EMBER_RETURN_IF_ERROR(ps::ReadShardFiles(dir, shards, &tables));
+  std::map<uint32_t, CheckpointInfo::Table> by_id;
+  for (const auto& t : tables) {
+    auto& e = by_id[t->spec().id];
+    e.spec = t->spec();
+    e.rows += t->size();
+    e.values += t->values();
+    e.bytes += t->MemoryBytes();
+  }
+  for (auto& [id, t] : by_id) info.tables.push_back(t);
+  return info;
+}
+
 Result<std::string> ResolveCheckpoint(const std::string& path) {
   if (PathExists(path + "/manifest.json")) return path;
   if (!PathExists(path)) return Status::NotFound("checkpoint path " + path + " does not exist");
@@ -892,7 +942,7 @@ Result<std::string> ResolveCheckpoint(const std::string& path) {
   return path + "/ckpt-" + std::to_string(best);
 }
 
-Status Trainer::RestoreCheckpoint(const std::string& path) {
+Status Trainer::RestoreCheckpoint(const std::string& path, bool load_shards) {
   if (prefetch_.batch) return Status::FailedPrecondition("restore while the next batch's rows are in flight");
   pushed_ = false;  // the shards' clocks start again with the next push
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
@@ -925,8 +975,17 @@ Status Trainer::RestoreCheckpoint(const std::string& path) {
                             optimizer_->load(archive);
                           }).WithContext(path + "/dense_optimizer.pt"));
   }
-  EMBER_RETURN_IF_ERROR(ps_->LoadShards(path, shards));
+  if (load_shards) EMBER_RETURN_IF_ERROR(ps_->LoadShards(path, shards));
   step_ = m.value("step", int64_t{0});
+  position_ = {};
+  if (m.contains("position")) {
+    const auto& p = m["position"];
+    if (!p.is_object() || !p.contains("epoch") || !p.contains("examples") || !p["epoch"].is_number_integer() ||
+        !p["examples"].is_number_unsigned() || p["epoch"].get<int64_t>() < 0)
+      return Status::Corruption(path + "/manifest.json: bad position (expected {\"epoch\": n, \"examples\": n})");
+    position_.epoch = p["epoch"].get<int64_t>();
+    position_.examples = p["examples"].get<uint64_t>();
+  }
   if (thresholds_.defined() && m.contains("optembed") && m["optembed"].contains("thresholds")) {
     std::vector<float> t;
     try {

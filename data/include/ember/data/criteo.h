@@ -27,6 +27,9 @@ struct CriteoOptions {
   BadLinePolicy on_bad_line = BadLinePolicy::kError;
   // Read at most this many examples (0 = all).
   uint64_t max_rows = 0;
+  // Examples passed over before the first batch (a resumed epoch's position; they count
+  // toward max_rows).
+  uint64_t skip_examples = 0;
 };
 
 // Parses one line (without its '\n') into example `row` of *batch. On error returns a message
@@ -49,6 +52,8 @@ class CriteoReader final : public BatchReader {
   explicit CriteoReader(const CriteoOptions& options) : options_(options) {}
   // Next line into *line; false at EOF.
   Result<bool> ReadLine(std::string_view* line);
+  // Up to `limit` examples into *batch; the count read.
+  Result<size_t> Fill(Batch* batch, size_t limit);
 
   CriteoOptions options_;
   FILE* file_ = nullptr;
@@ -56,6 +61,7 @@ class CriteoReader final : public BatchReader {
   uint64_t consumed_ = 0;
   uint64_t line_no_ = 0;
   uint64_t rows_ = 0;
+  uint64_t skipped_ = 0;
   uint64_t bad_lines_ = 0;
   std::string buf_;
   size_t pos_ = 0;

@@ -72,6 +72,23 @@ Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::T
                                                                 ps::PsClient* ps, workers::Collective* collective,
                                                                 monitoring::Recorder* recorder,
                                                                 workers::Trainer* supernet, bool reinit);
+// Writes a checkpoint of `trainer` into checkpoint.dir, then removes the oldest ckpt-N beyond
+// checkpoint.keep.
+Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& config);
+// The step callback of an epoch that records the data position every checkpoint.every_steps steps
+// and, if `writer`, writes the checkpoint (null when periodic checkpoints are off). `skipped`:
+// examples the epoch's reader passed over (a resumed epoch); `workers` read a batch each per step.
+workers::StepCallback CheckpointEvery(workers::Trainer* trainer, const RunConfig& config, int epoch, uint64_t skipped,
+                                      int workers, bool writer = true);
+// With --resume: checkpoint.dir's newest complete checkpoint, whose table sizes are applied to
+// *tc; "" without --resume.
+Result<std::string> PrepareResume(const RunConfig& config, workers::TrainerConfig* tc);
+// Restores `trainer` from `path` (`load_shards`: this process loads the PS rows) and says so.
+Status Resume(workers::Trainer* trainer, const std::string& path, bool load_shards, std::ostream& out);
+// ember inspect: what a checkpoint (a ckpt-N directory or a checkpoint.dir root: its newest)
+// holds — step, data position, model, files, and per table kind, width, precision, optimizer,
+// rows, values and bytes — after verifying every file; as text or JSON.
+Status RunInspect(const std::string& path, bool json, std::ostream& out);
 // The tables' rows, bytes, values and parameter bytes as the PS holds them, into *m.
 Status RecordTables(ps::PsClient* ps, RunMetrics* m);
 // The first table id above every table the PS holds (0 if the stats failed).

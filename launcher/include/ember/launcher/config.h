@@ -74,7 +74,10 @@ struct RunConfig {
   int64_t staleness = 0;              // train.staleness: bounded mode's bound in steps
   bool prefetch = true;               // train.prefetch: pull the next batch's rows during a step
   // [checkpoint]
-  std::string checkpoint_dir;  // "" = no checkpoint
+  std::string checkpoint_dir;          // "" = no checkpoint
+  int64_t checkpoint_every_steps = 0;  // checkpoint.every_steps: also every N steps (0 = at the end only)
+  int64_t checkpoint_keep = 3;         // checkpoint.keep: newest ckpt-N directories kept (0 = all)
+  bool resume = false;                 // --resume: continue from checkpoint.dir's newest checkpoint
   // [monitoring]
   int monitoring_port = 0;                    // GET /metrics on port + rank (0 = off)
   std::string monitoring_bind = "127.0.0.1";  // address the metrics endpoint binds to

@@ -121,6 +121,13 @@ struct EvalResult {
 // Hooks into every training step (checkpointing, tests).
 using StepCallback = std::function<Status(int64_t step)>;
 
+// Where training stands in its data: the epoch, and the examples of the training file passed in
+// it (by all workers). Stored in checkpoints; a resumed run continues from there.
+struct DataPosition {
+  int64_t epoch = 0;
+  uint64_t examples = 0;
+};
+
 // One thread running jobs in order (the trainer's prefetch): a persistent thread, so that the
 // thread-local state its jobs build (allocator caches, OpenMP teams) lives across steps.
 class BackgroundThread {
@@ -164,8 +171,12 @@ class Trainer {
   // widths) goes into the manifest.
   Result<std::string> SaveCheckpoint(const std::string& root, const std::string& config_text,
                                      const std::string& name = "");
-  // Restores rows, dense weights, optimizer state and step from a checkpoint directory.
-  Status RestoreCheckpoint(const std::string& path);
+  // Restores rows, dense weights, optimizer state, step and data position from a checkpoint
+  // directory. `load_shards` = false leaves the PS alone (another worker of a cluster loads it).
+  Status RestoreCheckpoint(const std::string& path, bool load_shards = true);
+  // The data position the next checkpoint records (set by the training loop).
+  void set_position(const DataPosition& p) { position_ = p; }
+  const DataPosition& position() const { return position_; }
 
   // OptEmbed stage 2: evolutionary search of per-field widths and a threshold shift on
   // `validation` under `budget_bytes` (0 = no budget; candidates over it are repaired by
@@ -236,6 +247,7 @@ class Trainer {
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
   std::vector<float> flat_grads_;
   int64_t step_ = 0;
+  DataPosition position_;
   Mode mode_ = Mode::kSync;
   bool pushed_ = false;  // a push since this trainer started (pulls before it never wait)
   Prefetch prefetch_;
@@ -259,5 +271,26 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* config);
 // Resolves a checkpoint root (containing ckpt-N directories) or a checkpoint directory to the
 // newest complete checkpoint directory.
 Result<std::string> ResolveCheckpoint(const std::string& path);
+
+// What a checkpoint holds (ember inspect): every file is read and verified against the manifest.
+struct CheckpointInfo {
+  std::string path;
+  int64_t step = 0;
+  DataPosition position;
+  std::string model, method;
+  int num_shards = 0;
+  struct File {
+    std::string name, kind;
+    uint64_t bytes = 0;
+  };
+  std::vector<File> files;
+  uint64_t bytes = 0;  // all files
+  struct Table {
+    embedding::TableSpec spec;
+    uint64_t rows = 0, values = 0, bytes = 0;  // bytes: rows, optimizer state and index in memory
+  };
+  std::vector<Table> tables;  // by id, summed over shard files
+};
+Result<CheckpointInfo> InspectCheckpoint(const std::string& path);
 
 }  // namespace ember::workers
