@@ -1,8 +1,10 @@
 #include "ember/launcher/commands.h"
 
 #include <malloc.h>
+#include <signal.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -129,18 +131,25 @@ Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfi
 Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& c) {
   EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
   EMBER_ASSIGN_OR_RETURN(auto path, trainer->SaveCheckpoint(c.checkpoint_dir, c.text));
-  if (c.checkpoint_keep <= 0) return path;
   // Only once the new checkpoint is complete do the oldest go.
   std::vector<std::pair<int64_t, std::string>> all;
   std::error_code ec;
+  std::vector<std::string> stale;
   for (const auto& entry : std::filesystem::directory_iterator(c.checkpoint_dir, ec)) {
     const std::string name = entry.path().filename().string();
+    // ckpt-N.tmp-PID of a writer that is gone (killed mid-write): never complete, removed.
+    if (const size_t t = name.find(".tmp-"); name.rfind("ckpt-", 0) == 0 && t != std::string::npos) {
+      const long pid = std::strtol(name.c_str() + t + 5, nullptr, 10);
+      if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) stale.push_back(entry.path().string());
+      continue;
+    }
     if (name.rfind("ckpt-", 0) != 0 || name.size() <= 5 || name.find_first_not_of("0123456789", 5) != std::string::npos)
       continue;
     all.emplace_back(std::stoll(name.substr(5)), entry.path().string());
   }
+  for (const auto& dir : stale) std::filesystem::remove_all(dir, ec);
   std::sort(all.begin(), all.end());
-  for (size_t i = 0; i + static_cast<size_t>(c.checkpoint_keep) < all.size(); ++i)
+  for (size_t i = 0; c.checkpoint_keep > 0 && i + static_cast<size_t>(c.checkpoint_keep) < all.size(); ++i)
     std::filesystem::remove_all(all[i].second, ec);
   return path;
 }

@@ -59,7 +59,12 @@ std::vector<embedding::TableSpec> Specs() {
   adam.id = 2;
   adam.dim = 5;
   adam.optimizer.kind = embedding::OptimizerKind::kAdam;
-  return {dense, sparse, adam};
+  embedding::TableSpec half = dense;  // fp16 weights, fp32 element-wise Adagrad state
+  half.id = 3;
+  half.dim = 6;
+  half.precision = embedding::Precision::kFp16;
+  half.optimizer.kind = embedding::OptimizerKind::kAdagrad;
+  return {dense, sparse, adam, half};
 }
 
 // The same sequence of strided pulls and pushes on both clients; every pulled row must match.
@@ -151,8 +156,10 @@ TEST(RemotePs, EquivalentToInProcessShards) {
   EXPECT_GT(cluster.client->bytes_received(), 0u);
 }
 
-// 2 servers -> files -> 3 in-process shards -> files -> 1 server: every row and its optimizer
-// state survive (later pushes and pulls agree exactly with an uninterrupted client).
+// 2 servers -> files -> 3 servers -> files -> 1 server: every row and
+// its optimizer state survive, for every table kind (dense fp32 with row-wise Adagrad and Adam,
+// dense fp16 with Adagrad, DSL's sparse rows): later pushes and pulls agree exactly with an
+// uninterrupted client.
 TEST(RemotePs, ReshardsThroughCheckpointFiles) {
   Cluster two(2);
   InProcessClient reference(2);
@@ -163,12 +170,13 @@ TEST(RemotePs, ReshardsThroughCheckpointFiles) {
   auto files = two.client->SaveShards(d1);
   ASSERT_TRUE(files.ok()) << files.status().ToString();
   ASSERT_EQ(files->size(), 2u);
-  InProcessClient three(3);
-  ASSERT_TRUE(three.LoadShards(d1, *files).ok());
-  Drive(three, reference, 4, 5);
+  Cluster three(3);
+  ASSERT_TRUE(three.client->LoadShards(d1, *files).ok());
+  Drive(*three.client, reference, 4, 5);
   const std::string d2 = Dir("three");
-  auto files3 = three.SaveShards(d2);
+  auto files3 = three.client->SaveShards(d2);
   ASSERT_TRUE(files3.ok());
+  ASSERT_EQ(files3->size(), 3u);
   Cluster one(1);
   ASSERT_TRUE(one.client->LoadShards(d2, *files3).ok());
   Drive(*one.client, reference, 4, 6);

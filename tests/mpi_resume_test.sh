@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Recovery under real mpirun: a server rank killed with SIGKILL mid-training ends the job naming
+# it; `ember train --resume` on a different cluster (2 -> 3 servers) continues from the newest
+# complete checkpoint and, in sync mode, ends exactly like an uninterrupted run from that same
+# checkpoint. A process killed while it writes checkpoints leaves the previous one usable.
+#   usage: mpi_resume_test.sh EMBER_BINARY
+set -euo pipefail
+EMBER="$1"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "mpi_resume_test: FAIL: $*" >&2; exit 1; }
+MPI=(mpirun --allow-run-as-root --oversubscribe)
+
+"$EMBER" datagen ctr --rows 60000 --seed 1 --max-vocab 20000 --out "$WORK/train.tsv" >/dev/null 2>&1
+"$EMBER" datagen ctr --rows 10000 --seed 2 --max-vocab 20000 --out "$WORK/test.tsv" >/dev/null 2>&1
+cat > "$WORK/run.toml" <<TOML
+[data]
+train = "$WORK/train.tsv"
+test = "$WORK/test.tsv"
+[model]
+bottom_mlp = [32]
+top_mlp = [32]
+[embedding]
+dim = 8
+[train]
+batch_size = 256
+epochs = 3
+progress = "log"
+log_interval_s = 0.5
+threads = 1
+[ps]
+servers = 2
+[checkpoint]
+dir = "$WORK/a"
+every_steps = 40
+keep = 0
+TOML
+
+# 2 servers + 2 workers; once checkpoint 120 exists, SIGKILL server rank 1.
+"${MPI[@]}" -np 4 "$EMBER" train --config "$WORK/run.toml" > "$WORK/kill.out" 2>&1 &
+job=$!
+victim=""
+for _ in $(seq 1 600); do
+  if [ -f "$WORK/a/ckpt-120/manifest.json" ]; then
+    for pid in $(pgrep -f "ember train --config $WORK/run.toml" || true); do
+      if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then victim=$pid; fi
+    done
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$victim" ] || { kill $job 2>/dev/null; cat "$WORK/kill.out"; fail "no checkpoint 120 or no rank 1"; }
+kill -9 "$victim"
+if timeout 120 tail --pid=$job -f /dev/null; then :; else kill -9 $job; fail "the job hung after a rank died"; fi
+if wait $job; then fail "the job exited 0 after a rank died"; fi
+grep -Eq "rank 1|PS server 1" "$WORK/kill.out" || { cat "$WORK/kill.out"; fail "the dead rank is not named"; }
+latest=$("$EMBER" inspect "$WORK/a" | head -1 | awk '{print $2}')
+echo "killed server rank 1; newest complete checkpoint: $latest"
+
+# The same checkpoint alone in another directory: the uninterrupted run from it.
+mkdir -p "$WORK/b"
+cp -r "$latest" "$WORK/b/"
+for d in a b; do
+  timeout 300 "${MPI[@]}" -np 5 "$EMBER" train --config "$WORK/run.toml" --set ps.servers=3 \
+    --set "checkpoint.dir=\"$WORK/$d\"" --resume --metrics-json "$WORK/$d.json" > "$WORK/$d.out" 2>&1 \
+    || { cat "$WORK/$d.out"; fail "resume in $d on 3 servers"; }
+done
+grep -q "resumed from $latest at step" "$WORK/a.out" || { cat "$WORK/a.out"; fail "resumed from another checkpoint"; }
+python3 - "$WORK/a.json" "$WORK/b.json" <<'PY' || fail "the resumed run differs from the uninterrupted one"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+print(f"resumed after the kill: AUC {a['auc']:.6f} logloss {a['logloss']:.6f} rows {a['table_rows']}; "
+      f"uninterrupted from the same checkpoint: AUC {b['auc']:.6f} logloss {b['logloss']:.6f} rows {b['table_rows']}")
+for k in ("auc", "logloss", "table_rows", "table_values", "train_samples"):
+    assert a[k] == b[k], (k, a[k], b[k])
+PY
+# Both final checkpoints hold the same tables (3 shard files each), and score the same in one process.
+"$EMBER" inspect "$WORK/a" --json > "$WORK/a.inspect"
+"$EMBER" inspect "$WORK/b" --json > "$WORK/b.inspect"
+python3 - "$WORK/a.inspect" "$WORK/b.inspect" <<'PY' || fail "final checkpoints differ"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert sum(f["kind"] == "shard" for f in a["files"]) == 3, a["files"]
+assert [(t["id"], t["rows"], t["values"]) for t in a["tables"]] == [(t["id"], t["rows"], t["values"]) for t in b["tables"]]
+print(f"final checkpoints: step {a['step']}, {len(a['tables'])} tables, {sum(t['rows'] for t in a['tables'])} rows each")
+PY
+for d in a b; do "$EMBER" eval --checkpoint "$WORK/$d" --metrics-json "$WORK/$d.eval" > /dev/null 2>&1 || fail "eval $d"; done
+python3 -c "import json; a=json.load(open('$WORK/a.eval')); b=json.load(open('$WORK/b.eval')); assert a['logloss']==b['logloss'], (a,b)" \
+  || fail "the final checkpoints score differently"
+
+# One process writing a checkpoint every step, killed at 3 moments: each time the newest complete
+# checkpoint verifies and resumes.
+sed -e "s|dir = \"$WORK/a\"|dir = \"$WORK/c\"|" -e 's/every_steps = 40/every_steps = 1/' -e 's/keep = 0/keep = 2/' \
+  "$WORK/run.toml" > "$WORK/one.toml"
+for delay in 1.5 2.5 3.5; do
+  "$EMBER" train --config "$WORK/one.toml" --set ps.servers=1 > "$WORK/c.out" 2>&1 &
+  pid=$!
+  sleep "$delay"
+  kill -9 $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+  "$EMBER" inspect "$WORK/c" > "$WORK/c.inspect" 2>&1 || { cat "$WORK/c.inspect"; fail "no usable checkpoint after a kill at ${delay}s"; }
+  head -2 "$WORK/c.inspect" | tail -1
+done
+tmp_before=$(ls "$WORK/c" | grep -c "\.tmp-" || true)
+timeout 300 "$EMBER" train --config "$WORK/one.toml" --set train.epochs=1 --resume > "$WORK/c2.out" 2>&1 \
+  || { cat "$WORK/c2.out"; fail "resume after the kills"; }
+grep -q "resumed from" "$WORK/c2.out" || fail "no resume line"
+# Half-written checkpoints of the killed processes (ckpt-N.tmp-PID) were never used, and the next
+# checkpoint write removed them.
+echo "half-written checkpoints left by the kills: $tmp_before; after the resumed run: $(ls "$WORK/c" | grep -c "\.tmp-" || true)"
+[ "$(ls "$WORK/c" | grep -c "\.tmp-" || true)" -eq 0 ] || fail "stale ckpt-N.tmp-PID directories remain"
+echo "mpi_resume_test: all checks passed"
