@@ -31,13 +31,14 @@ uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
   return blocks * kBlockSlots * stride * sizeof(float) + KeyIndex::EstimateBytes(rows) + vec * sizeof(uint64_t);
 }
 
-uint32_t RowStore::NewSlot(uint64_t key) {
+uint32_t RowStore::NewSlot(uint64_t key, bool init) {
   const uint32_t slot = static_cast<uint32_t>(size_);
   if ((slot >> kBlockShift) >= blocks_.size()) {
     blocks_.emplace_back(new float[static_cast<size_t>(kBlockSlots) * stride_]);
   }
   float* p = SlotPtr(slot);
-  if (half_) {
+  if (!init) {  // the caller writes the whole slot (a restored record)
+  } else if (half_) {
     row_scratch_.resize(static_cast<size_t>(spec_.dim));
     InitRow(spec_, key, row_scratch_.data());
     p[weight_floats_ - 1] = 0.0f;  // the pad half of an odd dim
@@ -45,7 +46,7 @@ uint32_t RowStore::NewSlot(uint64_t key) {
   } else {
     InitRow(spec_, key, p);
   }
-  InitState(spec_.optimizer, spec_.dim, p + weight_floats_);
+  if (init) InitState(spec_.optimizer, spec_.dim, p + weight_floats_);
   slot_keys_.push_back(key);
   ++size_;
   return slot;
@@ -210,8 +211,9 @@ Status RowStore::PutRecord(uint64_t key, std::string_view record) {
     return Status::Corruption("row record of " + std::to_string(record.size()) + " bytes, table " +
                               std::to_string(spec_.id) + " expects " + std::to_string(sizeof(float) * stride_));
   if (key == KeyIndex::kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
-  float* p = SlotPtr(LookupOrInsert(key));
-  std::memcpy(p, record.data(), record.size());
+  const auto [slot, inserted] = index_.Insert(key, static_cast<uint32_t>(size_));
+  if (inserted) NewSlot(key, /*init=*/false);  // every float of the slot is overwritten below
+  std::memcpy(SlotPtr(slot), record.data(), record.size());
   return Status::Ok();
 }
 

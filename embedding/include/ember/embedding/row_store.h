@@ -76,7 +76,8 @@ class RowStore final : public Table {
   }
   // Returns the slot of key, inserting a fresh initialised row if absent.
   uint32_t LookupOrInsert(uint64_t key);
-  uint32_t NewSlot(uint64_t key);
+  // Appends a slot for key: initial weights and optimizer state, or (init = false) uninitialised.
+  uint32_t NewSlot(uint64_t key, bool init = true);
   void Grow();
 
   // Widens a slot's weights to dim floats / narrows dim floats into a slot.
