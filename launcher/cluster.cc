@@ -169,7 +169,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
       EMBER_RETURN_IF_ERROR(Resume(trainer.get(), resume_from, /*load_shards=*/worker == 0, log));
       EMBER_RETURN_IF_ERROR(collective.Barrier());
     }
-    auto train = [&](int epochs, const workers::DataPosition& from) -> Status {
+    auto train = [&](int epochs, workers::DataPosition from) -> Status {
       for (int e = static_cast<int>(from.epoch); e < epochs; ++e) {
         auto opts = MakeReaderOptions(c, c.train, true);
         opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers

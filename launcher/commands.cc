@@ -198,7 +198,7 @@ void Linger(const RunConfig& c, monitoring::MetricsExporter* exporter, std::ostr
 }
 
 Status TrainEpochs(workers::Trainer* trainer, const RunConfig& c, int epochs, RunMetrics* m,
-                   const workers::DataPosition& from = {}) {
+                   workers::DataPosition from = {}) {  // by value: the trainer's own position changes below
   const auto progress = Progress(c);
   for (int e = static_cast<int>(from.epoch); e < epochs; ++e) {
     auto opts = MakeReaderOptions(c, c.train, true);

@@ -38,6 +38,14 @@ PY
 "$EMBER" eval --checkpoint "$WORK/ckpt" --data "$WORK/test.tsv" --metrics-json "$WORK/e.json" >/dev/null 2>&1 || fail "eval failed"
 python3 -c "import json,sys; a=json.load(open('$WORK/m.json'))['auc']; b=json.load(open('$WORK/e.json'))['auc']; assert abs(a-b) < 1e-12, (a,b)" || fail "eval AUC differs from train's"
 
+# inspect: the checkpoint's step and tables as text and JSON; a missing path exits 1 naming it.
+"$EMBER" inspect "$WORK/ckpt" > "$WORK/inspect.out" 2>&1 || { cat "$WORK/inspect.out"; fail "inspect failed"; }
+grep -q "files (all verified)" "$WORK/inspect.out" || { cat "$WORK/inspect.out"; fail "inspect output"; }
+"$EMBER" inspect "$WORK/ckpt" --json | python3 -c "import json,sys; j=json.load(sys.stdin); assert len(j['tables']) == 26 and j['step'] > 0, j" \
+  || fail "inspect --json"
+if "$EMBER" inspect "$WORK/no-such" > "$WORK/inspect.err" 2>&1; then fail "inspect of a missing path exited 0"; fi
+grep -q "$WORK/no-such does not exist" "$WORK/inspect.err" || { cat "$WORK/inspect.err"; fail "inspect error"; }
+
 # Export at int8, score the file, serve it over HTTP, stop the server with SIGTERM.
 "$EMBER" export --checkpoint "$WORK/ckpt" --out "$WORK/model.embx" --precision int8 > "$WORK/export.out" 2>&1 \
   || { cat "$WORK/export.out"; fail "export failed"; }
