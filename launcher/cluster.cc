@@ -212,6 +212,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     }
     double samples = static_cast<double>(m.train_samples);
     MPI_Allreduce(MPI_IN_PLACE, &samples, 1, MPI_DOUBLE, MPI_SUM, group);
+    m.train_samples = static_cast<uint64_t>(samples);  // every worker's
     m.samples_per_sec = m.train_seconds > 0 ? samples / m.train_seconds : 0;
     log << "trained " << static_cast<uint64_t>(samples) << " samples on " << workers << " workers in "
         << m.train_seconds << " s (" << static_cast<uint64_t>(m.samples_per_sec) << " samples/s)\n";

@@ -88,6 +88,25 @@ for d in a b; do "$EMBER" eval --checkpoint "$WORK/$d" --metrics-json "$WORK/$d.
 python3 -c "import json; a=json.load(open('$WORK/a.eval')); b=json.load(open('$WORK/b.eval')); assert a['logloss']==b['logloss'], (a,b)" \
   || fail "the final checkpoints score differently"
 
+# The same checkpoint resumed by another number of workers (1 server + 3 workers): it continues
+# from the recorded data position, each worker taking its third of what remains.
+mkdir -p "$WORK/w3"
+cp -r "$latest" "$WORK/w3/"
+timeout 300 "${MPI[@]}" -np 4 "$EMBER" train --config "$WORK/run.toml" --set ps.servers=1 \
+  --set "checkpoint.dir=\"$WORK/w3\"" --resume --metrics-json "$WORK/w3.json" > "$WORK/w3.out" 2>&1 \
+  || { cat "$WORK/w3.out"; fail "resume with 3 workers"; }
+python3 - "$WORK/w3.json" "$latest/manifest.json" <<'PY' || fail "3-worker resume"
+import json, sys
+m, man = (json.load(open(p)) for p in sys.argv[1:])
+pos = man["position"]
+remaining = (3 - pos["epoch"]) * 60000 - pos["examples"]
+print(f"resumed on 1 server + 3 workers from epoch {pos['epoch']} + {pos['examples']} examples: "
+      f"trained {m['train_samples']} of the {remaining} remaining, AUC {m['auc']:.5f}")
+# Each epoch may drop one incomplete group of 3 batches of 256.
+assert remaining - 3 * 3 * 256 <= m["train_samples"] <= remaining, (m["train_samples"], remaining)
+assert m["auc"] > 0.8, m["auc"]
+PY
+
 # One process writing a checkpoint every step, killed at 3 moments: each time the newest complete
 # checkpoint verifies and resumes.
 sed -e "s|dir = \"$WORK/a\"|dir = \"$WORK/c\"|" -e 's/every_steps = 40/every_steps = 1/' -e 's/keep = 0/keep = 2/' \
