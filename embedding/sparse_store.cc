@@ -242,6 +242,33 @@ void SparseRowStore::SetCollectGrowth(bool on) {
   if (!on) growth_.clear();
 }
 
+void SparseRowStore::ForEachStateEntry(const std::function<void(uint64_t, std::string_view)>& fn) const {
+  // In key order, so that the bytes of a checkpoint do not depend on the hash map's order.
+  std::vector<std::pair<uint64_t, const std::vector<float>*>> entries;
+  for (const auto& [r, acc] : growth_) entries.emplace_back(row_keys_[r], &acc);
+  std::sort(entries.begin(), entries.end());
+  for (const auto& [key, acc] : entries)
+    fn(key, std::string_view(reinterpret_cast<const char*>(acc->data()), acc->size() * sizeof(float)));
+}
+
+Status SparseRowStore::PutStateFlags(uint32_t flags) {
+  if (flags > 1) return Status::Corruption("unknown sparse table state flags " + std::to_string(flags));
+  collect_ = flags == 1;
+  return Status::Ok();
+}
+
+Status SparseRowStore::PutStateEntry(uint64_t key, std::string_view entry) {
+  if (entry.size() != sizeof(float) * static_cast<size_t>(spec_.dim))
+    return Status::Corruption("growth entry of " + std::to_string(entry.size()) + " bytes, expected " +
+                              std::to_string(sizeof(float) * spec_.dim));
+  const int64_t r = FindRow(key);
+  if (r < 0) return Status::Corruption("growth entry for a row that is not in the table");
+  auto& acc = growth_[static_cast<uint32_t>(r)];
+  acc.resize(static_cast<size_t>(spec_.dim));
+  std::memcpy(acc.data(), entry.data(), entry.size());
+  return Status::Ok();
+}
+
 void SparseRowStore::Remask(uint32_t r, uint64_t new_mask, uint64_t survivors) {
   Row& row = rows_[r];
   const uint64_t old_mask = row.mask;

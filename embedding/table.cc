@@ -9,7 +9,7 @@
 namespace ember::embedding {
 namespace {
 constexpr uint32_t kTableMagic = 0x52424d45;  // "EMBR"
-constexpr uint32_t kTableVersion = 2;
+constexpr uint32_t kTableVersion = 3;         // 3: method state after the rows
 
 template <typename T>
 void AppendPod(std::string* out, const T& v) {
@@ -67,6 +67,17 @@ void Table::AppendTo(std::string* out) const {
     AppendPod(out, static_cast<uint32_t>(rec.size()));
     out->append(rec);
   });
+  AppendPod(out, StateFlags());
+  std::string entries;
+  uint64_t n = 0;
+  ForEachStateEntry([&](uint64_t key, std::string_view entry) {
+    AppendPod(&entries, key);
+    AppendPod(&entries, static_cast<uint32_t>(entry.size()));
+    entries.append(entry);
+    ++n;
+  });
+  AppendPod(out, n);
+  out->append(entries);
 }
 
 Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std::string& source) {
@@ -80,7 +91,7 @@ Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std:
   auto truncated = [&] { return Status::Corruption(source + ": truncated table section at byte " + at()); };
   if (!ReadPod(in, &magic) || !ReadPod(in, &version)) return truncated();
   if (magic != kTableMagic) return Status::Corruption(source + ": bad table magic");
-  if (version != kTableVersion)
+  if (version != kTableVersion && version != 2)  // 2: no method state
     return Status::Corruption(source + ": unsupported table version " + std::to_string(version));
   if (!ReadPod(in, &spec.id) || !ReadPod(in, &dim) || !ReadPod(in, &spec.rows) || !ReadPod(in, &spec.init_scale) ||
       !ReadPod(in, &spec.seed) || !ReadPod(in, &kind) || !ReadPod(in, &spec.optimizer.lr) ||
@@ -107,6 +118,21 @@ Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std:
     Status st = table->PutRecord(key, in->substr(0, len));
     if (!st.ok()) return Status::Corruption(source + ": row " + std::to_string(r) + ": " + st.message());
     in->remove_prefix(len);
+  }
+  if (version >= 3) {
+    uint32_t flags = 0;
+    uint64_t entries = 0;
+    if (!ReadPod(in, &flags) || !ReadPod(in, &entries)) return truncated();
+    if (Status st = table->PutStateFlags(flags); !st.ok()) return Status::Corruption(source + ": " + st.message());
+    if (entries > in->size() / 12) return truncated();
+    for (uint64_t e = 0; e < entries; ++e) {
+      uint64_t key = 0;
+      uint32_t len = 0;
+      if (!ReadPod(in, &key) || !ReadPod(in, &len) || in->size() < len) return truncated();
+      Status st = table->PutStateEntry(key, in->substr(0, len));
+      if (!st.ok()) return Status::Corruption(source + ": state entry " + std::to_string(e) + ": " + st.message());
+      in->remove_prefix(len);
+    }
   }
   return table;
 }

@@ -111,9 +111,12 @@ PY
 # checkpoint verifies and resumes.
 sed -e "s|dir = \"$WORK/a\"|dir = \"$WORK/c\"|" -e 's/every_steps = 40/every_steps = 1/' -e 's/keep = 0/keep = 2/' \
   "$WORK/run.toml" > "$WORK/one.toml"
-for delay in 1.5 2.5 3.5; do
+for delay in 0.3 0.7 1.1; do
+  rm -rf "$WORK/c"
   "$EMBER" train --config "$WORK/one.toml" --set ps.servers=1 > "$WORK/c.out" 2>&1 &
   pid=$!
+  # Kill at `delay` s after this run's first complete checkpoint appears: mid-run, mid-writes.
+  for _ in $(seq 1 600); do ls "$WORK"/c/ckpt-*/manifest.json > /dev/null 2>&1 && break; sleep 0.02; done
   sleep "$delay"
   kill -9 $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true

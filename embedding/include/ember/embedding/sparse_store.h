@@ -57,6 +57,11 @@ class SparseRowStore final : public Table {
 
   // While on, pushes accumulate |gradient| per entry for the next PruneGrow.
   void SetCollectGrowth(bool on);
+  // Method state: flag 1 = collecting; entries = each row's collected |gradient| (dim floats).
+  uint32_t StateFlags() const override { return collect_ ? 1u : 0u; }
+  void ForEachStateEntry(const std::function<void(uint64_t, std::string_view)>& fn) const override;
+  Status PutStateFlags(uint32_t flags) override;
+  Status PutStateEntry(uint64_t key, std::string_view entry) override;
   struct PruneGrowResult {
     uint64_t pruned = 0;
     uint64_t grown = 0;

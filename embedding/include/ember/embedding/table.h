@@ -49,6 +49,20 @@ class Table {
   virtual void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const = 0;
   virtual Status PutRecord(uint64_t key, std::string_view record) = 0;
 
+  // Method state beyond the rows, kept with them in checkpoints and resharded by key: a flags
+  // word and key-addressed entries (DSL: whether growth is being collected, and each row's
+  // collected |gradient|). Dense tables have none.
+  virtual uint32_t StateFlags() const { return 0; }
+  virtual void ForEachStateEntry(const std::function<void(uint64_t, std::string_view)>& fn) const { (void)fn; }
+  virtual Status PutStateFlags(uint32_t flags) {
+    return flags == 0 ? Status::Ok() : Status::Corruption("state flags on a table without method state");
+  }
+  virtual Status PutStateEntry(uint64_t key, std::string_view entry) {
+    (void)key;
+    (void)entry;
+    return Status::Corruption("state entry on a table without method state");
+  }
+
   void AppendTo(std::string* out) const;
   // Parses one table section from `in`, advancing it; names `source` in errors.
   static Result<std::unique_ptr<Table>> ParseFrom(std::string_view* in, const std::string& source);

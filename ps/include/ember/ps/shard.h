@@ -60,6 +60,10 @@ class Shard {
     src.ForEachRecord([&](uint64_t key, std::string_view rec) {
       if (st.ok() && keep(key)) st = dst->PutRecord(key, rec);
     });
+    if (st.ok()) st = dst->PutStateFlags(src.StateFlags());
+    src.ForEachStateEntry([&](uint64_t key, std::string_view entry) {
+      if (st.ok() && keep(key)) st = dst->PutStateEntry(key, entry);
+    });
     return st;
   }
   void Clear();
