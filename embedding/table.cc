@@ -110,29 +110,28 @@ Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std:
   spec.frozen = frozen != 0;
   spec.precision = static_cast<Precision>(precision);
   auto table = Make(spec);
-  if (count > in->size() / 12) return truncated();
-  for (uint64_t r = 0; r < count; ++r) {
-    uint64_t key = 0;
-    uint32_t len = 0;
-    if (!ReadPod(in, &key) || !ReadPod(in, &len) || in->size() < len) return truncated();
-    Status st = table->PutRecord(key, in->substr(0, len));
-    if (!st.ok()) return Status::Corruption(source + ": row " + std::to_string(r) + ": " + st.message());
-    in->remove_prefix(len);
-  }
-  if (version >= 3) {
-    uint32_t flags = 0;
-    uint64_t entries = 0;
-    if (!ReadPod(in, &flags) || !ReadPod(in, &entries)) return truncated();
-    if (Status st = table->PutStateFlags(flags); !st.ok()) return Status::Corruption(source + ": " + st.message());
-    if (entries > in->size() / 12) return truncated();
-    for (uint64_t e = 0; e < entries; ++e) {
+  // `n` keyed entries (u64 key, u32 bytes, bytes), each handed to put(key, bytes).
+  auto entries = [&](uint64_t n, const char* what, auto&& put) -> Status {
+    if (n > in->size() / 12) return truncated();
+    for (uint64_t i = 0; i < n; ++i) {
       uint64_t key = 0;
       uint32_t len = 0;
       if (!ReadPod(in, &key) || !ReadPod(in, &len) || in->size() < len) return truncated();
-      Status st = table->PutStateEntry(key, in->substr(0, len));
-      if (!st.ok()) return Status::Corruption(source + ": state entry " + std::to_string(e) + ": " + st.message());
+      Status st = put(key, in->substr(0, len));
+      if (!st.ok()) return Status::Corruption(source + ": " + what + " " + std::to_string(i) + ": " + st.message());
       in->remove_prefix(len);
     }
+    return Status::Ok();
+  };
+  EMBER_RETURN_IF_ERROR(
+      entries(count, "row", [&](uint64_t key, std::string_view rec) { return table->PutRecord(key, rec); }));
+  if (version >= 3) {
+    uint32_t flags = 0;
+    uint64_t n = 0;
+    if (!ReadPod(in, &flags) || !ReadPod(in, &n)) return truncated();
+    if (Status st = table->PutStateFlags(flags); !st.ok()) return Status::Corruption(source + ": " + st.message());
+    EMBER_RETURN_IF_ERROR(
+        entries(n, "state entry", [&](uint64_t key, std::string_view e) { return table->PutStateEntry(key, e); }));
   }
   return table;
 }
