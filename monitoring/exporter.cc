@@ -25,8 +25,9 @@ void DescribeMetrics(Registry* r) {
   r->Describe("train_epoch_loss", T::kGauge, "Mean training log loss of the last finished epoch.");
   r->Describe("train_epoch", T::kGauge, "Current epoch, from 1.");
   r->Describe("train_step", T::kGauge, "Global step of this worker.");
-  r->Describe("train_staleness_steps", T::kGauge, "Steps this worker is ahead of the slowest (0 in sync mode).");
-  r->Describe("train_staleness_bound", T::kGauge, "Allowed staleness in steps (train.staleness; 0 = sync).");
+  r->Describe("train_staleness_steps", T::kGauge,
+              "Steps of the slowest worker's pushes the rows just read may lack (0 in sync mode).");
+  r->Describe("train_staleness_bound", T::kGauge, "Allowed staleness in steps (0 sync, train.staleness, +Inf async).");
   r->Describe("eval_auc", T::kGauge, "AUC of the last evaluation.");
   r->Describe("eval_logloss", T::kGauge, "Log loss of the last evaluation.");
   r->Describe("eval_samples", T::kGauge, "Examples scored by the last evaluation.");
