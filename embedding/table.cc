@@ -80,7 +80,7 @@ void Table::AppendTo(std::string* out) const {
   out->append(entries);
 }
 
-Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std::string& source) {
+Status Table::ParseInto(std::string_view* in, const std::string& source, const Sink& sink) {
   uint32_t magic = 0, version = 0;
   TableSpec spec;
   int32_t dim = 0, kind = 0, table_kind = 0, precision = 0;
@@ -109,7 +109,6 @@ Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std:
   spec.kind = static_cast<TableKind>(table_kind);
   spec.frozen = frozen != 0;
   spec.precision = static_cast<Precision>(precision);
-  auto table = Make(spec);
   // `n` keyed entries (u64 key, u32 bytes, bytes), each handed to put(key, bytes).
   auto entries = [&](uint64_t n, const char* what, auto&& put) -> Status {
     if (n > in->size() / 12) return truncated();
@@ -123,16 +122,34 @@ Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std:
     }
     return Status::Ok();
   };
-  EMBER_RETURN_IF_ERROR(
-      entries(count, "row", [&](uint64_t key, std::string_view rec) { return table->PutRecord(key, rec); }));
+  EMBER_RETURN_IF_ERROR(sink.begin(spec));
+  EMBER_RETURN_IF_ERROR(entries(count, "row", [&](uint64_t key, std::string_view rec) -> Status {
+    EMBER_ASSIGN_OR_RETURN(Table * t, sink.route(spec, key));
+    return t ? t->PutRecord(key, rec) : Status::Ok();
+  }));
   if (version >= 3) {
     uint32_t flags = 0;
     uint64_t n = 0;
     if (!ReadPod(in, &flags) || !ReadPod(in, &n)) return truncated();
-    if (Status st = table->PutStateFlags(flags); !st.ok()) return Status::Corruption(source + ": " + st.message());
-    EMBER_RETURN_IF_ERROR(
-        entries(n, "state entry", [&](uint64_t key, std::string_view e) { return table->PutStateEntry(key, e); }));
+    if (Status st = sink.flags(spec, flags); !st.ok()) return Status::Corruption(source + ": " + st.message());
+    EMBER_RETURN_IF_ERROR(entries(n, "state entry", [&](uint64_t key, std::string_view e) -> Status {
+      EMBER_ASSIGN_OR_RETURN(Table * t, sink.route(spec, key));
+      return t ? t->PutStateEntry(key, e) : Status::Ok();
+    }));
   }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std::string& source) {
+  std::unique_ptr<Table> table;
+  Sink sink;
+  sink.begin = [&](const TableSpec& spec) {
+    table = Make(spec);
+    return Status::Ok();
+  };
+  sink.route = [&](const TableSpec&, uint64_t) -> Result<Table*> { return table.get(); };
+  sink.flags = [&](const TableSpec&, uint32_t flags) { return table->PutStateFlags(flags); };
+  EMBER_RETURN_IF_ERROR(ParseInto(in, source, sink));
   return table;
 }
 

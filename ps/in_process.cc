@@ -165,35 +165,71 @@ Result<std::vector<ShardFile>> InProcessClient::SaveShards(const std::string& di
   return files;
 }
 
+namespace {
+// A shard file's bytes, after checking its size and checksum against the manifest.
+Result<std::string> ReadVerified(const std::string& dir, const ShardFile& f) {
+  const std::string path = dir + "/" + f.name;
+  EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  if (bytes.size() != f.bytes)
+    return Status::Corruption(path + ": size " + std::to_string(bytes.size()) + " bytes, manifest says " +
+                              std::to_string(f.bytes));
+  if (Checksum(bytes) != f.checksum) return Status::Corruption(path + ": checksum mismatch (file is corrupted)");
+  return bytes;
+}
+}  // namespace
+
 Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
                       std::vector<std::unique_ptr<embedding::Table>>* tables) {
   for (const auto& f : files) {
-    const std::string path = dir + "/" + f.name;
-    auto bytes = ReadFile(path);
-    if (!bytes.ok()) return bytes.status();
-    if (bytes->size() != f.bytes)
-      return Status::Corruption(path + ": size " + std::to_string(bytes->size()) + " bytes, manifest says " +
-                                std::to_string(f.bytes));
-    if (Checksum(*bytes) != f.checksum) return Status::Corruption(path + ": checksum mismatch (file is corrupted)");
-    EMBER_RETURN_IF_ERROR(Shard::Parse(*bytes, path, tables));
+    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, f));
+    EMBER_RETURN_IF_ERROR(Shard::Parse(bytes, dir + "/" + f.name, tables));
+  }
+  return Status::Ok();
+}
+
+Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& files, int num_shards, int only,
+                        std::vector<ShardTables>* out) {
+  out->clear();
+  out->resize(only >= 0 ? 1 : static_cast<size_t>(num_shards));
+  auto slot = [&](int shard) -> ShardTables* {
+    if (only >= 0) return shard == only ? &(*out)[0] : nullptr;
+    return &(*out)[static_cast<size_t>(shard)];
+  };
+  embedding::Table::Sink sink;
+  sink.begin = [&](const embedding::TableSpec& spec) -> Status {
+    for (auto& tables : *out) {  // every shard declares every table, rows or not
+      auto& t = tables[spec.id];
+      if (!t)
+        t = embedding::Table::Make(spec);
+      else if (!embedding::SameSpec(t->spec(), spec))
+        return Status::Corruption("table " + std::to_string(spec.id) + " appears with different specs");
+    }
+    return Status::Ok();
+  };
+  sink.route = [&](const embedding::TableSpec& spec, uint64_t key) -> Result<embedding::Table*> {
+    ShardTables* tables = slot(ShardOf(key, num_shards));
+    return tables ? (*tables)[spec.id].get() : nullptr;
+  };
+  sink.flags = [&](const embedding::TableSpec& spec, uint32_t flags) -> Status {
+    for (auto& tables : *out) EMBER_RETURN_IF_ERROR(tables[spec.id]->PutStateFlags(flags));
+    return Status::Ok();
+  };
+  for (const auto& f : files) {
+    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, f));
+    EMBER_RETURN_IF_ERROR(Shard::Scan(bytes, dir + "/" + f.name, sink));
   }
   return Status::Ok();
 }
 
 Status InProcessClient::LoadShards(const std::string& dir, const std::vector<ShardFile>& files) {
-  std::vector<std::unique_ptr<embedding::Table>> tables;
-  EMBER_RETURN_IF_ERROR(ReadShardFiles(dir, files, &tables));
-  for (auto& s : shards_) s->Clear();
-  const int n = num_shards();
-  for (const auto& t : tables) {
-    for (int s = 0; s < n; ++s) {
-      EMBER_RETURN_IF_ERROR(shards_[s]->CreateTables({t->spec()}));
-      EMBER_RETURN_IF_ERROR(shards_[s]->Absorb(*t, [&](uint64_t key) { return ShardOf(key, n) == s; }));
-    }
-    std::lock_guard<std::mutex> lock(scratch_mu_);
-    if (table_dims_.size() <= t->spec().id) table_dims_.resize(t->spec().id + 1, 0);
-    table_dims_[t->spec().id] = static_cast<uint32_t>(t->spec().dim);
+  std::vector<ShardTables> tables;
+  EMBER_RETURN_IF_ERROR(BuildShardTables(dir, files, num_shards(), /*only=*/-1, &tables));
+  std::lock_guard<std::mutex> lock(scratch_mu_);
+  for (const auto& [id, t] : tables[0]) {
+    if (table_dims_.size() <= id) table_dims_.resize(id + 1, 0);
+    table_dims_[id] = static_cast<uint32_t>(t->dim());
   }
+  for (size_t s = 0; s < shards_.size(); ++s) shards_[s]->Replace(std::move(tables[s]));
   return Status::Ok();
 }
 

@@ -239,14 +239,9 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
     case wire::Type::kLoad: {
       wire::LoadRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodeLoad(payload, &req));
-      std::vector<std::unique_ptr<embedding::Table>> tables;
-      EMBER_RETURN_IF_ERROR(ReadShardFiles(req.dir, req.files, &tables));  // verified before anything changes
-      shard_.Clear();
-      const int n = options_.num_shards, me = options_.shard_index;
-      for (const auto& t : tables) {
-        EMBER_RETURN_IF_ERROR(shard_.CreateTables({t->spec()}));
-        EMBER_RETURN_IF_ERROR(shard_.Absorb(*t, [&](uint64_t key) { return ShardOf(key, n) == me; }));
-      }
+      std::vector<ShardTables> tables;  // this server's keys only, verified before anything changes
+      EMBER_RETURN_IF_ERROR(BuildShardTables(req.dir, req.files, options_.num_shards, options_.shard_index, &tables));
+      shard_.Replace(std::move(tables[0]));
       return out;
     }
     case wire::Type::kError:

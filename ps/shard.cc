@@ -291,8 +291,7 @@ std::string Shard::Serialize() const {
   return out;
 }
 
-Status Shard::Parse(std::string_view bytes, const std::string& source,
-                    std::vector<std::unique_ptr<embedding::Table>>* tables) {
+Status Shard::Scan(std::string_view bytes, const std::string& source, const embedding::Table::Sink& sink) {
   uint32_t head[3];
   if (bytes.size() < sizeof(head)) return Status::Corruption(source + ": truncated shard header");
   std::memcpy(head, bytes.data(), sizeof(head));
@@ -300,18 +299,28 @@ Status Shard::Parse(std::string_view bytes, const std::string& source,
   if (head[0] != kShardMagic) return Status::Corruption(source + ": not an ember shard file");
   if (head[1] != kShardVersion)
     return Status::Corruption(source + ": unsupported shard version " + std::to_string(head[1]));
-  for (uint32_t i = 0; i < head[2]; ++i) {
-    auto store = embedding::Table::ParseFrom(&bytes, source);
-    if (!store.ok()) return store.status();
-    tables->push_back(std::move(store).value());
-  }
+  for (uint32_t i = 0; i < head[2]; ++i) EMBER_RETURN_IF_ERROR(embedding::Table::ParseInto(&bytes, source, sink));
   if (!bytes.empty()) return Status::Corruption(source + ": trailing bytes after tables");
   return Status::Ok();
 }
 
-void Shard::Clear() {
+Status Shard::Parse(std::string_view bytes, const std::string& source,
+                    std::vector<std::unique_ptr<embedding::Table>>* tables) {
+  embedding::Table* current = nullptr;
+  embedding::Table::Sink sink;
+  sink.begin = [&](const embedding::TableSpec& spec) {
+    tables->push_back(embedding::Table::Make(spec));
+    current = tables->back().get();
+    return Status::Ok();
+  };
+  sink.route = [&](const embedding::TableSpec&, uint64_t) -> Result<embedding::Table*> { return current; };
+  sink.flags = [&](const embedding::TableSpec&, uint32_t flags) { return current->PutStateFlags(flags); };
+  return Scan(bytes, source, sink);
+}
+
+void Shard::Replace(std::map<uint32_t, std::unique_ptr<embedding::Table>> tables) {
   std::lock_guard<std::mutex> lock(mu_);
-  tables_.clear();
+  tables_ = std::move(tables);
 }
 
 const embedding::Table* Shard::table(uint32_t id) const {

@@ -66,6 +66,15 @@ class Table {
   void AppendTo(std::string* out) const;
   // Parses one table section from `in`, advancing it; names `source` in errors.
   static Result<std::unique_ptr<Table>> ParseFrom(std::string_view* in, const std::string& source);
+  // Parses one table section into tables the caller chooses (restores that place rows straight
+  // into their destination tables): begin(spec) once before the rows, route(spec, key) for every
+  // row and state entry (null: skipped), flags(spec, state flags) once after the rows.
+  struct Sink {
+    std::function<Status(const TableSpec&)> begin;
+    std::function<Result<Table*>(const TableSpec&, uint64_t key)> route;
+    std::function<Status(const TableSpec&, uint32_t flags)> flags;
+  };
+  static Status ParseInto(std::string_view* in, const std::string& source, const Sink& sink);
 
   // Initial weights of a key under spec (dim floats, before any sparse mask).
   static void InitRow(const TableSpec& spec, uint64_t key, float* weights);

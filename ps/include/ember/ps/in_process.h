@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -46,6 +47,14 @@ class InProcessClient final : public PsClient {
   std::vector<float> rows_scratch_;
 };
 
+// One shard's tables by id.
+using ShardTables = std::map<uint32_t, std::unique_ptr<embedding::Table>>;
+// Restore: reads and verifies the shard files of a checkpoint and places every row (and state
+// entry) straight into the tables of shard ShardOf(key, num_shards) — of every shard, or with
+// only >= 0 of that shard alone (out then has one element). Nothing is installed: the caller swaps
+// the tables in once every file has been read, so a bad file changes nothing.
+Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& files, int num_shards, int only,
+                        std::vector<ShardTables>* out);
 // Reads the shard files of a checkpoint, appending every table section to *tables.
 // Verifies each file's size and checksum before parsing.
 Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,

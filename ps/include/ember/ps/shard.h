@@ -50,23 +50,10 @@ class Shard {
   // Parses a serialised shard, appending its tables to *tables. Names `source` in errors.
   static Status Parse(std::string_view bytes, const std::string& source,
                       std::vector<std::unique_ptr<embedding::Table>>* tables);
-  // Inserts rows of a parsed table (restore, resharding): only keys for which keep(key) holds.
-  template <typename Keep>
-  Status Absorb(const embedding::Table& src, Keep&& keep) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& dst = tables_[src.spec().id];
-    if (!dst) dst = embedding::Table::Make(src.spec());
-    Status st = Status::Ok();
-    src.ForEachRecord([&](uint64_t key, std::string_view rec) {
-      if (st.ok() && keep(key)) st = dst->PutRecord(key, rec);
-    });
-    if (st.ok()) st = dst->PutStateFlags(src.StateFlags());
-    src.ForEachStateEntry([&](uint64_t key, std::string_view entry) {
-      if (st.ok() && keep(key)) st = dst->PutStateEntry(key, entry);
-    });
-    return st;
-  }
-  void Clear();
+  // Parses a serialised shard into `sink` (Table::ParseInto per table section).
+  static Status Scan(std::string_view bytes, const std::string& source, const embedding::Table::Sink& sink);
+  // Installs `tables` in place of every table (a verified restore).
+  void Replace(std::map<uint32_t, std::unique_ptr<embedding::Table>> tables);
   void set_seed(uint64_t seed) { seed_ = seed; }
   const embedding::Table* table(uint32_t id) const;
   embedding::Table* mutable_table(uint32_t id);
