@@ -165,9 +165,7 @@ Result<std::vector<ShardFile>> InProcessClient::SaveShards(const std::string& di
   return files;
 }
 
-namespace {
-// A shard file's bytes, after checking its size and checksum against the manifest.
-Result<std::string> ReadVerified(const std::string& dir, const ShardFile& f) {
+Result<std::string> ReadVerifiedFile(const std::string& dir, const ShardFile& f) {
   const std::string path = dir + "/" + f.name;
   EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   if (bytes.size() != f.bytes)
@@ -176,12 +174,11 @@ Result<std::string> ReadVerified(const std::string& dir, const ShardFile& f) {
   if (Checksum(bytes) != f.checksum) return Status::Corruption(path + ": checksum mismatch (file is corrupted)");
   return bytes;
 }
-}  // namespace
 
 Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
                       std::vector<std::unique_ptr<embedding::Table>>* tables) {
   for (const auto& f : files) {
-    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, f));
+    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerifiedFile(dir, f));
     EMBER_RETURN_IF_ERROR(Shard::Parse(bytes, dir + "/" + f.name, tables));
   }
   return Status::Ok();
@@ -215,7 +212,7 @@ Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& fi
     return Status::Ok();
   };
   for (const auto& f : files) {
-    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, f));
+    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerifiedFile(dir, f));
     EMBER_RETURN_IF_ERROR(Shard::Scan(bytes, dir + "/" + f.name, sink));
   }
   return Status::Ok();

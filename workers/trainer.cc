@@ -466,14 +466,18 @@ Status Trainer::AllReduceDense() {
 
 Status Trainer::TrainStep(const data::Batch& batch, double* loss) { return TrainStep(batch, nullptr, loss); }
 
+namespace {
+// DSL: the step after which growth collection starts (grow_window steps before a round).
+bool DslStartsCollecting(const DslConfig& d, int64_t step) {
+  return (step + std::min(d.grow_window, d.interval)) % d.interval == 0;
+}
+}  // namespace
+
 bool Trainer::MaintenanceAfter(int64_t step) const {
   const DslConfig& d = config_.dsl;
-  if (d.interval <= 0) return false;
-  for (const auto& gp : groups_) {
-    if (!gp->dsl) continue;
-    if ((step + std::min(d.grow_window, d.interval)) % d.interval == 0 || step % d.interval == 0) return true;
-  }
-  return false;
+  if (d.interval <= 0 || std::none_of(groups_.begin(), groups_.end(), [](const auto& g) { return g->dsl; }))
+    return false;
+  return DslStartsCollecting(d, step) || step % d.interval == 0;
 }
 
 Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, double* loss) {
@@ -526,7 +530,7 @@ Status Trainer::MaintainTables() {
   bool due = false;
   for (auto& gp : groups_) {
     if (!gp->dsl) continue;
-    const bool start_collect = (step_ + std::min(d.grow_window, d.interval)) % d.interval == 0;
+    const bool start_collect = DslStartsCollecting(d, step_);
     const bool round = step_ % d.interval == 0;
     if (!start_collect && !round) continue;
     due = true;
@@ -876,6 +880,31 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
   return Status::Ok();
 }
 
+namespace {
+// The files a manifest lists: shard files into *shards, the others (dense model and optimizer)
+// read and verified into *dense by name; every entry into *listed if given.
+Status ReadManifestFiles(const std::string& dir, const nlohmann::json& m, std::vector<ps::ShardFile>* shards,
+                         std::map<std::string, std::string>* dense,
+                         std::vector<CheckpointInfo::File>* listed = nullptr) {
+  for (const auto& f : m["files"]) {
+    ps::ShardFile sf;
+    sf.name = f.value("name", "");
+    sf.bytes = f.value("bytes", uint64_t{0});
+    sf.checksum = std::stoull(f.value("checksum", "0"), nullptr, 16);
+    const std::string kind = f.value("kind", "");
+    if (sf.name.empty() || sf.name.find('/') != std::string::npos)
+      return Status::Corruption(dir + "/manifest.json: bad file name '" + sf.name + "'");
+    if (listed) listed->push_back({sf.name, kind, sf.bytes});
+    if (kind == "shard") {
+      shards->push_back(sf);
+      continue;
+    }
+    EMBER_ASSIGN_OR_RETURN((*dense)[sf.name], ps::ReadVerifiedFile(dir, sf));
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 Result<CheckpointInfo> InspectCheckpoint(const std::string& path) {
   EMBER_ASSIGN_OR_RETURN(const std::string dir, ResolveCheckpoint(path));
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(dir));
@@ -890,25 +919,9 @@ Result<CheckpointInfo> InspectCheckpoint(const std::string& path) {
   }
   if (m.contains("embedding") && m["embedding"].is_object()) info.method = m["embedding"].value("method", "");
   std::vector<ps::ShardFile> shards;
-  for (const auto& f : m["files"]) {
-    CheckpointInfo::File file;
-    file.name = f.value("name", "");
-    file.kind = f.value("kind", "");
-    file.bytes = f.value("bytes", uint64_t{0});
-    if (file.name.empty() || file.name.find('/') != std::string::npos)
-      return Status::Corruption(dir + "/manifest.json: bad file name '" + file.name + "'");
-    info.files.push_back(file);
-    info.bytes += file.bytes;
-    ps::ShardFile sf{file.name, file.bytes, std::stoull(f.value("checksum", "0"), nullptr, 16)};
-    if (file.kind == "shard") {
-      shards.push_back(sf);
-      continue;
-    }
-    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadFile(dir + "/" + sf.name));
-    if (bytes.size() != sf.bytes || Checksum(bytes) != sf.checksum)
-      return Status::Corruption(dir + "/" + sf.name +
-                                ": size or checksum does not match the manifest (file is corrupted)");
-  }
+  std::map<std::string, std::string> dense;
+  EMBER_RETURN_IF_ERROR(ReadManifestFiles(dir, m, &shards, &dense, &info.files));
+  for (const auto& f : info.files) info.bytes += f.bytes;
   // Every shard file is read and verified; the tables' sections are merged across shards.
   std::vector<std::unique_ptr<embedding::Table>> tables;
   EMBER_RETURN_IF_ERROR(ps::ReadShardFiles(dir, shards, &tables));
@@ -948,23 +961,10 @@ Status Trainer::RestoreCheckpoint(const std::string& path, bool load_shards) {
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
   std::vector<ps::ShardFile> shards;
   std::string model_bytes, opt_bytes;
-  for (const auto& f : m["files"]) {
-    ps::ShardFile sf;
-    sf.name = f.value("name", "");
-    sf.bytes = f.value("bytes", uint64_t{0});
-    sf.checksum = std::stoull(f.value("checksum", "0"), nullptr, 16);
-    if (sf.name.empty() || sf.name.find('/') != std::string::npos)
-      return Status::Corruption(path + "/manifest.json: bad file name '" + sf.name + "'");
-    if (f.value("kind", "") == "shard") {
-      shards.push_back(sf);
-      continue;
-    }
-    const std::string file = path + "/" + sf.name;
-    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadFile(file));
-    if (bytes.size() != sf.bytes || Checksum(bytes) != sf.checksum)
-      return Status::Corruption(file + ": size or checksum does not match the manifest (file is corrupted)");
-    (sf.name == "dense.pt" ? model_bytes : opt_bytes) = std::move(bytes);
-  }
+  std::map<std::string, std::string> dense;
+  EMBER_RETURN_IF_ERROR(ReadManifestFiles(path, m, &shards, &dense));
+  model_bytes = std::move(dense["dense.pt"]);
+  opt_bytes = std::move(dense["dense_optimizer.pt"]);
   if (model_bytes.empty()) return Status::Corruption(path + ": checkpoint has no dense.pt");
   EMBER_RETURN_IF_ERROR(models::LoadModule(*model_, model_bytes, path + "/dense.pt"));
   if (!opt_bytes.empty()) {

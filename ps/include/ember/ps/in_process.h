@@ -47,6 +47,9 @@ class InProcessClient final : public PsClient {
   std::vector<float> rows_scratch_;
 };
 
+// A checkpoint file's bytes, after checking its size and checksum against the manifest's entry
+// (a Corruption error naming the file otherwise).
+Result<std::string> ReadVerifiedFile(const std::string& dir, const ShardFile& f);
 // One shard's tables by id.
 using ShardTables = std::map<uint32_t, std::unique_ptr<embedding::Table>>;
 // Restore: reads and verifies the shard files of a checkpoint and places every row (and state
