@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ember/common/hash.h"
+#include "ember/embedding/table.h"
 
 namespace ember::embedding {
 namespace {
@@ -38,6 +39,62 @@ int EmbeddingMethod::slot_dim() const {
   return d;
 }
 
+uint64_t EmbeddingMethod::FallbackKey(uint64_t key) const {
+  const uint32_t fb = tables_[static_cast<size_t>(fallback_)].id;
+  if (fallback_rows_ > 0) return MakeKey(fb, Mix64(key ^ fallback_salt_) % fallback_rows_);
+  return MakeKey(fb, KeyTable(key) - tables_[0].id);  // one out-of-vocabulary row per table
+}
+
+Status EmbeddingMethod::AddLifecycle(const MethodConfig& config, const std::vector<FieldInfo>& fields) {
+  const std::vector<size_t>& per_value = per_value_;
+  const Lifecycle& life = config.lifecycle;
+  bool any = life.any();
+  for (uint32_t k : config.field_admit_after) any |= k > 1;
+  if (!any) return Status::Ok();
+  EMBER_RETURN_IF_ERROR(CheckLifecycle(life).WithContext("embedding"));
+  if (!config.field_admit_after.empty() && config.field_admit_after.size() != fields.size())
+    return Status::InvalidArgument("embedding.field_admit_after: " + std::to_string(config.field_admit_after.size()) +
+                                   " entries for " + std::to_string(fields.size()) + " fields");
+  bool admitting = false;
+  int dim = 0;
+  for (size_t i : per_value) {
+    TableSpec& t = tables_[i];
+    if (t.frozen) continue;  // OptEmbed retraining: a fixed set of rows
+    t.lifecycle = life;
+    const int f = table_field_[i];
+    if (f >= 0 && static_cast<size_t>(f) < config.field_admit_after.size() && config.field_admit_after[f] > 0)
+      t.lifecycle.admit_after = config.field_admit_after[f];
+    if (!t.lifecycle.admits()) continue;
+    if (dim != 0 && dim != t.dim)
+      return Status::InvalidArgument("feature admission needs the admitting tables to share one width");
+    dim = t.dim;
+    admitting = true;
+  }
+  bool asked = life.admits();
+  for (uint32_t k : config.field_admit_after) asked |= k > 1;
+  if (asked && !admitting && per_value.empty())
+    return Status::InvalidArgument("embedding.admit_after: method '" + config.method +
+                                   "' has no per-value rows to admit (admission applies to full, dsl and optembed "
+                                   "fields and to unified's collisionless fields)");
+  if (!admitting) return Status::Ok();
+  if (config.fallback != "oov" && config.fallback != "hash")
+    return Status::InvalidArgument("embedding.fallback: unknown fallback '" + config.fallback +
+                                   "' (expected oov or hash)");
+  if (config.fallback == "hash" && config.fallback_rows == 0)
+    return Status::InvalidArgument("embedding.fallback_rows must be > 0 with embedding.fallback = \"hash\"");
+  const uint32_t id = tables_.back().id + 1;
+  if (id >= kMaxTables) return Status::InvalidArgument("table ids exhausted (fallback table)");
+  fallback_rows_ = config.fallback == "hash" ? config.fallback_rows : 0;
+  fallback_salt_ = PairSeed(config.seed, 0xfa11bac);
+  TableSpec fb = MakeSpec(id, fallback_rows_ ? fallback_rows_ : tables_.size(), config);
+  fb.dim = dim;
+  fallback_ = static_cast<int>(tables_.size());
+  tables_.push_back(fb);
+  hashed_tables_.resize(tables_.size(), false);
+  hashed_tables_.back() = fallback_rows_ > 0;
+  return Status::Ok();
+}
+
 std::string FieldMethod(const MethodConfig& config, size_t field) {
   return field < config.field_methods.size() && !config.field_methods[field].empty() ? config.field_methods[field]
                                                                                      : config.method;
@@ -67,6 +124,9 @@ FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>&
       spec.dim = config.field_widths[f];
       spec.frozen = true;
     }
+    per_value_.push_back(tables_.size());
+    table_field_.resize(tables_.size() + 1, -1);
+    table_field_.back() = static_cast<int>(f);
     tables_.push_back(spec);
     layouts_.push_back(OneProbe(id, spec.dim));
   }
@@ -131,6 +191,9 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
       own_id = next_own++;
       TableSpec s = MakeSpec(own_id, fields[f].vocab * static_cast<uint64_t>(c), config);
       s.dim = width;
+      per_value_.push_back(tables_.size());
+      table_field_.resize(tables_.size() + 1, -1);
+      table_field_.back() = static_cast<int>(f);
       tables_.push_back(s);
     }
     for (int j = 0; j < c; ++j) {
@@ -163,7 +226,20 @@ void UnifiedMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* k
     for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(tables[j], HashId(ids[i], salts[j]) % rows_);
 }
 
+namespace {
+Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& config,
+                                                          const std::vector<FieldInfo>& fields);
+}  // namespace
+
 Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) {
+  EMBER_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingMethod> m, MakeMethodTables(config, fields));
+  EMBER_RETURN_IF_ERROR(m->AddLifecycle(config, fields));
+  return m;
+}
+
+namespace {
+Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& config,
+                                                          const std::vector<FieldInfo>& fields) {
   if (config.dim <= 0 || config.dim > 4096)
     return Status::InvalidArgument("embedding.dim must be in [1, 4096], got " + std::to_string(config.dim));
   if (fields.empty()) return Status::InvalidArgument("no categorical fields");
@@ -241,5 +317,6 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, 
   return Status::InvalidArgument("embedding.method: unknown method '" + config.method +
                                  "' (expected full, hash, unified, dsl or optembed)");
 }
+}  // namespace
 
 }  // namespace ember::embedding

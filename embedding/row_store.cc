@@ -19,7 +19,7 @@ RowStore::RowStore(const TableSpec& spec)
 
 size_t RowStore::MemoryBytes() const {
   return blocks_.size() * static_cast<size_t>(kBlockSlots) * stride_ * sizeof(float) + index_.MemoryBytes() +
-         slot_keys_.capacity() * sizeof(uint64_t);
+         (slot_keys_.capacity() + touched_.capacity()) * sizeof(uint64_t);
 }
 
 uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
@@ -48,6 +48,7 @@ uint32_t RowStore::NewSlot(uint64_t key, bool init) {
   }
   if (init) InitState(spec_.optimizer, spec_.dim, p + weight_floats_);
   slot_keys_.push_back(key);
+  if (track_) touched_.push_back(now_);
   ++size_;
   return slot;
 }
@@ -97,8 +98,57 @@ void RowStore::Update(float* const* slots, size_t n, const float* grads) {
 
 uint32_t RowStore::LookupOrInsert(uint64_t key) {
   const auto [slot, inserted] = index_.Insert(key, static_cast<uint32_t>(size_));
-  if (inserted) NewSlot(key);
+  if (inserted)
+    NewSlot(key);
+  else if (track_)
+    touched_[slot] = now_;
   return slot;
+}
+
+bool RowStore::Touched(uint64_t key, uint64_t* step) const {
+  const uint32_t slot = index_.Find(key);
+  if (!track_ || slot == KeyIndex::kAbsent) return false;
+  *step = touched_[slot];
+  return true;
+}
+
+uint64_t RowStore::EvictIdle(uint64_t before) {
+  if (!track_) return 0;
+  // Compact the surviving slots in creation order, then rebuild the index: one pass over the
+  // rows per scan, and whole blocks past the survivors go back to the allocator.
+  size_t keep = 0;
+  const size_t bytes = sizeof(float) * static_cast<size_t>(stride_);
+  for (size_t s = 0; s < size_; ++s) {
+    if (touched_[s] < before) continue;
+    if (keep != s) {
+      std::memcpy(SlotPtr(static_cast<uint32_t>(keep)), SlotPtr(static_cast<uint32_t>(s)), bytes);
+      slot_keys_[keep] = slot_keys_[s];
+      touched_[keep] = touched_[s];
+    }
+    ++keep;
+  }
+  const uint64_t evicted = size_ - keep;
+  if (evicted == 0) return 0;
+  size_ = keep;
+  slot_keys_.resize(keep);
+  touched_.resize(keep);
+  blocks_.resize((keep + kBlockSlots - 1) / kBlockSlots);
+  index_ = KeyIndex();
+  for (size_t s = 0; s < keep; ++s) index_.Insert(slot_keys_[s], static_cast<uint32_t>(s));
+  return evicted;
+}
+
+void RowStore::ForEachTouched(const std::function<void(uint64_t, uint64_t)>& fn) const {
+  if (!track_) return;
+  for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], touched_[s]);
+}
+
+Status RowStore::PutTouched(uint64_t key, uint64_t step) {
+  const uint32_t slot = index_.Find(key);
+  if (!track_) return Status::Corruption("touch step for table " + std::to_string(spec_.id) + ", which has no expiry");
+  if (slot == KeyIndex::kAbsent) return Status::Corruption("touch step for a row the table does not hold");
+  touched_[slot] = step;
+  return Status::Ok();
 }
 
 const float* RowStore::Find(uint64_t key) const {

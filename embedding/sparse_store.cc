@@ -37,7 +37,8 @@ int SparseRowStore::SlotFloats(int count) const {
 }
 
 size_t SparseRowStore::MemoryBytes() const {
-  size_t bytes = index_.MemoryBytes() + row_keys_.capacity() * sizeof(uint64_t) + rows_.capacity() * sizeof(Row);
+  size_t bytes = index_.MemoryBytes() + (row_keys_.capacity() + touched_.capacity()) * sizeof(uint64_t) +
+                 rows_.capacity() * sizeof(Row);
   for (size_t c = 0; c < pools_.size(); ++c)
     bytes += pools_[c].blocks.size() * kPoolBlock * sizeof(float) * SlotFloats(static_cast<int>(c)) +
              pools_[c].free.capacity() * sizeof(uint32_t);
@@ -102,7 +103,11 @@ int64_t SparseRowStore::FindRow(uint64_t key) const {
 uint32_t SparseRowStore::LookupOrInsert(uint64_t key) {
   EMBER_CHECK(key != KeyIndex::kEmpty) << "reserved key";
   const auto [r, inserted] = index_.Insert(key, static_cast<uint32_t>(rows_.size()));
-  if (!inserted) return r;
+  if (!inserted) {
+    if (track_) touched_[r] = now_;
+    return r;
+  }
+  if (track_) touched_.push_back(now_);
   // New row: its initial mask and the initial values at those positions.
   const uint64_t mask = InitialMask(spec_, key);
   const int k = __builtin_popcountll(mask);
@@ -372,6 +377,60 @@ SparseRowStore::PruneGrowResult SparseRowStore::PruneGrow(double fraction, uint6
   growth_.clear();
   res.values = values_;
   return res;
+}
+
+}  // namespace ember::embedding
+
+namespace ember::embedding {
+
+bool SparseRowStore::Touched(uint64_t key, uint64_t* step) const {
+  const int64_t r = FindRow(key);
+  if (!track_ || r < 0) return false;
+  *step = touched_[static_cast<size_t>(r)];
+  return true;
+}
+
+uint64_t SparseRowStore::EvictIdle(uint64_t before) {
+  if (!track_) return 0;
+  // Evicted rows' slots go back to their pools; survivors keep their slots and are compacted in
+  // row order (collected growth follows its row); the index is rebuilt.
+  std::unordered_map<uint32_t, std::vector<float>> growth;
+  size_t keep = 0;
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    if (touched_[r] < before) {
+      values_ -= static_cast<uint64_t>(__builtin_popcountll(rows_[r].mask));
+      Free(rows_[r]);
+      continue;
+    }
+    auto g = growth_.find(static_cast<uint32_t>(r));
+    if (g != growth_.end()) growth.emplace(static_cast<uint32_t>(keep), std::move(g->second));
+    rows_[keep] = rows_[r];
+    row_keys_[keep] = row_keys_[r];
+    touched_[keep] = touched_[r];
+    ++keep;
+  }
+  const uint64_t evicted = rows_.size() - keep;
+  if (evicted == 0) return 0;
+  rows_.resize(keep);
+  row_keys_.resize(keep);
+  touched_.resize(keep);
+  growth_ = std::move(growth);
+  index_ = KeyIndex();
+  for (size_t r = 0; r < keep; ++r) index_.Insert(row_keys_[r], static_cast<uint32_t>(r));
+  return evicted;
+}
+
+void SparseRowStore::ForEachTouched(const std::function<void(uint64_t, uint64_t)>& fn) const {
+  if (!track_) return;
+  for (size_t r = 0; r < rows_.size(); ++r) fn(row_keys_[r], touched_[r]);
+}
+
+Status SparseRowStore::PutTouched(uint64_t key, uint64_t step) {
+  const int64_t r = FindRow(key);
+  if (!track_) return Status::Corruption("touch step for table " + std::to_string(spec_.id) + ", which has no expiry");
+  if (r < 0) return Status::Corruption("touch step for a row the table does not hold");
+  touched_[static_cast<size_t>(r)] = step;
+  return Status::Ok();
 }
 
 }  // namespace ember::embedding

@@ -61,15 +61,18 @@ Status InProcessClient::Pull(const std::vector<PullSlice>& slices, const PullClo
     const size_t dim = table_dims_[sl.table];
     const size_t stride = sl.stride ? sl.stride : dim;
     if (shards_.size() == 1 && stride == dim) {
-      EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out, sl.create_missing));
+      EMBER_RETURN_IF_ERROR(shards_[0]->Pull(sl.table, sl.keys, sl.n, sl.out, sl.create_missing, sl.own));
       continue;
     }
     EMBER_RETURN_IF_ERROR(
         ForEachShard(sl.table, sl.keys, sl.n, "pull from", [&](Shard& shard, const std::vector<size_t>& idx, size_t) {
-          EMBER_RETURN_IF_ERROR(
-              shard.Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(), sl.create_missing));
+          own_scratch_.resize(idx.size());
+          EMBER_RETURN_IF_ERROR(shard.Pull(sl.table, keys_scratch_.data(), idx.size(), rows_scratch_.data(),
+                                           sl.create_missing, own_scratch_.data()));
           for (size_t i = 0; i < idx.size(); ++i)
             std::memcpy(sl.out + idx[i] * stride, rows_scratch_.data() + i * dim, dim * sizeof(float));
+          if (sl.own)
+            for (size_t i = 0; i < idx.size(); ++i) sl.own[idx[i]] = own_scratch_[i];
           return Status::Ok();
         }));
   }
@@ -211,6 +214,12 @@ Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& fi
     for (auto& tables : *out) EMBER_RETURN_IF_ERROR(tables[spec.id]->PutStateFlags(flags));
     return Status::Ok();
   };
+  // A file's sketch counted the keys its shard held; which shard holds a key now is unknown to
+  // a sketch, so every destination adds every file's sketch (counts only ever over-estimate).
+  sink.sketch = [&](const embedding::TableSpec& spec, std::string_view bytes) -> Status {
+    for (auto& tables : *out) EMBER_RETURN_IF_ERROR(tables[spec.id]->MergeSketch(bytes));
+    return Status::Ok();
+  };
   for (const auto& f : files) {
     EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerifiedFile(dir, f));
     EMBER_RETURN_IF_ERROR(Shard::Scan(bytes, dir + "/" + f.name, sink));
@@ -236,6 +245,7 @@ void MergeShardStats(int shard, int num_shards, const std::vector<TableStats>& p
     if (it == total->end()) {
       total->push_back(t);
       total->back().rows = total->back().values = total->back().bytes = 0;
+      total->back().admitted = total->back().evicted = total->back().fallbacks = 0;
       total->back().shard_rows.assign(static_cast<size_t>(num_shards), 0);
       it = total->end() - 1;
     }
@@ -243,6 +253,9 @@ void MergeShardStats(int shard, int num_shards, const std::vector<TableStats>& p
     it->values += t.values;
     it->bytes += t.bytes;
     it->shard_rows[static_cast<size_t>(shard)] = t.rows;
+    it->admitted += t.admitted;
+    it->evicted += t.evicted;
+    it->fallbacks += t.fallbacks;
   }
 }
 

@@ -168,10 +168,21 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
         return Status::Internal("PS server " + std::to_string(i) + ": table " + std::to_string(slices[s].table) +
                                 " rows are " + std::to_string(dim) + " wide, expected " +
                                 std::to_string(Dim(slices[s].table)));
+      const auto& pos = positions[i][s];
       const size_t stride = slices[s].stride ? slices[s].stride : dim;
       const size_t row = dim * sizeof(float);
-      for (size_t k = 0; k < positions[i][s].size(); ++k)
-        std::memcpy(slices[s].out + positions[i][s][k] * stride, rows + k * row, row);
+      for (size_t k = 0; k < pos.size(); ++k) std::memcpy(slices[s].out + pos[k] * stride, rows + k * row, row);
+      uint32_t fell = 0;
+      if (!r.Pod(&fell, "pull reply fallbacks")) return r.status().WithContext("PS server " + std::to_string(i));
+      if (fell > pos.size()) return Status::Internal("PS server " + std::to_string(i) + ": more fallbacks than keys");
+      if (slices[s].own)
+        for (size_t k = 0; k < pos.size(); ++k) slices[s].own[pos[k]] = 1;
+      for (uint32_t k = 0; k < fell; ++k) {
+        uint32_t at = 0;
+        if (!r.Pod(&at, "pull reply fallback")) return r.status().WithContext("PS server " + std::to_string(i));
+        if (at >= pos.size()) return Status::Internal("PS server " + std::to_string(i) + ": fallback out of range");
+        if (slices[s].own) slices[s].own[pos[at]] = 0;
+      }
     }
     if (!r.End()) return r.status().WithContext("PS server " + std::to_string(i));
   }

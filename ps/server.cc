@@ -166,6 +166,7 @@ Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
   std::string out;
   wire::Writer w(&out);
   w.Pod<uint64_t>(shard_.clock());
+  std::vector<uint8_t> own;
   for (const auto& s : req.slices) {
     const embedding::Table* t = shard_.table(s.table);
     if (!t) return Status::NotFound("pull from undeclared table " + std::to_string(s.table));
@@ -174,8 +175,19 @@ Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
     // Rows land in the reply itself (4-byte aligned: every field before them is 4 bytes).
     const size_t at = out.size();
     out.resize(at + s.keys.size() * dim * sizeof(float));
+    own.resize(s.keys.size());
     EMBER_RETURN_IF_ERROR(shard_.Pull(s.table, s.keys.data(), s.keys.size(), reinterpret_cast<float*>(out.data() + at),
-                                      s.create_missing));
+                                      s.create_missing, own.data()));
+    // Keys without their own row (feature admission): count, then their positions in the slice.
+    const size_t count_at = out.size();
+    uint32_t fell = 0;
+    w.Pod<uint32_t>(0);
+    for (size_t i = 0; i < own.size(); ++i)
+      if (!own[i]) {
+        w.Pod<uint32_t>(static_cast<uint32_t>(i));
+        ++fell;
+      }
+    std::memcpy(out.data() + count_at, &fell, sizeof(fell));
   }
   return out;
 }

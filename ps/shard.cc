@@ -46,21 +46,27 @@ Status Shard::CheckTable(uint32_t table) const {
   return Status::Ok();
 }
 
-Status Shard::Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing) {
+Status Shard::Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing, uint8_t* own) {
   std::lock_guard<std::mutex> lock(mu_);
   EMBER_RETURN_IF_ERROR(CheckTable(table));
   if (create_missing)
-    tables_[table]->Pull(keys, n, out);
+    tables_[table]->TrainPull(keys, n, out, own, now_.load());
   else
-    tables_[table]->PullReadOnly(keys, n, out);
+    tables_[table]->EvalPull(keys, n, out, own);
   return Status::Ok();
 }
 
 Status Shard::Push(uint32_t table, const uint64_t* keys, size_t n, const float* grads) {
   std::lock_guard<std::mutex> lock(mu_);
   EMBER_RETURN_IF_ERROR(CheckTable(table));
-  tables_[table]->Push(keys, n, grads);
+  tables_[table]->TrainPush(keys, n, grads, now_.load());
   return Status::Ok();
+}
+
+void Shard::ExpireRows(uint64_t clock) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, t] : tables_)
+    if (t->spec().lifecycle.expires()) t->MaybeExpire(clock);
 }
 
 Status Shard::PushStep(const PushClock& clock, const std::vector<Rows>& rows) {
@@ -159,13 +165,17 @@ Status Shard::ApplyOpenStep() {
         }
       }
     for (float& g : grads) g *= scale;
-    tables_[table]->Push(keys.data(), keys.size(), grads.data());
+    tables_[table]->TrainPush(keys.data(), keys.size(), grads.data(), now_.load());
   }
   return Status::Ok();
 }
 
 void Shard::AdvanceClock(uint64_t clock, std::unique_lock<std::mutex>* lock) {
   clock_ = clock;
+  now_.store(clock);
+  // Eviction before any parked pull of the new step is answered: a row evicted now is re-counted
+  // (or re-created) by that pull, never read half-gone.
+  ExpireRows(clock);
   std::vector<std::function<void()>> ready;
   for (size_t i = 0; i < waiters_.size();) {
     if (waiters_[i].first <= clock_) {
@@ -213,8 +223,15 @@ void Shard::DropWaiters() {
 std::vector<TableStats> Shard::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<TableStats> out;
-  for (const auto& [id, t] : tables_)
-    out.push_back({id, t->size(), t->values(), t->MemoryBytes(), t->dim(), t->spec().kind, t->spec().precision, {}});
+  for (const auto& [id, t] : tables_) {
+    const auto life = t->lifecycle_counts();
+    TableStats s{id,       t->size(),      t->values(),         t->MemoryBytes() + life.counter_bytes,
+                 t->dim(), t->spec().kind, t->spec().precision, {}};
+    s.admitted = life.admitted;
+    s.evicted = life.evicted;
+    s.fallbacks = life.fallbacks;
+    out.push_back(std::move(s));
+  }
   return out;
 }
 
@@ -315,6 +332,7 @@ Status Shard::Parse(std::string_view bytes, const std::string& source,
   };
   sink.route = [&](const embedding::TableSpec&, uint64_t) -> Result<embedding::Table*> { return current; };
   sink.flags = [&](const embedding::TableSpec&, uint32_t flags) { return current->PutStateFlags(flags); };
+  sink.sketch = [&](const embedding::TableSpec&, std::string_view b) { return current->MergeSketch(b); };
   return Scan(bytes, source, sink);
 }
 

@@ -1,5 +1,7 @@
 #include "ember/ps/wire.h"
 
+#include "ember/embedding/table.h"
+
 namespace ember::ps::wire {
 namespace {
 constexpr uint32_t kMaxSlices = 1 << 16;
@@ -23,6 +25,11 @@ void WriteSpec(Writer& w, const embedding::TableSpec& s) {
   w.Pod<float>(s.density);
   w.Pod<uint8_t>(s.frozen ? 1 : 0);
   w.Pod<int32_t>(static_cast<int32_t>(s.precision));
+  w.Pod<uint32_t>(s.lifecycle.admit_after);
+  w.Pod<float>(s.lifecycle.admit_probability);
+  w.Pod<uint32_t>(s.lifecycle.sketch_width);
+  w.Pod<uint32_t>(s.lifecycle.sketch_depth);
+  w.Pod<uint64_t>(s.lifecycle.expire_after);
 }
 
 bool ReadSpec(Reader& r, embedding::TableSpec* s) {
@@ -33,8 +40,14 @@ bool ReadSpec(Reader& r, embedding::TableSpec* s) {
         r.Pod(&s->optimizer.lr, "spec.lr") && r.Pod(&s->optimizer.eps, "spec.eps") &&
         r.Pod(&s->optimizer.beta1, "spec.beta1") && r.Pod(&s->optimizer.beta2, "spec.beta2") &&
         r.Pod(&s->optimizer.initial_accumulator, "spec.initial_accumulator") && r.Pod(&kind, "spec.kind") &&
-        r.Pod(&s->density, "spec.density") && r.Pod(&frozen, "spec.frozen") && r.Pod(&precision, "spec.precision")))
+        r.Pod(&s->density, "spec.density") && r.Pod(&frozen, "spec.frozen") && r.Pod(&precision, "spec.precision") &&
+        r.Pod(&s->lifecycle.admit_after, "spec.admit_after") &&
+        r.Pod(&s->lifecycle.admit_probability, "spec.admit_probability") &&
+        r.Pod(&s->lifecycle.sketch_width, "spec.sketch_width") &&
+        r.Pod(&s->lifecycle.sketch_depth, "spec.sketch_depth") &&
+        r.Pod(&s->lifecycle.expire_after, "spec.expire_after")))
     return false;
+  if (Status st = embedding::CheckLifecycle(s->lifecycle); !st.ok()) return r.Fail("spec.lifecycle", st.message());
   if (s->id >= embedding::kMaxTables) return r.Fail("spec.id", "table id out of range");
   if (dim < 1 || dim > 4096) return r.Fail("spec.dim", "width out of range");
   if (opt < 0 || opt > static_cast<int32_t>(embedding::OptimizerKind::kAdam))
@@ -306,6 +319,9 @@ void EncodeStats(const std::vector<TableStats>& stats, std::string* out) {
     w.Pod<int32_t>(static_cast<int32_t>(s.precision));
     w.Pod<uint32_t>(static_cast<uint32_t>(s.shard_rows.size()));
     for (uint64_t x : s.shard_rows) w.Pod<uint64_t>(x);
+    w.Pod<uint64_t>(s.admitted);
+    w.Pod<uint64_t>(s.evicted);
+    w.Pod<uint64_t>(s.fallbacks);
   }
 }
 
@@ -321,7 +337,8 @@ Status DecodeStats(std::string_view payload, std::vector<TableStats>* stats) {
     if (r.Pod(&s.table, "stats.table") && r.Pod(&s.rows, "stats.rows") && r.Pod(&s.values, "stats.values") &&
         r.Pod(&s.bytes, "stats.bytes") && r.Pod(&s.dim, "stats.dim") && r.Pod(&kind, "stats.kind") &&
         r.Pod(&precision, "stats.precision") && r.Pod(&shards, "stats.shards") &&
-        r.Array(shards, &s.shard_rows, "stats.shard_rows")) {
+        r.Array(shards, &s.shard_rows, "stats.shard_rows") && r.Pod(&s.admitted, "stats.admitted") &&
+        r.Pod(&s.evicted, "stats.evicted") && r.Pod(&s.fallbacks, "stats.fallbacks")) {
       if (kind < 0 || kind > 1 || precision < 0 || precision > 1) r.Fail("stats.kind", "unknown");
       s.kind = static_cast<embedding::TableKind>(kind);
       s.precision = static_cast<embedding::Precision>(precision);

@@ -330,3 +330,47 @@ TEST(RemotePs, WaitingPullsAreAnsweredWhenTheStepCompletes) {
 
 }  // namespace
 }  // namespace ember::ps
+
+namespace ember::ps {
+namespace {
+// Feature admission over the wire: servers answer which keys have no row; the remote client
+// reports exactly what an in-process client over the same placement does.
+TEST(RemoteClient, AdmissionAnswersMatchInProcess) {
+  embedding::TableSpec spec;
+  spec.id = 0;
+  spec.dim = 8;
+  spec.lifecycle.admit_after = 2;
+  spec.lifecycle.expire_after = 3;
+  Cluster cluster(2);
+  InProcessClient local(2);
+  ASSERT_TRUE(cluster.client->CreateTables({spec}).ok());
+  ASSERT_TRUE(local.CreateTables({spec}).ok());
+  std::mt19937_64 rng(5);
+  for (uint64_t step = 0; step < 12; ++step) {
+    std::vector<uint64_t> keys;
+    for (uint64_t i = 0; i < 40; ++i)
+      if (rng() % 3 == 0) keys.push_back(embedding::MakeKey(0, i));
+    std::vector<float> ra(keys.size() * 8), rb(keys.size() * 8), g(keys.size() * 8, 0.1f);
+    std::vector<uint8_t> oa(keys.size(), 9), ob(keys.size(), 9);
+    PullSlice pa{0, keys.data(), keys.size(), ra.data()}, pb = pa;
+    pa.own = oa.data();
+    pb.out = rb.data();
+    pb.own = ob.data();
+    ASSERT_TRUE(cluster.client->Pull({pa}).ok());
+    ASSERT_TRUE(local.Pull({pb}).ok());
+    ASSERT_EQ(oa, ob) << "step " << step;
+    ASSERT_EQ(ra, rb) << "step " << step;
+    const PushClock clock{0, 1, step, true};
+    ASSERT_TRUE(cluster.client->Push({PushSlice{0, keys.data(), keys.size(), g.data()}}, clock).ok());
+    ASSERT_TRUE(local.Push({PushSlice{0, keys.data(), keys.size(), g.data()}}, clock).ok());
+  }
+  auto a = cluster.client->Stats(), b = local.Stats();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)[0].rows, (*b)[0].rows);
+  EXPECT_EQ((*a)[0].admitted, (*b)[0].admitted);
+  EXPECT_EQ((*a)[0].evicted, (*b)[0].evicted);
+  EXPECT_EQ((*a)[0].fallbacks, (*b)[0].fallbacks);
+  EXPECT_GT((*a)[0].evicted, 0u);
+}
+}  // namespace
+}  // namespace ember::ps

@@ -59,6 +59,15 @@ struct MethodConfig {
   float init_scale = 0.01f;                // new rows uniform in [-init_scale, init_scale]
   Precision precision = Precision::kFp32;  // dense tables' weight storage
   OptimizerConfig optimizer;
+  // Feature admission and expiry (docs/admission.md) of the tables that hold one row per value:
+  // full and dsl fields, the OptEmbed supernet, unified's collisionless fields. Hashed tables are
+  // already bounded and are left alone. field_admit_after[f] > 0 overrides admit_after for field f.
+  Lifecycle lifecycle;
+  std::vector<uint32_t> field_admit_after;
+  // Where a value without its own row reads: "oov" (one shared row per field) or "hash" (the
+  // value's row in a shared hashed table of `fallback_rows` rows).
+  std::string fallback = "oov";
+  uint64_t fallback_rows = 0;
 };
 
 class EmbeddingMethod {
@@ -78,12 +87,28 @@ class EmbeddingMethod {
   // Width of one probe's slot: the widest table, or the method's full width where its tables
   // are narrower (OptEmbed retraining zero-pads each field to it).
   int slot_dim() const;
+  // Feature admission: whether tables()[i] admits values, and the fallback table (its index in
+  // tables(), -1 if none) whose row FallbackKey(key) a key of an admitting table reads while it
+  // has no row of its own.
+  bool admits(size_t i) const { return i < tables_.size() && tables_[i].lifecycle.admits(); }
+  int fallback_table() const { return fallback_; }
+  uint64_t FallbackKey(uint64_t key) const;
 
  protected:
+  // Gives the per-value tables (indices into tables_) the config's lifecycle and, with
+  // admission, appends the fallback table. Fails if admission is asked of a method without any.
+  Status AddLifecycle(const MethodConfig& config, const std::vector<FieldInfo>& fields);
+  friend Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig&, const std::vector<FieldInfo>&);
+
   std::vector<TableSpec> tables_;
   std::vector<FieldLayout> layouts_;
   std::vector<bool> hashed_tables_;  // by index into tables_; missing = false
   int slot_dim_ = 0;
+  std::vector<size_t> per_value_;  // indices of tables holding one row per value
+  std::vector<int> table_field_;   // by table index: the field a per-value table serves
+  int fallback_ = -1;
+  uint64_t fallback_rows_ = 0;  // "hash" fallback: rows of the fallback table (0: one per table)
+  uint64_t fallback_salt_ = 0;
 };
 
 // Full (collisionless) tables: field f has its own table; key local = id (ids >= 2^54 are

@@ -6,7 +6,7 @@
 // to fp32 for every pull and update; Find/Put/records then see that storage layout.
 // Rows are created on first Pull or Push with the deterministic initialiser of TableSpec, so a
 // row's initial value depends only on (spec.seed, key). Pointers to rows stay valid for the
-// store's lifetime (blocks never move).
+// store's lifetime (blocks never move) until an eviction (Table::Expire) compacts the slots.
 //
 // Batched calls only: one call moves a batch of keys. Keys in one Push must be unique.
 // Thread-compatible: callers serialise access (ps::Shard holds a mutex).
@@ -67,6 +67,14 @@ class RowStore final : public Table {
   void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const override;
   Status PutRecord(uint64_t key, std::string_view record) override;
 
+  bool Contains(uint64_t key) const override { return index_.Find(key) != KeyIndex::kAbsent; }
+  bool Touched(uint64_t key, uint64_t* step) const override;
+
+ protected:
+  uint64_t EvictIdle(uint64_t before) override;
+  void ForEachTouched(const std::function<void(uint64_t key, uint64_t step)>& fn) const override;
+  Status PutTouched(uint64_t key, uint64_t step) override;
+
  private:
   static constexpr int kBlockShift = 12;  // 4096 slots per block
   static constexpr uint32_t kBlockSlots = 1u << kBlockShift;
@@ -93,6 +101,7 @@ class RowStore final : public Table {
   KeyIndex index_;  // key -> slot
   std::vector<std::unique_ptr<float[]>> blocks_;
   std::vector<uint64_t> slot_keys_;
+  std::vector<uint64_t> touched_;  // by slot, with expiry: step of the last Pull/Push
   std::vector<float*> scratch_ptrs_;
   std::vector<float> frozen_grads_;
   std::vector<float> row_scratch_;

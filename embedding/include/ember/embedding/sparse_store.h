@@ -43,6 +43,9 @@ class SparseRowStore final : public Table {
   void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const override;
   Status PutRecord(uint64_t key, std::string_view record) override;
 
+  bool Contains(uint64_t key) const override { return index_.Find(key) != KeyIndex::kAbsent; }
+  bool Touched(uint64_t key, uint64_t* step) const override;
+
   // Floats of a row keeping `count` values under an optimizer: the values, then their state
   // (StateFloats(kind, count): per value and per row); fractional counts for planning.
   static double SlotFloats(OptimizerKind kind, double count);
@@ -68,6 +71,11 @@ class SparseRowStore final : public Table {
     uint64_t values = 0;  // kept entries after the round (unchanged by it)
   };
   PruneGrowResult PruneGrow(double fraction, uint64_t seed);
+
+ protected:
+  uint64_t EvictIdle(uint64_t before) override;
+  void ForEachTouched(const std::function<void(uint64_t key, uint64_t step)>& fn) const override;
+  Status PutTouched(uint64_t key, uint64_t step) override;
 
  private:
   struct Row {
@@ -106,7 +114,8 @@ class SparseRowStore final : public Table {
   KeyIndex index_;  // key -> row
   std::vector<uint64_t> row_keys_;
   std::vector<Row> rows_;
-  std::vector<Pool> pools_;  // by population 0..dim
+  std::vector<uint64_t> touched_;  // by row, with expiry: step of the last Pull/Push
+  std::vector<Pool> pools_;        // by population 0..dim
   bool collect_ = false;
   std::unordered_map<uint32_t, std::vector<float>> growth_;  // row -> |grad| summed per entry
   std::vector<float> scratch_;

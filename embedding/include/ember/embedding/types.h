@@ -51,6 +51,24 @@ enum class TableKind : int32_t { kDense = 0, kSparse = 1 };
 enum class Precision : int32_t { kFp32 = 0, kFp16 = 1 };
 inline int BytesPerValue(Precision p) { return p == Precision::kFp16 ? 2 : 4; }
 
+// Feature admission and expiry of a table's rows (docs/admission.md). A value without its own
+// row is counted at every training pull that carries it; at its `admit_after`-th sighting (and
+// then with probability `admit_probability` per sighting) it gets its own row. Until then the
+// shard answers "no row" and the worker reads the field's fallback row instead. Rows that no
+// training pull or push touched in the last `expire_after` steps of the shard's clock are
+// evicted with their optimizer state; a later sighting of the value is counted on from where
+// its count stood (counts never decrease).
+struct Lifecycle {
+  uint32_t admit_after = 0;        // 0 or 1: a value gets its row at its first sighting
+  float admit_probability = 1.0f;  // < 1: probabilistic admission (deterministic per key and sighting)
+  uint32_t sketch_width = 0;       // counters per row of the count-min sketch; 0 = exact counts
+  uint32_t sketch_depth = 4;       // rows of the sketch
+  uint64_t expire_after = 0;       // steps; 0 = rows never expire
+  bool admits() const { return admit_after > 1 || admit_probability < 1.0f; }
+  bool expires() const { return expire_after > 0; }
+  bool any() const { return admits() || expires(); }
+};
+
 // One table: its id (< kMaxTables), row width, and how rows start.
 struct TableSpec {
   uint32_t id = 0;
@@ -71,6 +89,7 @@ struct TableSpec {
   // pulls of absent keys read zeros and pushes to them are dropped; no row is ever created.
   bool frozen = false;
   Precision precision = Precision::kFp32;  // kDense only
+  Lifecycle lifecycle;
 };
 
 // True when two specs describe the same table (CreateTables accepts repeats of one spec).

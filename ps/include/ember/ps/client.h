@@ -30,6 +30,9 @@ struct PullSlice {
   size_t stride = 0;  // floats between rows in out; 0 = the table's dim
   // false: missing rows read as their initial value and are not created (evaluation).
   bool create_missing = true;
+  // If given: own[i] = 1 where keys[i] has its own row, 0 where a table with feature admission
+  // has none for it (not admitted yet; its out row is zero and the worker reads its fallback).
+  uint8_t* own = nullptr;
 };
 
 // Push gradients of one table: grads[i * stride ..] is keys[i]'s gradient (dim floats).
@@ -71,6 +74,11 @@ struct TableStats {
   embedding::TableKind kind = embedding::TableKind::kDense;
   embedding::Precision precision = embedding::Precision::kFp32;
   std::vector<uint64_t> shard_rows;  // rows on each shard, by shard index (for skew)
+  // Feature admission and expiry, totals since the shards started: values admitted, rows
+  // evicted, training lookups answered "no row" (Table::LifecycleCounts).
+  uint64_t admitted = 0;
+  uint64_t evicted = 0;
+  uint64_t fallbacks = 0;
   // Parameter bytes held: each stored weight at its precision, plus sparse rows' masks.
   uint64_t param_bytes() const {
     return values * static_cast<uint64_t>(embedding::BytesPerValue(precision)) +

@@ -45,6 +45,7 @@ class InProcessClient final : public PsClient {
   std::vector<std::vector<size_t>> order_;
   std::vector<uint64_t> keys_scratch_;
   std::vector<float> rows_scratch_;
+  std::vector<uint8_t> own_scratch_;
 };
 
 // A checkpoint file's bytes, after checking its size and checksum against the manifest's entry

@@ -4,6 +4,7 @@
 // mutex serialises every call.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -22,7 +23,11 @@ namespace ember::ps {
 class Shard {
  public:
   Status CreateTables(const std::vector<embedding::TableSpec>& specs);
-  Status Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing = true);
+  // Training pulls (create_missing) and pushes go through the tables' admission and expiry
+  // (Table::TrainPull/TrainPush at the shard's clock); `own`, if given, receives per key whether
+  // it has its own row (0: not admitted, its out row zero).
+  Status Pull(uint32_t table, const uint64_t* keys, size_t n, float* out, bool create_missing = true,
+              uint8_t* own = nullptr);
   Status Push(uint32_t table, const uint64_t* keys, size_t n, const float* grads);
   // One step's push to this shard (rows contiguous, n x the table's dim), under a training
   // clock (client.h PushClock): applied now, or buffered until the step's last worker arrives.
@@ -63,10 +68,13 @@ class Shard {
   // Sums the open step's buffered pushes (worker order) and applies them; clock_mu_ held.
   Status ApplyOpenStep();
   void AdvanceClock(uint64_t clock, std::unique_lock<std::mutex>* lock);
+  // Expiry scans of the tables that expire rows, at the new clock (takes mu_).
+  void ExpireRows(uint64_t clock);
 
   mutable std::mutex mu_;
   std::map<uint32_t, std::unique_ptr<embedding::Table>> tables_;
   uint64_t seed_ = 0;
+  std::atomic<uint64_t> now_{0};  // clock_, readable under mu_ alone (rows' touch steps)
 
   // Training clock (clock_mu_; taken before mu_ when both are needed).
   struct Buffered {

@@ -24,7 +24,7 @@
 namespace ember::ps::wire {
 
 inline constexpr uint32_t kMagic = 0x504d4245;  // "EMBP" little-endian
-inline constexpr uint16_t kVersion = 2;         // 2: training clocks in pull and push
+inline constexpr uint16_t kVersion = 3;         // 2: training clocks; 3: feature admission
 inline constexpr size_t kHeaderBytes = 24;
 inline constexpr uint32_t kDefaultMaxPayload = 1u << 30;  // 1 GiB
 
