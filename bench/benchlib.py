@@ -3,6 +3,7 @@ import csv
 import os
 import socket
 import subprocess
+import sys
 
 
 def datagen(ember, path, rows, seed=1, quiet=True):
@@ -27,3 +28,15 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or None (with a message) where it is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        return plt
+    except ImportError:
+        print("matplotlib absent (apt-get install python3-matplotlib): no plot", file=sys.stderr)
+        return None

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "ember/data/vocab.h"
+
 namespace ember::data {
 namespace {
 constexpr size_t kChunk = 1 << 22;
@@ -91,6 +93,10 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
   if (!r->file_) return Status::IoError("cannot open data file " + options.path + ": " + std::strerror(errno));
   struct stat st {};
   if (::stat(options.path.c_str(), &st) == 0) r->file_bytes_ = static_cast<uint64_t>(st.st_size);
+  if (!options.vocab.empty()) {
+    EMBER_ASSIGN_OR_RETURN(Vocabulary v, ReadVocabulary(options.vocab, options.num_sparse));
+    r->vocab_ = std::make_unique<VocabFilter>(v);
+  }
   return r;
 }
 
@@ -159,6 +165,7 @@ Result<bool> CriteoReader::Next(Batch* batch) {
     skipped_ += got;
   }
   EMBER_ASSIGN_OR_RETURN(const size_t rows, Fill(batch, options_.batch_size));
+  if (vocab_) vocab_->Apply(batch);
   return rows > 0;
 }
 

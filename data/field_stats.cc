@@ -48,6 +48,10 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& options) {
   struct stat sb {};
   if (::stat(options.path.c_str(), &sb) != 0) return Status::IoError("cannot open " + options.path + ": no such file");
   const std::string cache = options.path + ".fields.json";
+  if (!options.vocab.empty()) {  // the counts are the vocabulary's, which the cache does not know
+    EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(options));
+    return CountFields(reader.get());
+  }
   const uint64_t size = static_cast<uint64_t>(sb.st_size);
   const int64_t mtime = static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec;
   if (PathExists(cache)) {

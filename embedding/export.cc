@@ -118,7 +118,16 @@ nlohmann::json MethodConfigToJson(const MethodConfig& c) {
           {"seed", c.seed},
           {"first_table", c.first_table},
           {"init_scale", c.init_scale},
-          {"precision", c.precision == Precision::kFp16 ? "fp16" : "fp32"}};
+          {"precision", c.precision == Precision::kFp16 ? "fp16" : "fp32"},
+          {"lifecycle",
+           {{"admit_after", c.lifecycle.admit_after},
+            {"admit_probability", c.lifecycle.admit_probability},
+            {"sketch_width", c.lifecycle.sketch_width},
+            {"sketch_depth", c.lifecycle.sketch_depth},
+            {"expire_after", c.lifecycle.expire_after}}},
+          {"field_admit_after", c.field_admit_after},
+          {"fallback", c.fallback},
+          {"fallback_rows", c.fallback_rows}};
 }
 
 Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
@@ -138,6 +147,17 @@ Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
     c.first_table = j.at("first_table").get<uint32_t>();
     c.init_scale = j.at("init_scale").get<float>();
     c.precision = j.at("precision").get<std::string>() == "fp16" ? Precision::kFp16 : Precision::kFp32;
+    if (j.contains("lifecycle")) {  // exports before feature admission have none
+      const auto& l = j.at("lifecycle");
+      c.lifecycle.admit_after = l.at("admit_after").get<uint32_t>();
+      c.lifecycle.admit_probability = l.at("admit_probability").get<float>();
+      c.lifecycle.sketch_width = l.at("sketch_width").get<uint32_t>();
+      c.lifecycle.sketch_depth = l.at("sketch_depth").get<uint32_t>();
+      c.lifecycle.expire_after = l.at("expire_after").get<uint64_t>();
+      c.field_admit_after = j.at("field_admit_after").get<std::vector<uint32_t>>();
+      c.fallback = j.at("fallback").get<std::string>();
+      c.fallback_rows = j.at("fallback_rows").get<uint64_t>();
+    }
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("bad method description: ") + e.what());
   }
@@ -472,13 +492,13 @@ Result<std::unique_ptr<ExportedTable>> ExportedTable::Open(const ExportFile& fil
   return Status::NotFound(file.path() + ": no table " + std::to_string(id));
 }
 
-void ExportedTable::Lookup(uint64_t key, float* out) const {
+bool ExportedTable::Lookup(uint64_t key, float* out) const {
   const size_t dim = static_cast<size_t>(spec_.dim);
   const uint32_t r = index_.Find(key);
   if (r == KeyIndex::kAbsent) {
     if (spec_.frozen) {
       std::memset(out, 0, dim * sizeof(float));
-      return;
+      return false;
     }
     Table::InitRow(spec_, key, out);  // what the checkpoint's evaluation reads for an unseen key
     if (spec_.kind == TableKind::kSparse) {
@@ -486,7 +506,7 @@ void ExportedTable::Lookup(uint64_t key, float* out) const {
       for (size_t j = 0; j < dim; ++j)
         if (!((mask >> j) & 1)) out[j] = 0.0f;
     }
-    return;
+    return false;
   }
   const float scale = scales_ ? scales_[2 * r] : 0.0f, bias = scales_ ? scales_[2 * r + 1] : 0.0f;
   if (spec_.kind == TableKind::kSparse) {
@@ -494,14 +514,15 @@ void ExportedTable::Lookup(uint64_t key, float* out) const {
     size_t v = starts_[r];
     for (size_t j = 0; j < dim; ++j)
       out[j] = ((mask >> j) & 1) ? DecodeValue(values_, v++, precision_, scale, bias) : 0.0f;
-    return;
+    return true;
   }
   if (precision_ == ExportPrecision::kFp32) {
     std::memcpy(out, values_ + static_cast<size_t>(r) * dim * 4, dim * sizeof(float));
-    return;
+    return true;
   }
   for (size_t j = 0; j < dim; ++j)
     out[j] = DecodeValue(values_, static_cast<size_t>(r) * dim + j, precision_, scale, bias);
+  return true;
 }
 
 }  // namespace ember::embedding

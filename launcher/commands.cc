@@ -661,4 +661,35 @@ Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& o, cons
   return stats;
 }
 
+Status RunVocab(const VocabOptions& o, std::ostream& out) {
+  if (o.cut.min_count < 1) return Status::InvalidArgument("--min-count must be >= 1");
+  data::CriteoOptions opts;
+  opts.path = o.data;
+  opts.batch_size = 4096;
+  opts.num_dense = o.num_dense;
+  opts.num_sparse = o.num_sparse;
+  EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
+  data::PrefetchingReader reader(std::move(inner));
+  EMBER_ASSIGN_OR_RETURN(data::Vocabulary v, data::CountVocabulary(&reader, o.cut));
+  v.source = o.data;
+  EMBER_RETURN_IF_ERROR(data::WriteVocabulary(o.out, v));
+  uint64_t seen = 0, kept = 0;
+  out << "field  values seen  values kept  examples kept\n";
+  char line[128];
+  for (size_t f = 0; f < v.fields.size(); ++f) {
+    const auto& fv = v.fields[f];
+    std::snprintf(
+        line, sizeof(line), "C%-4zu %11llu  %11zu  %12.2f%%\n", f + 1, static_cast<unsigned long long>(fv.distinct),
+        fv.values.size(),
+        100.0 * static_cast<double>(fv.kept_occurrences) / static_cast<double>(std::max<uint64_t>(1, fv.occurrences)));
+    out << line;
+    seen += fv.distinct;
+    kept += fv.values.size();
+  }
+  out << "wrote " << o.out << ": " << kept << " of " << seen << " values over " << v.rows << " examples (min count "
+      << o.cut.min_count << (o.cut.top_k ? ", top " + std::to_string(o.cut.top_k) : "") << "); set data.vocab = \""
+      << o.out << "\" to train on it\n";
+  return Status::Ok();
+}
+
 }  // namespace ember::launcher

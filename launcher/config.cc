@@ -142,6 +142,21 @@ Setter FieldMethods() {
   };
 }
 
+Setter FieldAdmitAfter() {
+  return [](const toml::node& n, RunConfig* c) {
+    const toml::table* t = n.as_table();
+    if (!t) return Status::InvalidArgument("expected a table of field = sightings, e.g. { C3 = 10 }");
+    c->field_admit_after.clear();
+    for (const auto& [k, v] : *t) {
+      auto x = v.value<int64_t>();
+      if (!v.is_integer() || !x || *x < 0 || *x > UINT32_MAX)
+        return Status::InvalidArgument("field " + std::string(k.str()) + ": expected a sighting count >= 0");
+      c->field_admit_after.emplace_back(std::string(k.str()), *x);
+    }
+    return Status::Ok();
+  };
+}
+
 Setter ChunkList() {
   return [](const toml::node& n, RunConfig* c) {
     const toml::array* a = n.as_array();
@@ -168,6 +183,7 @@ const std::map<std::string, Setter>& Schema() {
       {"data.num_dense", Int(&RunConfig::num_dense, 0, 64)},
       {"data.num_sparse", Int(&RunConfig::num_sparse, 1, 1000)},
       {"data.max_rows", Int(&RunConfig::max_rows, 0, INT64_MAX)},
+      {"data.vocab", Str(&RunConfig::vocab)},
       {"model.name", Str(&RunConfig::model, {"dlrm", "deepfm", "lr"})},
       {"model.bottom_mlp", IntList(&RunConfig::bottom_mlp)},
       {"model.top_mlp", IntList(&RunConfig::top_mlp)},
@@ -178,6 +194,14 @@ const std::map<std::string, Setter>& Schema() {
       {"embedding.field_methods", FieldMethods()},
       {"embedding.collisionless_below", Int(&RunConfig::collisionless_below, 0, INT64_MAX)},
       {"embedding.density", Float(&RunConfig::density, 1e-6, 1)},
+      {"embedding.admit_after", Int(&RunConfig::admit_after, 0, UINT32_MAX)},
+      {"embedding.field_admit_after", FieldAdmitAfter()},
+      {"embedding.admit_probability", Float(&RunConfig::admit_probability, 1e-9, 1)},
+      {"embedding.admit_sketch_width", Int(&RunConfig::admit_sketch_width, 0, int64_t{1} << 26)},
+      {"embedding.admit_sketch_depth", Int(&RunConfig::admit_sketch_depth, 1, 64)},
+      {"embedding.expire_after_steps", Int(&RunConfig::expire_after_steps, 0, INT64_MAX)},
+      {"embedding.fallback", Str(&RunConfig::fallback, {"oov", "hash"})},
+      {"embedding.fallback_rows", Int(&RunConfig::fallback_rows, 0, int64_t{1} << 40)},
       {"optembed.alpha", SubFloat(&RunConfig::optembed, &workers::OptEmbedConfig::alpha, 0, 1e3)},
       {"optembed.threshold_lr", SubFloat(&RunConfig::optembed, &workers::OptEmbedConfig::threshold_lr, 0, 1e3)},
       {"optembed.population", SubInt(&RunConfig::optembed, &workers::OptEmbedConfig::population, 2, 10000)},
@@ -322,6 +346,26 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
       t.embedding.field_methods[f] = m;
     }
   }
+  t.embedding.lifecycle.admit_after = static_cast<uint32_t>(c.admit_after);
+  t.embedding.lifecycle.admit_probability = static_cast<float>(c.admit_probability);
+  t.embedding.lifecycle.sketch_width = static_cast<uint32_t>(c.admit_sketch_width);
+  t.embedding.lifecycle.sketch_depth = static_cast<uint32_t>(c.admit_sketch_depth);
+  t.embedding.lifecycle.expire_after = static_cast<uint64_t>(c.expire_after_steps);
+  if (!c.field_admit_after.empty()) {
+    t.embedding.field_admit_after.assign(static_cast<size_t>(c.num_sparse), 0);
+    for (const auto& [name, k] : c.field_admit_after) {
+      size_t f = 0;
+      while (f < static_cast<size_t>(c.num_sparse) && "C" + std::to_string(f + 1) != name) ++f;
+      if (f == static_cast<size_t>(c.num_sparse))
+        return Status::InvalidArgument("embedding.field_admit_after: no field named '" + name + "' (fields are C1..C" +
+                                       std::to_string(c.num_sparse) + ")");
+      t.embedding.field_admit_after[f] = static_cast<uint32_t>(k);
+    }
+  }
+  t.embedding.fallback = c.fallback;
+  t.embedding.fallback_rows = static_cast<uint64_t>(c.fallback_rows);
+  if (c.fallback == "hash" && c.fallback_rows == 0)
+    return Status::InvalidArgument("embedding.fallback = \"hash\" needs embedding.fallback_rows > 0");
   t.embedding.density = static_cast<float>(c.density);
   t.embedding.precision = c.precision == "fp16" ? embedding::Precision::kFp16 : embedding::Precision::kFp32;
   t.optembed = c.optembed;
@@ -378,6 +422,7 @@ data::CriteoOptions MakeReaderOptions(const RunConfig& c, const std::string& pat
   o.num_sparse = c.num_sparse;
   o.on_bad_line = c.on_bad_line == "skip" ? data::BadLinePolicy::kSkip : data::BadLinePolicy::kError;
   o.max_rows = training ? c.max_rows : 0;
+  o.vocab = c.vocab;
   return o;
 }
 

@@ -120,7 +120,24 @@ int main(int argc, char** argv) {
       ->required();
   inspect->add_flag("--json", inspect_json, "Print JSON");
 
+  ember::launcher::VocabOptions vocab_opts;
+  auto* vocab = app.add_subcommand("vocab", "Per-field value counts over a data file, cut to a vocabulary file");
+  vocab->add_option("--data", vocab_opts.data, "A data file (Criteo text format)")->required();
+  vocab->add_option("--out", vocab_opts.out, "Vocabulary file to write (data.vocab reads it)")->required();
+  vocab->add_option("--min-count", vocab_opts.cut.min_count, "Keep values seen at least this often")
+      ->capture_default_str();
+  vocab->add_option("--top-k", vocab_opts.cut.top_k, "Keep at most this many values per field (0: no limit)")
+      ->capture_default_str();
+  vocab->add_option("--dense", vocab_opts.num_dense, "Integer features")->capture_default_str();
+  vocab->add_option("--fields", vocab_opts.num_sparse, "Categorical fields")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (vocab->parsed()) {
+    auto st = ember::launcher::RunVocab(vocab_opts, std::cout);
+    if (!st.ok()) return Fail(st);
+    return 0;
+  }
 
   if (inspect->parsed()) {
     auto st = ember::launcher::RunInspect(inspect_path, inspect_json, std::cout);

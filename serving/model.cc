@@ -114,8 +114,16 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
       g.method->MapIds(f, batch.field(f), B, keys.data());
       for (size_t p = 0; p < P; ++p) {
         const embedding::ExportedTable& table = *impl_->tables.at(layout.probe_tables[p]);
-        for (size_t i = 0; i < B; ++i)
-          table.Lookup(keys[i * P + p], v + i * width + (static_cast<size_t>(f) * S + p) * D);
+        // A value that was never admitted reads its fallback row, as in training.
+        const bool admits = g.method->admits(layout.probe_tables[p] - g.method->tables()[0].id);
+        for (size_t i = 0; i < B; ++i) {
+          float* out = v + i * width + (static_cast<size_t>(f) * S + p) * D;
+          const uint64_t key = keys[i * P + p];
+          if (!table.Lookup(key, out) && admits) {
+            const uint64_t fb = g.method->FallbackKey(key);
+            impl_->tables.at(embedding::KeyTable(fb))->Lookup(fb, out);
+          }
+        }
       }
     }
     models::GroupInput in;

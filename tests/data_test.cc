@@ -9,6 +9,7 @@
 #include "ember/data/prefetch.h"
 #include "ember/data/sharded.h"
 #include "ember/data/synthetic_ctr.h"
+#include "ember/data/vocab.h"
 #include "ember/serving/request_rows.h"
 
 namespace ember::data {
@@ -30,6 +31,57 @@ CriteoOptions Small(const std::string& path, size_t batch = 10) {
   o.num_dense = 2;
   o.num_sparse = 3;
   return o;
+}
+
+// ember vocab: counts, the min-count and top-K cuts, the file round trip and the reader's OOV map.
+TEST(Vocabulary, CutsWritesReadsAndMapsOutOfVocabularyValues) {
+  // Field C1: a x3, b x2, c x1; C2: always 7; C3: missing x2, f x1.
+  const std::string path = TempFile("vocab.tsv",
+                                    "1\t1\t1\ta\t7\t\n"
+                                    "0\t1\t1\ta\t7\t\n"
+                                    "0\t1\t1\ta\t7\tf\n"
+                                    "1\t1\t1\tb\t7\t1\n"
+                                    "0\t1\t1\tb\t7\t1\n"
+                                    "0\t1\t1\tc\t7\t1\n");
+  auto r = CriteoReader::Open(Small(path, 4));
+  ASSERT_TRUE(r.ok());
+  auto v = CountVocabulary(r->get(), VocabCut{2, 0});
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->rows, 6u);
+  ASSERT_EQ(v->fields.size(), 3u);
+  EXPECT_EQ(v->fields[0].values, (std::vector<uint64_t>{0xa, 0xb}));
+  EXPECT_EQ(v->fields[0].counts, (std::vector<uint64_t>{3, 2}));
+  EXPECT_EQ(v->fields[0].distinct, 3u);
+  EXPECT_EQ(v->fields[0].kept_occurrences, 5u);
+  EXPECT_EQ(v->fields[2].values, (std::vector<uint64_t>{1, kMissingId}));  // 3 ones, 2 missing; f cut
+  auto top = CriteoReader::Open(Small(path, 4));
+  auto t = CountVocabulary(top->get(), VocabCut{1, 1});
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->fields[0].values, (std::vector<uint64_t>{0xa}));
+
+  const std::string file = TempFile("fields.vocab", "");
+  ASSERT_TRUE(WriteVocabulary(file, *v).ok());
+  auto back = ReadVocabulary(file, 3);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  for (int f = 0; f < 3; ++f) EXPECT_EQ(back->fields[f].values, v->fields[f].values) << f;
+  // The reader with data.vocab: c (C1) and f (C3) read as the out-of-vocabulary id.
+  CriteoOptions o = Small(path, 10);
+  o.vocab = file;
+  auto vr = CriteoReader::Open(o);
+  ASSERT_TRUE(vr.ok()) << vr.status().ToString();
+  Batch b;
+  ASSERT_TRUE(*(*vr)->Next(&b));
+  EXPECT_EQ(b.field(0)[5], kOovId);
+  EXPECT_EQ(b.field(0)[3], 0xbu);
+  EXPECT_EQ(b.field(2)[2], kOovId);
+  EXPECT_EQ(b.field(2)[0], kMissingId);
+  // Bad files name the file and line.
+  const std::string bad = TempFile("bad.vocab", "# ember vocabulary v1 source=x\nC1\tzz\t3\n");
+  auto e = ReadVocabulary(bad, 3);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find(bad + ":2: value 'zz' is not a hex id"), std::string::npos)
+      << e.status().ToString();
+  EXPECT_NE(ReadVocabulary(path, 3).status().message().find("not an ember vocabulary"), std::string::npos);
 }
 
 TEST(CriteoReader, ParsesEveryFieldShape) {

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "ember/common/file.h"
@@ -389,6 +391,79 @@ TEST(Trainer, StalenessGaugesFollowTheMode) {
   bad.mode = "eventual";
   EXPECT_NE(Trainer::Create(bad, &ps, &coll).status().message().find("train.mode: unknown mode 'eventual'"),
             std::string::npos);
+}
+
+// Feature admission end to end: rare values train a shared per-field row until admitted, the
+// tables hold only admitted values, and a never-admitted value reads exactly that shared row.
+TEST(TrainerAdmission, RareValuesShareTheirFieldsFallbackRow) {
+  uint64_t rows[2] = {0, 0};
+  for (uint32_t k : {1u, 5u}) {
+    ps::InProcessClient ps(2);
+    LocalCollective coll;
+    monitoring::MemoryRecorder rec;
+    TrainerConfig c = SmallConfig("dlrm");
+    c.embedding.lifecycle.admit_after = k;
+    auto t = Trainer::Create(c, &ps, &coll, &rec);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    ProgressOptions quiet;
+    quiet.enabled = false;
+    auto r = Reader(Data().train, 256);
+    ASSERT_TRUE((*t)->TrainEpoch(r.get(), 0, 1, quiet).ok());
+    auto stats = ps.Stats();
+    ASSERT_TRUE(stats.ok());
+    uint64_t admitted = 0, fallback_rows = 0;
+    for (const auto& s : *stats) {
+      if (s.table < 26) rows[k == 5] += s.rows;
+      if (s.table == 26) fallback_rows = s.rows;
+      admitted += s.admitted;
+    }
+    auto test = Reader(Data().test, 4096);
+    auto eval = (*t)->Evaluate(test.get());
+    ASSERT_TRUE(eval.ok());
+    EXPECT_GT(eval->auc, 0.70) << "k " << k;
+    if (k == 1) {
+      EXPECT_EQ(stats->size(), 26u);  // no fallback table without admission
+      continue;
+    }
+    EXPECT_EQ(stats->size(), 27u);
+    EXPECT_EQ(fallback_rows, 26u);  // one out-of-vocabulary row per field, each trained
+    EXPECT_EQ(admitted, rows[1]);
+    EXPECT_GT(rec.Counter("embedding_fallback_lookups_total", {{"phase", "train"}}), 0.0);
+    EXPECT_GT(rec.Gauge("embedding_fallback_ratio"), 0.0);
+    // Two different never-seen values with the same dense features score the same: both read
+    // their field's fallback row.
+    data::Batch b;
+    b.Reset(13, 26, 2);
+    b.size = 2;
+    b.labels.assign(2, 0.0f);
+    b.dense.assign(26, 0.5f);
+    b.sparse.resize(52);
+    for (int f = 0; f < 26; ++f) {
+      b.sparse[f * 2] = 0xabc000000ull + f;
+      b.sparse[f * 2 + 1] = 0xdef000000ull + f;
+    }
+    std::vector<float> p;
+    ASSERT_TRUE((*t)->Predict(b, &p).ok());
+    EXPECT_EQ(p[0], p[1]);
+  }
+  // A sighting is a training batch carrying the value: exactly the values in >= 5 batches got rows.
+  std::map<std::pair<int, uint64_t>, int> batches;
+  auto r = Reader(Data().train, 256);
+  data::Batch b;
+  while (*r->Next(&b)) {
+    std::set<std::pair<int, uint64_t>> in;
+    for (int f = 0; f < 26; ++f)
+      for (size_t i = 0; i < b.size; ++i) in.emplace(f, b.field(f)[i]);
+    for (const auto& fv : in) ++batches[fv];
+  }
+  uint64_t expected = 0, all = 0;
+  for (const auto& [fv, n] : batches) {
+    expected += n >= 5;
+    ++all;
+  }
+  EXPECT_EQ(rows[0], all);
+  EXPECT_EQ(rows[1], expected);
+  EXPECT_LT(rows[1], rows[0]);
 }
 
 }  // namespace

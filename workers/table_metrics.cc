@@ -38,6 +38,11 @@ void RecordTableMetrics(const std::vector<ps::TableStats>& stats, const std::vec
       recorder->SetGauge("table_capacity_rows", static_cast<double>(it->capacity), labels);
       recorder->SetGauge("table_collision_rate", EstimatedCollisionRate(s.rows, it->capacity, it->ids), labels);
     }
+    if (s.admitted + s.evicted + s.fallbacks > 0) {  // feature admission and expiry: the shards' totals
+      recorder->SetGauge("table_admitted_values", static_cast<double>(s.admitted), labels);
+      recorder->SetGauge("table_evicted_rows", static_cast<double>(s.evicted), labels);
+      recorder->SetGauge("table_fallback_lookups", static_cast<double>(s.fallbacks), labels);
+    }
     rows += s.rows;
     bytes += s.bytes;
     params += p;

@@ -102,6 +102,13 @@ struct Trainer::Group {
     std::vector<uint64_t> keys, scratch, sorted_unique;
     std::vector<size_t> table_begin;
     std::vector<int64_t> perm;
+    // Feature admission: per leaf row whether the shards hold its own row, and for each unique
+    // key of an admitting table the leaf row of its fallback (-1: none); fallback keys follow the
+    // unique keys in the leaf.
+    std::vector<uint8_t> own;
+    std::vector<int64_t> fallback_row;
+    std::unordered_map<uint64_t, size_t> fallback_slots;  // fallback key -> leaf row
+    size_t unique = 0;
     embedding::KeyDeduper dedup;
     torch::Tensor inverse, slot_inverse, rows;
   };
@@ -269,8 +276,27 @@ Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer,
       }
       for (size_t i = 0; i < n; ++i) inv[i] = r.perm[inv[i]];
     }
-    // The leaf: one row per unique key, plus an all-zero row for padding slots.
-    const int64_t leaf_rows = static_cast<int64_t>(U) + (g.padded ? 1 : 0);
+    // Feature admission: every key of an admitting table brings its fallback key (in the last
+    // table of the group), in case the shards answer that it has no row of its own.
+    r.unique = U;
+    const int fb_table = g.method->fallback_table();
+    if (fb_table >= 0) {
+      r.fallback_row.assign(U, -1);
+      r.fallback_slots.clear();
+      for (size_t pos = 0; pos < U; ++pos) {
+        const uint64_t key = r.sorted_unique[pos];
+        if (!g.method->admits(embedding::KeyTable(key) - g.first_table)) continue;
+        const uint64_t fb = g.method->FallbackKey(key);
+        auto [it, fresh] = r.fallback_slots.emplace(fb, r.sorted_unique.size());
+        if (fresh) r.sorted_unique.push_back(fb);
+        r.fallback_row[pos] = static_cast<int64_t>(it->second);
+      }
+      r.table_begin[g.num_tables] = r.sorted_unique.size();  // the fallback table is the group's last
+      r.own.assign(r.sorted_unique.size(), 1);
+    }
+    const size_t L = r.sorted_unique.size();
+    // The leaf: one row per unique key (and fallback), plus an all-zero row for padding slots.
+    const int64_t leaf_rows = static_cast<int64_t>(L) + (g.padded ? 1 : 0);
     // torch::empty + memset rather than torch::zeros: on the prefetch thread an ATen fill
     // would start an OpenMP team of its own.
     r.rows = torch::empty({leaf_rows, g.dim}, torch::kFloat);
@@ -284,6 +310,7 @@ Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer,
       s.out = rows + b * g.dim;
       s.stride = static_cast<size_t>(g.dim);
       s.create_missing = training;
+      if (fb_table >= 0 && g.method->admits(table - g.first_table)) s.own = r.own.data() + b;
       slices->push_back(s);
     });
     if (g.padded) {
@@ -296,12 +323,12 @@ Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer,
           const size_t P = static_cast<size_t>(g.method->num_probes(static_cast<int>(f)));
           const size_t off = static_cast<size_t>(g.probe_offset[f]);
           for (size_t p = 0; p < S; ++p)
-            si[(i * F + f) * S + p] = p < P ? inv[i * TP + off + p] : static_cast<int64_t>(U);
+            si[(i * F + f) * S + p] = p < P ? inv[i * TP + off + p] : static_cast<int64_t>(L);
         }
     }
     counts->keys += n;
-    counts->unique += U;
-    counts->bytes += U * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
+    counts->unique += L;
+    counts->bytes += L * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
   }
   return Status::Ok();
 }
@@ -323,9 +350,32 @@ void Trainer::RecordPull(const LookupCounts& counts, double seconds, bool traini
 Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs,
                              bool mask_rows) {
   inputs->clear();
+  uint64_t admitting = 0, fell = 0;
   for (auto& gp : groups_) {
     Group& g = *gp;
     Group::Rows& r = g.now();
+    if (!r.fallback_row.empty()) {
+      // Keys the shards hold no row for read (and train) their fallback row instead.
+      remap_.clear();
+      for (size_t pos = 0; pos < r.unique; ++pos) {
+        if (r.fallback_row[pos] < 0) continue;
+        ++admitting;
+        if (r.own[pos]) continue;
+        if (remap_.empty()) {
+          remap_.resize(r.unique);
+          for (size_t u = 0; u < r.unique; ++u) remap_[u] = static_cast<int64_t>(u);
+        }
+        remap_[pos] = r.fallback_row[pos];
+        ++fell;
+      }
+      if (!remap_.empty()) {
+        torch::Tensor& idx = g.padded ? r.slot_inverse : r.inverse;
+        int64_t* ix = idx.data_ptr<int64_t>();
+        const int64_t U = static_cast<int64_t>(r.unique);
+        for (int64_t i = 0, e = idx.numel(); i < e; ++i)
+          if (ix[i] < U) ix[i] = remap_[static_cast<size_t>(ix[i])];
+      }
+    }
     if (training) r.rows.requires_grad_(true);
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
@@ -335,6 +385,13 @@ Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vecto
       in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;
     inputs->push_back(std::move(in));
+  }
+  if (admitting > 0) {
+    const monitoring::Labels phase = {{"phase", training ? "train" : "eval"}};
+    recorder_->AddCounter("embedding_admission_lookups_total", static_cast<double>(admitting), phase);
+    recorder_->AddCounter("embedding_fallback_lookups_total", static_cast<double>(fell), phase);
+    if (training)
+      recorder_->SetGauge("embedding_fallback_ratio", static_cast<double>(fell) / static_cast<double>(admitting));
   }
   return Status::Ok();
 }

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "ember/data/batch.h"
+#include "ember/data/vocab.h"
 
 namespace ember::data {
 
@@ -30,6 +31,8 @@ struct CriteoOptions {
   // Examples passed over before the first batch (a resumed epoch's position; they count
   // toward max_rows).
   uint64_t skip_examples = 0;
+  // A vocabulary file (`ember vocab`): values outside a field's vocabulary read as kOovId.
+  std::string vocab;
 };
 
 // Parses one line (without its '\n') into example `row` of *batch. On error returns a message
@@ -67,6 +70,7 @@ class CriteoReader final : public BatchReader {
   size_t pos_ = 0;
   bool eof_ = false;
   std::string carry_;
+  std::unique_ptr<VocabFilter> vocab_;
 };
 
 }  // namespace ember::data

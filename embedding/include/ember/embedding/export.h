@@ -112,8 +112,9 @@ class ExportedTable {
   static Result<std::unique_ptr<ExportedTable>> Open(const ExportFile& file, uint32_t id);
   const TableSpec& spec() const { return spec_; }
   uint64_t rows() const { return rows_; }
-  // out[0..dim) = the row of key, dequantized.
-  void Lookup(uint64_t key, float* out) const;
+  // out[0..dim) = the row of key, dequantized; an absent key reads what a checkpoint's
+  // evaluation reads (zero for frozen tables, else its initial value) and returns false.
+  bool Lookup(uint64_t key, float* out) const;
 
  private:
   ExportedTable() = default;

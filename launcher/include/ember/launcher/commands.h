@@ -10,6 +10,7 @@
 
 #include "ember/common/status.h"
 #include "ember/data/synthetic_ctr.h"
+#include "ember/data/vocab.h"
 #include "ember/embedding/export.h"
 #include "ember/launcher/config.h"
 #include "ember/monitoring/exporter.h"
@@ -89,6 +90,16 @@ Status Resume(workers::Trainer* trainer, const std::string& path, bool load_shar
 // holds — step, data position, model, files, and per table kind, width, precision, optimizer,
 // rows, values and bytes — after verifying every file; as text or JSON.
 Status RunInspect(const std::string& path, bool json, std::ostream& out);
+
+// ember vocab: counts every field's values in `data` and writes the cut vocabulary to `out`
+// (data/vocab.h), printing per field the values seen and kept and the share of examples kept.
+struct VocabOptions {
+  std::string data, out;
+  data::VocabCut cut;
+  int num_dense = 13;
+  int num_sparse = 26;
+};
+Status RunVocab(const VocabOptions& options, std::ostream& out);
 // The tables' rows, bytes, values and parameter bytes as the PS holds them, into *m.
 Status RecordTables(ps::PsClient* ps, RunMetrics* m);
 // The first table id above every table the PS holds (0 if the stats failed).

@@ -25,6 +25,7 @@ struct RunConfig {
   int num_dense = 13;                 // data.num_dense
   int num_sparse = 26;                // data.num_sparse
   uint64_t max_rows = 0;              // data.max_rows: cap on training rows per epoch (0 = all)
+  std::string vocab;                  // data.vocab: a vocabulary file (ember vocab); others read as OOV
   // [model]
   std::string model = "dlrm";
   std::vector<int64_t> bottom_mlp = {512, 256, 64};
@@ -42,6 +43,15 @@ struct RunConfig {
   std::string precision = "fp32";     // embedding.precision: "fp32" or "fp16" (dense tables)
   // embedding.field_methods: { C3 = "full", C7 = "dsl", ... }, per-field method overrides
   std::vector<std::pair<std::string, std::string>> field_methods;
+  // Feature admission and expiry (docs/admission.md).
+  int64_t admit_after = 0;
+  std::vector<std::pair<std::string, int64_t>> field_admit_after;  // { C3 = 10, ... }
+  double admit_probability = 1.0;
+  int64_t admit_sketch_width = 1 << 16;  // counters per sketch row; 0: exact counts (unbounded)
+  int64_t admit_sketch_depth = 4;
+  int64_t expire_after_steps = 0;
+  std::string fallback = "oov";
+  int64_t fallback_rows = 0;
   std::string sparse_optimizer = "rowwise_adagrad";
   double sparse_lr = 0.05;
   double initial_accumulator = 0.0;  // embedding.initial_accumulator (Adagrad variants)

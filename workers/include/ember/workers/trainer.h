@@ -246,6 +246,7 @@ class Trainer {
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
   std::vector<float> flat_grads_;
+  std::vector<int64_t> remap_;  // FinishLookup: leaf row -> the row it reads (feature admission)
   int64_t step_ = 0;
   DataPosition position_;
   Mode mode_ = Mode::kSync;
