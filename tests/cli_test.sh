@@ -38,6 +38,29 @@ PY
 "$EMBER" eval --checkpoint "$WORK/ckpt" --data "$WORK/test.tsv" --metrics-json "$WORK/e.json" >/dev/null 2>&1 || fail "eval failed"
 python3 -c "import json,sys; a=json.load(open('$WORK/m.json'))['auc']; b=json.load(open('$WORK/e.json'))['auc']; assert abs(a-b) < 1e-12, (a,b)" || fail "eval AUC differs from train's"
 
+# ember vocab, then training on the vocabulary with feature admission: the checkpoint's eval
+# scores exactly as the run did (fallback rows and admissions restored), and the tables hold
+# fewer rows than without admission.
+"$EMBER" vocab --data "$WORK/train.tsv" --out "$WORK/train.vocab" --min-count 2 > "$WORK/vocab.out" 2>&1 \
+  || { cat "$WORK/vocab.out"; fail "vocab failed"; }
+grep -q "set data.vocab" "$WORK/vocab.out" || { cat "$WORK/vocab.out"; fail "vocab summary"; }
+head -1 "$WORK/train.vocab" | grep -q "^# ember vocabulary v1" || fail "vocab header"
+"$EMBER" train --config "$WORK/run.toml" --set embedding.dim=8 --set data.vocab=\"$WORK/train.vocab\" \
+  --set embedding.admit_after=3 --set embedding.expire_after_steps=50 --set checkpoint.dir=\"$WORK/ckpt-admit\" \
+  --metrics-json "$WORK/ma.json" > "$WORK/train-admit.out" 2>&1 || { cat "$WORK/train-admit.out"; fail "admission run"; }
+"$EMBER" eval --checkpoint "$WORK/ckpt-admit" --data "$WORK/test.tsv" --metrics-json "$WORK/ea.json" >/dev/null 2>&1 \
+  || fail "eval of the admission checkpoint"
+python3 - "$WORK/m.json" "$WORK/ma.json" "$WORK/ea.json" <<'PY' || fail "admission metrics"
+import json, sys
+full, admit, ev = (json.load(open(p)) for p in sys.argv[1:])
+assert abs(admit["auc"] - ev["auc"]) < 1e-12, (admit["auc"], ev["auc"])
+assert admit["table_rows"] < 0.6 * full["table_rows"], (admit["table_rows"], full["table_rows"])
+assert admit["auc"] > 0.65, admit
+PY
+"$EMBER" train --config "$WORK/run.toml" --set embedding.method=\"hash\" --set embedding.admit_after=3 \
+  > "$WORK/bad-admit.out" 2>&1 && fail "admission on a hash method accepted"
+grep -q "has no per-value rows to admit" "$WORK/bad-admit.out" || { cat "$WORK/bad-admit.out"; fail "hash admission error"; }
+
 # inspect: the checkpoint's step and tables as text and JSON; a missing path exits 1 naming it.
 "$EMBER" inspect "$WORK/ckpt" > "$WORK/inspect.out" 2>&1 || { cat "$WORK/inspect.out"; fail "inspect failed"; }
 grep -q "files (all verified)" "$WORK/inspect.out" || { cat "$WORK/inspect.out"; fail "inspect output"; }

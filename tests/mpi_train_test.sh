@@ -38,6 +38,16 @@ timeout 300 "${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set train.
   || { cat "$WORK/four.out"; fail "mpirun 2+2 run"; }
 grep -q "cluster: 2 PS servers, 2 workers, train.mode sync" "$WORK/four.out" || { cat "$WORK/four.out"; fail "roles"; }
 grep -Eq "dense all-reduce: (MPI|NCCL)" "$WORK/four.out" || { cat "$WORK/four.out"; fail "collective"; }
+# Feature admission and expiry across servers: servers count and admit, workers read fallbacks.
+timeout 300 "${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set train.batch_size=256 \
+  --set embedding.admit_after=3 --set embedding.expire_after_steps=40 --metrics-json "$WORK/admit.json" \
+  > "$WORK/admit.out" 2>&1 || { cat "$WORK/admit.out"; fail "mpirun admission run"; }
+python3 - "$WORK/four.json" "$WORK/admit.json" <<'PY' || { cat "$WORK/admit.out"; fail "admission across servers"; }
+import json, sys
+four, admit = (json.load(open(p)) for p in sys.argv[1:])
+assert admit["table_rows"] < 0.6 * four["table_rows"], (admit["table_rows"], four["table_rows"])
+assert admit["auc"] > 0.65 and abs(admit["auc"] - four["auc"]) < 0.03, (admit["auc"], four["auc"])
+PY
 # Bounded staleness (s = 1) and async: pushes applied on arrival, the next rows pulled during the
 # step; a different algorithm, so a looser tolerance.
 for mode in bounded async; do
