@@ -209,6 +209,13 @@ TEST(Export, MethodConfigsRoundTripThroughJson) {
   c.init_scale = 0.03f;
   c.density = 0.25f;
   c.precision = Precision::kFp16;
+  c.lifecycle.admit_after = 4;
+  c.lifecycle.admit_probability = 0.5f;
+  c.lifecycle.sketch_width = 1024;
+  c.lifecycle.expire_after = 77;
+  c.field_admit_after = {0, 9, 0};
+  c.fallback = "hash";
+  c.fallback_rows = 321;
   auto back = MethodConfigFromJson(nlohmann::json::parse(MethodConfigToJson(c).dump()));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(MethodConfigToJson(*back), MethodConfigToJson(c));

@@ -183,7 +183,7 @@ void TrainAndCheckExports(const std::vector<std::string>& extra, const std::stri
   ASSERT_TRUE(r.ok());
   // (fp16 rows are held at 2 bytes and exported at 4; DSL also holds masks.)
   const uint64_t held_values = tag == "fp16-rows" ? 2 * r->held_param_bytes : r->held_param_bytes;
-  if (tag != "dsl") {
+  if (tag.rfind("dsl", 0) != 0) {  // DSL also holds masks
     EXPECT_EQ(r->summary.value_bytes(), held_values) << out.str();
   }
   if (tag == "full" || tag == "hash") {
@@ -355,6 +355,12 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
       "unified");
   TrainAndCheckExports({"embedding.method=\"dsl\"", "embedding.density=0.5", "dsl.interval=20"}, "dsl");
   TrainAndCheckExports({"embedding.method=\"full\"", "embedding.precision=\"fp16\""}, "fp16-rows");
+  // Feature admission: the export serves never-admitted values from the fallback rows.
+  TrainAndCheckExports({"embedding.method=\"full\"", "embedding.admit_after=3"}, "admission");
+  TrainAndCheckExports(
+      {"embedding.method=\"dsl\"", "embedding.density=0.5", "embedding.admit_after=2", "embedding.fallback=\"hash\"",
+       "embedding.fallback_rows=500", "embedding.expire_after_steps=30"},
+      "dsl-admission");
   TrainAndCheckExports({"model.name=\"deepfm\"", "embedding.method=\"hash\"", "embedding.rows=3000"}, "deepfm");
 }
 
