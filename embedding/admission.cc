@@ -141,4 +141,16 @@ Status SightingCounter::MergeSketch(std::string_view bytes) {
   return sketch_.Merge(other);
 }
 
+Status CheckLifecycle(const Lifecycle& life) {
+  if (!(life.admit_probability > 0.0f && life.admit_probability <= 1.0f))
+    return Status::InvalidArgument("admission probability " + std::to_string(life.admit_probability) +
+                                   " is not in (0, 1]");
+  if (life.sketch_width > 0 && (life.sketch_depth < 1 || life.sketch_depth > 64))
+    return Status::InvalidArgument("sketch depth " + std::to_string(life.sketch_depth) + " is not in [1, 64]");
+  if (uint64_t{life.sketch_width} * life.sketch_depth > (uint64_t{1} << 26))
+    return Status::InvalidArgument("sketch of " + std::to_string(life.sketch_width) + " x " +
+                                   std::to_string(life.sketch_depth) + " counters exceeds 2^26 (256 MiB)");
+  return Status::Ok();
+}
+
 }  // namespace ember::embedding

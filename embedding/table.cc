@@ -327,17 +327,6 @@ Status Table::ParseInto(std::string_view* in, const std::string& source, const S
   return Status::Ok();
 }
 
-Status CheckLifecycle(const Lifecycle& life) {
-  if (!(life.admit_probability > 0.0f && life.admit_probability <= 1.0f))
-    return Status::InvalidArgument("admission probability " + std::to_string(life.admit_probability) +
-                                   " is not in (0, 1]");
-  if (life.sketch_width > 0 && (life.sketch_depth < 1 || life.sketch_depth > 64))
-    return Status::InvalidArgument("sketch depth " + std::to_string(life.sketch_depth) + " is not in [1, 64]");
-  if (uint64_t{life.sketch_width} * life.sketch_depth > (uint64_t{1} << 26))
-    return Status::InvalidArgument("sketch of " + std::to_string(life.sketch_width) + " x " +
-                                   std::to_string(life.sketch_depth) + " counters exceeds 2^26 (256 MiB)");
-  return Status::Ok();
-}
 
 Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std::string& source) {
   std::unique_ptr<Table> table;

@@ -1,6 +1,6 @@
 #include "ember/ps/wire.h"
 
-#include "ember/embedding/table.h"
+#include "ember/embedding/admission.h"
 
 namespace ember::ps::wire {
 namespace {

@@ -18,13 +18,13 @@ if [ -n "${MISSING:-}" ]; then
 fi
 clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -Icommon/include -Iembedding/include -Ips/include \
-  tests/fuzz/wire_fuzz.cc ps/wire.cc common/status.cc -o "$OUT/wire_fuzz"
-# Seeds: valid frames of every type, written by the unit test's encoders through a tiny driver.
+  tests/fuzz/wire_fuzz.cc ps/wire.cc embedding/admission.cc common/status.cc -o "$OUT/wire_fuzz"
+# Seeds: valid frames (protocol version 3) of every type, written by the unit test's encoders through a tiny driver.
 python3 - "$OUT/corpus" <<'PY'
 import struct, sys, os
 d = sys.argv[1]
 def frame(t, payload):
-    return struct.pack("<IHHQII", 0x504d4245, 2, t, 7, len(payload), 0) + payload
+    return struct.pack("<IHHQII", 0x504d4245, 3, t, 7, len(payload), 0) + payload
 keys = struct.pack("<3Q", 10, 12, 13)
 seeds = {
     "ping": frame(1, b""), "stats": frame(5, b""), "shutdown": frame(9, b""),
@@ -37,7 +37,8 @@ seeds = {
                   + struct.pack("<QQ", 100, 7)),
     "error": frame(0, struct.pack("<iI", 2, 4) + b"gone"),
     "create": frame(2, struct.pack("<I", 1) + struct.pack("<IiQfQifffffifBi", 3, 8, 1000, 0.01, 9, 2, 0.05, 1e-8,
-                                                            0.9, 0.999, 0, 0, 1.0, 0, 0)),
+                                                            0.9, 0.999, 0, 0, 1.0, 0, 0)
+                    + struct.pack("<IfIIQ", 5, 1.0, 4096, 4, 100)),  # lifecycle: admission, sketch, expiry
 }
 for name, data in seeds.items():
     open(os.path.join(d, name), "wb").write(data)

@@ -20,6 +20,7 @@
 
 #include "ember/common/key_index.h"
 #include "ember/common/status.h"
+#include "ember/embedding/types.h"
 
 namespace ember::embedding {
 
@@ -74,5 +75,8 @@ class SightingCounter {
   std::vector<uint64_t> keys_;
   std::vector<uint32_t> counts_;
 };
+
+// Validates a table's lifecycle settings (probability in (0, 1], sketch shape and size).
+Status CheckLifecycle(const Lifecycle& life);
 
 }  // namespace ember::embedding

@@ -141,7 +141,4 @@ class Table {
   std::vector<float> picked_rows_;
 };
 
-// Validates a lifecycle's settings (probability in (0, 1], sketch shape).
-Status CheckLifecycle(const Lifecycle& life);
-
 }  // namespace ember::embedding
