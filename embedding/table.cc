@@ -327,7 +327,6 @@ Status Table::ParseInto(std::string_view* in, const std::string& source, const S
   return Status::Ok();
 }
 
-
 Result<std::unique_ptr<Table>> Table::ParseFrom(std::string_view* in, const std::string& source) {
   std::unique_ptr<Table> table;
   Sink sink;

@@ -323,6 +323,16 @@ Result<RunConfig> LoadConfig(const std::string& path, const std::vector<std::str
   return ParseConfig(*text, path, overrides);
 }
 
+namespace {
+// The index of categorical field `name` ("C1".."C<num_sparse>"), or an error naming `key`.
+Result<size_t> FieldNamed(const std::string& name, int num_sparse, const char* key) {
+  for (int f = 0; f < num_sparse; ++f)
+    if ("C" + std::to_string(f + 1) == name) return static_cast<size_t>(f);
+  return Status::InvalidArgument(std::string(key) + ": no field named '" + name + "' (fields are C1..C" +
+                                 std::to_string(num_sparse) + ")");
+}
+}  // namespace
+
 Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   workers::TrainerConfig t;
   t.embedding.method = c.method;
@@ -338,11 +348,7 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   if (!c.field_methods.empty()) {
     t.embedding.field_methods.assign(static_cast<size_t>(c.num_sparse), "");
     for (const auto& [name, m] : c.field_methods) {
-      size_t f = 0;
-      while (f < static_cast<size_t>(c.num_sparse) && "C" + std::to_string(f + 1) != name) ++f;
-      if (f == static_cast<size_t>(c.num_sparse))
-        return Status::InvalidArgument("embedding.field_methods: no field named '" + name + "' (fields are C1..C" +
-                                       std::to_string(c.num_sparse) + ")");
+      EMBER_ASSIGN_OR_RETURN(const size_t f, FieldNamed(name, c.num_sparse, "embedding.field_methods"));
       t.embedding.field_methods[f] = m;
     }
   }
@@ -354,11 +360,7 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   if (!c.field_admit_after.empty()) {
     t.embedding.field_admit_after.assign(static_cast<size_t>(c.num_sparse), 0);
     for (const auto& [name, k] : c.field_admit_after) {
-      size_t f = 0;
-      while (f < static_cast<size_t>(c.num_sparse) && "C" + std::to_string(f + 1) != name) ++f;
-      if (f == static_cast<size_t>(c.num_sparse))
-        return Status::InvalidArgument("embedding.field_admit_after: no field named '" + name + "' (fields are C1..C" +
-                                       std::to_string(c.num_sparse) + ")");
+      EMBER_ASSIGN_OR_RETURN(const size_t f, FieldNamed(name, c.num_sparse, "embedding.field_admit_after"));
       t.embedding.field_admit_after[f] = static_cast<uint32_t>(k);
     }
   }
