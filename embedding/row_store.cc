@@ -157,12 +157,27 @@ const float* RowStore::Find(uint64_t key) const {
 }
 
 void RowStore::FindOrCreate(const uint64_t* keys, size_t n, float** ptrs) {
-  // Hash and prefetch the index ahead of the probe loop: lookups are cache misses.
-  constexpr size_t kAhead = 8;
-  for (size_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) index_.Prefetch(keys[i + kAhead]);
-    EMBER_CHECK(keys[i] != KeyIndex::kEmpty) << "reserved key";
-    ptrs[i] = SlotPtr(LookupOrInsert(keys[i]));
+  // Lookups are cache (and TLB) misses: in chunks, hash every key and prefetch its bucket first,
+  // then probe, so that the misses of a chunk overlap instead of stalling one after another.
+  constexpr size_t kChunk = 64;
+  size_t homes[kChunk];
+  for (size_t c = 0; c < n; c += kChunk) {
+    const size_t m = std::min(kChunk, n - c);
+    for (size_t i = 0; i < m; ++i) {
+      EMBER_CHECK(keys[c + i] != KeyIndex::kEmpty) << "reserved key";
+      homes[i] = index_.Home(keys[c + i]);
+      index_.PrefetchHome(homes[i]);
+    }
+    for (size_t i = 0; i < m; ++i) {
+      if (index_.MakeRoom())
+        for (size_t j = i; j < m; ++j) homes[j] = index_.Home(keys[c + j]);
+      const auto [slot, inserted] = index_.InsertAt(homes[i], keys[c + i], static_cast<uint32_t>(size_));
+      if (inserted)
+        NewSlot(keys[c + i]);
+      else if (track_)
+        touched_[slot] = now_;
+      ptrs[c + i] = SlotPtr(slot);
+    }
   }
 }
 

@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Writes docs/performance.md and its plots from the results bench/run left in bench/results.
+
+    /usr/bin/python3 bench/report.py [--results bench/results] [--docs docs] [--build build]
+
+Sections: the machine; ember vs the PyTorch reference (throughput against batch size, AUC);
+embedding kernels against the random-gather limit; PS against a plain socket; test AUC against
+embedding memory per method; then the tables of the other benchmarks that ran.
+"""
+import argparse
+import csv
+import datetime
+import os
+import platform
+import re
+import subprocess
+
+import benchlib
+
+OTHER = [("admission", "Feature admission"), ("cluster", "Cluster (mpirun) scaling"),
+         ("serving", "Serving"), ("monitoring", "Monitoring overhead"), ("export_parity", "Export parity"),
+         ("checkpoint", "Checkpoint and restore")]
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception:  # noqa: BLE001 - a description, best effort
+        return ""
+
+
+def machine():
+    lscpu = sh("lscpu")
+    field = lambda k: (re.search(rf"^{k}:\s*(.+)$", lscpu, re.M) or [None, "?"])[1]  # noqa: E731
+    mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2 / 1048576}' /proc/meminfo")
+    blas = sh("update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null | awk '/^Value:/ {print $2}'")
+    torch = sh("/usr/bin/python3 -c 'import torch; print(torch.__version__)'")
+    cxx = sh("c++ --version | head -1")
+    rev = sh("git rev-parse --short HEAD")
+    cpus, threads = field(r"CPU\(s\)"), field(r"Thread\(s\) per core")
+    return [("CPU", f"{field('Model name')}, {cpus} cores ({threads} thread per core)"),
+            ("Memory", mem), ("Kernel", f"{platform.system()} {platform.release()}"),
+            ("Virtualised", field("Hypervisor vendor") if "Hypervisor vendor" in lscpu else
+             ("yes (hypervisor flag)" if " hypervisor " in lscpu else "no")),
+            ("Compiler", cxx), ("BLAS", blas or "?"), ("PyTorch (reference)", torch or "absent"),
+            ("ember", rev), ("Date", datetime.date.today().isoformat())]
+
+
+def read(path):
+    return list(csv.DictReader(open(path))) if os.path.exists(path) else []
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default="bench/results")
+    ap.add_argument("--docs", default="docs")
+    a = ap.parse_args()
+    R = lambda name: os.path.join(a.results, name)  # noqa: E731
+    plt = benchlib.pyplot()
+    out = ["# Performance", "",
+           "Written by `bash bench/run` (builds, runs every benchmark, then `bench/report.py`); each ratio "
+           "compares figures measured in the same run on the machine below. These VMs are noisy: "
+           "repeated runs move single figures by 10-20 %, ratios less.", "", "## The machine", "",
+           "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in machine()]
+
+    ref = read(R("reference.csv"))
+    if ref:
+        out += ["", "## ember against a PyTorch reference DLRM", "",
+                "The same DLRM (bottom MLP [64] to dim 16, pairwise dot interaction, top MLP [64, 32]), the same "
+                "synthetic data (`ember datagen ctr --max-vocab 200000`), element-wise Adagrad on the embeddings "
+                "(lr 0.05; PyTorch: `nn.EmbeddingBag` with sparse gradients) and Adam on the dense part (lr 1e-3), "
+                "one epoch, 2 threads each; `bench/reference_dlrm.py` numbers ids before its clock starts, ember "
+                "does that inside its timed loop. Training samples/s (median of the repeats), then test AUC.", "",
+                open(R("reference.md")).read().split("\n", 2)[2].strip(), "", "![throughput](performance-throughput.png)"]
+        if plt:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            b = [int(r["batch"]) for r in ref]
+            ax.plot(b, [float(r["ember_samples_per_sec"]) for r in ref], "o-", color="#c0392b", label="ember")
+            ax.plot(b, [float(r["reference_samples_per_sec"]) for r in ref], "s--", color="#555", label="PyTorch reference")
+            for r in ref:
+                ax.annotate(f"{float(r['speedup']):.2f}x", (int(r["batch"]), float(r["ember_samples_per_sec"])),
+                            textcoords="offset points", xytext=(0, 6), ha="center")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("batch size")
+            ax.set_ylabel("training samples / s")
+            ax.set_ylim(bottom=0)
+            ax.set_title("DLRM training throughput, same machine, same run")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(a.docs, "performance-throughput.png"), dpi=110)
+
+    emb = read(R("embedding_throughput.csv"))
+    if emb:
+        out += ["", "## Embedding kernels against the random-gather limit", "",
+                "`build/bench/embedding_bench`: 4M rows of 16 floats with row-wise Adagrad state (a table far "
+                "larger than the caches), batches of 65536 random rows. The limit is the fastest of three loops "
+                "copying the same random rows out of a flat array (plain, software-prefetched by index, "
+                "prefetched by pointer). The kernels get rows already resolved (as after the index lookup); the "
+                "pull and push rows add the hash-index lookup, a second random memory access per row.", "",
+                open(R("embedding_throughput.md")).read().split("\n", 2)[2].strip(), "",
+                "![kernels](performance-kernels.png)"]
+        if plt:
+            fig, ax = plt.subplots(figsize=(9, 4))
+            names = [r["operation"] for r in emb][::-1]
+            ratios = [float(r["ratio_to_limit"]) for r in emb][::-1]
+            colors = ["#888888" if n.startswith("random gather") else "#c0392b" for n in names]
+            bars = ax.barh(names, [float(r["rows_per_sec"]) / 1e6 for r in emb][::-1], color=colors)
+            for bar, r in zip(bars, ratios):
+                ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {r:.2f}", va="center")
+            ax.set_xlabel("million rows / s (label: fraction of the random-gather limit)")
+            ax.set_title("Embedding kernels vs the random-gather limit (grey)")
+            fig.tight_layout()
+            fig.savefig(os.path.join(a.docs, "performance-kernels.png"), dpi=110)
+
+    ps = read(R("ps_throughput.csv"))
+    if ps:
+        out += ["", "## Parameter server against a plain socket", "",
+                "`build/bench/ps_bench` through `bench/ps_throughput.py`: per step a worker pulls U unique keys' "
+                "rows from 2 shard servers over loopback TCP and pushes their gradients (ember's RPC: request "
+                "framing, key routing, shard lookup and the Adagrad update), against plain sockets moving the same "
+                "request and reply bytes to the same number of servers (the transport's floor), and in-process "
+                "shards (no network).", "", open(R("ps_throughput.md")).read().split("\n", 2)[2].strip(), "",
+                "![ps](performance-ps.png)"]
+        if plt:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            k = [int(r["keys"]) for r in ps]
+            for col, label, style in (("plain_rows_per_sec", "plain socket, same bytes", "s--"),
+                                      ("remote_rows_per_sec", "ember PS over loopback", "o-"),
+                                      ("in_process_rows_per_sec", "in-process shards", "^:")):
+                ax.plot(k, [float(r[col]) / 1e6 for r in ps], style, label=label)
+            ax.set_xscale("log")
+            ax.set_xlabel("unique keys per step")
+            ax.set_ylabel("million rows / s (pulled + pushed)")
+            ax.set_ylim(bottom=0)
+            ax.set_title("PS throughput vs a plain socket")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(a.docs, "performance-ps.png"), dpi=110)
+
+    comp = [r for r in read(R("compression.csv")) if r.get("auc")]
+    if comp:
+        out += ["", "## Test AUC against embedding memory", "",
+                "`bench/compression.py` (DLRM, dim 16, one epoch of `ember datagen ctr`; memory = the parameter "
+                "bytes the servers hold, with DSL's masks):", "",
+                open(R("compression.md")).read().split("\n", 2)[2].strip(), "", "![auc](performance-auc-memory.png)"]
+        if plt:
+            fig, ax = plt.subplots(figsize=(8, 5))
+            for method in dict.fromkeys(r["method"] for r in comp):
+                pts = sorted((float(r["param_bytes"]) / 2**20, float(r["auc"])) for r in comp if r["method"] == method)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=method)
+            ax.set_xscale("log")
+            ax.set_xlabel("embedding parameters (MiB, log)")
+            ax.set_ylabel("test AUC")
+            ax.set_title("AUC against embedding memory, per method")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(a.docs, "performance-auc-memory.png"), dpi=110)
+
+    for name, title in OTHER:
+        if os.path.exists(R(name + ".md")):
+            body = open(R(name + ".md")).read().strip()
+            body = body.split("\n", 1)[1].strip() if body.startswith("#") else body
+            out += ["", f"## {title}", "", body]
+    with open(os.path.join(a.docs, "performance.md"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    print(f"wrote {os.path.join(a.docs, 'performance.md')}")
+
+
+if __name__ == "__main__":
+    main()
