@@ -125,7 +125,24 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
   m.report = worker == 0;
   std::ostringstream quiet;
   std::ostream& log = worker == 0 ? out : quiet;
+  auto run_sessions = [&]() -> Status {
+    EMBER_ASSIGN_OR_RETURN(auto d, LoadSessionData(c, log));
+    EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(endpoints, 60));
+    workers::MpiCollective collective(group);
+    EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", rank, log));
+    EMBER_RETURN_IF_ERROR(
+        RunSessionWorker(c, d, client.get(), &collective, exporter ? &exporter->registry() : nullptr, log, &m));
+    double samples = static_cast<double>(m.train_samples);
+    MPI_Allreduce(MPI_IN_PLACE, &samples, 1, MPI_DOUBLE, MPI_SUM, group);
+    m.train_samples = static_cast<uint64_t>(samples);
+    m.samples_per_sec = m.train_seconds > 0 ? samples / m.train_seconds : 0;
+    log << "trained " << m.train_samples << " examples on " << workers << " workers\n";
+    EMBER_RETURN_IF_ERROR(collective.Barrier());
+    if (worker == 0) EMBER_RETURN_IF_ERROR(client->Shutdown());
+    return Status::Ok();
+  };
   auto run = [&]() -> Status {
+    if (IsSessionModel(c)) return run_sessions();
     EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
     // The first worker counts field vocabularies (where needed) into the cache; the others then
     // read it instead of counting the file again. A failure aborts the job, releasing the barrier.

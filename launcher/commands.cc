@@ -31,14 +31,6 @@ Result<std::unique_ptr<data::BatchReader>> OpenReader(const RunConfig& c, const 
   return std::unique_ptr<data::BatchReader>(new data::PrefetchingReader(std::move(r).value()));
 }
 
-workers::ProgressOptions Progress(const RunConfig& c) {
-  workers::ProgressOptions p;
-  p.enabled = c.progress != "off";
-  p.tty = c.progress == "auto" && StderrIsTty();
-  p.log_interval_s = c.log_interval_s;
-  return p;
-}
-
 std::string Bytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30))
@@ -50,6 +42,14 @@ std::string Bytes(uint64_t b) {
   return buf;
 }
 }  // namespace
+
+workers::ProgressOptions Progress(const RunConfig& c) {
+  workers::ProgressOptions p;
+  p.enabled = c.progress != "off";
+  p.tty = c.progress == "auto" && StderrIsTty();
+  p.log_interval_s = c.log_interval_s;
+  return p;
+}
 
 void ConfigureThreads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -80,6 +80,19 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m) {
   j["auc"] = m.auc >= 0 ? nlohmann::json(m.auc) : nlohmann::json(nullptr);
   j["logloss"] = m.logloss >= 0 ? nlohmann::json(m.logloss) : nlohmann::json(nullptr);
   if (!m.checkpoint.empty()) j["checkpoint"] = m.checkpoint;
+  if (m.session) {
+    j["recall_at_20"] = m.recall_at_20;
+    j["mrr_at_20"] = m.mrr_at_20;
+    j["cold_recall_at_20"] = m.cold_recall_at_20;
+    j["cold_mrr_at_20"] = m.cold_mrr_at_20;
+    j["rare_recall_at_20"] = m.rare_recall_at_20;
+    j["rare_mrr_at_20"] = m.rare_mrr_at_20;
+    j["valid_recall_at_20"] = m.valid_recall_at_20;
+    j["test_examples"] = m.test_examples;
+    j["cold_examples"] = m.cold_examples;
+    j["rare_examples"] = m.rare_examples;
+    j["best_epoch"] = m.best_epoch;
+  }
   return WriteFileAtomic(path, j.dump(2) + "\n");
 }
 
@@ -416,7 +429,9 @@ Status RecordTables(ps::PsClient* ps, RunMetrics* m) {
 
 Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
+  EMBER_RETURN_IF_ERROR(CheckSessionConfig(c));
   if (UnderMpi()) return RunTrainCluster(c, out);
+  if (IsSessionModel(c)) return RunSessionTrain(c, out);
   ConfigureThreads(c.threads);
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   // With metrics on, field vocabularies are counted (once; cached) for the compression ratio.

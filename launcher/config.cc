@@ -173,18 +173,79 @@ Setter ChunkList() {
   };
 }
 
+Setter StrList(std::vector<std::string> RunConfig::*field, bool RunConfig::*set) {
+  return [=](const toml::node& n, RunConfig* c) {
+    const toml::array* a = n.as_array();
+    if (!a) return Status::InvalidArgument("expected an array of strings");
+    std::vector<std::string> out;
+    for (const auto& e : *a) {
+      if (!e.is_string()) return Status::InvalidArgument("expected an array of strings");
+      out.push_back(*e.value<std::string>());
+    }
+    c->*field = out;
+    c->*set = true;
+    return Status::Ok();
+  };
+}
+Setter FloatList(std::vector<double> RunConfig::*field) {
+  return [=](const toml::node& n, RunConfig* c) {
+    const toml::array* a = n.as_array();
+    if (!a) return Status::InvalidArgument("expected an array of numbers");
+    std::vector<double> out;
+    for (const auto& e : *a) {
+      if (!e.is_number() || !(*e.value<double>() >= 0)) return Status::InvalidArgument("expected numbers >= 0");
+      out.push_back(*e.value<double>());
+    }
+    c->*field = out;
+    return Status::Ok();
+  };
+}
+Setter SessionBool(bool data::SessionProtocol::*field) {
+  return [=](const toml::node& n, RunConfig* c) {
+    if (!n.is_boolean()) return Status::InvalidArgument("expected true or false");
+    c->sessions.*field = *n.value<bool>();
+    return Status::Ok();
+  };
+}
+Setter ColdItems() {
+  return [](const toml::node& n, RunConfig* c) {
+    const std::string v = n.is_string() ? *n.value<std::string>() : "";
+    if (v != "keep" && v != "drop") return Status::InvalidArgument("expected \"keep\" or \"drop\"");
+    c->sessions.cold_items = v;
+    return Status::Ok();
+  };
+}
+
 const std::map<std::string, Setter>& Schema() {
   static const std::map<std::string, Setter> schema = {
       {"data.train", Str(&RunConfig::train)},
       {"data.test", Str(&RunConfig::test)},
       {"data.valid", Str(&RunConfig::valid)},
-      {"data.format", Str(&RunConfig::format, {"criteo"})},
+      {"data.format", Str(&RunConfig::format, {"criteo", "diginetica", "yoochoose"})},
+      {"data.items", Str(&RunConfig::items)},
+      {"data.min_item_count", SubInt(&RunConfig::sessions, &data::SessionProtocol::min_item_count, 1, INT32_MAX)},
+      {"data.test_days", SubFloat(&RunConfig::sessions, &data::SessionProtocol::test_days, 0, 1e6)},
+      {"data.drop_boundary", SessionBool(&data::SessionProtocol::drop_boundary)},
+      {"data.cold_items", ColdItems()},
+      {"data.train_fraction", SubFloat(&RunConfig::sessions, &data::SessionProtocol::train_fraction, 1e-9, 1)},
+      {"data.rare_max_count", SubInt(&RunConfig::sessions, &data::SessionProtocol::rare_max_count, 1, INT32_MAX)},
+      {"data.item_id_attribute", SessionBool(&data::SessionProtocol::item_id_attribute)},
+      {"data.valid_fraction", Float(&RunConfig::valid_fraction, 0, 0.9)},
       {"data.on_bad_line", Str(&RunConfig::on_bad_line, {"error", "skip"})},
       {"data.num_dense", Int(&RunConfig::num_dense, 0, 64)},
       {"data.num_sparse", Int(&RunConfig::num_sparse, 1, 1000)},
       {"data.max_rows", Int(&RunConfig::max_rows, 0, INT64_MAX)},
       {"data.vocab", Str(&RunConfig::vocab)},
-      {"model.name", Str(&RunConfig::model, {"dlrm", "deepfm", "lr"})},
+      {"model.name", Str(&RunConfig::model, {"dlrm", "deepfm", "lr", "m2trec", "sasrec"})},
+      {"model.layers", Int(&RunConfig::layers, 1, 64)},
+      {"model.attention_heads", Int(&RunConfig::attention_heads, 1, 64)},
+      {"model.dropout", Float(&RunConfig::dropout, 0, 0.99)},
+      {"model.max_length", Int(&RunConfig::max_length, 1, 4096)},
+      {"model.pooling", Str(&RunConfig::pooling, {"mean", "last"})},
+      {"model.category_heads", StrList(&RunConfig::category_heads, &RunConfig::category_heads_set)},
+      {"model.head_weights", FloatList(&RunConfig::head_weights)},
+      {"train.candidates", Int(&RunConfig::candidates, 0, INT64_MAX)},
+      {"train.patience", Int(&RunConfig::patience, 0, 100000)},
       {"model.bottom_mlp", IntList(&RunConfig::bottom_mlp)},
       {"model.top_mlp", IntList(&RunConfig::top_mlp)},
       {"embedding.method", Str(&RunConfig::method, {"full", "hash", "unified", "dsl", "optembed"})},

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "ember/data/sessions.h"
 #include "ember/launcher/commands.h"
 
 namespace {
@@ -113,6 +114,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ctr->add_option("--dense-scale", gen.dense_scale, "Scale of the dense-feature effects")->capture_default_str();
 
+  ember::data::SyntheticSessionOptions sgen;
+  std::string sessions_out, items_out;
+  auto* sessions = datagen->add_subcommand(
+      "sessions", "Session logs (SessionId, ItemId, Time) driven by item metadata, plus an items file");
+  sessions->add_option("--out", sessions_out, "Session log to write (data.train, data.format = \"yoochoose\")")
+      ->required();
+  sessions->add_option("--items-out", items_out, "Item metadata file to write (data.items)")->required();
+  sessions->add_option("--sessions", sgen.sessions, "Sessions")->capture_default_str();
+  sessions->add_option("--items", sgen.items, "Catalog size")->capture_default_str();
+  sessions->add_option("--categories", sgen.categories, "Categories")->capture_default_str();
+  sessions->add_option("--subcategories", sgen.subcategories, "Subcategories per category")->capture_default_str();
+  sessions->add_option("--brands", sgen.brands, "Brands")->capture_default_str();
+  sessions->add_option("--price-buckets", sgen.price_buckets, "Price buckets")->capture_default_str();
+  sessions->add_option("--cold-fraction", sgen.cold_fraction, "Share of items seen only in the last --test-days")
+      ->capture_default_str();
+  sessions->add_option("--mean-length", sgen.mean_length, "Mean session length (>= 2)")->capture_default_str();
+  sessions->add_option("--days", sgen.days, "Days the log spans")->capture_default_str();
+  sessions->add_option("--test-days", sgen.test_days, "Final days in which cold items appear")->capture_default_str();
+  sessions->add_option("--seed", sgen.seed, "Seed")->capture_default_str();
+
   std::string inspect_path;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand("inspect", "Print what a checkpoint holds (and verify its files)");
@@ -179,6 +200,14 @@ int main(int argc, char** argv) {
       sigwait(&stop, &sig);
     });
     if (!st.ok()) return Fail(st);
+    return 0;
+  }
+  if (sessions->parsed()) {
+    auto st = ember::data::WriteSyntheticSessions(sgen, sessions_out, items_out);
+    if (!st.ok()) return Fail(st.status());
+    std::cout << "wrote " << st->clicks << " clicks in " << st->sessions << " sessions to " << sessions_out << " and "
+              << sgen.items << " items (" << st->cold_items << " cold: only in the last " << sgen.test_days
+              << " days) to " << items_out << "\n";
     return 0;
   }
   if (ctr->parsed()) {

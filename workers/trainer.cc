@@ -493,33 +493,34 @@ std::vector<torch::Tensor> Trainer::DenseParams() {
   return params;
 }
 
-Status Trainer::AllReduceDense() {
-  if (collective_->size() <= 1) return Status::Ok();
-  auto params = DenseParams();
+Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* collective, std::vector<float>* flat) {
+  if (collective->size() <= 1) return Status::Ok();
   size_t total = 0;
   for (auto& p : params) total += static_cast<size_t>(p.numel());
-  flat_grads_.assign(total, 0.0f);
+  flat->assign(total, 0.0f);
   size_t off = 0;
   for (auto& p : params) {
     const size_t n = static_cast<size_t>(p.numel());
     if (p.grad().defined()) {
       auto g = p.grad().contiguous();
-      std::memcpy(flat_grads_.data() + off, g.data_ptr<float>(), n * sizeof(float));
+      std::memcpy(flat->data() + off, g.data_ptr<float>(), n * sizeof(float));
     }
     off += n;
   }
-  EMBER_RETURN_IF_ERROR(collective_->AllReduceSum(flat_grads_.data(), total));
-  const float scale = 1.0f / static_cast<float>(collective_->size());
+  EMBER_RETURN_IF_ERROR(collective->AllReduceSum(flat->data(), total));
+  const float scale = 1.0f / static_cast<float>(collective->size());
   off = 0;
-  for (auto& p : params) {
+  for (const auto& p : params) {
     const size_t n = static_cast<size_t>(p.numel());
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    auto g = torch::from_blob(flat_grads_.data() + off, p.sizes(), torch::kFloat);
-    p.mutable_grad().copy_(g * scale);
+    auto& grad = const_cast<torch::Tensor&>(p).mutable_grad();
+    if (!grad.defined()) grad = torch::zeros_like(p);
+    grad.copy_(torch::from_blob(flat->data() + off, p.sizes(), torch::kFloat) * scale);
     off += n;
   }
   return Status::Ok();
 }
+
+Status Trainer::AllReduceDense() { return AllReduceMeanGrads(DenseParams(), collective_, &flat_grads_); }
 
 Status Trainer::TrainStep(const data::Batch& batch, double* loss) { return TrainStep(batch, nullptr, loss); }
 

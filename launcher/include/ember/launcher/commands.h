@@ -43,6 +43,14 @@ struct RunMetrics {
   uint64_t kept_rows = 0;
   uint64_t supernet_rows = 0;
   std::vector<int> widths;
+  // Session models: Recall@20 and MRR@20 (fractions, not x100) over the test examples, over
+  // those whose target is cold (unseen in training) and rare; the validation Recall@20 of the
+  // epoch reported (chosen on it).
+  bool session = false;
+  double recall_at_20 = 0, mrr_at_20 = 0, cold_recall_at_20 = 0, cold_mrr_at_20 = 0, rare_recall_at_20 = 0,
+         rare_mrr_at_20 = 0, valid_recall_at_20 = 0;
+  uint64_t test_examples = 0, cold_examples = 0, rare_examples = 0;
+  int best_epoch = 0;
   // Under mpirun only the first worker reports (metrics JSON); other ranks' metrics stay local.
   bool report = true;
 };
@@ -50,10 +58,28 @@ struct RunMetrics {
 // Writes metrics as a JSON object (atomically).
 Status WriteMetricsJson(const std::string& path, const RunMetrics& m);
 
+// train.progress and train.log_interval_s as the trainers take them.
+workers::ProgressOptions Progress(const RunConfig& config);
+
 // Applies train.threads to LibTorch's intra-op pool.
 void ConfigureThreads(int threads);
 
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
+
+// Session recommendation (docs/sessions.md): model.name "m2trec" or "sasrec" on data.format
+// "diginetica" or "yoochoose".
+bool IsSessionModel(const RunConfig& config);
+// A session model needs session data and session data a session model.
+Status CheckSessionConfig(const RunConfig& config);
+// Reads and prepares the session files of a config (the protocol), printing a summary.
+Result<data::SessionData> LoadSessionData(const RunConfig& config, std::ostream& log);
+// Trains on `ps`: epochs (this worker's share of each), the first worker evaluating validation
+// and test after each and keeping the test metrics of the best validation epoch.
+Status RunSessionWorker(const RunConfig& config, const data::SessionData& data, ps::PsClient* ps,
+                        workers::Collective* collective, monitoring::Recorder* recorder, std::ostream& log,
+                        RunMetrics* m);
+// One process: in-process shards.
+Result<RunMetrics> RunSessionTrain(const RunConfig& config, std::ostream& out);
 // Scores data.test with `trainer`, fills the evaluation fields of *m and prints a line.
 Status EvaluateTest(workers::Trainer* trainer, const RunConfig& config, RunMetrics* m, std::ostream& out);
 // Starts rank `rank`'s metrics endpoint (role "train", "ps-server") on monitoring.port + rank, or

@@ -11,6 +11,7 @@
 
 #include "ember/common/status.h"
 #include "ember/data/criteo.h"
+#include "ember/data/sessions.h"
 #include "ember/workers/trainer.h"
 
 namespace ember::launcher {
@@ -26,10 +27,25 @@ struct RunConfig {
   int num_sparse = 26;                // data.num_sparse
   uint64_t max_rows = 0;              // data.max_rows: cap on training rows per epoch (0 = all)
   std::string vocab;                  // data.vocab: a vocabulary file (ember vocab); others read as OOV
+  // Session data (data.format "diginetica" or "yoochoose"; docs/sessions.md).
+  std::string items;               // data.items: item attribute file
+  data::SessionProtocol sessions;  // data.min_item_count, test_days, drop_boundary, cold_items, ...
+  double valid_fraction = 0.1;     // data.valid_fraction: training examples held out to pick the epoch
   // [model]
   std::string model = "dlrm";
   std::vector<int64_t> bottom_mlp = {512, 256, 64};
   std::vector<int64_t> top_mlp = {512, 256};
+  // Session models (m2trec, sasrec).
+  int64_t layers = 2;
+  int64_t attention_heads = 2;
+  double dropout = 0.1;
+  int64_t max_length = 50;
+  std::string pooling;                      // "" = the model's
+  std::vector<std::string> category_heads;  // default (m2trec): the "category" attribute if any
+  bool category_heads_set = false;
+  std::vector<double> head_weights;  // lambda per category head (default 1)
+  uint64_t candidates = 0;           // train.candidates: sampled softmax (0 = full)
+  int64_t patience = 0;              // train.patience: stop after epochs without val gain (0 = never)
   // [embedding]
   std::string method = "full";
   int dim = 16;

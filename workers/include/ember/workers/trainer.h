@@ -118,6 +118,10 @@ struct EvalResult {
   double seconds = 0;
 };
 
+// Replaces each parameter's gradient by its mean over the collective's ranks (absent gradients
+// count as zero), through one flat all-reduce in `flat`.
+Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* collective, std::vector<float>* flat);
+
 // Hooks into every training step (checkpointing, tests).
 using StepCallback = std::function<Status(int64_t step)>;
 

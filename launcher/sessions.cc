@@ -1,0 +1,193 @@
+// `ember train` for session models (m2trec, sasrec): data protocol, training with validation-
+// selected epoch, Recall@20 / MRR@20 overall, cold and rare. docs/sessions.md.
+#include <algorithm>
+#include <numeric>
+#include <ostream>
+#include <random>
+
+#include "ember/common/progress.h"
+#include "ember/common/sysinfo.h"
+#include "ember/launcher/commands.h"
+#include "ember/ps/in_process.h"
+#include "ember/workers/session_trainer.h"
+
+namespace ember::launcher {
+namespace {
+
+std::string Pct(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f", 100 * x);
+  return buf;
+}
+
+Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& c, const data::SessionData& d) {
+  EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
+  workers::SessionTrainerConfig sc;
+  sc.embedding = tc.embedding;
+  sc.model.name = c.model;
+  sc.model.layers = c.layers;
+  sc.model.heads = c.attention_heads;
+  sc.model.dropout = c.dropout;
+  sc.model.max_length = c.max_length;
+  sc.model.pooling = c.pooling;
+  if (c.category_heads_set) {
+    sc.heads = c.category_heads;
+  } else if (c.model == "m2trec") {  // the multi-task head of M2TRec: the item's category
+    const auto& names = d.items.attribute_names;
+    if (std::find(names.begin(), names.end(), "category") != names.end())
+      sc.heads = {"category"};
+    else if (std::find(names.begin(), names.end(), "categoryId") != names.end())
+      sc.heads = {"categoryId"};
+  }
+  if (!c.head_weights.empty() && c.head_weights.size() != sc.heads.size())
+    return Status::InvalidArgument("model.head_weights: " + std::to_string(c.head_weights.size()) + " weights for " +
+                                   std::to_string(sc.heads.size()) + " category heads");
+  sc.head_weights = c.head_weights;
+  sc.dense_optimizer = tc.dense_optimizer;
+  sc.dense_lr = tc.dense_lr;
+  sc.batch_size = c.batch_size;
+  sc.candidates = c.candidates;
+  sc.seed = c.seed;
+  sc.mode = c.mode;
+  sc.staleness = c.staleness;
+  sc.eval_batch_size = std::min<uint64_t>(c.eval_batch_size, 1024);
+  sc.rare_max_count = c.sessions.rare_max_count;
+  return sc;
+}
+
+void Fill(const workers::SessionEval& ev, RunMetrics* m) {
+  m->recall_at_20 = ev.all.recall;
+  m->mrr_at_20 = ev.all.mrr;
+  m->cold_recall_at_20 = ev.cold.recall;
+  m->cold_mrr_at_20 = ev.cold.mrr;
+  m->rare_recall_at_20 = ev.rare.recall;
+  m->rare_mrr_at_20 = ev.rare.mrr;
+  m->test_examples = ev.all.n;
+  m->cold_examples = ev.cold.n;
+  m->rare_examples = ev.rare.n;
+}
+
+}  // namespace
+
+bool IsSessionModel(const RunConfig& c) { return c.model == "m2trec" || c.model == "sasrec"; }
+
+Status CheckSessionConfig(const RunConfig& c) {
+  const bool session_data = c.format == "diginetica" || c.format == "yoochoose";
+  if (IsSessionModel(c) && !session_data)
+    return Status::InvalidArgument("model.name = \"" + c.model +
+                                   "\" needs session data: data.format = \"diginetica\" or \"yoochoose\"");
+  if (!IsSessionModel(c) && session_data)
+    return Status::InvalidArgument("data.format = \"" + c.format +
+                                   "\" is session data: model.name = \"m2trec\" or \"sasrec\"");
+  return Status::Ok();
+}
+
+Result<data::SessionData> LoadSessionData(const RunConfig& c, std::ostream& log) {
+  data::SessionProtocol p = c.sessions;
+  p.format = c.format;
+  EMBER_ASSIGN_OR_RETURN(auto d, data::LoadSessions(c.train, c.test, c.items, p));
+  uint64_t rare_items = 0;
+  for (uint32_t i = 1; i <= d.num_train_items; ++i)
+    rare_items += d.train_count[i] <= static_cast<uint32_t>(p.rare_max_count);
+  log << "sessions: " << d.clicks << " clicks; " << d.train_sessions.size() << " train / " << d.test_sessions.size()
+      << " test sessions (" << d.dropped_short << " too short, " << d.boundary_sessions
+      << " on the boundary day dropped); " << d.num_items() << " items (" << d.num_items() - d.num_train_items
+      << " cold, " << rare_items << " rare, " << d.dropped_rare_items << " seen < " << p.min_item_count
+      << " times dropped); " << d.train.size() << " train / " << d.test.size() << " test examples (" << d.cold_examples
+      << " with a cold target)";
+  for (size_t a = 0; a < d.items.attribute_names.size(); ++a)
+    log << (a ? ", " : "; attributes ") << d.items.attribute_names[a] << " (" << d.items.cardinality[a] - 1 << ")";
+  log << "\n";
+  return d;
+}
+
+Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsClient* ps,
+                        workers::Collective* collective, monitoring::Recorder* recorder, std::ostream& log,
+                        RunMetrics* m) {
+  EMBER_ASSIGN_OR_RETURN(auto sc, MakeSessionTrainerConfig(c, d));
+  EMBER_ASSIGN_OR_RETURN(auto trainer, workers::SessionTrainer::Create(sc, &d, ps, collective, recorder));
+  const bool lead = collective->rank() == 0;
+  m->session = true;
+  m->method = sc.embedding.method;
+  // The validation split: a seeded random share of the training examples (the same on every worker).
+  std::vector<data::SessionExample> train = d.train, valid;
+  if (c.valid_fraction > 0) {
+    std::mt19937_64 rng(c.seed ^ 0x5eed5eedULL);
+    std::shuffle(train.begin(), train.end(), rng);
+    const size_t nv = static_cast<size_t>(static_cast<double>(train.size()) * c.valid_fraction);
+    valid.assign(train.end() - static_cast<long>(nv), train.end());
+    train.resize(train.size() - nv);
+  }
+  if (train.empty()) return Status::InvalidArgument("no training example is left after the validation split");
+  log << c.model << ": item width " << trainer->model()->config().item_dim << ", " << trainer->method().tables().size()
+      << " PS tables (" << sc.embedding.method << "), "
+      << (sc.candidates ? std::to_string(sc.candidates) + " sampled candidates" : std::string("full softmax")) << ", "
+      << train.size() << " train / " << valid.size() << " validation examples\n";
+  workers::ProgressOptions progress = Progress(c);
+  progress.enabled = progress.enabled && lead;
+  double best = -1;
+  int since_best = 0;
+  workers::SessionEval best_test;
+  for (int e = 0; e < c.epochs; ++e) {
+    EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(train, e, c.epochs, progress));
+    m->train_samples += stats.samples;
+    m->train_seconds += stats.seconds;
+    // The first worker evaluates; the others wait at the all-reduce that shares whether to stop.
+    float stop = 0;
+    if (lead) {
+      double val_recall = 0;
+      if (!valid.empty()) {
+        EMBER_ASSIGN_OR_RETURN(auto v, trainer->Evaluate(d.train_sessions, valid));
+        val_recall = v.all.recall;
+      }
+      const bool better = valid.empty() || val_recall > best;
+      log << "epoch " << e + 1 << ": loss " << stats.mean_loss << ", "
+          << static_cast<uint64_t>(stats.samples / stats.seconds) << " examples/s"
+          << (valid.empty() ? "" : ", validation Recall@20 " + Pct(val_recall));
+      if (better) {
+        best = val_recall;
+        since_best = 0;
+        m->best_epoch = e + 1;
+        m->valid_recall_at_20 = val_recall;
+        if (!d.test.empty()) {
+          EMBER_ASSIGN_OR_RETURN(best_test, trainer->Evaluate(d.test_sessions, d.test));
+          log << "; test Recall@20 " << Pct(best_test.all.recall) << ", MRR@20 " << Pct(best_test.all.mrr);
+        }
+      } else {
+        ++since_best;
+      }
+      log << "\n";
+      stop = c.patience > 0 && since_best >= c.patience ? 1.0f : 0.0f;
+    }
+    EMBER_RETURN_IF_ERROR(collective->AllReduceSum(&stop, 1));
+    if (stop > 0) {
+      log << "no validation gain for " << c.patience << " epochs: stopping\n";
+      break;
+    }
+  }
+  if (lead) {
+    Fill(best_test, m);
+    EMBER_RETURN_IF_ERROR(RecordTables(ps, m));
+    log << "test (epoch " << m->best_epoch << ", chosen on validation): Recall@20 " << Pct(m->recall_at_20)
+        << ", MRR@20 " << Pct(m->mrr_at_20) << " over " << m->test_examples << " examples; cold "
+        << Pct(m->cold_recall_at_20) << " / " << Pct(m->cold_mrr_at_20) << " (" << m->cold_examples << "); rare "
+        << Pct(m->rare_recall_at_20) << " / " << Pct(m->rare_mrr_at_20) << " (" << m->rare_examples << ")\n";
+    log << "tables hold " << m->table_rows << " rows, " << m->param_bytes << " parameter bytes\n";
+  }
+  return Status::Ok();
+}
+
+Result<RunMetrics> RunSessionTrain(const RunConfig& c, std::ostream& out) {
+  ConfigureThreads(c.threads);
+  EMBER_ASSIGN_OR_RETURN(auto d, LoadSessionData(c, out));
+  RunMetrics m;
+  ps::InProcessClient ps(c.shards);
+  workers::LocalCollective collective;
+  EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", /*rank=*/0, out));
+  EMBER_RETURN_IF_ERROR(RunSessionWorker(c, d, &ps, &collective, exporter ? &exporter->registry() : nullptr, out, &m));
+  m.samples_per_sec = m.train_seconds > 0 ? static_cast<double>(m.train_samples) / m.train_seconds : 0;
+  m.peak_rss_bytes = PeakRssBytes();
+  return m;
+}
+
+}  // namespace ember::launcher

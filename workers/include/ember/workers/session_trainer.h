@@ -1,0 +1,123 @@
+// SessionTrainer: the next-item training loop (ALGORITHMS.md sections 4 and 6) on the PS.
+//
+// Item representations live in PS tables under an embedding method (full, hash or unified):
+// M2TRec's tables are one field per metadata attribute (x_i = concat_a A_a[attr_a(i)], no item
+// table, so cold items have a representation); the ID baseline's ("sasrec") one field "item"
+// (x_i = E[i]). One step, on a batch of (prefix -> next item) examples: collect the items the
+// step needs (the prefixes' and the candidates': the whole catalog with a full softmax, else the
+// batch's targets plus `candidates` uniformly sampled items, shared by the batch), map them to
+// row keys, pull the unique rows into leaf tensors, build x for those items, encode, score, take
+// the multi-task loss, backward, push the rows' gradients, all-reduce dense gradients and step
+// the dense optimizer. Workers take interleaved batches of the shuffled examples and run the
+// same number of steps (the last may be empty) so that sync mode's clocks advance together.
+//
+// Evaluation ranks each test target against the whole catalog (pessimistic ties: rank = items
+// scoring >= the target, padding never a candidate): Recall@20 and MRR@20 over all examples,
+// over cold targets (unseen in training) and over rare ones (seen 1..rare_max_count times).
+//
+// Borrows the data, PS client, collective and recorder (they must outlive it). One thread.
+#pragma once
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ember/data/sessions.h"
+#include "ember/embedding/method.h"
+#include "ember/models/session_model.h"
+#include "ember/monitoring/recorder.h"
+#include "ember/ps/client.h"
+#include "ember/workers/collective.h"
+#include "ember/workers/trainer.h"
+
+namespace ember::workers {
+
+struct SessionTrainerConfig {
+  embedding::MethodConfig embedding;  // dim: per attribute (m2trec) or the item row (sasrec)
+  models::SessionModelConfig model;   // item_dim is derived from the method's layouts
+  std::vector<std::string> heads;     // model.category_heads: attributes with a category head
+  std::vector<double> head_weights;   // lambda per head (default 1)
+  std::string dense_optimizer = "adam";
+  double dense_lr = 1e-3;
+  uint64_t batch_size = 100;
+  uint64_t candidates = 0;  // sampled softmax: shared negatives per step (0 = full softmax)
+  uint64_t seed = 1;
+  std::string mode = "sync";  // as TrainerConfig::mode
+  int64_t staleness = 0;
+  uint64_t eval_batch_size = 512;
+  int rare_max_count = 10;
+};
+
+struct RankMetrics {
+  uint64_t n = 0;
+  double recall = 0;  // share of examples with the target in the top k
+  double mrr = 0;     // mean of 1 / rank, 0 beyond k
+};
+
+struct SessionEval {
+  RankMetrics all, cold, rare;
+  double seconds = 0;
+};
+
+// Adds one example whose target ranks `rank` (1 = best) to m (as sums; Finish divides).
+void AddRank(uint64_t rank, int k, RankMetrics* m);
+void FinishRanks(RankMetrics* m);
+// Ranks of targets[b] in scores [B, N] (column 0 = padding, never a candidate): the number of
+// columns 1..N-1 scoring >= the target's score.
+std::vector<uint64_t> TargetRanks(const torch::Tensor& scores, const std::vector<int64_t>& targets);
+
+class SessionTrainer {
+ public:
+  static Result<std::unique_ptr<SessionTrainer>> Create(const SessionTrainerConfig& config,
+                                                        const data::SessionData* data, ps::PsClient* ps,
+                                                        Collective* collective, monitoring::Recorder* recorder);
+  // One pass over data.train minus the held-out validation examples (this worker's share).
+  Result<EpochStats> TrainEpoch(const std::vector<data::SessionExample>& examples, int epoch, int epochs,
+                                const ProgressOptions& progress);
+  // Ranks every example's target over the whole catalog.
+  Result<SessionEval> Evaluate(const std::vector<std::vector<uint32_t>>& sessions,
+                               const std::vector<data::SessionExample>& examples);
+
+  const embedding::EmbeddingMethod& method() const { return *method_; }
+  models::SessionModel& model() { return model_; }
+  int64_t step() const { return step_; }
+  // The loss of one batch without training (tests).
+  Result<double> BatchLoss(const std::vector<data::SessionExample>& batch);
+
+ private:
+  SessionTrainer(const SessionTrainerConfig& config, const data::SessionData* data, ps::PsClient* ps,
+                 Collective* collective, monitoring::Recorder* recorder);
+  // Representations [items.size(), item_dim] of `items` from pulled rows; with `leaves`, the
+  // rows are leaf tensors (their gradients are pushed by PushLeaves).
+  struct Pulled {
+    torch::Tensor x;
+    std::vector<uint32_t> tables;
+    std::vector<std::vector<uint64_t>> keys;  // per entry of `tables`: unique keys
+    std::vector<torch::Tensor> leaves;        // per entry: [keys, dim]
+  };
+  Result<Pulled> Represent(const std::vector<uint32_t>& items, bool training);
+  Status PushLeaves(const Pulled& p);
+  Status AllReduceDense();
+  // Forward of a batch: loss (and the step's pulled rows).
+  Result<std::pair<torch::Tensor, Pulled>> Forward(const std::vector<data::SessionExample>& batch, bool training);
+  // Item attribute value ids (the method's field ids) of item i, field f.
+  uint64_t FieldId(int f, uint32_t item) const;
+
+  SessionTrainerConfig config_;
+  const data::SessionData* data_;
+  ps::PsClient* ps_;
+  Collective* collective_;
+  monitoring::Recorder* recorder_;
+  std::unique_ptr<embedding::EmbeddingMethod> method_;
+  bool ids_;                    // the ID baseline: one field, the item id
+  std::vector<int> head_attr_;  // attribute index of each head
+  models::SessionModel model_{nullptr};
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::mt19937_64 rng_;
+  int64_t step_ = 0;
+  bool pushed_ = false;
+  std::vector<float> flat_grads_;
+};
+
+}  // namespace ember::workers

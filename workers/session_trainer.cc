@@ -1,0 +1,401 @@
+#include "ember/workers/session_trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+#include <unordered_map>
+
+#include "ember/common/progress.h"
+
+namespace ember::workers {
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr int kTopK = 20;
+}  // namespace
+
+void AddRank(uint64_t rank, int k, RankMetrics* m) {
+  ++m->n;
+  if (rank >= 1 && rank <= static_cast<uint64_t>(k)) {
+    m->recall += 1;
+    m->mrr += 1.0 / static_cast<double>(rank);
+  }
+}
+
+void FinishRanks(RankMetrics* m) {
+  if (m->n == 0) return;
+  m->recall /= static_cast<double>(m->n);
+  m->mrr /= static_cast<double>(m->n);
+}
+
+std::vector<uint64_t> TargetRanks(const torch::Tensor& scores, const std::vector<int64_t>& targets) {
+  auto s = scores.slice(1, 1);  // column 0 is the padding item
+  auto t = torch::tensor(targets, torch::kLong).sub(1).unsqueeze(1);
+  auto target_scores = s.gather(1, t);
+  auto ranks = (s >= target_scores).sum(1).contiguous();
+  std::vector<uint64_t> out(targets.size());
+  const int64_t* r = ranks.data_ptr<int64_t>();
+  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint64_t>(r[i]);
+  return out;
+}
+
+SessionTrainer::SessionTrainer(const SessionTrainerConfig& config, const data::SessionData* data, ps::PsClient* ps,
+                               Collective* collective, monitoring::Recorder* recorder)
+    : config_(config), data_(data), ps_(ps), collective_(collective), recorder_(recorder), rng_(config.seed) {}
+
+Result<std::unique_ptr<SessionTrainer>> SessionTrainer::Create(const SessionTrainerConfig& config,
+                                                               const data::SessionData* data, ps::PsClient* ps,
+                                                               Collective* collective, monitoring::Recorder* recorder) {
+  std::unique_ptr<SessionTrainer> t(
+      new SessionTrainer(config, data, ps, collective, recorder ? recorder : monitoring::NullRecorder()));
+  const std::string& name = config.model.name;
+  if (name != "m2trec" && name != "sasrec")
+    return Status::InvalidArgument("model.name: \"" + name + "\" is not a session model (m2trec, sasrec)");
+  t->ids_ = name == "sasrec";
+  const auto& m = config.embedding.method;
+  if (m != "full" && m != "hash" && m != "unified")
+    return Status::InvalidArgument("embedding.method: \"" + m +
+                                   "\" is not available for session models (full, hash, unified)");
+  if (config.embedding.lifecycle.admits())
+    return Status::InvalidArgument("embedding.admit_after: feature admission is not available for session models");
+  std::vector<embedding::FieldInfo> fields;
+  if (t->ids_) {
+    fields.push_back({"item", data->num_items() + 1});
+  } else {
+    if (data->items.attribute_names.empty())
+      return Status::InvalidArgument(
+          "model.name = \"m2trec\" represents items by their metadata only: give data.items (an item attribute "
+          "file) or data.item_id_attribute = true");
+    for (size_t a = 0; a < data->items.attribute_names.size(); ++a)
+      fields.push_back({data->items.attribute_names[a], data->items.cardinality[a]});
+  }
+  EMBER_ASSIGN_OR_RETURN(t->method_, embedding::MakeMethod(config.embedding, fields));
+  int64_t item_dim = 0;
+  for (int f = 0; f < t->method_->num_fields(); ++f) item_dim += t->method_->layout(f).output_dim;
+  for (const auto& h : config.heads) {
+    auto it = std::find(data->items.attribute_names.begin(), data->items.attribute_names.end(), h);
+    if (it == data->items.attribute_names.end())
+      return Status::InvalidArgument("model.heads: \"" + h + "\" is not an item attribute");
+    t->head_attr_.push_back(static_cast<int>(it - data->items.attribute_names.begin()));
+  }
+  models::SessionModelConfig mc = config.model;
+  mc.item_dim = item_dim;
+  if (mc.heads < 1 || item_dim % mc.heads != 0)
+    return Status::InvalidArgument("model.attention_heads: " + std::to_string(mc.heads) +
+                                   " attention heads do not divide the item width " + std::to_string(item_dim));
+  mc.head_classes.clear();
+  for (int a : t->head_attr_) mc.head_classes.push_back(data->items.cardinality[a]);
+  mc.head_weights = config.head_weights;
+  mc.head_weights.resize(mc.head_classes.size(), 1.0);
+  t->config_.head_weights = mc.head_weights;
+  torch::manual_seed(config.seed);  // the same initial dense model on every worker
+  t->model_ = models::SessionModel(mc);
+  EMBER_RETURN_IF_ERROR(ps->CreateTables(t->method_->tables()));
+  const auto params = t->model_->parameters();
+  const std::string& opt = config.dense_optimizer;
+  if (opt == "adam")
+    t->optimizer_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(config.dense_lr));
+  else if (opt == "adagrad")
+    t->optimizer_ = std::make_unique<torch::optim::Adagrad>(params, torch::optim::AdagradOptions(config.dense_lr));
+  else if (opt == "sgd")
+    t->optimizer_ = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(config.dense_lr));
+  else
+    return Status::InvalidArgument("train.optimizer: unknown dense optimizer '" + opt +
+                                   "' (expected adam, adagrad or sgd)");
+  return t;
+}
+
+uint64_t SessionTrainer::FieldId(int f, uint32_t item) const {
+  return ids_ ? item : data_->items.values[static_cast<size_t>(f)][item];
+}
+
+Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint32_t>& items, bool training) {
+  const auto& method = *method_;
+  const size_t n = items.size();
+  Pulled p;
+  // Per (field, probe): the table and each item's key.
+  struct Probe {
+    size_t table_slot;
+    int dim;
+    std::vector<int64_t> rows;  // per item: row in the table's unique keys
+  };
+  std::vector<Probe> probes;
+  std::unordered_map<uint32_t, size_t> slot_of_table;
+  std::vector<std::unordered_map<uint64_t, int64_t>> unique;
+  std::vector<uint64_t> ids(n), keys;
+  for (int f = 0; f < method.num_fields(); ++f) {
+    const auto& layout = method.layout(f);
+    const size_t probes_f = layout.probe_tables.size();
+    for (size_t i = 0; i < n; ++i) ids[i] = FieldId(f, items[i]);
+    keys.resize(n * probes_f);
+    method.MapIds(f, ids.data(), n, keys.data());
+    for (size_t q = 0; q < probes_f; ++q) {
+      const uint32_t table = layout.probe_tables[q];
+      auto [it, inserted] = slot_of_table.emplace(table, p.tables.size());
+      if (inserted) {
+        p.tables.push_back(table);
+        p.keys.emplace_back();
+        unique.emplace_back();
+      }
+      Probe pr{it->second, layout.probe_dims[q], std::vector<int64_t>(n)};
+      auto& u = unique[it->second];
+      auto& k = p.keys[it->second];
+      for (size_t i = 0; i < n; ++i) {
+        const uint64_t key = keys[i * probes_f + q];
+        auto [kt, added] = u.emplace(key, static_cast<int64_t>(k.size()));
+        if (added) k.push_back(key);
+        pr.rows[i] = kt->second;
+      }
+      probes.push_back(std::move(pr));
+    }
+  }
+  std::vector<ps::PullSlice> slices;
+  for (size_t s = 0; s < p.tables.size(); ++s) {
+    int table_dim = 0;
+    for (const auto& t : method.tables())
+      if (t.id == p.tables[s]) table_dim = t.dim;
+    p.leaves.push_back(torch::empty({static_cast<int64_t>(p.keys[s].size()), table_dim}, torch::kFloat));
+    ps::PullSlice sl;
+    sl.table = p.tables[s];
+    sl.keys = p.keys[s].data();
+    sl.n = p.keys[s].size();
+    sl.out = p.leaves.back().data_ptr<float>();
+    sl.create_missing = training;
+    slices.push_back(sl);
+  }
+  const uint64_t wait =
+      !training || !pushed_ || config_.mode == "async"
+          ? 0
+          : static_cast<uint64_t>(std::max<int64_t>(0, step_ - (config_.mode == "sync" ? 0 : config_.staleness)));
+  const auto start = Clock::now();
+  EMBER_RETURN_IF_ERROR(ps_->Pull(slices, {wait, nullptr}));
+  if (training) {
+    uint64_t rows = 0;
+    for (auto& k : p.keys) rows += k.size();
+    recorder_->Observe("ps_pull_seconds", std::chrono::duration<double>(Clock::now() - start).count());
+    recorder_->AddCounter("ps_pull_rows_total", static_cast<double>(rows));
+    for (auto& l : p.leaves) l.requires_grad_(true);
+  }
+  std::vector<torch::Tensor> parts;
+  for (const auto& pr : probes) {
+    // Cloned: autograd keeps the index for the backward pass, after `probes` is gone.
+    auto idx = torch::from_blob(const_cast<int64_t*>(pr.rows.data()), {static_cast<int64_t>(n)}, torch::kLong).clone();
+    parts.push_back(p.leaves[pr.table_slot].index_select(0, idx).slice(1, 0, pr.dim));
+  }
+  p.x = torch::cat(parts, 1);
+  return p;
+}
+
+Status SessionTrainer::PushLeaves(const Pulled& p) {
+  std::vector<ps::PushSlice> slices;
+  std::vector<torch::Tensor> keep;
+  uint64_t rows = 0;
+  for (size_t s = 0; s < p.tables.size(); ++s) {
+    auto g = p.leaves[s].grad();
+    if (!g.defined()) g = torch::zeros_like(p.leaves[s]);
+    keep.push_back(g.contiguous());
+    ps::PushSlice sl;
+    sl.table = p.tables[s];
+    sl.keys = p.keys[s].data();
+    sl.n = p.keys[s].size();
+    sl.grads = keep.back().data_ptr<float>();
+    slices.push_back(sl);
+    rows += sl.n;
+  }
+  ps::PushClock clock;
+  clock.worker = static_cast<uint32_t>(collective_->rank());
+  clock.workers = static_cast<uint32_t>(collective_->size());
+  clock.step = static_cast<uint64_t>(step_);
+  clock.aggregate = config_.mode == "sync";
+  const auto start = Clock::now();
+  EMBER_RETURN_IF_ERROR(ps_->Push(slices, clock));
+  pushed_ = true;
+  recorder_->Observe("ps_push_seconds", std::chrono::duration<double>(Clock::now() - start).count());
+  recorder_->AddCounter("ps_push_rows_total", static_cast<double>(rows));
+  return Status::Ok();
+}
+
+Status SessionTrainer::AllReduceDense() { return AllReduceMeanGrads(model_->parameters(), collective_, &flat_grads_); }
+
+Result<std::pair<torch::Tensor, SessionTrainer::Pulled>> SessionTrainer::Forward(
+    const std::vector<data::SessionExample>& batch, bool training) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  const int L_max = static_cast<int>(config_.model.max_length);
+  std::vector<std::vector<uint32_t>> prefixes(batch.size());
+  std::vector<uint32_t> targets(batch.size());
+  int64_t L = 1;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    prefixes[b] = data_->Prefix(data_->train_sessions, batch[b], L_max);
+    targets[b] = data_->train_sessions[batch[b].session][batch[b].length];
+    L = std::max<int64_t>(L, static_cast<int64_t>(prefixes[b].size()));
+  }
+  // The step's items: candidates first (their order gives the logits' columns), then prefixes.
+  const uint32_t N = data_->num_items();
+  std::vector<uint32_t> items;
+  std::unordered_map<uint32_t, int64_t> pos;
+  auto add = [&](uint32_t i) {
+    auto [it, inserted] = pos.emplace(i, static_cast<int64_t>(items.size()));
+    if (inserted) items.push_back(i);
+    return it->second;
+  };
+  const bool full = config_.candidates == 0 || config_.candidates >= N;
+  if (full) {
+    for (uint32_t i = 1; i <= N; ++i) add(i);
+  } else {
+    for (uint32_t t : targets) add(t);
+    std::uniform_int_distribution<uint32_t> pick(1, N);
+    for (uint64_t k = 0; k < config_.candidates; ++k) add(pick(rng_));
+  }
+  const int64_t C = static_cast<int64_t>(items.size());
+  std::vector<int64_t> prefix_idx(static_cast<size_t>(B * L));
+  std::vector<uint8_t> pad(static_cast<size_t>(B * L));
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& pf = prefixes[static_cast<size_t>(b)];
+    const int64_t off = L - static_cast<int64_t>(pf.size());
+    for (int64_t l = 0; l < L; ++l) {
+      const bool is_pad = l < off;
+      pad[static_cast<size_t>(b * L + l)] = is_pad;
+      prefix_idx[static_cast<size_t>(b * L + l)] = is_pad ? -1 : add(pf[static_cast<size_t>(l - off)]);
+    }
+  }
+  const int64_t U = static_cast<int64_t>(items.size());
+  for (auto& v : prefix_idx)
+    if (v < 0) v = U;  // the zero row
+  EMBER_ASSIGN_OR_RETURN(auto pulled, Represent(items, training));
+  auto x = torch::cat({pulled.x, torch::zeros({1, pulled.x.size(1)})}, 0);
+  auto seq = x.index_select(0, torch::tensor(prefix_idx, torch::kLong)).view({B, L, -1});
+  auto pad_t = torch::tensor(std::vector<int64_t>(pad.begin(), pad.end()), torch::kLong).view({B, L}).to(torch::kBool);
+  model_->train(training);
+  auto z = model_->Encode(seq, pad_t);
+  auto logits = model_->Score(z, pulled.x.slice(0, 0, C));
+  std::vector<int64_t> target_col(batch.size());
+  for (size_t b = 0; b < batch.size(); ++b) target_col[b] = pos.at(targets[b]);
+  std::vector<torch::Tensor> head_logits, head_targets;
+  for (size_t h = 0; h < head_attr_.size(); ++h) {
+    head_logits.push_back(model_->Head(h, z));
+    std::vector<int64_t> ht(batch.size());
+    for (size_t b = 0; b < batch.size(); ++b)
+      ht[b] = data_->items.values[static_cast<size_t>(head_attr_[h])][targets[b]];
+    head_targets.push_back(torch::tensor(ht, torch::kLong));
+  }
+  auto loss = models::SessionLoss(logits, torch::tensor(target_col, torch::kLong), head_logits, head_targets,
+                                  config_.head_weights);
+  return std::make_pair(loss, std::move(pulled));
+}
+
+Result<double> SessionTrainer::BatchLoss(const std::vector<data::SessionExample>& batch) {
+  torch::NoGradGuard no_grad;
+  EMBER_ASSIGN_OR_RETURN(auto fw, Forward(batch, false));
+  return fw.first.item<double>();
+}
+
+Result<EpochStats> SessionTrainer::TrainEpoch(const std::vector<data::SessionExample>& examples, int epoch, int epochs,
+                                              const ProgressOptions& progress) {
+  const int W = collective_->size(), w = collective_->rank();
+  // The same shuffle on every worker (seeded by epoch); worker w takes batches w, w + W, ...
+  std::vector<size_t> order(examples.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 shuffle_rng(config_.seed * 1000003ULL + static_cast<uint64_t>(epoch));
+  std::shuffle(order.begin(), order.end(), shuffle_rng);
+  const uint64_t B = config_.batch_size;
+  const uint64_t batches = (order.size() + B - 1) / B;
+  const uint64_t steps = (batches + static_cast<uint64_t>(W) - 1) / static_cast<uint64_t>(W);
+  ProgressReporter::Options po;
+  po.label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
+  po.unit = "examples";
+  po.total = static_cast<double>(order.size()) / W;
+  po.tty = progress.tty;
+  po.log_interval_s = progress.log_interval_s;
+  ProgressReporter reporter(po);
+  EpochStats stats;
+  double loss_sum = 0;
+  const auto start = Clock::now();
+  std::vector<data::SessionExample> batch;
+  for (uint64_t s = 0; s < steps; ++s) {
+    const uint64_t bi = s * static_cast<uint64_t>(W) + static_cast<uint64_t>(w);
+    batch.clear();
+    for (uint64_t i = bi * B; i < std::min<uint64_t>((bi + 1) * B, order.size()); ++i)
+      batch.push_back(examples[order[i]]);
+    optimizer_->zero_grad();
+    if (!batch.empty()) {
+      EMBER_ASSIGN_OR_RETURN(auto fw, Forward(batch, true));
+      fw.first.backward();
+      EMBER_RETURN_IF_ERROR(PushLeaves(fw.second));
+      loss_sum += fw.first.item<double>() * static_cast<double>(batch.size());
+    } else {
+      EMBER_RETURN_IF_ERROR(PushLeaves(Pulled{}));  // an empty push: the step still counts
+    }
+    EMBER_RETURN_IF_ERROR(AllReduceDense());
+    optimizer_->step();
+    ++step_;
+    stats.samples += batch.size();
+    ++stats.steps;
+    recorder_->AddCounter("train_samples_total", static_cast<double>(batch.size()));
+    recorder_->AddCounter("train_steps_total", 1);
+    if (progress.enabled)
+      reporter.Update(
+          static_cast<double>(stats.samples), -1,
+          "loss " + std::to_string(stats.samples ? loss_sum / static_cast<double>(stats.samples) : 0.0).substr(0, 6));
+  }
+  stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  stats.mean_loss = stats.samples ? loss_sum / static_cast<double>(stats.samples) : 0;
+  if (progress.enabled) reporter.Finish(static_cast<double>(stats.samples));
+  recorder_->SetGauge("train_loss", stats.mean_loss);
+  return stats;
+}
+
+Result<SessionEval> SessionTrainer::Evaluate(const std::vector<std::vector<uint32_t>>& sessions,
+                                             const std::vector<data::SessionExample>& examples) {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  const auto start = Clock::now();
+  const uint32_t N = data_->num_items();
+  std::vector<uint32_t> all(N + 1);
+  std::iota(all.begin(), all.end(), 0);
+  EMBER_ASSIGN_OR_RETURN(auto catalog, Represent(all, false));
+  auto x = catalog.x.clone();
+  x[0].zero_();  // the padding item
+  SessionEval ev;
+  const int L_max = static_cast<int>(config_.model.max_length);
+  for (size_t b0 = 0; b0 < examples.size(); b0 += config_.eval_batch_size) {
+    const size_t b1 = std::min(examples.size(), b0 + config_.eval_batch_size);
+    const int64_t B = static_cast<int64_t>(b1 - b0);
+    std::vector<std::vector<uint32_t>> prefixes;
+    std::vector<int64_t> targets;
+    int64_t L = 1;
+    for (size_t i = b0; i < b1; ++i) {
+      prefixes.push_back(data_->Prefix(sessions, examples[i], L_max));
+      targets.push_back(sessions[examples[i].session][examples[i].length]);
+      L = std::max<int64_t>(L, static_cast<int64_t>(prefixes.back().size()));
+    }
+    std::vector<int64_t> idx(static_cast<size_t>(B * L), 0);
+    std::vector<int64_t> pad(static_cast<size_t>(B * L), 1);
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& pf = prefixes[static_cast<size_t>(b)];
+      const int64_t off = L - static_cast<int64_t>(pf.size());
+      for (int64_t l = off; l < L; ++l) {
+        idx[static_cast<size_t>(b * L + l)] = pf[static_cast<size_t>(l - off)];
+        pad[static_cast<size_t>(b * L + l)] = 0;
+      }
+    }
+    auto seq = x.index_select(0, torch::tensor(idx, torch::kLong)).view({B, L, -1});
+    auto z = model_->Encode(seq, torch::tensor(pad, torch::kLong).view({B, L}).to(torch::kBool));
+    auto scores = model_->Score(z, x);
+    const auto ranks = TargetRanks(scores, targets);
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      const auto t = static_cast<uint32_t>(targets[i]);
+      AddRank(ranks[i], kTopK, &ev.all);
+      if (data_->cold(t))
+        AddRank(ranks[i], kTopK, &ev.cold);
+      else if (data_->train_count[t] <= static_cast<uint32_t>(config_.rare_max_count))
+        AddRank(ranks[i], kTopK, &ev.rare);
+    }
+  }
+  FinishRanks(&ev.all);
+  FinishRanks(&ev.cold);
+  FinishRanks(&ev.rare);
+  ev.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return ev;
+}
+
+}  // namespace ember::workers
