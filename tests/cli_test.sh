@@ -119,4 +119,51 @@ grep -q "broken.tsv:1: expected 40 tab-separated fields, got 2" "$WORK/err2" || 
 "$EMBER" train --config "$WORK/run.toml" --set "data.train=\"$WORK/broken.tsv\"" --set 'data.on_bad_line="skip"' \
   --set 'checkpoint.dir=""' --set 'data.test=""' > "$WORK/skip.out" 2>&1 && fail "an all-bad file should train nothing"
 grep -q "no training examples read from .*broken.tsv (1 malformed lines skipped)" "$WORK/skip.out" || { cat "$WORK/skip.out"; fail "skip message"; }
+# Session recommendation: synthetic sessions, M2TRec against the ID baseline, a bad pairing, and
+# the Diginetica sample end to end where ../shared/data has it.
+"$EMBER" datagen sessions --sessions 2500 --items 300 --out "$WORK/sessions.tsv" --items-out "$WORK/items.tsv" \
+  > "$WORK/dg.out" || fail "datagen sessions"
+grep -q "wrote .* clicks in 2500 sessions" "$WORK/dg.out" || { cat "$WORK/dg.out"; fail "datagen sessions summary"; }
+cat > "$WORK/sessions.toml" <<TOML
+[data]
+format = "yoochoose"
+train = "$WORK/sessions.tsv"
+items = "$WORK/items.tsv"
+[model]
+name = "m2trec"
+layers = 1
+[embedding]
+dim = 8
+[train]
+epochs = 2
+batch_size = 64
+threads = 1
+progress = "off"
+TOML
+"$EMBER" train --config "$WORK/sessions.toml" --metrics-json "$WORK/m2trec.json" > "$WORK/m2trec.out" 2>&1 \
+  || { cat "$WORK/m2trec.out"; fail "m2trec run"; }
+"$EMBER" train --config "$WORK/sessions.toml" --set 'model.name="sasrec"' --set embedding.dim=32 \
+  --metrics-json "$WORK/sasrec.json" > "$WORK/sasrec.out" 2>&1 || { cat "$WORK/sasrec.out"; fail "sasrec run"; }
+python3 - "$WORK/m2trec.json" "$WORK/sasrec.json" <<'PY' || fail "session metrics"
+import json, sys
+m, s = (json.load(open(p)) for p in sys.argv[1:])
+for k in ("recall_at_20", "mrr_at_20", "cold_recall_at_20", "cold_mrr_at_20"):
+    assert 0 <= m[k] <= 1 and 0 <= s[k] <= 1, k
+assert m["cold_examples"] > 0 and m["cold_recall_at_20"] > s["cold_recall_at_20"] + 0.1, (m, s)
+assert m["recall_at_20"] > 0.2 and s["recall_at_20"] > 0.2, (m["recall_at_20"], s["recall_at_20"])
+PY
+if "$EMBER" train --config "$WORK/run.toml" --set 'model.name="m2trec"' 2> "$WORK/err4" >/dev/null; then
+  fail "m2trec on CTR data accepted"; fi
+grep -q 'model.name = "m2trec" needs session data' "$WORK/err4" || { cat "$WORK/err4"; fail "m2trec pairing message"; }
+DIGI="$(dirname "$0")/../../shared/data/diginetica"
+if [ -f "$DIGI/sample_train-item-views.csv" ]; then
+  "$EMBER" train --config "$WORK/sessions.toml" --set 'data.format="diginetica"' \
+    --set "data.train=\"$DIGI/sample_train-item-views.csv\"" --set "data.items=\"$DIGI/product-categories.csv\"" \
+    --set embedding.dim=16 --metrics-json "$WORK/digi.json" > "$WORK/digi.out" 2>&1 || { cat "$WORK/digi.out"; fail "diginetica"; }
+  grep -q "attributes categoryId" "$WORK/digi.out" || { cat "$WORK/digi.out"; fail "diginetica categories"; }
+  python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m['test_examples'] > 50 and m['recall_at_20'] > 0.2, m" \
+    "$WORK/digi.json" || fail "diginetica metrics"
+else
+  echo "cli_test: no Diginetica sample at $DIGI: skipped that run"
+fi
 echo "cli_test: all checks passed"
