@@ -12,6 +12,7 @@ PACKAGES=(
   zlib1g-dev                                 # CRC-32 of exported models
   libopenmpi-dev openmpi-bin                 # mpirun clusters, MPI all-reduce (NCCL: /usr/local/cuda if present)
   libgtest-dev libgmock-dev
+  libtcmalloc-minimal4                       # the allocator ember links (1.3-1.5x training throughput)
   python3 python3-numpy python3-matplotlib   # benchmark tables and plots
 )
 
