@@ -236,6 +236,8 @@ Status TrainEpochs(workers::Trainer* trainer, const RunConfig& c, int epochs, Ru
 }  // namespace
 
 Status RunPlan(const RunConfig& c, std::ostream& out) {
+  if (IsSessionModel(c))
+    return Status::InvalidArgument("ember plan covers CTR models; session models print their tables when they train");
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/true));
   EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(tc));

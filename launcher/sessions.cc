@@ -50,7 +50,8 @@ Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& 
   sc.seed = c.seed;
   sc.mode = c.mode;
   sc.staleness = c.staleness;
-  sc.eval_batch_size = std::min<uint64_t>(c.eval_batch_size, 1024);
+  // Evaluation scores the whole catalogue per example: [batch, items] floats.
+  sc.eval_batch_size = std::min<uint64_t>(c.eval_batch_size, 256);
   sc.rare_max_count = c.sessions.rare_max_count;
   return sc;
 }
@@ -79,6 +80,9 @@ Status CheckSessionConfig(const RunConfig& c) {
   if (!IsSessionModel(c) && session_data)
     return Status::InvalidArgument("data.format = \"" + c.format +
                                    "\" is session data: model.name = \"m2trec\" or \"sasrec\"");
+  if (IsSessionModel(c) && (!c.checkpoint_dir.empty() || c.resume))
+    return Status::InvalidArgument(
+        "checkpoint.dir: session models do not write checkpoints yet (docs/sessions.md, Limits)");
   return Status::Ok();
 }
 
