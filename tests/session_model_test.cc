@@ -120,6 +120,25 @@ TEST(SessionTrainer, ModelsTrainAndBeatRandomM2TRecScoresColdItems) {
   EXPECT_GT(cold[0], cold[1] + 0.1);
 }
 
+// The sampled softmax (64 shared uniform candidates plus the batch's targets) trains too; the
+// evaluation still ranks the whole catalogue.
+TEST(SessionTrainer, SampledSoftmaxTrains) {
+  torch::set_num_threads(1);
+  const auto d = SmallSessions();
+  ps::InProcessClient ps(1);
+  LocalCollective collective;
+  auto c = SmallConfig("m2trec");
+  c.candidates = 64;
+  auto t = SessionTrainer::Create(c, &d, &ps, &collective, nullptr);
+  ASSERT_TRUE(t.ok());
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  for (int e = 0; e < 2; ++e) ASSERT_TRUE((*t)->TrainEpoch(d.train, e, 2, quiet).ok());
+  auto ev = (*t)->Evaluate(d.test_sessions, d.test);
+  ASSERT_TRUE(ev.ok());
+  EXPECT_GT(ev->all.recall, 5 * 20.0 / d.num_items()) << ev->all.recall;
+}
+
 TEST(SessionTrainer, ConfigErrorsNameTheKey) {
   const auto d = SmallSessions();
   ps::InProcessClient ps(1);
