@@ -74,6 +74,14 @@ def machine():
             ("ember", rev), ("Date", datetime.date.today().isoformat())]
 
 
+def save(fig, ax, title, path, legend=True):
+    ax.set_title(title)
+    if legend:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def read(path):
     return list(csv.DictReader(open(path))) if os.path.exists(path) else []
 
@@ -113,10 +121,7 @@ def main():
             ax.set_xlabel("batch size")
             ax.set_ylabel("training samples / s")
             ax.set_ylim(bottom=0)
-            ax.set_title("DLRM training throughput, same machine, same run")
-            ax.legend()
-            fig.tight_layout()
-            fig.savefig(os.path.join(a.docs, "performance-throughput.png"), dpi=110)
+            save(fig, ax, "DLRM training throughput, same machine, same run", os.path.join(a.docs, "performance-throughput.png"), legend=True)
 
     emb = read(R("embedding_throughput.csv"))
     if emb:
@@ -137,9 +142,7 @@ def main():
             for bar, r in zip(bars, ratios):
                 ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {r:.2f}", va="center")
             ax.set_xlabel("million rows / s (label: fraction of the random-gather limit)")
-            ax.set_title("Embedding kernels vs the random-gather limit (grey)")
-            fig.tight_layout()
-            fig.savefig(os.path.join(a.docs, "performance-kernels.png"), dpi=110)
+            save(fig, ax, "Embedding kernels vs the random-gather limit (grey)", os.path.join(a.docs, "performance-kernels.png"), legend=False)
 
     ps = read(R("ps_throughput.csv"))
     if ps:
@@ -161,10 +164,7 @@ def main():
             ax.set_xlabel("unique keys per step")
             ax.set_ylabel("million rows / s (pulled + pushed)")
             ax.set_ylim(bottom=0)
-            ax.set_title("PS throughput vs a plain socket")
-            ax.legend()
-            fig.tight_layout()
-            fig.savefig(os.path.join(a.docs, "performance-ps.png"), dpi=110)
+            save(fig, ax, "PS throughput vs a plain socket", os.path.join(a.docs, "performance-ps.png"), legend=True)
 
     comp = [r for r in read(R("compression.csv")) if r.get("auc")]
     if comp:
@@ -180,10 +180,7 @@ def main():
             ax.set_xscale("log")
             ax.set_xlabel("embedding parameters (MiB, log)")
             ax.set_ylabel("test AUC")
-            ax.set_title("AUC against embedding memory, per method")
-            ax.legend()
-            fig.tight_layout()
-            fig.savefig(os.path.join(a.docs, "performance-auc-memory.png"), dpi=110)
+            save(fig, ax, "AUC against embedding memory, per method", os.path.join(a.docs, "performance-auc-memory.png"), legend=True)
 
     out += ["", "## What profiling found", "", PROFILE.strip()]
     for name, title in OTHER:

@@ -71,6 +71,25 @@ bool ParseNumber(std::string_view s, T* v) {
   }
 }
 
+// Calls fn(line number, fields) for each non-empty line after the header; a line with another
+// number of fields than `expected` is an error naming the file and line (`what` lists them).
+Status ForEachRow(std::istream& in, const std::string& path, char sep, size_t expected, const std::string& what,
+                  const std::function<Status(uint64_t, const std::vector<std::string_view>&)>& fn) {
+  std::string line;
+  uint64_t n = 1;
+  while (std::getline(in, line)) {
+    ++n;
+    const std::string_view l = Chomp(line);
+    if (l.empty()) continue;
+    const auto f = Split(l, sep);
+    if (f.size() != expected)
+      return Status::InvalidArgument(path + ":" + std::to_string(n) + ": " + std::to_string(f.size()) +
+                                     " fields, expected " + std::to_string(expected) + what);
+    EMBER_RETURN_IF_ERROR(fn(n, f));
+  }
+  return Status::Ok();
+}
+
 Result<std::ifstream> OpenText(const std::string& path) {
   std::ifstream in(path);
   if (!in) return Status::NotFound("cannot open " + path);
@@ -86,45 +105,50 @@ std::vector<uint32_t> SessionData::Prefix(const std::vector<std::vector<uint32_t
   return {s.begin() + from, s.begin() + e.length};
 }
 
+// Opens a delimited text file and reads its header line (kept: the views into it stay valid).
+Status OpenWithHeader(const std::string& path, std::ifstream* in, std::string* header) {
+  EMBER_ASSIGN_OR_RETURN(*in, OpenText(path));
+  if (!std::getline(*in, *header)) return Status::InvalidArgument(path + ": empty file (expected a header line)");
+  header->resize(Chomp(*header).size());
+  return Status::Ok();
+}
+
 Result<std::vector<Click>> ReadDigineticaViews(const std::string& path) {
-  EMBER_ASSIGN_OR_RETURN(auto in, OpenText(path));
-  std::string line;
-  if (!std::getline(in, line)) return Status::InvalidArgument(path + ": empty file (expected a header line)");
-  const auto header = Split(Chomp(line), ';');
+  std::ifstream in;
+  std::string head;
+  EMBER_RETURN_IF_ERROR(OpenWithHeader(path, &in, &head));
+  const auto header = Split(head, ';');
   static const char* kNames[] = {"session_id", "user_id", "item_id", "timeframe", "eventdate"};
   if (header.size() != 5 || !std::equal(header.begin(), header.end(), std::begin(kNames)))
     return Status::InvalidArgument(path +
                                    ":1: expected the Diginetica header session_id;user_id;item_id;timeframe;eventdate");
   std::vector<Click> clicks;
-  uint64_t n = 1;
-  while (std::getline(in, line)) {
-    ++n;
-    const std::string_view l = Chomp(line);
-    if (l.empty()) continue;
-    const auto f = Split(l, ';');
-    if (f.size() != 5)
-      return Status::InvalidArgument(path + ":" + std::to_string(n) + ": " + std::to_string(f.size()) +
-                                     " fields, expected 5 (session_id;user_id;item_id;timeframe;eventdate)");
-    Click c;
-    int64_t ms = 0;
-    if (!ParseNumber(f[0], &c.session))
-      return FieldError(path, n, "session_id", "not a session number: '" + std::string(f[0]) + "'");
-    if (f[2].empty()) return FieldError(path, n, "item_id", "empty");
-    c.item = std::string(f[2]);
-    if (!ParseNumber(f[3], &ms)) return FieldError(path, n, "timeframe", "not an integer: '" + std::string(f[3]) + "'");
-    c.time = static_cast<double>(ms) / 1000.0;
-    c.day = ParseDay(f[4]);
-    if (c.day < 0) return FieldError(path, n, "eventdate", "not a YYYY-MM-DD date: '" + std::string(f[4]) + "'");
-    clicks.push_back(std::move(c));
-  }
+  EMBER_RETURN_IF_ERROR(
+      ForEachRow(in, path, ';', 5, " (session_id;user_id;item_id;timeframe;eventdate)",
+                 [&](uint64_t n, const std::vector<std::string_view>& f) {
+                   Click c;
+                   int64_t ms = 0;
+                   if (!ParseNumber(f[0], &c.session))
+                     return FieldError(path, n, "session_id", "not a session number: '" + std::string(f[0]) + "'");
+                   if (f[2].empty()) return FieldError(path, n, "item_id", "empty");
+                   c.item = std::string(f[2]);
+                   if (!ParseNumber(f[3], &ms))
+                     return FieldError(path, n, "timeframe", "not an integer: '" + std::string(f[3]) + "'");
+                   c.time = static_cast<double>(ms) / 1000.0;
+                   c.day = ParseDay(f[4]);
+                   if (c.day < 0)
+                     return FieldError(path, n, "eventdate", "not a YYYY-MM-DD date: '" + std::string(f[4]) + "'");
+                   clicks.push_back(std::move(c));
+                   return Status::Ok();
+                 }));
   return clicks;
 }
 
 Result<std::vector<Click>> ReadYoochooseClicks(const std::string& path) {
-  EMBER_ASSIGN_OR_RETURN(auto in, OpenText(path));
-  std::string line;
-  if (!std::getline(in, line)) return Status::InvalidArgument(path + ": empty file (expected a header line)");
-  const auto header = Split(Chomp(line), '\t');
+  std::ifstream in;
+  std::string head;
+  EMBER_RETURN_IF_ERROR(OpenWithHeader(path, &in, &head));
+  const auto header = Split(head, '\t');
   int col_session = -1, col_item = -1, col_time = -1, col_category = -1;
   for (size_t i = 0; i < header.size(); ++i) {
     if (header[i] == "SessionId") col_session = static_cast<int>(i);
@@ -137,35 +161,28 @@ Result<std::vector<Click>> ReadYoochooseClicks(const std::string& path) {
                                    ":1: expected a TAB-separated header with SessionId, ItemId and Time "
                                    "(and optionally Category)");
   std::vector<Click> clicks;
-  uint64_t n = 1;
-  while (std::getline(in, line)) {
-    ++n;
-    const std::string_view l = Chomp(line);
-    if (l.empty()) continue;
-    const auto f = Split(l, '\t');
-    if (f.size() != header.size())
-      return Status::InvalidArgument(path + ":" + std::to_string(n) + ": " + std::to_string(f.size()) +
-                                     " fields, expected " + std::to_string(header.size()));
-    Click c;
-    if (!ParseNumber(f[col_session], &c.session))
-      return FieldError(path, n, "SessionId", "not a session number: '" + std::string(f[col_session]) + "'");
-    if (f[col_item].empty()) return FieldError(path, n, "ItemId", "empty");
-    c.item = std::string(f[col_item]);
-    if (!ParseNumber(f[col_time], &c.time))
-      return FieldError(path, n, "Time", "not a number of seconds: '" + std::string(f[col_time]) + "'");
-    if (col_category >= 0) c.category = std::string(f[col_category]);
-    clicks.push_back(std::move(c));
-  }
+  EMBER_RETURN_IF_ERROR(
+      ForEachRow(in, path, '\t', header.size(), "", [&](uint64_t n, const std::vector<std::string_view>& f) {
+        Click c;
+        if (!ParseNumber(f[col_session], &c.session))
+          return FieldError(path, n, "SessionId", "not a session number: '" + std::string(f[col_session]) + "'");
+        if (f[col_item].empty()) return FieldError(path, n, "ItemId", "empty");
+        c.item = std::string(f[col_item]);
+        if (!ParseNumber(f[col_time], &c.time))
+          return FieldError(path, n, "Time", "not a number of seconds: '" + std::string(f[col_time]) + "'");
+        if (col_category >= 0) c.category = std::string(f[col_category]);
+        clicks.push_back(std::move(c));
+        return Status::Ok();
+      }));
   return clicks;
 }
 
 Result<ItemAttributes> ReadItemAttributes(const std::string& path) {
-  EMBER_ASSIGN_OR_RETURN(auto in, OpenText(path));
-  std::string line;
-  if (!std::getline(in, line)) return Status::InvalidArgument(path + ": empty file (expected a header line)");
-  const std::string_view h = Chomp(line);
-  const char sep = h.find('\t') != std::string_view::npos ? '\t' : h.find(';') != std::string_view::npos ? ';' : ',';
-  const auto header = Split(h, sep);
+  std::ifstream in;
+  std::string head;
+  EMBER_RETURN_IF_ERROR(OpenWithHeader(path, &in, &head));
+  const char sep = head.find('\t') != std::string::npos ? '\t' : head.find(';') != std::string::npos ? ';' : ',';
+  const auto header = Split(head, sep);
   if (header.size() < 2)
     return Status::InvalidArgument(path + ":1: expected a header naming the item column and at least one attribute");
   ItemAttributes out;
@@ -173,19 +190,12 @@ Result<ItemAttributes> ReadItemAttributes(const std::string& path) {
     if (header[i].empty()) return Status::InvalidArgument(path + ":1: attribute " + std::to_string(i) + " has no name");
     out.names.emplace_back(header[i]);
   }
-  uint64_t n = 1;
-  while (std::getline(in, line)) {
-    ++n;
-    const std::string_view l = Chomp(line);
-    if (l.empty()) continue;
-    const auto f = Split(l, sep);
-    if (f.size() != header.size())
-      return Status::InvalidArgument(path + ":" + std::to_string(n) + ": " + std::to_string(f.size()) +
-                                     " fields, expected " + std::to_string(header.size()));
-    if (f[0].empty()) return FieldError(path, n, std::string(header[0]), "empty item id");
-    std::vector<std::string> values(f.begin() + 1, f.end());
-    out.rows.emplace_back(std::string(f[0]), std::move(values));
-  }
+  EMBER_RETURN_IF_ERROR(
+      ForEachRow(in, path, sep, header.size(), "", [&](uint64_t n, const std::vector<std::string_view>& f) {
+        if (f[0].empty()) return FieldError(path, n, std::string(header[0]), "empty item id");
+        out.rows.emplace_back(std::string(f[0]), std::vector<std::string>(f.begin() + 1, f.end()));
+        return Status::Ok();
+      }));
   return out;
 }
 
