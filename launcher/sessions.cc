@@ -20,6 +20,8 @@ std::string Pct(double x) {
   return buf;
 }
 
+constexpr uint64_t kFullSoftmaxItems = 50000, kSampledCandidates = 8192;
+
 Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& c, const data::SessionData& d) {
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   workers::SessionTrainerConfig sc;
@@ -46,7 +48,9 @@ Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& 
   sc.dense_optimizer = tc.dense_optimizer;
   sc.dense_lr = tc.dense_lr;
   sc.batch_size = c.batch_size;
-  sc.candidates = c.candidates;
+  // The full softmax scores (and, for the ID model, pulls and pushes) every item each step:
+  // past 50k items the default turns to 8192 sampled candidates.
+  sc.candidates = c.candidates == 0 && d.num_items() > kFullSoftmaxItems ? kSampledCandidates : c.candidates;
   sc.seed = c.seed;
   sc.mode = c.mode;
   sc.staleness = c.staleness;
