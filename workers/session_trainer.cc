@@ -163,10 +163,13 @@ Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint3
     sl.create_missing = training;
     slices.push_back(sl);
   }
-  const uint64_t wait =
-      !training || !pushed_ || config_.mode == "async"
-          ? 0
-          : static_cast<uint64_t>(std::max<int64_t>(0, step_ - (config_.mode == "sync" ? 0 : config_.staleness)));
+  // Training pulls wait as the mode says; evaluation waits for every worker's pushes of the steps
+  // run so far (workers run equal step counts), so that its scores do not depend on timing.
+  uint64_t wait = 0;
+  if (pushed_ && !training)
+    wait = static_cast<uint64_t>(step_);
+  else if (pushed_ && config_.mode != "async")
+    wait = static_cast<uint64_t>(std::max<int64_t>(0, step_ - (config_.mode == "sync" ? 0 : config_.staleness)));
   const auto start = Clock::now();
   EMBER_RETURN_IF_ERROR(ps_->Pull(slices, {wait, nullptr}));
   if (training) {
