@@ -212,7 +212,8 @@ namespace {
 // run on the same file: 469 train / 39 test sessions, 309 items, 1205 / 99 examples.
 TEST(SessionProtocol, RealDigineticaSampleMatchesSrGnn) {
   const std::string dir = std::string(EMBER_SHARED_DATA_DIR) + "/diginetica";
-  if (!std::filesystem::exists(dir + "/sample_train-item-views.csv")) GTEST_SKIP() << "shared data sample absent: " << dir;
+  if (!std::filesystem::exists(dir + "/sample_train-item-views.csv"))
+    GTEST_SKIP() << "shared data sample absent: " << dir;
   SessionProtocol p;
   p.cold_items = "drop";
   auto d = LoadSessions(dir + "/sample_train-item-views.csv", "", dir + "/product-categories.csv", p);
