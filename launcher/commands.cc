@@ -142,8 +142,13 @@ Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfi
 }
 
 Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& c) {
+  return WriteCheckpoint(c, [&](const std::string& root) { return trainer->SaveCheckpoint(root, c.text); });
+}
+
+Result<std::string> WriteCheckpoint(const RunConfig& c,
+                                    const std::function<Result<std::string>(const std::string& root)>& save) {
   EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
-  EMBER_ASSIGN_OR_RETURN(auto path, trainer->SaveCheckpoint(c.checkpoint_dir, c.text));
+  EMBER_ASSIGN_OR_RETURN(auto path, save(c.checkpoint_dir));
   // Only once the new checkpoint is complete do the oldest go.
   std::vector<std::pair<int64_t, std::string>> all;
   std::error_code ec;
@@ -520,6 +525,9 @@ Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int thr
   EMBER_ASSIGN_OR_RETURN(r->path, workers::ResolveCheckpoint(checkpoint));
   EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(r->path));
   EMBER_ASSIGN_OR_RETURN(r->config, ParseConfig(text, r->path + "/manifest.json#config"));
+  if (IsSessionModel(r->config))
+    return Status::InvalidArgument(r->path + ": a session model's checkpoint (" + r->config.model +
+                                   "); ember export and serve cover CTR models, ember eval scores it");
   ConfigureThreads(threads > 0 ? threads : r->config.threads);
   EMBER_ASSIGN_OR_RETURN(r->trainer_config, MakeTrainerConfig(r->config));
   // The tables' sizes come from the checkpoint: what a budget chose and OptEmbed's widths.
@@ -568,6 +576,12 @@ Result<RunMetrics> EvalExport(const std::string& model_path, const std::string& 
 Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads,
                            std::ostream& out) {
   if (IsRegularFile(checkpoint)) return EvalExport(checkpoint, data_path, threads, out);
+  {
+    EMBER_ASSIGN_OR_RETURN(const std::string path, workers::ResolveCheckpoint(checkpoint));
+    EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(path));
+    EMBER_ASSIGN_OR_RETURN(auto config, ParseConfig(text, path + "/manifest.json#config"));
+    if (IsSessionModel(config)) return RunSessionEval(path, std::move(config), data_path, threads, out);
+  }
   EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, threads));
   const std::string data = data_path.empty() ? r->config.test : data_path;
   if (data.empty()) return Status::InvalidArgument("no data file: pass --data (the checkpoint's data.test is empty)");

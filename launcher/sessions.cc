@@ -84,9 +84,8 @@ Status CheckSessionConfig(const RunConfig& c) {
   if (!IsSessionModel(c) && session_data)
     return Status::InvalidArgument("data.format = \"" + c.format +
                                    "\" is session data: model.name = \"m2trec\" or \"sasrec\"");
-  if (IsSessionModel(c) && (!c.checkpoint_dir.empty() || c.resume))
-    return Status::InvalidArgument(
-        "checkpoint.dir: session models do not write checkpoints yet (docs/sessions.md, Limits)");
+  if (IsSessionModel(c) && c.resume && c.checkpoint_dir.empty())
+    return Status::InvalidArgument("--resume needs checkpoint.dir");
   return Status::Ok();
 }
 
@@ -133,13 +132,41 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
       << train.size() << " train / " << valid.size() << " validation examples\n";
   workers::ProgressOptions progress = Progress(c);
   progress.enabled = progress.enabled && lead;
-  double best = -1;
-  int since_best = 0;
-  workers::SessionEval best_test;
-  for (int e = 0; e < c.epochs; ++e) {
-    EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(train, e, c.epochs, progress));
+  // The run's state: where training stands and what validation chose, kept in every checkpoint.
+  workers::SessionRunState state;
+  if (c.resume) {
+    auto path = workers::ResolveCheckpoint(c.checkpoint_dir);
+    if (!path.ok()) return path.status().WithContext("--resume");
+    // The first worker loads the rows onto the servers; every worker restores the dense model.
+    EMBER_ASSIGN_OR_RETURN(state, trainer->RestoreCheckpoint(*path, /*load_shards=*/lead));
+    if (state.items != d.num_items())
+      return Status::FailedPrecondition("--resume: " + *path + " was trained on " + std::to_string(state.items) +
+                                        " items; the data now gives " + std::to_string(d.num_items()) +
+                                        " (the data files or the data.* protocol keys changed)");
+    EMBER_RETURN_IF_ERROR(collective->Barrier());
+    log << "resumed from " << *path << " at step " << trainer->step() << " (epoch " << state.position.epoch + 1 << ", "
+        << state.position.examples << " examples in; best epoch so far " << state.best_epoch << ")\n";
+  }
+  const bool checkpoints = !c.checkpoint_dir.empty();
+  auto save = [&](const std::string& name) -> Result<std::string> {
+    return WriteCheckpoint(c,
+                           [&](const std::string& root) { return trainer->SaveCheckpoint(root, c.text, state, name); });
+  };
+  // Examples of an epoch's shuffled order that one step takes (all workers together).
+  const uint64_t per_step = c.batch_size * static_cast<uint64_t>(collective->size());
+  for (int e = static_cast<int>(state.position.epoch); e < c.epochs; ++e) {
+    const uint64_t first_step = e == state.position.epoch ? state.position.examples / per_step : 0;
+    workers::SessionStepCallback on_step;
+    if (checkpoints && c.checkpoint_every_steps > 0)
+      on_step = [&, e](uint64_t steps_done) -> Status {
+        if (trainer->step() % c.checkpoint_every_steps != 0) return Status::Ok();
+        state.position = {e, steps_done * per_step};
+        return lead ? save("").status() : Status::Ok();
+      };
+    EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(train, e, c.epochs, progress, first_step, on_step));
     m->train_samples += stats.samples;
     m->train_seconds += stats.seconds;
+    state.position = {e + 1, 0};
     // The first worker evaluates; the others wait at the all-reduce that shares whether to stop.
     float stop = 0;
     if (lead) {
@@ -148,24 +175,33 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
         EMBER_ASSIGN_OR_RETURN(auto v, trainer->Evaluate(d.train_sessions, valid));
         val_recall = v.all.recall;
       }
-      const bool better = valid.empty() || val_recall > best;
+      const bool better = valid.empty() || val_recall > state.best_valid;
       log << "epoch " << e + 1 << ": loss " << stats.mean_loss << ", "
-          << static_cast<uint64_t>(stats.samples / stats.seconds) << " examples/s"
-          << (valid.empty() ? "" : ", validation Recall@20 " + Pct(val_recall));
+          << static_cast<uint64_t>(stats.seconds > 0 ? static_cast<double>(stats.samples) / stats.seconds : 0)
+          << " examples/s" << (valid.empty() ? "" : ", validation Recall@20 " + Pct(val_recall));
       if (better) {
-        best = val_recall;
-        since_best = 0;
-        m->best_epoch = e + 1;
-        m->valid_recall_at_20 = val_recall;
+        state.best_valid = val_recall;
+        state.since_best = 0;
+        state.best_epoch = e + 1;
         if (!d.test.empty()) {
-          EMBER_ASSIGN_OR_RETURN(best_test, trainer->Evaluate(d.test_sessions, d.test));
-          log << "; test Recall@20 " << Pct(best_test.all.recall) << ", MRR@20 " << Pct(best_test.all.mrr);
+          EMBER_ASSIGN_OR_RETURN(state.best_test, trainer->Evaluate(d.test_sessions, d.test));
+          log << "; test Recall@20 " << Pct(state.best_test.all.recall) << ", MRR@20 " << Pct(state.best_test.all.mrr);
         }
       } else {
-        ++since_best;
+        ++state.since_best;
       }
       log << "\n";
-      stop = c.patience > 0 && since_best >= c.patience ? 1.0f : 0.0f;
+      if (checkpoints) {
+        EMBER_ASSIGN_OR_RETURN(m->checkpoint, save(""));
+        log << "checkpoint written to " << m->checkpoint;
+        // The validation-chosen model, beside the newest (ember eval <checkpoint.dir>/best).
+        if (better) {
+          EMBER_ASSIGN_OR_RETURN(auto best, save("best"));
+          log << " and " << best;
+        }
+        log << "\n";
+      }
+      stop = c.patience > 0 && state.since_best >= c.patience ? 1.0f : 0.0f;
     }
     EMBER_RETURN_IF_ERROR(collective->AllReduceSum(&stop, 1));
     if (stop > 0) {
@@ -173,8 +209,10 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
       break;
     }
   }
+  m->best_epoch = state.best_epoch;
+  m->valid_recall_at_20 = state.best_valid < 0 ? 0 : state.best_valid;
   if (lead) {
-    Fill(best_test, m);
+    Fill(state.best_test, m);
     EMBER_RETURN_IF_ERROR(RecordTables(ps, m));
     log << "test (epoch " << m->best_epoch << ", chosen on validation): Recall@20 " << Pct(m->recall_at_20)
         << ", MRR@20 " << Pct(m->mrr_at_20) << " over " << m->test_examples << " examples; cold "
@@ -195,6 +233,36 @@ Result<RunMetrics> RunSessionTrain(const RunConfig& c, std::ostream& out) {
   EMBER_RETURN_IF_ERROR(RunSessionWorker(c, d, &ps, &collective, exporter ? &exporter->registry() : nullptr, out, &m));
   m.samples_per_sec = m.train_seconds > 0 ? static_cast<double>(m.train_samples) / m.train_seconds : 0;
   m.peak_rss_bytes = PeakRssBytes();
+  return m;
+}
+
+Result<RunMetrics> RunSessionEval(const std::string& path, RunConfig c, const std::string& test_path, int threads,
+                                  std::ostream& out) {
+  ConfigureThreads(threads > 0 ? threads : c.threads);
+  // The training log defines the catalogue (item numbering, cold and rare items); --data replaces
+  // the test sessions.
+  if (!test_path.empty()) c.test = test_path;
+  EMBER_ASSIGN_OR_RETURN(auto d, LoadSessionData(c, out));
+  if (d.test.empty()) return Status::InvalidArgument("no test examples in the data of " + path);
+  EMBER_ASSIGN_OR_RETURN(auto sc, MakeSessionTrainerConfig(c, d));
+  ps::InProcessClient ps(c.shards);
+  workers::LocalCollective collective;
+  EMBER_ASSIGN_OR_RETURN(auto trainer, workers::SessionTrainer::Create(sc, &d, &ps, &collective, nullptr));
+  EMBER_ASSIGN_OR_RETURN(auto state, trainer->RestoreCheckpoint(path, /*load_shards=*/true));
+  EMBER_ASSIGN_OR_RETURN(auto ev, trainer->Evaluate(d.test_sessions, d.test));
+  RunMetrics m;
+  m.session = true;
+  m.method = sc.embedding.method;
+  Fill(ev, &m);
+  m.best_epoch = state.best_epoch;
+  m.eval_samples = ev.all.n;
+  m.samples_per_sec = ev.seconds > 0 ? static_cast<double>(ev.all.n) / ev.seconds : 0;
+  m.peak_rss_bytes = PeakRssBytes();
+  out << path << " (" << c.model << ", step " << trainer->step() << ", epoch " << state.position.epoch
+      << " trained) on " << (c.test.empty() ? c.train + " (time split)" : c.test) << ": Recall@20 "
+      << Pct(m.recall_at_20) << ", MRR@20 " << Pct(m.mrr_at_20) << " over " << m.test_examples << " examples; cold "
+      << Pct(m.cold_recall_at_20) << " / " << Pct(m.cold_mrr_at_20) << " (" << m.cold_examples << "); rare "
+      << Pct(m.rare_recall_at_20) << " / " << Pct(m.rare_mrr_at_20) << " (" << m.rare_examples << ")\n";
   return m;
 }
 

@@ -152,6 +152,27 @@ for k in ("recall_at_20", "mrr_at_20", "cold_recall_at_20", "cold_mrr_at_20"):
 assert m["cold_examples"] > 0 and m["cold_recall_at_20"] > s["cold_recall_at_20"] + 0.1, (m, s)
 assert m["recall_at_20"] > 0.2 and s["recall_at_20"] > 0.2, (m["recall_at_20"], s["recall_at_20"])
 PY
+# Checkpoints: one epoch, then resumed for the second, ends exactly like the two-epoch run; the
+# validation-chosen checkpoint evaluates to what the run reported; export refuses it.
+SCK=(--config "$WORK/sessions.toml" --set "checkpoint.dir=\"$WORK/sck\"")
+"$EMBER" train "${SCK[@]}" --set train.epochs=1 > "$WORK/sck1.out" 2>&1 || { cat "$WORK/sck1.out"; fail "m2trec epoch 1"; }
+grep -q "checkpoint written to .*/ckpt-[0-9]* and .*/best" "$WORK/sck1.out" || { cat "$WORK/sck1.out"; fail "m2trec checkpoint"; }
+"$EMBER" train "${SCK[@]}" --resume --metrics-json "$WORK/resumed.json" > "$WORK/sck2.out" 2>&1 \
+  || { cat "$WORK/sck2.out"; fail "m2trec resume"; }
+"$EMBER" eval --checkpoint "$WORK/sck/best" --metrics-json "$WORK/seval.json" > "$WORK/seval.out" 2>&1 \
+  || { cat "$WORK/seval.out"; fail "eval of a session checkpoint"; }
+python3 - "$WORK/m2trec.json" "$WORK/resumed.json" "$WORK/seval.json" <<'PY' || fail "session resume"
+import json, sys
+m, r, e = (json.load(open(p)) for p in sys.argv[1:])
+for k in ("recall_at_20", "mrr_at_20", "cold_recall_at_20", "cold_mrr_at_20", "best_epoch"):
+    assert r[k] == m[k], (k, r[k], m[k])
+for k in ("recall_at_20", "mrr_at_20", "cold_recall_at_20"):
+    assert abs(e[k] - m[k]) < 1e-9, (k, e[k], m[k])
+PY
+if "$EMBER" export --checkpoint "$WORK/sck" --out "$WORK/s.embx" 2> "$WORK/err5" >/dev/null; then
+  fail "export of a session checkpoint accepted"; fi
+grep -q "a session model's checkpoint (m2trec); ember export and serve cover CTR models" "$WORK/err5" \
+  || { cat "$WORK/err5"; fail "session export message"; }
 if "$EMBER" train --config "$WORK/run.toml" --set 'model.name="m2trec"' 2> "$WORK/err4" >/dev/null; then
   fail "m2trec on CTR data accepted"; fi
 grep -q 'model.name = "m2trec" needs session data' "$WORK/err4" || { cat "$WORK/err4"; fail "m2trec pairing message"; }

@@ -48,17 +48,29 @@ four, admit = (json.load(open(p)) for p in sys.argv[1:])
 assert admit["table_rows"] < 0.6 * four["table_rows"], (admit["table_rows"], four["table_rows"])
 assert admit["auc"] > 0.65 and abs(admit["auc"] - four["auc"]) < 0.03, (admit["auc"], four["auc"])
 PY
-# Session recommendation through the same PS path: M2TRec on 2 servers + 2 workers.
+# Session recommendation through the same PS path: M2TRec on 2 servers + 2 workers, one epoch
+# with checkpoints, then resumed for a second; the validation-chosen checkpoint evaluated in one
+# process scores what the run reported.
 "$EMBER" datagen sessions --sessions 3000 --items 300 --out "$WORK/sessions.tsv" --items-out "$WORK/items.tsv" \
   >/dev/null 2>&1
-timeout 300 "${MPIRUN[@]}" "$EMBER" train --config "$WORK/run.toml" --set 'data.format="yoochoose"' \
-  --set "data.train=\"$WORK/sessions.tsv\"" --set "data.items=\"$WORK/items.tsv\"" --set 'data.test=""' \
-  --set 'model.name="m2trec"' --set train.batch_size=50 --set train.epochs=2 --set model.layers=1 \
-  --metrics-json "$WORK/m2trec.json" > "$WORK/m2trec.out" 2>&1 || { cat "$WORK/m2trec.out"; fail "mpirun m2trec run"; }
-python3 - "$WORK/m2trec.json" <<'PY' || { cat "$WORK/m2trec.out"; fail "m2trec under mpirun"; }
+M2TREC=(--config "$WORK/run.toml" --set 'data.format="yoochoose"' --set "data.train=\"$WORK/sessions.tsv\""
+  --set "data.items=\"$WORK/items.tsv\"" --set 'data.test=""' --set 'model.name="m2trec"' --set train.batch_size=50
+  --set model.layers=1 --set "checkpoint.dir=\"$WORK/m2trec-ckpt\"")
+timeout 300 "${MPIRUN[@]}" "$EMBER" train "${M2TREC[@]}" --set train.epochs=1 > "$WORK/m2trec1.out" 2>&1 \
+  || { cat "$WORK/m2trec1.out"; fail "mpirun m2trec run"; }
+timeout 300 "${MPIRUN[@]}" "$EMBER" train "${M2TREC[@]}" --set train.epochs=2 --resume \
+  --metrics-json "$WORK/m2trec.json" > "$WORK/m2trec.out" 2>&1 || { cat "$WORK/m2trec.out"; fail "mpirun m2trec resume"; }
+grep -q "resumed from .*/ckpt-[0-9]* at step [0-9]* (epoch 2, 0 examples in" "$WORK/m2trec.out" \
+  || { cat "$WORK/m2trec.out"; fail "m2trec resume message"; }
+"$EMBER" eval --checkpoint "$WORK/m2trec-ckpt/best" --metrics-json "$WORK/m2trec-eval.json" > "$WORK/m2trec-eval.out" 2>&1 \
+  || { cat "$WORK/m2trec-eval.out"; fail "eval of the m2trec checkpoint"; }
+python3 - "$WORK/m2trec.json" "$WORK/m2trec-eval.json" <<'PY' || { cat "$WORK/m2trec.out"; fail "m2trec under mpirun"; }
 import json, sys
-m = json.load(open(sys.argv[1]))
+m, e = (json.load(open(p)) for p in sys.argv[1:])
 assert m["recall_at_20"] > 0.2 and m["cold_examples"] > 0 and m["cold_recall_at_20"] > 0.1, m
+assert e["test_examples"] == m["test_examples"], (e, m)
+for k in ("recall_at_20", "mrr_at_20", "cold_recall_at_20"):
+    assert abs(e[k] - m[k]) < 1e-3, (k, e[k], m[k])
 PY
 # Bounded staleness (s = 1) and async: pushes applied on arrival, the next rows pulled during the
 # step; a different algorithm, so a looser tolerance.

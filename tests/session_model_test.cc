@@ -1,6 +1,6 @@
 // Session recommendation: ranking metrics against brute force, the multi-task loss weighting,
 // models that train (M2TRec and the ID baseline beat random Recall@20 by a wide margin, M2TRec
-// scores cold items), and two workers in one process staying in step.
+// scores cold items), two workers in one process staying in step, and checkpoints.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -189,6 +189,72 @@ TEST(SessionTrainer, TwoWorkersStayInStep) {
   auto p0 = trainers[0]->model()->parameters(), p1 = trainers[1]->model()->parameters();
   ASSERT_EQ(p0.size(), p1.size());
   for (size_t i = 0; i < p0.size(); ++i) EXPECT_TRUE(torch::equal(p0[i], p1[i])) << "parameter " << i;
+}
+
+// A checkpoint taken mid-epoch, restored into a fresh trainer on fresh shards, finishes the epoch
+// exactly as the uninterrupted trainer did (step seeds, rows, dense model and optimizer restored);
+// a checkpoint of another model or of another catalogue is refused, naming what differs.
+TEST(SessionTrainer, CheckpointMidEpochResumesExactly) {
+  torch::set_num_threads(1);
+  const auto d = SmallSessions();
+  std::vector<data::SessionExample> train(d.train.begin(), d.train.begin() + 1280);  // 20 steps of 64
+  const std::string root = testing_util::TempDir("session_ckpt");
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  ps::InProcessClient ps(2);
+  LocalCollective collective;
+  auto a = std::move(SessionTrainer::Create(SmallConfig("m2trec"), &d, &ps, &collective, nullptr)).value();
+  SessionRunState state;
+  state.best_epoch = 1;
+  state.best_valid = 0.25;
+  state.best_test.all = {100, 0.5, 0.125};
+  std::string path;
+  auto at_8 = [&](uint64_t steps_done) -> Status {
+    if (steps_done != 8) return Status::Ok();
+    state.position = {0, steps_done * 64};
+    auto p = a->SaveCheckpoint(root, "# config", state);
+    if (!p.ok()) return p.status();
+    path = *p;
+    return Status::Ok();
+  };
+  ASSERT_TRUE(a->TrainEpoch(train, 0, 1, quiet, 0, at_8).ok());
+  EXPECT_EQ(path, root + "/ckpt-8");
+  const auto full = *a->Evaluate(d.test_sessions, d.test);
+
+  ps::InProcessClient ps2(3);  // another shard count: rows are re-placed
+  auto b = std::move(SessionTrainer::Create(SmallConfig("m2trec"), &d, &ps2, &collective, nullptr)).value();
+  auto restored = b->RestoreCheckpoint(path, true);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ(b->step(), 8);
+  EXPECT_EQ(restored->position.epoch, 0);
+  EXPECT_EQ(restored->position.examples, 512u);
+  EXPECT_EQ(restored->best_epoch, 1);
+  EXPECT_DOUBLE_EQ(restored->best_valid, 0.25);
+  EXPECT_EQ(restored->best_test.all.n, 100u);
+  EXPECT_DOUBLE_EQ(restored->best_test.all.mrr, 0.125);
+  EXPECT_EQ(restored->items, d.num_items());
+  ASSERT_TRUE(b->TrainEpoch(train, 0, 1, quiet, restored->position.examples / 64).ok());
+  EXPECT_EQ(b->step(), 20);
+  const auto resumed = *b->Evaluate(d.test_sessions, d.test);
+  EXPECT_EQ(resumed.all.recall, full.all.recall);
+  EXPECT_EQ(resumed.all.mrr, full.all.mrr);
+  EXPECT_EQ(resumed.cold.mrr, full.cold.mrr);
+
+  ps::InProcessClient ps3(1);
+  auto ids = std::move(SessionTrainer::Create(SmallConfig("sasrec"), &d, &ps3, &collective, nullptr)).value();
+  auto other_model = ids->RestoreCheckpoint(path, true);
+  ASSERT_FALSE(other_model.ok());
+  EXPECT_NE(other_model.status().message().find("a checkpoint of model \"m2trec\", not \"sasrec\""), std::string::npos)
+      << other_model.status().ToString();
+  auto fewer = d;  // a catalogue whose brand attribute has one value less
+  fewer.items.cardinality[2] -= 1;
+  ps::InProcessClient ps4(1);
+  auto c = std::move(SessionTrainer::Create(SmallConfig("m2trec"), &fewer, &ps4, &collective, nullptr)).value();
+  auto other_catalogue = c->RestoreCheckpoint(path, true);
+  ASSERT_FALSE(other_catalogue.ok());
+  EXPECT_NE(other_catalogue.status().message().find("the data files or the data.* protocol keys changed"),
+            std::string::npos)
+      << other_catalogue.status().ToString();
 }
 
 }  // namespace

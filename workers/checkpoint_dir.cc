@@ -23,6 +23,8 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+}  // namespace
+
 Result<nlohmann::json> ReadManifest(const std::string& path) {
   const std::string file = path + "/manifest.json";
   EMBER_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
@@ -42,7 +44,6 @@ Result<nlohmann::json> ReadManifest(const std::string& path) {
     return Status::Corruption(file + ": missing files or config");
   return m;
 }
-}  // namespace
 
 Result<std::string> ReadCheckpointConfig(const std::string& path) {
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
@@ -186,9 +187,8 @@ Result<std::string> WriteCheckpointDir(const std::string& root, const std::strin
   return final_dir;
 }
 
-Result<nlohmann::json> ReadCheckpointDir(const std::string& path, ps::PsClient* ps, torch::nn::Module& module,
-                                         torch::optim::Optimizer& optimizer, bool load_shards) {
-  EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
+Status LoadCheckpointDir(const std::string& path, const nlohmann::json& m, ps::PsClient* ps, torch::nn::Module& module,
+                         torch::optim::Optimizer& optimizer, bool load_shards) {
   std::vector<ps::ShardFile> shards;
   std::map<std::string, std::string> dense;
   EMBER_RETURN_IF_ERROR(ReadManifestFiles(path, m, &shards, &dense));
@@ -205,7 +205,7 @@ Result<nlohmann::json> ReadCheckpointDir(const std::string& path, ps::PsClient* 
                           }).WithContext(path + "/dense_optimizer.pt"));
   }
   if (load_shards) EMBER_RETURN_IF_ERROR(ps->LoadShards(path, shards));
-  return m;
+  return Status::Ok();
 }
 
 Result<DataPosition> ReadPosition(const std::string& path, const nlohmann::json& m) {

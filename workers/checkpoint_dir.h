@@ -33,11 +33,13 @@ Result<std::string> WriteCheckpointDir(const std::string& root, const std::strin
                                        torch::nn::Module& module, torch::optim::Optimizer& optimizer,
                                        const std::string& config_text, nlohmann::json manifest);
 
-// Reads <path>/manifest.json (refusing another format, version or hash), restores `module` and
-// `optimizer` and, with `load_shards`, the PS rows from the files it lists, each verified against
-// its checksum. Returns the manifest.
-Result<nlohmann::json> ReadCheckpointDir(const std::string& path, ps::PsClient* ps, torch::nn::Module& module,
-                                         torch::optim::Optimizer& optimizer, bool load_shards);
+// Reads <path>/manifest.json, refusing another format, version or hash.
+Result<nlohmann::json> ReadManifest(const std::string& path);
+
+// Restores `module` and `optimizer` and, with `load_shards`, the PS rows from the files the
+// manifest `m` of `path` lists, each verified against its checksum.
+Status LoadCheckpointDir(const std::string& path, const nlohmann::json& m, ps::PsClient* ps, torch::nn::Module& module,
+                         torch::optim::Optimizer& optimizer, bool load_shards);
 
 // The manifest's data position ({"epoch": n, "examples": n}; none = the start).
 Result<DataPosition> ReadPosition(const std::string& path, const nlohmann::json& manifest);

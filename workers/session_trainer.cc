@@ -6,6 +6,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "checkpoint_dir.h"
 #include "ember/common/progress.h"
 
 namespace ember::workers {
@@ -292,8 +293,15 @@ Result<double> SessionTrainer::BatchLoss(const std::vector<data::SessionExample>
   return fw.first.item<double>();
 }
 
+uint64_t SessionTrainer::StepsPerEpoch(size_t examples) const {
+  const uint64_t W = static_cast<uint64_t>(collective_->size()), B = config_.batch_size;
+  const uint64_t batches = (examples + B - 1) / B;
+  return (batches + W - 1) / W;
+}
+
 Result<EpochStats> SessionTrainer::TrainEpoch(const std::vector<data::SessionExample>& examples, int epoch, int epochs,
-                                              const ProgressOptions& progress) {
+                                              const ProgressOptions& progress, uint64_t first_step,
+                                              const SessionStepCallback& on_step) {
   const int W = collective_->size(), w = collective_->rank();
   // The same shuffle on every worker (seeded by epoch); worker w takes batches w, w + W, ...
   std::vector<size_t> order(examples.size());
@@ -301,12 +309,13 @@ Result<EpochStats> SessionTrainer::TrainEpoch(const std::vector<data::SessionExa
   std::mt19937_64 shuffle_rng(config_.seed * 1000003ULL + static_cast<uint64_t>(epoch));
   std::shuffle(order.begin(), order.end(), shuffle_rng);
   const uint64_t B = config_.batch_size;
-  const uint64_t batches = (order.size() + B - 1) / B;
-  const uint64_t steps = (batches + static_cast<uint64_t>(W) - 1) / static_cast<uint64_t>(W);
+  const uint64_t steps = StepsPerEpoch(order.size());
   ProgressReporter::Options po;
   po.label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
   po.unit = "examples";
-  po.total = static_cast<double>(order.size()) / W;
+  const double skipped =
+      static_cast<double>(std::min<uint64_t>(first_step * B * static_cast<uint64_t>(W), order.size()));
+  po.total = (static_cast<double>(order.size()) - skipped) / W;
   po.tty = progress.tty;
   po.log_interval_s = progress.log_interval_s;
   ProgressReporter reporter(po);
@@ -314,12 +323,17 @@ Result<EpochStats> SessionTrainer::TrainEpoch(const std::vector<data::SessionExa
   double loss_sum = 0;
   const auto start = Clock::now();
   std::vector<data::SessionExample> batch;
-  for (uint64_t s = 0; s < steps; ++s) {
+  for (uint64_t s = first_step; s < steps; ++s) {
     const uint64_t bi = s * static_cast<uint64_t>(W) + static_cast<uint64_t>(w);
     batch.clear();
     for (uint64_t i = bi * B; i < std::min<uint64_t>((bi + 1) * B, order.size()); ++i)
       batch.push_back(examples[order[i]]);
     optimizer_->zero_grad();
+    // Dropout masks and sampled candidates drawn from the step's own seed: a run resumed from a
+    // checkpoint draws what the uninterrupted run drew.
+    const uint64_t step_seed = config_.seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(step_) * W + w;
+    torch::manual_seed(step_seed);
+    rng_.seed(step_seed);
     if (!batch.empty()) {
       EMBER_ASSIGN_OR_RETURN(auto fw, Forward(batch, true));
       fw.first.backward();
@@ -339,6 +353,7 @@ Result<EpochStats> SessionTrainer::TrainEpoch(const std::vector<data::SessionExa
       reporter.Update(
           static_cast<double>(stats.samples), -1,
           "loss " + std::to_string(stats.samples ? loss_sum / static_cast<double>(stats.samples) : 0.0).substr(0, 6));
+    if (on_step) EMBER_RETURN_IF_ERROR(on_step(s + 1));
   }
   stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   stats.mean_loss = stats.samples ? loss_sum / static_cast<double>(stats.samples) : 0;
@@ -399,6 +414,80 @@ Result<SessionEval> SessionTrainer::Evaluate(const std::vector<std::vector<uint3
   FinishRanks(&ev.rare);
   ev.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return ev;
+}
+
+namespace {
+nlohmann::json RanksJson(const RankMetrics& m) { return {{"n", m.n}, {"recall", m.recall}, {"mrr", m.mrr}}; }
+
+RankMetrics RanksFrom(const nlohmann::json& j) {
+  RankMetrics m;
+  m.n = j.value("n", uint64_t{0});
+  m.recall = j.value("recall", 0.0);
+  m.mrr = j.value("mrr", 0.0);
+  return m;
+}
+}  // namespace
+
+Result<std::string> SessionTrainer::SaveCheckpoint(const std::string& root, const std::string& config_text,
+                                                   const SessionRunState& state, const std::string& name) {
+  const auto& t = state.best_test;
+  nlohmann::json manifest = {
+      {"step", step_},
+      {"model", config_.model.name},
+      {"position", {{"epoch", state.position.epoch}, {"examples", state.position.examples}}},
+      {"embedding",
+       {{"method", config_.embedding.method},
+        {"rows", config_.embedding.rows},
+        {"density", config_.embedding.density}}},
+      {"sessions",
+       {{"items", data_->num_items()},
+        {"attributes", data_->items.attribute_names},
+        {"cardinality", data_->items.cardinality},
+        {"best_epoch", state.best_epoch},
+        {"best_valid_recall", state.best_valid},
+        {"since_best", state.since_best},
+        {"best_test", {{"all", RanksJson(t.all)}, {"cold", RanksJson(t.cold)}, {"rare", RanksJson(t.rare)}}}}}};
+  return WriteCheckpointDir(root, name.empty() ? "ckpt-" + std::to_string(step_) : name, ps_, *model_, *optimizer_,
+                            config_text, std::move(manifest));
+}
+
+Result<SessionRunState> SessionTrainer::RestoreCheckpoint(const std::string& path, bool load_shards) {
+  const std::string file = path + "/manifest.json";
+  // The model and catalogue are checked before anything is loaded.
+  EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
+  if (m.value("model", "") != config_.model.name)
+    return Status::FailedPrecondition(file + ": a checkpoint of model \"" + m.value("model", "") + "\", not \"" +
+                                      config_.model.name + "\"");
+  if (!m.contains("sessions") || !m["sessions"].is_object())
+    return Status::Corruption(file + ": no \"sessions\" block (not a session model's checkpoint)");
+  const auto& js = m["sessions"];
+  SessionRunState state;
+  try {
+    state.items = js.at("items").get<uint64_t>();
+    const auto cardinality = js.at("cardinality").get<std::vector<uint32_t>>();
+    // The rows hold attribute values (M2TRec) or item ids (the ID model): those must mean the same.
+    if (ids_ ? state.items != data_->num_items() : cardinality != data_->items.cardinality)
+      return Status::FailedPrecondition(
+          file + ": trained on a catalogue of " + std::to_string(state.items) + " items and attribute cardinalities " +
+          nlohmann::json(cardinality).dump() + "; the data gives " + std::to_string(data_->num_items()) + " and " +
+          nlohmann::json(data_->items.cardinality).dump() + " (the data files or the data.* protocol keys changed)");
+    state.best_epoch = js.value("best_epoch", 0);
+    state.best_valid = js.value("best_valid_recall", -1.0);
+    state.since_best = js.value("since_best", 0);
+    if (js.contains("best_test")) {
+      const auto& t = js["best_test"];
+      state.best_test.all = RanksFrom(t.at("all"));
+      state.best_test.cold = RanksFrom(t.at("cold"));
+      state.best_test.rare = RanksFrom(t.at("rare"));
+    }
+  } catch (const std::exception& e) {
+    return Status::Corruption(file + ": bad \"sessions\" block: " + e.what());
+  }
+  EMBER_RETURN_IF_ERROR(LoadCheckpointDir(path, m, ps_, *model_, *optimizer_, load_shards));
+  EMBER_ASSIGN_OR_RETURN(state.position, ReadPosition(path, m));
+  step_ = m.value("step", int64_t{0});
+  pushed_ = false;  // the shards' clocks start again with the next push
+  return state;
 }
 
 }  // namespace ember::workers

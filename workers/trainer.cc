@@ -846,7 +846,8 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
 Status Trainer::RestoreCheckpoint(const std::string& path, bool load_shards) {
   if (prefetch_.batch) return Status::FailedPrecondition("restore while the next batch's rows are in flight");
   pushed_ = false;  // the shards' clocks start again with the next push
-  EMBER_ASSIGN_OR_RETURN(auto m, ReadCheckpointDir(path, ps_, *model_, *optimizer_, load_shards));
+  EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
+  EMBER_RETURN_IF_ERROR(LoadCheckpointDir(path, m, ps_, *model_, *optimizer_, load_shards));
   step_ = m.value("step", int64_t{0});
   EMBER_ASSIGN_OR_RETURN(position_, ReadPosition(path, m));
   if (thresholds_.defined() && m.contains("optembed") && m["optembed"].contains("thresholds")) {

@@ -80,6 +80,11 @@ Status RunSessionWorker(const RunConfig& config, const data::SessionData& data, 
                         RunMetrics* m);
 // One process: in-process shards.
 Result<RunMetrics> RunSessionTrain(const RunConfig& config, std::ostream& out);
+// ember eval of a session checkpoint `path` trained with `config`: Recall@20 and MRR@20 (overall,
+// cold, rare) on the config's test split, or on the test sessions of `test_path` (the config's
+// training log still defines the catalogue).
+Result<RunMetrics> RunSessionEval(const std::string& path, RunConfig config, const std::string& test_path, int threads,
+                                  std::ostream& out);
 // Scores data.test with `trainer`, fills the evaluation fields of *m and prints a line.
 Status EvaluateTest(workers::Trainer* trainer, const RunConfig& config, RunMetrics* m, std::ostream& out);
 // Starts rank `rank`'s metrics endpoint (role "train", "ps-server") on monitoring.port + rank, or
@@ -102,6 +107,10 @@ Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::T
 // Writes a checkpoint of `trainer` into checkpoint.dir, then removes the oldest ckpt-N beyond
 // checkpoint.keep.
 Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& config);
+// The same for any writer: `save` writes a checkpoint under the root it is given and returns its
+// directory.
+Result<std::string> WriteCheckpoint(const RunConfig& config,
+                                    const std::function<Result<std::string>(const std::string& root)>& save);
 // The step callback of an epoch that records the data position every checkpoint.every_steps steps
 // and, if `writer`, writes the checkpoint (null when periodic checkpoints are off). `skipped`:
 // examples the epoch's reader passed over (a resumed epoch); `workers` read a batch each per step.
@@ -137,7 +146,8 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& config, std::ostream& out);
 // Prints, per field and per table, the method's rows, widths and bytes against the budget.
 Status RunPlan(const RunConfig& config, std::ostream& out);
 // Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) or an exported model
-// file on a data file (default: the checkpoint config's data.test; an export needs one).
+// file on a data file (default: the checkpoint config's data.test; an export needs one). A
+// session model's checkpoint: RunSessionEval.
 Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads, std::ostream& out);
 
 struct ExportReport {

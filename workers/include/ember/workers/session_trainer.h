@@ -18,6 +18,7 @@
 // Borrows the data, PS client, collective and recorder (they must outlive it). One thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -60,6 +61,19 @@ struct SessionEval {
   double seconds = 0;
 };
 
+// Where a session run stands, kept in its checkpoints beside the rows and the dense state.
+struct SessionRunState {
+  DataPosition position;   // epoch, and the examples of it trained by all workers together
+  int best_epoch = 0;      // 1-based epoch the validation chose so far (0: none yet)
+  double best_valid = -1;  // its validation Recall@20
+  int since_best = 0;      // epochs since without a validation gain
+  SessionEval best_test;   // its test metrics
+  uint64_t items = 0;      // catalogue size the checkpoint was trained on (restored, not saved from here)
+};
+
+// Called after each training step with the steps of the epoch done so far (this one included).
+using SessionStepCallback = std::function<Status(uint64_t steps_done)>;
+
 // Adds one example whose target ranks `rank` (1 = best) to m (as sums; Finish divides).
 void AddRank(uint64_t rank, int k, RankMetrics* m);
 void FinishRanks(RankMetrics* m);
@@ -72,12 +86,26 @@ class SessionTrainer {
   static Result<std::unique_ptr<SessionTrainer>> Create(const SessionTrainerConfig& config,
                                                         const data::SessionData* data, ps::PsClient* ps,
                                                         Collective* collective, monitoring::Recorder* recorder);
-  // One pass over data.train minus the held-out validation examples (this worker's share).
+  // One pass over data.train minus the held-out validation examples (this worker's share),
+  // starting after the epoch's first `first_step` steps (a resumed run).
   Result<EpochStats> TrainEpoch(const std::vector<data::SessionExample>& examples, int epoch, int epochs,
-                                const ProgressOptions& progress);
+                                const ProgressOptions& progress, uint64_t first_step = 0,
+                                const SessionStepCallback& on_step = {});
+  // Steps per epoch over `examples` (every worker runs this many).
+  uint64_t StepsPerEpoch(size_t examples) const;
   // Ranks every example's target over the whole catalog.
   Result<SessionEval> Evaluate(const std::vector<std::vector<uint32_t>>& sessions,
                                const std::vector<data::SessionExample>& examples);
+
+  // Writes <root>/<name> ("" = ckpt-<step>): rows, dense model, optimizer and `state`, plus the
+  // catalogue's shape (items, attribute cardinalities) that a restore checks against its data.
+  Result<std::string> SaveCheckpoint(const std::string& root, const std::string& config_text,
+                                     const SessionRunState& state, const std::string& name = "");
+  // Restores rows (with load_shards; under a cluster the first worker loads them), dense model,
+  // optimizer and step; refuses a checkpoint of another model, or whose rows mean other things
+  // (M2TRec: other attribute cardinalities; the ID model: another catalogue size). Returns its
+  // state.
+  Result<SessionRunState> RestoreCheckpoint(const std::string& path, bool load_shards);
 
   const embedding::EmbeddingMethod& method() const { return *method_; }
   models::SessionModel& model() { return model_; }
