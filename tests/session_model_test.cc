@@ -57,7 +57,7 @@ TEST(SessionMetrics, MultiTaskLossWeighsHeadsAndIgnoresUnknownCategories) {
   EXPECT_NEAR(head_ce, std::log(2 + std::exp(4.0)), 1e-5);
 }
 
-data::SessionData SmallSessions() {
+data::SessionData SmallSessions(bool item_id_attribute = false) {
   const std::string dir = testing_util::TempDir("sessions_model");
   data::SyntheticSessionOptions o;
   o.sessions = 4000;
@@ -70,6 +70,7 @@ data::SessionData SmallSessions() {
   data::SessionProtocol p;
   p.format = "yoochoose";
   p.test_days = o.test_days;
+  p.item_id_attribute = item_id_attribute;
   return std::move(data::LoadSessions(log, "", items, p)).value();
 }
 
@@ -118,6 +119,25 @@ TEST(SessionTrainer, ModelsTrainAndBeatRandomM2TRecScoresColdItems) {
   // Cold items: metadata gives M2TRec a representation; the ID baseline's rows never trained.
   EXPECT_GT(cold[0], 5 * random_recall);
   EXPECT_GT(cold[0], cold[1] + 0.1);
+}
+
+// The hybrid (the item id as one more attribute): a cold item's id row never learnt from a session
+// (only pushed down as a negative), so it reads zeros and the item is scored from its metadata.
+TEST(SessionTrainer, HybridLeavesColdItemsToTheirMetadata) {
+  torch::set_num_threads(1);
+  const auto d = SmallSessions(/*item_id_attribute=*/true);
+  ASSERT_EQ(d.items.attribute_names.back(), "item_id");
+  ps::InProcessClient ps(1);
+  LocalCollective collective;
+  auto t = SessionTrainer::Create(SmallConfig("m2trec"), &d, &ps, &collective, nullptr);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  for (int e = 0; e < 2; ++e) ASSERT_TRUE((*t)->TrainEpoch(d.train, e, 2, quiet).ok());
+  auto ev = (*t)->Evaluate(d.test_sessions, d.test);
+  ASSERT_TRUE(ev.ok());
+  ASSERT_GT(ev->cold.n, 0u);
+  EXPECT_GT(ev->cold.recall, 5 * 20.0 / d.num_items()) << ev->cold.recall;
 }
 
 // The sampled softmax (64 shared uniform candidates plus the batch's targets) trains too; the

@@ -71,6 +71,16 @@ Result<std::unique_ptr<SessionTrainer>> SessionTrainer::Create(const SessionTrai
       fields.push_back({data->items.attribute_names[a], data->items.cardinality[a]});
   }
   EMBER_ASSIGN_OR_RETURN(t->method_, embedding::MakeMethod(config.embedding, fields));
+  if (!t->ids_) {
+    // M2TRec: a value no training item carries (a new brand, a cold item's own id) has a row that
+    // never learnt from a session (only pushed down as a negative) and, hashed, would read another
+    // value's row: it contributes zeros instead.
+    for (size_t a = 0; a < data->items.attribute_names.size(); ++a) {
+      std::vector<bool> trained(data->items.cardinality[a], false);
+      for (uint32_t i = 1; i <= data->num_train_items; ++i) trained[data->items.values[a][i]] = true;
+      t->trained_values_.push_back(std::move(trained));
+    }
+  }
   int64_t item_dim = 0;
   for (int f = 0; f < t->method_->num_fields(); ++f) item_dim += t->method_->layout(f).output_dim;
   for (const auto& h : config.heads) {
@@ -119,6 +129,7 @@ Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint3
     size_t table_slot;
     int dim;
     std::vector<int64_t> rows;  // per item: row in the table's unique keys
+    torch::Tensor mask;         // [n, 1]: 0 where the item's value is untrained (undefined: none is)
   };
   std::vector<Probe> probes;
   std::unordered_map<uint32_t, size_t> slot_of_table;
@@ -128,6 +139,17 @@ Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint3
     const auto& layout = method.layout(f);
     const size_t probes_f = layout.probe_tables.size();
     for (size_t i = 0; i < n; ++i) ids[i] = FieldId(f, items[i]);
+    torch::Tensor mask;
+    if (!trained_values_.empty()) {
+      const auto& trained = trained_values_[static_cast<size_t>(f)];
+      std::vector<float> m(n);
+      bool any = false;
+      for (size_t i = 0; i < n; ++i) {
+        m[i] = trained[ids[i]] ? 1.0f : 0.0f;
+        any = any || !trained[ids[i]];
+      }
+      if (any) mask = torch::tensor(m).unsqueeze(1);
+    }
     keys.resize(n * probes_f);
     method.MapIds(f, ids.data(), n, keys.data());
     for (size_t q = 0; q < probes_f; ++q) {
@@ -138,7 +160,7 @@ Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint3
         p.keys.emplace_back();
         unique.emplace_back();
       }
-      Probe pr{it->second, layout.probe_dims[q], std::vector<int64_t>(n)};
+      Probe pr{it->second, layout.probe_dims[q], std::vector<int64_t>(n), mask};
       auto& u = unique[it->second];
       auto& k = p.keys[it->second];
       for (size_t i = 0; i < n; ++i) {
@@ -184,7 +206,8 @@ Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint3
   for (const auto& pr : probes) {
     // Cloned: autograd keeps the index for the backward pass, after `probes` is gone.
     auto idx = torch::from_blob(const_cast<int64_t*>(pr.rows.data()), {static_cast<int64_t>(n)}, torch::kLong).clone();
-    parts.push_back(p.leaves[pr.table_slot].index_select(0, idx).slice(1, 0, pr.dim));
+    auto part = p.leaves[pr.table_slot].index_select(0, idx).slice(1, 0, pr.dim);
+    parts.push_back(pr.mask.defined() ? part * pr.mask : part);
   }
   p.x = torch::cat(parts, 1);
   return p;

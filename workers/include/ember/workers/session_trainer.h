@@ -140,6 +140,8 @@ class SessionTrainer {
   std::unique_ptr<embedding::EmbeddingMethod> method_;
   bool ids_;                    // the ID baseline: one field, the item id
   std::vector<int> head_attr_;  // attribute index of each head
+  // M2TRec: per attribute, per value, whether a training item carries it (else it reads zeros).
+  std::vector<std::vector<bool>> trained_values_;
   models::SessionModel model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::mt19937_64 rng_;
