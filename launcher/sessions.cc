@@ -20,6 +20,14 @@ std::string Pct(double x) {
   return buf;
 }
 
+// "Recall@20 R, MRR@20 M over N examples; cold R / M (N); rare R / M (N)".
+std::string RankSummary(const RunMetrics& m) {
+  return "Recall@20 " + Pct(m.recall_at_20) + ", MRR@20 " + Pct(m.mrr_at_20) + " over " +
+         std::to_string(m.test_examples) + " examples; cold " + Pct(m.cold_recall_at_20) + " / " +
+         Pct(m.cold_mrr_at_20) + " (" + std::to_string(m.cold_examples) + "); rare " + Pct(m.rare_recall_at_20) +
+         " / " + Pct(m.rare_mrr_at_20) + " (" + std::to_string(m.rare_examples) + ")";
+}
+
 constexpr uint64_t kFullSoftmaxItems = 50000, kSampledCandidates = 8192;
 
 Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& c, const data::SessionData& d) {
@@ -214,10 +222,7 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
   if (lead) {
     Fill(state.best_test, m);
     EMBER_RETURN_IF_ERROR(RecordTables(ps, m));
-    log << "test (epoch " << m->best_epoch << ", chosen on validation): Recall@20 " << Pct(m->recall_at_20)
-        << ", MRR@20 " << Pct(m->mrr_at_20) << " over " << m->test_examples << " examples; cold "
-        << Pct(m->cold_recall_at_20) << " / " << Pct(m->cold_mrr_at_20) << " (" << m->cold_examples << "); rare "
-        << Pct(m->rare_recall_at_20) << " / " << Pct(m->rare_mrr_at_20) << " (" << m->rare_examples << ")\n";
+    log << "test (epoch " << m->best_epoch << ", chosen on validation): " << RankSummary(*m) << "\n";
     log << "tables hold " << m->table_rows << " rows, " << m->param_bytes << " parameter bytes\n";
   }
   return Status::Ok();
@@ -259,10 +264,7 @@ Result<RunMetrics> RunSessionEval(const std::string& path, RunConfig c, const st
   m.samples_per_sec = ev.seconds > 0 ? static_cast<double>(ev.all.n) / ev.seconds : 0;
   m.peak_rss_bytes = PeakRssBytes();
   out << path << " (" << c.model << ", step " << trainer->step() << ", epoch " << state.position.epoch
-      << " trained) on " << (c.test.empty() ? c.train + " (time split)" : c.test) << ": Recall@20 "
-      << Pct(m.recall_at_20) << ", MRR@20 " << Pct(m.mrr_at_20) << " over " << m.test_examples << " examples; cold "
-      << Pct(m.cold_recall_at_20) << " / " << Pct(m.cold_mrr_at_20) << " (" << m.cold_examples << "); rare "
-      << Pct(m.rare_recall_at_20) << " / " << Pct(m.rare_mrr_at_20) << " (" << m.rare_examples << ")\n";
+      << " trained) on " << (c.test.empty() ? c.train + " (time split)" : c.test) << ": " << RankSummary(m) << "\n";
   return m;
 }
 
