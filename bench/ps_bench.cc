@@ -99,17 +99,22 @@ int main(int argc, char** argv) {
   EMBER_CHECK(local.CreateTables({spec}).ok());
   const double t_local = Run(local, keys, dim, steps);
 
+  const std::string secret = std::move(ps::MakeSecret()).value();
   std::vector<std::unique_ptr<ps::PsServer>> ps_servers;
   std::vector<std::string> endpoints;
   for (int i = 0; i < servers; ++i) {
     ps::ServerOptions o;
     o.shard_index = i;
     o.num_shards = servers;
+    o.secret = secret;
     ps_servers.push_back(std::make_unique<ps::PsServer>(o));
     EMBER_CHECK(ps_servers.back()->Start().ok());
     endpoints.push_back("127.0.0.1:" + std::to_string(ps_servers.back()->port()));
   }
-  auto remote = ps::RemoteClient::Connect(endpoints, 5);
+  ps::ClientOptions co;
+  co.endpoints = endpoints;
+  co.secret = secret;
+  auto remote = ps::RemoteClient::Connect(co);
   EMBER_CHECK(remote.ok());
   EMBER_CHECK((*remote)->CreateTables({spec}).ok());
   const uint64_t sent0 = (*remote)->bytes_sent(), recv0 = (*remote)->bytes_received();

@@ -7,9 +7,11 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <ostream>
 #include <sstream>
 
@@ -69,6 +71,17 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
   }
   const bool server = rank < k;
   const std::string role = server ? "server" : "worker";
+  const int workers = size - k;
+
+  // The job's PS secret: made by rank 0, handed to every rank over MPI (never on a command line,
+  // in the environment or in a file); every PS connection proves it holds it (ps/auth.h).
+  std::string secret(32, '\0');
+  if (rank == 0) {
+    auto made = ps::MakeSecret();
+    if (!made.ok()) Abort(rank, role, made.status());
+    secret = *made;
+  }
+  MPI_Bcast(secret.data(), static_cast<int>(secret.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
 
   // Servers start first; everyone learns every server's endpoint.
   std::unique_ptr<ps::PsServer> ps_server;
@@ -78,6 +91,13 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     o.bind = c.ps_bind;
     o.shard_index = rank;
     o.num_shards = k;
+    o.secret = secret;
+    o.workers = static_cast<uint32_t>(workers);
+    o.checkpoint_root = c.checkpoint_dir;
+    o.timeout_s = c.ps_timeout_s;
+    o.idle_timeout_s = c.ps_idle_timeout_s;
+    o.max_payload = static_cast<uint32_t>(c.ps_max_frame_bytes);
+    o.max_buffered_bytes = static_cast<uint64_t>(c.ps_max_buffered_bytes);
     ps_server = std::make_unique<ps::PsServer>(o);
     if (Status st = ps_server->Start(); !st.ok()) Abort(rank, role, st);
     std::snprintf(mine, sizeof(mine), "%s", Endpoint(c, ps_server->port()).c_str());
@@ -101,17 +121,27 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     if (!exporter.ok()) Abort(rank, role, exporter.status());
     if (*exporter) {
       ps::PsServer* srv = ps_server.get();
-      (*exporter)->registry().AddCollector([srv, rank](monitoring::Recorder& r) {
+      auto last = std::make_shared<std::array<uint64_t, 4>>();  // counters at the previous scrape
+      (*exporter)->registry().AddCollector([srv, rank, last](monitoring::Recorder& r) {
         // One shard's view: its tables and rows (skew needs every shard: worker 0 reports it).
         auto stats = srv->shard().Stats();
         uint64_t rows = 0;
         for (auto& t : stats) rows += t.rows;
         workers::RecordTableMetrics(stats, {}, &r);
         r.SetGauge("shard_rows", static_cast<double>(rows), {{"shard", std::to_string(rank)}});
+        auto& k = srv->counters();
+        const std::array<uint64_t, 4> now = {k.connections.load(), k.auth_failures.load(), k.refused_frames.load(),
+                                             k.timeouts.load()};
+        const char* names[4] = {"ps_server_connections_total", "ps_server_auth_failures_total",
+                                "ps_server_refused_frames_total", "ps_server_timeouts_total"};
+        for (size_t i = 0; i < 4; ++i) r.AddCounter(names[i], static_cast<double>(now[i] - (*last)[i]));
+        *last = now;
+        r.SetGauge("ps_server_buffered_bytes", static_cast<double>(k.buffered_bytes.load()));
       });
     }
-    ps_server->WaitForShutdown();
+    const Status served = ps_server->WaitForShutdown();
     ps_server->Stop();
+    if (!served.ok()) Abort(rank, role, served);
     m.method = "ps-server";
     m.report = false;
     m.peak_rss_bytes = PeakRssBytes();
@@ -121,13 +151,20 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     return m;
   }
 
-  const int worker = rank - k, workers = size - k;
+  const int worker = rank - k;
+  ps::ClientOptions connect;
+  connect.endpoints = endpoints;
+  connect.secret = secret;
+  connect.worker = static_cast<uint32_t>(worker);
+  connect.connect_timeout_s = 60;
+  connect.timeout_s = c.ps_timeout_s;
+  connect.max_payload = static_cast<uint32_t>(c.ps_max_frame_bytes);
   m.report = worker == 0;
   std::ostringstream quiet;
   std::ostream& log = worker == 0 ? out : quiet;
   auto run_sessions = [&]() -> Status {
     EMBER_ASSIGN_OR_RETURN(auto d, LoadSessionData(c, log));
-    EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(endpoints, 60));
+    EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(connect));
     workers::MpiCollective collective(group);
     EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", rank, log));
     EMBER_RETURN_IF_ERROR(
@@ -154,7 +191,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     if (tc.embedding.method == "optembed" && c.valid.empty())
       return Status::InvalidArgument(
           "embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
-    EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(endpoints, 60));
+    EMBER_ASSIGN_OR_RETURN(auto client, ps::RemoteClient::Connect(connect));
     workers::MpiCollective mpi(group);
     // NCCL where the build has it and a GPU is visible ("auto"), or where asked for ("nccl").
     std::unique_ptr<workers::Collective> nccl;

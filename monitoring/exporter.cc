@@ -59,6 +59,13 @@ void DescribeMetrics(Registry* r) {
   r->Describe("embedding_full_bytes", T::kGauge, "Bytes of the full fp32 tables of every field.");
   r->Describe("embedding_compression_ratio", T::kGauge, "embedding_full_bytes over the parameter bytes held.");
   r->Describe("embedding_budget_bytes", T::kGauge, "The embedding.budget in bytes (0 = none).");
+  r->Describe("ps_server_connections_total", T::kCounter, "Connections a PS server accepted.");
+  r->Describe("ps_server_auth_failures_total", T::kCounter,
+              "PS connections refused by the handshake (no hello, wrong secret, unknown worker).");
+  r->Describe("ps_server_refused_frames_total", T::kCounter,
+              "Requests of authenticated PS peers answered with an error (malformed or refused).");
+  r->Describe("ps_server_timeouts_total", T::kCounter, "PS connections closed by a read deadline.");
+  r->Describe("ps_server_buffered_bytes", T::kGauge, "Request payload bytes a PS server holds for its connections.");
   r->Describe("shard_rows", T::kGauge, "Rows held by a shard, over all tables.");
   r->Describe("shard_skew", T::kGauge, "Rows of the fullest shard over the mean (1 = even).");
   // Compression methods.

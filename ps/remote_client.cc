@@ -1,6 +1,9 @@
 #include "ember/ps/remote_client.h"
 
+#include <poll.h>
+
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -46,17 +49,125 @@ struct RemoteClient::Impl {
   std::vector<tcp::socket> sockets;
 };
 
+namespace {
+using SteadyClock = std::chrono::steady_clock;
+
+// Blocking I/O with a deadline: the sockets are non-blocking and every wait is a poll() bounded
+// by what is left of the deadline.
+Status WaitFor(tcp::socket& s, short events, SteadyClock::time_point deadline, const std::string& what) {
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
+    if (left <= 0) return Status::Unavailable(what + ": no answer within the deadline (ps.timeout_s)");
+    pollfd p{s.native_handle(), events, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+    if (r > 0) return Status::Ok();
+    if (r < 0 && errno != EINTR) return Status::Unavailable(what + ": poll: " + std::strerror(errno));
+  }
+}
+
+Status WriteAll(tcp::socket& s, std::array<asio::const_buffer, 2> bufs, SteadyClock::time_point deadline,
+                const std::string& who) {
+  for (auto& b : bufs) {
+    while (b.size() > 0) {
+      boost::system::error_code ec;
+      const size_t n = s.write_some(asio::buffer(b), ec);
+      b += n;
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        EMBER_RETURN_IF_ERROR(WaitFor(s, POLLOUT, deadline, who));
+      } else if (ec) {
+        return Status::Unavailable(who + " is gone: " + ec.message());
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status ReadAll(tcp::socket& s, void* data, size_t bytes, SteadyClock::time_point deadline, const std::string& who) {
+  asio::mutable_buffer b(data, bytes);
+  while (b.size() > 0) {
+    boost::system::error_code ec;
+    const size_t n = s.read_some(asio::buffer(b), ec);
+    b += n;
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      EMBER_RETURN_IF_ERROR(WaitFor(s, POLLIN, deadline, who));
+    } else if (ec) {
+      return Status::Unavailable(who + " is gone: " + ec.message());
+    }
+  }
+  return Status::Ok();
+}
+
+SteadyClock::time_point After(double seconds) {
+  return SteadyClock::now() +
+         std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(std::min(seconds, 1e9)));
+}
+
+// Reads one frame (header and payload) of at most max_payload bytes.
+Result<wire::Header> ReadFrame(tcp::socket& s, std::string* payload, uint32_t max_payload,
+                               SteadyClock::time_point deadline, const std::string& who) {
+  uint8_t header[wire::kHeaderBytes];
+  EMBER_RETURN_IF_ERROR(ReadAll(s, header, sizeof(header), deadline, who));
+  auto h = wire::ParseHeader(header, max_payload);
+  if (!h.ok()) return h.status().WithContext(who);
+  payload->resize(h->payload_bytes);
+  EMBER_RETURN_IF_ERROR(ReadAll(s, payload->data(), payload->size(), deadline, who));
+  return h;
+}
+
+// The client's half of the handshake (auth.h) on a connected socket.
+Status Handshake(tcp::socket& s, const ClientOptions& o, const std::string& who) {
+  const auto deadline = After(o.timeout_s);
+  std::string payload;
+  EMBER_ASSIGN_OR_RETURN(auto h, ReadFrame(s, &payload, 1024, deadline, who));
+  if (h.type != wire::Type::kChallenge || payload.size() != kNonceBytes)
+    return Status::Unavailable(who + ": not an ember PS server (no challenge)");
+  Nonce server_nonce{}, client_nonce{};
+  std::memcpy(server_nonce.data(), payload.data(), kNonceBytes);
+  EMBER_ASSIGN_OR_RETURN(client_nonce, MakeNonce());
+  wire::ClientHello hello;
+  hello.nonce = client_nonce;
+  hello.worker = o.worker;
+  hello.mac = ClientMac(o.secret, server_nonce, client_nonce, o.worker);
+  std::string frame, body;
+  wire::EncodeClientHello(hello, &body);
+  wire::AppendHeader(&frame, wire::Type::kHello, 0, static_cast<uint32_t>(body.size()));
+  EMBER_RETURN_IF_ERROR(WriteAll(s, {asio::buffer(frame), asio::buffer(body)}, deadline, who));
+  EMBER_ASSIGN_OR_RETURN(h, ReadFrame(s, &payload, 1 << 16, deadline, who));
+  if (h.type == wire::Type::kError) {
+    Status peer;
+    EMBER_RETURN_IF_ERROR(wire::DecodeError(payload, &peer));
+    return peer.WithContext(who + " refused the handshake");
+  }
+  const Mac expect = ServerMac(o.secret, client_nonce, server_nonce);
+  if (h.type != wire::Type::kHello || payload.size() != kMacBytes ||
+      !SameMac(expect.data(), reinterpret_cast<const uint8_t*>(payload.data())))
+    return Status::Unavailable(who + ": the server does not prove the job's secret");
+  return Status::Ok();
+}
+}  // namespace
+
 RemoteClient::~RemoteClient() = default;
 
-Result<std::unique_ptr<RemoteClient>> RemoteClient::Connect(const std::vector<std::string>& endpoints,
-                                                            double connect_timeout_s) {
-  if (endpoints.empty()) return Status::InvalidArgument("remote PS client: no server endpoints");
+std::string RemoteClient::Who(size_t i) const { return "PS server " + std::to_string(i) + " (" + endpoints_[i] + ")"; }
+
+Status RemoteClient::Broken(Status st) {
+  broken_ = st;
+  return st;
+}
+
+Result<std::unique_ptr<RemoteClient>> RemoteClient::Connect(ClientOptions options) {
+  if (options.endpoints.empty()) return Status::InvalidArgument("remote PS client: no server endpoints");
+  if (options.secret.size() < kMinSecretBytes)
+    return Status::InvalidArgument("remote PS client: the job's secret is missing or shorter than " +
+                                   std::to_string(kMinSecretBytes) + " bytes");
+  if (!(options.timeout_s > 0)) return Status::InvalidArgument("remote PS client: ps.timeout_s must be positive");
   std::unique_ptr<RemoteClient> c(new RemoteClient());
-  c->endpoints_ = endpoints;
+  c->options_ = options;
+  c->endpoints_ = options.endpoints;
   c->impl_ = std::make_unique<Impl>();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(connect_timeout_s);
-  for (size_t i = 0; i < endpoints.size(); ++i) {
-    const std::string& ep = endpoints[i];
+  const auto deadline = After(options.connect_timeout_s);
+  for (size_t i = 0; i < c->endpoints_.size(); ++i) {
+    const std::string& ep = c->endpoints_[i];
     const size_t colon = ep.rfind(':');
     if (colon == std::string::npos) return Status::InvalidArgument("PS endpoint '" + ep + "' is not host:port");
     tcp::resolver resolver(c->impl_->ioc);
@@ -67,12 +178,15 @@ Result<std::unique_ptr<RemoteClient>> RemoteClient::Connect(const std::vector<st
     for (;;) {
       asio::connect(socket, results, ec);
       if (!ec) break;
-      if (std::chrono::steady_clock::now() > deadline)
+      if (SteadyClock::now() > deadline)
         return Status::Unavailable("cannot connect to PS server " + std::to_string(i) + " at " + ep + ": " +
                                    ec.message());
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     socket.set_option(tcp::no_delay(true), ec);
+    socket.non_blocking(true, ec);
+    if (ec) return Status::Unavailable(c->Who(i) + ": " + ec.message());
+    EMBER_RETURN_IF_ERROR(Handshake(socket, options, c->Who(i)));
     c->impl_->sockets.push_back(std::move(socket));
   }
   return c;
@@ -80,41 +194,49 @@ Result<std::unique_ptr<RemoteClient>> RemoteClient::Connect(const std::vector<st
 
 Status RemoteClient::RoundTrip(wire::Type type, const std::vector<const std::string*>& payloads,
                                std::vector<std::string>* replies) {
+  if (!broken_.ok())
+    return Status::Unavailable("PS connections unusable after an earlier failure: " + broken_.message());
   auto& sockets = impl_->sockets;
   const size_t n = sockets.size();
   replies->assign(n, std::string());
   std::vector<uint64_t> ids(n, 0);
   std::string frame;
-  auto server = [&](size_t i) { return "PS server " + std::to_string(i) + " (" + endpoints_[i] + ")"; };
+  const auto deadline = After(options_.timeout_s);
   for (size_t i = 0; i < n; ++i) {
     if (!payloads[i]) continue;
     ids[i] = next_id_++;
     frame.clear();
     wire::AppendHeader(&frame, type, ids[i], static_cast<uint32_t>(payloads[i]->size()));
-    boost::system::error_code ec;
-    asio::write(sockets[i], std::array<asio::const_buffer, 2>{asio::buffer(frame), asio::buffer(*payloads[i])}, ec);
-    if (ec) return Status::Unavailable(server(i) + ": " + ec.message());
+    Status st = WriteAll(sockets[i], {asio::buffer(frame), asio::buffer(*payloads[i])}, deadline, Who(i));
+    if (!st.ok()) return Broken(st);
     bytes_sent_ += frame.size() + payloads[i]->size();
   }
   for (size_t i = 0; i < n; ++i) {
     if (!payloads[i]) continue;
-    uint8_t header[wire::kHeaderBytes];
-    boost::system::error_code ec;
-    asio::read(sockets[i], asio::buffer(header), ec);
-    if (ec) return Status::Unavailable(server(i) + " is gone: " + ec.message());
-    EMBER_ASSIGN_OR_RETURN(auto h, wire::ParseHeader(header));
     auto& reply = (*replies)[i];
-    reply.resize(h.payload_bytes);
-    asio::read(sockets[i], asio::buffer(reply), ec);
-    if (ec) return Status::Unavailable(server(i) + " is gone: " + ec.message());
+    auto h = ReadFrame(sockets[i], &reply, options_.max_payload, deadline, Who(i));
+    if (!h.ok()) {
+      const bool timeout = h.status().message().find("deadline") != std::string::npos;
+      return Broken(timeout ? Status::Unavailable(Who(i) + " did not answer a " + wire::TypeName(type) + " within " +
+                                                  std::to_string(options_.timeout_s) + " s (ps.timeout_s)")
+                            : h.status());
+    }
     bytes_received_ += wire::kHeaderBytes + reply.size();
-    if (h.type == wire::Type::kError) {
+    if (h->type == wire::Type::kError) {
       Status peer;
       EMBER_RETURN_IF_ERROR(wire::DecodeError(reply, &peer));
-      return peer.WithContext(server(i));
+      // The replies of the other servers are still unread: the streams stay usable only if
+      // they are drained here.
+      for (size_t j = i + 1; j < n; ++j) {
+        if (!payloads[j]) continue;
+        std::string ignored;
+        if (!ReadFrame(sockets[j], &ignored, options_.max_payload, deadline, Who(j)).ok())
+          return Broken(peer.WithContext(Who(i)));
+      }
+      return peer.WithContext(Who(i));
     }
-    if (h.type != type || h.request_id != ids[i])
-      return Status::Internal(server(i) + ": reply does not match the request");
+    if (h->type != type || h->request_id != ids[i])
+      return Broken(Status::Internal(Who(i) + ": reply does not match the request"));
   }
   return Status::Ok();
 }

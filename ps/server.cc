@@ -3,6 +3,7 @@
 #include <array>
 #include <boost/asio.hpp>
 #include <condition_variable>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -14,7 +15,192 @@ namespace ember::ps {
 namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+
+// A payload buffer starts at this size and at most doubles with what arrived.
+constexpr size_t kFirstChunk = 64 << 10;
+// Buffers above this are freed after their frame rather than kept for the next.
+constexpr size_t kKeepBuffer = 4 << 20;
+
+bool Malformed(const Status& st) { return st.message().rfind("malformed", 0) == 0; }
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// ServerSession
+
+ServerSession::ServerSession(PsServer* server) : server_(server) {}
+
+ServerSession::~ServerSession() { Closed(); }
+
+void ServerSession::Closed() {
+  ReleaseBuffer();
+  if (authenticated_ && worker_ != kNoWorker && !left_) server_->WorkerLeft(worker_);
+  left_ = true;
+  phase_ = Phase::kClosed;
+}
+
+ServerSession::Output ServerSession::Start() {
+  auto nonce = MakeNonce();
+  if (!nonce.ok()) return Refuse(nonce.status(), false);
+  nonce_ = *nonce;
+  Output o;
+  wire::AppendHeader(&o.head, wire::Type::kChallenge, 0, wire::kChallengeBytes);
+  o.head.append(reinterpret_cast<const char*>(nonce_.data()), nonce_.size());
+  return o;
+}
+
+char* ServerSession::next() {
+  if (header_have_ < wire::kHeaderBytes) return reinterpret_cast<char*>(header_) + header_have_;
+  return payload_.data() + payload_have_;
+}
+
+size_t ServerSession::want() const {
+  if (phase_ == Phase::kParked || phase_ == Phase::kClosed) return 0;
+  if (header_have_ < wire::kHeaderBytes) return wire::kHeaderBytes - header_have_;
+  return payload_.size() - payload_have_;
+}
+
+void ServerSession::ReleaseBuffer() {
+  if (reserved_) server_->Release(reserved_);
+  reserved_ = 0;
+}
+
+void ServerSession::Grow() {
+  // Grow with what arrived, never to what the header claims: a header announcing 1 GiB
+  // followed by silence costs the first chunk only.
+  const size_t target = std::min<size_t>(current_.payload_bytes, std::max(kFirstChunk, 2 * payload_have_));
+  payload_.resize(target);
+  if (payload_.capacity() > reserved_) {
+    const uint64_t more = payload_.capacity() - reserved_;
+    if (!server_->Reserve(more)) return;  // Received() notices reserved_ < size
+    reserved_ += more;
+  }
+}
+
+ServerSession::Output ServerSession::Refuse(const Status& st, bool auth_failure) {
+  (auth_failure ? server_->counters().auth_failures : server_->counters().refused_frames)++;
+  phase_ = Phase::kClosed;
+  Output o;
+  wire::EncodeError(st, &o.body);
+  wire::AppendHeader(&o.head, wire::Type::kError, current_.request_id, static_cast<uint32_t>(o.body.size()));
+  o.close = true;
+  ReleaseBuffer();
+  return o;
+}
+
+ServerSession::Output ServerSession::Received(size_t n) {
+  if (phase_ == Phase::kClosed || n == 0) return {};
+  if (header_have_ < wire::kHeaderBytes) {
+    header_have_ += n;
+    if (phase_ == Phase::kIdle) phase_ = Phase::kFrame;
+    if (header_have_ < wire::kHeaderBytes) return {};
+    current_ = wire::Header{};
+    // Before the handshake only a hello is read: its payload is exactly kClientHelloBytes.
+    auto h = wire::ParseHeader(header_, authenticated_ ? server_->options().max_payload : wire::kClientHelloBytes);
+    if (!h.ok())
+      return Refuse(authenticated_ ? h.status() : h.status().WithContext("unauthenticated"), !authenticated_);
+    current_ = *h;
+    if (!authenticated_ && current_.type != wire::Type::kHello)
+      return Refuse(Status::FailedPrecondition(std::string("unauthenticated: a ") + wire::TypeName(current_.type) +
+                                               " frame before the handshake (the first frame must be a hello)"),
+                    true);
+    payload_.clear();
+    payload_have_ = 0;
+    if (current_.payload_bytes == 0) return OnFrame();
+    Grow();
+  } else {
+    payload_have_ += n;
+    if (payload_have_ == current_.payload_bytes) return OnFrame();
+    if (payload_have_ == payload_.size()) Grow();
+  }
+  if (reserved_ < payload_.size())
+    return Refuse(Status::Unavailable("server buffers are full (ps.max_buffered_bytes = " +
+                                      std::to_string(server_->options().max_buffered_bytes) + ")"),
+                  false);
+  return {};
+}
+
+ServerSession::Output ServerSession::Reply(wire::Type type, Result<std::string> reply) {
+  Output o;
+  if (reply.ok()) {
+    o.body = std::move(reply).value();
+    wire::AppendHeader(&o.head, type, current_.request_id, static_cast<uint32_t>(o.body.size()));
+    return o;
+  }
+  server_->counters().refused_frames++;
+  wire::EncodeError(reply.status(), &o.body);
+  wire::AppendHeader(&o.head, wire::Type::kError, current_.request_id, static_cast<uint32_t>(o.body.size()));
+  // A malformed frame leaves the stream untrustworthy: answer, then close.
+  if (Malformed(reply.status())) {
+    o.close = true;
+    phase_ = Phase::kClosed;
+  }
+  return o;
+}
+
+ServerSession::Output ServerSession::OnFrame() {
+  header_have_ = 0;
+  const std::string_view payload(payload_.data(), current_.payload_bytes);
+  auto done = [&] {
+    if (payload_.capacity() > kKeepBuffer) std::string().swap(payload_);
+    if (reserved_ > payload_.capacity()) {
+      server_->Release(reserved_ - payload_.capacity());
+      reserved_ = payload_.capacity();
+    }
+  };
+  if (!authenticated_) {
+    wire::ClientHello hello;
+    Status st = wire::DecodeClientHello(payload, &hello);
+    done();
+    if (!st.ok()) return Refuse(st.WithContext("unauthenticated"), true);
+    const Mac expect = ClientMac(server_->options().secret, nonce_, hello.nonce, hello.worker);
+    if (!SameMac(expect.data(), hello.mac.data()))
+      return Refuse(Status::FailedPrecondition("unauthenticated: the hello does not prove the job's secret"), true);
+    const uint32_t world = server_->options().workers;
+    if (hello.worker != kNoWorker && world && hello.worker >= world)
+      return Refuse(Status::FailedPrecondition("unauthenticated: worker " + std::to_string(hello.worker) +
+                                               " is not one of the job's " + std::to_string(world)),
+                    true);
+    authenticated_ = true;
+    worker_ = hello.worker;
+    if (worker_ != kNoWorker) server_->WorkerJoined(worker_);
+    phase_ = Phase::kIdle;
+    const Mac mine = ServerMac(server_->options().secret, hello.nonce, nonce_);
+    return Reply(wire::Type::kHello, std::string(reinterpret_cast<const char*>(mine.data()), mine.size()));
+  }
+  phase_ = Phase::kIdle;
+  if (current_.type == wire::Type::kPull) {
+    const Status st = wire::DecodePull(payload, &pull_);
+    done();
+    if (!st.ok()) return Reply(wire::Type::kPull, st);
+    // Answered now if the step is in (the clock never moves back), else parked on the shard and
+    // answered when the step's last push arrives (no thread held while it waits).
+    if (pull_.wait_for == 0 || server_->shard().clock() >= pull_.wait_for)
+      return Reply(wire::Type::kPull, server_->Pull(pull_));
+    phase_ = Phase::kParked;
+    Output o;
+    o.park = true;
+    o.wait_for = pull_.wait_for;
+    return o;
+  }
+  if (current_.type == wire::Type::kChallenge || current_.type == wire::Type::kHello) {
+    done();
+    return Reply(current_.type, Status::InvalidArgument("malformed frame: a second handshake"));
+  }
+  auto reply = server_->Handle(current_.type, payload, worker_);
+  done();
+  if (current_.type == wire::Type::kShutdown && reply.ok()) server_->RequestShutdown();
+  return Reply(current_.type, std::move(reply));
+}
+
+ServerSession::Output ServerSession::Unpark() {
+  if (phase_ != Phase::kParked) return {};  // closed meanwhile
+  phase_ = Phase::kIdle;
+  return Reply(wire::Type::kPull, server_->Pull(pull_));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Asio driver
 
 struct PsServer::Impl {
   explicit Impl(int threads)
@@ -40,103 +226,132 @@ struct PsServer::Impl {
 namespace {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(PsServer* server, PsServer::Impl* impl, uint32_t max_payload, tcp::socket socket)
-      : server_(server), impl_(impl), max_payload_(max_payload), socket_(std::move(socket)) {
+  Connection(PsServer* server, tcp::socket socket)
+      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()), session_(server) {
     boost::system::error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
+    server_->counters().connections++;
   }
 
-  void ReadHeader() {
-    asio::async_read(socket_, asio::buffer(header_), [self = shared_from_this()](boost::system::error_code ec, size_t) {
-      if (ec) return;  // peer gone
-      auto h = wire::ParseHeader(self->header_, self->max_payload_);
-      if (!h.ok()) {
-        self->Reply(wire::Type::kError, 0, h.status(), "", /*close=*/true);
-        return;
-      }
-      self->current_ = *h;
-      self->payload_.resize(h->payload_bytes);
-      asio::async_read(self->socket_, asio::buffer(self->payload_), [self](boost::system::error_code ec2, size_t) {
-        if (ec2) return;
-        if (self->current_.type == wire::Type::kPull) {
-          // A pull waits for its step's clock without holding a thread: it is parked on the
-          // shard and answered on this connection's strand when the step's last push arrives.
-          const Status st = wire::DecodePull(self->payload_, &self->pull_);
-          if (!st.ok()) {
-            self->Reply(wire::Type::kError, self->current_.request_id, st, "", /*close=*/true);
-            return;
-          }
-          self->server_->shard().WhenClock(self->pull_.wait_for, [self] {
-            asio::post(self->socket_.get_executor(), [self] { self->Answer(self->server_->Pull(self->pull_)); });
-          });
-          return;
-        }
-        self->Answer(self->server_->Handle(self->current_.type, self->payload_));
-      });
-    });
+  void Begin() {
+    started_ = SteadyClock::now();
+    Send(session_.Start());
   }
 
  private:
-  void Answer(Result<std::string> reply) {
-    const bool malformed = !reply.ok() && reply.status().message().rfind("malformed", 0) == 0;
-    if (reply.ok())
-      Reply(current_.type, current_.request_id, Status::Ok(), std::move(reply).value(), false);
-    else
-      Reply(wire::Type::kError, current_.request_id, reply.status(), "", malformed);
-    if (current_.type == wire::Type::kShutdown && reply.ok()) impl_->Shutdown();
-  }
-
-  // Writes header and payload as two buffers (the payload is not copied behind the header).
-  void Reply(wire::Type type, uint64_t id, const Status& st, std::string payload, bool close) {
-    out_.clear();
-    body_ = std::move(payload);
-    if (!st.ok()) {
-      body_.clear();
-      wire::EncodeError(st, &body_);
+  void Send(ServerSession::Output o) {
+    if (session_.phase() == ServerSession::Phase::kClosed && !o.close && !socket_.is_open()) return;
+    if (o.park) {
+      timer_.cancel();
+      server_->shard().WhenClock(o.wait_for, [self = shared_from_this()] {
+        asio::post(self->socket_.get_executor(), [self] { self->Send(self->session_.Unpark()); });
+      });
+      // A peer that hangs up while its pull waits is noticed now, not when the step comes.
+      socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+        if (ec || self->session_.phase() != ServerSession::Phase::kParked) return;
+        char probe;
+        boost::system::error_code peek;
+        if (self->socket_.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, peek) == 0) self->Close();
+      });
+      return;
     }
-    wire::AppendHeader(&out_, type, id, static_cast<uint32_t>(body_.size()));
-    asio::async_write(socket_, std::array<asio::const_buffer, 2>{asio::buffer(out_), asio::buffer(body_)},
-                      [self = shared_from_this(), close](boost::system::error_code ec, size_t) {
-                        if (ec) return;
-                        if (close) {
-                          boost::system::error_code ignored;
-                          self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
-                          return;
-                        }
-                        self->ReadHeader();
+    if (o.head.empty()) {
+      if (o.close) return Close();
+      return ReadMore();
+    }
+    out_ = std::move(o);
+    asio::async_write(socket_, std::array<asio::const_buffer, 2>{asio::buffer(out_.head), asio::buffer(out_.body)},
+                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                        if (ec || self->out_.close) return self->Close();
+                        self->out_ = {};
+                        self->ReadMore();
                       });
   }
 
+  void ReadMore() {
+    const size_t want = session_.want();
+    if (!want) return;
+    Arm();
+    socket_.async_read_some(asio::buffer(session_.next(), std::min<size_t>(want, 1 << 20)),
+                            [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                              if (ec) return self->Close();
+                              self->Send(self->session_.Received(n));
+                            });
+  }
+
+  // The read's deadline: the handshake and a frame from their first byte, idle time between.
+  void Arm() {
+    const auto& o = server_->options();
+    const auto phase = session_.phase();
+    SteadyClock::time_point deadline;
+    if (phase == ServerSession::Phase::kHandshake) {
+      deadline = started_ + Seconds(o.timeout_s);
+    } else if (phase == ServerSession::Phase::kFrame) {
+      if (!in_frame_) frame_start_ = SteadyClock::now();
+      in_frame_ = true;
+      deadline = frame_start_ + Seconds(o.timeout_s);
+    } else {
+      in_frame_ = false;
+      deadline = SteadyClock::now() + Seconds(o.idle_timeout_s);
+    }
+    timer_.expires_at(deadline);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->timer_.expiry() > SteadyClock::now()) return;  // re-armed or cancelled
+      self->server_->counters().timeouts++;
+      self->Close();
+    });
+  }
+
+  static SteadyClock::duration Seconds(double s) {
+    return std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(std::min(s, 1e9)));
+  }
+
+  void Close() {
+    boost::system::error_code ignored;
+    session_.Closed();
+    timer_.cancel();
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
   PsServer* server_;
-  PsServer::Impl* impl_;
-  uint32_t max_payload_;
   tcp::socket socket_;
-  uint8_t header_[wire::kHeaderBytes];
-  wire::Header current_;
-  wire::PullRequest pull_;
-  std::string payload_, out_, body_;
+  asio::steady_timer timer_;
+  ServerSession session_;
+  ServerSession::Output out_;
+  SteadyClock::time_point started_, frame_start_;
+  bool in_frame_ = false;
 };
 
-void Accept(PsServer* server, PsServer::Impl* impl, uint32_t max_payload) {
+void Accept(PsServer* server, PsServer::Impl* impl) {
   impl->acceptor->async_accept(asio::make_strand(*impl->ioc), [=](boost::system::error_code ec, tcp::socket socket) {
     if (!impl->acceptor->is_open()) return;
-    if (!ec) std::make_shared<Connection>(server, impl, max_payload, std::move(socket))->ReadHeader();
-    Accept(server, impl, max_payload);
+    if (!ec) std::make_shared<Connection>(server, std::move(socket))->Begin();
+    Accept(server, impl);
   });
 }
 }  // namespace
 
+// ---------------------------------------------------------------------------------------------
+// PsServer
+
 PsServer::PsServer(ServerOptions options) : options_(std::move(options)) {
   shard_.set_seed(static_cast<uint64_t>(options_.shard_index));
+  if (options_.workers) EMBER_CHECK(shard_.FixWorld(options_.workers).ok()) << "workers " << options_.workers;
   impl_ = std::make_unique<Impl>(options_.threads);
 }
 
 PsServer::~PsServer() { Stop(); }
 
 Status PsServer::Start() {
+  if (options_.secret.size() < kMinSecretBytes)
+    return Status::InvalidArgument("ps server: a job secret of at least " + std::to_string(kMinSecretBytes) +
+                                   " bytes is required (ps::MakeSecret)");
+  if (!(options_.timeout_s > 0) || !(options_.idle_timeout_s > 0))
+    return Status::InvalidArgument("ps server: timeouts must be positive");
   EMBER_ASSIGN_OR_RETURN(impl_->port, ListenOn(impl_->acceptor.get(), options_.bind, options_.port, "ps server"));
   impl_->work.emplace(impl_->ioc->get_executor());
-  Accept(this, impl_.get(), options_.max_payload);
+  Accept(this, impl_.get());
   for (int i = 0; i < std::max(1, options_.threads); ++i) impl_->threads.emplace_back([this] { impl_->ioc->run(); });
   return Status::Ok();
 }
@@ -155,12 +370,65 @@ void PsServer::Stop() {
   impl_->Shutdown();
 }
 
-void PsServer::WaitForShutdown() {
+void PsServer::RequestShutdown() { impl_->Shutdown(); }
+
+Status PsServer::WaitForShutdown() {
   std::unique_lock<std::mutex> lock(impl_->mu);
-  impl_->cv.wait(lock, [&] { return impl_->shutdown; });
+  for (;;) {
+    if (impl_->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return impl_->shutdown; })) return Status::Ok();
+    std::lock_guard<std::mutex> presence(presence_mu_);
+    for (const auto& [worker, since] : left_) {
+      const double gone = std::chrono::duration<double>(SteadyClock::now() - since).count();
+      if (gone >= options_.timeout_s)
+        return Status::Unavailable(
+            "worker " + std::to_string(worker) + " closed its connection " + std::to_string(static_cast<int>(gone)) +
+            " s ago and the job did not shut down (ps.timeout_s = " + std::to_string(options_.timeout_s) + ")");
+    }
+  }
 }
 
 int PsServer::port() const { return impl_->port; }
+
+bool PsServer::Reserve(uint64_t bytes) {
+  uint64_t now = counters_.buffered_bytes.load();
+  do {
+    if (now + bytes > options_.max_buffered_bytes) return false;
+  } while (!counters_.buffered_bytes.compare_exchange_weak(now, now + bytes));
+  return true;
+}
+
+void PsServer::Release(uint64_t bytes) { counters_.buffered_bytes -= bytes; }
+
+void PsServer::WorkerJoined(uint32_t worker) {
+  std::lock_guard<std::mutex> lock(presence_mu_);
+  ++live_[worker];
+  left_.erase(worker);
+}
+
+void PsServer::WorkerLeft(uint32_t worker) {
+  std::lock_guard<std::mutex> lock(presence_mu_);
+  if (--live_[worker] <= 0) {
+    live_.erase(worker);
+    left_.emplace(worker, SteadyClock::now());
+  }
+}
+
+Result<std::string> PsServer::ConfinedDir(const std::string& dir) const {
+  namespace fs = std::filesystem;
+  if (options_.checkpoint_root.empty())
+    return Status::FailedPrecondition("this server has no checkpoint directory: save and load are refused");
+  std::error_code ec;
+  const fs::path root = fs::weakly_canonical(fs::absolute(options_.checkpoint_root), ec);
+  if (ec) return Status::IoError("checkpoint directory " + options_.checkpoint_root + ": " + ec.message());
+  const fs::path target = fs::weakly_canonical(fs::absolute(dir), ec);
+  if (ec) return Status::InvalidArgument("directory \"" + dir + "\": " + ec.message());
+  auto r = root.begin(), t = target.begin();
+  for (; r != root.end() && !r->empty(); ++r, ++t)
+    if (t == target.end() || *r != *t)
+      return Status::FailedPrecondition("directory \"" + dir + "\" is outside the job's checkpoint directory " +
+                                        root.string());
+  return target.string();
+}
 
 Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
   std::string out;
@@ -192,7 +460,7 @@ Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
   return out;
 }
 
-Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) {
+Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, uint32_t worker) {
   std::string out;
   switch (type) {
     case wire::Type::kPing:
@@ -213,6 +481,15 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
     case wire::Type::kPush: {
       wire::PushRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodePush(payload, &req));
+      const PushClock& c = req.clock;
+      if (c.workers == 0 && options_.workers)
+        return Status::FailedPrecondition("a push without a training clock on a server of a " +
+                                          std::to_string(options_.workers) + "-worker job");
+      if (c.workers != 0 && worker == kNoWorker)
+        return Status::FailedPrecondition("a push with a training clock from a connection that is not a worker");
+      if (c.workers != 0 && c.worker != worker)
+        return Status::FailedPrecondition("the connection of worker " + std::to_string(worker) + " pushed as worker " +
+                                          std::to_string(c.worker));
       for (const auto& s : req.slices) {
         const embedding::Table* t = shard_.table(s.table);
         if (!t) return Status::NotFound("push to undeclared table " + std::to_string(s.table));
@@ -237,8 +514,10 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
       return out;
     }
     case wire::Type::kSave: {
-      std::string dir;
-      EMBER_RETURN_IF_ERROR(wire::DecodeString(payload, &dir));
+      std::string requested;
+      EMBER_RETURN_IF_ERROR(wire::DecodeString(payload, &requested));
+      EMBER_ASSIGN_OR_RETURN(const std::string dir, ConfinedDir(requested));
+      if (!std::filesystem::is_directory(dir)) return Status::NotFound("save: directory " + dir + " does not exist");
       const std::string bytes = shard_.Serialize();
       ShardFile f;
       f.name = "shard-" + std::to_string(options_.shard_index) + ".bin";
@@ -251,6 +530,10 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
     case wire::Type::kLoad: {
       wire::LoadRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodeLoad(payload, &req));
+      EMBER_ASSIGN_OR_RETURN(req.dir, ConfinedDir(req.dir));
+      for (const auto& f : req.files)
+        if (f.name.empty() || f.name == "." || f.name == ".." || f.name.find('/') != std::string::npos)
+          return Status::InvalidArgument("load: \"" + f.name + "\" is not a file name inside the checkpoint");
       std::vector<ShardTables> tables;  // this server's keys only, verified before anything changes
       EMBER_RETURN_IF_ERROR(BuildShardTables(req.dir, req.files, options_.num_shards, options_.shard_index, &tables));
       shard_.Replace(std::move(tables[0]));
@@ -258,6 +541,9 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload) 
     }
     case wire::Type::kError:
       return Status::InvalidArgument("malformed frame: a client sent an error frame");
+    case wire::Type::kChallenge:
+    case wire::Type::kHello:
+      return Status::InvalidArgument("malformed frame: a handshake frame after the handshake");
   }
   return Status::InvalidArgument("malformed frame: unknown type");
 }

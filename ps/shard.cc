@@ -69,31 +69,56 @@ void Shard::ExpireRows(uint64_t clock) {
     if (t->spec().lifecycle.expires()) t->MaybeExpire(clock);
 }
 
+Status Shard::FixWorld(uint32_t workers) {
+  std::lock_guard<std::mutex> lock(clock_mu_);
+  if (workers < 1 || workers > kMaxWorkers)
+    return Status::InvalidArgument("a world of " + std::to_string(workers) + " workers (1 .. " +
+                                   std::to_string(kMaxWorkers) + ")");
+  if (workers_ != 0 && workers_ != workers)
+    return Status::FailedPrecondition("the world is fixed at " + std::to_string(workers_) + " workers, not " +
+                                      std::to_string(workers));
+  workers_ = workers;
+  return Status::Ok();
+}
+
+uint32_t Shard::world() const {
+  std::lock_guard<std::mutex> lock(clock_mu_);
+  return workers_;
+}
+
 Status Shard::PushStep(const PushClock& clock, const std::vector<Rows>& rows) {
   if (clock.workers == 0) {
     for (const Rows& r : rows) EMBER_RETURN_IF_ERROR(Push(r.table, r.keys, r.n, r.grads));
     return Status::Ok();
   }
-  if (clock.worker >= clock.workers)
-    return Status::InvalidArgument("push from worker " + std::to_string(clock.worker) + " of " +
-                                   std::to_string(clock.workers));
+  auto who = [&] {
+    return "push from worker " + std::to_string(clock.worker) + " of " + std::to_string(clock.workers);
+  };
+  if (clock.worker >= clock.workers) return Status::InvalidArgument(who());
+  if (clock.workers > kMaxWorkers)
+    return Status::InvalidArgument(who() + ": more than " + std::to_string(kMaxWorkers) + " workers");
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const Rows& r : rows) EMBER_RETURN_IF_ERROR(CheckTable(r.table));
   }
   std::unique_lock<std::mutex> lock(clock_mu_);
-  if (clock.workers != workers_) {
-    if (open_)
-      return Status::FailedPrecondition("push from worker " + std::to_string(clock.worker) + " of " +
-                                        std::to_string(clock.workers) + " while step " + std::to_string(open_step_) +
-                                        " of " + std::to_string(workers_) + " workers is open");
-    // A new set of workers (first push, or a restart with another count): clocks start here.
-    workers_ = clock.workers;
+  if (workers_ == 0) workers_ = clock.workers;  // in-process: the first clocked push fixes the world
+  if (clock.workers != workers_)
+    return Status::FailedPrecondition(who() + " in a job of " + std::to_string(workers_) + " workers");
+  if (!started_) {
+    // Clocks start at the first push's step (fresh shards, or a restart from a checkpoint).
+    started_ = true;
     worker_clock_.assign(workers_, clock.step);
     pending_.assign(workers_, {});
     arrived_.assign(workers_, false);
     arrived_count_ = 0;
   }
+  // A worker's steps only move forward: a step below its own clock (async, bounded) or below the
+  // shard's (sync) was applied already.
+  const uint64_t floor = clock.aggregate ? clock_ : worker_clock_[clock.worker];
+  if (clock.step < floor && !(clock.aggregate && open_ && clock.step == open_step_))
+    return Status::FailedPrecondition(who() + ": step " + std::to_string(clock.step) + " is behind step " +
+                                      std::to_string(floor) + " (steps only move forward)");
   if (!clock.aggregate) {
     for (const Rows& r : rows) EMBER_RETURN_IF_ERROR(Push(r.table, r.keys, r.n, r.grads));
     worker_clock_[clock.worker] = clock.step + 1;

@@ -88,6 +88,10 @@ const char* TypeName(Type t) {
       return "load";
     case Type::kShutdown:
       return "shutdown";
+    case Type::kChallenge:
+      return "challenge";
+    case Type::kHello:
+      return "hello";
   }
   return "unknown";
 }
@@ -115,7 +119,7 @@ Result<Header> ParseHeader(const uint8_t* bytes, uint32_t max_payload) {
   if (magic != kMagic) return Malformed("bad magic (not an ember PS peer)");
   if (version != kVersion)
     return Malformed("protocol version " + std::to_string(version) + ", this build speaks " + std::to_string(kVersion));
-  if (type > static_cast<uint16_t>(Type::kShutdown)) return Malformed("unknown frame type " + std::to_string(type));
+  if (type > static_cast<uint16_t>(kLastType)) return Malformed("unknown frame type " + std::to_string(type));
   if (flags != 0) return Malformed("unknown flags");
   if (h.payload_bytes > max_payload)
     return Malformed("payload of " + std::to_string(h.payload_bytes) + " bytes over the limit of " +
@@ -411,6 +415,23 @@ Status DecodeError(std::string_view payload, Status* peer) {
   return Status::Ok();
 }
 
+void EncodeClientHello(const ClientHello& h, std::string* out) {
+  Writer w(out);
+  w.Bytes(h.nonce.data(), h.nonce.size());
+  w.Pod<uint32_t>(h.worker);
+  w.Bytes(h.mac.data(), h.mac.size());
+}
+
+Status DecodeClientHello(std::string_view payload, ClientHello* h) {
+  if (payload.size() != kClientHelloBytes)
+    return Malformed("a hello is " + std::to_string(kClientHelloBytes) + " bytes, not " +
+                     std::to_string(payload.size()));
+  std::memcpy(h->nonce.data(), payload.data(), 32);
+  std::memcpy(&h->worker, payload.data() + 32, 4);
+  std::memcpy(h->mac.data(), payload.data() + 36, 32);
+  return Status::Ok();
+}
+
 Result<Header> ParseFrame(std::string_view frame, uint32_t max_payload) {
   if (frame.size() < kHeaderBytes) return Malformed("shorter than a header");
   EMBER_ASSIGN_OR_RETURN(Header h, ParseHeader(reinterpret_cast<const uint8_t*>(frame.data()), max_payload));
@@ -459,6 +480,15 @@ Result<Header> ParseFrame(std::string_view frame, uint32_t max_payload) {
     case Type::kShutdown:
       if (!payload.empty()) return Malformed(std::string(TypeName(h.type)) + " carries no payload");
       break;
+    case Type::kChallenge:
+      if (payload.size() != kChallengeBytes)
+        return Malformed("a challenge is " + std::to_string(kChallengeBytes) + " bytes");
+      break;
+    case Type::kHello: {
+      ClientHello hello;
+      EMBER_RETURN_IF_ERROR(DecodeClientHello(payload, &hello));
+      break;
+    }
   }
   return h;
 }

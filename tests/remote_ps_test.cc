@@ -15,6 +15,7 @@
 #include "ember/ps/in_process.h"
 #include "ember/ps/remote_client.h"
 #include "ember/ps/server.h"
+#include "ps_test_util.h"
 
 namespace ember::ps {
 namespace {
@@ -31,14 +32,12 @@ struct Cluster {
   explicit Cluster(int k) {
     std::vector<std::string> endpoints;
     for (int i = 0; i < k; ++i) {
-      ServerOptions o;
-      o.shard_index = i;
-      o.num_shards = k;
+      ServerOptions o = testing::TestServerOptions(i, k);
       servers.push_back(std::make_unique<PsServer>(o));
       EMBER_CHECK(servers.back()->Start().ok());
       endpoints.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
     }
-    auto c = RemoteClient::Connect(endpoints, 5);
+    auto c = testing::ConnectTest(endpoints);
     EMBER_CHECK(c.ok()) << c.status().ToString();
     client = std::move(c).value();
   }
@@ -213,24 +212,14 @@ TEST(RemotePs, MalformedFramesAreRefused) {
   InProcessClient ref(1);
   ASSERT_TRUE(ref.CreateTables(Specs()).ok());
   Drive(*c.client, ref, 2, 7);
-  auto send = [&](const std::string& bytes) {
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::socket s(ioc);
-    s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(c.servers[0]->port())});
-    boost::asio::write(s, boost::asio::buffer(bytes));
-    std::string reply;
-    boost::system::error_code ec;
-    boost::asio::read(s, boost::asio::dynamic_buffer(reply), ec);  // until the server closes
-    return reply;
+  const int port = c.servers[0]->port();
+  auto send = [&](const std::string& bytes) {  // on an authenticated connection
+    testing::RawPeer peer(port);
+    EMBER_CHECK(peer.Authenticate(testing::kTestSecret, 0).ok());
+    peer.Write(bytes);
+    return peer.ReadToClose();
   };
-  auto error_of = [](const std::string& reply) {
-    if (reply.size() < wire::kHeaderBytes) return std::string("no reply");
-    auto h = wire::ParseHeader(reinterpret_cast<const uint8_t*>(reply.data()));
-    if (!h.ok() || h->type != wire::Type::kError) return std::string("not an error frame");
-    Status peer;
-    EMBER_CHECK(wire::DecodeError(std::string_view(reply).substr(wire::kHeaderBytes), &peer).ok());
-    return peer.message();
-  };
+  auto error_of = [](const std::string& reply) { return testing::ErrorOf(reply); };
   EXPECT_NE(error_of(send(std::string(24, 'x'))).find("bad magic"), std::string::npos);
   std::string lying;
   {
@@ -263,13 +252,10 @@ TEST(RemotePs, MalformedFramesAreRefused) {
     wire::AppendHeader(&wrong, wire::Type::kPush, 1, static_cast<uint32_t>(payload.size()));
     wrong += payload;
   }
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::socket s(ioc);
-  s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(c.servers[0]->port())});
-  boost::asio::write(s, boost::asio::buffer(wrong));
-  uint8_t header[wire::kHeaderBytes];
-  boost::asio::read(s, boost::asio::buffer(header));
-  auto h = wire::ParseHeader(header);
+  testing::RawPeer peer(port);
+  ASSERT_TRUE(peer.Authenticate(testing::kTestSecret, 0).ok());
+  peer.Write(wrong);
+  auto h = peer.ReadHeader();
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->type, wire::Type::kError);
   ExpectSameStats(*c.client, ref);
@@ -291,7 +277,7 @@ TEST(RemotePs, ADeadServerIsAnErrorNamingIt) {
   Status st = c.client->Pull({s});
   EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st.ToString();
   EXPECT_NE(st.message().find("PS server 1"), std::string::npos) << st.ToString();
-  auto none = RemoteClient::Connect({"127.0.0.1:1"}, 0.2);
+  auto none = testing::ConnectTest({"127.0.0.1:1"}, 0, 0.2);
   EXPECT_EQ(none.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(none.status().message().find("127.0.0.1:1"), std::string::npos);
 }
@@ -299,12 +285,12 @@ TEST(RemotePs, ADeadServerIsAnErrorNamingIt) {
 // A pull waiting for a step is parked on the server (no thread held: the server has one) and
 // answered when another client's push completes the step; the reply carries the server's clock.
 TEST(RemotePs, WaitingPullsAreAnsweredWhenTheStepCompletes) {
-  ServerOptions o;
+  ServerOptions o = testing::TestServerOptions();
   o.threads = 1;
   PsServer server(o);
   ASSERT_TRUE(server.Start().ok());
   const std::vector<std::string> ep = {"127.0.0.1:" + std::to_string(server.port())};
-  auto w0 = RemoteClient::Connect(ep, 5), w1 = RemoteClient::Connect(ep, 5);
+  auto w0 = testing::ConnectTest(ep, 0), w1 = testing::ConnectTest(ep, 1);
   ASSERT_TRUE(w0.ok() && w1.ok());
   ASSERT_TRUE((*w0)->CreateTables(Specs()).ok());
   ASSERT_TRUE((*w1)->CreateTables(Specs()).ok());

@@ -13,6 +13,7 @@
 #include "ember/ps/remote_client.h"
 #include "ember/ps/server.h"
 #include "ember/workers/trainer.h"
+#include "ps_test_util.h"
 #include "test_util.h"
 
 namespace ember::workers {
@@ -260,15 +261,16 @@ struct TwoServers {
   std::vector<std::string> endpoints;
   TwoServers() {
     for (int i = 0; i < 2; ++i) {
-      ps::ServerOptions o;
-      o.shard_index = i;
-      o.num_shards = 2;
+      ps::ServerOptions o = ps::testing::TestServerOptions(i, 2);
       servers.push_back(std::make_unique<ps::PsServer>(o));
       EMBER_CHECK(servers.back()->Start().ok());
       endpoints.push_back("127.0.0.1:" + std::to_string(servers.back()->port()));
     }
   }
-  std::unique_ptr<ps::RemoteClient> Client() { return std::move(ps::RemoteClient::Connect(endpoints, 5)).value(); }
+  // Worker `worker`'s connections (clocked pushes must come from their own worker's connection).
+  std::unique_ptr<ps::RemoteClient> Client(uint32_t worker = 0) {
+    return std::move(ps::testing::ConnectTest(endpoints, worker)).value();
+  }
 };
 
 TrainerConfig ModeConfig(const std::string& mode, int64_t staleness = 0) {
@@ -318,7 +320,7 @@ TEST(Trainer, SyncWorkersApplyOneAveragedUpdatePerStep) {
   const auto expected = Predictions(ref->get());
 
   TwoServers remote;
-  auto c0 = remote.Client(), c1 = remote.Client();
+  auto c0 = remote.Client(0), c1 = remote.Client(1);
   InProcessGroup g1(2);
   auto sync_remote = TrainWorkers(ModeConfig("sync"), {c0.get(), c1.get()}, {batches, batches}, &g1);
   EXPECT_EQ(Predictions(sync_remote[0].get()), expected);
@@ -349,7 +351,7 @@ TEST(Trainer, SyncWorkersOnHalvesMatchOneWorkerOnWholeBatches) {
   InProcessGroup solo(1);
   auto ref = TrainWorkers(ModeConfig("sync"), {&alone}, {whole}, &solo);
   TwoServers remote;
-  auto c0 = remote.Client(), c1 = remote.Client();
+  auto c0 = remote.Client(0), c1 = remote.Client(1);
   InProcessGroup pair(2);
   auto two = TrainWorkers(ModeConfig("sync"), {c0.get(), c1.get()}, halves, &pair);
   const auto a = Predictions(ref[0].get()), b = Predictions(two[0].get());
@@ -373,7 +375,7 @@ TEST(Trainer, StalenessGaugesFollowTheMode) {
   };
   for (const Case& k : {Case{"sync", 0, 0, 0}, Case{"bounded", 1, 1, 1}, Case{"async", 0, 1, HUGE_VAL}}) {
     TwoServers remote;
-    auto c0 = remote.Client(), c1 = remote.Client();
+    auto c0 = remote.Client(0), c1 = remote.Client(1);
     InProcessGroup group(2);
     monitoring::MemoryRecorder rec;
     auto t = TrainWorkers(ModeConfig(k.mode, k.staleness), {c0.get(), c1.get()}, {batches, batches}, &group, &rec);

@@ -95,6 +95,10 @@ struct RunConfig {
   int shards = 1;                     // ps.shards: in-process shards (one process)
   int ps_servers = 1;                 // ps.servers: under mpirun, the first k ranks serve shards
   std::string ps_bind = "127.0.0.1";  // ps.bind: address PS servers listen on
+  double ps_timeout_s = 300;          // ps.timeout_s: a reply, a handshake, a frame, a vanished worker
+  double ps_idle_timeout_s = 3600;    // ps.idle_timeout_s: a worker's connection idle between frames
+  int64_t ps_max_frame_bytes = int64_t{1} << 30;     // ps.max_frame_bytes: one frame's payload
+  int64_t ps_max_buffered_bytes = int64_t{2} << 30;  // ps.max_buffered_bytes: all of a server's connections
   std::string collective = "auto";    // train.collective: "auto", "mpi" or "nccl" (workers' all-reduce)
   std::string mode = "sync";          // train.mode: "sync", "bounded" or "async" (workers::TrainerConfig)
   int64_t staleness = 0;              // train.staleness: bounded mode's bound in steps

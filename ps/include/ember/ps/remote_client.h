@@ -3,8 +3,11 @@
 // Key k goes to server ShardOf(k, k_servers), as in the in-process client, so the same rows live
 // on the same shard index either way. One call sends one request per server that has keys (all
 // requests are written before any reply is read, so the servers work in parallel), then reads
-// the replies and scatters rows back. A server that disconnects or answers an error fails the
-// call with a Status naming the server. Thread-safe: calls are serialised.
+// the replies and scatters rows back. A server that disconnects, answers an error or does not
+// answer within `timeout_s` fails the call with a Status naming the server; after a timeout or
+// a broken stream every later call fails at once (the replies can no longer be matched).
+// Connect() authenticates to every server (auth.h) and checks that each server holds the
+// job's secret too. Thread-safe: calls are serialised.
 #pragma once
 
 #include <memory>
@@ -12,16 +15,24 @@
 #include <string>
 #include <vector>
 
+#include "ember/ps/auth.h"
 #include "ember/ps/client.h"
 #include "ember/ps/wire.h"
 
 namespace ember::ps {
 
+struct ClientOptions {
+  std::vector<std::string> endpoints;  // endpoints[i] = "host:port" of server i
+  std::string secret;                  // the job's (auth.h)
+  uint32_t worker = kNoWorker;         // this client's worker id (clocked pushes name it)
+  double connect_timeout_s = 30;       // connecting is retried this long
+  double timeout_s = 300;              // ps.timeout_s: a reply, a handshake
+  uint32_t max_payload = wire::kDefaultMaxPayload;
+};
+
 class RemoteClient final : public PsClient {
  public:
-  // endpoints[i] = "host:port" of server i. Retries connecting for up to `connect_timeout_s`.
-  static Result<std::unique_ptr<RemoteClient>> Connect(const std::vector<std::string>& endpoints,
-                                                       double connect_timeout_s = 30);
+  static Result<std::unique_ptr<RemoteClient>> Connect(ClientOptions options);
   ~RemoteClient() override;
 
   int num_shards() const override { return static_cast<int>(endpoints_.size()); }
@@ -49,8 +60,14 @@ class RemoteClient final : public PsClient {
   Status Broadcast(wire::Type type, const std::string& payload, std::vector<std::string>* replies);
   uint32_t Dim(uint32_t table) const;
 
+  std::string Who(size_t server) const;
+  // Marks the client unusable (a timeout or a broken stream) and returns `st`.
+  Status Broken(Status st);
+
+  ClientOptions options_;
   std::vector<std::string> endpoints_;
   std::unique_ptr<Impl> impl_;
+  Status broken_;
   std::mutex mu_;
   std::vector<uint32_t> table_dims_;
   uint64_t next_id_ = 1;

@@ -37,7 +37,13 @@ class Shard {
     size_t n = 0;
     const float* grads = nullptr;
   };
+  // The world is fixed once (FixWorld, or the first clocked push): a push naming another worker
+  // count or a worker outside it is refused, and each worker's step only moves forward.
   Status PushStep(const PushClock& clock, const std::vector<Rows>& rows);
+  // Fixes the number of workers pushing with clocks (1 .. kMaxWorkers); once only.
+  Status FixWorld(uint32_t workers);
+  uint32_t world() const;
+  static constexpr uint32_t kMaxWorkers = 1u << 16;
   // The step below which every worker's pushes are applied (see PushClock).
   uint64_t clock() const;
   // Blocks until clock() >= step (in-process workers).
@@ -85,7 +91,8 @@ class Shard {
   mutable std::mutex clock_mu_;
   std::condition_variable clock_cv_;
   uint64_t clock_ = 0;
-  uint32_t workers_ = 0;
+  uint32_t workers_ = 0;                // fixed world (0: not yet)
+  bool started_ = false;                // a clocked push arrived (clocks start at its step)
   std::vector<uint64_t> worker_clock_;  // async/bounded: steps each worker has pushed
   bool open_ = false;                   // sync: a step has buffered pushes
   uint64_t open_step_ = 0;

@@ -11,6 +11,7 @@
 // server answers kError or closes the connection); nothing is applied to a shard from it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -24,7 +25,7 @@
 namespace ember::ps::wire {
 
 inline constexpr uint32_t kMagic = 0x504d4245;  // "EMBP" little-endian
-inline constexpr uint16_t kVersion = 3;         // 2: training clocks; 3: feature admission
+inline constexpr uint16_t kVersion = 4;         // 2: training clocks; 3: feature admission; 4: handshake
 inline constexpr size_t kHeaderBytes = 24;
 inline constexpr uint32_t kDefaultMaxPayload = 1u << 30;  // 1 GiB
 
@@ -39,7 +40,14 @@ enum class Type : uint16_t {
   kSave = 7,
   kLoad = 8,
   kShutdown = 9,
+  kChallenge = 10,  // server -> client on accept: the server's nonce (auth.h)
+  kHello = 11,      // client -> server: nonce, worker, MAC; server -> client: its MAC
 };
+inline constexpr Type kLastType = Type::kHello;
+// Payload bytes of the handshake frames (auth.h).
+inline constexpr uint32_t kChallengeBytes = 32;
+inline constexpr uint32_t kClientHelloBytes = 32 + 4 + 32;
+inline constexpr uint32_t kServerHelloBytes = 32;
 const char* TypeName(Type t);
 
 struct Header {
@@ -165,6 +173,14 @@ Status DecodeOpResult(std::string_view payload, TableOpResult* r);
 void EncodeFiles(const std::vector<ShardFile>& files, std::string* out);
 Status DecodeFiles(std::string_view payload, std::vector<ShardFile>* files);
 void EncodeError(const Status& st, std::string* out);
+// Handshake payloads (auth.h).
+struct ClientHello {
+  std::array<uint8_t, 32> nonce{};
+  uint32_t worker = 0;
+  std::array<uint8_t, 32> mac{};
+};
+void EncodeClientHello(const ClientHello& h, std::string* out);
+Status DecodeClientHello(std::string_view payload, ClientHello* h);
 // Decodes an error reply into *peer (the Status the peer sent, prefixed "server: ").
 Status DecodeError(std::string_view payload, Status* peer);
 

@@ -1,0 +1,293 @@
+// The PS port under a hostile or broken peer: connections authenticate before anything is
+// served, the world and the checkpoint directory are fixed by the job, payload buffers grow
+// with what arrives, stalled reads and waits end at deadlines, and none of it touches a shard.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "ember/ps/in_process.h"
+#include "ember/ps/remote_client.h"
+#include "ember/ps/server.h"
+#include "ps_test_util.h"
+
+namespace ember::ps {
+namespace {
+using testing::ConnectTest;
+using testing::ErrorOf;
+using testing::kTestSecret;
+using testing::RawPeer;
+
+embedding::TableSpec Spec() {
+  embedding::TableSpec s;
+  s.id = 0;
+  s.dim = 4;
+  s.seed = 1;
+  return s;
+}
+
+std::string Frame(wire::Type type, const std::string& payload = "") {
+  std::string f;
+  wire::AppendHeader(&f, type, 1, static_cast<uint32_t>(payload.size()));
+  return f + payload;
+}
+
+std::string PushFrame(PushClock clock, uint64_t key, int dim) {
+  std::vector<float> g(static_cast<size_t>(dim), 1.0f);
+  PushSlice p{0, &key, 1, g.data()};
+  std::string payload;
+  wire::EncodePush({p}, {static_cast<uint32_t>(dim)}, {{0}}, clock, &payload);
+  return Frame(wire::Type::kPush, payload);
+}
+
+std::string Root(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("ember_sec_" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+// Before the handshake nothing is served: ping, save, shutdown and a 1 GiB header each get one
+// error frame naming the problem and a closed connection, counted as auth failures.
+TEST(PsAuth, NothingIsServedBeforeTheHandshake) {
+  ServerOptions o = testing::TestServerOptions();
+  o.checkpoint_root = Root("auth");
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  std::string save_payload;
+  wire::Writer(&save_payload).Str(o.checkpoint_root);
+  std::string huge;
+  wire::AppendHeader(&huge, wire::Type::kPush, 1, 1u << 30);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {Frame(wire::Type::kPing), "unauthenticated: a ping frame before the handshake"},
+      {Frame(wire::Type::kSave, save_payload), "unauthenticated: a save frame before the handshake"},
+      {Frame(wire::Type::kShutdown), "unauthenticated: a shutdown frame before the handshake"},
+      {huge, "unauthenticated: malformed frame: payload of 1073741824 bytes over the limit of 68"},
+  };
+  for (const auto& [bytes, expect] : cases) {
+    RawPeer peer(server.port());
+    peer.SkipChallenge();
+    peer.Write(bytes);
+    EXPECT_NE(ErrorOf(peer.ReadToClose()).find(expect), std::string::npos) << expect;
+  }
+  EXPECT_EQ(server.counters().auth_failures.load(), 4u);
+  EXPECT_TRUE(std::filesystem::is_empty(o.checkpoint_root));  // nothing saved
+  // A wrong secret is refused; the server also proves the secret to the client.
+  RawPeer wrong(server.port());
+  Status st = wrong.Authenticate("not-the-job-secret-at-all-000000", 0);
+  EXPECT_NE(st.message().find("the hello does not prove the job's secret"), std::string::npos) << st.ToString();
+  auto bad = testing::ConnectTest({"127.0.0.1:" + std::to_string(server.port())}, 0);
+  ASSERT_TRUE(bad.ok());  // the right secret
+  ClientOptions co;
+  co.endpoints = {"127.0.0.1:" + std::to_string(server.port())};
+  co.secret = "another-job-secret-0123456789abcdef";
+  auto other = RemoteClient::Connect(co);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("refused the handshake"), std::string::npos) << other.status().ToString();
+  EXPECT_EQ(server.counters().auth_failures.load(), 6u);
+  // No secret, no server.
+  PsServer open_server(ServerOptions{});
+  EXPECT_EQ(open_server.Start().code(), StatusCode::kInvalidArgument);
+}
+
+// The world is fixed by the job: a worker id outside it cannot authenticate, a push naming
+// another count, another worker or an earlier step is refused, and a push without a clock too.
+TEST(PsTrust, TheWorldIsFixedAndStepsOnlyMoveForward) {
+  ServerOptions o = testing::TestServerOptions();
+  o.workers = 1;
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  const std::vector<std::string> ep = {"127.0.0.1:" + std::to_string(server.port())};
+  auto outsider = ConnectTest(ep, 1);
+  ASSERT_FALSE(outsider.ok());
+  EXPECT_NE(outsider.status().message().find("worker 1 is not one of the job's 1"), std::string::npos)
+      << outsider.status().ToString();
+  auto w0 = ConnectTest(ep, 0);
+  ASSERT_TRUE(w0.ok()) << w0.status().ToString();
+  ASSERT_TRUE((*w0)->CreateTables({Spec()}).ok());
+  const uint64_t k = embedding::MakeKey(0, 3);
+  std::vector<float> g(4, 1.0f), before(4), after(4);
+  ASSERT_TRUE((*w0)->Pull({{0, &k, 1, before.data()}}).ok());
+  ASSERT_TRUE((*w0)->Push({{0, &k, 1, g.data()}}, PushClock{0, 1, 5, true}).ok());
+  std::vector<float> pushed(4);
+  ASSERT_TRUE((*w0)->Pull({{0, &k, 1, pushed.data()}}).ok());
+  EXPECT_NE(pushed, before);
+  auto refused = [&](PushClock clock, const std::string& expect) {
+    Status st = (*w0)->Push({{0, &k, 1, g.data()}}, clock);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find(expect), std::string::npos) << st.ToString();
+  };
+  refused({0, 2, 6, true}, "push from worker 0 of 2 in a job of 1 workers");
+  refused({0, 0xFFFFFFFFu, 6, true}, "more than");
+  refused({0, 1, 4, true}, "step 4 is behind step 6 (steps only move forward)");
+  refused({0, 1, 5, true}, "step 5 is behind step 6");
+  refused({}, "a push without a training clock on a server of a 1-worker job");
+  ASSERT_TRUE((*w0)->Pull({{0, &k, 1, after.data()}}).ok());
+  EXPECT_EQ(after, pushed);                                                         // no refused push touched the row
+  ASSERT_TRUE((*w0)->Push({{0, &k, 1, g.data()}}, PushClock{0, 1, 6, true}).ok());  // the next step is fine
+  EXPECT_EQ(server.shard().clock(), 7u);
+  // The connection of worker 0 cannot push as another worker, and a tool connection not at all.
+  ServerOptions two = testing::TestServerOptions();
+  two.workers = 2;
+  PsServer s2(two);
+  ASSERT_TRUE(s2.Start().ok());
+  RawPeer peer(s2.port());
+  ASSERT_TRUE(peer.Authenticate(kTestSecret, 0).ok());
+  std::string create;
+  wire::EncodeSpecs({Spec()}, &create);
+  peer.Write(Frame(wire::Type::kCreateTables, create));
+  ASSERT_TRUE(peer.ReadHeader().ok());
+  peer.Write(PushFrame({1, 2, 0, true}, k, 4));
+  auto h = peer.ReadHeader();
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->type, wire::Type::kError);
+  std::string body(h->payload_bytes, '\0');
+  boost::asio::read(peer.socket(), boost::asio::buffer(body));
+  Status said;
+  ASSERT_TRUE(wire::DecodeError(body, &said).ok());
+  EXPECT_NE(said.message().find("the connection of worker 0 pushed as worker 1"), std::string::npos) << said.message();
+  RawPeer tool(s2.port());
+  ASSERT_TRUE(tool.Authenticate(kTestSecret, kNoWorker).ok());
+  tool.Write(PushFrame({0, 2, 0, true}, k, 4));
+  h = tool.ReadHeader();
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->type, wire::Type::kError);
+  EXPECT_EQ(s2.shard().clock(), 0u);  // nothing counted
+}
+
+// In one process too: the first clocked push fixes the world for good (a burst of foreign
+// "worker 1 of 2" pushes no longer resets the clocks of a 1-worker job).
+TEST(PsTrust, ForeignWorkerCountsNeverResetTheClocks) {
+  Shard shard;
+  ASSERT_TRUE(shard.CreateTables({Spec()}).ok());
+  const uint64_t k = embedding::MakeKey(0, 1);
+  const float g[4] = {1, 1, 1, 1};
+  ASSERT_TRUE(shard.PushStep({0, 1, 0, true}, {{0, &k, 1, g}}).ok());
+  ASSERT_TRUE(shard.PushStep({0, 1, 1, true}, {{0, &k, 1, g}}).ok());
+  for (int i = 0; i < 200; ++i) EXPECT_FALSE(shard.PushStep({1, 2, 0, true}, {}).ok());
+  EXPECT_EQ(shard.world(), 1u);
+  EXPECT_EQ(shard.clock(), 2u);
+  EXPECT_EQ(shard.FixWorld(2).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Shard().FixWorld(0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Shard().FixWorld(0xFFFFFFFFu).code(), StatusCode::kInvalidArgument);
+}
+
+// save/load stay inside the job's checkpoint directory; load names plain files only.
+TEST(PsTrust, SaveAndLoadAreConfinedToTheCheckpointDirectory) {
+  ServerOptions o = testing::TestServerOptions();
+  o.checkpoint_root = Root("confined/ckpt");
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  auto c = ConnectTest({"127.0.0.1:" + std::to_string(server.port())});
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->CreateTables({Spec()}).ok());
+  std::filesystem::create_directories(o.checkpoint_root + "/ckpt-1.tmp");
+  auto files = (*c)->SaveShards(o.checkpoint_root + "/ckpt-1.tmp");
+  ASSERT_TRUE(files.ok()) << files.status().ToString();
+  for (const std::string& outside :
+       {o.checkpoint_root + "/..", std::string("/etc"), o.checkpoint_root + "/../x", o.checkpoint_root + "x"}) {
+    auto saved = (*c)->SaveShards(outside);
+    EXPECT_EQ(saved.status().code(), StatusCode::kFailedPrecondition) << outside;
+    EXPECT_NE(saved.status().message().find("outside the job's checkpoint directory"), std::string::npos)
+        << saved.status().ToString();
+  }
+  EXPECT_FALSE(std::filesystem::exists(o.checkpoint_root + "/../shard-0.bin"));
+  auto sneaky = *files;
+  sneaky[0].name = "../../shard-0.bin";
+  Status st = (*c)->LoadShards(o.checkpoint_root + "/ckpt-1.tmp", sneaky);
+  EXPECT_NE(st.message().find("not a plain file name"), std::string::npos) << st.ToString();
+  auto again = ConnectTest({"127.0.0.1:" + std::to_string(server.port())});  // the server closed that one
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)->LoadShards(o.checkpoint_root + "/ckpt-1.tmp", *files).ok());
+  ServerOptions none = testing::TestServerOptions();
+  none.checkpoint_root.clear();
+  PsServer no_dir(none);
+  ASSERT_TRUE(no_dir.Start().ok());
+  auto d = ConnectTest({"127.0.0.1:" + std::to_string(no_dir.port())});
+  ASSERT_TRUE(d.ok());
+  EXPECT_NE((*d)->SaveShards(o.checkpoint_root).status().message().find("no checkpoint directory"), std::string::npos);
+}
+
+// A header announcing 1 GiB then silence costs the server one 64 KiB chunk, and the frame's
+// deadline closes the connection; the idle deadline closes a silent authenticated one.
+TEST(PsLimits, BuffersGrowWithWhatArrivesAndStalledReadsEnd) {
+  ServerOptions o = testing::TestServerOptions();
+  o.timeout_s = 0.5;
+  o.idle_timeout_s = 0.5;
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  std::vector<std::unique_ptr<RawPeer>> peers;
+  for (int i = 0; i < 4; ++i) {
+    peers.push_back(std::make_unique<RawPeer>(server.port()));
+    ASSERT_TRUE(peers.back()->Authenticate(kTestSecret, kNoWorker).ok());
+    std::string h;
+    wire::AppendHeader(&h, wire::Type::kPush, 1, 1u << 30);
+    peers.back()->Write(h + std::string(1000, 'x'));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_LE(server.counters().buffered_bytes.load(), 4u * (128u << 10));
+  EXPECT_GT(server.counters().buffered_bytes.load(), 0u);
+  for (auto& p : peers) EXPECT_EQ(p->ReadToClose(), "");  // closed by the frame deadline
+  EXPECT_EQ(server.counters().timeouts.load(), 4u);
+  EXPECT_EQ(server.counters().buffered_bytes.load(), 0u);
+  RawPeer idle(server.port());
+  ASSERT_TRUE(idle.Authenticate(kTestSecret, kNoWorker).ok());
+  EXPECT_EQ(idle.ReadToClose(), "");
+  RawPeer mute(server.port());  // never answers the challenge
+  mute.SkipChallenge();
+  EXPECT_EQ(mute.ReadToClose(), "");
+  EXPECT_EQ(server.counters().timeouts.load(), 6u);
+  // All connections together stay under max_buffered_bytes: past it a frame is refused.
+  ServerOptions small = testing::TestServerOptions();
+  small.max_buffered_bytes = 100 << 10;
+  PsServer tight(small);
+  ASSERT_TRUE(tight.Start().ok());
+  RawPeer a(tight.port()), b(tight.port());
+  ASSERT_TRUE(a.Authenticate(kTestSecret, kNoWorker).ok());
+  ASSERT_TRUE(b.Authenticate(kTestSecret, kNoWorker).ok());
+  std::string h;
+  wire::AppendHeader(&h, wire::Type::kPush, 1, 1u << 20);
+  a.Write(h + std::string(40 << 10, 'x'));  // holds its first 64 KiB chunk
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  b.Write(h + std::string(10, 'x'));
+  EXPECT_NE(ErrorOf(b.ReadToClose()).find("server buffers are full"), std::string::npos);
+}
+
+// A worker waiting for a reply gives up after its timeout, naming the server, and the client
+// refuses further calls; a server whose worker vanished stops waiting for the job's shutdown.
+TEST(PsLiveness, WaitsEndAtTheirDeadlines) {
+  ServerOptions o = testing::TestServerOptions();
+  o.timeout_s = 0.5;
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  ClientOptions co;
+  co.endpoints = {"127.0.0.1:" + std::to_string(server.port())};
+  co.secret = kTestSecret;
+  co.worker = 0;
+  co.timeout_s = 0.3;
+  auto c = RemoteClient::Connect(co);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE((*c)->CreateTables({Spec()}).ok());
+  const uint64_t k = embedding::MakeKey(0, 1);
+  std::vector<float> row(4);
+  const auto start = std::chrono::steady_clock::now();
+  Status st = (*c)->Pull({{0, &k, 1, row.data()}}, PullClock{5, nullptr});  // step 5 never comes
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find("PS server 0 (" + co.endpoints[0] + ") did not answer a pull within"), std::string::npos)
+      << st.ToString();
+  EXPECT_GE(waited, 0.25);
+  EXPECT_LT(waited, 5.0);
+  EXPECT_NE((*c)->Stats().status().message().find("unusable after an earlier failure"), std::string::npos);
+  c->reset();  // worker 0's connection closes without a shutdown
+  const auto t0 = std::chrono::steady_clock::now();
+  Status served = server.WaitForShutdown();
+  EXPECT_EQ(served.code(), StatusCode::kUnavailable);
+  EXPECT_NE(served.message().find("worker 0 closed its connection"), std::string::npos) << served.ToString();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+}
+
+}  // namespace
+}  // namespace ember::ps
