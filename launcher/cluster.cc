@@ -257,7 +257,8 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
       MPI_Bcast(arch.thresholds.data(), F, MPI_FLOAT, 0, group);
       EMBER_ASSIGN_OR_RETURN(auto retrainer,
                              MakeOptEmbedRetrainer(tc, arch, next, client.get(), &collective, recorder,
-                                                   worker == 0 ? trainer.get() : nullptr, c.retrain_init == "fresh"));
+                                                   worker == 0 ? trainer.get() : nullptr, c.retrain_init == "fresh",
+                                                   trainer->step()));
       EMBER_RETURN_IF_ERROR(collective.Barrier());
       trainer = std::move(retrainer);
       m.train_samples = 0;

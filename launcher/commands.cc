@@ -359,11 +359,13 @@ Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::T
                                                                 const workers::OptEmbedArch& arch, uint32_t first_table,
                                                                 ps::PsClient* ps, workers::Collective* collective,
                                                                 monitoring::Recorder* recorder,
-                                                                workers::Trainer* supernet, bool reinit) {
+                                                                workers::Trainer* supernet, bool reinit,
+                                                                int64_t first_step) {
   workers::TrainerConfig rc = supernet_config;
   rc.embedding.field_widths = arch.widths;
   rc.embedding.first_table = first_table;
   EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, ps, collective, recorder));
+  retrainer->set_step(first_step);
   if (supernet) EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*supernet, arch.thresholds, reinit));
   return retrainer;
 }
@@ -485,7 +487,8 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
     const uint32_t next = NextTableId(ps.Stats());
     EMBER_ASSIGN_OR_RETURN(auto arch, SearchOptEmbedStage(trainer.get(), c, resolved.budget_bytes, &m, out));
     EMBER_ASSIGN_OR_RETURN(auto retrainer, MakeOptEmbedRetrainer(tc, arch, next, &ps, &collective, recorder,
-                                                                 trainer.get(), c.retrain_init == "fresh"));
+                                                                 trainer.get(), c.retrain_init == "fresh",
+                                                                 trainer->step()));
     trainer = std::move(retrainer);
     watch->Set(*trainer);
     m.train_samples = 0;

@@ -23,6 +23,18 @@ constexpr size_t kFirstChunk = 64 << 10;
 constexpr size_t kKeepBuffer = 4 << 20;
 
 bool Malformed(const Status& st) { return st.message().rfind("malformed", 0) == 0; }
+
+// A request that throws (a bug, or memory exhausted) is answered with an error, not a dead
+// server; counted, so that the fuzzer still sees it.
+template <typename Fn>
+Result<std::string> Guarded(PsServer* server, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    server->counters().internal_errors++;
+    return Status::Internal(std::string("request failed on the server: ") + e.what());
+  }
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -176,7 +188,7 @@ ServerSession::Output ServerSession::OnFrame() {
     // Answered now if the step is in (the clock never moves back), else parked on the shard and
     // answered when the step's last push arrives (no thread held while it waits).
     if (pull_.wait_for == 0 || server_->shard().clock() >= pull_.wait_for)
-      return Reply(wire::Type::kPull, server_->Pull(pull_));
+      return Reply(wire::Type::kPull, Guarded(server_, [&] { return server_->Pull(pull_); }));
     phase_ = Phase::kParked;
     Output o;
     o.park = true;
@@ -187,7 +199,7 @@ ServerSession::Output ServerSession::OnFrame() {
     done();
     return Reply(current_.type, Status::InvalidArgument("malformed frame: a second handshake"));
   }
-  auto reply = server_->Handle(current_.type, payload, worker_);
+  auto reply = Guarded(server_, [&] { return server_->Handle(current_.type, payload, worker_); });
   done();
   if (current_.type == wire::Type::kShutdown && reply.ok()) server_->RequestShutdown();
   return Reply(current_.type, std::move(reply));
@@ -196,7 +208,7 @@ ServerSession::Output ServerSession::OnFrame() {
 ServerSession::Output ServerSession::Unpark() {
   if (phase_ != Phase::kParked) return {};  // closed meanwhile
   phase_ = Phase::kIdle;
-  return Reply(wire::Type::kPull, server_->Pull(pull_));
+  return Reply(wire::Type::kPull, Guarded(server_, [&] { return server_->Pull(pull_); }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,13 +258,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       server_->shard().WhenClock(o.wait_for, [self = shared_from_this()] {
         asio::post(self->socket_.get_executor(), [self] { self->Send(self->session_.Unpark()); });
       });
-      // A peer that hangs up while its pull waits is noticed now, not when the step comes.
-      socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
-        if (ec || self->session_.phase() != ServerSession::Phase::kParked) return;
-        char probe;
-        boost::system::error_code peek;
-        if (self->socket_.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, peek) == 0) self->Close();
-      });
+      WatchParked();
       return;
     }
     if (o.head.empty()) {
@@ -266,6 +272,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
                         self->out_ = {};
                         self->ReadMore();
                       });
+  }
+
+  // A peer that hangs up while its pull waits is noticed now, not when the step comes.
+  void WatchParked() {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->session_.phase() != ServerSession::Phase::kParked) return;
+      char probe;
+      boost::system::error_code mode, peek;
+      self->socket_.non_blocking(true, mode);
+      const size_t n = self->socket_.receive(asio::buffer(&probe, 1), tcp::socket::message_peek, peek);
+      self->socket_.non_blocking(false, mode);
+      if (peek == asio::error::would_block || peek == asio::error::try_again) return self->WatchParked();
+      if (peek || n == 0) self->Close();  // closed or reset; bytes waiting are read after the reply
+    });
   }
 
   void ReadMore() {
@@ -417,10 +437,12 @@ Result<std::string> PsServer::ConfinedDir(const std::string& dir) const {
   namespace fs = std::filesystem;
   if (options_.checkpoint_root.empty())
     return Status::FailedPrecondition("this server has no checkpoint directory: save and load are refused");
+  if (dir.empty() || dir.find('\0') != std::string::npos)
+    return Status::InvalidArgument("save/load: not a directory name");
   std::error_code ec;
-  const fs::path root = fs::weakly_canonical(fs::absolute(options_.checkpoint_root), ec);
+  const fs::path root = fs::weakly_canonical(fs::absolute(options_.checkpoint_root, ec), ec);
   if (ec) return Status::IoError("checkpoint directory " + options_.checkpoint_root + ": " + ec.message());
-  const fs::path target = fs::weakly_canonical(fs::absolute(dir), ec);
+  const fs::path target = fs::weakly_canonical(fs::absolute(dir, ec), ec);
   if (ec) return Status::InvalidArgument("directory \"" + dir + "\": " + ec.message());
   auto r = root.begin(), t = target.begin();
   for (; r != root.end() && !r->empty(); ++r, ++t)
@@ -517,7 +539,8 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, 
       std::string requested;
       EMBER_RETURN_IF_ERROR(wire::DecodeString(payload, &requested));
       EMBER_ASSIGN_OR_RETURN(const std::string dir, ConfinedDir(requested));
-      if (!std::filesystem::is_directory(dir)) return Status::NotFound("save: directory " + dir + " does not exist");
+      std::error_code ec;
+      if (!std::filesystem::is_directory(dir, ec)) return Status::NotFound("save: directory " + dir + " does not exist");
       const std::string bytes = shard_.Serialize();
       ShardFile f;
       f.name = "shard-" + std::to_string(options_.shard_index) + ".bin";

@@ -301,6 +301,8 @@ Result<TableOpResult> Shard::Apply(const TableOp& op) {
     case Kind::kPruneGrow: {
       auto* sparse = dynamic_cast<embedding::SparseRowStore*>(&t);
       if (!sparse) return Status::InvalidArgument("table " + std::to_string(op.table) + " is not a sparse table");
+      if (op.kind == Kind::kPruneGrow && !(op.value >= 0.0 && op.value <= 1.0))
+        return Status::InvalidArgument("prune-and-grow fraction " + std::to_string(op.value) + " is not in [0, 1]");
       if (op.kind == Kind::kCollectGrowth) {
         sparse->SetCollectGrowth(op.value != 0);
       } else {

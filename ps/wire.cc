@@ -2,12 +2,21 @@
 
 #include "ember/embedding/admission.h"
 
+#include <cmath>
+
 namespace ember::ps::wire {
 namespace {
 constexpr uint32_t kMaxSlices = 1 << 16;
 constexpr uint32_t kMaxSpecs = embedding::kMaxTables;
 
 Status Malformed(const std::string& why) { return Status::InvalidArgument("malformed frame: " + why); }
+
+// Every key names the slice's table (which also excludes the index's reserved key).
+bool KeysOf(uint32_t table, const std::vector<uint64_t>& keys) {
+  for (uint64_t k : keys)
+    if (embedding::KeyTable(k) != table) return false;
+  return true;
+}
 
 void WriteSpec(Writer& w, const embedding::TableSpec& s) {
   w.Pod<uint32_t>(s.id);
@@ -179,6 +188,7 @@ Status DecodePull(std::string_view payload, PullRequest* req) {
     if (r.Pod(&s.table, "pull.table") && r.Pod(&create, "pull.create_missing") && r.Pod(&count, "pull.keys") &&
         r.Array(count, &s.keys, "pull.keys")) {
       if (create > 1) r.Fail("pull.create_missing", "not a boolean");
+      if (!KeysOf(s.table, s.keys)) r.Fail("pull.keys", "a key of another table (or the reserved key)");
       s.create_missing = create != 0;
       req->slices.push_back(std::move(s));
     }
@@ -236,8 +246,18 @@ Status DecodePush(std::string_view payload, PushRequest* req) {
       r.Fail("push.dim", "width out of range");
       break;
     }
+    if (!KeysOf(s.table, s.keys)) {
+      r.Fail("push.keys", "a key of another table (or the reserved key)");
+      break;
+    }
     // count keys were present, so count * dim cannot overflow for dim <= 4096.
-    if (r.Array(count * s.dim, &s.grads, "push.grads")) req->slices.push_back(std::move(s));
+    if (!r.Array(count * s.dim, &s.grads, "push.grads")) break;
+    for (float g : s.grads)
+      if (!std::isfinite(g)) {
+        r.Fail("push.grads", "a gradient that is not finite");
+        break;
+      }
+    req->slices.push_back(std::move(s));
   }
   r.End();
   return r.status();
@@ -280,6 +300,7 @@ Status DecodeOp(std::string_view payload, TableOp* op) {
       r.Pod(&op->value, "op.value") && r.Pod(&reinit, "op.reinit") && r.Pod(&op->seed, "op.seed")) {
     if (kind < 0 || kind > static_cast<int32_t>(TableOp::Kind::kPruneGrow)) r.Fail("op.kind", "unknown");
     if (reinit > 1) r.Fail("op.reinit", "not a boolean");
+    if (!std::isfinite(op->value)) r.Fail("op.value", "not finite");
     if (op->table >= embedding::kMaxTables || op->dst_table >= embedding::kMaxTables)
       r.Fail("op.table", "table id out of range");
     op->kind = static_cast<TableOp::Kind>(kind);

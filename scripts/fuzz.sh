@@ -1,54 +1,127 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target of the PS frame parser with clang (Debian's clang and
-# libclang-rt-dev: -fsanitize=fuzzer,address,undefined) and runs it for a bounded time.
-#   bash scripts/fuzz.sh [SECONDS=60]
-# Prints executions and crashes; exits non-zero if the fuzzer found a crash (kept in
-# build-fuzz/crashes/).
+# Builds ember's libFuzzer targets with clang (Debian's clang and libclang-rt-dev:
+# -fsanitize=fuzzer,address,undefined) and runs them:
+#   session  the PS server's connection state machine over memory against a real shard:
+#            programs of frames from two authenticated workers and a stranger (create, pull,
+#            push, apply, save, load, stats, shutdown, handshakes, raw bytes, parked pulls)
+#   wire     the frame parser and every request decoder on their own
+#   bash scripts/fuzz.sh [SECONDS=60] [TARGET=session|wire|all] [RUNS=0 (unbounded)]
+# Prints executions and crashes per target; exits non-zero if a fuzzer found a crash (kept in
+# build-fuzz/crashes-<target>/). Seeds are written by this script (protocol version 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-60}"
+TARGET="${2:-all}"
+RUNS="${3:-0}"
 OUT=build-fuzz
-mkdir -p "$OUT/corpus" "$OUT/crashes"
-for p in clang libclang-rt-dev libxxhash-dev; do
+for p in clang libclang-rt-dev libxxhash-dev libssl-dev zlib1g-dev nlohmann-json3-dev libboost-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING="${MISSING:-} $p"
 done
 if [ -n "${MISSING:-}" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $MISSING
 fi
-clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -Icommon/include -Iembedding/include -Ips/include \
-  tests/fuzz/wire_fuzz.cc ps/wire.cc embedding/admission.cc common/status.cc -o "$OUT/wire_fuzz"
-# Seeds: valid frames (protocol version 3) of every type, written by the unit test's encoders through a tiny driver.
-python3 - "$OUT/corpus" <<'PY'
-import struct, sys, os
-d = sys.argv[1]
-def frame(t, payload):
-    return struct.pack("<IHHQII", 0x504d4245, 3, t, 7, len(payload), 0) + payload
-keys = struct.pack("<3Q", 10, 12, 13)
-seeds = {
-    "ping": frame(1, b""), "stats": frame(5, b""), "shutdown": frame(9, b""),
-    "pull": frame(3, struct.pack("<QIIBQ", 4, 1, 1, 1, 3) + keys),
-    "push": frame(4, struct.pack("<IIQI", 1, 2, 3, 1) + struct.pack("<IIIQ", 1, 2, 2, 1) + struct.pack("<Q", 5)
-                  + struct.pack("<2f", 1, 2)),
-    "apply": frame(6, struct.pack("<iIIdBQ", 1, 3, 4, 0.5, 1, 42)),
-    "save": frame(7, struct.pack("<I", 5) + b"/ckpt"),
-    "load": frame(8, struct.pack("<I", 5) + b"/ckpt" + struct.pack("<I", 1) + struct.pack("<I", 11) + b"shard-0.bin"
-                  + struct.pack("<QQ", 100, 7)),
-    "error": frame(0, struct.pack("<iI", 2, 4) + b"gone"),
-    "create": frame(2, struct.pack("<I", 1) + struct.pack("<IiQfQifffffifBi", 3, 8, 1000, 0.01, 9, 2, 0.05, 1e-8,
-                                                            0.9, 0.999, 0, 0, 1.0, 0, 0)
-                    + struct.pack("<IfIIQ", 5, 1.0, 4096, 4, 100)),  # lifecycle: admission, sketch, expiry
+mkdir -p "$OUT"
+FLAGS=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -Icommon/include -Iembedding/include -Ips/include)
+COMMON=(common/status.cc common/hash.cc common/file.cc)
+EMBEDDING=(embedding/admission.cc embedding/kernels.cc embedding/table.cc embedding/row_store.cc
+           embedding/sparse_store.cc embedding/method.cc embedding/plan.cc embedding/dedup.cc embedding/export.cc)
+build() {  # name sources...
+  local name=$1; shift
+  if [ ! -x "$OUT/$name" ] || [ -n "$(find "$@" ps/include common/include embedding/include -newer "$OUT/$name" 2>/dev/null | head -1)" ]; then
+    echo "fuzz: building $name"
+    clang++ "${FLAGS[@]}" "$@" -o "$OUT/$name" -lcrypto -lxxhash -lz -lpthread
+  fi
 }
-for name, data in seeds.items():
-    open(os.path.join(d, name), "wb").write(data)
+
+python3 - "$OUT" <<'PY'
+import struct, sys, os
+out = sys.argv[1]
+V = 4
+def frame(t, payload, rid=7):
+    return struct.pack("<IHHQII", 0x504d4245, V, t, rid, len(payload), 0) + payload
+def spec(tid, dim=4, admit=0, width=0, expire=0, kind=0, density=1.0, opt=2):
+    return (struct.pack("<IiQfQifffffifBi", tid, dim, 1000, 0.01, 9, opt, 0.05, 1e-8, 0.9, 0.999, 0, kind,
+                        density, 0, 0) + struct.pack("<IfIIQ", admit, 1.0, width, 4 if width else 4, expire))
+def create(*specs): return struct.pack("<I", len(specs)) + b"".join(specs)
+def keys(table, *k): return struct.pack("<%dQ" % len(k), *[(table << 54) | x for x in k])  # embedding::MakeKey
+def pull(wait, table, ks, create_missing=1):
+    return struct.pack("<QIIBQ", wait, 1, table, create_missing, len(ks)) + keys(table, *ks)
+def push(worker, workers, step, agg, table, dim, ks):
+    g = struct.pack("<%df" % (dim * len(ks)), *([0.5] * (dim * len(ks))))
+    return struct.pack("<IIQII", worker, workers, step, agg, 1) + struct.pack("<IIQ", table, dim, len(ks)) + keys(table, *ks) + g
+def op(kind, table, dst=0, value=0.5, reinit=0, seed=1): return struct.pack("<iIIdBQ", kind, table, dst, value, reinit, seed)
+def string(s): return struct.pack("<I", len(s)) + s
+CKPT = b"/tmp/ember-ps-fuzz/ckpt"
+def load(names): return string(CKPT) + struct.pack("<I", len(names)) + b"".join(string(n) + struct.pack("<QQ", 100, 7) for n in names)
+
+# --- wire: one frame each
+wire = {
+    "ping": frame(1, b""), "stats": frame(5, b""), "shutdown": frame(9, b""),
+    "pull": frame(3, pull(1, 1, [3])), "push": frame(4, push(1, 2, 3, 1, 2, 2, [5])),
+    "apply": frame(6, op(1, 3, 4)), "save": frame(7, string(CKPT)), "load": frame(8, load([b"shard-0.bin"])),
+    "error": frame(0, struct.pack("<iI", 2, 4) + b"gone"), "create": frame(2, create(spec(3, 8, 5, 4096, 100))),
+    "challenge": frame(10, b"\x01" * 32), "hello": frame(11, b"\x02" * 68),
+}
+# --- session: programs (op 1: k, type, u16 len, payload; op 0: raw; op 2: unpark; op 3: replace)
+def F(k, t, payload): return bytes([1, k, t]) + struct.pack("<H", len(payload)) + payload
+def R(k, raw): return bytes([0, k]) + struct.pack("<H", len(raw)) + raw
+U = bytes([2])
+def NEW(k, worker): return bytes([3, k]) + struct.pack("<I", worker)
+T = create(spec(0, 4), spec(1, 8, kind=1, density=0.5), spec(2, 4, admit=2, width=64, expire=3), spec(3, 2, opt=3))
+session = {
+    "train_sync": F(0, 2, T) + F(0, 3, pull(0, 0, [1, 2, 3])) + F(0, 4, push(0, 2, 0, 1, 0, 4, [1, 2]))
+                  + F(1, 3, pull(1, 0, [1])) + F(1, 4, push(1, 2, 0, 1, 0, 4, [2, 3])) + U
+                  + F(0, 4, push(0, 2, 1, 1, 0, 4, [1])) + F(1, 4, push(1, 2, 1, 1, 0, 4, [9])) + F(0, 5, b""),
+    "train_async": F(0, 2, T) + F(0, 4, push(0, 2, 0, 0, 2, 4, [4, 5])) + F(1, 4, push(1, 2, 0, 0, 2, 4, [4]))
+                   + F(0, 3, pull(1, 2, [4, 5, 6])) + F(0, 4, push(0, 2, 1, 0, 2, 4, [6])) + U + F(1, 5, b""),
+    "maintenance": F(0, 2, T) + F(0, 3, pull(0, 1, [7, 8])) + F(0, 6, op(3, 1, value=1)) + F(0, 4, push(0, 2, 0, 0, 1, 8, [7]))
+                   + F(0, 6, op(4, 1, value=0.3)) + F(0, 6, op(0, 0, value=0.0)) + F(0, 6, op(1, 0, 3, 0.0, 1))
+                   + F(0, 6, op(2, 3)) + F(0, 5, b""),
+    "save_load": F(0, 2, T) + F(0, 3, pull(0, 0, [1, 2])) + F(0, 7, string(CKPT)) + F(1, 8, load([b"shard-0.bin"]))
+                 + F(0, 7, string(b"/tmp")) + F(0, 8, load([b"../x"])),
+    "stranger": R(2, frame(7, string(CKPT))) + NEW(2, 0xFFFFFFFE) + R(2, frame(9, b""))
+                + NEW(2, 0xFFFFFFFE) + R(2, struct.pack("<IHHQII", 0x504d4245, V, 4, 1, 1 << 30, 0)),
+    "tool": NEW(2, 0xFFFFFFFF) + F(2, 2, T) + F(2, 4, push(0, 2, 0, 1, 0, 4, [1])) + F(2, 4, push(0, 0, 0, 0, 0, 4, [1]))
+            + F(2, 5, b"") + F(2, 9, b""),
+    "reconnect": F(0, 2, T) + F(0, 3, pull(3, 0, [1])) + NEW(0, 0) + F(1, 4, push(1, 2, 0, 1, 0, 4, [1])) + U
+                 + NEW(1, 1) + F(1, 11, b"\x00" * 68) + F(0, 4, push(1, 2, 0, 1, 0, 4, [1])),
+    "stall": F(0, 2, T) + R(0, struct.pack("<IHHQII", 0x504d4245, V, 4, 1, 60000, 0) + b"\x00" * 100)
+             + F(1, 3, pull(0, 0, [2])),
+}
+for name, sets in (("wire", wire), ("session", session)):
+    d = os.path.join(out, "corpus-" + name)
+    os.makedirs(d, exist_ok=True)
+    for k, v in sets.items():
+        open(os.path.join(d, k), "wb").write(v)
 PY
-set +e
-"$OUT/wire_fuzz" "$OUT/corpus" -max_total_time="$SECONDS_TO_RUN" -artifact_prefix="$OUT/crashes/" \
-  -print_final_stats=1 -max_len=4096 2>"$OUT/fuzz.log"
-rc=$?
-set -e
-grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$OUT/fuzz.log" || true
-crashes=$(ls "$OUT/crashes" | wc -l)
-echo "fuzz: exit $rc, crashes $crashes (artifacts in $OUT/crashes/), corpus $(ls "$OUT/corpus" | wc -l) inputs"
-[ "$rc" -eq 0 ] && [ "$crashes" -eq 0 ]
+
+status=0
+run() {  # name
+  local name=$1
+  mkdir -p "$OUT/crashes-$name"
+  local extra=()
+  [ "$RUNS" != "0" ] && extra+=(-runs="$RUNS")
+  set +e
+  "$OUT/${name}_fuzz" "$OUT/corpus-$name" -max_total_time="$SECONDS_TO_RUN" -artifact_prefix="$OUT/crashes-$name/" \
+    -print_final_stats=1 -max_len=4096 -rss_limit_mb=3072 "${extra[@]}" 2>"$OUT/fuzz-$name.log"
+  local rc=$?
+  set -e
+  local execs
+  execs=$(grep -E "stat::number_of_executed_units" "$OUT/fuzz-$name.log" | awk '{print $2}')
+  local crashes
+  crashes=$(ls "$OUT/crashes-$name" | wc -l)
+  echo "fuzz $name: exit $rc, executions ${execs:-?}, crashes $crashes (artifacts in $OUT/crashes-$name/), corpus $(ls "$OUT/corpus-$name" | wc -l) inputs"
+  if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then status=1; fi
+}
+if [ "$TARGET" = "wire" ] || [ "$TARGET" = "all" ]; then
+  build wire_fuzz tests/fuzz/wire_fuzz.cc ps/wire.cc embedding/admission.cc common/status.cc
+  run wire
+fi
+if [ "$TARGET" = "session" ] || [ "$TARGET" = "all" ]; then
+  build session_fuzz tests/fuzz/session_fuzz.cc ps/server.cc ps/shard.cc ps/wire.cc ps/auth.cc ps/in_process.cc \
+    "${EMBEDDING[@]}" "${COMMON[@]}"
+  run session
+fi
+exit $status

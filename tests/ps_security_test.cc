@@ -291,3 +291,108 @@ TEST(PsLiveness, WaitsEndAtTheirDeadlines) {
 
 }  // namespace
 }  // namespace ember::ps
+
+namespace ember::ps {
+namespace {
+// Regressions of the stateful fuzzer (scripts/fuzz.sh session) and of the live probe: each
+// was a crash or a corrupted table; each is now one error frame and an untouched shard.
+TEST(PsFuzzRegressions, HostileRequestsAreRefusedAndTheShardIsUntouched) {
+  ServerOptions o = testing::TestServerOptions();
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  auto c = testing::ConnectTest({"127.0.0.1:" + std::to_string(server.port())});
+  ASSERT_TRUE(c.ok());
+  embedding::TableSpec spec;
+  spec.id = 0;
+  spec.dim = 4;
+  ASSERT_TRUE((*c)->CreateTables({spec}).ok());
+  auto answer = [&](const std::string& frame) {
+    testing::RawPeer peer(server.port());
+    EMBER_CHECK(peer.Authenticate(testing::kTestSecret, 0).ok());
+    peer.Write(frame);
+    return testing::ErrorOf(peer.ReadToClose());
+  };
+  auto pull_of = [](uint32_t table, uint64_t key) {
+    std::string payload, frame;
+    wire::Writer w(&payload);
+    w.Pod<uint64_t>(0);
+    w.Pod<uint32_t>(1);
+    w.Pod<uint32_t>(table);
+    w.Pod<uint8_t>(1);
+    w.Pod<uint64_t>(1);
+    w.Pod<uint64_t>(key);
+    wire::AppendHeader(&frame, wire::Type::kPull, 1, static_cast<uint32_t>(payload.size()));
+    return frame + payload;
+  };
+  // The key index's reserved key (all ones) aborted the server (row_store.cc "reserved key").
+  EXPECT_NE(answer(pull_of(0, ~uint64_t{0})).find("pull.keys: a key of another table (or the reserved key)"),
+            std::string::npos);
+  EXPECT_NE(answer(pull_of(0, embedding::MakeKey(3, 1))).find("a key of another table"), std::string::npos);
+  // Non-finite gradients turned a live job's loss NaN.
+  const uint64_t k = embedding::MakeKey(0, 1);
+  const float bad[4] = {1, std::nanf(""), 1, 1};
+  std::string payload, frame;
+  wire::EncodePush({PushSlice{0, &k, 1, bad}}, {4}, {{0}}, PushClock{}, &payload);
+  wire::AppendHeader(&frame, wire::Type::kPush, 1, static_cast<uint32_t>(payload.size()));
+  EXPECT_NE(answer(frame + payload).find("push.grads: a gradient that is not finite"), std::string::npos);
+  // One push frame claiming 0xFFFFFFFF workers and no slices: bad_alloc, SIGABRT.
+  std::string huge_world;
+  {
+    std::string p;
+    wire::Writer w(&p);
+    w.Pod<uint32_t>(0);
+    w.Pod<uint32_t>(0xFFFFFFFFu);
+    w.Pod<uint64_t>(0);
+    w.Pod<uint32_t>(1);
+    w.Pod<uint32_t>(0);
+    wire::AppendHeader(&huge_world, wire::Type::kPush, 1, static_cast<uint32_t>(p.size()));
+    huge_world += p;
+  }
+  testing::RawPeer peer(server.port());
+  ASSERT_TRUE(peer.Authenticate(testing::kTestSecret, 0).ok());
+  peer.Write(huge_world);
+  auto h = peer.ReadHeader();
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->type, wire::Type::kError);
+  auto stats = (*c)->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();  // still serving
+  EXPECT_EQ((*stats)[0].rows, 0u);
+  EXPECT_EQ(server.shard().world(), 0u);
+}
+}  // namespace
+}  // namespace ember::ps
+
+namespace ember::ps {
+namespace {
+// Fuzzer finds: a prune-and-grow fraction far outside [0, 1] (undefined float -> integer
+// conversion), and a save directory the file system cannot even name (an exception).
+TEST(PsFuzzRegressions, OperationValuesAndDirectoryNamesAreValidated) {
+  Shard shard;
+  embedding::TableSpec sparse;
+  sparse.id = 1;
+  sparse.dim = 8;
+  sparse.kind = embedding::TableKind::kSparse;
+  sparse.density = 0.5f;
+  ASSERT_TRUE(shard.CreateTables({sparse}).ok());
+  TableOp op;
+  op.kind = TableOp::Kind::kPruneGrow;
+  op.table = 1;
+  op.value = 2.6e131;
+  Status st = shard.Apply(op).status();
+  EXPECT_NE(st.message().find("is not in [0, 1]"), std::string::npos) << st.ToString();
+  std::string payload;
+  op.value = std::nan("");
+  wire::EncodeOp(op, &payload);
+  EXPECT_NE(wire::DecodeOp(payload, &op).message().find("op.value: not finite"), std::string::npos);
+  ServerOptions o = testing::TestServerOptions();
+  PsServer server(o);
+  for (const std::string& dir : {std::string(), std::string("a\0b", 3)}) {
+    std::string save;
+    wire::Writer(&save).Str(dir);
+    auto r = server.Handle(wire::Type::kSave, save, 0);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
+  }
+  EXPECT_EQ(server.counters().internal_errors.load(), 0u);
+}
+}  // namespace
+}  // namespace ember::ps

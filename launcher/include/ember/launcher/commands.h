@@ -103,7 +103,8 @@ Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::T
                                                                 const workers::OptEmbedArch& arch, uint32_t first_table,
                                                                 ps::PsClient* ps, workers::Collective* collective,
                                                                 monitoring::Recorder* recorder,
-                                                                workers::Trainer* supernet, bool reinit);
+                                                                workers::Trainer* supernet, bool reinit,
+                                                                int64_t first_step);
 // Writes a checkpoint of `trainer` into checkpoint.dir, then removes the oldest ckpt-N beyond
 // checkpoint.keep.
 Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& config);

@@ -180,6 +180,9 @@ class Trainer {
   Status RestoreCheckpoint(const std::string& path, bool load_shards = true);
   // The data position the next checkpoint records (set by the training loop).
   void set_position(const DataPosition& p) { position_ = p; }
+  // Continues another trainer's step count (a later stage on the same shards: a shard refuses
+  // steps that move back).
+  void set_step(int64_t step) { step_ = step; }
   const DataPosition& position() const { return position_; }
 
   // OptEmbed stage 2: evolutionary search of per-field widths and a threshold shift on
