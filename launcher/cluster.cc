@@ -101,6 +101,8 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     ps_server = std::make_unique<ps::PsServer>(o);
     if (Status st = ps_server->Start(); !st.ok()) Abort(rank, role, st);
     std::snprintf(mine, sizeof(mine), "%s", Endpoint(c, ps_server->port()).c_str());
+    out << "ps server " << rank << " listening on " << c.ps_bind << ":" << ps_server->port() << " for " << workers
+        << " worker(s)" << std::endl;
   }
   std::vector<char> all(static_cast<size_t>(size) * sizeof(mine));
   MPI_Allgather(mine, sizeof(mine), MPI_CHAR, all.data(), sizeof(mine), MPI_CHAR, MPI_COMM_WORLD);
@@ -145,6 +147,10 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     m.method = "ps-server";
     m.report = false;
     m.peak_rss_bytes = PeakRssBytes();
+    const auto& k = ps_server->counters();
+    out << "ps server " << rank << ": " << k.connections.load() << " connections, " << k.auth_failures.load()
+        << " refused handshakes, " << k.refused_frames.load() << " refused requests, " << k.timeouts.load()
+        << " closed by deadlines; peak memory " << m.peak_rss_bytes << " bytes" << std::endl;
     MPI_Barrier(MPI_COMM_WORLD);
     MPI_Comm_free(&group);
     MPI_Finalize();
