@@ -111,6 +111,9 @@ Result<bool> CriteoReader::ReadLine(std::string_view* line) {
     const void* nl = std::memchr(base, '\n', avail);
     if (nl) {
       const size_t len = static_cast<const char*>(nl) - base;
+      if (carry_.size() + len > options_.max_line_bytes)
+        return Status::InvalidArgument(options_.path + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
+                                       std::to_string(options_.max_line_bytes) + " bytes (data.max_line_bytes)");
       if (!carry_.empty()) {
         carry_.append(base, len);
         *line = carry_;
@@ -131,7 +134,11 @@ Result<bool> CriteoReader::ReadLine(std::string_view* line) {
       *line = carry_;
       return true;
     }
-    // Keep the partial line, refill.
+    // Keep the partial line, refill; a line longer than any real example is an error, not a
+    // buffer that grows with whatever the file holds.
+    if (carry_.size() + avail > options_.max_line_bytes)
+      return Status::InvalidArgument(options_.path + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
+                                     std::to_string(options_.max_line_bytes) + " bytes (data.max_line_bytes)");
     carry_.append(base, avail);
     buf_.resize(kChunk);
     const size_t got = std::fread(buf_.data(), 1, kChunk, file_);

@@ -44,11 +44,15 @@ Result<Budget> ParseBudget(const std::string& text) {
     } else {
       return bad("has an unknown unit '" + unit + "'");
     }
+    if (!std::isfinite(v)) return bad("is not a finite number");
     if (!(v > 0)) return bad("must be positive");
     if (unit.empty() && v <= 1) {
       b.fraction = v;
     } else {
-      b.bytes = static_cast<uint64_t>(v * mult);
+      // Past 2^63 bytes a budget cannot bound anything a machine holds: it means "at least the
+      // full table" (ApplyBudget), never a wrapped-around or dropped number.
+      const double bytes = v * mult;
+      b.bytes = bytes >= 9.2e18 ? UINT64_MAX : std::max<uint64_t>(1, static_cast<uint64_t>(bytes));
     }
   } catch (const std::exception&) {
     return bad("is not a number");
@@ -95,8 +99,11 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
       return Status::InvalidArgument("embedding.budget: field " + fields[f].name +
                                      " has no known vocabulary (plan needs the training data's distinct values)");
   const uint64_t full = FullTableBytes(c->dim, fields);
-  const uint64_t bytes =
+  uint64_t bytes =
       budget.bytes ? budget.bytes : static_cast<uint64_t>(std::floor(budget.fraction * static_cast<double>(full)));
+  // A budget at or above the full table is the full table's size (the plan says so): more
+  // hashed rows than values would only hold empty rows.
+  if (bytes >= full) bytes = full;
   *budget_bytes = bytes;
   auto cannot = [&](const std::string& why) {
     return Status::InvalidArgument("embedding.budget: " + FormatBytes(static_cast<double>(bytes)) + " (" +

@@ -276,6 +276,23 @@ Status RowStore::PutRecord(uint64_t key, std::string_view record) {
     return Status::Corruption("row record of " + std::to_string(record.size()) + " bytes, table " +
                               std::to_string(spec_.id) + " expects " + std::to_string(sizeof(float) * stride_));
   if (key == KeyIndex::kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
+  // A NaN or infinity in a stored row would poison every prediction that reads it: refused.
+  const char* p = record.data();
+  const size_t halves = half_ ? static_cast<size_t>(spec_.dim) : 0;
+  for (size_t i = 0; i < halves; ++i) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    if (((h >> 10) & 0x1f) == 0x1f)
+      return Status::Corruption("row " + std::to_string(KeyLocal(key)) + " of table " + std::to_string(spec_.id) +
+                                " holds a weight that is not finite");
+  }
+  for (size_t i = half_ ? static_cast<size_t>(weight_floats_) : 0; i < static_cast<size_t>(stride_); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + 4 * i, 4);
+    if (((bits >> 23) & 0xff) == 0xff)
+      return Status::Corruption("row " + std::to_string(KeyLocal(key)) + " of table " + std::to_string(spec_.id) +
+                                " holds a value that is not finite");
+  }
   const auto [slot, inserted] = index_.Insert(key, static_cast<uint32_t>(size_));
   if (inserted) NewSlot(key, /*init=*/false);  // every float of the slot is overwritten below
   std::memcpy(SlotPtr(slot), record.data(), record.size());

@@ -225,6 +225,13 @@ Status SparseRowStore::PutRecord(uint64_t key, std::string_view record) {
   if (record.size() != want)
     return Status::Corruption("sparse row record of " + std::to_string(record.size()) + " bytes, expected " +
                               std::to_string(want));
+  for (size_t at = sizeof(mask); at + 4 <= want; at += 4) {
+    uint32_t bits;
+    std::memcpy(&bits, record.data() + at, 4);
+    if (((bits >> 23) & 0xff) == 0xff)
+      return Status::Corruption("row " + std::to_string(KeyLocal(key)) + " of table " + std::to_string(spec_.id) +
+                                " holds a value that is not finite");
+  }
   const int64_t existing = FindRow(key);
   uint32_t r;
   if (existing >= 0) {

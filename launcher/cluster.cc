@@ -193,6 +193,7 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
     auto resolved = ResolveEmbedding(c, &tc, c.monitoring_port > 0);
     if (worker == 0) MPI_Barrier(group);
     if (!resolved.ok()) return resolved.status();
+    if (!resolved->note.empty()) log << resolved->note << "\n";
     EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c, &tc));
     if (tc.embedding.method == "optembed" && c.valid.empty())
       return Status::InvalidArgument(
@@ -261,10 +262,9 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
       arch.thresholds.resize(static_cast<size_t>(F));
       MPI_Bcast(arch.widths.data(), F, MPI_INT, 0, group);
       MPI_Bcast(arch.thresholds.data(), F, MPI_FLOAT, 0, group);
-      EMBER_ASSIGN_OR_RETURN(auto retrainer,
-                             MakeOptEmbedRetrainer(tc, arch, next, client.get(), &collective, recorder,
-                                                   worker == 0 ? trainer.get() : nullptr, c.retrain_init == "fresh",
-                                                   trainer->step()));
+      EMBER_ASSIGN_OR_RETURN(auto retrainer, MakeOptEmbedRetrainer(tc, arch, next, client.get(), &collective, recorder,
+                                                                   worker == 0 ? trainer.get() : nullptr,
+                                                                   c.retrain_init == "fresh", trainer->step()));
       EMBER_RETURN_IF_ERROR(collective.Barrier());
       trainer = std::move(retrainer);
       m.train_samples = 0;
@@ -283,11 +283,12 @@ Result<RunMetrics> RunTrainCluster(const RunConfig& c, std::ostream& out) {
       EMBER_RETURN_IF_ERROR(RecordTables(client.get(), &m));
       log << "tables hold " << m.table_rows << " rows, " << m.param_bytes << " parameter bytes\n";
     }
-    if (worker == 0 && !c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, log));
+    // The checkpoint first: a failing evaluation must not cost the trained model.
     if (worker == 0 && !c.checkpoint_dir.empty()) {
       EMBER_ASSIGN_OR_RETURN(m.checkpoint, WriteCheckpoint(trainer.get(), c));
       log << "checkpoint written to " << m.checkpoint << "\n";
     }
+    if (worker == 0 && !c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, log));
     EMBER_RETURN_IF_ERROR(collective.Barrier());
     if (worker == 0) EMBER_RETURN_IF_ERROR(client->Shutdown());
     return Status::Ok();

@@ -245,6 +245,7 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
     return Status::InvalidArgument("ember plan covers CTR models; session models print their tables when they train");
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/true));
+  if (!resolved.note.empty()) out << resolved.note << "\n";
   EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(tc));
   const auto plan = embedding::PlanMemory(*method, tc.embedding, tc.fields);
   char buf[256];
@@ -436,15 +437,36 @@ Status RecordTables(ps::PsClient* ps, RunMetrics* m) {
   return Status::Ok();
 }
 
+Status CheckInputs(const RunConfig& c) {
+  // Every data file opens and its first examples parse before any training: a bad data.test
+  // is not found an hour later, after the run it was meant to score.
+  for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"data.train", &c.train},
+                                  {"data.valid", &c.valid},
+                                  {"data.test", &c.test}}) {
+    if (path->empty()) continue;
+    auto opts = MakeReaderOptions(c, *path, false);
+    opts.batch_size = 16;
+    opts.max_rows = 16;
+    auto reader = data::CriteoReader::Open(opts);
+    if (!reader.ok()) return reader.status().WithContext(key);
+    data::Batch batch;
+    auto got = (*reader)->Next(&batch);
+    if (!got.ok()) return got.status().WithContext(key);
+  }
+  return Status::Ok();
+}
+
 Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
   EMBER_RETURN_IF_ERROR(CheckSessionConfig(c));
+  if (!IsSessionModel(c)) EMBER_RETURN_IF_ERROR(CheckInputs(c));
   if (UnderMpi()) return RunTrainCluster(c, out);
   if (IsSessionModel(c)) return RunSessionTrain(c, out);
   ConfigureThreads(c.threads);
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   // With metrics on, field vocabularies are counted (once; cached) for the compression ratio.
   EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/c.monitoring_port > 0));
+  if (!resolved.note.empty()) out << resolved.note << "\n";
   if (tc.embedding.method == "optembed" && c.valid.empty())
     return Status::InvalidArgument("embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
   EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c, &tc));
@@ -486,9 +508,9 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
     // Stage 1 done: search widths (stage 2), retrain (stage 3).
     const uint32_t next = NextTableId(ps.Stats());
     EMBER_ASSIGN_OR_RETURN(auto arch, SearchOptEmbedStage(trainer.get(), c, resolved.budget_bytes, &m, out));
-    EMBER_ASSIGN_OR_RETURN(auto retrainer, MakeOptEmbedRetrainer(tc, arch, next, &ps, &collective, recorder,
-                                                                 trainer.get(), c.retrain_init == "fresh",
-                                                                 trainer->step()));
+    EMBER_ASSIGN_OR_RETURN(auto retrainer,
+                           MakeOptEmbedRetrainer(tc, arch, next, &ps, &collective, recorder, trainer.get(),
+                                                 c.retrain_init == "fresh", trainer->step()));
     trainer = std::move(retrainer);
     watch->Set(*trainer);
     m.train_samples = 0;
@@ -501,11 +523,12 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
       << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, params "
       << Bytes(m.param_bytes) << ", " << Bytes(m.table_bytes) << " with optimizer state and index\n";
   if (m.bad_lines) out << "skipped " << m.bad_lines << " malformed lines (data.on_bad_line = \"skip\")\n";
-  if (!c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, out));
+  // The checkpoint first: a failing evaluation must not cost the trained model.
   if (!c.checkpoint_dir.empty()) {
     EMBER_ASSIGN_OR_RETURN(m.checkpoint, WriteCheckpoint(trainer.get(), c));
     out << "checkpoint written to " << m.checkpoint << "\n";
   }
+  if (!c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, out));
   m.peak_rss_bytes = PeakRssBytes();
   out << "peak memory " << Bytes(m.peak_rss_bytes) << "\n";
   Linger(c, exporter.get(), out);
@@ -625,8 +648,8 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
     if (!r->config.budget.empty()) {
       EMBER_ASSIGN_OR_RETURN(auto budget, embedding::ParseBudget(r->config.budget));
       const uint64_t full = embedding::FullTableBytes(r->trainer_config.embedding.dim, r->trainer_config.fields);
-      report.budget_bytes =
-          budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full));
+      report.budget_bytes = std::min(
+          full, budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full)));
     }
   }
   EMBER_ASSIGN_OR_RETURN(report.summary, writer.Write(out_path));
@@ -665,6 +688,7 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
 
 Status RunServe(const std::string& model_path, const serving::ServeOptions& options, std::ostream& out,
                 const std::function<void(int port)>& wait) {
+  EMBER_RETURN_IF_ERROR(serving::ValidateServeOptions(options).WithContext("ember serve"));
   EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path));
   serving::PredictionServer server(model.get(), options);
   EMBER_RETURN_IF_ERROR(server.Start().WithContext("ember serve"));

@@ -121,7 +121,11 @@ Setter BudgetSetter() {
       return Status::InvalidArgument("expected a fraction, bytes or a string such as \"64MiB\"");
     }
     auto b = embedding::ParseBudget(text);
-    if (!b.ok()) return Status::InvalidArgument(b.status().message());
+    if (!b.ok()) {  // Walk names the key
+      std::string m = b.status().message();
+      if (m.rfind("embedding.budget: ", 0) == 0) m = m.substr(18);
+      return Status::InvalidArgument(m);
+    }
     c->budget = text;
     return Status::Ok();
   };
@@ -236,6 +240,7 @@ const std::map<std::string, Setter>& Schema() {
       {"data.num_sparse", Int(&RunConfig::num_sparse, 1, 1000)},
       {"data.max_rows", Int(&RunConfig::max_rows, 0, INT64_MAX)},
       {"data.vocab", Str(&RunConfig::vocab)},
+      {"data.max_line_bytes", Int(&RunConfig::max_line_bytes, 1024, int64_t{1} << 30)},
       {"model.name", Str(&RunConfig::model, {"dlrm", "deepfm", "lr", "m2trec", "sasrec"})},
       {"model.layers", Int(&RunConfig::layers, 1, 64)},
       {"model.attention_heads", Int(&RunConfig::attention_heads, 1, 64)},
@@ -373,7 +378,14 @@ Result<RunConfig> ParseConfig(const std::string& text, const std::string& source
     return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
                                    std::string(e.description()));
   }
-  for (const auto& o : overrides) EMBER_RETURN_IF_ERROR(ApplyOverride(&root, o));
+  for (const auto& o : overrides) {
+    // Each value checked on its own first, so that its error names the --set it came from.
+    toml::table alone;
+    EMBER_RETURN_IF_ERROR(ApplyOverride(&alone, o));
+    RunConfig scratch;
+    EMBER_RETURN_IF_ERROR(Walk(alone, "", "--set '" + o + "'", &scratch));
+    EMBER_RETURN_IF_ERROR(ApplyOverride(&root, o));
+  }
   RunConfig c;
   EMBER_RETURN_IF_ERROR(Walk(root, "", source, &c));
   std::ostringstream os;
@@ -475,6 +487,10 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
   if (budget.set() && c.train.empty())
     return Status::InvalidArgument("embedding.budget needs data.train (the full table is counted from it)");
   EMBER_RETURN_IF_ERROR(embedding::ApplyBudget(budget, t->fields, &t->embedding, &r.budget_bytes));
+  const uint64_t full = embedding::FullTableBytes(t->embedding.dim, t->fields);
+  if (budget.set() && r.budget_bytes == full && (budget.bytes >= full || budget.fraction >= 1))
+    r.note = "embedding.budget " + c.budget + " is at least the full table (" +
+             embedding::FormatBytes(static_cast<double>(full)) + "): the budget is the full table";
   if (c.method == "dsl" && c.dsl_decay == "cosine" && r.train_rows > 0)
     t->dsl.total_steps = static_cast<int64_t>((r.train_rows + c.batch_size - 1) / c.batch_size) * c.epochs;
   if (c.dsl_decay == "none") t->dsl.total_steps = 0;
@@ -490,6 +506,7 @@ data::CriteoOptions MakeReaderOptions(const RunConfig& c, const std::string& pat
   o.on_bad_line = c.on_bad_line == "skip" ? data::BadLinePolicy::kSkip : data::BadLinePolicy::kError;
   o.max_rows = training ? c.max_rows : 0;
   o.vocab = c.vocab;
+  o.max_line_bytes = static_cast<size_t>(c.max_line_bytes);
   return o;
 }
 

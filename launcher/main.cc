@@ -152,7 +152,13 @@ int main(int argc, char** argv) {
   vocab->add_option("--dense", vocab_opts.num_dense, "Integer features")->capture_default_str();
   vocab->add_option("--fields", vocab_opts.num_sparse, "Categorical fields")->capture_default_str();
 
-  CLI11_PARSE(app, argc, argv);
+  // Command-line errors exit 1 like every other error (CLI11's own codes are 100+); --help 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 1;
+  }
 
   if (vocab->parsed()) {
     auto st = ember::launcher::RunVocab(vocab_opts, std::cout);

@@ -22,7 +22,8 @@ using Clock = std::chrono::steady_clock;
 HttpResponse HttpResponse::Error(int status, const std::string& message) {
   HttpResponse r;
   r.status = status;
-  r.body = nlohmann::json{{"error", message}}.dump() + "\n";
+  // Messages may quote what a client sent, bytes that are not UTF-8 included: replaced, never thrown.
+  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   return r;
 }
 

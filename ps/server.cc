@@ -540,7 +540,8 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, 
       EMBER_RETURN_IF_ERROR(wire::DecodeString(payload, &requested));
       EMBER_ASSIGN_OR_RETURN(const std::string dir, ConfinedDir(requested));
       std::error_code ec;
-      if (!std::filesystem::is_directory(dir, ec)) return Status::NotFound("save: directory " + dir + " does not exist");
+      if (!std::filesystem::is_directory(dir, ec))
+        return Status::NotFound("save: directory " + dir + " does not exist");
       const std::string bytes = shard_.Serialize();
       ShardFile f;
       f.name = "shard-" + std::to_string(options_.shard_index) + ".bin";

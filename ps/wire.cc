@@ -1,8 +1,8 @@
 #include "ember/ps/wire.h"
 
-#include "ember/embedding/admission.h"
-
 #include <cmath>
+
+#include "ember/embedding/admission.h"
 
 namespace ember::ps::wire {
 namespace {

@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "ember/serving/request_rows.h"
@@ -129,7 +130,7 @@ bool ParseBody(const HttpRequest& req, nlohmann::json* body, HttpResponse* error
   try {
     *body = nlohmann::json::parse(req.body);
   } catch (const std::exception& e) {
-    *error = HttpResponse::Error(400, std::string("body is not valid JSON: ") + e.what());
+    *error = HttpResponse::Error(400, std::string("body is not valid JSON in UTF-8: ") + e.what());
     return false;
   }
   if (!body->is_object()) {
@@ -139,6 +140,22 @@ bool ParseBody(const HttpRequest& req, nlohmann::json* body, HttpResponse* error
   return true;
 }
 }  // namespace
+
+Status ValidateServeOptions(const ServeOptions& o) {
+  auto range = [](const char* flag, double v, double lo, double hi) {
+    if (v >= lo && v <= hi) return Status::Ok();
+    std::ostringstream m;
+    m << flag << " " << v << " is outside [" << lo << ", " << hi << "]";
+    return Status::InvalidArgument(m.str());
+  };
+  EMBER_RETURN_IF_ERROR(range("--port", o.port, 0, 65535));
+  EMBER_RETURN_IF_ERROR(range("--threads", o.threads, 1, 256));
+  EMBER_RETURN_IF_ERROR(range("--max-body-bytes", static_cast<double>(o.max_body_bytes), 1024, 1 << 30));
+  EMBER_RETURN_IF_ERROR(range("--max-rows", static_cast<double>(o.max_rows_per_request), 1, 1 << 20));
+  EMBER_RETURN_IF_ERROR(range("--max-batch", static_cast<double>(o.max_batch), 1, 1 << 20));
+  EMBER_RETURN_IF_ERROR(range("--batch-wait-ms", o.batch_wait_ms, 0, 1000));
+  return Status::Ok();
+}
 
 struct PredictionServer::Impl {
   const ServingModel* model;
@@ -220,6 +237,7 @@ PredictionServer::PredictionServer(const ServingModel* model, ServeOptions optio
 PredictionServer::~PredictionServer() { Stop(); }
 
 Status PredictionServer::Start() {
+  EMBER_RETURN_IF_ERROR(ValidateServeOptions(impl_->options));
   auto& reg = impl_->metrics.registry();
   reg.SetGauge("serve_model_rows", static_cast<double>(impl_->model->rows()));
   reg.SetGauge("serve_model_bytes", static_cast<double>(impl_->model->file().size()));

@@ -110,6 +110,14 @@ if "$EMBER" serve --model "$WORK/bad.embx" 2> "$WORK/err3"; then fail "a bad mod
 grep -q "bad.embx: not a valid ember export: too short" "$WORK/err3" || { cat "$WORK/err3"; fail "bad model message"; }
 
 # Errors: non-zero exit, a message naming the problem.
+# Command-line errors exit 1 like every other error (not CLI11's 105/114); serve bounds its options.
+set +e
+"$EMBER" train --no-such-flag > /dev/null 2>&1; rc=$?
+"$EMBER" serve --model "$WORK/bad.embx" --max-batch -1 > /dev/null 2>&1; rc2=$?
+"$EMBER" serve --model "$WORK/bad.embx" --batch-wait-ms 1e9 2> "$WORK/err4"; rc3=$?
+set -e
+[ "$rc" -eq 1 ] && [ "$rc2" -eq 1 ] && [ "$rc3" -eq 1 ] || fail "command-line errors exit $rc, $rc2, $rc3 (expected 1)"
+grep -q -- "--batch-wait-ms 1e+09 is outside \[0, 1000\]" "$WORK/err4" || { cat "$WORK/err4"; fail "serve option message"; }
 printf '[train]\nepoch = 2\n' > "$WORK/bad.toml"
 if "$EMBER" train --config "$WORK/bad.toml" 2> "$WORK/err"; then fail "bad config accepted"; fi
 grep -q "bad.toml:2: unknown config key 'train.epoch'" "$WORK/err" || { cat "$WORK/err"; fail "message"; }

@@ -8,11 +8,16 @@
 #include <thread>
 
 #include "ember/common/file.h"
+#include "ember/data/criteo.h"
 #include "ember/data/synthetic_ctr.h"
+#include "ember/embedding/plan.h"
+#include "ember/embedding/table.h"
 #include "ember/launcher/commands.h"
 #include "ember/launcher/config.h"
 #include "ember/monitoring/http_server.h"
 #include "ember/serving/request_rows.h"
+#include "ember/serving/server.h"
+#include "ember/workers/trainer.h"
 #include "http_client.h"
 
 namespace ember::launcher {
@@ -544,6 +549,233 @@ TEST(Export, ThePythonReaderReadsWhatEmberWrote) {
       for (int64_t i = 0; i < n; ++i) sum += data[i];
       EXPECT_NEAR(d["sum"].get<double>(), sum, 1e-9 * (1 + std::fabs(sum))) << name;
     }
+  }
+}
+
+// The smaller defects of the PS-port probe (issue: the PS port, authenticated and bounded).
+TEST_F(ServeTest, InvalidUtf8IsA400NamingIt) {
+  auto res = testing_util::Exchange(port(), testing_util::Post("/v1/predict", "{\"rows\": [[\"\xff\xfe\"]]}"));
+  EXPECT_EQ(res.result_int(), 400) << res.body();
+  EXPECT_NE(res.body().find("not valid JSON in UTF-8"), std::string::npos) << res.body();
+  res = testing_util::Exchange(port(), testing_util::Post("/v1/predict", RowsJson(TestRows(1))));
+  EXPECT_EQ(res.result_int(), 200);
+}
+
+TEST(Serve, EveryOptionIsBounded) {
+  EXPECT_TRUE(serving::ValidateServeOptions({}).ok());
+  auto refused = [](serving::ServeOptions o, const std::string& flag) {
+    Status st = serving::ValidateServeOptions(o);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << flag;
+    EXPECT_NE(st.message().find(flag), std::string::npos) << st.ToString();
+  };
+  serving::ServeOptions o;
+  o.batch_wait_ms = 1e9;
+  refused(o, "--batch-wait-ms");
+  o.batch_wait_ms = -1;
+  refused(o, "--batch-wait-ms");
+  o.batch_wait_ms = std::nan("");
+  refused(o, "--batch-wait-ms");
+  o = {};
+  o.max_batch = 0;
+  refused(o, "--max-batch");
+  o = {};
+  o.threads = 0;
+  refused(o, "--threads");
+  o = {};
+  o.max_body_bytes = 10;
+  refused(o, "--max-body-bytes");
+  o = {};
+  o.max_rows_per_request = 0;
+  refused(o, "--max-rows");
+  std::ostringstream out;
+  serving::ServeOptions bad;
+  bad.max_batch = 0;
+  Status st = RunServe("/no/such/model.embx", bad, out, [](int) {});
+  EXPECT_NE(st.message().find("--max-batch"), std::string::npos) << st.ToString();  // before the model is read
+}
+
+TEST(Config, SetErrorsNameTheSetTheyCameFrom) {
+  auto c = ParseConfig("[train]\nepochs = 2\n", "run.toml", {"train.epochs=abc"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("--set 'train.epochs=abc': train.epochs: expected an integer"), std::string::npos)
+      << c.status().ToString();
+  auto file = ParseConfig("[train]\nepochs = \"x\"\n", "run.toml");
+  EXPECT_NE(file.status().message().find("run.toml"), std::string::npos) << file.status().ToString();
+}
+
+TEST(Config, BudgetsAtOrAboveTheFullTableAreTheFullTable) {
+  auto huge = embedding::ParseBudget("1e30");
+  ASSERT_TRUE(huge.ok());
+  EXPECT_EQ(huge->bytes, UINT64_MAX);
+  EXPECT_EQ(embedding::ParseBudget("1e30GB")->bytes, UINT64_MAX);
+  EXPECT_EQ(embedding::ParseBudget("1e18")->bytes, uint64_t{1000000000000000000});
+  for (const char* bad : {"inf", "nan", "-inf"}) EXPECT_FALSE(embedding::ParseBudget(bad).ok()) << bad;
+  EXPECT_NE(embedding::ParseBudget("inf").status().message().find("not a finite number"), std::string::npos);
+  for (const std::string& b :
+       {std::string("1e30"), std::string("1e19"), std::string("1e18"), std::string("\"1e30GB\"")}) {
+    auto c = ParseConfig(
+        "", "t", {"data.train=\"" + SmallFiles().train + "\"", "embedding.method=\"hash\"", "embedding.budget=" + b});
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    std::ostringstream out;
+    ASSERT_TRUE(RunPlan(*c, out).ok()) << b;
+    EXPECT_NE(out.str().find("is at least the full table"), std::string::npos) << out.str();
+    EXPECT_NE(out.str().find("(1.0000 of the full table), within the budget"), std::string::npos) << out.str();
+  }
+  auto bad = ParseConfig("", "t", {"embedding.budget=\"inf\""});
+  EXPECT_NE(bad.status().message().find("embedding.budget: 'inf' is not a finite number"), std::string::npos)
+      << bad.status().ToString();
+}
+
+// Every input is read before training; the final checkpoint is written before the test set is
+// scored, so a bad data.test costs the evaluation only.
+TEST(Commands, InputsAreCheckedFirstAndTheCheckpointComesBeforeEvaluation) {
+  const std::string root = Dir() + "/inputs";
+  std::filesystem::remove_all(root);
+  std::ostringstream out;
+  auto missing = ParseConfig(
+      "", "t",
+      {"data.train=\"" + SmallFiles().train + "\"", "data.test=\"/no/such/test.tsv\"",
+       "checkpoint.dir=\"" + root + "\"", "train.progress=\"off\"", "model.bottom_mlp=[8]", "model.top_mlp=[8]"});
+  ASSERT_TRUE(missing.ok());
+  auto m = RunTrain(*missing, out);
+  EXPECT_NE(m.status().message().find("data.test"), std::string::npos) << m.status().ToString();
+  EXPECT_EQ(out.str().find("trained"), std::string::npos) << out.str();  // refused before training
+  // A test file whose first lines parse and a later one does not.
+  std::string text = *ReadFile(SmallFiles().test);
+  const std::string late_bad = root + "-test.tsv";
+  ASSERT_TRUE(WriteFileAtomic(late_bad, text.substr(0, text.find('\n', 20000) + 1) + "1\t2\n").ok());
+  auto c = ParseConfig(
+      "", "t",
+      {"data.train=\"" + SmallFiles().train + "\"", "data.test=\"" + late_bad + "\"", "checkpoint.dir=\"" + root + "\"",
+       "train.progress=\"off\"", "model.bottom_mlp=[8]", "model.top_mlp=[8]"});
+  m = RunTrain(*c, out);
+  EXPECT_NE(m.status().message().find("expected 40 tab-separated fields, got 2"), std::string::npos)
+      << m.status().ToString();
+  EXPECT_TRUE(workers::ResolveCheckpoint(root).ok());  // the trained model was kept
+}
+
+TEST(Commands, ANonFiniteLossStopsTrainingNamingTheStep) {
+  auto c = ParseConfig("", "t",
+                       {"data.train=\"" + SmallFiles().train + "\"", "train.progress=\"off\"", "train.lr=100",
+                        "embedding.lr=100", "embedding.optimizer=\"sgd\"", "train.optimizer=\"sgd\""});
+  ASSERT_TRUE(c.ok());
+  std::ostringstream out;
+  auto m = RunTrain(*c, out);
+  EXPECT_EQ(m.status().code(), StatusCode::kFailedPrecondition) << m.status().ToString();
+  EXPECT_NE(m.status().message().find("training step "), std::string::npos);
+  EXPECT_NE(m.status().message().find(": the loss is nan; stopped before pushing it"), std::string::npos)
+      << m.status().ToString();
+}
+
+TEST(Data, ALineLongerThanTheCapIsAnErrorNamingIt) {
+  const std::string path = Dir() + "/long_line.tsv";
+  std::string text = *ReadFile(SmallFiles().test);
+  text = text.substr(0, text.find('\n') + 1) + std::string(300000, 'x') + "\n";
+  ASSERT_TRUE(WriteFileAtomic(path, text).ok());
+  data::CriteoOptions o;
+  o.path = path;
+  o.max_line_bytes = 100000;
+  auto r = data::CriteoReader::Open(o);
+  ASSERT_TRUE(r.ok());
+  data::Batch b;
+  auto got = (*r)->Next(&b);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("long_line.tsv:2: line longer than 100000 bytes (data.max_line_bytes)"),
+            std::string::npos)
+      << got.status().ToString();
+}
+
+// The manifest carries its own checksum and is cross-checked against the shard files: a flipped
+// width, missing or repeated shard entries and a negative step are refused by inspect, eval and
+// export alike, never exported or evaluated as something else.
+TEST(Checkpoint, TheManifestIsChecksummedAndCrossChecked) {
+  const std::string root = Dir() + "/manifest";
+  std::filesystem::remove_all(root);
+  auto c = ParseConfig("", "t",
+                       {"data.train=\"" + SmallFiles().train + "\"", "checkpoint.dir=\"" + root + "\"",
+                        "train.progress=\"off\"", "model.bottom_mlp=[8]", "model.top_mlp=[8]", "embedding.dim=8"});
+  ASSERT_TRUE(c.ok());
+  std::ostringstream out;
+  ASSERT_TRUE(RunTrain(*c, out).ok()) << out.str();
+  const std::string dir = *workers::ResolveCheckpoint(root);
+  const std::string file = dir + "/manifest.json";
+  const std::string original = *ReadFile(file);
+  ASSERT_TRUE(RunInspect(dir, false, out).ok());
+  auto expect_refused = [&](const std::string& text, const std::string& why) {
+    ASSERT_TRUE(WriteFileAtomic(file, text).ok());
+    Status st = RunInspect(dir, false, out);
+    EXPECT_EQ(st.code(), StatusCode::kCorruption) << why;
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.ToString();
+    auto e = RunEval(dir, SmallFiles().test, 1, out);
+    EXPECT_FALSE(e.ok()) << why;
+    EXPECT_FALSE(RunExport(dir, root + "/m.embx", "fp32", out).ok()) << why;
+  };
+  // A one-bit flip (dim 8 -> 9) without a new checksum.
+  std::string flipped = original;
+  const size_t at = flipped.find("\"dim\": 8");
+  ASSERT_NE(at, std::string::npos);
+  flipped[at + 7] = '9';
+  expect_refused(flipped, "checksum mismatch");
+  // Edits with a recomputed checksum: structure and the shard files still decide.
+  auto resealed = [](nlohmann::json m) {
+    m.erase("checksum");
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(Checksum(m.dump())));
+    m["checksum"] = hex;
+    return m.dump(2);
+  };
+  const auto m = nlohmann::json::parse(original);
+  auto no_shards = m;
+  no_shards["files"] = nlohmann::json::array();
+  for (const auto& f : m["files"])
+    if (f["kind"] != "shard") no_shards["files"].push_back(f);
+  expect_refused(resealed(no_shards), "0 shard files for num_shards 1");
+  auto negative = m;
+  negative["step"] = -5;
+  expect_refused(resealed(negative), "step must be an integer >= 0");
+  auto zero = m;
+  zero["num_shards"] = 0;
+  expect_refused(resealed(zero), "num_shards must be an integer in [1, 65536]");
+  auto twice = m;
+  twice["files"].push_back(m["files"][0]);
+  expect_refused(resealed(twice), "is listed twice");
+  auto wider = m;
+  wider["tables"][0]["dim"] = 9;
+  expect_refused(resealed(wider), "wide with");
+  ASSERT_TRUE(WriteFileAtomic(file, original).ok());
+  EXPECT_TRUE(RunEval(dir, SmallFiles().test, 1, out).ok());
+}
+
+TEST(Checkpoint, NonFiniteRowsAreRefusedOnLoad) {
+  for (auto precision : {embedding::Precision::kFp32, embedding::Precision::kFp16}) {
+    embedding::TableSpec spec;
+    spec.id = 0;
+    spec.dim = 4;
+    spec.precision = precision;
+    auto t = embedding::Table::Make(spec);
+    const uint64_t k = embedding::MakeKey(0, 0x5eed1234abcdULL);  // bytes found nowhere else
+    std::vector<float> row(4);
+    t->TrainPull(&k, 1, row.data(), nullptr, 0);
+    std::string bytes;
+    t->AppendTo(&bytes);
+    // The row's first weight: a NaN, written where the table stored it.
+    std::string_view good(bytes);
+    ASSERT_TRUE(embedding::Table::ParseFrom(&good, "ok").ok());
+    std::string bad = bytes;
+    const size_t rec = bad.find(std::string(reinterpret_cast<const char*>(&k), 8));
+    ASSERT_NE(rec, std::string::npos);
+    const size_t w = rec + 8 + 4;  // key, record length, then the weights
+    if (precision == embedding::Precision::kFp32) {
+      const float nan = std::nanf("");
+      std::memcpy(&bad[w], &nan, 4);
+    } else {
+      const uint16_t nan = 0x7e00;
+      std::memcpy(&bad[w], &nan, 2);
+    }
+    std::string_view in(bad);
+    auto r = embedding::Table::ParseFrom(&in, "shard-0.bin");
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("not finite"), std::string::npos) << r.status().ToString();
   }
 }
 

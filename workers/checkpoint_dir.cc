@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "ember/common/file.h"
@@ -15,7 +16,7 @@
 namespace ember::workers {
 namespace {
 constexpr const char* kManifestFormat = "ember-checkpoint";
-constexpr int kManifestVersion = 1;
+constexpr int kManifestVersion = 2;  // 2: the manifest's own checksum, the tables' widths and rows
 
 std::string Hex(uint64_t v) {
   char buf[17];
@@ -23,6 +24,57 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+// XXH3 of the manifest without its "checksum" member, as compact JSON (keys sorted).
+std::string ManifestChecksum(nlohmann::json m) {
+  m.erase("checksum");
+  return Hex(Checksum(m.dump()));
+}
+
+bool ParseHex(const std::string& s, uint64_t* v) {
+  if (s.empty() || s.size() > 16) return false;
+  *v = 0;
+  for (char ch : s) {
+    const int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    if (d < 0) return false;
+    *v = *v << 4 | static_cast<uint64_t>(d);
+  }
+  return true;
+}
+
+// Every field the readers use, checked before any of them is used.
+Status CheckManifest(const std::string& file, const nlohmann::json& m) {
+  auto bad = [&](const std::string& why) { return Status::Corruption(file + ": " + why); };
+  if (!m.contains("step") || !m["step"].is_number_integer() || m["step"].get<int64_t>() < 0)
+    return bad("step must be an integer >= 0");
+  if (!m.contains("num_shards") || !m["num_shards"].is_number_integer() || m["num_shards"].get<int64_t>() < 1 ||
+      m["num_shards"].get<int64_t>() > 65536)
+    return bad("num_shards must be an integer in [1, 65536]");
+  std::set<std::string> names;
+  int64_t shards = 0;
+  for (const auto& f : m["files"]) {
+    if (!f.is_object() || !f.contains("name") || !f["name"].is_string() || !f.contains("bytes") ||
+        !f["bytes"].is_number_unsigned() || !f.contains("checksum") || !f["checksum"].is_string() ||
+        !f.contains("kind") || !f["kind"].is_string())
+      return bad("a file entry needs name, bytes, checksum and kind");
+    const std::string name = f["name"].get<std::string>(), kind = f["kind"].get<std::string>();
+    uint64_t sum = 0;
+    if (!ParseHex(f["checksum"].get<std::string>(), &sum)) return bad("file " + name + ": checksum is not hex");
+    if (kind != "shard" && kind != "dense") return bad("file " + name + ": unknown kind '" + kind + "'");
+    if (!names.insert(name).second) return bad("file " + name + " is listed twice");
+    shards += kind == "shard";
+  }
+  if (shards != m["num_shards"].get<int64_t>())
+    return bad(std::to_string(shards) + " shard files for num_shards " +
+               std::to_string(m["num_shards"].get<int64_t>()));
+  if (m.contains("tables")) {
+    if (!m["tables"].is_array()) return bad("tables must be an array");
+    for (const auto& t : m["tables"])
+      if (!t.is_object() || !t.contains("id") || !t["id"].is_number_unsigned() || !t.contains("dim") ||
+          !t["dim"].is_number_unsigned() || !t.contains("rows") || !t["rows"].is_number_unsigned())
+        return bad("a table entry needs id, dim and rows");
+  }
+  return Status::Ok();
+}
 }  // namespace
 
 Result<nlohmann::json> ReadManifest(const std::string& path) {
@@ -36,14 +88,45 @@ Result<nlohmann::json> ReadManifest(const std::string& path) {
   }
   if (!m.is_object() || m.value("format", "") != kManifestFormat)
     return Status::Corruption(file + ": not an ember checkpoint manifest");
-  if (m.value("version", 0) != kManifestVersion) return Status::Corruption(file + ": unsupported manifest version");
+  const auto version = m.contains("version") && m["version"].is_number_integer() ? m["version"].get<int>() : 0;
+  if (version != 1 && version != kManifestVersion) return Status::Corruption(file + ": unsupported manifest version");
+  if (version >= 2) {  // version 1 (no checksum) is still read, and cross-checked like the rest
+    if (!m.contains("checksum") || !m["checksum"].is_string())
+      return Status::Corruption(file + ": the manifest has no checksum");
+    if (m["checksum"].get<std::string>() != ManifestChecksum(m))
+      return Status::Corruption(file + ": checksum mismatch (the manifest was changed or damaged)");
+  }
   if (m.value("hash", "") != kHashName)
     return Status::FailedPrecondition(file + ": written with hash '" + m.value("hash", "") + "', this build uses " +
                                       kHashName);
   if (!m.contains("files") || !m["files"].is_array() || !m.contains("config") || !m["config"].is_string())
     return Status::Corruption(file + ": missing files or config");
+  EMBER_RETURN_IF_ERROR(CheckManifest(file, m));
   return m;
 }
+
+namespace {
+// The tables the shard files hold (id -> dim, rows) against what the manifest says they hold.
+Status CrossCheckTables(const std::string& dir, const nlohmann::json& m,
+                        const std::map<uint32_t, std::pair<int, uint64_t>>& held) {
+  if (!m.contains("tables")) return Status::Ok();  // version 1
+  const std::string file = dir + "/manifest.json";
+  if (m["tables"].size() != held.size())
+    return Status::Corruption(file + ": lists " + std::to_string(m["tables"].size()) +
+                              " tables, the shard files hold " + std::to_string(held.size()));
+  for (const auto& t : m["tables"]) {
+    const uint32_t id = t["id"].get<uint32_t>();
+    auto it = held.find(id);
+    if (it == held.end()) return Status::Corruption(file + ": table " + std::to_string(id) + " is in no shard file");
+    if (it->second.first != t["dim"].get<int>() || it->second.second != t["rows"].get<uint64_t>())
+      return Status::Corruption(file + ": table " + std::to_string(id) + " is " + std::to_string(t["dim"].get<int>()) +
+                                " wide with " + std::to_string(t["rows"].get<uint64_t>()) + " rows by the manifest, " +
+                                std::to_string(it->second.first) + " wide with " + std::to_string(it->second.second) +
+                                " rows in the shard files");
+  }
+  return Status::Ok();
+}
+}  // namespace
 
 Result<std::string> ReadCheckpointConfig(const std::string& path) {
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
@@ -81,7 +164,7 @@ Status ReadManifestFiles(const std::string& dir, const nlohmann::json& m, std::v
     ps::ShardFile sf;
     sf.name = f.value("name", "");
     sf.bytes = f.value("bytes", uint64_t{0});
-    sf.checksum = std::stoull(f.value("checksum", "0"), nullptr, 16);
+    ParseHex(f.value("checksum", "0"), &sf.checksum);  // CheckManifest checked it
     const std::string kind = f.value("kind", "");
     if (sf.name.empty() || sf.name.find('/') != std::string::npos)
       return Status::Corruption(dir + "/manifest.json: bad file name '" + sf.name + "'");
@@ -124,7 +207,12 @@ Result<CheckpointInfo> InspectCheckpoint(const std::string& path) {
     e.values += t->values();
     e.bytes += t->MemoryBytes();
   }
-  for (auto& [id, t] : by_id) info.tables.push_back(t);
+  std::map<uint32_t, std::pair<int, uint64_t>> held;
+  for (auto& [id, t] : by_id) {
+    info.tables.push_back(t);
+    held[id] = {t.spec.dim, t.rows};
+  }
+  EMBER_RETURN_IF_ERROR(CrossCheckTables(dir, m, held));
   return info;
 }
 
@@ -179,6 +267,13 @@ Result<std::string> WriteCheckpointDir(const std::string& root, const std::strin
   manifest["num_shards"] = ps->num_shards();
   manifest["config"] = config_text;
   manifest["files"] = jfiles;
+  // What the shard files must hold, for readers to cross-check (a manifest that disagrees with
+  // its shards is refused rather than exporting or resuming something else).
+  EMBER_ASSIGN_OR_RETURN(auto stats, ps->Stats());
+  nlohmann::json jtables = nlohmann::json::array();
+  for (const auto& t : stats) jtables.push_back({{"id", t.table}, {"dim", t.dim}, {"rows", t.rows}});
+  manifest["tables"] = jtables;
+  manifest["checksum"] = ManifestChecksum(manifest);
   EMBER_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/manifest.json", manifest.dump(2) + "\n"));
   std::filesystem::remove_all(final_dir, ec);
   std::filesystem::rename(tmp, final_dir, ec);
@@ -204,7 +299,13 @@ Status LoadCheckpointDir(const std::string& path, const nlohmann::json& m, ps::P
                             optimizer.load(archive);
                           }).WithContext(path + "/dense_optimizer.pt"));
   }
-  if (load_shards) EMBER_RETURN_IF_ERROR(ps->LoadShards(path, shards));
+  if (load_shards) {
+    EMBER_RETURN_IF_ERROR(ps->LoadShards(path, shards));
+    EMBER_ASSIGN_OR_RETURN(auto stats, ps->Stats());
+    std::map<uint32_t, std::pair<int, uint64_t>> held;
+    for (const auto& t : stats) held[t.table] = {t.dim, t.rows};
+    EMBER_RETURN_IF_ERROR(CrossCheckTables(path, m, held));
+  }
   return Status::Ok();
 }
 

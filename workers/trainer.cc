@@ -521,6 +521,25 @@ bool Trainer::MaintenanceAfter(int64_t step) const {
   return DslStartsCollecting(d, step) || step % d.interval == 0;
 }
 
+Status Trainer::NonFiniteLoss(double loss, const std::vector<models::GroupInput>& inputs) const {
+  // Name where it came from: the rows the step read (which tables), or the dense model.
+  std::string where;
+  for (size_t g = 0; g < inputs.size() && g < groups_.size(); ++g) {
+    if (!inputs[g].values.defined() || torch::isfinite(inputs[g].values).all().item<bool>()) continue;
+    if (!where.empty()) where += ", ";
+    const auto& gp = *groups_[g];
+    where += "embedding group " + std::to_string(g) + " (tables " + std::to_string(gp.first_table);
+    if (gp.num_tables > 1) where += " .. " + std::to_string(gp.first_table + gp.num_tables - 1);
+    where += ")";
+  }
+  if (where.empty())
+    where = "the dense model (every row it read is finite): lower train.lr";
+  else
+    where = "non-finite rows in " + where;
+  return Status::FailedPrecondition("training step " + std::to_string(step_) + ": the loss is " + std::to_string(loss) +
+                                    "; stopped before pushing it (" + where + ")");
+}
+
 Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, double* loss) {
   if (batch.size == 0) return Status::InvalidArgument("empty batch");
   const auto start = Clock::now();
@@ -536,6 +555,7 @@ Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, dou
   const bool early = prefetch && (mode_ == Mode::kAsync || (mode_ == Mode::kBounded && config_.staleness >= 1));
   if (early) StartPrefetch(*next);
   const int64_t B = static_cast<int64_t>(batch.size);
+  double step_loss = 0;
   Status st = TorchCall("training step", [&] {
     auto dense = torch::from_blob(const_cast<float*>(batch.dense.data()), {B, batch.num_dense}, torch::kFloat);
     auto labels = torch::from_blob(const_cast<float*>(batch.labels.data()), {B}, torch::kFloat);
@@ -543,11 +563,14 @@ Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, dou
     if (threshold_optimizer_) threshold_optimizer_->zero_grad();
     auto logits = model_->Forward(dense, inputs);
     auto l = torch::binary_cross_entropy_with_logits(logits, labels);
-    if (loss) *loss = l.item<double>();
+    step_loss = l.item<double>();
+    if (loss) *loss = step_loss;
+    if (!std::isfinite(step_loss)) return;  // nothing is pushed or stepped from it
     if (thresholds_.defined()) l = l + config_.optembed.alpha * torch::exp(-thresholds_).sum();
     l.backward();
   });
   EMBER_RETURN_IF_ERROR(st);
+  if (!std::isfinite(step_loss)) return NonFiniteLoss(step_loss, inputs);
   EMBER_RETURN_IF_ERROR(PushGradients());
   if (prefetch && !early) StartPrefetch(*next);
   EMBER_RETURN_IF_ERROR(AllReduceDense());

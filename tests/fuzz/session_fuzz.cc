@@ -116,7 +116,8 @@ class Harness {
     const std::string frame = o.head + o.body;
     auto h = wire::ParseHeader(reinterpret_cast<const uint8_t*>(frame.data()));
     if (!h.ok()) Violation("the server wrote a frame that does not parse");
-    if (frame.size() != wire::kHeaderBytes + h->payload_bytes) Violation("a reply's payload is not what its header says");
+    if (frame.size() != wire::kHeaderBytes + h->payload_bytes)
+      Violation("a reply's payload is not what its header says");
     const bool authed = conns_[k].session->authenticated();
     if (!authed && h->type != wire::Type::kError && h->type != wire::Type::kChallenge)
       Violation("an unauthenticated connection got an answer");

@@ -33,6 +33,8 @@ struct CriteoOptions {
   uint64_t skip_examples = 0;
   // A vocabulary file (`ember vocab`): values outside a field's vocabulary read as kOovId.
   std::string vocab;
+  // A longer line is an error naming it (data.max_line_bytes).
+  size_t max_line_bytes = 1 << 20;
 };
 
 // Parses one line (without its '\n') into example `row` of *batch. On error returns a message

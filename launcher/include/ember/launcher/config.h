@@ -74,6 +74,7 @@ struct RunConfig {
   double sparse_eps = 1e-8;          // embedding.eps
   double init_scale = 0.01;
   uint64_t embedding_seed = 0;
+  int64_t max_line_bytes = 1 << 20;  // data.max_line_bytes: a longer data line is an error
   // [train]
   int epochs = 1;
   uint64_t batch_size = 1024;
@@ -92,17 +93,17 @@ struct RunConfig {
   workers::DslConfig dsl;
   std::string dsl_decay = "cosine";  // dsl.decay: "cosine" or "none"
   // [ps]
-  int shards = 1;                     // ps.shards: in-process shards (one process)
-  int ps_servers = 1;                 // ps.servers: under mpirun, the first k ranks serve shards
-  std::string ps_bind = "127.0.0.1";  // ps.bind: address PS servers listen on
-  double ps_timeout_s = 300;          // ps.timeout_s: a reply, a handshake, a frame, a vanished worker
-  double ps_idle_timeout_s = 3600;    // ps.idle_timeout_s: a worker's connection idle between frames
+  int shards = 1;                                    // ps.shards: in-process shards (one process)
+  int ps_servers = 1;                                // ps.servers: under mpirun, the first k ranks serve shards
+  std::string ps_bind = "127.0.0.1";                 // ps.bind: address PS servers listen on
+  double ps_timeout_s = 300;                         // ps.timeout_s: a reply, a handshake, a frame, a vanished worker
+  double ps_idle_timeout_s = 3600;                   // ps.idle_timeout_s: a worker's connection idle between frames
   int64_t ps_max_frame_bytes = int64_t{1} << 30;     // ps.max_frame_bytes: one frame's payload
   int64_t ps_max_buffered_bytes = int64_t{2} << 30;  // ps.max_buffered_bytes: all of a server's connections
-  std::string collective = "auto";    // train.collective: "auto", "mpi" or "nccl" (workers' all-reduce)
-  std::string mode = "sync";          // train.mode: "sync", "bounded" or "async" (workers::TrainerConfig)
-  int64_t staleness = 0;              // train.staleness: bounded mode's bound in steps
-  bool prefetch = true;               // train.prefetch: pull the next batch's rows during a step
+  std::string collective = "auto";                   // train.collective: "auto", "mpi" or "nccl" (workers' all-reduce)
+  std::string mode = "sync";  // train.mode: "sync", "bounded" or "async" (workers::TrainerConfig)
+  int64_t staleness = 0;      // train.staleness: bounded mode's bound in steps
+  bool prefetch = true;       // train.prefetch: pull the next batch's rows during a step
   // [checkpoint]
   std::string checkpoint_dir;          // "" = no checkpoint
   int64_t checkpoint_every_steps = 0;  // checkpoint.every_steps: also every N steps (0 = at the end only)
@@ -130,6 +131,7 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& config);
 struct ResolvedEmbedding {
   uint64_t budget_bytes = 0;  // 0 = no budget
   uint64_t train_rows = 0;    // known when the training data was counted
+  std::string note;           // what was made of the budget, where users should hear it
 };
 // `count_always` counts even where nothing needs the vocabularies (plans show them).
 Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& config, workers::TrainerConfig* trainer,

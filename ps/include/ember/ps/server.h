@@ -52,11 +52,11 @@ struct ServerOptions {
 // Counters since the server started (metrics: ember_ps_*).
 struct ServerCounters {
   std::atomic<uint64_t> connections{0};
-  std::atomic<uint64_t> auth_failures{0};   // handshakes refused (no hello, bad MAC, bad worker)
-  std::atomic<uint64_t> refused_frames{0};  // malformed or refused requests of authenticated peers
-  std::atomic<uint64_t> timeouts{0};        // connections closed by a read deadline
+  std::atomic<uint64_t> auth_failures{0};    // handshakes refused (no hello, bad MAC, bad worker)
+  std::atomic<uint64_t> refused_frames{0};   // malformed or refused requests of authenticated peers
+  std::atomic<uint64_t> timeouts{0};         // connections closed by a read deadline
   std::atomic<uint64_t> internal_errors{0};  // requests that threw (answered with an error)
-  std::atomic<uint64_t> buffered_bytes{0};  // now
+  std::atomic<uint64_t> buffered_bytes{0};   // now
 };
 
 class PsServer {

@@ -26,13 +26,15 @@ namespace ember::serving {
 
 struct ServeOptions {
   std::string bind = "127.0.0.1";
-  int port = 8080;  // 0: ephemeral
-  int threads = 2;  // I/O threads (parsing, responses); requests wait for their batch without one
-  size_t max_body_bytes = 4 << 20;
-  size_t max_rows_per_request = 4096;
-  size_t max_batch = 1024;
-  double batch_wait_ms = 0.5;
+  int port = 8080;                     // 0: ephemeral
+  int threads = 2;                     // I/O threads (parsing, responses); requests wait for their batch without one
+  size_t max_body_bytes = 4 << 20;     // 1 KiB .. 1 GiB
+  size_t max_rows_per_request = 4096;  // 1 .. 1M
+  size_t max_batch = 1024;             // 1 .. 1M rows per forward pass
+  double batch_wait_ms = 0.5;          // 0 .. 1000
 };
+// Every option inside its documented range, or an error naming the flag.
+Status ValidateServeOptions(const ServeOptions& o);
 
 class PredictionServer {
  public:

@@ -233,6 +233,8 @@ class Trainer {
   void RecordStaleness(int64_t step, uint64_t clock);
   // The shard clock a training pull for `step` waits for under the mode.
   uint64_t PullWait(int64_t step) const;
+  // The error of a step whose loss is not finite, naming the step and the tables read.
+  Status NonFiniteLoss(double loss, const std::vector<models::GroupInput>& inputs) const;
   void StartPrefetch(const data::Batch& next);
   Status FinishPrefetch(const data::Batch& batch, std::vector<models::GroupInput>* inputs);
   // Whether DSL maintenance runs at the end of the step that makes step() == step.
