@@ -7,6 +7,8 @@
 
 #include <cstring>
 
+#include "ember/ps/wire.h"
+
 namespace ember::ps {
 namespace {
 Mac Hmac(std::string_view secret, std::string_view label, const uint8_t* a, const uint8_t* b, const uint8_t* extra,
@@ -45,6 +47,17 @@ Mac ClientMac(std::string_view secret, const Nonce& server_nonce, const Nonce& c
 
 Mac ServerMac(std::string_view secret, const Nonce& client_nonce, const Nonce& server_nonce) {
   return Hmac(secret, "ember-ps-server", client_nonce.data(), server_nonce.data(), nullptr, 0);
+}
+
+std::string HelloFrame(std::string_view secret, const Nonce& server_nonce, const Nonce& client_nonce, uint32_t worker) {
+  wire::ClientHello hello;
+  hello.nonce = client_nonce;
+  hello.worker = worker;
+  hello.mac = ClientMac(secret, server_nonce, client_nonce, worker);
+  std::string body, frame;
+  wire::EncodeClientHello(hello, &body);
+  wire::AppendHeader(&frame, wire::Type::kHello, 0, static_cast<uint32_t>(body.size()));
+  return frame + body;
 }
 
 bool SameMac(const uint8_t* a, const uint8_t* b) { return CRYPTO_memcmp(a, b, kMacBytes) == 0; }

@@ -124,14 +124,8 @@ Status Handshake(tcp::socket& s, const ClientOptions& o, const std::string& who)
   Nonce server_nonce{}, client_nonce{};
   std::memcpy(server_nonce.data(), payload.data(), kNonceBytes);
   EMBER_ASSIGN_OR_RETURN(client_nonce, MakeNonce());
-  wire::ClientHello hello;
-  hello.nonce = client_nonce;
-  hello.worker = o.worker;
-  hello.mac = ClientMac(o.secret, server_nonce, client_nonce, o.worker);
-  std::string frame, body;
-  wire::EncodeClientHello(hello, &body);
-  wire::AppendHeader(&frame, wire::Type::kHello, 0, static_cast<uint32_t>(body.size()));
-  EMBER_RETURN_IF_ERROR(WriteAll(s, {asio::buffer(frame), asio::buffer(body)}, deadline, who));
+  const std::string hello = HelloFrame(o.secret, server_nonce, client_nonce, o.worker);
+  EMBER_RETURN_IF_ERROR(WriteAll(s, {asio::buffer(hello), asio::const_buffer()}, deadline, who));
   EMBER_ASSIGN_OR_RETURN(h, ReadFrame(s, &payload, 1 << 16, deadline, who));
   if (h.type == wire::Type::kError) {
     Status peer;

@@ -50,14 +50,7 @@ class RawPeer {
     Nonce server_nonce{}, mine{};
     std::memcpy(server_nonce.data(), nonce.data(), kNonceBytes);
     mine[0] = 7;
-    wire::ClientHello hello;
-    hello.nonce = mine;
-    hello.worker = worker;
-    hello.mac = ClientMac(secret, server_nonce, mine, worker);
-    std::string body, frame;
-    wire::EncodeClientHello(hello, &body);
-    wire::AppendHeader(&frame, wire::Type::kHello, 0, static_cast<uint32_t>(body.size()));
-    Write(frame + body);
+    Write(HelloFrame(secret, server_nonce, mine, worker));
     EMBER_ASSIGN_OR_RETURN(h, ReadHeader());
     std::string reply(h.payload_bytes, '\0');
     boost::asio::read(socket_, boost::asio::buffer(reply));

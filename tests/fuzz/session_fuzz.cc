@@ -83,14 +83,7 @@ class Harness {
     Nonce server_nonce{}, mine{};
     std::memcpy(server_nonce.data(), nonce.data(), kNonceBytes);
     mine[3] = static_cast<uint8_t>(k);
-    wire::ClientHello hello;
-    hello.nonce = mine;
-    hello.worker = worker;
-    hello.mac = ClientMac(kSecret, server_nonce, mine, worker);
-    std::string body, frame;
-    wire::EncodeClientHello(hello, &body);
-    wire::AppendHeader(&frame, wire::Type::kHello, 0, static_cast<uint32_t>(body.size()));
-    Feed(k, frame + body);
+    Feed(k, HelloFrame(kSecret, server_nonce, mine, worker));
     conns_[k].authenticated_by_us = conns_[k].session->authenticated();
   }
 

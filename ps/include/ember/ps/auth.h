@@ -38,6 +38,8 @@ Result<std::string> MakeSecret();
 Result<Nonce> MakeNonce();
 Mac ClientMac(std::string_view secret, const Nonce& server_nonce, const Nonce& client_nonce, uint32_t worker);
 Mac ServerMac(std::string_view secret, const Nonce& client_nonce, const Nonce& server_nonce);
+// The client's hello frame (header and payload) answering `server_nonce` as `worker`.
+std::string HelloFrame(std::string_view secret, const Nonce& server_nonce, const Nonce& client_nonce, uint32_t worker);
 // Constant-time comparison (the time taken does not depend on where the MACs differ).
 bool SameMac(const uint8_t* a, const uint8_t* b);
 
