@@ -1,4 +1,4 @@
-// Session logs for next-item recommendation (ALGORITHMS.md sections 4 and 6.2).
+// Session logs for next-item recommendation (docs/sessions.md).
 //
 // Readers: Diginetica `train-item-views.csv` (`;`: session_id;user_id;item_id;timeframe;eventdate)
 // and YOOCHOOSE-style TAB files (SessionId, ItemId, Time[, Category]). Item metadata comes from a

@@ -146,7 +146,7 @@ class HashMethod final : public EmbeddingMethod {
   std::vector<uint64_t> salts_;
 };
 
-// Unified Embedding (feature multiplexing, ALGORITHMS.md section 1): every field shares T tables
+// Unified Embedding (feature multiplexing, docs/compression.md): every field shares T tables
 // of `rows` rows; value v of field f is looked up with c_f salted hashes, chunk j in table
 // table[f][j] (assigned round-robin across fields in registration order), and the c_f rows of
 // width d = dim / chunks are concatenated in chunk order (c_f <= chunks; narrower fields are

@@ -1,4 +1,4 @@
-// SparseRowStore: the element-masked rows of Dynamic Sparse Learning (ALGORITHMS.md section 3).
+// SparseRowStore: the element-masked rows of Dynamic Sparse Learning (docs/compression.md).
 //
 // A row holds a `dim`-bit mask (dim <= 64) and only the values under it, packed in mask-bit
 // order, followed by the optimizer state of those values (StateFloats(kind, popcount) floats:

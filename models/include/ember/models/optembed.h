@@ -1,4 +1,4 @@
-// OptEmbed's supernet mask (ALGORITHMS.md section 2, stage 1).
+// OptEmbed's supernet mask (docs/compression.md, stage 1).
 //
 // Given a group's rows e [B, F, D] and per-field thresholds t [F]:
 //   mr = STE(L1(e) - t[field])        row mask, B x F

@@ -1,4 +1,4 @@
-// Session recommenders over item representations pulled from the PS (ALGORITHMS.md section 4).
+// Session recommenders over item representations pulled from the PS (docs/sessions.md).
 //
 // The model never holds an item table: the worker passes it the representation x_i of every item
 // it needs (M2TRec: the concatenated metadata-attribute embeddings; the ID baseline: the item's

@@ -44,7 +44,7 @@ struct PushSlice {
   size_t stride = 0;  // floats between rows in grads; 0 = the table's dim
 };
 
-// Training clocks (train.mode, DESIGN.md "Training modes"). Worker w of W numbers its pushes by
+// Training clocks (train.mode, docs/distributed.md "Training modes"). Worker w of W numbers its pushes by
 // training step. A shard's clock is the step below which every worker's pushes are applied:
 // with `aggregate` (sync), a step's pushes from all W workers are summed on the shard (in worker
 // order, so the sum is deterministic), scaled by 1/W (each worker's gradient is of its own

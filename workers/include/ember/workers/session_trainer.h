@@ -1,4 +1,4 @@
-// SessionTrainer: the next-item training loop (ALGORITHMS.md sections 4 and 6) on the PS.
+// SessionTrainer: the next-item training loop (docs/sessions.md) on the PS.
 //
 // Item representations live in PS tables under an embedding method (full, hash or unified):
 // M2TRec's tables are one field per metadata attribute (x_i = concat_a A_a[attr_a(i)], no item

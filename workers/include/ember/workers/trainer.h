@@ -1,4 +1,4 @@
-// Trainer: the CTR training step of DESIGN.md, evaluation, and checkpoints.
+// Trainer: the CTR training step of docs/architecture.md, evaluation, and checkpoints.
 //
 // One step: for every embedding group of the model, map ids to row keys with the group's
 // compression method, de-duplicate, pull unique rows (one call, one request per shard), wrap
@@ -35,7 +35,7 @@
 
 namespace ember::workers {
 
-// OptEmbed (ALGORITHMS.md section 2). Thresholds are dense parameters on the workers (one per
+// OptEmbed (docs/compression.md). Thresholds are dense parameters on the workers (one per
 // field, all-reduced with the model, trained by their own SGD); the supernet's row masks and
 // per-sample dimension masks are computed in the forward pass from the pulled full rows.
 struct OptEmbedConfig {
@@ -52,7 +52,7 @@ struct OptEmbedConfig {
   uint64_t seed = 7;
 };
 
-// Dynamic Sparse Learning (ALGORITHMS.md section 3): prune/grow every `interval` steps with the
+// Dynamic Sparse Learning (docs/compression.md): prune/grow every `interval` steps with the
 // fraction p(s) = p_min + (p0 - p_min) (1 + cos(pi s / total_steps)) / 2; the growth gradient is
 // collected over the last `grow_window` steps before a round.
 struct DslConfig {
@@ -70,7 +70,7 @@ struct TrainerConfig {
   std::string dense_optimizer = "adam";  // "adam", "adagrad", "sgd"
   double dense_lr = 1e-3;
   uint64_t seed = 1;
-  // train.mode (DESIGN.md "Training modes"): "sync" (a step's pushes from all workers are summed
+  // train.mode (docs/distributed.md "Training modes"): "sync" (a step's pushes from all workers are summed
   // on the shards and applied as one update; every worker's next pull sees exactly it),
   // "bounded" (pushes applied on arrival; a pull for step t waits until every worker's pushes of
   // steps < t - staleness are applied) or "async" (pulls never wait). Dense gradients are
