@@ -7,7 +7,7 @@
 
 namespace ember::ps {
 
-InProcessClient::InProcessClient(int num_shards) {
+InProcessClient::InProcessClient(int num_shards, Env* env) : env_(env) {
   EMBER_CHECK(num_shards >= 1) << num_shards;
   for (int i = 0; i < num_shards; ++i) {
     shards_.push_back(std::make_unique<Shard>());
@@ -162,15 +162,15 @@ Result<std::vector<ShardFile>> InProcessClient::SaveShards(const std::string& di
     f.name = "shard-" + std::to_string(i) + ".bin";
     f.bytes = bytes.size();
     f.checksum = Checksum(bytes);
-    EMBER_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + f.name, bytes));
+    EMBER_RETURN_IF_ERROR(env_->WriteFileAtomic(dir + "/" + f.name, bytes));
     files.push_back(f);
   }
   return files;
 }
 
-Result<std::string> ReadVerifiedFile(const std::string& dir, const ShardFile& f) {
+Result<std::string> ReadVerifiedFile(const std::string& dir, const ShardFile& f, Env* env) {
   const std::string path = dir + "/" + f.name;
-  EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  EMBER_ASSIGN_OR_RETURN(std::string bytes, env->ReadFile(path));
   if (bytes.size() != f.bytes)
     return Status::Corruption(path + ": size " + std::to_string(bytes.size()) + " bytes, manifest says " +
                               std::to_string(f.bytes));
@@ -179,16 +179,16 @@ Result<std::string> ReadVerifiedFile(const std::string& dir, const ShardFile& f)
 }
 
 Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
-                      std::vector<std::unique_ptr<embedding::Table>>* tables) {
+                      std::vector<std::unique_ptr<embedding::Table>>* tables, Env* env) {
   for (const auto& f : files) {
-    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerifiedFile(dir, f));
+    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerifiedFile(dir, f, env));
     EMBER_RETURN_IF_ERROR(Shard::Parse(bytes, dir + "/" + f.name, tables));
   }
   return Status::Ok();
 }
 
 Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& files, int num_shards, int only,
-                        std::vector<ShardTables>* out) {
+                        std::vector<ShardTables>* out, Env* env) {
   out->clear();
   out->resize(only >= 0 ? 1 : static_cast<size_t>(num_shards));
   auto slot = [&](int shard) -> ShardTables* {
@@ -221,7 +221,7 @@ Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& fi
     return Status::Ok();
   };
   for (const auto& f : files) {
-    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerifiedFile(dir, f));
+    EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadVerifiedFile(dir, f, env));
     EMBER_RETURN_IF_ERROR(Shard::Scan(bytes, dir + "/" + f.name, sink));
   }
   return Status::Ok();
@@ -229,7 +229,7 @@ Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& fi
 
 Status InProcessClient::LoadShards(const std::string& dir, const std::vector<ShardFile>& files) {
   std::vector<ShardTables> tables;
-  EMBER_RETURN_IF_ERROR(BuildShardTables(dir, files, num_shards(), /*only=*/-1, &tables));
+  EMBER_RETURN_IF_ERROR(BuildShardTables(dir, files, num_shards(), /*only=*/-1, &tables, env_));
   std::lock_guard<std::mutex> lock(scratch_mu_);
   for (const auto& [id, t] : tables[0]) {
     if (table_dims_.size() <= id) table_dims_.resize(id + 1, 0);

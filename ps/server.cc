@@ -547,7 +547,7 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, 
       f.name = "shard-" + std::to_string(options_.shard_index) + ".bin";
       f.bytes = bytes.size();
       f.checksum = Checksum(bytes);
-      EMBER_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + f.name, bytes));
+      EMBER_RETURN_IF_ERROR(env()->WriteFileAtomic(dir + "/" + f.name, bytes));
       wire::EncodeFiles({f}, &out);
       return out;
     }
@@ -559,7 +559,8 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, 
         if (f.name.empty() || f.name == "." || f.name == ".." || f.name.find('/') != std::string::npos)
           return Status::InvalidArgument("load: \"" + f.name + "\" is not a file name inside the checkpoint");
       std::vector<ShardTables> tables;  // this server's keys only, verified before anything changes
-      EMBER_RETURN_IF_ERROR(BuildShardTables(req.dir, req.files, options_.num_shards, options_.shard_index, &tables));
+      EMBER_RETURN_IF_ERROR(
+          BuildShardTables(req.dir, req.files, options_.num_shards, options_.shard_index, &tables, env()));
       shard_.Replace(std::move(tables[0]));
       return out;
     }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 
+#include "ember/common/env.h"
 #include "ember/common/file.h"
 #include "ember/common/half.h"
 #include "ember/common/hash.h"
@@ -172,5 +173,47 @@ TEST(Half, EveryHalfRoundTripsAndRoundingIsToNearestEven) {
   EXPECT_FLOAT_EQ(HalfToFloat(FloatToHalf(0.1f)), 0.0999755859375f);
 }
 
+}  // namespace
+}  // namespace ember
+
+namespace ember {
+namespace {
+// The in-memory file system behaves as the checkpoint code expects of the real one, and the
+// fault-injecting wrapper breaks exactly the call it was armed for.
+TEST(Env, MemEnvAndFaultInjection) {
+  auto mem = NewMemEnv();
+  ASSERT_TRUE(mem->MakeDirs("/r/a").ok());
+  ASSERT_TRUE(mem->WriteFileAtomic("/r/a/x", "one").ok());
+  EXPECT_EQ(mem->WriteFileAtomic("/r/none/x", "z").code(), StatusCode::kIoError);  // no such directory
+  EXPECT_EQ(*mem->ReadFile("/r/a/x"), "one");
+  EXPECT_EQ(*mem->Children("/r"), std::vector<std::string>{"a"});
+  ASSERT_TRUE(mem->Rename("/r/a", "/r/b").ok());
+  EXPECT_FALSE(mem->Exists("/r/a/x"));
+  EXPECT_EQ(*mem->ReadFile("/r/b/x"), "one");
+  EXPECT_FALSE(mem->Rename("/r/b", "/r/b").ok());  // the target exists
+  ASSERT_TRUE(mem->RemoveAll("/r/b").ok());
+  EXPECT_FALSE(mem->Exists("/r/b"));
+  EXPECT_TRUE(mem->Exists("/r"));
+
+  FaultyEnv f(mem.get());
+  f.Arm(2, FaultyEnv::Fault::kFail);
+  EXPECT_TRUE(f.MakeDirs("/s").ok());
+  Status st = f.WriteFileAtomic("/s/y", "two");
+  EXPECT_NE(st.message().find("injected fault at call 2: write /s/y"), std::string::npos) << st.ToString();
+  EXPECT_FALSE(mem->Exists("/s/y"));
+  EXPECT_TRUE(f.WriteFileAtomic("/s/y", "two").ok());  // only that call
+  f.Arm(1, FaultyEnv::Fault::kShortWrite);
+  EXPECT_FALSE(f.WriteFileAtomic("/s/y", "three!").ok());
+  EXPECT_EQ(*mem->ReadFile("/s/y"), "two");  // the target is untouched
+  EXPECT_EQ(*mem->ReadFile("/s/y.tmp.torn"), "thr");
+  f.Arm(1, FaultyEnv::Fault::kCrash);
+  EXPECT_FALSE(f.SyncDir("/s").ok());
+  EXPECT_TRUE(f.crashed());
+  EXPECT_FALSE(f.ReadFile("/s/y").ok());  // nothing runs after a crash
+  EXPECT_FALSE(f.Exists("/s/y"));
+  EXPECT_EQ(f.calls(), 1);
+  f.Arm(0, FaultyEnv::Fault::kFail);
+  EXPECT_EQ(*f.ReadFile("/s/y"), "two");
+}
 }  // namespace
 }  // namespace ember

@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "ember/common/env.h"
 #include "ember/common/file.h"
 #include "ember/data/criteo.h"
 #include "ember/data/synthetic_ctr.h"
@@ -180,6 +181,79 @@ TEST(Trainer, CheckpointRestoresExactPredictions) {
   EXPECT_EQ(st.code(), StatusCode::kCorruption);
   EXPECT_NE(st.message().find("dense.pt"), std::string::npos) << st.ToString();
   EXPECT_EQ(ResolveCheckpoint(Dir() + "/nothing-here").status().code(), StatusCode::kNotFound);
+}
+
+// Checkpoint fault injection: a checkpoint write whose I/O fails at each of its calls in turn
+// (an error, a torn write, a crash there) leaves the previous checkpoint complete, resolvable and
+// restoring exactly; where the fault comes after the rename, the new one is complete instead.
+TEST(Trainer, ACheckpointWriteFailingAtAnyCallLeavesThePreviousOneResumable) {
+  std::vector<data::Batch> batches;
+  {
+    auto r = Reader(Data().test, 500);
+    data::Batch b;
+    while (batches.size() < 6 && *r->Next(&b)) batches.push_back(b);
+  }
+  const auto config = SmallConfig("dlrm");
+  const std::string root = "/ckpt";
+  auto predictions = [&](Trainer* t) {
+    std::vector<float> p;
+    EMBER_CHECK(t->Predict(batches[0], &p).ok());
+    return p;
+  };
+  struct Run {
+    std::unique_ptr<Env> mem = NewMemEnv();
+    std::unique_ptr<FaultyEnv> faulty;
+    std::unique_ptr<ps::InProcessClient> ps;
+    LocalCollective coll;
+    std::unique_ptr<Trainer> trainer;
+    std::vector<float> at_a, at_b;
+  };
+  // Trains 3 steps, checkpoints (A), trains 3 more; `fault` then breaks the second write (B).
+  auto run = [&](int nth, FaultyEnv::Fault fault, Status* write_b) {
+    auto r = std::make_unique<Run>();
+    r->faulty = std::make_unique<FaultyEnv>(r->mem.get());
+    r->ps = std::make_unique<ps::InProcessClient>(2, r->faulty.get());
+    r->trainer = std::move(Trainer::Create(config, r->ps.get(), &r->coll)).value();
+    double loss;
+    for (int i = 0; i < 3; ++i) EMBER_CHECK(r->trainer->TrainStep(batches[i], &loss).ok());
+    EMBER_CHECK(r->trainer->SaveCheckpoint(root, "", "", r->faulty.get()).ok());
+    r->at_a = predictions(r->trainer.get());
+    for (int i = 3; i < 6; ++i) EMBER_CHECK(r->trainer->TrainStep(batches[i], &loss).ok());
+    r->at_b = predictions(r->trainer.get());
+    r->faulty->Arm(nth, fault);
+    *write_b = r->trainer->SaveCheckpoint(root, "", "", r->faulty.get()).status();
+    return r;
+  };
+  Status ok;
+  const int calls = run(0, FaultyEnv::Fault::kFail, &ok)->faulty->calls();
+  ASSERT_TRUE(ok.ok()) << ok.ToString();
+  ASSERT_GE(calls, 8);  // mkdir, shard files, dense files, manifest, rename, sync ...
+  int kept_a = 0, got_b = 0;
+  for (auto fault : {FaultyEnv::Fault::kFail, FaultyEnv::Fault::kShortWrite, FaultyEnv::Fault::kCrash}) {
+    for (int nth = 1; nth <= calls; ++nth) {
+      Status write_b;
+      auto r = run(nth, fault, &write_b);
+      // After the fault (a restart, for a crash): the newest complete checkpoint, restored.
+      auto path = ResolveCheckpoint(root, r->mem.get());
+      ASSERT_TRUE(path.ok()) << "call " << nth << ": " << path.status().ToString();
+      ps::InProcessClient fresh(2, r->mem.get());
+      LocalCollective coll;
+      auto t = std::move(Trainer::Create(config, &fresh, &coll)).value();
+      Status restored = t->RestoreCheckpoint(*path, true, r->mem.get());
+      ASSERT_TRUE(restored.ok()) << "call " << nth << ": " << restored.ToString();
+      if (*path == root + "/ckpt-3") {
+        EXPECT_FALSE(write_b.ok()) << "call " << nth;
+        EXPECT_EQ(t->step(), 3);
+        EXPECT_EQ(predictions(t.get()), r->at_a) << "call " << nth;
+        ++kept_a;
+      } else {
+        EXPECT_EQ(*path, root + "/ckpt-6");
+        EXPECT_EQ(predictions(t.get()), r->at_b) << "call " << nth;
+        ++got_b;
+      }
+    }
+  }
+  EXPECT_GE(kept_a, 3 * (calls - 1));  // every fault before the rename keeps A
 }
 
 TEST(Trainer, RejectsMismatchedBatch) {

@@ -77,9 +77,9 @@ Status CheckManifest(const std::string& file, const nlohmann::json& m) {
 }
 }  // namespace
 
-Result<nlohmann::json> ReadManifest(const std::string& path) {
+Result<nlohmann::json> ReadManifest(const std::string& path, Env* env) {
   const std::string file = path + "/manifest.json";
-  EMBER_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
+  EMBER_ASSIGN_OR_RETURN(std::string text, env->ReadFile(file));
   nlohmann::json m;
   try {
     m = nlohmann::json::parse(text);
@@ -158,8 +158,8 @@ namespace {
 // The files a manifest lists: shard files into *shards, the others (dense model and optimizer)
 // read and verified into *dense by name; every entry into *listed if given.
 Status ReadManifestFiles(const std::string& dir, const nlohmann::json& m, std::vector<ps::ShardFile>* shards,
-                         std::map<std::string, std::string>* dense,
-                         std::vector<CheckpointInfo::File>* listed = nullptr) {
+                         std::map<std::string, std::string>* dense, std::vector<CheckpointInfo::File>* listed = nullptr,
+                         Env* env = PosixEnv()) {
   for (const auto& f : m["files"]) {
     ps::ShardFile sf;
     sf.name = f.value("name", "");
@@ -173,7 +173,7 @@ Status ReadManifestFiles(const std::string& dir, const nlohmann::json& m, std::v
       shards->push_back(sf);
       continue;
     }
-    EMBER_ASSIGN_OR_RETURN((*dense)[sf.name], ps::ReadVerifiedFile(dir, sf));
+    EMBER_ASSIGN_OR_RETURN((*dense)[sf.name], ps::ReadVerifiedFile(dir, sf, env));
   }
   return Status::Ok();
 }
@@ -216,15 +216,14 @@ Result<CheckpointInfo> InspectCheckpoint(const std::string& path) {
   return info;
 }
 
-Result<std::string> ResolveCheckpoint(const std::string& path) {
-  if (PathExists(path + "/manifest.json")) return path;
-  if (!PathExists(path)) return Status::NotFound("checkpoint path " + path + " does not exist");
+Result<std::string> ResolveCheckpoint(const std::string& path, Env* env) {
+  if (env->Exists(path + "/manifest.json")) return path;
+  if (!env->Exists(path)) return Status::NotFound("checkpoint path " + path + " does not exist");
   int64_t best = -1;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
-    const std::string name = entry.path().filename().string();
+  EMBER_ASSIGN_OR_RETURN(const auto names, env->Children(path));
+  for (const std::string& name : names) {
     if (name.rfind("ckpt-", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
-    if (!PathExists(entry.path().string() + "/manifest.json")) continue;
+    if (!env->Exists(path + "/" + name + "/manifest.json")) continue;
     try {
       best = std::max<int64_t>(best, std::stoll(name.substr(5)));
     } catch (...) {
@@ -236,12 +235,11 @@ Result<std::string> ResolveCheckpoint(const std::string& path) {
 
 Result<std::string> WriteCheckpointDir(const std::string& root, const std::string& name, ps::PsClient* ps,
                                        torch::nn::Module& module, torch::optim::Optimizer& optimizer,
-                                       const std::string& config_text, nlohmann::json manifest) {
+                                       const std::string& config_text, nlohmann::json manifest, Env* env) {
   const std::string final_dir = root + "/" + name;
   const std::string tmp = final_dir + ".tmp-" + std::to_string(::getpid());
-  std::error_code ec;
-  std::filesystem::remove_all(tmp, ec);
-  EMBER_RETURN_IF_ERROR(MakeDirs(tmp));
+  EMBER_RETURN_IF_ERROR(env->RemoveAll(tmp));
+  EMBER_RETURN_IF_ERROR(env->MakeDirs(tmp));
   EMBER_ASSIGN_OR_RETURN(auto files, ps->SaveShards(tmp));
   nlohmann::json jfiles = nlohmann::json::array();
   for (const auto& f : files)
@@ -257,7 +255,7 @@ Result<std::string> WriteCheckpointDir(const std::string& root, const std::strin
   }));
   for (const auto& [file, bytes] :
        {std::pair<std::string, const std::string*>{"dense.pt", &model_bytes}, {"dense_optimizer.pt", &opt_bytes}}) {
-    EMBER_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/" + file, *bytes));
+    EMBER_RETURN_IF_ERROR(env->WriteFileAtomic(tmp + "/" + file, *bytes));
     jfiles.push_back(
         {{"name", file}, {"bytes", bytes->size()}, {"checksum", Hex(Checksum(*bytes))}, {"kind", "dense"}});
   }
@@ -274,19 +272,18 @@ Result<std::string> WriteCheckpointDir(const std::string& root, const std::strin
   for (const auto& t : stats) jtables.push_back({{"id", t.table}, {"dim", t.dim}, {"rows", t.rows}});
   manifest["tables"] = jtables;
   manifest["checksum"] = ManifestChecksum(manifest);
-  EMBER_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/manifest.json", manifest.dump(2) + "\n"));
-  std::filesystem::remove_all(final_dir, ec);
-  std::filesystem::rename(tmp, final_dir, ec);
-  if (ec) return Status::IoError("cannot rename " + tmp + " to " + final_dir + ": " + ec.message());
-  EMBER_RETURN_IF_ERROR(SyncDir(root));
+  EMBER_RETURN_IF_ERROR(env->WriteFileAtomic(tmp + "/manifest.json", manifest.dump(2) + "\n"));
+  EMBER_RETURN_IF_ERROR(env->RemoveAll(final_dir));
+  EMBER_RETURN_IF_ERROR(env->Rename(tmp, final_dir));
+  EMBER_RETURN_IF_ERROR(env->SyncDir(root));
   return final_dir;
 }
 
 Status LoadCheckpointDir(const std::string& path, const nlohmann::json& m, ps::PsClient* ps, torch::nn::Module& module,
-                         torch::optim::Optimizer& optimizer, bool load_shards) {
+                         torch::optim::Optimizer& optimizer, bool load_shards, Env* env) {
   std::vector<ps::ShardFile> shards;
   std::map<std::string, std::string> dense;
-  EMBER_RETURN_IF_ERROR(ReadManifestFiles(path, m, &shards, &dense));
+  EMBER_RETURN_IF_ERROR(ReadManifestFiles(path, m, &shards, &dense, nullptr, env));
   const std::string& model_bytes = dense["dense.pt"];
   const std::string& opt_bytes = dense["dense_optimizer.pt"];
   if (model_bytes.empty()) return Status::Corruption(path + ": checkpoint has no dense.pt");

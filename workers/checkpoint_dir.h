@@ -31,15 +31,15 @@ Status TorchCall(const char* what, Fn&& fn) {
 // the root is then synced. Returns the directory.
 Result<std::string> WriteCheckpointDir(const std::string& root, const std::string& name, ps::PsClient* ps,
                                        torch::nn::Module& module, torch::optim::Optimizer& optimizer,
-                                       const std::string& config_text, nlohmann::json manifest);
+                                       const std::string& config_text, nlohmann::json manifest, Env* env = PosixEnv());
 
 // Reads <path>/manifest.json, refusing another format, version or hash.
-Result<nlohmann::json> ReadManifest(const std::string& path);
+Result<nlohmann::json> ReadManifest(const std::string& path, Env* env = PosixEnv());
 
 // Restores `module` and `optimizer` and, with `load_shards`, the PS rows from the files the
 // manifest `m` of `path` lists, each verified against its checksum.
 Status LoadCheckpointDir(const std::string& path, const nlohmann::json& m, ps::PsClient* ps, torch::nn::Module& module,
-                         torch::optim::Optimizer& optimizer, bool load_shards);
+                         torch::optim::Optimizer& optimizer, bool load_shards, Env* env = PosixEnv());
 
 // The manifest's data position ({"epoch": n, "examples": n}; none = the start).
 Result<DataPosition> ReadPosition(const std::string& path, const nlohmann::json& manifest);

@@ -840,7 +840,7 @@ Result<std::pair<uint64_t, uint64_t>> Trainer::TableFootprint() {
 }
 
 Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::string& config_text,
-                                            const std::string& name) {
+                                            const std::string& name, Env* env) {
   // A pull of the next step's rows may be in flight (creating rows): the shards are written
   // after it, so the checkpoint and the rows in hand agree.
   if (prefetch_.batch) prefetch_.done.wait();
@@ -863,14 +863,14 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
     manifest["optembed"] = oe;
   }
   return WriteCheckpointDir(root, name.empty() ? "ckpt-" + std::to_string(step_) : name, ps_, *model_, *optimizer_,
-                            config_text, std::move(manifest));
+                            config_text, std::move(manifest), env);
 }
 
-Status Trainer::RestoreCheckpoint(const std::string& path, bool load_shards) {
+Status Trainer::RestoreCheckpoint(const std::string& path, bool load_shards, Env* env) {
   if (prefetch_.batch) return Status::FailedPrecondition("restore while the next batch's rows are in flight");
   pushed_ = false;  // the shards' clocks start again with the next push
-  EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
-  EMBER_RETURN_IF_ERROR(LoadCheckpointDir(path, m, ps_, *model_, *optimizer_, load_shards));
+  EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path, env));
+  EMBER_RETURN_IF_ERROR(LoadCheckpointDir(path, m, ps_, *model_, *optimizer_, load_shards, env));
   step_ = m.value("step", int64_t{0});
   EMBER_ASSIGN_OR_RETURN(position_, ReadPosition(path, m));
   if (thresholds_.defined() && m.contains("optembed") && m["optembed"].contains("thresholds")) {

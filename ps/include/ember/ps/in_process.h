@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "ember/common/env.h"
 #include "ember/ps/client.h"
 #include "ember/ps/shard.h"
 
@@ -16,7 +17,8 @@ namespace ember::ps {
 
 class InProcessClient final : public PsClient {
  public:
-  explicit InProcessClient(int num_shards);
+  // Shard files are written and read through `env` (which must outlive the client).
+  explicit InProcessClient(int num_shards, Env* env = PosixEnv());
 
   int num_shards() const override { return static_cast<int>(shards_.size()); }
   Status CreateTables(const std::vector<embedding::TableSpec>& specs) override;
@@ -39,6 +41,7 @@ class InProcessClient final : public PsClient {
   Status PushClocked(const std::vector<PushSlice>& slices, const PushClock& clock);
   Status ForEachShard(uint32_t table, const uint64_t* keys, size_t n, const char* what, const ShardFn& fn);
 
+  Env* env_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<uint32_t> table_dims_;  // by table id; 0 = undeclared
   std::mutex scratch_mu_;
@@ -50,7 +53,7 @@ class InProcessClient final : public PsClient {
 
 // A checkpoint file's bytes, after checking its size and checksum against the manifest's entry
 // (a Corruption error naming the file otherwise).
-Result<std::string> ReadVerifiedFile(const std::string& dir, const ShardFile& f);
+Result<std::string> ReadVerifiedFile(const std::string& dir, const ShardFile& f, Env* env = PosixEnv());
 // One shard's tables by id.
 using ShardTables = std::map<uint32_t, std::unique_ptr<embedding::Table>>;
 // Restore: reads and verifies the shard files of a checkpoint and places every row (and state
@@ -58,10 +61,10 @@ using ShardTables = std::map<uint32_t, std::unique_ptr<embedding::Table>>;
 // only >= 0 of that shard alone (out then has one element). Nothing is installed: the caller swaps
 // the tables in once every file has been read, so a bad file changes nothing.
 Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& files, int num_shards, int only,
-                        std::vector<ShardTables>* out);
+                        std::vector<ShardTables>* out, Env* env = PosixEnv());
 // Reads the shard files of a checkpoint, appending every table section to *tables.
 // Verifies each file's size and checksum before parsing.
 Status ReadShardFiles(const std::string& dir, const std::vector<ShardFile>& files,
-                      std::vector<std::unique_ptr<embedding::Table>>* tables);
+                      std::vector<std::unique_ptr<embedding::Table>>* tables, Env* env = PosixEnv());
 
 }  // namespace ember::ps

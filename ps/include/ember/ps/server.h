@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 
+#include "ember/common/env.h"
 #include "ember/common/status.h"
 #include "ember/ps/auth.h"
 #include "ember/ps/shard.h"
@@ -40,6 +41,7 @@ struct ServerOptions {
   uint32_t workers = 0;
   // save/load read and write only inside this directory (and below); empty: refused.
   std::string checkpoint_root;
+  Env* env = nullptr;  // shard files go through it (nullptr: PosixEnv()); must outlive the server
   uint32_t max_payload = wire::kDefaultMaxPayload;  // one frame's payload
   uint64_t max_buffered_bytes = uint64_t{2} << 30;  // request payloads held by all connections
   // A handshake and a frame must arrive whole within timeout_s of their first byte; an
@@ -89,6 +91,7 @@ class PsServer {
   struct Impl;  // opaque (Asio stays out of this header)
 
  private:
+  Env* env() const { return options_.env ? options_.env : PosixEnv(); }
   // `dir` resolved inside checkpoint_root, or an error naming it.
   Result<std::string> ConfinedDir(const std::string& dir) const;
 

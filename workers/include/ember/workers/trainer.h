@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "ember/common/env.h"
 #include "ember/data/batch.h"
 #include "ember/embedding/export.h"
 #include "ember/embedding/method.h"
@@ -173,11 +174,12 @@ class Trainer {
   // files go into a temporary directory that is renamed when complete. Returns the path.
   // `name` replaces "ckpt-<step>" (stage checkpoints). Method state (OptEmbed thresholds and
   // widths) goes into the manifest.
+  // Files go through `env` (the PS client writes its shard files through its own).
   Result<std::string> SaveCheckpoint(const std::string& root, const std::string& config_text,
-                                     const std::string& name = "");
+                                     const std::string& name = "", Env* env = PosixEnv());
   // Restores rows, dense weights, optimizer state, step and data position from a checkpoint
   // directory. `load_shards` = false leaves the PS alone (another worker of a cluster loads it).
-  Status RestoreCheckpoint(const std::string& path, bool load_shards = true);
+  Status RestoreCheckpoint(const std::string& path, bool load_shards = true, Env* env = PosixEnv());
   // The data position the next checkpoint records (set by the training loop).
   void set_position(const DataPosition& p) { position_ = p; }
   // Continues another trainer's step count (a later stage on the same shards: a shard refuses
@@ -280,7 +282,7 @@ Result<std::string> ReadCheckpointConfig(const std::string& path);
 Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* config);
 // Resolves a checkpoint root (containing ckpt-N directories) or a checkpoint directory to the
 // newest complete checkpoint directory.
-Result<std::string> ResolveCheckpoint(const std::string& path);
+Result<std::string> ResolveCheckpoint(const std::string& path, Env* env = PosixEnv());
 
 // What a checkpoint holds (ember inspect): every file is read and verified against the manifest.
 struct CheckpointInfo {
