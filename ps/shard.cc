@@ -105,9 +105,15 @@ Status Shard::PushStep(const PushClock& clock, const std::vector<Rows>& rows) {
   if (workers_ == 0) workers_ = clock.workers;  // in-process: the first clocked push fixes the world
   if (clock.workers != workers_)
     return Status::FailedPrecondition(who() + " in a job of " + std::to_string(workers_) + " workers");
+  if (started_ && clock.aggregate != aggregate_)
+    return Status::FailedPrecondition(who() + (clock.aggregate ? " aggregated" : " unaggregated") +
+                                      " in a job whose pushes are " +
+                                      (aggregate_ ? "aggregated (sync)" : "not (async, bounded)"));
   if (!started_) {
-    // Clocks start at the first push's step (fresh shards, or a restart from a checkpoint).
+    // Clocks start at the first push's step (fresh shards, or a restart from a checkpoint), and
+    // the first push fixes the mode.
     started_ = true;
+    aggregate_ = clock.aggregate;
     worker_clock_.assign(workers_, clock.step);
     pending_.assign(workers_, {});
     arrived_.assign(workers_, false);
@@ -196,7 +202,8 @@ Status Shard::ApplyOpenStep() {
 }
 
 void Shard::AdvanceClock(uint64_t clock, std::unique_lock<std::mutex>* lock) {
-  clock_ = clock;
+  clock_ = std::max(clock_, clock);  // never back, whatever a peer sent
+  clock = clock_;
   now_.store(clock);
   // Eviction before any parked pull of the new step is answered: a row evicted now is re-counted
   // (or re-created) by that pull, never read half-gone.

@@ -396,3 +396,26 @@ TEST(PsFuzzRegressions, OperationValuesAndDirectoryNamesAreValidated) {
 }
 }  // namespace
 }  // namespace ember::ps
+
+namespace ember::ps {
+namespace {
+// Fuzzer find: a sync push after async ones (or the reverse) moved the shard's clock back,
+// releasing pulls of steps that were not complete. The first push fixes the mode, and the
+// clock never moves back.
+TEST(PsFuzzRegressions, TheModeIsFixedAndTheClockNeverMovesBack) {
+  Shard shard;
+  embedding::TableSpec spec;
+  spec.id = 0;
+  spec.dim = 2;
+  ASSERT_TRUE(shard.CreateTables({spec}).ok());
+  ASSERT_TRUE(shard.PushStep({0, 2, 0, true}, {}).ok());
+  ASSERT_TRUE(shard.PushStep({1, 2, 0, true}, {}).ok());
+  ASSERT_EQ(shard.clock(), 1u);
+  Status mixed = shard.PushStep({0, 2, 5, false}, {});
+  EXPECT_EQ(mixed.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(mixed.message().find("unaggregated in a job whose pushes are aggregated (sync)"), std::string::npos)
+      << mixed.ToString();
+  EXPECT_EQ(shard.clock(), 1u);
+}
+}  // namespace
+}  // namespace ember::ps

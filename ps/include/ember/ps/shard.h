@@ -93,6 +93,7 @@ class Shard {
   uint64_t clock_ = 0;
   uint32_t workers_ = 0;                // fixed world (0: not yet)
   bool started_ = false;                // a clocked push arrived (clocks start at its step)
+  bool aggregate_ = false;              // its mode (sync aggregates), fixed from then on
   std::vector<uint64_t> worker_clock_;  // async/bounded: steps each worker has pushed
   bool open_ = false;                   // sync: a step has buffered pushes
   uint64_t open_step_ = 0;
