@@ -24,7 +24,7 @@ fi
 mkdir -p "$OUT"
 FLAGS=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Icommon/include -Iembedding/include -Ips/include)
-COMMON=(common/status.cc common/hash.cc common/file.cc)
+COMMON=(common/status.cc common/hash.cc common/file.cc common/env.cc)
 EMBEDDING=(embedding/admission.cc embedding/kernels.cc embedding/table.cc embedding/row_store.cc
            embedding/sparse_store.cc embedding/method.cc embedding/plan.cc embedding/dedup.cc embedding/export.cc)
 build() {  # name sources...
