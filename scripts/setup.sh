@@ -9,6 +9,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread          # LibTorch 1.13 with OpenBLAS (≈20x the reference BLAS)
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
   libboost-dev                               # Asio/Beast: the metrics and serving HTTP servers
+  libssl-dev                                 # OpenSSL: HMAC-SHA256 and random bytes of the PS handshake
   zlib1g-dev                                 # CRC-32 of exported models
   libopenmpi-dev openmpi-bin                 # mpirun clusters, MPI all-reduce (NCCL: /usr/local/cuda if present)
   libgtest-dev libgmock-dev
