@@ -135,20 +135,13 @@ class Mem final : public Env {
     auto it = files_.lower_bound(d + "/");
     return it != files_.end() && it->first.rfind(d + "/", 0) == 0;
   }
+  static const std::string& Key(const std::string& k) { return k; }
+  static const std::string& Key(const std::pair<const std::string, std::string>& e) { return e.first; }
+  // Erases every entry below directory p (the containers are sorted: one contiguous range).
   template <typename Container>
   static void EraseBelow(Container* c, const std::string& p) {
-    for (auto it = c->begin(); it != c->end();) {
-      const std::string& k = [&]() -> const std::string& {
-        if constexpr (std::is_same_v<Container, std::set<std::string>>)
-          return *it;
-        else
-          return it->first;
-      }();
-      if (k.rfind(p + "/", 0) == 0)
-        it = c->erase(it);
-      else
-        ++it;
-    }
+    auto it = c->lower_bound(p + "/");
+    while (it != c->end() && Key(*it).rfind(p + "/", 0) == 0) it = c->erase(it);
   }
   std::mutex mu_;
   std::map<std::string, std::string> files_;

@@ -65,36 +65,34 @@ Status WaitFor(tcp::socket& s, short events, SteadyClock::time_point deadline, c
   }
 }
 
-Status WriteAll(tcp::socket& s, std::array<asio::const_buffer, 2> bufs, SteadyClock::time_point deadline,
-                const std::string& who) {
-  for (auto& b : bufs) {
-    while (b.size() > 0) {
-      boost::system::error_code ec;
-      const size_t n = s.write_some(asio::buffer(b), ec);
-      b += n;
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        EMBER_RETURN_IF_ERROR(WaitFor(s, POLLOUT, deadline, who));
-      } else if (ec) {
-        return Status::Unavailable(who + " is gone: " + ec.message());
-      }
-    }
-  }
-  return Status::Ok();
-}
-
-Status ReadAll(tcp::socket& s, void* data, size_t bytes, SteadyClock::time_point deadline, const std::string& who) {
-  asio::mutable_buffer b(data, bytes);
+// Moves all of `b` with `some` (a write_some or read_some), waiting for `events` in between.
+template <typename Buffer, typename Some>
+Status Transfer(tcp::socket& s, Buffer b, short events, SteadyClock::time_point deadline, const std::string& who,
+                Some&& some) {
   while (b.size() > 0) {
     boost::system::error_code ec;
-    const size_t n = s.read_some(asio::buffer(b), ec);
-    b += n;
+    b += some(b, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      EMBER_RETURN_IF_ERROR(WaitFor(s, POLLIN, deadline, who));
+      EMBER_RETURN_IF_ERROR(WaitFor(s, events, deadline, who));
     } else if (ec) {
       return Status::Unavailable(who + " is gone: " + ec.message());
     }
   }
   return Status::Ok();
+}
+
+Status WriteAll(tcp::socket& s, std::array<asio::const_buffer, 2> bufs, SteadyClock::time_point deadline,
+                const std::string& who) {
+  for (const auto& b : bufs)
+    EMBER_RETURN_IF_ERROR(Transfer(s, b, POLLOUT, deadline, who, [&](const asio::const_buffer& x, auto& ec) {
+      return s.write_some(asio::buffer(x), ec);
+    }));
+  return Status::Ok();
+}
+
+Status ReadAll(tcp::socket& s, void* data, size_t bytes, SteadyClock::time_point deadline, const std::string& who) {
+  return Transfer(s, asio::mutable_buffer(data, bytes), POLLIN, deadline, who,
+                  [&](const asio::mutable_buffer& x, auto& ec) { return s.read_some(asio::buffer(x), ec); });
 }
 
 SteadyClock::time_point After(double seconds) {

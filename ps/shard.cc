@@ -122,7 +122,7 @@ Status Shard::PushStep(const PushClock& clock, const std::vector<Rows>& rows) {
   // A worker's steps only move forward: a step below its own clock (async, bounded) or below the
   // shard's (sync) was applied already.
   const uint64_t floor = clock.aggregate ? clock_ : worker_clock_[clock.worker];
-  if (clock.step < floor && !(clock.aggregate && open_ && clock.step == open_step_))
+  if (clock.step < floor)
     return Status::FailedPrecondition(who() + ": step " + std::to_string(clock.step) + " is behind step " +
                                       std::to_string(floor) + " (steps only move forward)");
   if (!clock.aggregate) {
