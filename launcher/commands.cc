@@ -25,12 +25,6 @@
 
 namespace ember::launcher {
 namespace {
-Result<std::unique_ptr<data::BatchReader>> OpenReader(const RunConfig& c, const std::string& path, bool training) {
-  auto r = data::CriteoReader::Open(MakeReaderOptions(c, path, training));
-  if (!r.ok()) return r.status();
-  return std::unique_ptr<data::BatchReader>(new data::PrefetchingReader(std::move(r).value()));
-}
-
 std::string Bytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30))
@@ -96,15 +90,20 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m) {
   return WriteFileAtomic(path, j.dump(2) + "\n");
 }
 
-namespace {
-// The main group's method as the trainer builds it (table ids from 0), for plans.
-Result<std::unique_ptr<embedding::EmbeddingMethod>> MainMethod(const workers::TrainerConfig& tc) {
+Result<std::unique_ptr<data::BatchReader>> OpenReader(const RunConfig& c, const std::string& path, bool training) {
+  auto r = data::CriteoReader::Open(MakeReaderOptions(c, path, training));
+  if (!r.ok()) return r.status();
+  return std::unique_ptr<data::BatchReader>(new data::PrefetchingReader(std::move(r).value()));
+}
+
+Result<std::unique_ptr<embedding::EmbeddingMethod>> PlanMethod(const workers::TrainerConfig& tc) {
   embedding::MethodConfig ec = tc.embedding;
   ec.first_table = 0;
   ec.seed = PairSeed(tc.embedding.seed, 0);
   return embedding::MakeMethod(ec, tc.fields);
 }
 
+namespace {
 // Parameter bytes actually held, over every table.
 uint64_t HeldParamBytes(const std::vector<ps::TableStats>& stats) {
   uint64_t bytes = 0;
@@ -112,132 +111,6 @@ uint64_t HeldParamBytes(const std::vector<ps::TableStats>& stats) {
   return bytes;
 }
 
-// What the table collector reads at scrape time: the PS and the current trainer's table infos
-// (OptEmbed swaps trainers mid-run).
-struct TableWatch {
-  std::mutex mu;
-  ps::PsClient* ps = nullptr;
-  std::vector<workers::TableInfo> infos;
-  void Set(const workers::Trainer& t) {
-    auto infos_now = t.TableInfos();
-    std::lock_guard<std::mutex> lock(mu);
-    infos = std::move(infos_now);
-  }
-};
-
-}  // namespace
-
-Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfig& c, const std::string& role, int rank,
-                                                                  std::ostream& out) {
-  if (c.monitoring_port == 0) return std::unique_ptr<monitoring::MetricsExporter>();
-  auto exporter = std::make_unique<monitoring::MetricsExporter>(role, rank);
-  monitoring::HttpServerOptions o;
-  o.bind = c.monitoring_bind;
-  o.port = c.monitoring_port + rank;
-  o.threads = 1;
-  Status st = exporter->Start(o);
-  if (!st.ok()) return st.WithContext("monitoring.port");
-  out << "metrics: http://" << c.monitoring_bind << ":" << exporter->port() << "/metrics\n";
-  return exporter;
-}
-
-Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& c) {
-  return WriteCheckpoint(c, [&](const std::string& root) { return trainer->SaveCheckpoint(root, c.text); });
-}
-
-Result<std::string> WriteCheckpoint(const RunConfig& c,
-                                    const std::function<Result<std::string>(const std::string& root)>& save) {
-  EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
-  EMBER_ASSIGN_OR_RETURN(auto path, save(c.checkpoint_dir));
-  // Only once the new checkpoint is complete do the oldest go.
-  std::vector<std::pair<int64_t, std::string>> all;
-  std::error_code ec;
-  std::vector<std::string> stale;
-  for (const auto& entry : std::filesystem::directory_iterator(c.checkpoint_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    // ckpt-N.tmp-PID of a writer that is gone (killed mid-write): never complete, removed.
-    if (const size_t t = name.find(".tmp-"); name.rfind("ckpt-", 0) == 0 && t != std::string::npos) {
-      const long pid = std::strtol(name.c_str() + t + 5, nullptr, 10);
-      if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) stale.push_back(entry.path().string());
-      continue;
-    }
-    if (name.rfind("ckpt-", 0) != 0 || name.size() <= 5 || name.find_first_not_of("0123456789", 5) != std::string::npos)
-      continue;
-    all.emplace_back(std::stoll(name.substr(5)), entry.path().string());
-  }
-  for (const auto& dir : stale) std::filesystem::remove_all(dir, ec);
-  std::sort(all.begin(), all.end());
-  for (size_t i = 0; c.checkpoint_keep > 0 && i + static_cast<size_t>(c.checkpoint_keep) < all.size(); ++i)
-    std::filesystem::remove_all(all[i].second, ec);
-  return path;
-}
-
-workers::StepCallback CheckpointEvery(workers::Trainer* trainer, const RunConfig& c, int epoch, uint64_t skipped,
-                                      int workers, bool writer) {
-  if (c.checkpoint_dir.empty() || c.checkpoint_every_steps <= 0) return {};
-  auto steps = std::make_shared<uint64_t>(0);
-  return [=, &c](int64_t step) -> Status {
-    ++*steps;
-    if (step % c.checkpoint_every_steps != 0) return Status::Ok();
-    // Examples of the file passed this epoch: every worker's full batches (an epoch's last,
-    // partial batch ends it, and a position past the end resumes with the next epoch).
-    trainer->set_position({epoch, skipped + *steps * c.batch_size * static_cast<uint64_t>(workers)});
-    if (!writer) return Status::Ok();
-    return WriteCheckpoint(trainer, c).status();
-  };
-}
-
-Result<std::string> PrepareResume(const RunConfig& c, workers::TrainerConfig* tc) {
-  if (!c.resume) return std::string();
-  if (c.checkpoint_dir.empty()) return Status::InvalidArgument("--resume needs checkpoint.dir");
-  if (tc->embedding.method == "optembed")
-    return Status::InvalidArgument(
-        "--resume: embedding.method = \"optembed\" trains in stages (supernet, search, retraining); resuming "
-        "one is not supported");
-  auto path = workers::ResolveCheckpoint(c.checkpoint_dir);
-  if (!path.ok()) return path.status().WithContext("--resume");
-  // The table sizes the checkpoint was trained with, so that ids map to the same rows.
-  EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(*path, tc));
-  return path;
-}
-
-Status Resume(workers::Trainer* trainer, const std::string& path, bool load_shards, std::ostream& out) {
-  EMBER_RETURN_IF_ERROR(trainer->RestoreCheckpoint(path, load_shards));
-  out << "resumed from " << path << " at step " << trainer->step() << " (epoch " << trainer->position().epoch + 1
-      << ", " << trainer->position().examples << " examples in)" << std::endl;
-  return Status::Ok();
-}
-
-namespace {
-void Linger(const RunConfig& c, monitoring::MetricsExporter* exporter, std::ostream& out) {
-  if (!exporter || c.monitoring_linger_s <= 0) return;
-  out << "serving metrics for " << c.monitoring_linger_s << " s more (monitoring.linger_s)" << std::endl;
-  std::this_thread::sleep_for(std::chrono::duration<double>(c.monitoring_linger_s));
-}
-
-Status TrainEpochs(workers::Trainer* trainer, const RunConfig& c, int epochs, RunMetrics* m,
-                   workers::DataPosition from = {}) {  // by value: the trainer's own position changes below
-  const auto progress = Progress(c);
-  for (int e = static_cast<int>(from.epoch); e < epochs; ++e) {
-    auto opts = MakeReaderOptions(c, c.train, true);
-    opts.skip_examples = e == from.epoch ? from.examples : 0;
-    auto inner = data::CriteoReader::Open(opts);
-    if (!inner.ok()) return inner.status();
-    data::PrefetchingReader reader(std::move(inner).value());
-    auto stats = trainer->TrainEpoch(&reader, e, epochs, progress,
-                                     CheckpointEvery(trainer, c, e, opts.skip_examples, /*workers=*/1));
-    if (!stats.ok()) return stats.status();
-    m->train_samples += stats->samples;
-    m->train_seconds += stats->seconds;
-    m->bad_lines += reader.bad_lines();
-  }
-  trainer->set_position({epochs, 0});
-  if (m->train_samples == 0 && from.epoch == 0 && from.examples == 0)
-    return Status::InvalidArgument(
-        "no training examples read from " + c.train +
-        (m->bad_lines ? " (" + std::to_string(m->bad_lines) + " malformed lines skipped)" : ""));
-  return Status::Ok();
-}
 }  // namespace
 
 Status RunPlan(const RunConfig& c, std::ostream& out) {
@@ -246,7 +119,7 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/true));
   if (!resolved.note.empty()) out << resolved.note << "\n";
-  EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(tc));
+  EMBER_ASSIGN_OR_RETURN(auto method, PlanMethod(tc));
   const auto plan = embedding::PlanMemory(*method, tc.embedding, tc.fields);
   char buf[256];
   std::snprintf(buf, sizeof(buf), "ember plan: method %s, dim %d, %zu fields; full table %s", plan.method.c_str(),
@@ -298,77 +171,11 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   return Status::Ok();
 }
 
-Status EvaluateTest(workers::Trainer* trainer, const RunConfig& c, RunMetrics* m, std::ostream& out) {
-  EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c, c.test, false));
-  EMBER_ASSIGN_OR_RETURN(auto eval, trainer->Evaluate(reader.get()));
-  m->auc = eval.auc;
-  m->logloss = eval.logloss;
-  m->eval_samples = eval.samples;
-  char buf[160];
-  std::snprintf(buf, sizeof(buf), "test: %llu samples, AUC %.5f, logloss %.5f\n",
-                static_cast<unsigned long long>(eval.samples), eval.auc, eval.logloss);
-  out << buf;
-  return Status::Ok();
-}
-
 uint32_t NextTableId(const Result<std::vector<ps::TableStats>>& stats) {
   uint32_t next = 0;
   if (stats.ok())
     for (const auto& s : *stats) next = std::max(next, s.table + 1);
   return next;
-}
-
-Result<workers::OptEmbedArch> SearchOptEmbedStage(workers::Trainer* supernet, const RunConfig& c, uint64_t budget_bytes,
-                                                  RunMetrics* m, std::ostream& out) {
-  if (!c.checkpoint_dir.empty()) {
-    EMBER_RETURN_IF_ERROR(MakeDirs(c.checkpoint_dir));
-    EMBER_ASSIGN_OR_RETURN(auto path, supernet->SaveCheckpoint(c.checkpoint_dir, c.text, "supernet"));
-    out << "optembed supernet checkpoint: " << path << "\n";
-  }
-  // glibc raises its mmap threshold to the size of every large block freed; the search's
-  // hundreds of scoring passes then fragment the heap (peak memory of a 100k-row run 1.37 GiB).
-  // A fixed 4 MiB threshold from here on kept it at 0.43 GiB; training before the search keeps
-  // glibc's default, which measured ~13% faster steps than the fixed threshold.
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
-  EMBER_ASSIGN_OR_RETURN(auto valid, OpenReader(c, c.valid, false));
-  EMBER_ASSIGN_OR_RETURN(auto arch, supernet->SearchOptEmbed(valid.get(), budget_bytes));
-  for (size_t f = 0; f < arch.kept_rows.size(); ++f) {
-    m->kept_rows += arch.kept_rows[f];
-    m->supernet_rows += arch.total_rows[f];
-  }
-  m->widths = arch.widths;
-  std::string ws;
-  for (int w : arch.widths) ws += (ws.empty() ? "" : ",") + std::to_string(w);
-  char buf[256];
-  std::snprintf(buf, sizeof(buf),
-                "optembed search: keeps %llu of %llu rows (%.1f%% pruned, threshold shift %.2f), %s, val AUC %.5f\n",
-                static_cast<unsigned long long>(m->kept_rows), static_cast<unsigned long long>(m->supernet_rows),
-                m->supernet_rows ? 100.0 * (1.0 - static_cast<double>(m->kept_rows) / m->supernet_rows) : 0.0,
-                arch.shift, embedding::FormatBytes(static_cast<double>(arch.bytes)).c_str(), arch.val_auc);
-  out << buf << "optembed widths: " << ws << "\n";
-  if (!c.checkpoint_dir.empty()) {
-    nlohmann::json j = {
-        {"widths", arch.widths},         {"kept_rows", arch.kept_rows},   {"total_rows", arch.total_rows},
-        {"bytes", arch.bytes},           {"val_auc", arch.val_auc},       {"evaluated", arch.evaluated},
-        {"thresholds", arch.thresholds}, {"threshold_shift", arch.shift}, {"budget_bytes", budget_bytes}};
-    EMBER_RETURN_IF_ERROR(WriteFileAtomic(c.checkpoint_dir + "/optembed-search.json", j.dump(2) + "\n"));
-  }
-  return arch;
-}
-
-Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::TrainerConfig& supernet_config,
-                                                                const workers::OptEmbedArch& arch, uint32_t first_table,
-                                                                ps::PsClient* ps, workers::Collective* collective,
-                                                                monitoring::Recorder* recorder,
-                                                                workers::Trainer* supernet, bool reinit,
-                                                                int64_t first_step) {
-  workers::TrainerConfig rc = supernet_config;
-  rc.embedding.field_widths = arch.widths;
-  rc.embedding.first_table = first_table;
-  EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, ps, collective, recorder));
-  retrainer->set_step(first_step);
-  if (supernet) EMBER_RETURN_IF_ERROR(retrainer->AdoptOptEmbedRows(*supernet, arch.thresholds, reinit));
-  return retrainer;
 }
 
 Status RunInspect(const std::string& path, bool json, std::ostream& out) {
@@ -435,104 +242,6 @@ Status RecordTables(ps::PsClient* ps, RunMetrics* m) {
   }
   m->param_bytes = HeldParamBytes(stats);
   return Status::Ok();
-}
-
-Status CheckInputs(const RunConfig& c) {
-  // Every data file opens and its first examples parse before any training: a bad data.test
-  // is not found an hour later, after the run it was meant to score.
-  for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"data.train", &c.train},
-                                  {"data.valid", &c.valid},
-                                  {"data.test", &c.test}}) {
-    if (path->empty()) continue;
-    auto opts = MakeReaderOptions(c, *path, false);
-    opts.batch_size = 16;
-    opts.max_rows = 16;
-    auto reader = data::CriteoReader::Open(opts);
-    if (!reader.ok()) return reader.status().WithContext(key);
-    data::Batch batch;
-    auto got = (*reader)->Next(&batch);
-    if (!got.ok()) return got.status().WithContext(key);
-  }
-  return Status::Ok();
-}
-
-Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
-  if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
-  EMBER_RETURN_IF_ERROR(CheckSessionConfig(c));
-  if (!IsSessionModel(c)) EMBER_RETURN_IF_ERROR(CheckInputs(c));
-  if (UnderMpi()) return RunTrainCluster(c, out);
-  if (IsSessionModel(c)) return RunSessionTrain(c, out);
-  ConfigureThreads(c.threads);
-  EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
-  // With metrics on, field vocabularies are counted (once; cached) for the compression ratio.
-  EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/c.monitoring_port > 0));
-  if (!resolved.note.empty()) out << resolved.note << "\n";
-  if (tc.embedding.method == "optembed" && c.valid.empty())
-    return Status::InvalidArgument("embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
-  EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c, &tc));
-  RunMetrics m;
-  m.method = tc.embedding.method;
-  m.budget_bytes = resolved.budget_bytes;
-  m.full_bytes = embedding::FullTableBytes(tc.embedding.dim, tc.fields);
-  {
-    EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(tc));
-    const auto plan = embedding::PlanMemory(*method, tc.embedding, tc.fields);
-    m.planned_param_bytes = plan.param_bytes;
-    m.planned_resident_bytes = plan.resident_bytes;
-    out << "embedding: " << tc.embedding.method << ", params " << embedding::FormatBytes(plan.param_bytes)
-        << (m.full_bytes ? " (" + std::to_string(static_cast<double>(plan.param_bytes) / m.full_bytes) + " of full)"
-                         : std::string())
-        << (m.budget_bytes ? ", budget " + embedding::FormatBytes(m.budget_bytes) : std::string()) << "\n";
-  }
-  ps::InProcessClient ps(c.shards);
-  workers::LocalCollective collective;
-  // Declared after the PS: stopped (no more scrapes) before the PS goes.
-  EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", /*rank=*/0, out));
-  monitoring::Recorder* recorder = exporter ? &exporter->registry() : nullptr;
-  auto watch = std::make_shared<TableWatch>();
-  watch->ps = &ps;
-  if (exporter) {
-    auto& reg = exporter->registry();
-    reg.SetGauge("embedding_budget_bytes", static_cast<double>(m.budget_bytes));
-    reg.AddCollector([watch](monitoring::Recorder& r) {
-      std::lock_guard<std::mutex> lock(watch->mu);
-      auto stats = watch->ps->Stats();
-      if (stats.ok()) workers::RecordTableMetrics(*stats, watch->infos, &r);
-    });
-  }
-  EMBER_ASSIGN_OR_RETURN(auto trainer, workers::Trainer::Create(tc, &ps, &collective, recorder));
-  watch->Set(*trainer);
-  if (!resume_from.empty()) EMBER_RETURN_IF_ERROR(Resume(trainer.get(), resume_from, /*load_shards=*/true, out));
-  EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.epochs, &m, trainer->position()));
-  if (tc.embedding.method == "optembed") {
-    // Stage 1 done: search widths (stage 2), retrain (stage 3).
-    const uint32_t next = NextTableId(ps.Stats());
-    EMBER_ASSIGN_OR_RETURN(auto arch, SearchOptEmbedStage(trainer.get(), c, resolved.budget_bytes, &m, out));
-    EMBER_ASSIGN_OR_RETURN(auto retrainer,
-                           MakeOptEmbedRetrainer(tc, arch, next, &ps, &collective, recorder, trainer.get(),
-                                                 c.retrain_init == "fresh", trainer->step()));
-    trainer = std::move(retrainer);
-    watch->Set(*trainer);
-    m.train_samples = 0;
-    m.train_seconds = 0;
-    EMBER_RETURN_IF_ERROR(TrainEpochs(trainer.get(), c, c.retrain_epochs > 0 ? c.retrain_epochs : c.epochs, &m));
-  }
-  m.samples_per_sec = m.train_seconds > 0 ? m.train_samples / m.train_seconds : 0;
-  EMBER_RETURN_IF_ERROR(RecordTables(&ps, &m));
-  out << "trained " << m.train_samples << " samples in " << ProgressReporter::FormatDuration(m.train_seconds) << " ("
-      << static_cast<uint64_t>(m.samples_per_sec) << " samples/s); tables hold " << m.table_rows << " rows, params "
-      << Bytes(m.param_bytes) << ", " << Bytes(m.table_bytes) << " with optimizer state and index\n";
-  if (m.bad_lines) out << "skipped " << m.bad_lines << " malformed lines (data.on_bad_line = \"skip\")\n";
-  // The checkpoint first: a failing evaluation must not cost the trained model.
-  if (!c.checkpoint_dir.empty()) {
-    EMBER_ASSIGN_OR_RETURN(m.checkpoint, WriteCheckpoint(trainer.get(), c));
-    out << "checkpoint written to " << m.checkpoint << "\n";
-  }
-  if (!c.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer.get(), c, &m, out));
-  m.peak_rss_bytes = PeakRssBytes();
-  out << "peak memory " << Bytes(m.peak_rss_bytes) << "\n";
-  Linger(c, exporter.get(), out);
-  return m;
 }
 
 namespace {
@@ -641,7 +350,7 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
     for (const auto& s : stats)
       if (const embedding::Table* t = r->ps->shard(i).table(s.table)) EMBER_RETURN_IF_ERROR(writer.AddTable(*t));
   {
-    EMBER_ASSIGN_OR_RETURN(auto method, MainMethod(r->trainer_config));
+    EMBER_ASSIGN_OR_RETURN(auto method, PlanMethod(r->trainer_config));
     report.planned_param_bytes =
         embedding::PlanMemory(*method, r->trainer_config.embedding, r->trainer_config.fields).param_bytes;
     // The budget the run was held to (OptEmbed's plan counts every row; its search prunes to this).

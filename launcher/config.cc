@@ -464,8 +464,8 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   t.dense_optimizer = c.dense_optimizer;
   t.dense_lr = c.lr;
   t.seed = c.seed;
-  t.mode = c.mode;
-  t.staleness = c.staleness;
+  EMBER_ASSIGN_OR_RETURN(t.sync.mode, workers::ParseTrainMode(c.mode));
+  t.sync.staleness = c.staleness;
   t.prefetch = c.prefetch;
   return t;
 }

@@ -60,8 +60,7 @@ Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& 
   // past 50k items the default turns to 8192 sampled candidates.
   sc.candidates = c.candidates == 0 && d.num_items() > kFullSoftmaxItems ? kSampledCandidates : c.candidates;
   sc.seed = c.seed;
-  sc.mode = c.mode;
-  sc.staleness = c.staleness;
+  sc.sync = tc.sync;
   // Evaluation scores the whole catalogue per example: [batch, items] floats.
   sc.eval_batch_size = std::min<uint64_t>(c.eval_batch_size, 256);
   sc.rare_max_count = c.sessions.rare_max_count;
@@ -226,19 +225,6 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
     log << "tables hold " << m->table_rows << " rows, " << m->param_bytes << " parameter bytes\n";
   }
   return Status::Ok();
-}
-
-Result<RunMetrics> RunSessionTrain(const RunConfig& c, std::ostream& out) {
-  ConfigureThreads(c.threads);
-  EMBER_ASSIGN_OR_RETURN(auto d, LoadSessionData(c, out));
-  RunMetrics m;
-  ps::InProcessClient ps(c.shards);
-  workers::LocalCollective collective;
-  EMBER_ASSIGN_OR_RETURN(auto exporter, StartMetrics(c, "train", /*rank=*/0, out));
-  EMBER_RETURN_IF_ERROR(RunSessionWorker(c, d, &ps, &collective, exporter ? &exporter->registry() : nullptr, out, &m));
-  m.samples_per_sec = m.train_seconds > 0 ? static_cast<double>(m.train_samples) / m.train_seconds : 0;
-  m.peak_rss_bytes = PeakRssBytes();
-  return m;
 }
 
 Result<RunMetrics> RunSessionEval(const std::string& path, RunConfig c, const std::string& test_path, int threads,

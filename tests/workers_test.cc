@@ -351,8 +351,8 @@ TrainerConfig ModeConfig(const std::string& mode, int64_t staleness = 0) {
   auto c = SmallConfig("dlrm");
   c.embedding.method = "unified";
   c.embedding.rows = 3000;
-  c.mode = mode;
-  c.staleness = staleness;
+  c.sync.mode = *ParseTrainMode(mode);
+  c.sync.staleness = staleness;
   return c;
 }
 
@@ -464,9 +464,8 @@ TEST(Trainer, StalenessGaugesFollowTheMode) {
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("train.staleness = 2 needs train.mode = \"bounded\""), std::string::npos)
       << t.status().ToString();
-  bad.mode = "eventual";
-  EXPECT_NE(Trainer::Create(bad, &ps, &coll).status().message().find("train.mode: unknown mode 'eventual'"),
-            std::string::npos);
+  EXPECT_EQ(ParseTrainMode("eventual").status().message(),
+            "train.mode: unknown mode 'eventual' (expected sync, bounded or async)");
 }
 
 // Feature admission end to end: rare values train a shared per-field row until admitted, the

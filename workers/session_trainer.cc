@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <unordered_map>
@@ -99,20 +100,13 @@ Result<std::unique_ptr<SessionTrainer>> SessionTrainer::Create(const SessionTrai
   mc.head_weights = config.head_weights;
   mc.head_weights.resize(mc.head_classes.size(), 1.0);
   t->config_.head_weights = mc.head_weights;
-  torch::manual_seed(config.seed);  // the same initial dense model on every worker
-  t->model_ = models::SessionModel(mc);
+  EMBER_ASSIGN_OR_RETURN(t->sync_, StepSync::Create(config.sync, collective));
+  {
+    auto seeded = SeededInit(config.seed);  // the same initial dense model on every worker
+    t->model_ = models::SessionModel(mc);
+  }
   EMBER_RETURN_IF_ERROR(ps->CreateTables(t->method_->tables()));
-  const auto params = t->model_->parameters();
-  const std::string& opt = config.dense_optimizer;
-  if (opt == "adam")
-    t->optimizer_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(config.dense_lr));
-  else if (opt == "adagrad")
-    t->optimizer_ = std::make_unique<torch::optim::Adagrad>(params, torch::optim::AdagradOptions(config.dense_lr));
-  else if (opt == "sgd")
-    t->optimizer_ = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(config.dense_lr));
-  else
-    return Status::InvalidArgument("train.optimizer: unknown dense optimizer '" + opt +
-                                   "' (expected adam, adagrad or sgd)");
+  EMBER_ASSIGN_OR_RETURN(t->optimizer_, MakeDenseOptimizer(config.dense_optimizer, t->model_->parameters(), config.dense_lr));
   return t;
 }
 
@@ -188,11 +182,7 @@ Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint3
   }
   // Training pulls wait as the mode says; evaluation waits for every worker's pushes of the steps
   // run so far (workers run equal step counts), so that its scores do not depend on timing.
-  uint64_t wait = 0;
-  if (pushed_ && !training)
-    wait = static_cast<uint64_t>(step_);
-  else if (pushed_ && config_.mode != "async")
-    wait = static_cast<uint64_t>(std::max<int64_t>(0, step_ - (config_.mode == "sync" ? 0 : config_.staleness)));
+  const uint64_t wait = training ? sync_.PullWait(step_) : sync_.EvalWait(step_);
   const auto start = Clock::now();
   EMBER_RETURN_IF_ERROR(ps_->Pull(slices, {wait, nullptr}));
   if (training) {
@@ -229,20 +219,15 @@ Status SessionTrainer::PushLeaves(const Pulled& p) {
     slices.push_back(sl);
     rows += sl.n;
   }
-  ps::PushClock clock;
-  clock.worker = static_cast<uint32_t>(collective_->rank());
-  clock.workers = static_cast<uint32_t>(collective_->size());
-  clock.step = static_cast<uint64_t>(step_);
-  clock.aggregate = config_.mode == "sync";
   const auto start = Clock::now();
-  EMBER_RETURN_IF_ERROR(ps_->Push(slices, clock));
-  pushed_ = true;
+  EMBER_RETURN_IF_ERROR(ps_->Push(slices, sync_.PushClock(step_)));
+  sync_.Pushed();
   recorder_->Observe("ps_push_seconds", std::chrono::duration<double>(Clock::now() - start).count());
   recorder_->AddCounter("ps_push_rows_total", static_cast<double>(rows));
   return Status::Ok();
 }
 
-Status SessionTrainer::AllReduceDense() { return AllReduceMeanGrads(model_->parameters(), collective_, &flat_grads_); }
+Status SessionTrainer::AllReduceDense() { return sync_.AllReduceMeanGrads(model_->parameters()); }
 
 Result<std::pair<torch::Tensor, SessionTrainer::Pulled>> SessionTrainer::Forward(
     const std::vector<data::SessionExample>& batch, bool training) {
@@ -358,15 +343,25 @@ Result<EpochStats> SessionTrainer::TrainEpoch(const std::vector<data::SessionExa
     torch::manual_seed(step_seed);
     rng_.seed(step_seed);
     if (!batch.empty()) {
-      EMBER_ASSIGN_OR_RETURN(auto fw, Forward(batch, true));
-      fw.first.backward();
-      EMBER_RETURN_IF_ERROR(PushLeaves(fw.second));
-      loss_sum += fw.first.item<double>() * static_cast<double>(batch.size());
+      Result<std::pair<torch::Tensor, Pulled>> fw = Status::Internal("no forward pass");
+      double loss = 0;
+      EMBER_RETURN_IF_ERROR(TorchCall("training step", [&] {
+        fw = Forward(batch, true);
+        if (!fw.ok()) return;
+        loss = fw->first.item<double>();
+        if (std::isfinite(loss)) fw->first.backward();
+      }));
+      EMBER_RETURN_IF_ERROR(fw.status());
+      if (!std::isfinite(loss))
+        return Status::FailedPrecondition("training step " + std::to_string(step_) + ": the loss is " +
+                                          std::to_string(loss) + "; stopped before pushing it (lower train.lr)");
+      EMBER_RETURN_IF_ERROR(PushLeaves(fw->second));
+      loss_sum += loss * static_cast<double>(batch.size());
     } else {
       EMBER_RETURN_IF_ERROR(PushLeaves(Pulled{}));  // an empty push: the step still counts
     }
     EMBER_RETURN_IF_ERROR(AllReduceDense());
-    optimizer_->step();
+    EMBER_RETURN_IF_ERROR(TorchCall("dense optimizer step", [&] { optimizer_->step(); }));
     ++step_;
     stats.samples += batch.size();
     ++stats.steps;
@@ -509,7 +504,7 @@ Result<SessionRunState> SessionTrainer::RestoreCheckpoint(const std::string& pat
   EMBER_RETURN_IF_ERROR(LoadCheckpointDir(path, m, ps_, *model_, *optimizer_, load_shards));
   EMBER_ASSIGN_OR_RETURN(state.position, ReadPosition(path, m));
   step_ = m.value("step", int64_t{0});
-  pushed_ = false;  // the shards' clocks start again with the next push
+  sync_.Restarted();
   return state;
 }
 

@@ -75,28 +75,16 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
   t->ps_ = ps;
   t->collective_ = collective;
   t->recorder_ = recorder ? recorder : monitoring::NullRecorder();
-  if (config.mode == "sync")
-    t->mode_ = Mode::kSync;
-  else if (config.mode == "bounded")
-    t->mode_ = Mode::kBounded;
-  else if (config.mode == "async")
-    t->mode_ = Mode::kAsync;
-  else
-    return Status::InvalidArgument("train.mode: unknown mode '" + config.mode + "' (expected sync, bounded or async)");
-  if (config.staleness < 0)
-    return Status::InvalidArgument("train.staleness: must be >= 0, got " + std::to_string(config.staleness));
-  if (config.staleness > 0 && t->mode_ != Mode::kBounded)
-    return Status::InvalidArgument("train.staleness = " + std::to_string(config.staleness) +
-                                   " needs train.mode = \"bounded\" (the mode is \"" + config.mode + "\")");
-  t->recorder_->SetGauge("train_staleness_bound", t->mode_ == Mode::kSync      ? 0.0
-                                                  : t->mode_ == Mode::kBounded ? static_cast<double>(config.staleness)
-                                                                               : HUGE_VAL);
+  EMBER_ASSIGN_OR_RETURN(t->sync_, StepSync::Create(config.sync, collective));
+  t->recorder_->SetGauge("train_staleness_bound", t->sync_.bound());
   t->recorder_->SetGauge("train_staleness_steps", 0);
-  torch::manual_seed(config.seed);
   models::CtrModelConfig mc = config.model;
   mc.num_fields = static_cast<int>(config.fields.size());
   mc.embedding_dim = config.embedding.dim;
-  EMBER_ASSIGN_OR_RETURN(t->model_, models::MakeCtrModel(mc));
+  {
+    auto seeded = SeededInit(config.seed);  // the same initial dense model on every worker
+    EMBER_ASSIGN_OR_RETURN(t->model_, models::MakeCtrModel(mc));
+  }
   uint32_t next_table = config.embedding.first_table;
   const auto groups = t->model_->embedding_groups();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
@@ -153,18 +141,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     t->groups_.push_back(std::move(g));
     t->methods_.push_back(std::move(method).value());
   }
-  const auto params = t->model_->parameters();
-  const std::string& opt = config.dense_optimizer;
-  if (opt == "adam") {
-    t->optimizer_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(config.dense_lr));
-  } else if (opt == "adagrad") {
-    t->optimizer_ = std::make_unique<torch::optim::Adagrad>(params, torch::optim::AdagradOptions(config.dense_lr));
-  } else if (opt == "sgd") {
-    t->optimizer_ = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(config.dense_lr));
-  } else {
-    return Status::InvalidArgument("train.optimizer: unknown dense optimizer '" + opt +
-                                   "' (expected adam, adagrad or sgd)");
-  }
+  EMBER_ASSIGN_OR_RETURN(t->optimizer_, MakeDenseOptimizer(config.dense_optimizer, t->model_->parameters(), config.dense_lr));
   return t;
 }
 
@@ -345,17 +322,10 @@ Status Trainer::Lookup(const data::Batch& batch, bool training, std::vector<mode
   EMBER_RETURN_IF_ERROR(PrepareRows(batch, training, 0, &slices, &counts));
   const auto pull_start = Clock::now();
   uint64_t seen = 0;
-  EMBER_RETURN_IF_ERROR(ps_->Pull(slices, {training ? PullWait(step_) : 0, &seen}));
+  EMBER_RETURN_IF_ERROR(ps_->Pull(slices, {training ? sync_.PullWait(step_) : 0, &seen}));
   RecordPull(counts, std::chrono::duration<double>(Clock::now() - pull_start).count(), training);
   if (training) RecordStaleness(step_, seen);
   return FinishLookup(batch, training, inputs, mask_rows);
-}
-
-uint64_t Trainer::PullWait(int64_t step) const {
-  // Nothing to wait for before this trainer's first push (fresh shards, or a restart).
-  if (!pushed_ || mode_ == Mode::kAsync) return 0;
-  const int64_t s = mode_ == Mode::kSync ? 0 : config_.staleness;
-  return step > s ? static_cast<uint64_t>(step - s) : 0;
 }
 
 void Trainer::RecordStaleness(int64_t step, uint64_t clock) {
@@ -367,7 +337,7 @@ void Trainer::StartPrefetch(const data::Batch& next) {
   // The pull for the step after this one: into the other buffers, on a thread of its own.
   prefetch_.batch = &next;
   prefetch_.step = step_ + 1;
-  const uint64_t wait = PullWait(step_ + 1);
+  const uint64_t wait = sync_.PullWait(step_ + 1);
   prefetch_.done = prefetch_thread_.Run([this, &next, wait] {
     std::vector<ps::PullSlice> slices;
     Status st = PrepareRows(next, /*training=*/true, 1 - groups_[0]->current, &slices, &prefetch_.counts);
@@ -415,13 +385,8 @@ Status Trainer::PushGradients() {
     });
   }
   const auto start = Clock::now();
-  ps::PushClock clock;
-  clock.worker = static_cast<uint32_t>(collective_->rank());
-  clock.workers = static_cast<uint32_t>(collective_->size());
-  clock.step = static_cast<uint64_t>(step_);
-  clock.aggregate = mode_ == Mode::kSync;
-  EMBER_RETURN_IF_ERROR(ps_->Push(slices, clock));
-  pushed_ = true;
+  EMBER_RETURN_IF_ERROR(ps_->Push(slices, sync_.PushClock(step_)));
+  sync_.Pushed();
   recorder_->Observe("ps_push_seconds", std::chrono::duration<double>(Clock::now() - start).count());
   recorder_->AddCounter("ps_push_rows_total", static_cast<double>(rows));
   recorder_->AddCounter("ps_push_bytes_total", static_cast<double>(bytes));
@@ -434,34 +399,7 @@ std::vector<torch::Tensor> Trainer::DenseParams() {
   return params;
 }
 
-Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* collective, std::vector<float>* flat) {
-  if (collective->size() <= 1) return Status::Ok();
-  size_t total = 0;
-  for (auto& p : params) total += static_cast<size_t>(p.numel());
-  flat->assign(total, 0.0f);
-  size_t off = 0;
-  for (auto& p : params) {
-    const size_t n = static_cast<size_t>(p.numel());
-    if (p.grad().defined()) {
-      auto g = p.grad().contiguous();
-      std::memcpy(flat->data() + off, g.data_ptr<float>(), n * sizeof(float));
-    }
-    off += n;
-  }
-  EMBER_RETURN_IF_ERROR(collective->AllReduceSum(flat->data(), total));
-  const float scale = 1.0f / static_cast<float>(collective->size());
-  off = 0;
-  for (const auto& p : params) {
-    const size_t n = static_cast<size_t>(p.numel());
-    auto& grad = const_cast<torch::Tensor&>(p).mutable_grad();
-    if (!grad.defined()) grad = torch::zeros_like(p);
-    grad.copy_(torch::from_blob(flat->data() + off, p.sizes(), torch::kFloat) * scale);
-    off += n;
-  }
-  return Status::Ok();
-}
-
-Status Trainer::AllReduceDense() { return AllReduceMeanGrads(DenseParams(), collective_, &flat_grads_); }
+Status Trainer::AllReduceDense() { return sync_.AllReduceMeanGrads(DenseParams()); }
 
 Status Trainer::TrainStep(const data::Batch& batch, double* loss) { return TrainStep(batch, nullptr, loss); }
 
@@ -496,7 +434,7 @@ Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, dou
   // old (async, bounded with staleness >= 1), else right after this step's push (they must
   // include it); never across table maintenance, which changes rows between steps.
   const bool prefetch = next && config_.prefetch && next->size > 0 && !MaintenanceAfter(step_ + 1);
-  const bool early = prefetch && (mode_ == Mode::kAsync || (mode_ == Mode::kBounded && config_.staleness >= 1));
+  const bool early = prefetch && sync_.PrefetchDuringStep();
   if (early) StartPrefetch(*next);
   const int64_t B = static_cast<int64_t>(batch.size);
   double step_loss = 0;
@@ -764,7 +702,7 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
 
 Status Trainer::RestoreCheckpoint(const std::string& path, bool load_shards, Env* env) {
   if (prefetch_.batch) return Status::FailedPrecondition("restore while the next batch's rows are in flight");
-  pushed_ = false;  // the shards' clocks start again with the next push
+  sync_.Restarted();
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path, env));
   EMBER_RETURN_IF_ERROR(LoadCheckpointDir(path, m, ps_, *model_, *optimizer_, load_shards, env));
   step_ = m.value("step", int64_t{0});

@@ -64,7 +64,12 @@ workers::ProgressOptions Progress(const RunConfig& config);
 // Applies train.threads to LibTorch's intra-op pool.
 void ConfigureThreads(int threads);
 
+// ember train: one process (in-process shards), or under mpirun one rank of a cluster (job.h).
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
+// data.train (or data.valid, data.test) opened for reading, with a prefetching thread.
+Result<std::unique_ptr<data::BatchReader>> OpenReader(const RunConfig& config, const std::string& path, bool training);
+// The main group's method as the trainer builds it (table ids from 0), for plans.
+Result<std::unique_ptr<embedding::EmbeddingMethod>> PlanMethod(const workers::TrainerConfig& config);
 
 // Session recommendation (docs/sessions.md): model.name "m2trec" or "sasrec" on data.format
 // "diginetica" or "yoochoose".
@@ -78,8 +83,6 @@ Result<data::SessionData> LoadSessionData(const RunConfig& config, std::ostream&
 Status RunSessionWorker(const RunConfig& config, const data::SessionData& data, ps::PsClient* ps,
                         workers::Collective* collective, monitoring::Recorder* recorder, std::ostream& log,
                         RunMetrics* m);
-// One process: in-process shards.
-Result<RunMetrics> RunSessionTrain(const RunConfig& config, std::ostream& out);
 // ember eval of a session checkpoint `path` trained with `config`: Recall@20 and MRR@20 (overall,
 // cold, rare) on the config's test split, or on the test sessions of `test_path` (the config's
 // training log still defines the catalogue).
@@ -91,20 +94,6 @@ Status EvaluateTest(workers::Trainer* trainer, const RunConfig& config, RunMetri
 // returns null when monitoring.port is 0; prints its address to `out`.
 Result<std::unique_ptr<monitoring::MetricsExporter>> StartMetrics(const RunConfig& config, const std::string& role,
                                                                   int rank, std::ostream& out);
-// OptEmbed's stage 2 on a trained supernet: checkpoints it (checkpoint.dir), searches widths and
-// thresholds on data.valid under the budget, fills the search fields of *m, prints and records
-// the result (optembed-search.json).
-Result<workers::OptEmbedArch> SearchOptEmbedStage(workers::Trainer* supernet, const RunConfig& config,
-                                                  uint64_t budget_bytes, RunMetrics* m, std::ostream& out);
-// OptEmbed's stage 3: a trainer of the searched widths whose tables start at `first_table` (the
-// first id above the supernet's); with `supernet`, the rows above its thresholds are copied into
-// the new tables (fresh values if `reinit`) and the supernet's tables dropped (one worker does it).
-Result<std::unique_ptr<workers::Trainer>> MakeOptEmbedRetrainer(const workers::TrainerConfig& supernet_config,
-                                                                const workers::OptEmbedArch& arch, uint32_t first_table,
-                                                                ps::PsClient* ps, workers::Collective* collective,
-                                                                monitoring::Recorder* recorder,
-                                                                workers::Trainer* supernet, bool reinit,
-                                                                int64_t first_step);
 // Writes a checkpoint of `trainer` into checkpoint.dir, then removes the oldest ckpt-N beyond
 // checkpoint.keep.
 Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& config);
@@ -112,16 +101,6 @@ Result<std::string> WriteCheckpoint(workers::Trainer* trainer, const RunConfig& 
 // directory.
 Result<std::string> WriteCheckpoint(const RunConfig& config,
                                     const std::function<Result<std::string>(const std::string& root)>& save);
-// The step callback of an epoch that records the data position every checkpoint.every_steps steps
-// and, if `writer`, writes the checkpoint (null when periodic checkpoints are off). `skipped`:
-// examples the epoch's reader passed over (a resumed epoch); `workers` read a batch each per step.
-workers::StepCallback CheckpointEvery(workers::Trainer* trainer, const RunConfig& config, int epoch, uint64_t skipped,
-                                      int workers, bool writer = true);
-// With --resume: checkpoint.dir's newest complete checkpoint, whose table sizes are applied to
-// *tc; "" without --resume.
-Result<std::string> PrepareResume(const RunConfig& config, workers::TrainerConfig* tc);
-// Restores `trainer` from `path` (`load_shards`: this process loads the PS rows) and says so.
-Status Resume(workers::Trainer* trainer, const std::string& path, bool load_shards, std::ostream& out);
 // ember inspect: what a checkpoint (a ckpt-N directory or a checkpoint.dir root: its newest)
 // holds — step, data position, model, files, and per table kind, width, precision, optimizer,
 // rows, values and bytes — after verifying every file; as text or JSON.
@@ -142,8 +121,6 @@ Status RecordTables(ps::PsClient* ps, RunMetrics* m);
 uint32_t NextTableId(const Result<std::vector<ps::TableStats>>& stats);
 // True when this process is one of several ranks started by mpirun.
 bool UnderMpi();
-// RunTrain as one rank of an mpirun job (ps.servers server ranks, the rest workers; cluster.cc).
-Result<RunMetrics> RunTrainCluster(const RunConfig& config, std::ostream& out);
 // Prints, per field and per table, the method's rows, widths and bytes against the budget.
 Status RunPlan(const RunConfig& config, std::ostream& out);
 // Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) or an exported model

@@ -44,8 +44,7 @@ struct SessionTrainerConfig {
   uint64_t batch_size = 100;
   uint64_t candidates = 0;  // sampled softmax: shared negatives per step (0 = full softmax)
   uint64_t seed = 1;
-  std::string mode = "sync";  // as TrainerConfig::mode
-  int64_t staleness = 0;
+  SyncConfig sync;  // train.mode and train.staleness (step_sync.h)
   uint64_t eval_batch_size = 512;
   int rare_max_count = 10;
 };
@@ -146,8 +145,7 @@ class SessionTrainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::mt19937_64 rng_;
   int64_t step_ = 0;
-  bool pushed_ = false;
-  std::vector<float> flat_grads_;
+  StepSync sync_;
 };
 
 }  // namespace ember::workers

@@ -32,6 +32,7 @@
 #include "ember/monitoring/recorder.h"
 #include "ember/ps/client.h"
 #include "ember/workers/collective.h"
+#include "ember/workers/step_sync.h"
 #include "ember/workers/table_metrics.h"
 
 namespace ember::workers {
@@ -71,13 +72,7 @@ struct TrainerConfig {
   std::string dense_optimizer = "adam";  // "adam", "adagrad", "sgd"
   double dense_lr = 1e-3;
   uint64_t seed = 1;
-  // train.mode (docs/distributed.md "Training modes"): "sync" (a step's pushes from all workers are summed
-  // on the shards and applied as one update; every worker's next pull sees exactly it),
-  // "bounded" (pushes applied on arrival; a pull for step t waits until every worker's pushes of
-  // steps < t - staleness are applied) or "async" (pulls never wait). Dense gradients are
-  // all-reduced every step in every mode.
-  std::string mode = "sync";
-  int64_t staleness = 0;
+  SyncConfig sync;  // train.mode and train.staleness (step_sync.h)
   // Pull the next batch's rows while this step runs (during its compute where the mode allows
   // rows a step old, else after its push).
   bool prefetch = true;
@@ -118,10 +113,6 @@ struct EvalResult {
   double logloss = 0;
   double seconds = 0;
 };
-
-// Replaces each parameter's gradient by its mean over the collective's ranks (absent gradients
-// count as zero), through one flat all-reduce in `flat`.
-Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* collective, std::vector<float>* flat);
 
 // Hooks into every training step (checkpointing, tests).
 using StepCallback = std::function<Status(int64_t step)>;
@@ -209,7 +200,6 @@ class Trainer {
 
  private:
   struct Group;
-  enum class Mode { kSync, kBounded, kAsync };
   struct LookupCounts {
     size_t keys = 0, unique = 0, bytes = 0;
   };
@@ -233,8 +223,6 @@ class Trainer {
   Status FinishLookup(const data::Batch& batch, bool training, std::vector<models::GroupInput>* inputs, bool mask_rows);
   void RecordPull(const LookupCounts& counts, double seconds, bool training);
   void RecordStaleness(int64_t step, uint64_t clock);
-  // The shard clock a training pull for `step` waits for under the mode.
-  uint64_t PullWait(int64_t step) const;
   // The error of a step whose loss is not finite, naming the step and the tables read.
   Status NonFiniteLoss(double loss, const std::vector<models::GroupInput>& inputs) const;
   void StartPrefetch(const data::Batch& next);
@@ -256,12 +244,10 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
-  std::vector<float> flat_grads_;
   std::vector<int64_t> remap_;  // FinishLookup: leaf row -> the row it reads (feature admission)
   int64_t step_ = 0;
   DataPosition position_;
-  Mode mode_ = Mode::kSync;
-  bool pushed_ = false;  // a push since this trainer started (pulls before it never wait)
+  StepSync sync_;
   Prefetch prefetch_;
   BackgroundThread prefetch_thread_;
   torch::Tensor thresholds_;  // OptEmbed supernet

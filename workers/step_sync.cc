@@ -1,0 +1,116 @@
+#include "ember/workers/step_sync.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace ember::workers {
+
+Result<TrainMode> ParseTrainMode(const std::string& name) {
+  if (name == "sync") return TrainMode::kSync;
+  if (name == "bounded") return TrainMode::kBounded;
+  if (name == "async") return TrainMode::kAsync;
+  return Status::InvalidArgument("train.mode: unknown mode '" + name + "' (expected sync, bounded or async)");
+}
+
+const char* TrainModeName(TrainMode mode) {
+  switch (mode) {
+    case TrainMode::kSync:
+      return "sync";
+    case TrainMode::kBounded:
+      return "bounded";
+    case TrainMode::kAsync:
+      return "async";
+  }
+  return "?";
+}
+
+Result<StepSync> StepSync::Create(const SyncConfig& config, Collective* collective) {
+  if (config.staleness < 0)
+    return Status::InvalidArgument("train.staleness: must be >= 0, got " + std::to_string(config.staleness));
+  if (config.staleness > 0 && config.mode != TrainMode::kBounded)
+    return Status::InvalidArgument("train.staleness = " + std::to_string(config.staleness) +
+                                   " needs train.mode = \"bounded\" (the mode is \"" + TrainModeName(config.mode) +
+                                   "\")");
+  StepSync s;
+  s.config_ = config;
+  s.collective_ = collective;
+  return s;
+}
+
+uint64_t StepSync::PullWait(int64_t step) const {
+  if (!pushed_ || config_.mode == TrainMode::kAsync) return 0;
+  const int64_t s = config_.mode == TrainMode::kSync ? 0 : config_.staleness;
+  return step > s ? static_cast<uint64_t>(step - s) : 0;
+}
+
+ps::PushClock StepSync::PushClock(int64_t step) const {
+  ps::PushClock clock;
+  clock.worker = static_cast<uint32_t>(collective_->rank());
+  clock.workers = static_cast<uint32_t>(collective_->size());
+  clock.step = static_cast<uint64_t>(step);
+  clock.aggregate = config_.mode == TrainMode::kSync;
+  return clock;
+}
+
+double StepSync::bound() const {
+  switch (config_.mode) {
+    case TrainMode::kSync:
+      return 0;
+    case TrainMode::kBounded:
+      return static_cast<double>(config_.staleness);
+    case TrainMode::kAsync:
+      return HUGE_VAL;
+  }
+  return 0;
+}
+
+Status StepSync::AllReduceMeanGrads(const std::vector<torch::Tensor>& params) {
+  return workers::AllReduceMeanGrads(params, collective_, &flat_);
+}
+
+Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* collective, std::vector<float>* flat) {
+  if (collective->size() <= 1) return Status::Ok();
+  size_t total = 0;
+  for (auto& p : params) total += static_cast<size_t>(p.numel());
+  flat->assign(total, 0.0f);
+  size_t off = 0;
+  for (auto& p : params) {
+    const size_t n = static_cast<size_t>(p.numel());
+    if (p.grad().defined()) {
+      auto g = p.grad().contiguous();
+      std::memcpy(flat->data() + off, g.data_ptr<float>(), n * sizeof(float));
+    }
+    off += n;
+  }
+  EMBER_RETURN_IF_ERROR(collective->AllReduceSum(flat->data(), total));
+  const float scale = 1.0f / static_cast<float>(collective->size());
+  off = 0;
+  for (const auto& p : params) {
+    const size_t n = static_cast<size_t>(p.numel());
+    auto& grad = const_cast<torch::Tensor&>(p).mutable_grad();
+    if (!grad.defined()) grad = torch::zeros_like(p);
+    grad.copy_(torch::from_blob(flat->data() + off, p.sizes(), torch::kFloat) * scale);
+    off += n;
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<torch::optim::Optimizer>> MakeDenseOptimizer(const std::string& name,
+                                                                    const std::vector<torch::Tensor>& params,
+                                                                    double lr) {
+  if (name == "adam") return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::Adam(params, torch::optim::AdamOptions(lr)));
+  if (name == "adagrad")
+    return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::Adagrad(params, torch::optim::AdagradOptions(lr)));
+  if (name == "sgd") return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::SGD(params, torch::optim::SGDOptions(lr)));
+  return Status::InvalidArgument("train.optimizer: unknown dense optimizer '" + name +
+                                 "' (expected adam, adagrad or sgd)");
+}
+
+std::unique_lock<std::mutex> SeededInit(uint64_t seed) {
+  static std::mutex mu;
+  std::unique_lock<std::mutex> lock(mu);
+  torch::manual_seed(seed);
+  return lock;
+}
+
+}  // namespace ember::workers
