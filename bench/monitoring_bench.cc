@@ -99,10 +99,10 @@ int main(int argc, char** argv) {
   }
 
   workers::TrainerConfig tc;  // the demo's model (examples/synthetic_dlrm.toml), hashed rows
-  tc.model.name = "dlrm";
+  tc.model.kind = models::ModelKind::kDlrm;
   tc.model.bottom_mlp = {512, 256, 64};
   tc.model.top_mlp = {512, 256};
-  tc.embedding.method = "hash";
+  tc.embedding.method = embedding::Method::kHash;
   tc.embedding.rows = 200000;
   tc.embedding.dim = 16;
   tc.embedding.optimizer.lr = 0.05f;

@@ -105,14 +105,16 @@ const char* ExportPrecisionName(ExportPrecision p) {
 }
 
 nlohmann::json MethodConfigToJson(const MethodConfig& c) {
-  return {{"method", c.method},
+  std::vector<std::string> field_methods;
+  for (const auto& m : c.field_methods) field_methods.push_back(m ? MethodName(*m) : "");
+  return {{"method", MethodName(c.method)},
           {"dim", c.dim},
           {"rows", c.rows},
           {"tables", c.tables},
           {"chunks", c.chunks},
           {"field_chunks", c.field_chunks},
           {"collisionless_below", c.collisionless_below},
-          {"field_methods", c.field_methods},
+          {"field_methods", field_methods},
           {"density", c.density},
           {"field_widths", c.field_widths},
           {"seed", c.seed},
@@ -126,21 +128,28 @@ nlohmann::json MethodConfigToJson(const MethodConfig& c) {
             {"sketch_depth", c.lifecycle.sketch_depth},
             {"expire_after", c.lifecycle.expire_after}}},
           {"field_admit_after", c.field_admit_after},
-          {"fallback", c.fallback},
+          {"fallback", FallbackName(c.fallback)},
           {"fallback_rows", c.fallback_rows}};
 }
 
 Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
   MethodConfig c;
   try {
-    c.method = j.at("method").get<std::string>();
+    EMBER_ASSIGN_OR_RETURN(c.method, ParseMethod(j.at("method").get<std::string>()));
     c.dim = j.at("dim").get<int>();
     c.rows = j.at("rows").get<uint64_t>();
     c.tables = j.at("tables").get<int>();
     c.chunks = j.at("chunks").get<int>();
     c.field_chunks = j.at("field_chunks").get<std::vector<int>>();
     c.collisionless_below = j.at("collisionless_below").get<uint64_t>();
-    c.field_methods = j.at("field_methods").get<std::vector<std::string>>();
+    for (const auto& name : j.at("field_methods").get<std::vector<std::string>>()) {
+      if (name.empty()) {
+        c.field_methods.emplace_back();
+        continue;
+      }
+      EMBER_ASSIGN_OR_RETURN(const Method m, ParseMethod(name));
+      c.field_methods.emplace_back(m);
+    }
     c.density = j.at("density").get<float>();
     c.field_widths = j.at("field_widths").get<std::vector<int>>();
     c.seed = j.at("seed").get<uint64_t>();
@@ -155,7 +164,7 @@ Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
       c.lifecycle.sketch_depth = l.at("sketch_depth").get<uint32_t>();
       c.lifecycle.expire_after = l.at("expire_after").get<uint64_t>();
       c.field_admit_after = j.at("field_admit_after").get<std::vector<uint32_t>>();
-      c.fallback = j.at("fallback").get<std::string>();
+      EMBER_ASSIGN_OR_RETURN(c.fallback, ParseFallback(j.at("fallback").get<std::string>()));
       c.fallback_rows = j.at("fallback_rows").get<uint64_t>();
     }
   } catch (const std::exception& e) {

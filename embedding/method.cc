@@ -73,18 +73,15 @@ Status EmbeddingMethod::AddLifecycle(const MethodConfig& config, const std::vect
   bool asked = life.admits();
   for (uint32_t k : config.field_admit_after) asked |= k > 1;
   if (asked && !admitting && per_value.empty())
-    return Status::InvalidArgument("embedding.admit_after: method '" + config.method +
+    return Status::InvalidArgument("embedding.admit_after: method '" + std::string(MethodName(config.method)) +
                                    "' has no per-value rows to admit (admission applies to full, dsl and optembed "
                                    "fields and to unified's collisionless fields)");
   if (!admitting) return Status::Ok();
-  if (config.fallback != "oov" && config.fallback != "hash")
-    return Status::InvalidArgument("embedding.fallback: unknown fallback '" + config.fallback +
-                                   "' (expected oov or hash)");
-  if (config.fallback == "hash" && config.fallback_rows == 0)
+  if (config.fallback == Fallback::kHash && config.fallback_rows == 0)
     return Status::InvalidArgument("embedding.fallback_rows must be > 0 with embedding.fallback = \"hash\"");
   const uint32_t id = tables_.back().id + 1;
   if (id >= kMaxTables) return Status::InvalidArgument("table ids exhausted (fallback table)");
-  fallback_rows_ = config.fallback == "hash" ? config.fallback_rows : 0;
+  fallback_rows_ = config.fallback == Fallback::kHash ? config.fallback_rows : 0;
   fallback_salt_ = PairSeed(config.seed, 0xfa11bac);
   TableSpec fb = MakeSpec(id, fallback_rows_ ? fallback_rows_ : tables_.size(), config);
   fb.dim = dim;
@@ -95,32 +92,63 @@ Status EmbeddingMethod::AddLifecycle(const MethodConfig& config, const std::vect
   return Status::Ok();
 }
 
-std::string FieldMethod(const MethodConfig& config, size_t field) {
-  return field < config.field_methods.size() && !config.field_methods[field].empty() ? config.field_methods[field]
-                                                                                     : config.method;
+Result<Method> ParseMethod(const std::string& name) {
+  for (Method m : {Method::kFull, Method::kHash, Method::kUnified, Method::kDsl, Method::kOptEmbed})
+    if (name == MethodName(m)) return m;
+  return Status::InvalidArgument("embedding.method: unknown method '" + name +
+                                 "' (expected full, hash, unified, dsl or optembed)");
 }
 
-FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) : name_(config.method) {
+const char* MethodName(Method method) {
+  switch (method) {
+    case Method::kFull:
+      return "full";
+    case Method::kHash:
+      return "hash";
+    case Method::kUnified:
+      return "unified";
+    case Method::kDsl:
+      return "dsl";
+    case Method::kOptEmbed:
+      return "optembed";
+  }
+  return "?";
+}
+
+Result<Fallback> ParseFallback(const std::string& name) {
+  if (name == "oov") return Fallback::kOov;
+  if (name == "hash") return Fallback::kHash;
+  return Status::InvalidArgument("embedding.fallback: unknown fallback '" + name + "' (expected oov or hash)");
+}
+
+const char* FallbackName(Fallback fallback) { return fallback == Fallback::kHash ? "hash" : "oov"; }
+
+Method FieldMethod(const MethodConfig& config, size_t field) {
+  return field < config.field_methods.size() && config.field_methods[field] ? *config.field_methods[field]
+                                                                            : config.method;
+}
+
+FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) : name_(MethodName(config.method)) {
   slot_dim_ = config.dim;
   uint32_t next = config.first_table;
   std::vector<size_t> hash_fields;
   for (size_t f = 0; f < fields.size(); ++f) {
-    const std::string m = FieldMethod(config, f);
-    hashed_.push_back(m == "hash");
+    const Method m = FieldMethod(config, f);
+    hashed_.push_back(m == Method::kHash);
     salts_.push_back(PairSeed(config.seed, f));
-    if (m == "hash") {
+    if (m == Method::kHash) {
       hash_fields.push_back(f);
       layouts_.emplace_back();
       continue;
     }
     const uint32_t id = next++;
     TableSpec spec = MakeSpec(id, fields[f].vocab, config);
-    if (m == "dsl") {
+    if (m == Method::kDsl) {
       spec.precision = Precision::kFp32;
       spec.kind = TableKind::kSparse;
       spec.density = config.density;
     }
-    if (m == "optembed" && !config.field_widths.empty()) {
+    if (m == Method::kOptEmbed && !config.field_widths.empty()) {
       spec.dim = config.field_widths[f];
       spec.frozen = true;
     }
@@ -183,7 +211,7 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
     const int c = f < config.field_chunks.size() && config.field_chunks[f] > 0 ? config.field_chunks[f] : chunks_;
     field_chunks_.push_back(c);
     const bool own =
-        FieldMethod(config, f) == "full" || (fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below);
+        FieldMethod(config, f) == Method::kFull || (fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below);
     own_table_.push_back(own);
     FieldLayout l;
     uint32_t own_id = 0;
@@ -249,32 +277,32 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
                                    " entries for " + std::to_string(fields.size()) + " fields");
   bool mixed = false;
   for (size_t f = 0; f < fields.size(); ++f) {
-    const std::string m = FieldMethod(config, f);
+    const Method m = FieldMethod(config, f);
     if (m == config.method) continue;
     mixed = true;
-    const bool ok = config.method == "unified"
-                        ? m == "full"
-                        : (config.method == "full" || config.method == "hash" || config.method == "dsl") &&
-                              (m == "full" || m == "hash" || m == "dsl");
+    const bool ok = config.method == Method::kUnified
+                        ? m == Method::kFull
+                        : (config.method == Method::kFull || config.method == Method::kHash || config.method == Method::kDsl) &&
+                              (m == Method::kFull || m == Method::kHash || m == Method::kDsl);
     if (!ok)
-      return Status::InvalidArgument("embedding.field_methods: field " + fields[f].name + " cannot use '" + m +
-                                     "' under embedding.method = '" + config.method +
+      return Status::InvalidArgument("embedding.field_methods: field " + fields[f].name + " cannot use '" + MethodName(m) +
+                                     "' under embedding.method = '" + MethodName(config.method) +
                                      "' (full, hash and dsl mix; unified fields may be full; optembed takes all)");
   }
-  if (mixed && config.method != "unified") {
+  if (mixed && config.method != Method::kUnified) {
     for (size_t f = 0; f < fields.size(); ++f)
-      if (FieldMethod(config, f) == "hash" && config.rows == 0)
+      if (FieldMethod(config, f) == Method::kHash && config.rows == 0)
         return Status::InvalidArgument("embedding.rows must be > 0 for hash fields");
     if (config.dim > 64)
       for (size_t f = 0; f < fields.size(); ++f)
-        if (FieldMethod(config, f) == "dsl") return Status::InvalidArgument("embedding.dim must be <= 64 for dsl");
+        if (FieldMethod(config, f) == Method::kDsl) return Status::InvalidArgument("embedding.dim must be <= 64 for dsl");
     return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));
   }
-  if (config.method == "full" || config.method == "dsl" || config.method == "optembed") {
+  if (config.method == Method::kFull || config.method == Method::kDsl || config.method == Method::kOptEmbed) {
     if (config.first_table + fields.size() >= kMaxTables)
-      return Status::InvalidArgument(config.method + " tables: too many fields (" + std::to_string(fields.size()) +
+      return Status::InvalidArgument(std::string(MethodName(config.method)) + " tables: too many fields (" + std::to_string(fields.size()) +
                                      ")");
-    if (config.method == "dsl") {
+    if (config.method == Method::kDsl) {
       if (config.precision != Precision::kFp32)
         return Status::InvalidArgument("embedding.precision = \"fp16\" applies to dense tables, not dsl");
       if (config.dim > 64)
@@ -294,11 +322,11 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
     }
     return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));
   }
-  if (config.method == "hash") {
+  if (config.method == Method::kHash) {
     if (config.rows == 0) return Status::InvalidArgument("embedding.rows must be > 0 for hash");
     return std::unique_ptr<EmbeddingMethod>(new HashMethod(config, fields));
   }
-  if (config.method == "unified") {
+  if (config.method == Method::kUnified) {
     if (config.rows == 0) return Status::InvalidArgument("embedding.rows must be > 0 for unified");
     if (config.tables < 1 || config.first_table + static_cast<uint64_t>(config.tables) >= kMaxTables)
       return Status::InvalidArgument("embedding.tables must be in [1, " + std::to_string(kMaxTables - 1) + "]");
@@ -314,8 +342,7 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
       return Status::InvalidArgument("unified: too many tables");
     return std::unique_ptr<EmbeddingMethod>(new UnifiedMethod(config, fields));
   }
-  return Status::InvalidArgument("embedding.method: unknown method '" + config.method +
-                                 "' (expected full, hash, unified, dsl or optembed)");
+  return Status::InvalidArgument(std::string("embedding.method: no tables for method ") + MethodName(config.method));
 }
 }  // namespace
 

@@ -109,21 +109,21 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     return Status::InvalidArgument("embedding.budget: " + FormatBytes(static_cast<double>(bytes)) + " (" +
                                    std::to_string(static_cast<double>(bytes) / static_cast<double>(full)) +
                                    " of the full table's " + FormatBytes(static_cast<double>(full)) +
-                                   ") cannot be met by " + c->method + ": " + why);
+                                   ") cannot be met by " + MethodName(c->method) + ": " + why);
   };
   // Rows cost their precision's bytes; the full table they are measured against is fp32.
   const uint64_t row_bytes = static_cast<uint64_t>(c->dim) * static_cast<uint64_t>(BytesPerValue(c->precision));
   // Per-field methods (full, hash, dsl mixes): full fields take their tables as they are, the
   // rest of the budget goes to hash and dsl fields in proportion to their vocabularies.
-  if (c->method == "full" || c->method == "hash" || c->method == "dsl") {
+  if (c->method == Method::kFull || c->method == Method::kHash || c->method == Method::kDsl) {
     uint64_t fixed = 0, hash_vocab = 0, dsl_vocab = 0;
     for (size_t f = 0; f < fields.size(); ++f) {
-      const std::string m = FieldMethod(*c, f);
-      if (m == "full") fixed += fields[f].vocab * row_bytes;
-      if (m == "hash") hash_vocab += fields[f].vocab;
-      if (m == "dsl") dsl_vocab += fields[f].vocab;
+      const Method m = FieldMethod(*c, f);
+      if (m == Method::kFull) fixed += fields[f].vocab * row_bytes;
+      if (m == Method::kHash) hash_vocab += fields[f].vocab;
+      if (m == Method::kDsl) dsl_vocab += fields[f].vocab;
     }
-    if (c->method == "full" && hash_vocab + dsl_vocab == 0) {
+    if (c->method == Method::kFull && hash_vocab + dsl_vocab == 0) {
       if (c->precision != Precision::kFp32 && bytes >= full / 2) return Status::Ok();
       if (bytes < full) return cannot("the full table needs all of it; pick hash, unified, optembed or dsl");
       return Status::Ok();
@@ -148,12 +148,12 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     }
     return Status::Ok();
   }
-  if (c->method == "unified") {
+  if (c->method == Method::kUnified) {
     if (c->chunks < 1 || c->dim % c->chunks) return Status::InvalidArgument("embedding.chunks must divide dim");
     const uint64_t chunk_bytes = row_bytes / static_cast<uint64_t>(c->chunks);  // dim % chunks == 0
     uint64_t own = 0;
     for (size_t f = 0; f < fields.size(); ++f) {
-      if (fields[f].vocab > c->collisionless_below && FieldMethod(*c, f) != "full") continue;
+      if (fields[f].vocab > c->collisionless_below && FieldMethod(*c, f) != Method::kFull) continue;
       const int cf = f < c->field_chunks.size() && c->field_chunks[f] > 0 ? c->field_chunks[f] : c->chunks;
       own += fields[f].vocab * static_cast<uint64_t>(cf) * chunk_bytes;
     }
@@ -162,8 +162,8 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     if (c->rows == 0) return cannot("less than one row per shared table");
     return Status::Ok();
   }
-  if (c->method == "optembed") return Status::Ok();  // the search honours it
-  return Status::InvalidArgument("embedding.budget: unknown method " + c->method);
+  if (c->method == Method::kOptEmbed) return Status::Ok();  // the search honours it
+  return Status::InvalidArgument(std::string("embedding.budget: unknown method ") + MethodName(c->method));
 }
 
 MemoryPlan PlanMemory(const EmbeddingMethod& method, const MethodConfig& config, const std::vector<FieldInfo>& fields) {

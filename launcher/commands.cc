@@ -127,7 +127,7 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
                 embedding::FormatBytes(static_cast<double>(plan.full_bytes)).c_str());
   out << buf;
   if (resolved.budget_bytes)
-    out << "; budget " << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes)) << " (" << c.budget << ")";
+    out << "; budget " << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes)) << " (" << c.budget_text << ")";
   out << "\n\nfield   vocab        tables        probes x width\n";
   for (int f = 0; f < method->num_fields(); ++f) {
     const auto& l = method->layout(f);
@@ -160,13 +160,13 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
         << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes));
   out << "; optimizer state " << embedding::FormatBytes(static_cast<double>(plan.state_bytes)) << "; resident (est.) "
       << embedding::FormatBytes(static_cast<double>(plan.resident_bytes)) << "\n";
-  if (tc.embedding.method == "dsl")
+  if (tc.embedding.method == embedding::Method::kDsl)
     out << "dsl: density " << tc.embedding.density << " (entries kept per row, on average "
         << tc.embedding.density * static_cast<float>(tc.embedding.dim) << " of " << tc.embedding.dim << ")\n";
-  if (tc.embedding.method == "optembed")
+  if (tc.embedding.method == embedding::Method::kOptEmbed)
     out << "optembed: the supernet trains the full table above; the search keeps the retrained table"
         << (resolved.budget_bytes ? " within the budget" : " (no budget: widths by validation AUC only)") << "\n";
-  if (tc.model.name == "deepfm")
+  if (tc.model.kind == models::ModelKind::kDeepFm)
     out << "(deepfm adds a 1-wide first-order group of the same layout, 1/" << tc.embedding.dim << " of this size)\n";
   return Status::Ok();
 }
@@ -261,7 +261,7 @@ Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int thr
   EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(r->path));
   EMBER_ASSIGN_OR_RETURN(r->config, ParseConfig(text, r->path + "/manifest.json#config"));
   if (IsSessionModel(r->config))
-    return Status::InvalidArgument(r->path + ": a session model's checkpoint (" + r->config.model +
+    return Status::InvalidArgument(r->path + ": a session model's checkpoint (" + models::ModelKindName(r->config.model()) +
                                    "); ember export and serve cover CTR models, ember eval scores it");
   ConfigureThreads(threads > 0 ? threads : r->config.threads);
   EMBER_ASSIGN_OR_RETURN(r->trainer_config, MakeTrainerConfig(r->config));
@@ -354,8 +354,7 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
     report.planned_param_bytes =
         embedding::PlanMemory(*method, r->trainer_config.embedding, r->trainer_config.fields).param_bytes;
     // The budget the run was held to (OptEmbed's plan counts every row; its search prunes to this).
-    if (!r->config.budget.empty()) {
-      EMBER_ASSIGN_OR_RETURN(auto budget, embedding::ParseBudget(r->config.budget));
+    if (const embedding::Budget& budget = r->config.budget; budget.set()) {
       const uint64_t full = embedding::FullTableBytes(r->trainer_config.embedding.dim, r->trainer_config.fields);
       report.budget_bytes = std::min(
           full, budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full)));
@@ -391,7 +390,7 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
   out << buf;
   if (report.budget_bytes)
     out << "embedding.budget: " << embedding::FormatBytes(static_cast<double>(report.budget_bytes)) << " ("
-        << r->config.budget << " of the full table)\n";
+        << r->config.budget_text << " of the full table)\n";
   return report;
 }
 

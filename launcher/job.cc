@@ -93,7 +93,7 @@ workers::StepCallback CheckpointEvery(workers::Trainer* trainer, const RunConfig
 Result<std::string> PrepareResume(const RunConfig& c, workers::TrainerConfig* tc) {
   if (!c.resume) return std::string();
   if (c.checkpoint_dir.empty()) return Status::InvalidArgument("--resume needs checkpoint.dir");
-  if (tc->embedding.method == "optembed")
+  if (tc->embedding.method == embedding::Method::kOptEmbed)
     return Status::InvalidArgument(
         "--resume: embedding.method = \"optembed\" trains in stages (supernet, search, retraining); resuming "
         "one is not supported");
@@ -172,7 +172,7 @@ class CtrJob {
       EMBER_RETURN_IF_ERROR(coll_->Barrier());
     }
     EMBER_RETURN_IF_ERROR(TrainEpochs(c_.epochs, trainer_->position()));
-    if (tc_.embedding.method == "optembed") EMBER_RETURN_IF_ERROR(SearchAndRetrain());
+    if (tc_.embedding.method == embedding::Method::kOptEmbed) EMBER_RETURN_IF_ERROR(SearchAndRetrain());
     m_.samples_per_sec = m_.train_seconds > 0 ? static_cast<double>(m_.train_samples) / m_.train_seconds : 0;
     if (lead_) EMBER_RETURN_IF_ERROR(Finish());
     EMBER_RETURN_IF_ERROR(coll_->Barrier());
@@ -203,14 +203,14 @@ class CtrJob {
   }
 
   Status Plan() {
-    m_.method = tc_.embedding.method;
+    m_.method = embedding::MethodName(tc_.embedding.method);
     m_.budget_bytes = resolved_.budget_bytes;
     m_.full_bytes = embedding::FullTableBytes(tc_.embedding.dim, tc_.fields);
     EMBER_ASSIGN_OR_RETURN(auto method, PlanMethod(tc_));
     const auto plan = embedding::PlanMemory(*method, tc_.embedding, tc_.fields);
     m_.planned_param_bytes = plan.param_bytes;
     m_.planned_resident_bytes = plan.resident_bytes;
-    log_ << "embedding: " << tc_.embedding.method << ", params " << embedding::FormatBytes(plan.param_bytes)
+    log_ << "embedding: " << embedding::MethodName(tc_.embedding.method) << ", params " << embedding::FormatBytes(plan.param_bytes)
          << (m_.full_bytes ? " (" + std::to_string(static_cast<double>(plan.param_bytes) / m_.full_bytes) + " of full)"
                            : std::string())
          << (m_.budget_bytes ? ", budget " + embedding::FormatBytes(m_.budget_bytes) : std::string()) << "\n";
@@ -445,7 +445,7 @@ Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   EMBER_RETURN_IF_ERROR(CheckSessionConfig(c));
   if (!IsSessionModel(c)) {
     EMBER_RETURN_IF_ERROR(CheckInputs(c));
-    if (c.method == "optembed" && c.valid.empty())
+    if (c.method() == embedding::Method::kOptEmbed && c.valid.empty())
       return Status::InvalidArgument(
           "embedding.method = \"optembed\" needs data.valid (its search scores widths on it)");
   }

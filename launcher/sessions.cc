@@ -34,15 +34,11 @@ Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& 
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   workers::SessionTrainerConfig sc;
   sc.embedding = tc.embedding;
-  sc.model.name = c.model;
-  sc.model.layers = c.layers;
-  sc.model.heads = c.attention_heads;
-  sc.model.dropout = c.dropout;
-  sc.model.max_length = c.max_length;
-  sc.model.pooling = c.pooling;
+  sc.model = c.session_model;
+  sc.model.kind = c.model();
   if (c.category_heads_set) {
     sc.heads = c.category_heads;
-  } else if (c.model == "m2trec") {  // the multi-task head of M2TRec: the item's category
+  } else if (c.model() == models::ModelKind::kM2Trec) {  // the multi-task head of M2TRec: the item's category
     const auto& names = d.items.attribute_names;
     if (std::find(names.begin(), names.end(), "category") != names.end())
       sc.heads = {"category"};
@@ -59,10 +55,11 @@ Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& 
   // The full softmax scores (and, for the ID model, pulls and pushes) every item each step:
   // past 50k items the default turns to 8192 sampled candidates.
   sc.candidates = c.candidates == 0 && d.num_items() > kFullSoftmaxItems ? kSampledCandidates : c.candidates;
-  sc.seed = c.seed;
+  sc.seed = tc.seed;
   sc.sync = tc.sync;
-  // Evaluation scores the whole catalogue per example: [batch, items] floats.
-  sc.eval_batch_size = std::min<uint64_t>(c.eval_batch_size, 256);
+  // Evaluation scores the whole catalogue per example: [batch, items] floats, held to 256 MiB.
+  const uint64_t cap = std::max<uint64_t>(1, (uint64_t{256} << 20) / (4 * std::max<uint64_t>(1, d.num_items())));
+  sc.eval_batch_size = std::min<uint64_t>(c.eval_batch_size, cap);
   sc.rare_max_count = c.sessions.rare_max_count;
   return sc;
 }
@@ -81,12 +78,12 @@ void Fill(const workers::SessionEval& ev, RunMetrics* m) {
 
 }  // namespace
 
-bool IsSessionModel(const RunConfig& c) { return c.model == "m2trec" || c.model == "sasrec"; }
+bool IsSessionModel(const RunConfig& c) { return models::IsSessionModel(c.model()); }
 
 Status CheckSessionConfig(const RunConfig& c) {
   const bool session_data = c.format == "diginetica" || c.format == "yoochoose";
   if (IsSessionModel(c) && !session_data)
-    return Status::InvalidArgument("model.name = \"" + c.model +
+    return Status::InvalidArgument(std::string("model.name = \"") + models::ModelKindName(c.model()) +
                                    "\" needs session data: data.format = \"diginetica\" or \"yoochoose\"");
   if (!IsSessionModel(c) && session_data)
     return Status::InvalidArgument("data.format = \"" + c.format +
@@ -122,19 +119,19 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
   EMBER_ASSIGN_OR_RETURN(auto trainer, workers::SessionTrainer::Create(sc, &d, ps, collective, recorder));
   const bool lead = collective->rank() == 0;
   m->session = true;
-  m->method = sc.embedding.method;
+  m->method = embedding::MethodName(sc.embedding.method);
   // The validation split: a seeded random share of the training examples (the same on every worker).
   std::vector<data::SessionExample> train = d.train, valid;
   if (c.valid_fraction > 0) {
-    std::mt19937_64 rng(c.seed ^ 0x5eed5eedULL);
+    std::mt19937_64 rng(c.trainer.seed ^ 0x5eed5eedULL);
     std::shuffle(train.begin(), train.end(), rng);
     const size_t nv = static_cast<size_t>(static_cast<double>(train.size()) * c.valid_fraction);
     valid.assign(train.end() - static_cast<long>(nv), train.end());
     train.resize(train.size() - nv);
   }
   if (train.empty()) return Status::InvalidArgument("no training example is left after the validation split");
-  log << c.model << ": item width " << trainer->model()->config().item_dim << ", " << trainer->method().tables().size()
-      << " PS tables (" << sc.embedding.method << "), "
+  log << models::ModelKindName(c.model()) << ": item width " << trainer->model()->config().item_dim << ", " << trainer->method().tables().size()
+      << " PS tables (" << embedding::MethodName(sc.embedding.method) << "), "
       << (sc.candidates ? std::to_string(sc.candidates) + " sampled candidates" : std::string("full softmax")) << ", "
       << train.size() << " train / " << valid.size() << " validation examples\n";
   workers::ProgressOptions progress = Progress(c);
@@ -243,13 +240,13 @@ Result<RunMetrics> RunSessionEval(const std::string& path, RunConfig c, const st
   EMBER_ASSIGN_OR_RETURN(auto ev, trainer->Evaluate(d.test_sessions, d.test));
   RunMetrics m;
   m.session = true;
-  m.method = sc.embedding.method;
+  m.method = embedding::MethodName(sc.embedding.method);
   Fill(ev, &m);
   m.best_epoch = state.best_epoch;
   m.eval_samples = ev.all.n;
   m.samples_per_sec = ev.seconds > 0 ? static_cast<double>(ev.all.n) / ev.seconds : 0;
   m.peak_rss_bytes = PeakRssBytes();
-  out << path << " (" << c.model << ", step " << trainer->step() << ", epoch " << state.position.epoch
+  out << path << " (" << models::ModelKindName(c.model()) << ", step " << trainer->step() << ", epoch " << state.position.epoch
       << " trained) on " << (c.test.empty() ? c.train + " (time split)" : c.test) << ": " << RankSummary(m) << "\n";
   return m;
 }

@@ -112,16 +112,16 @@ Result<std::shared_ptr<CtrModel>> MakeCtrModel(const CtrModelConfig& c) {
   EMBER_RETURN_IF_ERROR(CheckWidths(c.bottom_mlp, "model.bottom_mlp"));
   EMBER_RETURN_IF_ERROR(CheckWidths(c.top_mlp, "model.top_mlp"));
   try {
-    if (c.name == "dlrm") {
+    if (c.kind == ModelKind::kDlrm) {
       if (c.num_dense < 1) return Status::InvalidArgument("dlrm needs dense features for its bottom MLP");
       return std::shared_ptr<CtrModel>(std::make_shared<Dlrm>(c));
     }
-    if (c.name == "deepfm") return std::shared_ptr<CtrModel>(std::make_shared<DeepFm>(c));
-    if (c.name == "lr") return std::shared_ptr<CtrModel>(std::make_shared<LogisticRegression>(c));
+    if (c.kind == ModelKind::kDeepFm) return std::shared_ptr<CtrModel>(std::make_shared<DeepFm>(c));
+    if (c.kind == ModelKind::kLr) return std::shared_ptr<CtrModel>(std::make_shared<LogisticRegression>(c));
   } catch (const std::exception& e) {
     return Status::Internal(std::string("building model: ") + e.what());
   }
-  return Status::InvalidArgument("model.name: unknown model '" + c.name + "' (expected dlrm, deepfm or lr)");
+  return Status::InvalidArgument(std::string("model.name: '") + ModelKindName(c.kind) + "' is not a CTR model (dlrm, deepfm or lr)");
 }
 
 Result<std::string> SaveModule(torch::nn::Module& module) {

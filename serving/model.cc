@@ -40,7 +40,9 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   models::CtrModelConfig mc;
   std::vector<embedding::FieldInfo> fields;
   try {
-    mc.name = j.at("name").get<std::string>();
+    auto kind = models::ParseModelKind(j.at("name").get<std::string>());
+    if (!kind.ok()) return bad(kind.status().message());
+    mc.kind = *kind;
     mc.num_dense = j.at("num_dense").get<int>();
     mc.num_fields = j.at("num_fields").get<int>();
     mc.embedding_dim = j.at("embedding_dim").get<int>();

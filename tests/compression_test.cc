@@ -46,10 +46,10 @@ using testing_util::Reader;
 
 TrainerConfig Config(const std::string& method) {
   TrainerConfig c;
-  c.model.name = "dlrm";
+  c.model.kind = models::ModelKind::kDlrm;
   c.model.bottom_mlp = {32};
   c.model.top_mlp = {32};
-  c.embedding.method = method;
+  c.embedding.method = *embedding::ParseMethod(method);
   c.embedding.dim = 8;
   c.dense_lr = 3e-3;
   for (int f = 0; f < 26; ++f) c.fields.push_back({"C" + std::to_string(f + 1), 0});

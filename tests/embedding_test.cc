@@ -400,7 +400,7 @@ TEST(Dedup, MatchesReference) {
 
 TEST(Method, FullTablesAreCollisionless) {
   MethodConfig c;
-  c.method = "full";
+  c.method = embedding::Method::kFull;
   c.first_table = 2;
   auto m = MakeMethod(c, {{"a", 10}, {"b", 0}});
   ASSERT_TRUE(m.ok());
@@ -420,7 +420,7 @@ TEST(Method, FullTablesAreCollisionless) {
 
 TEST(Method, HashStaysInRowsAndSeparatesFields) {
   MethodConfig c;
-  c.method = "hash";
+  c.method = embedding::Method::kHash;
   c.rows = 1000;
   auto m = MakeMethod(c, {{"a", 0}, {"b", 0}});
   ASSERT_TRUE(m.ok());
@@ -443,7 +443,7 @@ TEST(Method, HashStaysInRowsAndSeparatesFields) {
 
 TEST(Method, UnifiedRoundRobinSaltedConcatenatedProbes) {
   MethodConfig c;
-  c.method = "unified";
+  c.method = embedding::Method::kUnified;
   c.dim = 16;
   c.rows = 4096;
   c.tables = 3;
@@ -482,7 +482,7 @@ TEST(Method, UnifiedRoundRobinSaltedConcatenatedProbes) {
 
 TEST(Method, UnifiedPerFieldChunksAndCollisionlessSmallFields) {
   MethodConfig c;
-  c.method = "unified";
+  c.method = embedding::Method::kUnified;
   c.dim = 16;
   c.rows = 1000;
   c.tables = 2;
@@ -512,10 +512,10 @@ TEST(Method, UnifiedPerFieldChunksAndCollisionlessSmallFields) {
 
 TEST(Method, PerFieldMethodsMixFullHashAndDsl) {
   MethodConfig c;
-  c.method = "hash";
+  c.method = embedding::Method::kHash;
   c.dim = 8;
   c.rows = 500;
-  c.field_methods = {"full", "", "dsl", ""};
+  c.field_methods = {Method::kFull, std::nullopt, Method::kDsl, std::nullopt};
   c.density = 0.5f;
   const std::vector<FieldInfo> fields = {{"a", 100}, {"b", 1000}, {"c", 2000}, {"d", 3000}};
   auto m = MakeMethod(c, fields);
@@ -538,14 +538,14 @@ TEST(Method, PerFieldMethodsMixFullHashAndDsl) {
   ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
   EXPECT_EQ(c.rows, 40000u / 32);
   EXPECT_NEAR(c.density, (20000.0 - 2000) / (2000.0 * 32), 1e-6);
-  c.field_methods = {"unified", "", "", ""};
+  c.field_methods = {Method::kUnified, std::nullopt, std::nullopt, std::nullopt};
   EXPECT_NE(MakeMethod(c, fields).status().message().find("cannot use 'unified'"), std::string::npos);
   // Under unified, a field may be full: its own collisionless rows.
   MethodConfig u;
-  u.method = "unified";
+  u.method = embedding::Method::kUnified;
   u.dim = 8;
   u.rows = 100;
-  u.field_methods = {"", "full", "", ""};
+  u.field_methods = {std::nullopt, Method::kFull, std::nullopt, std::nullopt};
   auto um = MakeMethod(u, fields);
   ASSERT_TRUE(um.ok()) << um.status().ToString();
   EXPECT_EQ((*um)->tables().size(), 3u);
@@ -575,18 +575,18 @@ TEST(Budget, EachMethodTurnsTheBudgetIntoItsSizes) {
   uint64_t bytes = 0;
   MethodConfig c;
   c.dim = 16;
-  c.method = "hash";
+  c.method = embedding::Method::kHash;
   ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
   EXPECT_EQ(bytes, full / 10);
   EXPECT_EQ(c.rows, 10000u);
-  c.method = "unified";
+  c.method = embedding::Method::kUnified;
   c.tables = 2;
   c.chunks = 2;
   ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
   EXPECT_EQ(c.rows, 10000u);  // 2 tables x 10000 rows x 8 floats
   auto m = MakeMethod(c, fields);
   EXPECT_EQ(PlanMemory(**m, c, fields).param_bytes, full / 10);
-  c.method = "dsl";
+  c.method = embedding::Method::kDsl;
   ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
   // (640000 - 100000 * 2 mask bytes) / (100000 * 64) = 0.06875
   EXPECT_NEAR(c.density, 0.06875, 1e-6);
@@ -600,10 +600,10 @@ TEST(Budget, EachMethodTurnsTheBudgetIntoItsSizes) {
   auto st = ApplyBudget(hundredth, fields, &c, &bytes);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("cannot be met by dsl: the row masks alone"), std::string::npos) << st.ToString();
-  c.method = "full";
+  c.method = embedding::Method::kFull;
   st = ApplyBudget(tenth, fields, &c, &bytes);
   EXPECT_NE(st.message().find("cannot be met by full"), std::string::npos) << st.ToString();
-  c.method = "unified";
+  c.method = embedding::Method::kUnified;
   c.collisionless_below = 20000;  // c's own rows: 10000 x 2 chunks x 8 floats = 640000 bytes > budget
   st = ApplyBudget(tenth, fields, &c, &bytes);
   EXPECT_NE(st.message().find("collisionless tables alone"), std::string::npos) << st.ToString();
@@ -611,10 +611,10 @@ TEST(Budget, EachMethodTurnsTheBudgetIntoItsSizes) {
   // twice the rows.
   Budget half;
   half.fraction = 0.5;
-  c.method = "full";
+  c.method = embedding::Method::kFull;
   c.precision = Precision::kFp16;
   EXPECT_TRUE(ApplyBudget(half, fields, &c, &bytes).ok());
-  c.method = "hash";
+  c.method = embedding::Method::kHash;
   ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
   EXPECT_EQ(c.rows, 20000u);
   c.precision = Precision::kFp32;
@@ -640,11 +640,10 @@ TEST(Budget, PlannedResidentBytesMatchTheStores) {
 
 TEST(Method, BadConfigNamesTheKey) {
   MethodConfig c;
-  c.method = "bloom";
-  auto m = MakeMethod(c, {{"a", 0}});
+  auto m = ParseMethod("bloom");
   EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(m.status().message().find("embedding.method"), std::string::npos);
-  c.method = "hash";
+  EXPECT_EQ(m.status().message(), "embedding.method: unknown method 'bloom' (expected full, hash, unified, dsl or optembed)");
+  c.method = embedding::Method::kHash;
   c.rows = 0;
   EXPECT_NE(MakeMethod(c, {{"a", 0}}).status().message().find("embedding.rows"), std::string::npos);
 }

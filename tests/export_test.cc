@@ -197,12 +197,12 @@ TEST(Export, DamagedFilesAreRefusedWithTheReason) {
 
 TEST(Export, MethodConfigsRoundTripThroughJson) {
   MethodConfig c;
-  c.method = "unified";
+  c.method = embedding::Method::kUnified;
   c.rows = 12345;
   c.tables = 3;
   c.chunks = 4;
   c.field_chunks = {0, 2, 4};
-  c.field_methods = {"", "full", ""};
+  c.field_methods = {std::nullopt, Method::kFull, std::nullopt};
   c.field_widths = {3, 7};
   c.seed = ~uint64_t{0} - 5;  // past 2^53: must stay exact
   c.first_table = 9;
@@ -214,7 +214,7 @@ TEST(Export, MethodConfigsRoundTripThroughJson) {
   c.lifecycle.sketch_width = 1024;
   c.lifecycle.expire_after = 77;
   c.field_admit_after = {0, 9, 0};
-  c.fallback = "hash";
+  c.fallback = Fallback::kHash;
   c.fallback_rows = 321;
   auto back = MethodConfigFromJson(nlohmann::json::parse(MethodConfigToJson(c).dump()));
   ASSERT_TRUE(back.ok());

@@ -29,18 +29,18 @@ TEST(Config, DefaultsAndOverrides) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->train, "a.tsv");
   EXPECT_EQ(c->epochs, 3);
-  EXPECT_DOUBLE_EQ(c->lr, 0.01);
-  EXPECT_EQ(c->model, "deepfm");
-  EXPECT_EQ(c->top_mlp, (std::vector<int64_t>{64, 32}));
-  EXPECT_EQ(c->method, "hash");
+  EXPECT_DOUBLE_EQ(c->trainer.dense_lr, 0.01);
+  EXPECT_EQ(c->model(), models::ModelKind::kDeepFm);
+  EXPECT_EQ(c->trainer.model.top_mlp, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(c->method(), embedding::Method::kHash);
   EXPECT_EQ(c->batch_size, 1024u);  // default
-  EXPECT_EQ(c->dim, 16);
-  EXPECT_EQ(c->bottom_mlp, (std::vector<int64_t>{512, 256, 64}));
+  EXPECT_EQ(c->trainer.embedding.dim, 16);
+  EXPECT_EQ(c->trainer.model.bottom_mlp, (std::vector<int64_t>{512, 256, 64}));
   // The effective text round-trips.
   auto again = ParseConfig(c->text, "effective");
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->model, "deepfm");
-  EXPECT_DOUBLE_EQ(again->lr, 0.01);
+  EXPECT_EQ(again->model(), models::ModelKind::kDeepFm);
+  EXPECT_DOUBLE_EQ(again->trainer.dense_lr, 0.01);
 }
 
 TEST(Config, ErrorsNameFileLineAndKey) {
@@ -59,6 +59,36 @@ TEST(Config, ErrorsNameFileLineAndKey) {
   auto set2 = ParseConfig("", "run.toml", {"justakey"});
   EXPECT_NE(set2.status().message().find("expected key=value"), std::string::npos);
   EXPECT_EQ(LoadConfig("/no/such.toml").status().code(), StatusCode::kIoError);
+}
+
+// docs/config.md's key table is the declarations' (config_keys.cc): a key added, renamed or
+// re-documented in the code and not in the docs (or the other way round) fails here.
+TEST(Config, DocsTableIsTheDeclaredKeys) {
+  auto doc = ReadFile(std::string(EMBER_SOURCE_DIR) + "/docs/config.md");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  const std::string table = ConfigKeysMarkdown();
+  if (doc->find(table) == std::string::npos) {
+    const std::string out = std::filesystem::temp_directory_path() / "ember_config_keys.md";
+    EMBER_CHECK(WriteFileAtomic(out, table).ok());
+    ADD_FAILURE() << "docs/config.md does not hold the declared key table; the generated one is in " << out;
+  }
+}
+
+// Every default docs/config.md states as a value is the default the code has: parsing the
+// documented value gives the field a default RunConfig holds.
+TEST(Config, DocumentedDefaultsAreTheDefaults) {
+  const RunConfig defaults;
+  int checked = 0;
+  for (const auto& k : ConfigKeyDocs()) {
+    const std::string& d = k.default_text;
+    if (d.size() < 3 || d.front() != '`' || d.back() != '`' || d.find('`', 1) != d.size() - 1) continue;
+    if (ShowConfigValue(defaults, k.name).empty()) continue;  // tables without a plain value
+    auto c = ParseConfig("", "docs", {k.name + "=" + d.substr(1, d.size() - 2)});
+    ASSERT_TRUE(c.ok()) << k.name << ": " << c.status().ToString();
+    EXPECT_EQ(ShowConfigValue(*c, k.name), ShowConfigValue(defaults, k.name)) << k.name << " documented as " << d;
+    ++checked;
+  }
+  EXPECT_GT(checked, 80);
 }
 
 std::string Dir() {

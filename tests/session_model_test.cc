@@ -76,12 +76,12 @@ data::SessionData SmallSessions(bool item_id_attribute = false) {
 
 SessionTrainerConfig SmallConfig(const std::string& model) {
   SessionTrainerConfig c;
-  c.model.name = model;
+  c.model.kind = *models::ParseModelKind(model);
   c.model.layers = 1;
   c.model.heads = 2;
   c.model.max_length = 20;
   c.model.dropout = 0.1;
-  c.embedding.method = "full";
+  c.embedding.method = embedding::Method::kFull;
   c.embedding.dim = model == "m2trec" ? 8 : 32;
   c.embedding.optimizer.kind = embedding::OptimizerKind::kAdagrad;
   c.embedding.optimizer.lr = 0.05f;
@@ -176,7 +176,7 @@ TEST(SessionTrainer, ConfigErrorsNameTheKey) {
       bad_heads.status().message().find("model.attention_heads: 3 attention heads do not divide the item width 32"),
       std::string::npos);
   c = SmallConfig("m2trec");
-  c.embedding.method = "optembed";
+  c.embedding.method = embedding::Method::kOptEmbed;
   EXPECT_FALSE(SessionTrainer::Create(c, &d, &ps, &collective, nullptr).ok());
 }
 

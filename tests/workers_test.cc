@@ -50,7 +50,7 @@ using testing_util::Reader;
 
 TrainerConfig SmallConfig(const std::string& model) {
   TrainerConfig c;
-  c.model.name = model;
+  c.model.kind = *models::ParseModelKind(model);
   c.model.bottom_mlp = {32};
   c.model.top_mlp = {32};
   c.embedding.dim = 8;
@@ -104,7 +104,7 @@ INSTANTIATE_TEST_SUITE_P(Ctr, TrainerModels, ::testing::Values("dlrm", "deepfm",
 
 TEST(Trainer, HashMethodTrainsWithinBudget) {
   auto c = SmallConfig("dlrm");
-  c.embedding.method = "hash";
+  c.embedding.method = embedding::Method::kHash;
   c.embedding.rows = 500;
   ps::InProcessClient ps(1);
   LocalCollective coll;
@@ -122,7 +122,7 @@ TEST(Trainer, HashMethodTrainsWithinBudget) {
 
 TEST(Trainer, UnifiedEmbeddingTrainsDlrm) {
   auto c = SmallConfig("dlrm");
-  c.embedding.method = "unified";
+  c.embedding.method = embedding::Method::kUnified;
   c.embedding.rows = 2000;
   c.embedding.tables = 2;
   c.embedding.chunks = 2;
@@ -139,7 +139,7 @@ TEST(Trainer, UnifiedEmbeddingTrainsDlrm) {
   auto te = Reader(Data().test, 4096);
   EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.65);
   // LR's width-1 group cannot be split into 2 chunks: a clear error.
-  c.model.name = "lr";
+  c.model.kind = models::ModelKind::kLr;
   ps::InProcessClient ps2(1);
   auto bad = Trainer::Create(c, &ps2, &coll);
   EXPECT_NE(bad.status().message().find("embedding.chunks"), std::string::npos) << bad.status().ToString();
@@ -271,11 +271,8 @@ TEST(Trainer, RejectsMismatchedBatch) {
 
 TEST(Trainer, UnknownDenseOptimizer) {
   auto c = SmallConfig("lr");
-  c.dense_optimizer = "lamb";
-  ps::InProcessClient ps(1);
-  LocalCollective coll;
-  auto t = Trainer::Create(c, &ps, &coll);
-  EXPECT_NE(t.status().message().find("train.optimizer"), std::string::npos);
+  EXPECT_EQ(ParseDenseOptimizer("lamb").status().message(),
+            "train.optimizer: unknown dense optimizer 'lamb' (expected adam, adagrad or sgd)");
 }
 
 // The first `count` batches of `path`.
@@ -349,7 +346,7 @@ struct TwoServers {
 
 TrainerConfig ModeConfig(const std::string& mode, int64_t staleness = 0) {
   auto c = SmallConfig("dlrm");
-  c.embedding.method = "unified";
+  c.embedding.method = embedding::Method::kUnified;
   c.embedding.rows = 3000;
   c.sync.mode = *ParseTrainMode(mode);
   c.sync.staleness = staleness;

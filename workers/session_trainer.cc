@@ -50,13 +50,13 @@ Result<std::unique_ptr<SessionTrainer>> SessionTrainer::Create(const SessionTrai
                                                                Collective* collective, monitoring::Recorder* recorder) {
   std::unique_ptr<SessionTrainer> t(
       new SessionTrainer(config, data, ps, collective, recorder ? recorder : monitoring::NullRecorder()));
-  const std::string& name = config.model.name;
-  if (name != "m2trec" && name != "sasrec")
-    return Status::InvalidArgument("model.name: \"" + name + "\" is not a session model (m2trec, sasrec)");
-  t->ids_ = name == "sasrec";
+  if (!models::IsSessionModel(config.model.kind))
+    return Status::InvalidArgument(std::string("model.name: \"") + models::ModelKindName(config.model.kind) +
+                                   "\" is not a session model (m2trec, sasrec)");
+  t->ids_ = config.model.kind == models::ModelKind::kSasRec;
   const auto& m = config.embedding.method;
-  if (m != "full" && m != "hash" && m != "unified")
-    return Status::InvalidArgument("embedding.method: \"" + m +
+  if (m != embedding::Method::kFull && m != embedding::Method::kHash && m != embedding::Method::kUnified)
+    return Status::InvalidArgument(std::string("embedding.method: \"") + embedding::MethodName(m) +
                                    "\" is not available for session models (full, hash, unified)");
   if (config.embedding.lifecycle.admits())
     return Status::InvalidArgument("embedding.admit_after: feature admission is not available for session models");
@@ -106,7 +106,7 @@ Result<std::unique_ptr<SessionTrainer>> SessionTrainer::Create(const SessionTrai
     t->model_ = models::SessionModel(mc);
   }
   EMBER_RETURN_IF_ERROR(ps->CreateTables(t->method_->tables()));
-  EMBER_ASSIGN_OR_RETURN(t->optimizer_, MakeDenseOptimizer(config.dense_optimizer, t->model_->parameters(), config.dense_lr));
+  t->optimizer_ = MakeDenseOptimizer(config.dense_optimizer, t->model_->parameters(), config.dense_lr);
   return t;
 }
 
@@ -451,10 +451,10 @@ Result<std::string> SessionTrainer::SaveCheckpoint(const std::string& root, cons
   const auto& t = state.best_test;
   nlohmann::json manifest = {
       {"step", step_},
-      {"model", config_.model.name},
+      {"model", models::ModelKindName(config_.model.kind)},
       {"position", {{"epoch", state.position.epoch}, {"examples", state.position.examples}}},
       {"embedding",
-       {{"method", config_.embedding.method},
+       {{"method", embedding::MethodName(config_.embedding.method)},
         {"rows", config_.embedding.rows},
         {"density", config_.embedding.density}}},
       {"sessions",
@@ -473,9 +473,10 @@ Result<SessionRunState> SessionTrainer::RestoreCheckpoint(const std::string& pat
   const std::string file = path + "/manifest.json";
   // The model and catalogue are checked before anything is loaded.
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
-  if (m.value("model", "") != config_.model.name)
+  const std::string model = models::ModelKindName(config_.model.kind);
+  if (m.value("model", "") != model)
     return Status::FailedPrecondition(file + ": a checkpoint of model \"" + m.value("model", "") + "\", not \"" +
-                                      config_.model.name + "\"");
+                                      model + "\"");
   if (!m.contains("sessions") || !m["sessions"].is_object())
     return Status::Corruption(file + ": no \"sessions\" block (not a session model's checkpoint)");
   const auto& js = m["sessions"];

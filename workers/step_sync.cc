@@ -95,15 +95,36 @@ Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* 
   return Status::Ok();
 }
 
-Result<std::unique_ptr<torch::optim::Optimizer>> MakeDenseOptimizer(const std::string& name,
-                                                                    const std::vector<torch::Tensor>& params,
-                                                                    double lr) {
-  if (name == "adam") return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::Adam(params, torch::optim::AdamOptions(lr)));
-  if (name == "adagrad")
-    return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::Adagrad(params, torch::optim::AdagradOptions(lr)));
-  if (name == "sgd") return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::SGD(params, torch::optim::SGDOptions(lr)));
+Result<DenseOptimizer> ParseDenseOptimizer(const std::string& name) {
+  for (DenseOptimizer k : {DenseOptimizer::kAdam, DenseOptimizer::kAdagrad, DenseOptimizer::kSgd})
+    if (name == DenseOptimizerName(k)) return k;
   return Status::InvalidArgument("train.optimizer: unknown dense optimizer '" + name +
                                  "' (expected adam, adagrad or sgd)");
+}
+
+const char* DenseOptimizerName(DenseOptimizer kind) {
+  switch (kind) {
+    case DenseOptimizer::kAdam:
+      return "adam";
+    case DenseOptimizer::kAdagrad:
+      return "adagrad";
+    case DenseOptimizer::kSgd:
+      return "sgd";
+  }
+  return "?";
+}
+
+std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind, const std::vector<torch::Tensor>& params,
+                                                            double lr) {
+  switch (kind) {
+    case DenseOptimizer::kAdagrad:
+      return std::make_unique<torch::optim::Adagrad>(params, torch::optim::AdagradOptions(lr));
+    case DenseOptimizer::kSgd:
+      return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));
+    case DenseOptimizer::kAdam:
+      break;
+  }
+  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr));
 }
 
 std::unique_lock<std::mutex> SeededInit(uint64_t seed) {

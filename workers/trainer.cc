@@ -96,9 +96,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     if (gi > 0) {
       // Secondary groups (DeepFM's first-order weights, 1 wide) take hashing and multiplexing
       // at one chunk, and full tables under OptEmbed and DSL (whose masks need width).
-      if (ec.method == "optembed" || ec.method == "dsl") ec.method = "full";
+      if (ec.method == embedding::Method::kOptEmbed || ec.method == embedding::Method::kDsl)
+        ec.method = embedding::Method::kFull;
       for (auto& m : ec.field_methods)
-        if (m == "dsl") m = "full";
+        if (m == embedding::Method::kDsl) m = embedding::Method::kFull;
       if (gs.dim % ec.chunks != 0) {
         ec.chunks = 1;
         ec.field_chunks.clear();
@@ -114,7 +115,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     g->max_probes = (*method)->max_probes();
     g->first_table = next_table;
     g->num_tables = (*method)->tables().size();
-    g->optembed_supernet = ec.method == "optembed" && ec.field_widths.empty();
+    g->optembed_supernet = ec.method == embedding::Method::kOptEmbed && ec.field_widths.empty();
     for (const auto& spec : (*method)->tables()) g->dsl |= spec.kind == embedding::TableKind::kSparse;
     for (const auto& spec : (*method)->tables()) {
       g->narrow |= spec.dim != g->dim;
@@ -123,7 +124,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     }
     if (g->max_probes * g->dim != gs.dim)
       return Status::InvalidArgument("embedding group '" + gs.name + "': fields are " + std::to_string(g->max_probes) +
-                                     " probes of " + std::to_string(g->dim) + " wide, model " + mc.name + " needs " +
+                                     " probes of " + std::to_string(g->dim) + " wide, model " + models::ModelKindName(mc.kind) + " needs " +
                                      std::to_string(gs.dim));
     for (int f = 0; f < (*method)->num_fields(); ++f) {
       g->probe_offset.push_back(g->total_probes);
@@ -141,7 +142,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     t->groups_.push_back(std::move(g));
     t->methods_.push_back(std::move(method).value());
   }
-  EMBER_ASSIGN_OR_RETURN(t->optimizer_, MakeDenseOptimizer(config.dense_optimizer, t->model_->parameters(), config.dense_lr));
+  t->optimizer_ = MakeDenseOptimizer(config.dense_optimizer, t->model_->parameters(), config.dense_lr);
   return t;
 }
 
@@ -607,7 +608,7 @@ Status Trainer::Export(embedding::ExportWriter* writer) const {
   for (const auto& f : config_.fields) fields.push_back({{"name", f.name}, {"vocab", f.vocab}});
   const auto& mc = config_.model;
   writer->SetModel({{"kind", "ctr"},
-                    {"name", mc.name},
+                    {"name", models::ModelKindName(mc.kind)},
                     {"num_dense", mc.num_dense},
                     {"num_fields", config_.fields.size()},
                     {"embedding_dim", config_.embedding.dim},
@@ -683,11 +684,11 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
   std::vector<uint64_t> vocab;
   for (const auto& f : config_.fields) vocab.push_back(f.vocab);
   manifest["position"] = {{"epoch", position_.epoch}, {"examples", position_.examples}};
-  manifest["embedding"] = {{"method", config_.embedding.method},
+  manifest["embedding"] = {{"method", embedding::MethodName(config_.embedding.method)},
                            {"rows", config_.embedding.rows},
                            {"density", config_.embedding.density},
                            {"vocab", vocab}};
-  if (config_.embedding.method == "optembed") {
+  if (config_.embedding.method == embedding::Method::kOptEmbed) {
     nlohmann::json oe = {{"stage", config_.embedding.field_widths.empty() ? "supernet" : "retrain"}};
     if (!config_.embedding.field_widths.empty()) {
       oe["widths"] = config_.embedding.field_widths;

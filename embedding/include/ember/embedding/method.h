@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,9 +36,18 @@ struct FieldLayout {
   int output_dim = 0;
 };
 
+// embedding.method (docs/compression.md).
+enum class Method { kFull, kHash, kUnified, kDsl, kOptEmbed };
+Result<Method> ParseMethod(const std::string& name);
+const char* MethodName(Method method);
+// embedding.fallback: where a value without its own row reads.
+enum class Fallback { kOov, kHash };
+Result<Fallback> ParseFallback(const std::string& name);
+const char* FallbackName(Fallback fallback);
+
 // Method selection and sizes, as given by the `embedding.*` config keys.
 struct MethodConfig {
-  std::string method = "full";  // "full", "hash", "unified", "dsl" or "optembed"
+  Method method = Method::kFull;
   int dim = 16;                 // width of a field's embedding
   uint64_t rows = 1 << 20;      // hash: rows of the one shared table; unified: rows per table
   int tables = 2;               // unified: shared tables T
@@ -46,10 +56,10 @@ struct MethodConfig {
   std::vector<int> field_chunks;
   // unified: fields whose vocabulary is at most this get their own collisionless rows.
   uint64_t collisionless_below = 0;
-  // Per-field method ("" = `method`). With method full, hash or dsl, each field may be any of
-  // the three (hash fields share one table of `rows` rows); with unified, a field may be "full"
+  // Per-field method (none = `method`). With method full, hash or dsl, each field may be any of
+  // the three (hash fields share one table of `rows` rows); with unified, a field may be full
   // (its own collisionless rows, like a small field).
-  std::vector<std::string> field_methods;
+  std::vector<std::optional<Method>> field_methods;
   float density = 1.0f;  // dsl: share of each row's entries kept
   // optembed: empty = the supernet (full-width tables); else the retraining stage, field f
   // keeping its first field_widths[f] entries in a frozen table of the unpruned rows.
@@ -64,9 +74,9 @@ struct MethodConfig {
   // already bounded and are left alone. field_admit_after[f] > 0 overrides admit_after for field f.
   Lifecycle lifecycle;
   std::vector<uint32_t> field_admit_after;
-  // Where a value without its own row reads: "oov" (one shared row per field) or "hash" (the
+  // Where a value without its own row reads: kOov (one shared row per field) or kHash (the
   // value's row in a shared hashed table of `fallback_rows` rows).
-  std::string fallback = "oov";
+  Fallback fallback = Fallback::kOov;
   uint64_t fallback_rows = 0;
 };
 
@@ -131,7 +141,7 @@ class FullMethod final : public EmbeddingMethod {
 };
 
 // The method field f uses under config (field_methods[f], or config.method).
-std::string FieldMethod(const MethodConfig& config, size_t field);
+Method FieldMethod(const MethodConfig& config, size_t field);
 
 // Hashing trick: one shared table of `rows` rows; key local = H64(id; seed(field)) mod rows.
 class HashMethod final : public EmbeddingMethod {

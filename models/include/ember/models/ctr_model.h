@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "ember/models/model_kind.h"
+
 #include "ember/common/status.h"
 
 namespace ember::models {
@@ -26,7 +28,7 @@ struct EmbeddingGroupSpec {
 };
 
 struct CtrModelConfig {
-  std::string name = "dlrm";  // "dlrm", "deepfm", "lr"
+  ModelKind kind = ModelKind::kDlrm;  // kDlrm, kDeepFm or kLr
   int num_dense = 13;
   int num_fields = 26;
   int embedding_dim = 16;

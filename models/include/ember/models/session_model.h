@@ -18,10 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "ember/models/model_kind.h"
+
 namespace ember::models {
 
 struct SessionModelConfig {
-  std::string name = "m2trec";  // "m2trec" or "sasrec"
+  ModelKind kind = ModelKind::kM2Trec;  // kM2Trec or kSasRec
   int64_t item_dim = 64;        // width of x_i (M2TRec: attributes x attribute dim)
   int64_t layers = 2;
   int64_t heads = 2;

@@ -39,7 +39,7 @@ struct SessionTrainerConfig {
   models::SessionModelConfig model;   // item_dim is derived from the method's layouts
   std::vector<std::string> heads;     // model.category_heads: attributes with a category head
   std::vector<double> head_weights;   // lambda per head (default 1)
-  std::string dense_optimizer = "adam";
+  DenseOptimizer dense_optimizer = DenseOptimizer::kAdam;
   double dense_lr = 1e-3;
   uint64_t batch_size = 100;
   uint64_t candidates = 0;  // sampled softmax: shared negatives per step (0 = full softmax)

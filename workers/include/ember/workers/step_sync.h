@@ -68,9 +68,12 @@ class StepSync {
 // The same mean over `collective` through the buffer `flat` (StepSync's, for callers without one).
 Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* collective, std::vector<float>* flat);
 
-// train.optimizer for the dense model: "adam", "adagrad" or "sgd".
-Result<std::unique_ptr<torch::optim::Optimizer>> MakeDenseOptimizer(const std::string& name,
-                                                                    const std::vector<torch::Tensor>& params, double lr);
+// train.optimizer: the dense model's optimizer.
+enum class DenseOptimizer { kAdam, kAdagrad, kSgd };
+Result<DenseOptimizer> ParseDenseOptimizer(const std::string& name);
+const char* DenseOptimizerName(DenseOptimizer kind);
+std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind, const std::vector<torch::Tensor>& params,
+                                                            double lr);
 
 // Seeds LibTorch's generator for a dense model's initial weights and holds a process-wide lock
 // until the returned guard goes: trainers created on several threads of one process (the

@@ -69,7 +69,7 @@ struct TrainerConfig {
   embedding::MethodConfig embedding;  // dim is the "main" group's; other groups set their own
   models::CtrModelConfig model;
   std::vector<embedding::FieldInfo> fields;
-  std::string dense_optimizer = "adam";  // "adam", "adagrad", "sgd"
+  DenseOptimizer dense_optimizer = DenseOptimizer::kAdam;
   double dense_lr = 1e-3;
   uint64_t seed = 1;
   SyncConfig sync;  // train.mode and train.staleness (step_sync.h)

@@ -1,0 +1,552 @@
+// Every config key, declared once: its name, type and default as docs/config.md shows them, one
+// line of doc, and the binding that reads it into its field of RunConfig (most of them fields of
+// the modules' own configs, embedded there). docs/config.md's table is ConfigKeysMarkdown();
+// launcher_test checks the file against it and each documented default against the code's.
+#include "config_keys.h"
+
+#include <cstdio>
+
+#include "ember/common/status.h"
+
+namespace ember::launcher {
+namespace {
+
+// The field a key sets.
+#define AT(path) [](RunConfig & c) -> auto& { return c.path; }
+
+std::string Range(double lo, double hi) {
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "must be in [%.17g, %.17g]", lo, hi);
+  return buf;
+}
+
+std::string ShowNumber(double v) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
+template <typename Get>
+Binding Int(Get get, int64_t lo, int64_t hi) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            auto v = n.value<int64_t>();
+            if (!v || n.type() != toml::node_type::integer) return Status::InvalidArgument("expected an integer");
+            if (*v < lo || *v > hi)
+              return Status::InvalidArgument("must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                             "], got " + std::to_string(*v));
+            get(*c) = static_cast<std::remove_reference_t<decltype(get(*c))>>(*v);
+            return Status::Ok();
+          },
+          [=](const RunConfig& c) { return std::to_string(get(const_cast<RunConfig&>(c))); }};
+}
+
+template <typename Get>
+Binding Num(Get get, double lo, double hi) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            if (!n.is_number()) return Status::InvalidArgument("expected a number");
+            const double v = *n.value<double>();
+            if (!(v >= lo && v <= hi)) return Status::InvalidArgument(Range(lo, hi));
+            get(*c) = static_cast<std::remove_reference_t<decltype(get(*c))>>(v);
+            return Status::Ok();
+          },
+          [=](const RunConfig& c) { return ShowNumber(static_cast<double>(get(const_cast<RunConfig&>(c)))); }};
+}
+
+template <typename Get>
+Binding Str(Get get, std::vector<std::string> allowed = {}) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            if (!n.is_string()) return Status::InvalidArgument("expected a string");
+            std::string v = *n.value<std::string>();
+            if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+              return Status::InvalidArgument("'" + v + "' is not one of " + list);
+            }
+            get(*c) = v;
+            return Status::Ok();
+          },
+          [=](const RunConfig& c) { return "\"" + get(const_cast<RunConfig&>(c)) + "\""; }};
+}
+
+// An enum: its names come from `name`, so the key, its check and its error list them once.
+template <typename Get, typename E>
+Binding Enum(Get get, std::vector<E> values, const char* (*name)(E)) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            if (!n.is_string()) return Status::InvalidArgument("expected a string");
+            const std::string v = *n.value<std::string>();
+            std::string list;
+            for (E e : values) {
+              if (v == name(e)) {
+                get(*c) = e;
+                return Status::Ok();
+              }
+              list += (list.empty() ? "" : ", ") + std::string(name(e));
+            }
+            return Status::InvalidArgument("'" + v + "' is not one of " + list);
+          },
+          [=](const RunConfig& c) { return "\"" + std::string(name(get(const_cast<RunConfig&>(c)))) + "\""; }};
+}
+
+template <typename Get>
+Binding Bool(Get get) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            if (!n.is_boolean()) return Status::InvalidArgument("expected true or false");
+            get(*c) = *n.value<bool>();
+            return Status::Ok();
+          },
+          [=](const RunConfig& c) { return std::string(get(const_cast<RunConfig&>(c)) ? "true" : "false"); }};
+}
+
+template <typename T>
+std::string ShowList(const std::vector<T>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + ShowNumber(static_cast<double>(v[i]));
+  return s + "]";
+}
+
+template <typename Get>
+Binding IntList(Get get, int64_t lo, int64_t hi) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            const toml::array* a = n.as_array();
+            const std::string want = lo > 0 ? "an array of positive integers"
+                                            : "an array of integers in [" + std::to_string(lo) + ", " +
+                                                  std::to_string(hi) + "]";
+            if (!a) return Status::InvalidArgument("expected " + want);
+            auto& out = get(*c);
+            out.clear();
+            for (const auto& e : *a) {
+              auto v = e.value<int64_t>();
+              if (!v || e.type() != toml::node_type::integer || *v < lo || *v > hi)
+                return Status::InvalidArgument("expected " + want);
+              out.push_back(static_cast<typename std::remove_reference_t<decltype(out)>::value_type>(*v));
+            }
+            return Status::Ok();
+          },
+          [=](const RunConfig& c) { return ShowList(get(const_cast<RunConfig&>(c))); }};
+}
+
+template <typename Get>
+Binding FloatList(Get get) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            const toml::array* a = n.as_array();
+            if (!a) return Status::InvalidArgument("expected an array of numbers");
+            auto& out = get(*c);
+            out.clear();
+            for (const auto& e : *a) {
+              if (!e.is_number() || !(*e.value<double>() >= 0)) return Status::InvalidArgument("expected numbers >= 0");
+              out.push_back(*e.value<double>());
+            }
+            return Status::Ok();
+          },
+          [=](const RunConfig& c) { return ShowList(get(const_cast<RunConfig&>(c))); }};
+}
+
+Binding CategoryHeads() {
+  return {[](const toml::node& n, RunConfig* c) {
+            const toml::array* a = n.as_array();
+            if (!a) return Status::InvalidArgument("expected an array of strings");
+            c->category_heads.clear();
+            for (const auto& e : *a) {
+              if (!e.is_string()) return Status::InvalidArgument("expected an array of strings");
+              c->category_heads.push_back(*e.value<std::string>());
+            }
+            c->category_heads_set = true;
+            return Status::Ok();
+          },
+          {}};
+}
+
+// A number (fraction or bytes) or a string ("1/100", "64MiB"), parsed here, once.
+Binding BudgetKey() {
+  return {[](const toml::node& n, RunConfig* c) {
+            std::string text;
+            if (n.is_string()) {
+              text = *n.value<std::string>();
+            } else if (n.is_integer()) {
+              text = std::to_string(*n.value<int64_t>());
+            } else if (n.is_number()) {
+              char buf[64];
+              std::snprintf(buf, sizeof(buf), "%g", *n.value<double>());
+              text = buf;
+            } else {
+              return Status::InvalidArgument("expected a fraction, bytes or a string such as \"64MiB\"");
+            }
+            auto b = embedding::ParseBudget(text);
+            if (!b.ok()) {  // Walk names the key
+              std::string m = b.status().message();
+              if (m.rfind("embedding.budget: ", 0) == 0) m = m.substr(18);
+              return Status::InvalidArgument(m);
+            }
+            c->budget = *b;
+            c->budget_text = text;
+            return Status::Ok();
+          },
+          {}};
+}
+
+Binding FieldMethods() {
+  return {[](const toml::node& n, RunConfig* c) {
+            const toml::table* t = n.as_table();
+            if (!t) return Status::InvalidArgument("expected a table of field = method, e.g. { C1 = \"full\" }");
+            c->field_methods.clear();
+            for (const auto& [k, v] : *t) {
+              const std::string field(k.str());
+              const std::string m = v.is_string() ? *v.value<std::string>() : "";
+              if (m != "full" && m != "hash" && m != "dsl")
+                return Status::InvalidArgument("field " + field + ": '" + m + "' is not one of full, hash, dsl");
+              c->field_methods.emplace_back(field, *embedding::ParseMethod(m));
+            }
+            return Status::Ok();
+          },
+          [](const RunConfig& c) { return c.field_methods.empty() ? std::string("{}") : std::string(); }};
+}
+
+Binding FieldAdmitAfter() {
+  return {[](const toml::node& n, RunConfig* c) {
+            const toml::table* t = n.as_table();
+            if (!t) return Status::InvalidArgument("expected a table of field = sightings, e.g. { C3 = 10 }");
+            c->field_admit_after.clear();
+            for (const auto& [k, v] : *t) {
+              auto x = v.value<int64_t>();
+              if (!v.is_integer() || !x || *x < 0 || *x > UINT32_MAX)
+                return Status::InvalidArgument("field " + std::string(k.str()) + ": expected a sighting count >= 0");
+              c->field_admit_after.emplace_back(std::string(k.str()), *x);
+            }
+            return Status::Ok();
+          },
+          [](const RunConfig& c) { return c.field_admit_after.empty() ? std::string("{}") : std::string(); }};
+}
+
+const char* BadLineName(data::BadLinePolicy p) { return p == data::BadLinePolicy::kSkip ? "skip" : "error"; }
+const char* PrecisionName(embedding::Precision p) { return p == embedding::Precision::kFp16 ? "fp16" : "fp32"; }
+
+}  // namespace
+
+const std::vector<ConfigKey>& ConfigKeys() {
+  static const std::vector<ConfigKey> keys = {
+      {"data.train", "string", "(required)",
+       "training file",
+       Str(AT(train))},
+      {"data.test", "string", "`\"\"`",
+       "evaluation file, scored after training (`\"\"` = none)",
+       Str(AT(test))},
+      {"data.valid", "string", "`\"\"`",
+       "validation file: OptEmbed's search scores candidates on it (required for `optembed`)",
+       Str(AT(valid))},
+      {"data.format", "string", "`\"criteo\"`",
+       "input format; `criteo`: label, integer and hex categorical fields, tab-separated; `diginetica` (`train-item-views.csv`, `;`-separated) or `yoochoose` (TAB: `SessionId`, `ItemId`, `Time`, optional `Category`): session logs for `m2trec` / `sasrec` (docs/sessions.md)",
+       Str(AT(format), {"criteo", "diginetica", "yoochoose"})},
+      {"data.items", "string", "`\"\"`",
+       "sessions: item attribute file (header; first column the item id, the others categorical attributes; `;`, TAB or `,`), e.g. Diginetica's `product-categories.csv` or `ember datagen sessions --items-out`",
+       Str(AT(items))},
+      {"data.min_item_count", "int", "`5`",
+       "sessions: items seen fewer times in the whole log are dropped (SR-GNN)",
+       Int(AT(sessions.min_item_count), 1, INT32_MAX)},
+      {"data.test_days", "float", "`7`",
+       "sessions: test = sessions dated after (max date − test_days); ignored when `data.test` gives a test log",
+       Num(AT(sessions.test_days), 0, 1e6)},
+      {"data.drop_boundary", "bool", "`true`",
+       "sessions: sessions dated exactly on the split boundary are in neither split (SR-GNN's strict comparisons); `false` puts them in training",
+       Bool(AT(sessions.drop_boundary))},
+      {"data.cold_items", "string", "`\"keep\"`",
+       "sessions: test items unseen in training are kept as cold items (numbered after the training items; their metrics are reported separately); `drop` removes them as SR-GNN does",
+       Str(AT(sessions.cold_items), {"keep", "drop"})},
+      {"data.train_fraction", "float", "`1`",
+       "sessions: train on the most recent share of the expanded training examples (`yoochoose1_64` = 1/64)",
+       Num(AT(sessions.train_fraction), 1e-9, 1)},
+      {"data.rare_max_count", "int", "`10`",
+       "sessions: \"rare\" targets are items seen 1..n times in training",
+       Int(AT(sessions.rare_max_count), 1, INT32_MAX)},
+      {"data.item_id_attribute", "bool", "`false`",
+       "sessions: add the item id as one more attribute (M2TRec's hybrid; with `embedding.method = \"unified\"` or `\"hash\"` it is a hashed probe)",
+       Bool(AT(sessions.item_id_attribute))},
+      {"data.valid_fraction", "float", "`0.1`",
+       "sessions: random share of the training examples held out; the epoch with the best validation Recall@20 gives the test metrics reported (0 = the last epoch)",
+       Num(AT(valid_fraction), 0, 0.9)},
+      {"data.on_bad_line", "string", "`\"error\"`",
+       "`error`: stop at a malformed line, naming file and line; `skip`: skip and count it",
+       Enum(AT(on_bad_line), {data::BadLinePolicy::kError, data::BadLinePolicy::kSkip}, BadLineName)},
+      {"data.num_dense", "int", "`13`",
+       "integer fields per line",
+       Int(AT(trainer.model.num_dense), 0, 64)},
+      {"data.num_sparse", "int", "`26`",
+       "categorical fields per line",
+       Int(AT(num_sparse), 1, 1000)},
+      {"data.max_rows", "int", "`0`",
+       "read at most this many training rows per epoch (0 = all)",
+       Int(AT(max_rows), 0, INT64_MAX)},
+      {"data.max_line_bytes", "int", "`1048576`",
+       "a data line longer than this is an error naming its file and line (not a buffer that grows with the file)",
+       Int(AT(max_line_bytes), 1024, int64_t{1} << 30)},
+      {"data.vocab", "string", "`\"\"`",
+       "a vocabulary file written by `ember vocab`: values outside a field's vocabulary read as one out-of-vocabulary value per field (docs/formats.md)",
+       Str(AT(vocab))},
+      {"model.name", "string", "`\"dlrm\"`",
+       "`dlrm`, `deepfm` or `lr` (logistic regression); on session data `m2trec` (items by their metadata only) or `sasrec` (the item-ID baseline)",
+       Enum(AT(trainer.model.kind), {models::ModelKind::kDlrm, models::ModelKind::kDeepFm, models::ModelKind::kLr, models::ModelKind::kM2Trec, models::ModelKind::kSasRec}, models::ModelKindName)},
+      {"model.layers", "int", "`2`",
+       "session models: Transformer encoder layers",
+       Int(AT(session_model.layers), 1, 64)},
+      {"model.attention_heads", "int", "`2`",
+       "session models: attention heads (must divide the item width)",
+       Int(AT(session_model.heads), 1, 64)},
+      {"model.dropout", "float", "`0.1`",
+       "session models: encoder dropout",
+       Num(AT(session_model.dropout), 0, 0.99)},
+      {"model.max_length", "int", "`50`",
+       "session models: prefixes are left-truncated to their last n items",
+       Int(AT(session_model.max_length), 1, 4096)},
+      {"model.pooling", "string", "model's",
+       "`mean` over the session (M2TRec's default) or `last` position (SASRec's default)",
+       Str(AT(session_model.pooling), {"mean", "last"})},
+      {"model.category_heads", "string array", "`[\"category\"]` for m2trec when the items have it (or `categoryId`), else `[]`",
+       "item attributes predicted by a multi-task softmax head from the session encoding",
+       CategoryHeads()},
+      {"model.head_weights", "float array", "all `1`",
+       "loss weight λ of each category head (0 disables one)",
+       FloatList(AT(head_weights))},
+      {"model.bottom_mlp", "int array", "`[512, 256, 64]`",
+       "DLRM bottom MLP hidden widths; `embedding.dim` is appended as its output",
+       IntList(AT(trainer.model.bottom_mlp), 1, INT32_MAX)},
+      {"model.top_mlp", "int array", "`[512, 256]`",
+       "DLRM top MLP / DeepFM deep MLP hidden widths; a width-1 output layer is appended",
+       IntList(AT(trainer.model.top_mlp), 1, INT32_MAX)},
+      {"embedding.method", "string", "`\"full\"`",
+       "`full`: one collisionless keyed table per field; `hash`: one shared table, row = H(field, id) mod `embedding.rows`; `unified`: Unified Embedding, `embedding.tables` shared tables, `embedding.chunks` salted probes per value, concatenated; `dsl`: Dynamic Sparse Learning, per-field tables whose rows keep `embedding.density` of their entries (only kept values stored), pruned and regrown during training; `optembed`: OptEmbed's three stages in one run (supernet with learned per-field row thresholds, evolutionary search of per-field widths under the budget on `data.valid`, retraining of the kept rows at the searched widths)",
+       Enum(AT(trainer.embedding.method), {embedding::Method::kFull, embedding::Method::kHash, embedding::Method::kUnified, embedding::Method::kDsl, embedding::Method::kOptEmbed}, embedding::MethodName)},
+      {"embedding.budget", "float, int or string", "none",
+       "memory budget of the embedding parameters: a fraction of the full fp32 table (`0.1`, `\"1/100\"`) or bytes (`5000000`, `\"64MiB\"`, `\"2GB\"`). The full table is one row per distinct training value of every field, counted from `data.train` (cached in `<train>.fields.json`). Each method turns it into its sizes: `hash` rows, `unified` rows per table, `dsl` density, `optembed` a search constraint; `full` must fit as is. A budget a method cannot meet is an error saying why. `ember plan` shows the result",
+       BudgetKey()},
+      {"embedding.precision", "string", "`\"fp32\"`",
+       "`fp16` stores dense rows' weights as IEEE half (updates computed in fp32, rounded to nearest even); optimizer state stays fp32. Budgets count 2 bytes per weight",
+       Enum(AT(trainer.embedding.precision), {embedding::Precision::kFp32, embedding::Precision::kFp16}, PrecisionName)},
+      {"embedding.density", "float", "`1.0`",
+       "`dsl`: share of each row's entries kept (set by `embedding.budget` when given: (budget - one ceil(dim/8)-byte mask per row) / (rows x dim x 4))",
+       Num(AT(trainer.embedding.density), 1e-6, 1)},
+      {"embedding.admit_after", "int", "`0`",
+       "feature admission (docs/admission.md): a value gets its own row at its k-th training sighting (a batch that carries it); until then it reads and trains its field's fallback row. 0 or 1: no admission. Applies to full, dsl and optembed fields and unified's collisionless fields",
+       Int(AT(trainer.embedding.lifecycle.admit_after), 0, UINT32_MAX)},
+      {"embedding.field_admit_after", "table", "`{}`",
+       "per-field overrides, `{ C3 = 10, C7 = 2 }`",
+       FieldAdmitAfter()},
+      {"embedding.admit_probability", "float", "`1.0`",
+       "below 1: at each sighting from the k-th on, admit with this probability (deterministic per value and sighting)",
+       Num(AT(trainer.embedding.lifecycle.admit_probability), 1e-9, 1)},
+      {"embedding.admit_sketch_width", "int", "`65536`",
+       "counters per row of each table shard's count-min sketch (4 bytes each); 0 = exact counts (memory grows with the distinct values)",
+       Int(AT(trainer.embedding.lifecycle.sketch_width), 0, int64_t{1} << 26)},
+      {"embedding.admit_sketch_depth", "int", "`4`",
+       "rows of the sketch (over-count above e·N/width with probability at most e^-depth)",
+       Int(AT(trainer.embedding.lifecycle.sketch_depth), 1, 64)},
+      {"embedding.expire_after_steps", "int", "`0`",
+       "rows no training pull or push touched in this many steps are evicted with their optimizer state (scanned every max(1, n/8) steps); 0 = never",
+       Int(AT(trainer.embedding.lifecycle.expire_after), 0, INT64_MAX)},
+      {"embedding.fallback", "string", "`\"oov\"`",
+       "what a value without its own row reads: `oov`, one shared row per field; `hash`, its row in a shared hashed table of `embedding.fallback_rows` rows",
+       Enum(AT(trainer.embedding.fallback), {embedding::Fallback::kOov, embedding::Fallback::kHash}, embedding::FallbackName)},
+      {"embedding.fallback_rows", "int", "`0`",
+       "rows of the hashed fallback table (`embedding.fallback = \"hash\"`)",
+       Int(AT(trainer.embedding.fallback_rows), 0, int64_t{1} << 40)},
+      {"embedding.field_chunks", "int array", "`[]`",
+       "`unified`: chunks per field (0 = `embedding.chunks`, at most `embedding.chunks`); a field with fewer chunks is zero-padded to `embedding.dim`",
+       IntList(AT(trainer.embedding.field_chunks), 0, 64)},
+      {"embedding.collisionless_below", "int", "`0`",
+       "`unified`: fields with at most this many distinct values get their own collisionless rows (`vocab x c_f` rows of width dim / chunks), charged to the budget first",
+       Int(AT(trainer.embedding.collisionless_below), 0, INT64_MAX)},
+      {"embedding.field_methods", "table", "`{}`",
+       "per-field method overrides, `{ C3 = \"hash\", C7 = \"dsl\" }`: under `full`, `hash` or `dsl` each field may take any of the three (hash fields share one table of `embedding.rows` rows); under `unified` a field may be `full` (its own collisionless rows)",
+       FieldMethods()},
+      {"embedding.dim", "int", "`16`",
+       "row width",
+       Int(AT(trainer.embedding.dim), 1, 4096)},
+      {"embedding.rows", "int", "`1048576`",
+       "rows of the hashed table (`hash`), rows per shared table (`unified`)",
+       Int(AT(trainer.embedding.rows), 1, int64_t{1} << 50)},
+      {"embedding.tables", "int", "`2`",
+       "`unified`: shared tables T; chunks are assigned to them round-robin across fields",
+       Int(AT(trainer.embedding.tables), 1, 1000)},
+      {"embedding.chunks", "int", "`2`",
+       "`unified`: probes per value c; each probe's row is `embedding.dim / c` wide (c must divide every embedding group's width, so LR and DeepFM's width-1 linear group need `chunks = 1`)",
+       Int(AT(trainer.embedding.chunks), 1, 64)},
+      {"embedding.optimizer", "string", "`\"rowwise_adagrad\"`",
+       "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`",
+       Enum(AT(trainer.embedding.optimizer.kind), {embedding::OptimizerKind::kSgd, embedding::OptimizerKind::kAdagrad, embedding::OptimizerKind::kRowwiseAdagrad, embedding::OptimizerKind::kAdam}, embedding::OptimizerName)},
+      {"embedding.lr", "float", "`0.05`",
+       "sparse learning rate",
+       Num(AT(trainer.embedding.optimizer.lr), 0, 100)},
+      {"embedding.eps", "float", "`1e-8`",
+       "denominator term of Adagrad / row-wise Adagrad / Adam",
+       Num(AT(trainer.embedding.optimizer.eps), 0, 1)},
+      {"embedding.initial_accumulator", "float", "`0.0`",
+       "starting Adagrad state of new rows",
+       Num(AT(trainer.embedding.optimizer.initial_accumulator), 0, 1e6)},
+      {"embedding.init_scale", "float", "`0.01`",
+       "new rows are uniform in [-s, s], derived from (seed, key): independent of shard and order",
+       Num(AT(trainer.embedding.init_scale), 0, 10)},
+      {"embedding.seed", "int", "`0`",
+       "seed of hash salts and row initialisation",
+       Int(AT(trainer.embedding.seed), 0, INT64_MAX)},
+      {"train.epochs", "int", "`1`",
+       "passes over `data.train`",
+       Int(AT(epochs), 1, 100000)},
+      {"train.batch_size", "int", "`1024`",
+       "examples per step",
+       Int(AT(batch_size), 1, 1 << 24)},
+      {"train.lr", "float", "`0.001`",
+       "dense learning rate",
+       Num(AT(trainer.dense_lr), 0, 100)},
+      {"train.optimizer", "string", "`\"adam\"`",
+       "dense optimizer: `adam`, `adagrad`, `sgd`",
+       Enum(AT(trainer.dense_optimizer), {workers::DenseOptimizer::kAdam, workers::DenseOptimizer::kAdagrad, workers::DenseOptimizer::kSgd}, workers::DenseOptimizerName)},
+      {"train.candidates", "int", "`0`",
+       "session models: sampled softmax with this many uniformly drawn candidates per step (shared by the batch, plus the batch's targets); 0 = as the catalogue requires: the full softmax up to 50,000 items, 8192 sampled candidates beyond. A value at least the catalogue's size is the full softmax. Evaluation always ranks the whole catalogue",
+       Int(AT(candidates), 0, INT64_MAX)},
+      {"train.patience", "int", "`0`",
+       "session models: stop after this many epochs without a validation gain (0 = run every epoch)",
+       Int(AT(patience), 0, 100000)},
+      {"train.threads", "int", "`0`",
+       "LibTorch intra-op threads (0 = all cores)",
+       Int(AT(threads), 0, 1024)},
+      {"train.seed", "int", "`1`",
+       "seed of dense initialisation",
+       Int(AT(trainer.seed), 0, INT64_MAX)},
+      {"train.eval_batch_size", "int", "`8192`",
+       "examples per evaluation batch",
+       Int(AT(eval_batch_size), 1, 1 << 24)},
+      {"train.progress", "string", "`\"auto\"`",
+       "`auto`: a redrawn line with rate and ETA on a terminal, log lines otherwise; `log`; `off`",
+       Str(AT(progress), {"auto", "log", "off"})},
+      {"train.log_interval_s", "float", "`10`",
+       "seconds between progress log lines",
+       Num(AT(log_interval_s), 0, 1e6)},
+      {"optembed.alpha", "float", "`0.0003`",
+       "weight of the threshold regulariser `alpha * sum_f exp(-t_f)` (higher prunes more)",
+       Num(AT(trainer.optembed.alpha), 0, 1e3)},
+      {"optembed.threshold_lr", "float", "`0.01`",
+       "SGD rate of the per-field thresholds",
+       Num(AT(trainer.optembed.threshold_lr), 0, 1e3)},
+      {"optembed.population", "int", "`20`",
+       "search: initial candidates",
+       Int(AT(trainer.optembed.population), 2, 10000)},
+      {"optembed.rounds", "int", "`30`",
+       "search: generations",
+       Int(AT(trainer.optembed.rounds), 0, 10000)},
+      {"optembed.mutants", "int", "`10`",
+       "search: mutated copies of the best per round",
+       Int(AT(trainer.optembed.mutants), 0, 10000)},
+      {"optembed.children", "int", "`10`",
+       "search: crossovers among the best per round",
+       Int(AT(trainer.optembed.children), 0, 10000)},
+      {"optembed.keep", "int", "`10`",
+       "search: best candidates carried into the next round",
+       Int(AT(trainer.optembed.keep), 1, 10000)},
+      {"optembed.mutate_prob", "float", "`0.1`",
+       "search: chance that a field's width (or the threshold shift) is redrawn",
+       Num(AT(trainer.optembed.mutate_prob), 0, 1)},
+      {"optembed.search_samples", "int", "`20000`",
+       "validation examples each candidate is scored on",
+       Int(AT(trainer.optembed.search_samples), 1, INT64_MAX)},
+      {"optembed.seed", "int", "`7`",
+       "search seed",
+       Int(AT(trainer.optembed.seed), 0, INT64_MAX)},
+      {"optembed.retrain_init", "string", "`\"fresh\"`",
+       "stage 3 starts kept rows from fresh initial values (`fresh`, the paper's default) or the supernet's leading entries (`inherit`)",
+       Str(AT(retrain_init), {"fresh", "inherit"})},
+      {"optembed.retrain_epochs", "int", "`0`",
+       "stage 3 epochs (0 = `train.epochs`)",
+       Int(AT(retrain_epochs), 0, 100000)},
+      {"dsl.interval", "int", "`100`",
+       "steps between prune/grow rounds (ΔT)",
+       Int(AT(trainer.dsl.interval), 1, INT64_MAX)},
+      {"dsl.p0", "float", "`0.5`",
+       "prune fraction at the start, cosine-decayed to `dsl.p_min` over the run (`dsl.decay = \"none\"`: p0 throughout)",
+       Num(AT(trainer.dsl.p0), 0, 1)},
+      {"dsl.p_min", "float", "`0.005`",
+       "prune fraction at the end of the cosine decay",
+       Num(AT(trainer.dsl.p_min), 0, 1)},
+      {"dsl.grow_window", "int", "`10`",
+       "steps before a round whose gradients choose where to grow",
+       Int(AT(trainer.dsl.grow_window), 1, INT64_MAX)},
+      {"dsl.decay", "string", "`\"cosine\"`",
+       "`cosine` (total steps from the training file's row count) or `none`",
+       Str(AT(dsl_decay), {"cosine", "none"})},
+      {"ps.shards", "int", "`1`",
+       "in-process parameter-server shards (the same shard code the servers host)",
+       Int(AT(shards), 1, 4096)},
+      {"ps.servers", "int", "`1`",
+       "under `mpirun -np N`: ranks 0..k-1 host the PS shards (server i holds the keys with `ShardOf(key, k) == i`), ranks k..N-1 train; each worker reads `train.batch_size` rows per step (the global batch is workers × batch_size), taking every W-th batch of the file (a last incomplete group of W batches is dropped)",
+       Int(AT(ps_servers), 1, 4096)},
+      {"train.collective", "string", "`\"auto\"`",
+       "workers' dense all-reduce under mpirun: `auto` (NCCL where the build has it and a GPU is visible, else MPI), `mpi`, or `nccl` (an error without a GPU)",
+       Str(AT(collective), {"auto", "mpi", "nccl"})},
+      {"train.mode", "string", "`\"sync\"`",
+       "how workers share embedding rows (docs/distributed.md): `sync` (a step's pushes from all workers are summed on the servers and applied as one update; every worker's next pull sees exactly that), `bounded` (pushes applied on arrival; a pull for step t waits until every worker's pushes of steps below t − `train.staleness` are in), `async` (pulls never wait). Dense gradients are all-reduced every step in every mode",
+       Enum(AT(trainer.sync.mode), {workers::TrainMode::kSync, workers::TrainMode::kBounded, workers::TrainMode::kAsync}, workers::TrainModeName)},
+      {"train.staleness", "int", "`0`",
+       "`bounded` mode's bound in steps (with 1 or more, the next batch's rows are pulled while the step computes); an error with another mode",
+       Int(AT(trainer.sync.staleness), 0, 1000000)},
+      {"train.prefetch", "bool", "`true`",
+       "pull the next batch's rows during the step: during its forward/backward where the mode allows rows a step old (`async`, `bounded` with staleness ≥ 1), else right after its push (overlapping the dense all-reduce and optimizer step); never across DSL maintenance",
+       Bool(AT(trainer.prefetch))},
+      {"ps.timeout_s", "float", "`300`",
+       "a worker waits this long for a server's reply (then fails naming the server); a server gives a handshake and each frame this long to arrive, and ends the job this long after a worker's connection closed without a shutdown",
+       Num(AT(ps_timeout_s), 0.01, 1e6)},
+      {"ps.idle_timeout_s", "float", "`3600`",
+       "an authenticated PS connection may sit idle this long between frames before the server closes it",
+       Num(AT(ps_idle_timeout_s), 0.01, 1e7)},
+      {"ps.max_frame_bytes", "int", "`1073741824`",
+       "the largest PS frame payload a server or client accepts (refused from the header)",
+       Int(AT(ps_max_frame_bytes), 1 << 16, UINT32_MAX)},
+      {"ps.max_buffered_bytes", "int", "`2147483648`",
+       "request payload bytes all of a server's connections may hold together (payload buffers grow with the bytes received); a frame that would pass it is refused",
+       Int(AT(ps_max_buffered_bytes), 1 << 20, INT64_MAX)},
+      {"ps.bind", "string", "`\"127.0.0.1\"`",
+       "address PS servers listen on (loopback: one machine; `0.0.0.0` advertises the host name to the workers)",
+       Str(AT(ps_bind))},
+      {"checkpoint.dir", "string", "`\"\"`",
+       "if set, a checkpoint `ckpt-<step>/` is written there at the end of training (session models: at the end of every epoch, and `best/` for the best validation epoch; docs/sessions.md); `ember train --resume` continues from its newest complete checkpoint",
+       Str(AT(checkpoint_dir))},
+      {"checkpoint.every_steps", "int", "`0`",
+       "also write a checkpoint every N training steps (0: at the end only); each records the data position, so `--resume` continues mid-epoch",
+       Int(AT(checkpoint_every_steps), 0, INT64_MAX)},
+      {"checkpoint.keep", "int", "`3`",
+       "keep the newest K `ckpt-<step>/` directories, removing older ones once a new one is complete (0: keep all)",
+       Int(AT(checkpoint_keep), 0, 1000000)},
+      {"monitoring.port", "int", "`0`",
+       "serve Prometheus metrics at `GET /metrics` (and `/healthz`) on this port + rank; 0 = off. With it on, field vocabularies are counted (once, cached) for the compression ratio. See [monitoring.md](monitoring.md)",
+       Int(AT(monitoring_port), 0, 65535)},
+      {"monitoring.bind", "string", "`\"127.0.0.1\"`",
+       "address the metrics endpoint binds to (loopback unless told otherwise)",
+       Str(AT(monitoring_bind))},
+      {"monitoring.linger_s", "float", "`0`",
+       "keep serving metrics this many seconds after the run ends, so that short runs' final values are scraped",
+       Num(AT(monitoring_linger_s), 0, 86400)},
+  };
+  return keys;
+}
+
+const ConfigKey* FindConfigKey(const std::string& name) {
+  for (const auto& k : ConfigKeys())
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+std::vector<ConfigKeyDoc> ConfigKeyDocs() {
+  std::vector<ConfigKeyDoc> out;
+  for (const auto& k : ConfigKeys()) out.push_back({k.name, k.type, k.default_text, k.doc});
+  return out;
+}
+
+std::string ConfigKeysMarkdown() {
+  std::string s = "| key | type | default | meaning |\n|---|---|---|---|\n";
+  for (const auto& k : ConfigKeys())
+    s += "| `" + std::string(k.name) + "` | " + k.type + " | " + k.default_text + " | " + k.doc + " |\n";
+  return s;
+}
+
+std::string ShowConfigValue(const RunConfig& config, const std::string& key) {
+  const ConfigKey* k = FindConfigKey(key);
+  return k && k->bind.show ? k->bind.show(config) : std::string();
+}
+
+}  // namespace ember::launcher
