@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "ember/embedding/lookup.h"
 #include "ember/models/ctr_model.h"
 
 namespace ember::serving {
@@ -101,36 +102,28 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
     return Status::InvalidArgument("batch has " + std::to_string(batch.num_dense) + " dense and " +
                                    std::to_string(batch.num_sparse) + " categorical fields, the model expects " +
                                    std::to_string(num_dense_) + " and " + std::to_string(num_sparse_));
+  // The trainer's lookup (embedding::BatchLookup), reading rows from the exported tables.
   std::vector<models::GroupInput> inputs;
-  std::vector<uint64_t> keys;
   for (const auto& g : impl_->groups) {
-    const int F = g.method->num_fields();
-    const size_t S = static_cast<size_t>(g.max_probes), D = static_cast<size_t>(g.slot_dim);
-    const size_t width = static_cast<size_t>(F) * S * D;
-    torch::Tensor values = torch::zeros({static_cast<int64_t>(B), static_cast<int64_t>(width)}, torch::kFloat);
-    float* v = values.data_ptr<float>();
-    for (int f = 0; f < F; ++f) {
-      const auto& layout = g.method->layout(f);
-      const size_t P = layout.probe_tables.size();
-      keys.resize(B * P);
-      g.method->MapIds(f, batch.field(f), B, keys.data());
-      for (size_t p = 0; p < P; ++p) {
-        const embedding::ExportedTable& table = *impl_->tables.at(layout.probe_tables[p]);
-        // A value that was never admitted reads its fallback row, as in training.
-        const bool admits = g.method->admits(layout.probe_tables[p] - g.method->tables()[0].id);
-        for (size_t i = 0; i < B; ++i) {
-          float* out = v + i * width + (static_cast<size_t>(f) * S + p) * D;
-          const uint64_t key = keys[i * P + p];
-          if (!table.Lookup(key, out) && admits) {
-            const uint64_t fb = g.method->FallbackKey(key);
-            impl_->tables.at(embedding::KeyTable(fb))->Lookup(fb, out);
-          }
-        }
+    embedding::BatchLookup lookup(g.method.get());
+    lookup.Prepare(batch.field(0), B, batch.labels.size());
+    const size_t D = static_cast<size_t>(g.slot_dim);
+    torch::Tensor leaf = torch::zeros({static_cast<int64_t>(lookup.leaf_rows()), g.slot_dim}, torch::kFloat);
+    float* rows = leaf.data_ptr<float>();
+    lookup.ForEachTable([&](uint32_t id, size_t b, size_t e, bool admits) {
+      const embedding::ExportedTable& table = *impl_->tables.at(id);
+      for (size_t pos = b; pos < e; ++pos) {
+        const bool found = table.Lookup(lookup.sorted_keys()[pos], rows + pos * D);
+        if (admits) lookup.own()[pos] = found;  // a value never admitted reads its fallback row, as in training
       }
-    }
+    });
+    lookup.ApplyFallbacks();
+    auto& slots = lookup.slots();
+    const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.slot_dim;
     models::GroupInput in;
-    in.values = values;
-    in.widths.assign(static_cast<size_t>(F), g.model_dim);
+    in.values = leaf.index_select(0, torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong))
+                    .view({static_cast<int64_t>(B), width});
+    in.widths.assign(static_cast<size_t>(g.method->num_fields()), g.model_dim);
     inputs.push_back(std::move(in));
   }
   try {

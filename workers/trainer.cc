@@ -118,7 +118,6 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     g->optembed_supernet = ec.method == embedding::Method::kOptEmbed && ec.field_widths.empty();
     for (const auto& spec : (*method)->tables()) g->dsl |= spec.kind == embedding::TableKind::kSparse;
     for (const auto& spec : (*method)->tables()) {
-      g->narrow |= spec.dim != g->dim;
       if (spec.id < next_table || spec.id >= next_table + g->num_tables)
         return Status::Internal("method tables are not contiguous");
     }
@@ -126,12 +125,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
       return Status::InvalidArgument("embedding group '" + gs.name + "': fields are " + std::to_string(g->max_probes) +
                                      " probes of " + std::to_string(g->dim) + " wide, model " + models::ModelKindName(mc.kind) + " needs " +
                                      std::to_string(gs.dim));
-    for (int f = 0; f < (*method)->num_fields(); ++f) {
-      g->probe_offset.push_back(g->total_probes);
-      g->total_probes += (*method)->num_probes(f);
-      g->padded |= (*method)->num_probes(f) != g->max_probes;
-      g->widths.push_back(gs.dim);
-    }
+    g->widths.assign(static_cast<size_t>((*method)->num_fields()), gs.dim);
+    for (auto& r : g->buffers) r.lookup = std::make_unique<embedding::BatchLookup>(method->get());
     if (g->optembed_supernet) {
       t->thresholds_ = torch::zeros({static_cast<int64_t>(config.fields.size())}, torch::kFloat).requires_grad_(true);
       t->threshold_optimizer_ = std::make_unique<torch::optim::SGD>(
@@ -148,7 +143,6 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
 
 Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer, std::vector<ps::PullSlice>* slices,
                             LookupCounts* counts) {
-  const size_t B = batch.size;
   if (batch.num_sparse != static_cast<int>(config_.fields.size()))
     return Status::InvalidArgument("batch has " + std::to_string(batch.num_sparse) +
                                    " categorical fields, model expects " + std::to_string(config_.fields.size()));
@@ -157,97 +151,30 @@ Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer,
   for (auto& gp : groups_) {
     Group& g = *gp;
     Group::Rows& r = g.buffers[buffer];
-    const size_t TP = static_cast<size_t>(g.total_probes);
-    r.keys.resize(B * TP);
-    for (int f = 0; f < g.method->num_fields(); ++f) {
-      const size_t P = static_cast<size_t>(g.method->num_probes(f));
-      const size_t off = static_cast<size_t>(g.probe_offset[f]);
-      if (P == 1 && TP == 1) {
-        g.method->MapIds(f, batch.field(f), B, r.keys.data());
-        continue;
-      }
-      r.scratch.resize(B * P);
-      g.method->MapIds(f, batch.field(f), B, r.scratch.data());
-      for (size_t i = 0; i < B; ++i)
-        for (size_t p = 0; p < P; ++p) r.keys[i * TP + off + p] = r.scratch[i * P + p];
-    }
-    const size_t n = r.keys.size();
-    r.inverse = torch::empty({static_cast<int64_t>(n)}, torch::kLong);
-    int64_t* inv = r.inverse.data_ptr<int64_t>();
-    r.dedup.Dedup(r.keys.data(), n, inv);
-    const auto& unique = r.dedup.unique();
-    const size_t U = unique.size();
-    r.table_begin.assign(g.num_tables + 1, 0);
-    if (g.num_tables == 1) {
-      r.sorted_unique.assign(unique.begin(), unique.end());
-      r.table_begin[1] = U;
-    } else {
-      // Counting sort by table so that each table's rows are contiguous in the leaf.
-      for (uint64_t k : unique) ++r.table_begin[embedding::KeyTable(k) - g.first_table + 1];
-      for (size_t t = 0; t < g.num_tables; ++t) r.table_begin[t + 1] += r.table_begin[t];
-      std::vector<size_t> fill(r.table_begin.begin(), r.table_begin.end() - 1);
-      r.sorted_unique.resize(U);
-      r.perm.resize(U);
-      for (size_t u = 0; u < U; ++u) {
-        const size_t pos = fill[embedding::KeyTable(unique[u]) - g.first_table]++;
-        r.sorted_unique[pos] = unique[u];
-        r.perm[u] = static_cast<int64_t>(pos);
-      }
-      for (size_t i = 0; i < n; ++i) inv[i] = r.perm[inv[i]];
-    }
-    // Feature admission: every key of an admitting table brings its fallback key (in the last
-    // table of the group), in case the shards answer that it has no row of its own.
-    r.unique = U;
-    const int fb_table = g.method->fallback_table();
-    if (fb_table >= 0) {
-      r.fallback_row.assign(U, -1);
-      r.fallback_slots.clear();
-      for (size_t pos = 0; pos < U; ++pos) {
-        const uint64_t key = r.sorted_unique[pos];
-        if (!g.method->admits(embedding::KeyTable(key) - g.first_table)) continue;
-        const uint64_t fb = g.method->FallbackKey(key);
-        auto [it, fresh] = r.fallback_slots.emplace(fb, r.sorted_unique.size());
-        if (fresh) r.sorted_unique.push_back(fb);
-        r.fallback_row[pos] = static_cast<int64_t>(it->second);
-      }
-      r.table_begin[g.num_tables] = r.sorted_unique.size();  // the fallback table is the group's last
-      r.own.assign(r.sorted_unique.size(), 1);
-    }
-    const size_t L = r.sorted_unique.size();
+    embedding::BatchLookup& lookup = *r.lookup;
+    lookup.Prepare(batch.field(0), batch.size, batch.labels.size());
     // The leaf: one row per unique key (and fallback), plus an all-zero row for padding slots.
-    const int64_t leaf_rows = static_cast<int64_t>(L) + (g.padded ? 1 : 0);
     // torch::empty + memset rather than torch::zeros: on the prefetch thread an ATen fill
     // would start an OpenMP team of its own.
+    const int64_t leaf_rows = static_cast<int64_t>(lookup.leaf_rows());
     r.rows = torch::empty({leaf_rows, g.dim}, torch::kFloat);
     float* rows = r.rows.data_ptr<float>();
-    if (g.narrow || g.padded) std::memset(rows, 0, static_cast<size_t>(leaf_rows * g.dim) * sizeof(float));
-    g.ForEachTable(r, [&](uint32_t table, size_t b, size_t e) {
+    if (lookup.narrow() || lookup.padded())
+      std::memset(rows, 0, static_cast<size_t>(leaf_rows * g.dim) * sizeof(float));
+    lookup.ForEachTable([&](uint32_t table, size_t b, size_t e, bool admits) {
       ps::PullSlice s;
       s.table = table;
-      s.keys = r.sorted_unique.data() + b;
+      s.keys = lookup.sorted_keys().data() + b;
       s.n = e - b;
       s.out = rows + b * g.dim;
       s.stride = static_cast<size_t>(g.dim);
       s.create_missing = training;
-      if (fb_table >= 0 && g.method->admits(table - g.first_table)) s.own = r.own.data() + b;
+      if (admits) s.own = lookup.own() + b;
       slices->push_back(s);
     });
-    if (g.padded) {
-      // Slots: field f's probes, then (max_probes - probes) padding slots reading the zero row.
-      const size_t F = static_cast<size_t>(g.method->num_fields()), S = static_cast<size_t>(g.max_probes);
-      r.slot_inverse = torch::empty({static_cast<int64_t>(B * F * S)}, torch::kLong);
-      int64_t* si = r.slot_inverse.data_ptr<int64_t>();
-      for (size_t i = 0; i < B; ++i)
-        for (size_t f = 0; f < F; ++f) {
-          const size_t P = static_cast<size_t>(g.method->num_probes(static_cast<int>(f)));
-          const size_t off = static_cast<size_t>(g.probe_offset[f]);
-          for (size_t p = 0; p < S; ++p)
-            si[(i * F + f) * S + p] = p < P ? inv[i * TP + off + p] : static_cast<int64_t>(L);
-        }
-    }
-    counts->keys += n;
-    counts->unique += L;
-    counts->bytes += L * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
+    counts->keys += lookup.keys();
+    counts->unique += lookup.rows();
+    counts->bytes += lookup.rows() * (sizeof(uint64_t) + static_cast<size_t>(g.dim) * sizeof(float));
   }
   return Status::Ok();
 }
@@ -273,33 +200,16 @@ Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vecto
   for (auto& gp : groups_) {
     Group& g = *gp;
     Group::Rows& r = g.now();
-    if (!r.fallback_row.empty()) {
-      // Keys the shards hold no row for read (and train) their fallback row instead.
-      remap_.clear();
-      for (size_t pos = 0; pos < r.unique; ++pos) {
-        if (r.fallback_row[pos] < 0) continue;
-        ++admitting;
-        if (r.own[pos]) continue;
-        if (remap_.empty()) {
-          remap_.resize(r.unique);
-          for (size_t u = 0; u < r.unique; ++u) remap_[u] = static_cast<int64_t>(u);
-        }
-        remap_[pos] = r.fallback_row[pos];
-        ++fell;
-      }
-      if (!remap_.empty()) {
-        torch::Tensor& idx = g.padded ? r.slot_inverse : r.inverse;
-        int64_t* ix = idx.data_ptr<int64_t>();
-        const int64_t U = static_cast<int64_t>(r.unique);
-        for (int64_t i = 0, e = idx.numel(); i < e; ++i)
-          if (ix[i] < U) ix[i] = remap_[static_cast<size_t>(ix[i])];
-      }
-    }
+    // Keys the shards hold no row for read (and train) their fallback row instead.
+    const auto fb = r.lookup->ApplyFallbacks();
+    admitting += fb.admitting;
+    fell += fb.fell;
+    auto& slots = r.lookup->slots();
+    r.index = torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong);
     if (training) r.rows.requires_grad_(true);
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
-    in.values =
-        r.rows.index_select(0, g.padded ? r.slot_inverse : r.inverse).view({static_cast<int64_t>(batch.size), width});
+    in.values = r.rows.index_select(0, r.index).view({static_cast<int64_t>(batch.size), width});
     if (g.optembed_supernet && mask_rows)
       in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;
@@ -373,10 +283,10 @@ Status Trainer::PushGradients() {
     grad = grad.contiguous();
     keep.push_back(grad);
     const float* gd = grad.data_ptr<float>();
-    g.ForEachTable(r, [&](uint32_t table, size_t b, size_t e) {
+    r.lookup->ForEachTable([&](uint32_t table, size_t b, size_t e, bool) {
       ps::PushSlice s;
       s.table = table;
-      s.keys = r.sorted_unique.data() + b;
+      s.keys = r.lookup->sorted_keys().data() + b;
       s.n = e - b;
       s.grads = gd + b * g.dim;
       s.stride = static_cast<size_t>(g.dim);

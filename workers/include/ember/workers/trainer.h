@@ -244,7 +244,6 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
-  std::vector<int64_t> remap_;  // FinishLookup: leaf row -> the row it reads (feature admission)
   int64_t step_ = 0;
   DataPosition position_;
   StepSync sync_;
