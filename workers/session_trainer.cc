@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "checkpoint_dir.h"
+#include "ember/embedding/lookup.h"
 #include "ember/common/progress.h"
 
 namespace ember::workers {
@@ -84,6 +85,18 @@ Result<std::unique_ptr<SessionTrainer>> SessionTrainer::Create(const SessionTrai
   }
   int64_t item_dim = 0;
   for (int f = 0; f < t->method_->num_fields(); ++f) item_dim += t->method_->layout(f).output_dim;
+  {
+    // The columns of a lookup's [slots x slot width] that hold a probe's row (not padding).
+    const int S = t->method_->max_probes(), D = t->method_->slot_dim();
+    std::vector<int64_t> cols;
+    for (int f = 0; f < t->method_->num_fields(); ++f) {
+      const auto& layout = t->method_->layout(f);
+      for (size_t q = 0; q < layout.probe_dims.size(); ++q)
+        for (int c = 0; c < layout.probe_dims[q]; ++c) cols.push_back((static_cast<int64_t>(f) * S + static_cast<int64_t>(q)) * D + c);
+    }
+    if (static_cast<int64_t>(cols.size()) != static_cast<int64_t>(t->method_->num_fields()) * S * D)
+      t->columns_ = torch::tensor(cols, torch::kLong);
+  }
   for (const auto& h : config.heads) {
     auto it = std::find(data->items.attribute_names.begin(), data->items.attribute_names.end(), h);
     if (it == data->items.attribute_names.end())
@@ -115,109 +128,87 @@ uint64_t SessionTrainer::FieldId(int f, uint32_t item) const {
 }
 
 Result<SessionTrainer::Pulled> SessionTrainer::Represent(const std::vector<uint32_t>& items, bool training) {
-  const auto& method = *method_;
-  const size_t n = items.size();
+  const size_t n = items.size(), F = static_cast<size_t>(method_->num_fields());
   Pulled p;
-  // Per (field, probe): the table and each item's key.
-  struct Probe {
-    size_t table_slot;
-    int dim;
-    std::vector<int64_t> rows;  // per item: row in the table's unique keys
-    torch::Tensor mask;         // [n, 1]: 0 where the item's value is untrained (undefined: none is)
-  };
-  std::vector<Probe> probes;
-  std::unordered_map<uint32_t, size_t> slot_of_table;
-  std::vector<std::unordered_map<uint64_t, int64_t>> unique;
-  std::vector<uint64_t> ids(n), keys;
-  for (int f = 0; f < method.num_fields(); ++f) {
-    const auto& layout = method.layout(f);
-    const size_t probes_f = layout.probe_tables.size();
-    for (size_t i = 0; i < n; ++i) ids[i] = FieldId(f, items[i]);
-    torch::Tensor mask;
-    if (!trained_values_.empty()) {
-      const auto& trained = trained_values_[static_cast<size_t>(f)];
-      std::vector<float> m(n);
-      bool any = false;
-      for (size_t i = 0; i < n; ++i) {
-        m[i] = trained[ids[i]] ? 1.0f : 0.0f;
-        any = any || !trained[ids[i]];
-      }
-      if (any) mask = torch::tensor(m).unsqueeze(1);
-    }
-    keys.resize(n * probes_f);
-    method.MapIds(f, ids.data(), n, keys.data());
-    for (size_t q = 0; q < probes_f; ++q) {
-      const uint32_t table = layout.probe_tables[q];
-      auto [it, inserted] = slot_of_table.emplace(table, p.tables.size());
-      if (inserted) {
-        p.tables.push_back(table);
-        p.keys.emplace_back();
-        unique.emplace_back();
-      }
-      Probe pr{it->second, layout.probe_dims[q], std::vector<int64_t>(n), mask};
-      auto& u = unique[it->second];
-      auto& k = p.keys[it->second];
-      for (size_t i = 0; i < n; ++i) {
-        const uint64_t key = keys[i * probes_f + q];
-        auto [kt, added] = u.emplace(key, static_cast<int64_t>(k.size()));
-        if (added) k.push_back(key);
-        pr.rows[i] = kt->second;
-      }
-      probes.push_back(std::move(pr));
-    }
-  }
+  p.lookup = std::make_shared<embedding::BatchLookup>(method_.get());
+  embedding::BatchLookup& lookup = *p.lookup;
+  std::vector<uint64_t> ids(n * F);  // field-major, as a batch holds them
+  for (size_t f = 0; f < F; ++f)
+    for (size_t i = 0; i < n; ++i) ids[f * n + i] = FieldId(static_cast<int>(f), items[i]);
+  lookup.Prepare(ids.data(), n, n);
+  const int64_t D = lookup.slot_dim();
+  p.leaf = torch::zeros({static_cast<int64_t>(lookup.leaf_rows()), D}, torch::kFloat);
+  float* rows = p.leaf.data_ptr<float>();
   std::vector<ps::PullSlice> slices;
-  for (size_t s = 0; s < p.tables.size(); ++s) {
-    int table_dim = 0;
-    for (const auto& t : method.tables())
-      if (t.id == p.tables[s]) table_dim = t.dim;
-    p.leaves.push_back(torch::empty({static_cast<int64_t>(p.keys[s].size()), table_dim}, torch::kFloat));
+  lookup.ForEachTable([&](uint32_t table, size_t b, size_t e, bool) {
     ps::PullSlice sl;
-    sl.table = p.tables[s];
-    sl.keys = p.keys[s].data();
-    sl.n = p.keys[s].size();
-    sl.out = p.leaves.back().data_ptr<float>();
+    sl.table = table;
+    sl.keys = lookup.sorted_keys().data() + b;
+    sl.n = e - b;
+    sl.out = rows + b * static_cast<size_t>(D);
+    sl.stride = static_cast<size_t>(D);
     sl.create_missing = training;
     slices.push_back(sl);
-  }
+  });
   // Training pulls wait as the mode says; evaluation waits for every worker's pushes of the steps
   // run so far (workers run equal step counts), so that its scores do not depend on timing.
   const uint64_t wait = training ? sync_.PullWait(step_) : sync_.EvalWait(step_);
   const auto start = Clock::now();
   EMBER_RETURN_IF_ERROR(ps_->Pull(slices, {wait, nullptr}));
   if (training) {
-    uint64_t rows = 0;
-    for (auto& k : p.keys) rows += k.size();
     recorder_->Observe("ps_pull_seconds", std::chrono::duration<double>(Clock::now() - start).count());
-    recorder_->AddCounter("ps_pull_rows_total", static_cast<double>(rows));
-    for (auto& l : p.leaves) l.requires_grad_(true);
+    recorder_->AddCounter("ps_pull_rows_total", static_cast<double>(lookup.rows()));
+    p.leaf.requires_grad_(true);
   }
-  std::vector<torch::Tensor> parts;
-  for (const auto& pr : probes) {
-    // Cloned: autograd keeps the index for the backward pass, after `probes` is gone.
-    auto idx = torch::from_blob(const_cast<int64_t*>(pr.rows.data()), {static_cast<int64_t>(n)}, torch::kLong).clone();
-    auto part = p.leaves[pr.table_slot].index_select(0, idx).slice(1, 0, pr.dim);
-    parts.push_back(pr.mask.defined() ? part * pr.mask : part);
+  // Cloned: autograd keeps the index for the backward pass.
+  auto& slots = lookup.slots();
+  auto index = torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong).clone();
+  torch::Tensor x = p.leaf.index_select(0, index).view({static_cast<int64_t>(n), -1});
+  // Each field's probes at their own widths: the slots' zero padding dropped.
+  if (columns_.defined()) x = x.index_select(1, columns_);
+  if (!trained_values_.empty()) {
+    // M2TRec: a value no training item carries reads zeros.
+    std::vector<float> mask;
+    int64_t col = 0;
+    bool any = false;
+    const int64_t width = x.size(1);
+    for (size_t f = 0; f < F; ++f) {
+      const auto& trained = trained_values_[f];
+      const int64_t w = method_->layout(static_cast<int>(f)).output_dim;
+      for (size_t i = 0; i < n; ++i)
+        if (!trained[ids[f * n + i]]) {
+          if (!any) mask.assign(n * static_cast<size_t>(width), 1.0f);
+          any = true;
+          std::fill_n(mask.begin() + static_cast<int64_t>(i) * width + col, w, 0.0f);
+        }
+      col += w;
+    }
+    if (any) x = x * torch::from_blob(mask.data(), {static_cast<int64_t>(n), width}, torch::kFloat).clone();
   }
-  p.x = torch::cat(parts, 1);
+  p.x = x;
   return p;
 }
 
 Status SessionTrainer::PushLeaves(const Pulled& p) {
   std::vector<ps::PushSlice> slices;
-  std::vector<torch::Tensor> keep;
+  torch::Tensor grad;
   uint64_t rows = 0;
-  for (size_t s = 0; s < p.tables.size(); ++s) {
-    auto g = p.leaves[s].grad();
-    if (!g.defined()) g = torch::zeros_like(p.leaves[s]);
-    keep.push_back(g.contiguous());
-    ps::PushSlice sl;
-    sl.table = p.tables[s];
-    sl.keys = p.keys[s].data();
-    sl.n = p.keys[s].size();
-    sl.grads = keep.back().data_ptr<float>();
-    slices.push_back(sl);
-    rows += sl.n;
+  if (p.lookup) {
+    grad = p.leaf.grad();
+    if (!grad.defined()) grad = torch::zeros_like(p.leaf);
+    grad = grad.contiguous();
+    const float* gd = grad.data_ptr<float>();
+    const size_t D = static_cast<size_t>(p.lookup->slot_dim());
+    p.lookup->ForEachTable([&](uint32_t table, size_t b, size_t e, bool) {
+      ps::PushSlice sl;
+      sl.table = table;
+      sl.keys = p.lookup->sorted_keys().data() + b;
+      sl.n = e - b;
+      sl.grads = gd + b * D;
+      sl.stride = D;
+      slices.push_back(sl);
+      rows += sl.n;
+    });
   }
   const auto start = Clock::now();
   EMBER_RETURN_IF_ERROR(ps_->Push(slices, sync_.PushClock(step_)));

@@ -32,6 +32,10 @@
 #include "ember/workers/collective.h"
 #include "ember/workers/trainer.h"
 
+namespace ember::embedding {
+class BatchLookup;
+}
+
 namespace ember::workers {
 
 struct SessionTrainerConfig {
@@ -118,11 +122,11 @@ class SessionTrainer {
   // Representations [items.size(), item_dim] of `items` from pulled rows; with `leaves`, the
   // rows are leaf tensors (their gradients are pushed by PushLeaves).
   struct Pulled {
-    torch::Tensor x;
-    std::vector<uint32_t> tables;
-    std::vector<std::vector<uint64_t>> keys;  // per entry of `tables`: unique keys
-    std::vector<torch::Tensor> leaves;        // per entry: [keys, dim]
+    torch::Tensor x;                                // [items, item_dim]
+    std::shared_ptr<embedding::BatchLookup> lookup;  // null: nothing pulled (an empty step)
+    torch::Tensor leaf;                             // [lookup rows, slot width], the pushed gradient's
   };
+
   Result<Pulled> Represent(const std::vector<uint32_t>& items, bool training);
   Status PushLeaves(const Pulled& p);
   Status AllReduceDense();
@@ -141,6 +145,7 @@ class SessionTrainer {
   std::vector<int> head_attr_;  // attribute index of each head
   // M2TRec: per attribute, per value, whether a training item carries it (else it reads zeros).
   std::vector<std::vector<bool>> trained_values_;
+  torch::Tensor columns_;  // the non-padding columns of a lookup (undefined: all are)
   models::SessionModel model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::mt19937_64 rng_;
