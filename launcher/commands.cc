@@ -346,9 +346,7 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
   ExportReport report;
   report.path = out_path;
   report.held_param_bytes = HeldParamBytes(stats);
-  for (int i = 0; i < r->ps->num_shards(); ++i)
-    for (const auto& s : stats)
-      if (const embedding::Table* t = r->ps->shard(i).table(s.table)) EMBER_RETURN_IF_ERROR(writer.AddTable(*t));
+  EMBER_RETURN_IF_ERROR(r->ps->ExportTables(&writer));
   {
     EMBER_ASSIGN_OR_RETURN(auto method, PlanMethod(r->trainer_config));
     report.planned_param_bytes =

@@ -227,6 +227,14 @@ Status BuildShardTables(const std::string& dir, const std::vector<ShardFile>& fi
   return Status::Ok();
 }
 
+Status InProcessClient::ExportTables(embedding::ExportWriter* writer) {
+  EMBER_ASSIGN_OR_RETURN(auto stats, Stats());
+  for (auto& shard : shards_)
+    for (const auto& s : stats)
+      if (const embedding::Table* t = shard->table(s.table)) EMBER_RETURN_IF_ERROR(writer->AddTable(*t));
+  return Status::Ok();
+}
+
 Status InProcessClient::LoadShards(const std::string& dir, const std::vector<ShardFile>& files) {
   std::vector<ShardTables> tables;
   EMBER_RETURN_IF_ERROR(BuildShardTables(dir, files, num_shards(), /*only=*/-1, &tables, env_));

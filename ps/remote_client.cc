@@ -366,6 +366,11 @@ Result<std::vector<ShardFile>> RemoteClient::SaveShards(const std::string& dir) 
   return files;
 }
 
+Status RemoteClient::ExportTables(embedding::ExportWriter*) {
+  return Status::FailedPrecondition(
+      "exporting reads a checkpoint into in-process shards (ember export); a remote PS does not send its tables");
+}
+
 Status RemoteClient::LoadShards(const std::string& dir, const std::vector<ShardFile>& files) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string payload;

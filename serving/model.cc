@@ -5,6 +5,7 @@
 #include <map>
 
 #include "ember/embedding/lookup.h"
+#include "ember/embedding/model_description.h"
 #include "ember/models/ctr_model.h"
 
 namespace ember::serving {
@@ -38,41 +39,36 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   const auto& j = m->file_->model();
   auto bad = [&](const std::string& why) { return Status::Corruption(path + ": " + why); };
   if (j.value("kind", "") != "ctr") return bad("model kind '" + j.value("kind", "") + "' is not served (ctr only)");
+  auto described = embedding::ModelDescription::FromJson(j);
+  if (!described.ok()) return described.status().WithContext(path);
+  const embedding::ModelDescription& d = *described;
   models::CtrModelConfig mc;
-  std::vector<embedding::FieldInfo> fields;
-  try {
-    auto kind = models::ParseModelKind(j.at("name").get<std::string>());
+  {
+    auto kind = models::ParseModelKind(d.model);
     if (!kind.ok()) return bad(kind.status().message());
     mc.kind = *kind;
-    mc.num_dense = j.at("num_dense").get<int>();
-    mc.num_fields = j.at("num_fields").get<int>();
-    mc.embedding_dim = j.at("embedding_dim").get<int>();
-    mc.bottom_mlp = j.at("bottom_mlp").get<std::vector<int64_t>>();
-    mc.top_mlp = j.at("top_mlp").get<std::vector<int64_t>>();
-    for (const auto& f : j.at("fields"))
-      fields.push_back({f.at("name").get<std::string>(), f.at("vocab").get<uint64_t>()});
-    if (static_cast<int>(fields.size()) != mc.num_fields) return bad("fields do not match num_fields");
-    for (const auto& g : j.at("groups")) {
-      EMBER_ASSIGN_OR_RETURN(auto ec, embedding::MethodConfigFromJson(g.at("method")));
-      auto method = embedding::MakeMethod(ec, fields);
-      if (!method.ok()) return method.status().WithContext(path);
-      Impl::Group group;
-      group.method = std::move(method).value();
-      group.model_dim = g.at("dim").get<int>();
-      group.slot_dim = group.method->slot_dim();
-      group.max_probes = group.method->max_probes();
-      if (group.slot_dim * group.max_probes != group.model_dim) return bad("a group's slots do not match its width");
-      for (const auto& spec : group.method->tables()) {
-        if (m->impl_->tables.count(spec.id)) continue;
-        EMBER_ASSIGN_OR_RETURN(auto t, embedding::ExportedTable::Open(*m->file_, spec.id));
-        if (t->spec().dim != spec.dim)
-          return bad("table " + std::to_string(spec.id) + " width differs from its method");
-        m->impl_->tables[spec.id] = std::move(t);
-      }
-      m->impl_->groups.push_back(std::move(group));
+  }
+  mc.num_dense = d.num_dense;
+  mc.num_fields = static_cast<int>(d.fields.size());
+  mc.embedding_dim = d.embedding_dim;
+  mc.bottom_mlp = d.bottom_mlp;
+  mc.top_mlp = d.top_mlp;
+  for (const auto& g : d.groups) {
+    auto method = embedding::MakeMethod(g.method, d.fields);
+    if (!method.ok()) return method.status().WithContext(path);
+    Impl::Group group;
+    group.method = std::move(method).value();
+    group.model_dim = g.dim;
+    group.slot_dim = group.method->slot_dim();
+    group.max_probes = group.method->max_probes();
+    if (group.slot_dim * group.max_probes != group.model_dim) return bad("a group's slots do not match its width");
+    for (const auto& spec : group.method->tables()) {
+      if (m->impl_->tables.count(spec.id)) continue;
+      EMBER_ASSIGN_OR_RETURN(auto t, embedding::ExportedTable::Open(*m->file_, spec.id));
+      if (t->spec().dim != spec.dim) return bad("table " + std::to_string(spec.id) + " width differs from its method");
+      m->impl_->tables[spec.id] = std::move(t);
     }
-  } catch (const std::exception& e) {
-    return bad(std::string("bad model description: ") + e.what());
+    m->impl_->groups.push_back(std::move(group));
   }
   m->num_dense_ = mc.num_dense;
   m->num_sparse_ = mc.num_fields;

@@ -1,6 +1,7 @@
 // The export format without models: round trips of every table kind at every precision, absent
 // keys, merging shard pieces, and refusal of damaged files.
 #include "ember/embedding/export.h"
+#include "ember/embedding/model_description.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -221,6 +222,34 @@ TEST(Export, MethodConfigsRoundTripThroughJson) {
   EXPECT_EQ(MethodConfigToJson(*back), MethodConfigToJson(c));
   EXPECT_EQ(back->seed, c.seed);
   EXPECT_FALSE(MethodConfigFromJson(nlohmann::json{{"method", "hash"}}).ok());
+}
+
+// The description checkpoints and exports carry: it round-trips, and a bad key is named.
+TEST(Export, ModelDescriptionsRoundTripAndNameBadKeys) {
+  ModelDescription d;
+  d.model = "deepfm";
+  d.num_dense = 13;
+  d.embedding_dim = 8;
+  d.bottom_mlp = {64, 32};
+  d.top_mlp = {16};
+  d.fields = {{"C1", 10}, {"C2", 0}};
+  MethodConfig m;
+  m.method = Method::kHash;
+  m.rows = 99;
+  d.groups = {{"embedding", 8, m}, {"linear", 1, m}};
+  d.step = 42;
+  auto back = ModelDescription::FromJson(nlohmann::json::parse(d.ToJson().dump()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->ToJson(), d.ToJson());
+  EXPECT_EQ(back->groups[1].method.rows, 99u);
+  auto j = d.ToJson();
+  j["num_fields"] = 3;
+  EXPECT_EQ(ModelDescription::FromJson(j).status().message(), "model description: num_fields does not match its fields");
+  j = d.ToJson();
+  j["top_mlp"] = "wide";
+  auto bad = ModelDescription::FromJson(j);
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(bad.status().message().find("bad 'top_mlp'"), std::string::npos) << bad.status().ToString();
 }
 
 }  // namespace

@@ -136,7 +136,20 @@ Result<std::string> ReadCheckpointConfig(const std::string& path) {
 Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer) {
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path));
   embedding::MethodConfig* config = &trainer->embedding;
-  try {
+  if (m.contains("description")) {
+    EMBER_ASSIGN_OR_RETURN(auto d, embedding::ModelDescription::FromJson(m["description"]));
+    if (d.groups.empty() || d.fields.size() != trainer->fields.size())
+      return Status::Corruption(path + "/manifest.json: the model description has " + std::to_string(d.fields.size()) +
+                                " fields, the configuration " + std::to_string(trainer->fields.size()));
+    const embedding::MethodConfig& main = d.groups[0].method;
+    config->rows = main.rows;
+    config->density = main.density;
+    config->field_widths = main.field_widths;
+    config->first_table = main.first_table;
+    for (size_t f = 0; f < d.fields.size(); ++f) trainer->fields[f].vocab = d.fields[f].vocab;
+    return Status::Ok();
+  }
+  try {  // manifests written before the description
     if (m.contains("embedding")) {
       config->rows = m["embedding"].value("rows", config->rows);
       config->density = m["embedding"].value("density", config->density);
@@ -191,7 +204,13 @@ Result<CheckpointInfo> InspectCheckpoint(const std::string& path) {
     info.position.epoch = m["position"].value("epoch", int64_t{0});
     info.position.examples = m["position"].value("examples", uint64_t{0});
   }
-  if (m.contains("embedding") && m["embedding"].is_object()) info.method = m["embedding"].value("method", "");
+  if (m.contains("description") && m["description"].is_object()) {
+    auto d = embedding::ModelDescription::FromJson(m["description"]);
+    if (!d.ok()) return d.status().WithContext(info.path + "/manifest.json");
+    if (!d->groups.empty()) info.method = embedding::MethodName(d->groups[0].method.method);
+  } else if (m.contains("embedding") && m["embedding"].is_object()) {  // session models, older manifests
+    info.method = m["embedding"].value("method", "");
+  }
   std::vector<ps::ShardFile> shards;
   std::map<std::string, std::string> dense;
   EMBER_RETURN_IF_ERROR(ReadManifestFiles(dir, m, &shards, &dense, &info.files));

@@ -505,28 +505,26 @@ Result<EvalResult> Trainer::Evaluate(data::BatchReader* reader, std::vector<floa
   return r;
 }
 
+embedding::ModelDescription Trainer::Describe() const {
+  embedding::ModelDescription d;
+  const auto& mc = config_.model;
+  d.model = models::ModelKindName(mc.kind);
+  d.num_dense = mc.num_dense;
+  d.embedding_dim = config_.embedding.dim;
+  d.bottom_mlp = mc.bottom_mlp;
+  d.top_mlp = mc.top_mlp;
+  d.fields = config_.fields;
+  const auto specs = model_->embedding_groups();
+  for (size_t gi = 0; gi < groups_.size(); ++gi) d.groups.push_back({specs[gi].name, specs[gi].dim, groups_[gi]->config});
+  d.step = step_;
+  return d;
+}
+
 Status Trainer::Export(embedding::ExportWriter* writer) const {
   if (thresholds_.defined())
     return Status::FailedPrecondition(
         "an OptEmbed supernet is not exported: export the final checkpoint (its retrained, pruned tables)");
-  const auto specs = model_->embedding_groups();
-  nlohmann::json groups = nlohmann::json::array(), fields = nlohmann::json::array();
-  for (size_t gi = 0; gi < groups_.size(); ++gi)
-    groups.push_back({{"name", specs[gi].name},
-                      {"dim", specs[gi].dim},
-                      {"method", embedding::MethodConfigToJson(groups_[gi]->config)}});
-  for (const auto& f : config_.fields) fields.push_back({{"name", f.name}, {"vocab", f.vocab}});
-  const auto& mc = config_.model;
-  writer->SetModel({{"kind", "ctr"},
-                    {"name", models::ModelKindName(mc.kind)},
-                    {"num_dense", mc.num_dense},
-                    {"num_fields", config_.fields.size()},
-                    {"embedding_dim", config_.embedding.dim},
-                    {"bottom_mlp", mc.bottom_mlp},
-                    {"top_mlp", mc.top_mlp},
-                    {"fields", fields},
-                    {"groups", groups},
-                    {"step", step_}});
+  writer->SetModel(Describe().ToJson());
   for (const auto& item : model_->named_parameters()) {
     auto t = item.value().detach().contiguous();
     EMBER_RETURN_IF_ERROR(writer->AddDense(item.key(), t.sizes().vec(), t.data_ptr<float>()));
@@ -590,20 +588,12 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
   // after it, so the checkpoint and the rows in hand agree.
   if (prefetch_.batch) prefetch_.done.wait();
   nlohmann::json manifest = {{"step", step_}, {"model", model_->model_name()}};
-  // Sizes a budget chose (rows of hashed tables, DSL density): ids map to rows through them.
-  std::vector<uint64_t> vocab;
-  for (const auto& f : config_.fields) vocab.push_back(f.vocab);
   manifest["position"] = {{"epoch", position_.epoch}, {"examples", position_.examples}};
-  manifest["embedding"] = {{"method", embedding::MethodName(config_.embedding.method)},
-                           {"rows", config_.embedding.rows},
-                           {"density", config_.embedding.density},
-                           {"vocab", vocab}};
+  // The sizes a budget chose (rows of hashed tables, DSL density), the vocabularies and
+  // OptEmbed's widths: ids map to rows through them (ApplyCheckpointEmbedding).
+  manifest["description"] = Describe().ToJson();
   if (config_.embedding.method == embedding::Method::kOptEmbed) {
     nlohmann::json oe = {{"stage", config_.embedding.field_widths.empty() ? "supernet" : "retrain"}};
-    if (!config_.embedding.field_widths.empty()) {
-      oe["widths"] = config_.embedding.field_widths;
-      oe["first_table"] = config_.embedding.first_table;
-    }
     if (thresholds_.defined()) oe["thresholds"] = thresholds();
     manifest["optembed"] = oe;
   }

@@ -17,6 +17,7 @@
 
 #include "ember/common/hash.h"
 #include "ember/common/status.h"
+#include "ember/embedding/export.h"
 #include "ember/embedding/types.h"
 
 namespace ember::ps {
@@ -145,6 +146,8 @@ class PsClient {
   // Replaces all rows with those in the shard files (written by any number of shards: rows
   // are re-placed by ShardOf, so N -> M works).
   virtual Status LoadShards(const std::string& dir, const std::vector<ShardFile>& files) = 0;
+  // Adds every table's rows, on every shard, to an export (ember export; embedding/export.h).
+  virtual Status ExportTables(embedding::ExportWriter* writer) = 0;
 };
 
 }  // namespace ember::ps

@@ -30,6 +30,7 @@ class InProcessClient final : public PsClient {
   Result<TableOpResult> Apply(const TableOp& op) override;
   Result<std::vector<ShardFile>> SaveShards(const std::string& dir) override;
   Status LoadShards(const std::string& dir, const std::vector<ShardFile>& files) override;
+  Status ExportTables(embedding::ExportWriter* writer) override;
 
   Shard& shard(int i) { return *shards_[i]; }
 

@@ -45,6 +45,8 @@ class RemoteClient final : public PsClient {
   Result<TableOpResult> Apply(const TableOp& op) override;
   Result<std::vector<ShardFile>> SaveShards(const std::string& dir) override;
   Status LoadShards(const std::string& dir, const std::vector<ShardFile>& files) override;
+  // Not over the wire: ember export loads a checkpoint into in-process shards.
+  Status ExportTables(embedding::ExportWriter* writer) override;
   // Asks every server to exit (their WaitForShutdown() returns).
   Status Shutdown();
   // Bytes written and read so far (frames included), for benchmarks and metrics.

@@ -28,6 +28,7 @@
 #include "ember/data/batch.h"
 #include "ember/embedding/export.h"
 #include "ember/embedding/method.h"
+#include "ember/embedding/model_description.h"
 #include "ember/models/ctr_model.h"
 #include "ember/monitoring/recorder.h"
 #include "ember/ps/client.h"
@@ -192,7 +193,10 @@ class Trainer {
   models::CtrModel& model() { return *model_; }
   // Rows and bytes held by the PS, summed over tables.
   Result<std::pair<uint64_t, uint64_t>> TableFootprint();
-  // Adds the model description (architecture, fields, each group's method) and the dense
+  // What this model is (architecture, fields, each group's method as built): checkpoints and
+  // exports carry it.
+  embedding::ModelDescription Describe() const;
+  // Adds the model description and the dense
   // weights to an export; the caller adds the tables. Refuses an OptEmbed supernet.
   Status Export(embedding::ExportWriter* writer) const;
   // Method, hashing and full-table bytes of each of this trainer's tables (for metrics).

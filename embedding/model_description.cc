@@ -1,0 +1,56 @@
+#include "ember/embedding/model_description.h"
+
+#include "ember/embedding/export.h"
+
+namespace ember::embedding {
+
+nlohmann::json ModelDescription::ToJson() const {
+  nlohmann::json gs = nlohmann::json::array(), fs = nlohmann::json::array();
+  for (const auto& g : groups) gs.push_back({{"name", g.name}, {"dim", g.dim}, {"method", MethodConfigToJson(g.method)}});
+  for (const auto& f : fields) fs.push_back({{"name", f.name}, {"vocab", f.vocab}});
+  return {{"kind", kind},
+          {"name", model},
+          {"num_dense", num_dense},
+          {"num_fields", fields.size()},
+          {"embedding_dim", embedding_dim},
+          {"bottom_mlp", bottom_mlp},
+          {"top_mlp", top_mlp},
+          {"fields", fs},
+          {"groups", gs},
+          {"step", step}};
+}
+
+Result<ModelDescription> ModelDescription::FromJson(const nlohmann::json& j) {
+  ModelDescription d;
+  std::string key;
+  try {
+    auto at = [&](const char* k) -> const nlohmann::json& {
+      key = k;
+      return j.at(k);
+    };
+    d.kind = j.value("kind", "ctr");
+    d.model = at("name").get<std::string>();
+    d.num_dense = at("num_dense").get<int>();
+    d.embedding_dim = at("embedding_dim").get<int>();
+    d.bottom_mlp = at("bottom_mlp").get<std::vector<int64_t>>();
+    d.top_mlp = at("top_mlp").get<std::vector<int64_t>>();
+    for (const auto& f : at("fields")) d.fields.push_back({f.at("name").get<std::string>(), f.at("vocab").get<uint64_t>()});
+    if (at("num_fields").get<size_t>() != d.fields.size())
+      return Status::Corruption("model description: num_fields does not match its fields");
+    for (const auto& g : at("groups")) {
+      GroupDescription gd;
+      gd.name = g.at("name").get<std::string>();
+      gd.dim = g.at("dim").get<int>();
+      auto method = MethodConfigFromJson(g.at("method"));
+      if (!method.ok()) return method.status().WithContext("model description: group '" + gd.name + "'");
+      gd.method = *method;
+      d.groups.push_back(std::move(gd));
+    }
+    d.step = j.value("step", int64_t{0});
+  } catch (const std::exception& e) {
+    return Status::Corruption("model description: bad '" + key + "': " + e.what());
+  }
+  return d;
+}
+
+}  // namespace ember::embedding
