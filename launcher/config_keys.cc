@@ -2,225 +2,12 @@
 // line of doc, and the binding that reads it into its field of RunConfig (most of them fields of
 // the modules' own configs, embedded there). docs/config.md's table is ConfigKeysMarkdown();
 // launcher_test checks the file against it and each documented default against the code's.
+#include "config_bindings.h"
 #include "config_keys.h"
 
-#include <cstdio>
-
-#include "ember/common/status.h"
-
 namespace ember::launcher {
-namespace {
 
-// The field a key sets.
-#define AT(path) [](RunConfig & c) -> auto& { return c.path; }
-
-std::string Range(double lo, double hi) {
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "must be in [%.17g, %.17g]", lo, hi);
-  return buf;
-}
-
-std::string ShowNumber(double v) {
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
-}
-
-template <typename Get>
-Binding Int(Get get, int64_t lo, int64_t hi) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            auto v = n.value<int64_t>();
-            if (!v || n.type() != toml::node_type::integer) return Status::InvalidArgument("expected an integer");
-            if (*v < lo || *v > hi)
-              return Status::InvalidArgument("must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                             "], got " + std::to_string(*v));
-            get(*c) = static_cast<std::remove_reference_t<decltype(get(*c))>>(*v);
-            return Status::Ok();
-          },
-          [=](const RunConfig& c) { return std::to_string(get(const_cast<RunConfig&>(c))); }};
-}
-
-template <typename Get>
-Binding Num(Get get, double lo, double hi) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            if (!n.is_number()) return Status::InvalidArgument("expected a number");
-            const double v = *n.value<double>();
-            if (!(v >= lo && v <= hi)) return Status::InvalidArgument(Range(lo, hi));
-            get(*c) = static_cast<std::remove_reference_t<decltype(get(*c))>>(v);
-            return Status::Ok();
-          },
-          [=](const RunConfig& c) { return ShowNumber(static_cast<double>(get(const_cast<RunConfig&>(c)))); }};
-}
-
-template <typename Get>
-Binding Str(Get get, std::vector<std::string> allowed = {}) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            if (!n.is_string()) return Status::InvalidArgument("expected a string");
-            std::string v = *n.value<std::string>();
-            if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
-              std::string list;
-              for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-              return Status::InvalidArgument("'" + v + "' is not one of " + list);
-            }
-            get(*c) = v;
-            return Status::Ok();
-          },
-          [=](const RunConfig& c) { return "\"" + get(const_cast<RunConfig&>(c)) + "\""; }};
-}
-
-// An enum: its names come from `name`, so the key, its check and its error list them once.
-template <typename Get, typename E>
-Binding Enum(Get get, std::vector<E> values, const char* (*name)(E)) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            if (!n.is_string()) return Status::InvalidArgument("expected a string");
-            const std::string v = *n.value<std::string>();
-            std::string list;
-            for (E e : values) {
-              if (v == name(e)) {
-                get(*c) = e;
-                return Status::Ok();
-              }
-              list += (list.empty() ? "" : ", ") + std::string(name(e));
-            }
-            return Status::InvalidArgument("'" + v + "' is not one of " + list);
-          },
-          [=](const RunConfig& c) { return "\"" + std::string(name(get(const_cast<RunConfig&>(c)))) + "\""; }};
-}
-
-template <typename Get>
-Binding Bool(Get get) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            if (!n.is_boolean()) return Status::InvalidArgument("expected true or false");
-            get(*c) = *n.value<bool>();
-            return Status::Ok();
-          },
-          [=](const RunConfig& c) { return std::string(get(const_cast<RunConfig&>(c)) ? "true" : "false"); }};
-}
-
-template <typename T>
-std::string ShowList(const std::vector<T>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + ShowNumber(static_cast<double>(v[i]));
-  return s + "]";
-}
-
-template <typename Get>
-Binding IntList(Get get, int64_t lo, int64_t hi) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            const toml::array* a = n.as_array();
-            const std::string want = lo > 0 ? "an array of positive integers"
-                                            : "an array of integers in [" + std::to_string(lo) + ", " +
-                                                  std::to_string(hi) + "]";
-            if (!a) return Status::InvalidArgument("expected " + want);
-            auto& out = get(*c);
-            out.clear();
-            for (const auto& e : *a) {
-              auto v = e.value<int64_t>();
-              if (!v || e.type() != toml::node_type::integer || *v < lo || *v > hi)
-                return Status::InvalidArgument("expected " + want);
-              out.push_back(static_cast<typename std::remove_reference_t<decltype(out)>::value_type>(*v));
-            }
-            return Status::Ok();
-          },
-          [=](const RunConfig& c) { return ShowList(get(const_cast<RunConfig&>(c))); }};
-}
-
-template <typename Get>
-Binding FloatList(Get get) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            const toml::array* a = n.as_array();
-            if (!a) return Status::InvalidArgument("expected an array of numbers");
-            auto& out = get(*c);
-            out.clear();
-            for (const auto& e : *a) {
-              if (!e.is_number() || !(*e.value<double>() >= 0)) return Status::InvalidArgument("expected numbers >= 0");
-              out.push_back(*e.value<double>());
-            }
-            return Status::Ok();
-          },
-          [=](const RunConfig& c) { return ShowList(get(const_cast<RunConfig&>(c))); }};
-}
-
-Binding CategoryHeads() {
-  return {[](const toml::node& n, RunConfig* c) {
-            const toml::array* a = n.as_array();
-            if (!a) return Status::InvalidArgument("expected an array of strings");
-            c->category_heads.clear();
-            for (const auto& e : *a) {
-              if (!e.is_string()) return Status::InvalidArgument("expected an array of strings");
-              c->category_heads.push_back(*e.value<std::string>());
-            }
-            c->category_heads_set = true;
-            return Status::Ok();
-          },
-          {}};
-}
-
-// A number (fraction or bytes) or a string ("1/100", "64MiB"), parsed here, once.
-Binding BudgetKey() {
-  return {[](const toml::node& n, RunConfig* c) {
-            std::string text;
-            if (n.is_string()) {
-              text = *n.value<std::string>();
-            } else if (n.is_integer()) {
-              text = std::to_string(*n.value<int64_t>());
-            } else if (n.is_number()) {
-              char buf[64];
-              std::snprintf(buf, sizeof(buf), "%g", *n.value<double>());
-              text = buf;
-            } else {
-              return Status::InvalidArgument("expected a fraction, bytes or a string such as \"64MiB\"");
-            }
-            auto b = embedding::ParseBudget(text);
-            if (!b.ok()) {  // Walk names the key
-              std::string m = b.status().message();
-              if (m.rfind("embedding.budget: ", 0) == 0) m = m.substr(18);
-              return Status::InvalidArgument(m);
-            }
-            c->budget = *b;
-            c->budget_text = text;
-            return Status::Ok();
-          },
-          {}};
-}
-
-Binding FieldMethods() {
-  return {[](const toml::node& n, RunConfig* c) {
-            const toml::table* t = n.as_table();
-            if (!t) return Status::InvalidArgument("expected a table of field = method, e.g. { C1 = \"full\" }");
-            c->field_methods.clear();
-            for (const auto& [k, v] : *t) {
-              const std::string field(k.str());
-              const std::string m = v.is_string() ? *v.value<std::string>() : "";
-              if (m != "full" && m != "hash" && m != "dsl")
-                return Status::InvalidArgument("field " + field + ": '" + m + "' is not one of full, hash, dsl");
-              c->field_methods.emplace_back(field, *embedding::ParseMethod(m));
-            }
-            return Status::Ok();
-          },
-          [](const RunConfig& c) { return c.field_methods.empty() ? std::string("{}") : std::string(); }};
-}
-
-Binding FieldAdmitAfter() {
-  return {[](const toml::node& n, RunConfig* c) {
-            const toml::table* t = n.as_table();
-            if (!t) return Status::InvalidArgument("expected a table of field = sightings, e.g. { C3 = 10 }");
-            c->field_admit_after.clear();
-            for (const auto& [k, v] : *t) {
-              auto x = v.value<int64_t>();
-              if (!v.is_integer() || !x || *x < 0 || *x > UINT32_MAX)
-                return Status::InvalidArgument("field " + std::string(k.str()) + ": expected a sighting count >= 0");
-              c->field_admit_after.emplace_back(std::string(k.str()), *x);
-            }
-            return Status::Ok();
-          },
-          [](const RunConfig& c) { return c.field_admit_after.empty() ? std::string("{}") : std::string(); }};
-}
-
-const char* BadLineName(data::BadLinePolicy p) { return p == data::BadLinePolicy::kSkip ? "skip" : "error"; }
-const char* PrecisionName(embedding::Precision p) { return p == embedding::Precision::kFp16 ? "fp16" : "fp32"; }
-
-}  // namespace
+using namespace bindings;  // NOLINT: the table below reads as a list of keys
 
 const std::vector<ConfigKey>& ConfigKeys() {
   static const std::vector<ConfigKey> keys = {
@@ -380,6 +167,12 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.initial_accumulator", "float", "`0.0`",
        "starting Adagrad state of new rows",
        Num(AT(trainer.embedding.optimizer.initial_accumulator), 0, 1e6)},
+      {"embedding.beta1", "float", "`0.9`",
+       "`adam`: decay rate of the first-moment estimate",
+       Num(AT(trainer.embedding.optimizer.beta1), 0, 0.999999)},
+      {"embedding.beta2", "float", "`0.999`",
+       "`adam`: decay rate of the second-moment estimate",
+       Num(AT(trainer.embedding.optimizer.beta2), 0, 0.999999)},
       {"embedding.init_scale", "float", "`0.01`",
        "new rows are uniform in [-s, s], derived from (seed, key): independent of shard and order",
        Num(AT(trainer.embedding.init_scale), 0, 10)},

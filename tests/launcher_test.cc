@@ -74,6 +74,19 @@ TEST(Config, DocsTableIsTheDeclaredKeys) {
   }
 }
 
+// A key is one declaration: embedding.beta1 reaches the tables' optimizer without more code.
+TEST(Config, DeclaredKeysReachTheirModules) {
+  auto c = ParseConfig("[embedding]\noptimizer = \"adam\"\nbeta1 = 0.8\n", "run.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto tc = MakeTrainerConfig(*c);
+  ASSERT_TRUE(tc.ok());
+  EXPECT_FLOAT_EQ(tc->embedding.optimizer.beta1, 0.8f);
+  EXPECT_FLOAT_EQ(tc->embedding.optimizer.beta2, 0.999f);
+  EXPECT_EQ(tc->embedding.optimizer.kind, embedding::OptimizerKind::kAdam);
+  EXPECT_EQ(ParseConfig("[embedding]\nbeta1 = 1\n", "run.toml").status().message(),
+            "run.toml:2: embedding.beta1: must be in [0, 0.999999]");
+}
+
 // Every default docs/config.md states as a value is the default the code has: parsing the
 // documented value gives the field a default RunConfig holds.
 TEST(Config, DocumentedDefaultsAreTheDefaults) {
