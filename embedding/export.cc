@@ -229,7 +229,7 @@ Status ExportWriter::AddDense(const std::string& name, const std::vector<int64_t
   return Status::Ok();
 }
 
-Result<ExportSummary> ExportWriter::Write(const std::string& path) const {
+Result<ExportSummary> ExportWriter::Write(const std::string& path, Env* env) const {
   ExportSummary summary;
   std::string body;  // sections; offsets are relative to the body, fixed up below
   nlohmann::json tables = nlohmann::json::array();
@@ -334,7 +334,7 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path) const {
   const uint64_t crc = Crc32(reinterpret_cast<const uint8_t*>(file.data()), file.size());
   file.append(reinterpret_cast<const char*>(&crc), 8);
   file.append(kEndMagic, 8);
-  EMBER_RETURN_IF_ERROR(WriteFileAtomic(path, file));
+  EMBER_RETURN_IF_ERROR(env->WriteFileAtomic(path, file));
   summary.header_bytes = kPrologue + text.size();
   summary.file_bytes = file.size();
   summary.padding_bytes =

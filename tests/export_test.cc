@@ -252,5 +252,28 @@ TEST(Export, ModelDescriptionsRoundTripAndNameBadKeys) {
   EXPECT_NE(bad.status().message().find("bad 'top_mlp'"), std::string::npos) << bad.status().ToString();
 }
 
+// An export is written through the Env: a write that fails, tears or "crashes" leaves the
+// previous export whole.
+TEST(Export, AFailedWriteLeavesThePreviousExport) {
+  auto mem = NewMemEnv();
+  ASSERT_TRUE(mem->MakeDirs("/x").ok());
+  auto first = Filled(Spec(4, 8), 50, 0), second = Filled(Spec(4, 8), 80, 7000);
+  ExportWriter a(ExportPrecision::kFp32), b(ExportPrecision::kFp32);
+  ASSERT_TRUE(a.AddTable(*first).ok());
+  ASSERT_TRUE(b.AddTable(*second).ok());
+  a.SetModel({{"kind", "test"}});
+  b.SetModel({{"kind", "test"}});
+  ASSERT_TRUE(a.Write("/x/model.embx", mem.get()).ok());
+  const std::string before = *mem->ReadFile("/x/model.embx");
+  for (auto fault : {FaultyEnv::Fault::kFail, FaultyEnv::Fault::kShortWrite, FaultyEnv::Fault::kCrash}) {
+    FaultyEnv faulty(mem.get());
+    faulty.Arm(1, fault);
+    EXPECT_FALSE(b.Write("/x/model.embx", &faulty).ok());
+    EXPECT_EQ(*mem->ReadFile("/x/model.embx"), before);
+  }
+  ASSERT_TRUE(b.Write("/x/model.embx", mem.get()).ok());
+  EXPECT_NE(*mem->ReadFile("/x/model.embx"), before);
+}
+
 }  // namespace
 }  // namespace ember::embedding

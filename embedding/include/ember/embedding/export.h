@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/common/env.h"
 #include "ember/common/key_index.h"
 #include "ember/common/status.h"
 #include "ember/embedding/method.h"
@@ -61,7 +62,8 @@ class ExportWriter {
   Status AddDense(const std::string& name, const std::vector<int64_t>& shape, const float* data);
   // Free-form description stored in the header under "model" (architecture, fields, groups).
   void SetModel(nlohmann::json model) { model_ = std::move(model); }
-  Result<ExportSummary> Write(const std::string& path) const;
+  // Writes the file atomically through `env` (a reader sees the old file or the new one).
+  Result<ExportSummary> Write(const std::string& path, Env* env = PosixEnv()) const;
 
  private:
   struct TableOut {
