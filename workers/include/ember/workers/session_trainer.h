@@ -45,7 +45,7 @@ struct SessionTrainerConfig {
   std::vector<double> head_weights;   // lambda per head (default 1)
   DenseOptimizer dense_optimizer = DenseOptimizer::kAdam;
   double dense_lr = 1e-3;
-  uint64_t batch_size = 100;
+  uint64_t batch_size = 1024;  // train.batch_size (the same default as the CTR trainer)
   uint64_t candidates = 0;  // sampled softmax: shared negatives per step (0 = full softmax)
   uint64_t seed = 1;
   SyncConfig sync;  // train.mode and train.staleness (step_sync.h)
