@@ -205,7 +205,7 @@ Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vecto
     admitting += fb.admitting;
     fell += fb.fell;
     auto& slots = r.lookup->slots();
-    r.index = torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong);
+    r.index = torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong).clone();
     if (training) r.rows.requires_grad_(true);
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
