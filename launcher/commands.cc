@@ -395,7 +395,7 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
 Status RunServe(const std::string& model_path, const serving::ServeOptions& options, std::ostream& out,
                 const std::function<void(int port)>& wait) {
   EMBER_RETURN_IF_ERROR(serving::ValidateServeOptions(options).WithContext("ember serve"));
-  EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path));
+  EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path, options.device));
   serving::PredictionServer server(model.get(), options);
   EMBER_RETURN_IF_ERROR(server.Start().WithContext("ember serve"));
   out << "serving " << model_path << " (" << model->kind() << ", " << model->rows() << " rows, "

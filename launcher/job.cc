@@ -443,6 +443,7 @@ Result<RunMetrics> RunJob(const RunConfig& c, const JobContext& ctx) {
 Result<RunMetrics> RunTrain(const RunConfig& c, std::ostream& out) {
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
   EMBER_RETURN_IF_ERROR(CheckSessionConfig(c));
+  EMBER_RETURN_IF_ERROR(workers::ResolveDevice(c.trainer.device).status());  // before any work
   if (!IsSessionModel(c)) {
     EMBER_RETURN_IF_ERROR(CheckInputs(c));
     if (c.method() == embedding::Method::kOptEmbed && c.valid.empty())

@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
   serve->add_option("--max-batch", serve_opts.max_batch, "Most rows per batched forward pass")->capture_default_str();
   serve->add_option("--batch-wait-ms", serve_opts.batch_wait_ms, "How long a batch waits for more requests")
       ->capture_default_str();
+  serve->add_option("--device", serve_opts.device, "cpu, or cuda (the dense model on the GPU)")->capture_default_str();
   serve->add_option("--max-body-bytes", serve_opts.max_body_bytes, "Largest request body (larger: 413)")
       ->capture_default_str();
   serve->add_option("--max-rows", serve_opts.max_rows_per_request, "Most rows per request (more: 413)")

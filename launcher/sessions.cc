@@ -32,6 +32,8 @@ constexpr uint64_t kFullSoftmaxItems = 50000, kSampledCandidates = 8192;
 
 Result<workers::SessionTrainerConfig> MakeSessionTrainerConfig(const RunConfig& c, const data::SessionData& d) {
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
+  if (tc.device == workers::DeviceKind::kCuda)
+    return Status::InvalidArgument("train.device = \"cuda\": session models train on the CPU only");
   workers::SessionTrainerConfig sc;
   sc.embedding = tc.embedding;
   sc.model = c.session_model;

@@ -140,7 +140,9 @@ Status LoadModule(torch::nn::Module& module, const std::string& bytes, const std
   try {
     torch::serialize::InputArchive archive;
     std::istringstream is(bytes);
-    archive.load_from(is);
+    // Onto the device the module lives on (a CPU checkpoint loads onto a GPU model and back).
+    const auto params = module.parameters();
+    archive.load_from(is, params.empty() ? c10::optional<torch::Device>() : params[0].device());
     module.load(archive);
     return Status::Ok();
   } catch (const std::exception& e) {

@@ -18,6 +18,7 @@ struct ServingModel::Impl {
     int max_probes = 0;  // slots per field (fields with fewer probes read zero slots)
   };
   std::shared_ptr<models::CtrModel> model;
+  torch::Device device = torch::kCPU;
   std::vector<Group> groups;
   std::map<uint32_t, std::unique_ptr<embedding::ExportedTable>> tables;
 };
@@ -32,7 +33,11 @@ uint64_t ServingModel::rows() const {
   return r;
 }
 
-Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path) {
+Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path, const std::string& device) {
+  if (device != "cpu" && device != "cuda") return Status::InvalidArgument("--device '" + device + "' is not one of cpu, cuda");
+  if (device == "cuda" && !torch::cuda::is_available())
+    return Status::InvalidArgument(
+        "--device cuda: no CUDA device here (this build's LibTorch has no CUDA, or no GPU is visible)");
   std::unique_ptr<ServingModel> m(new ServingModel());
   EMBER_ASSIGN_OR_RETURN(m->file_, embedding::ExportFile::Open(path));
   m->impl_ = std::make_unique<Impl>();
@@ -86,6 +91,8 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   };
   for (auto& item : m->impl_->model->named_parameters()) EMBER_RETURN_IF_ERROR(load(item.key(), item.value()));
   for (auto& item : m->impl_->model->named_buffers()) EMBER_RETURN_IF_ERROR(load("buffer:" + item.key(), item.value()));
+  m->impl_->device = device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  m->impl_->model->to(m->impl_->device);
   m->impl_->model->eval();
   return m;
 }
@@ -118,15 +125,17 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.slot_dim;
     models::GroupInput in;
     in.values = leaf.index_select(0, torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong))
-                    .view({static_cast<int64_t>(B), width});
+                    .view({static_cast<int64_t>(B), width})
+                    .to(impl_->device);
     in.widths.assign(static_cast<size_t>(g.method->num_fields()), g.model_dim);
     inputs.push_back(std::move(in));
   }
   try {
     torch::NoGradGuard no_grad;
     const int64_t b = static_cast<int64_t>(B);
-    auto dense = torch::from_blob(const_cast<float*>(batch.dense.data()), {b, batch.num_dense}, torch::kFloat);
-    auto p = torch::sigmoid(impl_->model->Forward(dense, inputs)).contiguous();
+    auto dense =
+        torch::from_blob(const_cast<float*>(batch.dense.data()), {b, batch.num_dense}, torch::kFloat).to(impl_->device);
+    auto p = torch::sigmoid(impl_->model->Forward(dense, inputs)).to(torch::kCPU).contiguous();
     std::memcpy(probabilities->data(), p.data_ptr<float>(), B * sizeof(float));
   } catch (const std::exception& e) {
     return Status::Internal(std::string("prediction: ") + e.what());

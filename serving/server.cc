@@ -154,6 +154,8 @@ Status ValidateServeOptions(const ServeOptions& o) {
   EMBER_RETURN_IF_ERROR(range("--max-rows", static_cast<double>(o.max_rows_per_request), 1, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--max-batch", static_cast<double>(o.max_batch), 1, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--batch-wait-ms", o.batch_wait_ms, 0, 1000));
+  if (o.device != "cpu" && o.device != "cuda")
+    return Status::InvalidArgument("--device '" + o.device + "' is not one of cpu, cuda");
   return Status::Ok();
 }
 

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <atomic>
 #include <cmath>
@@ -444,6 +445,16 @@ std::vector<std::vector<std::string>> TestRows(size_t n) {
 
 std::string RowsJson(const std::vector<std::vector<std::string>>& rows) {
   return nlohmann::json{{"rows", rows}}.dump();
+}
+
+// ember serve --device: cuda where the build and the machine have it, else an error saying so.
+TEST(Serve, DeviceIsCheckedWhenTheModelLoads) {
+  EXPECT_EQ(serving::ServingModel::Load(ServedModel(), "tpu").status().message(),
+            "--device 'tpu' is not one of cpu, cuda");
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
+  auto cuda = serving::ServingModel::Load(ServedModel(), "cuda");
+  ASSERT_FALSE(cuda.ok());
+  EXPECT_NE(cuda.status().message().find("--device cuda: no CUDA device here"), std::string::npos);
 }
 
 class ServeTest : public ::testing::Test {

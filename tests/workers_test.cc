@@ -353,6 +353,79 @@ TrainerConfig ModeConfig(const std::string& mode, int64_t staleness = 0) {
   return c;
 }
 
+// The device pipeline with the CPU standing in for the GPU: rows copied into a separate leaf,
+// the model reading the copy, gradients copied back for the push. The same steps bit for bit as
+// reading the PS's buffer directly (what a GPU run must match up to its arithmetic).
+TEST(Trainer, StagedRowsTrainExactlyLikeDirectRows) {
+  auto c = ModeConfig("sync");
+  ps::InProcessClient direct_ps(2), staged_ps(2);
+  LocalCollective coll;
+  auto direct = Trainer::Create(c, &direct_ps, &coll);
+  c.stage_rows = true;
+  auto staged = Trainer::Create(c, &staged_ps, &coll);
+  ASSERT_TRUE(direct.ok() && staged.ok());
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  for (Trainer* t : {direct->get(), staged->get()}) {
+    auto r = Reader(Data().test, 512);
+    ASSERT_TRUE(t->TrainEpoch(r.get(), 0, 1, quiet).ok());
+  }
+  EXPECT_EQ(Predictions(direct->get()), Predictions(staged->get()));
+}
+
+// train.device: "auto" is the CPU without CUDA; "cuda" there is an error that says why.
+TEST(Trainer, DeviceResolvesOrSaysWhyNot) {
+  EXPECT_EQ(ResolveDevice(DeviceKind::kCpu)->type(), torch::kCPU);
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible: the CPU-build errors do not apply";
+  EXPECT_EQ(ResolveDevice(DeviceKind::kAuto)->type(), torch::kCPU);
+  auto cuda = ResolveDevice(DeviceKind::kCuda);
+  ASSERT_FALSE(cuda.ok());
+  EXPECT_NE(cuda.status().message().find("train.device = \"cuda\": no CUDA device here"), std::string::npos);
+  auto c = SmallConfig("dlrm");
+  c.device = DeviceKind::kCuda;
+  ps::InProcessClient ps(1);
+  LocalCollective coll;
+  EXPECT_EQ(Trainer::Create(c, &ps, &coll).status().message(), cuda.status().message());
+}
+
+// On a GPU (a CUDA LibTorch and a visible device; skipped elsewhere): the dense model on CUDA,
+// rows staged through pinned buffers, trains what the CPU trains up to float arithmetic.
+TEST(Trainer, CudaTrainsLikeTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto c = ModeConfig("sync");
+  ps::InProcessClient cpu_ps(2), gpu_ps(2);
+  LocalCollective coll;
+  auto cpu = Trainer::Create(c, &cpu_ps, &coll);
+  c.device = DeviceKind::kCuda;
+  auto gpu = Trainer::Create(c, &gpu_ps, &coll);
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status().ToString();
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  for (Trainer* t : {cpu->get(), gpu->get()}) {
+    auto r = Reader(Data().test, 512);
+    ASSERT_TRUE(t->TrainEpoch(r.get(), 0, 1, quiet).ok());
+  }
+  const auto a = Predictions(cpu->get()), b = Predictions(gpu->get());
+  ASSERT_EQ(a.size(), b.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, std::fabs(double{a[i]} - b[i]));
+  EXPECT_LT(max_diff, 1e-3);
+  std::printf("max |p_cpu - p_cuda| after 20 steps: %.3g\n", max_diff);
+  // A checkpoint written on the GPU resumes on the CPU and predicts the same.
+  const std::string root = testing_util::TempDir("cuda_ckpt");
+  auto path = (*gpu)->SaveCheckpoint(root, "");
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  c.device = DeviceKind::kCpu;
+  ps::InProcessClient back_ps(2);
+  auto back = Trainer::Create(c, &back_ps, &coll);
+  ASSERT_TRUE(back.ok());
+  ASSERT_TRUE((*back)->RestoreCheckpoint(*path).ok());
+  const auto p = Predictions(back->get());
+  double resumed = 0;
+  for (size_t i = 0; i < p.size(); ++i) resumed = std::max(resumed, std::fabs(double{p[i]} - b[i]));
+  EXPECT_LT(resumed, 1e-5);
+}
+
 // The same training over 2 PS servers (loopback TCP, servers on threads) and over 2 in-process
 // shards: the same rows on the same shards, so bit-identical predictions.
 TEST(Trainer, RemoteShardsTrainExactlyLikeInProcessShards) {

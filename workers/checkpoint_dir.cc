@@ -311,7 +311,9 @@ Status LoadCheckpointDir(const std::string& path, const nlohmann::json& m, ps::P
     EMBER_RETURN_IF_ERROR(TorchCall("loading optimizer state", [&] {
                             torch::serialize::InputArchive archive;
                             std::istringstream is(opt_bytes);
-                            archive.load_from(is);
+                            const auto params = module.parameters();
+                            archive.load_from(is, params.empty() ? c10::optional<torch::Device>()
+                                                                 : params[0].device());
                             optimizer.load(archive);
                           }).WithContext(path + "/dense_optimizer.pt"));
   }

@@ -77,7 +77,7 @@ Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* 
   for (auto& p : params) {
     const size_t n = static_cast<size_t>(p.numel());
     if (p.grad().defined()) {
-      auto g = p.grad().contiguous();
+      auto g = p.grad().to(torch::kCPU).contiguous();  // the collectives take host buffers
       std::memcpy(flat->data() + off, g.data_ptr<float>(), n * sizeof(float));
     }
     off += n;
@@ -89,7 +89,7 @@ Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* 
     const size_t n = static_cast<size_t>(p.numel());
     auto& grad = const_cast<torch::Tensor&>(p).mutable_grad();
     if (!grad.defined()) grad = torch::zeros_like(p);
-    grad.copy_(torch::from_blob(flat->data() + off, p.sizes(), torch::kFloat) * scale);
+    grad.copy_(torch::from_blob(flat->data() + off, p.sizes(), torch::kFloat).to(p.device()) * scale);
     off += n;
   }
   return Status::Ok();
@@ -125,6 +125,28 @@ std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind,
       break;
   }
   return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr));
+}
+
+const char* DeviceKindName(DeviceKind kind) {
+  switch (kind) {
+    case DeviceKind::kCpu:
+      return "cpu";
+    case DeviceKind::kCuda:
+      return "cuda";
+    case DeviceKind::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+Result<torch::Device> ResolveDevice(DeviceKind kind) {
+  const bool cuda = torch::cuda::is_available();
+  if (kind == DeviceKind::kCuda && !cuda)
+    return Status::InvalidArgument(
+        "train.device = \"cuda\": no CUDA device here (this build's LibTorch has no CUDA, or no GPU is visible; "
+        "build against a CUDA LibTorch with -DEMBER_TORCH_DIR=..., or use \"cpu\" or \"auto\")");
+  if (kind == DeviceKind::kCuda || (kind == DeviceKind::kAuto && cuda)) return torch::Device(torch::kCUDA, 0);
+  return torch::Device(torch::kCPU);
 }
 
 std::unique_lock<std::mutex> SeededInit(uint64_t seed) {

@@ -76,6 +76,11 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
   t->collective_ = collective;
   t->recorder_ = recorder ? recorder : monitoring::NullRecorder();
   EMBER_ASSIGN_OR_RETURN(t->sync_, StepSync::Create(config.sync, collective));
+  EMBER_ASSIGN_OR_RETURN(t->device_, ResolveDevice(config.device));
+  t->stage_ = t->device_.is_cuda() || config.stage_rows;
+  if (t->device_.is_cuda() && config.embedding.method == embedding::Method::kOptEmbed)
+    return Status::InvalidArgument(
+        "train.device = \"cuda\": OptEmbed's supernet and search run on the CPU only (use train.device = \"cpu\")");
   t->recorder_->SetGauge("train_staleness_bound", t->sync_.bound());
   t->recorder_->SetGauge("train_staleness_steps", 0);
   models::CtrModelConfig mc = config.model;
@@ -85,6 +90,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     auto seeded = SeededInit(config.seed);  // the same initial dense model on every worker
     EMBER_ASSIGN_OR_RETURN(t->model_, models::MakeCtrModel(mc));
   }
+  EMBER_RETURN_IF_ERROR(TorchCall("moving the model to the device", [&] { t->model_->to(t->device_); }));
   uint32_t next_table = config.embedding.first_table;
   const auto groups = t->model_->embedding_groups();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
@@ -157,7 +163,7 @@ Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer,
     // torch::empty + memset rather than torch::zeros: on the prefetch thread an ATen fill
     // would start an OpenMP team of its own.
     const int64_t leaf_rows = static_cast<int64_t>(lookup.leaf_rows());
-    r.rows = torch::empty({leaf_rows, g.dim}, torch::kFloat);
+    r.rows = torch::empty({leaf_rows, g.dim}, torch::TensorOptions(torch::kFloat).pinned_memory(device_.is_cuda()));
     float* rows = r.rows.data_ptr<float>();
     if (lookup.narrow() || lookup.padded())
       std::memset(rows, 0, static_cast<size_t>(leaf_rows * g.dim) * sizeof(float));
@@ -206,10 +212,16 @@ Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vecto
     fell += fb.fell;
     auto& slots = r.lookup->slots();
     r.index = torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong).clone();
-    if (training) r.rows.requires_grad_(true);
+    torch::Tensor index = r.index;
+    r.leaf = r.rows;
+    if (stage_) {  // host -> device, asynchronous from pinned memory
+      r.leaf = r.rows.to(device_, /*non_blocking=*/true, /*copy=*/true);
+      index = r.index.to(device_, /*non_blocking=*/true);
+    }
+    if (training) r.leaf.requires_grad_(true);
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
-    in.values = r.rows.index_select(0, r.index).view({static_cast<int64_t>(batch.size), width});
+    in.values = r.leaf.index_select(0, index).view({static_cast<int64_t>(batch.size), width});
     if (g.optembed_supernet && mask_rows)
       in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;
@@ -278,9 +290,9 @@ Status Trainer::PushGradients() {
   for (auto& gp : groups_) {
     Group& g = *gp;
     Group::Rows& r = g.now();
-    torch::Tensor grad = r.rows.grad();
+    torch::Tensor grad = r.leaf.grad();
     if (!grad.defined()) continue;
-    grad = grad.contiguous();
+    grad = grad.to(torch::kCPU).contiguous();  // device -> host for the push (no copy on the CPU)
     keep.push_back(grad);
     const float* gd = grad.data_ptr<float>();
     r.lookup->ForEachTable([&](uint32_t table, size_t b, size_t e, bool) {
@@ -350,8 +362,9 @@ Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, dou
   const int64_t B = static_cast<int64_t>(batch.size);
   double step_loss = 0;
   Status st = TorchCall("training step", [&] {
-    auto dense = torch::from_blob(const_cast<float*>(batch.dense.data()), {B, batch.num_dense}, torch::kFloat);
-    auto labels = torch::from_blob(const_cast<float*>(batch.labels.data()), {B}, torch::kFloat);
+    auto dense =
+        torch::from_blob(const_cast<float*>(batch.dense.data()), {B, batch.num_dense}, torch::kFloat).to(device_);
+    auto labels = torch::from_blob(const_cast<float*>(batch.labels.data()), {B}, torch::kFloat).to(device_);
     optimizer_->zero_grad();
     if (threshold_optimizer_) threshold_optimizer_->zero_grad();
     auto logits = model_->Forward(dense, inputs);
@@ -464,8 +477,9 @@ Status Trainer::Predict(const data::Batch& batch, std::vector<float>* probabilit
   EMBER_RETURN_IF_ERROR(Lookup(batch, /*training=*/false, &inputs));
   const int64_t B = static_cast<int64_t>(batch.size);
   return TorchCall("prediction", [&] {
-    auto dense = torch::from_blob(const_cast<float*>(batch.dense.data()), {B, batch.num_dense}, torch::kFloat);
-    auto p = torch::sigmoid(model_->Forward(dense, inputs)).contiguous();
+    auto dense =
+        torch::from_blob(const_cast<float*>(batch.dense.data()), {B, batch.num_dense}, torch::kFloat).to(device_);
+    auto p = torch::sigmoid(model_->Forward(dense, inputs)).to(torch::kCPU).contiguous();
     std::memcpy(probabilities->data(), p.data_ptr<float>(), batch.size * sizeof(float));
   });
 }

@@ -32,7 +32,8 @@ struct Trainer::Group {
   // computes with the other.
   struct Rows {
     std::unique_ptr<embedding::BatchLookup> lookup;
-    torch::Tensor rows, index;
+    torch::Tensor rows, index;  // host: what the PS fills, and the slots
+    torch::Tensor leaf;         // what the model reads: `rows`, or its copy on the device
   };
   Rows buffers[2];
   int current = 0;

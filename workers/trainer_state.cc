@@ -29,11 +29,11 @@ Status Trainer::Export(embedding::ExportWriter* writer) const {
         "an OptEmbed supernet is not exported: export the final checkpoint (its retrained, pruned tables)");
   writer->SetModel(Describe().ToJson());
   for (const auto& item : model_->named_parameters()) {
-    auto t = item.value().detach().contiguous();
+    auto t = item.value().detach().to(torch::kCPU).contiguous();
     EMBER_RETURN_IF_ERROR(writer->AddDense(item.key(), t.sizes().vec(), t.data_ptr<float>()));
   }
   for (const auto& item : model_->named_buffers()) {
-    auto t = item.value().detach().to(torch::kFloat).contiguous();
+    auto t = item.value().detach().to(torch::kCPU, torch::kFloat).contiguous();
     EMBER_RETURN_IF_ERROR(writer->AddDense("buffer:" + item.key(), t.sizes().vec(), t.data_ptr<float>()));
   }
   return Status::Ok();

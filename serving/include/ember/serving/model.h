@@ -19,7 +19,9 @@ namespace ember::serving {
 
 class ServingModel {
  public:
-  static Result<std::unique_ptr<ServingModel>> Load(const std::string& path);
+  // `device`: "cpu" or "cuda" (the dense model on the GPU; the rows are looked up on the host
+  // and copied); "cuda" without a CUDA LibTorch or a visible GPU is an error saying so.
+  static Result<std::unique_ptr<ServingModel>> Load(const std::string& path, const std::string& device = "cpu");
   ~ServingModel();
 
   std::string kind() const;  // "ctr"

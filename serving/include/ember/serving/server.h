@@ -32,6 +32,7 @@ struct ServeOptions {
   size_t max_rows_per_request = 4096;  // 1 .. 1M
   size_t max_batch = 1024;             // 1 .. 1M rows per forward pass
   double batch_wait_ms = 0.5;          // 0 .. 1000
+  std::string device = "cpu";          // --device: "cpu" or "cuda" (ServingModel::Load)
 };
 // Every option inside its documented range, or an error naming the flag.
 Status ValidateServeOptions(const ServeOptions& o);

@@ -75,6 +75,13 @@ const char* DenseOptimizerName(DenseOptimizer kind);
 std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind, const std::vector<torch::Tensor>& params,
                                                             double lr);
 
+// train.device: where the dense model, its optimizer and the interaction run. kAuto is CUDA
+// when this build's LibTorch has it and a GPU is visible, else the CPU.
+enum class DeviceKind { kCpu, kCuda, kAuto };
+const char* DeviceKindName(DeviceKind kind);
+// The device to run on, or an error naming train.device when CUDA is asked for and absent.
+Result<torch::Device> ResolveDevice(DeviceKind kind);
+
 // Seeds LibTorch's generator for a dense model's initial weights and holds a process-wide lock
 // until the returned guard goes: trainers created on several threads of one process (the
 // in-process cluster) draw the same weights as separate processes do.

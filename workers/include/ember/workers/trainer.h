@@ -77,6 +77,11 @@ struct TrainerConfig {
   // Pull the next batch's rows while this step runs (during its compute where the mode allows
   // rows a step old, else after its push).
   bool prefetch = true;
+  // train.device: the dense model, its optimizer and the interaction. Pulled rows are copied to
+  // the device (from pinned host buffers, asynchronously) and their gradients back for the push.
+  DeviceKind device = DeviceKind::kCpu;
+  // Tests: take the copies above even on the CPU (the CPU standing in for a device).
+  bool stage_rows = false;
   OptEmbedConfig optembed;
   DslConfig dsl;
 };
@@ -251,6 +256,8 @@ class Trainer {
   int64_t step_ = 0;
   DataPosition position_;
   StepSync sync_;
+  torch::Device device_ = torch::kCPU;
+  bool stage_ = false;  // rows are copied to device_ (and gradients back)
   Prefetch prefetch_;
   BackgroundThread prefetch_thread_;
   torch::Tensor thresholds_;  // OptEmbed supernet
