@@ -329,15 +329,19 @@ Result<EpochStats> SessionTrainer::TrainEpoch(const std::vector<data::SessionExa
       batch.push_back(examples[order[i]]);
     optimizer_->zero_grad();
     // Dropout masks and sampled candidates drawn from the step's own seed: a run resumed from a
-    // checkpoint draws what the uninterrupted run drew.
+    // checkpoint draws what the uninterrupted run drew. LibTorch's generator is the process's:
+    // the forward pass holds it (SeededInit), so workers on threads of one process draw what
+    // separate processes draw. (Its pulls wait only for pushes the last all-reduce implies.)
     const uint64_t step_seed = config_.seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(step_) * W + w;
-    torch::manual_seed(step_seed);
     rng_.seed(step_seed);
     if (!batch.empty()) {
       Result<std::pair<torch::Tensor, Pulled>> fw = Status::Internal("no forward pass");
       double loss = 0;
       EMBER_RETURN_IF_ERROR(TorchCall("training step", [&] {
-        fw = Forward(batch, true);
+        {
+          auto seeded = SeededInit(step_seed);
+          fw = Forward(batch, true);
+        }
         if (!fw.ok()) return;
         loss = fw->first.item<double>();
         if (std::isfinite(loss)) fw->first.backward();
