@@ -55,7 +55,7 @@ uint64_t ZipfSampler::Sample(uint64_t bits) const {
   }
 }
 
-SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o) : options_(o) {
+SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o) : options_(o), long_tail_(o.teacher == "longtail") {
   const uint64_t ts = o.teacher_seed;
   const int S = o.num_sparse;
   for (int f = 0; f < S; ++f) {
@@ -132,7 +132,8 @@ double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t
   double u[64][16];
   for (int f = 0; f < S; ++f) {
     const uint64_t h = HashId(ranks[f], PairSeed(ts, 600 + f));
-    const double shrink = std::pow(1.0 + static_cast<double>(ranks[f]) / options_.tail_rank, -options_.tail_power);
+    const double shrink =
+        long_tail_ ? 1.0 : std::pow(1.0 + static_cast<double>(ranks[f]) / options_.tail_rank, -options_.tail_power);
     logit += shrink * field_scale_[f] * Gaussian(h);
     if (f < 64)
       for (int r = 0; r < k && r < 16; ++r) u[f][r] = shrink * Gaussian(Mix64(h + 0x3000 + r));
@@ -167,6 +168,8 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
   if (o.min_vocab < 1 || o.max_vocab < o.min_vocab) return Status::InvalidArgument("need 1 <= min_vocab <= max_vocab");
   if (!(o.ctr > 0 && o.ctr < 1)) return Status::InvalidArgument("--ctr must be in (0, 1)");
   if (!(o.zipf > 0)) return Status::InvalidArgument("--zipf must be > 0");
+  if (o.teacher != "default" && o.teacher != "longtail")
+    return Status::InvalidArgument("--teacher '" + o.teacher + "' is not one of default, longtail");
   if (o.rank < 1 || o.rank > 16) return Status::InvalidArgument("rank must be in [1, 16]");
   const SyntheticCtrTeacher teacher(o);
   const std::string tmp = out_path + ".tmp";
@@ -237,6 +240,7 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
       {"zipf", o.zipf},
       {"target_ctr", o.ctr},
       {"teacher_bias", teacher.bias()},
+      {"teacher", o.teacher},
       {"tail_rank", o.tail_rank},
       {"tail_power", o.tail_power},
       {"first_order_scale", o.first_order_scale},

@@ -107,6 +107,10 @@ int main(int argc, char** argv) {
   ctr->add_option("--max-vocab", gen.max_vocab, "Largest field vocabulary")->capture_default_str();
   ctr->add_option("--zipf", gen.zipf, "Zipf exponent of categorical values")->capture_default_str();
   ctr->add_option("--ctr", gen.ctr, "Target click-through rate")->capture_default_str();
+  ctr->add_option("--teacher", gen.teacher,
+                  "default (rare values' effects shrink with rank) or longtail (every value's effect as strong)")
+      ->check(CLI::IsMember({"default", "longtail"}))
+      ->capture_default_str();
   ctr->add_option("--tail-rank", gen.tail_rank, "Rank scale over which value effects shrink")->capture_default_str();
   ctr->add_option("--tail-power", gen.tail_power, "Power of the shrinkage of rare values' effects")
       ->capture_default_str();

@@ -332,6 +332,36 @@ TEST(SyntheticCtr, TeacherSharedAcrossSamplingSeeds) {
   EXPECT_EQ(t1.vocab(25), 100000u);
 }
 
+// The long-tail teacher: a field's rare values move the logit as much as its frequent ones; the
+// default teacher shrinks them towards nothing.
+TEST(SyntheticCtr, LongTailTeacherGivesRareValuesFullEffects) {
+  auto spread = [](const SyntheticCtrOptions& o, uint64_t first_rank) {
+    SyntheticCtrTeacher t(o);
+    std::vector<int64_t> dense(static_cast<size_t>(o.num_dense), -1);
+    std::vector<uint64_t> ranks(static_cast<size_t>(o.num_sparse), 1);
+    double sum = 0, sq = 0;
+    const int n = 400;
+    for (int i = 0; i < n; ++i) {
+      ranks[25] = first_rank + static_cast<uint64_t>(i);  // the largest field (100000 values)
+      const double l = t.Logit(dense.data(), ranks.data());
+      sum += l;
+      sq += l * l;
+    }
+    return std::sqrt(sq / n - (sum / n) * (sum / n));
+  };
+  SyntheticCtrOptions o = SmallGen(1);
+  const double head = spread(o, 1), tail = spread(o, 50000);
+  EXPECT_LT(tail, 0.01 * head);  // default: s(50000) = (1 + 1000)^-2
+  o.teacher = "longtail";
+  const double lt_head = spread(o, 1), lt_tail = spread(o, 50000);
+  EXPECT_GT(lt_tail, 0.7 * lt_head);
+  EXPECT_LT(lt_tail, 1.4 * lt_head);
+  std::printf("logit spread over 400 values of C26: default head %.3f tail %.5f; longtail head %.3f tail %.3f\n",
+              head, tail, lt_head, lt_tail);
+  o.teacher = "flat";
+  EXPECT_EQ(WriteSyntheticCtr(o, "/tmp/unused.tsv").status().message(), "--teacher 'flat' is not one of default, longtail");
+}
+
 TEST(RequestRows, ParsesAndNamesBadRows) {
   Batch b;
   std::vector<std::vector<std::string>> rows = {{"3", "", "a", "", "ff"}, {"0", "1", "b", "c", "d"}};

@@ -40,6 +40,10 @@ struct SyntheticCtrOptions {
   double dense_scale = 0.3;
   double tail_rank = 50;  // rank scale of the shrinkage s(r)
   double tail_power = 2.0;
+  // The teacher: "default" shrinks rare values' effects, s(r) = (1 + r / tail_rank)^-tail_power;
+  // "longtail" gives every value, however rare, an effect of the same strength (s = 1), as real
+  // CTR data's rare values carry signal (the tail_* options are then unused).
+  std::string teacher = "default";
 };
 
 class SyntheticCtrTeacher {
@@ -60,6 +64,7 @@ class SyntheticCtrTeacher {
  private:
   double LogitNoBias(const int64_t* raw_dense, const uint64_t* ranks) const;
   SyntheticCtrOptions options_;
+  bool long_tail_ = false;
   std::vector<uint64_t> vocab_;
   std::vector<double> field_scale_;
   std::vector<std::pair<int, int>> pairs_;
