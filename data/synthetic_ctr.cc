@@ -55,7 +55,8 @@ uint64_t ZipfSampler::Sample(uint64_t bits) const {
   }
 }
 
-SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o) : options_(o), long_tail_(o.teacher == "longtail") {
+SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o)
+    : options_(o), long_tail_(o.teacher == "longtail") {
   const uint64_t ts = o.teacher_seed;
   const int S = o.num_sparse;
   for (int f = 0; f < S; ++f) {

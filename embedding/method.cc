@@ -128,7 +128,8 @@ Method FieldMethod(const MethodConfig& config, size_t field) {
                                                                             : config.method;
 }
 
-FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields) : name_(MethodName(config.method)) {
+FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields)
+    : name_(MethodName(config.method)) {
   slot_dim_ = config.dim;
   uint32_t next = config.first_table;
   std::vector<size_t> hash_fields;
@@ -210,8 +211,8 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
   for (size_t f = 0; f < fields.size(); ++f) {
     const int c = f < config.field_chunks.size() && config.field_chunks[f] > 0 ? config.field_chunks[f] : chunks_;
     field_chunks_.push_back(c);
-    const bool own =
-        FieldMethod(config, f) == Method::kFull || (fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below);
+    const bool own = FieldMethod(config, f) == Method::kFull ||
+                     (fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below);
     own_table_.push_back(own);
     FieldLayout l;
     uint32_t own_id = 0;
@@ -280,13 +281,14 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
     const Method m = FieldMethod(config, f);
     if (m == config.method) continue;
     mixed = true;
-    const bool ok = config.method == Method::kUnified
-                        ? m == Method::kFull
-                        : (config.method == Method::kFull || config.method == Method::kHash || config.method == Method::kDsl) &&
-                              (m == Method::kFull || m == Method::kHash || m == Method::kDsl);
+    const bool ok =
+        config.method == Method::kUnified
+            ? m == Method::kFull
+            : (config.method == Method::kFull || config.method == Method::kHash || config.method == Method::kDsl) &&
+                  (m == Method::kFull || m == Method::kHash || m == Method::kDsl);
     if (!ok)
-      return Status::InvalidArgument("embedding.field_methods: field " + fields[f].name + " cannot use '" + MethodName(m) +
-                                     "' under embedding.method = '" + MethodName(config.method) +
+      return Status::InvalidArgument("embedding.field_methods: field " + fields[f].name + " cannot use '" +
+                                     MethodName(m) + "' under embedding.method = '" + MethodName(config.method) +
                                      "' (full, hash and dsl mix; unified fields may be full; optembed takes all)");
   }
   if (mixed && config.method != Method::kUnified) {
@@ -295,13 +297,14 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
         return Status::InvalidArgument("embedding.rows must be > 0 for hash fields");
     if (config.dim > 64)
       for (size_t f = 0; f < fields.size(); ++f)
-        if (FieldMethod(config, f) == Method::kDsl) return Status::InvalidArgument("embedding.dim must be <= 64 for dsl");
+        if (FieldMethod(config, f) == Method::kDsl)
+          return Status::InvalidArgument("embedding.dim must be <= 64 for dsl");
     return std::unique_ptr<EmbeddingMethod>(new FullMethod(config, fields));
   }
   if (config.method == Method::kFull || config.method == Method::kDsl || config.method == Method::kOptEmbed) {
     if (config.first_table + fields.size() >= kMaxTables)
-      return Status::InvalidArgument(std::string(MethodName(config.method)) + " tables: too many fields (" + std::to_string(fields.size()) +
-                                     ")");
+      return Status::InvalidArgument(std::string(MethodName(config.method)) + " tables: too many fields (" +
+                                     std::to_string(fields.size()) + ")");
     if (config.method == Method::kDsl) {
       if (config.precision != Precision::kFp32)
         return Status::InvalidArgument("embedding.precision = \"fp16\" applies to dense tables, not dsl");

@@ -6,7 +6,8 @@ namespace ember::embedding {
 
 nlohmann::json ModelDescription::ToJson() const {
   nlohmann::json gs = nlohmann::json::array(), fs = nlohmann::json::array();
-  for (const auto& g : groups) gs.push_back({{"name", g.name}, {"dim", g.dim}, {"method", MethodConfigToJson(g.method)}});
+  for (const auto& g : groups)
+    gs.push_back({{"name", g.name}, {"dim", g.dim}, {"method", MethodConfigToJson(g.method)}});
   for (const auto& f : fields) fs.push_back({{"name", f.name}, {"vocab", f.vocab}});
   return {{"kind", kind},
           {"name", model},
@@ -34,7 +35,8 @@ Result<ModelDescription> ModelDescription::FromJson(const nlohmann::json& j) {
     d.embedding_dim = at("embedding_dim").get<int>();
     d.bottom_mlp = at("bottom_mlp").get<std::vector<int64_t>>();
     d.top_mlp = at("top_mlp").get<std::vector<int64_t>>();
-    for (const auto& f : at("fields")) d.fields.push_back({f.at("name").get<std::string>(), f.at("vocab").get<uint64_t>()});
+    for (const auto& f : at("fields"))
+      d.fields.push_back({f.at("name").get<std::string>(), f.at("vocab").get<uint64_t>()});
     if (at("num_fields").get<size_t>() != d.fields.size())
       return Status::Corruption("model description: num_fields does not match its fields");
     for (const auto& g : at("groups")) {

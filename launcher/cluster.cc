@@ -75,7 +75,8 @@ void WatchServer(ps::PsServer* srv, int rank, monitoring::MetricsExporter* expor
 // A server rank: serves until the lead worker shuts the servers down.
 Result<RunMetrics> Serve(const RunConfig& c, ps::PsServer* server, int rank, int workers, std::ostream& out) {
   if (rank == 0) {
-    out << "cluster: " << c.ps_servers << " PS servers, " << workers << " workers, train.mode " << workers::TrainModeName(c.trainer.sync.mode);
+    out << "cluster: " << c.ps_servers << " PS servers, " << workers << " workers, train.mode "
+        << workers::TrainModeName(c.trainer.sync.mode);
     if (c.trainer.sync.mode == workers::TrainMode::kBounded) out << " (staleness " << c.trainer.sync.staleness << ")";
     out << std::endl;
   }

@@ -127,7 +127,8 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
                 embedding::FormatBytes(static_cast<double>(plan.full_bytes)).c_str());
   out << buf;
   if (resolved.budget_bytes)
-    out << "; budget " << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes)) << " (" << c.budget_text << ")";
+    out << "; budget " << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes)) << " (" << c.budget_text
+        << ")";
   out << "\n\nfield   vocab        tables        probes x width\n";
   for (int f = 0; f < method->num_fields(); ++f) {
     const auto& l = method->layout(f);
@@ -261,7 +262,8 @@ Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int thr
   EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(r->path));
   EMBER_ASSIGN_OR_RETURN(r->config, ParseConfig(text, r->path + "/manifest.json#config"));
   if (IsSessionModel(r->config))
-    return Status::InvalidArgument(r->path + ": a session model's checkpoint (" + models::ModelKindName(r->config.model()) +
+    return Status::InvalidArgument(r->path + ": a session model's checkpoint (" +
+                                   models::ModelKindName(r->config.model()) +
                                    "); ember export and serve cover CTR models, ember eval scores it");
   ConfigureThreads(threads > 0 ? threads : r->config.threads);
   EMBER_ASSIGN_OR_RETURN(r->trainer_config, MakeTrainerConfig(r->config));

@@ -2,12 +2,11 @@
 
 #include <toml++/toml.h>
 
-#include "config_keys.h"
-
 #include <functional>
 #include <map>
 #include <sstream>
 
+#include "config_keys.h"
 #include "ember/common/file.h"
 #include "ember/data/field_stats.h"
 #include "ember/embedding/plan.h"

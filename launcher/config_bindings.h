@@ -14,7 +14,8 @@
 namespace ember::launcher::bindings {
 
 // The field a key sets.
-#define AT(path) [](RunConfig & c) -> auto& { return c.path; }
+#define AT(path) \
+  [](RunConfig & c) -> auto& { return c.path; }
 
 inline std::string Range(double lo, double hi) {
   char buf[96];
@@ -110,9 +111,9 @@ template <typename Get>
 Binding IntList(Get get, int64_t lo, int64_t hi) {
   return {[=](const toml::node& n, RunConfig* c) {
             const toml::array* a = n.as_array();
-            const std::string want = lo > 0 ? "an array of positive integers"
-                                            : "an array of integers in [" + std::to_string(lo) + ", " +
-                                                  std::to_string(hi) + "]";
+            const std::string want =
+                lo > 0 ? "an array of positive integers"
+                       : "an array of integers in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
             if (!a) return Status::InvalidArgument("expected " + want);
             auto& out = get(*c);
             out.clear();

@@ -149,8 +149,13 @@ Result<workers::OptEmbedArch> SearchOptEmbedStage(workers::Trainer* supernet, co
 class CtrJob {
  public:
   CtrJob(const RunConfig& c, const JobContext& ctx)
-      : c_(c), ctx_(ctx), coll_(ctx.collective), worker_(coll_->rank()), workers_(coll_->size()),
-        lead_(worker_ == 0), log_(lead_ ? *ctx.out : quiet_) {}
+      : c_(c),
+        ctx_(ctx),
+        coll_(ctx.collective),
+        worker_(coll_->rank()),
+        workers_(coll_->size()),
+        lead_(worker_ == 0),
+        log_(lead_ ? *ctx.out : quiet_) {}
 
   Result<RunMetrics> Run() {
     EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_));
@@ -210,7 +215,8 @@ class CtrJob {
     const auto plan = embedding::PlanMemory(*method, tc_.embedding, tc_.fields);
     m_.planned_param_bytes = plan.param_bytes;
     m_.planned_resident_bytes = plan.resident_bytes;
-    log_ << "embedding: " << embedding::MethodName(tc_.embedding.method) << ", params " << embedding::FormatBytes(plan.param_bytes)
+    log_ << "embedding: " << embedding::MethodName(tc_.embedding.method) << ", params "
+         << embedding::FormatBytes(plan.param_bytes)
          << (m_.full_bytes ? " (" + std::to_string(static_cast<double>(plan.param_bytes) / m_.full_bytes) + " of full)"
                            : std::string())
          << (m_.budget_bytes ? ", budget " + embedding::FormatBytes(m_.budget_bytes) : std::string()) << "\n";
@@ -307,10 +313,11 @@ class CtrJob {
   // The lead's report, checkpoint and test.
   Status Finish() {
     EMBER_RETURN_IF_ERROR(RecordTables(ctx_.ps, &m_));
-    log_ << "trained " << m_.train_samples << " samples" << (workers_ > 1 ? " on " + std::to_string(workers_) + " workers" : "")
-         << " in " << ProgressReporter::FormatDuration(m_.train_seconds) << " ("
-         << static_cast<uint64_t>(m_.samples_per_sec) << " samples/s); tables hold " << m_.table_rows
-         << " rows, params " << embedding::FormatBytes(static_cast<double>(m_.param_bytes)) << ", "
+    log_ << "trained " << m_.train_samples << " samples"
+         << (workers_ > 1 ? " on " + std::to_string(workers_) + " workers" : "") << " in "
+         << ProgressReporter::FormatDuration(m_.train_seconds) << " (" << static_cast<uint64_t>(m_.samples_per_sec)
+         << " samples/s); tables hold " << m_.table_rows << " rows, params "
+         << embedding::FormatBytes(static_cast<double>(m_.param_bytes)) << ", "
          << embedding::FormatBytes(static_cast<double>(m_.table_bytes)) << " with optimizer state and index\n";
     if (m_.bad_lines) log_ << "skipped " << m_.bad_lines << " malformed lines (data.on_bad_line = \"skip\")\n";
     // The checkpoint first: a failing evaluation must not cost the trained model.

@@ -39,17 +39,17 @@ class MpiRendezvous final : public Rendezvous {
   Result<std::vector<std::string>> AllGather(const std::string& mine) override {
     int len = static_cast<int>(mine.size());
     std::vector<int> lens(static_cast<size_t>(size_)), offsets(static_cast<size_t>(size_));
-    EMBER_RETURN_IF_ERROR(MpiError(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD),
-                                   "MPI_Allgather"));
+    EMBER_RETURN_IF_ERROR(
+        MpiError(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather"));
     int total = 0;
     for (int r = 0; r < size_; ++r) {
       offsets[static_cast<size_t>(r)] = total;
       total += lens[static_cast<size_t>(r)];
     }
     std::string all(static_cast<size_t>(total), '\0');
-    EMBER_RETURN_IF_ERROR(MpiError(MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(),
-                                                  MPI_CHAR, MPI_COMM_WORLD),
-                                   "MPI_Allgatherv"));
+    EMBER_RETURN_IF_ERROR(MpiError(
+        MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR, MPI_COMM_WORLD),
+        "MPI_Allgatherv"));
     std::vector<std::string> out;
     for (int r = 0; r < size_; ++r)
       out.push_back(all.substr(static_cast<size_t>(offsets[static_cast<size_t>(r)]),
@@ -59,8 +59,7 @@ class MpiRendezvous final : public Rendezvous {
   Status Barrier() override { return MpiError(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
   Result<workers::Collective*> SplitWorkers(int first_worker, const std::string& kind, std::string* name) override {
     const bool worker = rank_ >= first_worker;
-    EMBER_RETURN_IF_ERROR(
-        MpiError(MPI_Comm_split(MPI_COMM_WORLD, worker ? 1 : 0, rank_, &group_), "MPI_Comm_split"));
+    EMBER_RETURN_IF_ERROR(MpiError(MPI_Comm_split(MPI_COMM_WORLD, worker ? 1 : 0, rank_, &group_), "MPI_Comm_split"));
     if (!worker) return static_cast<workers::Collective*>(nullptr);
     if (kind == "nccl" || (kind == "auto" && workers::HaveNccl())) {
       auto made = workers::MakeNcclCollective(group_);

@@ -8,7 +8,8 @@ class ThreadWorld::Member_ final : public Rendezvous {
   int rank() const override { return rank_; }
   int size() const override { return world_->size_; }
   Status Broadcast(std::string* bytes, int root) override {
-    if (root < 0 || root >= world_->size_) return Status::InvalidArgument("broadcast from rank " + std::to_string(root));
+    if (root < 0 || root >= world_->size_)
+      return Status::InvalidArgument("broadcast from rank " + std::to_string(root));
     EMBER_ASSIGN_OR_RETURN(auto all, world_->Exchange(rank_, rank_ == root ? *bytes : std::string(), "broadcast"));
     if (all[static_cast<size_t>(root)].size() != bytes->size())
       return Status::InvalidArgument("broadcast of " + std::to_string(bytes->size()) + " bytes at rank " +
@@ -52,7 +53,7 @@ Result<std::vector<std::string>> ThreadWorld::Exchange(int rank, const std::stri
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   auto late = [&] {
     return Status::Unavailable(std::string(what) + ": rank " + std::to_string(rank) + " waited " +
-                                    std::to_string(timeout_.count()) + " ms for the other ranks");
+                               std::to_string(timeout_.count()) + " ms for the other ranks");
   };
   // The previous round drains before this one fills.
   if (!cv_.wait_until(lock, deadline, [this] { return departed_ == 0; })) return late();

@@ -132,8 +132,8 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
     train.resize(train.size() - nv);
   }
   if (train.empty()) return Status::InvalidArgument("no training example is left after the validation split");
-  log << models::ModelKindName(c.model()) << ": item width " << trainer->model()->config().item_dim << ", " << trainer->method().tables().size()
-      << " PS tables (" << embedding::MethodName(sc.embedding.method) << "), "
+  log << models::ModelKindName(c.model()) << ": item width " << trainer->model()->config().item_dim << ", "
+      << trainer->method().tables().size() << " PS tables (" << embedding::MethodName(sc.embedding.method) << "), "
       << (sc.candidates ? std::to_string(sc.candidates) + " sampled candidates" : std::string("full softmax")) << ", "
       << train.size() << " train / " << valid.size() << " validation examples\n";
   workers::ProgressOptions progress = Progress(c);
@@ -248,8 +248,9 @@ Result<RunMetrics> RunSessionEval(const std::string& path, RunConfig c, const st
   m.eval_samples = ev.all.n;
   m.samples_per_sec = ev.seconds > 0 ? static_cast<double>(ev.all.n) / ev.seconds : 0;
   m.peak_rss_bytes = PeakRssBytes();
-  out << path << " (" << models::ModelKindName(c.model()) << ", step " << trainer->step() << ", epoch " << state.position.epoch
-      << " trained) on " << (c.test.empty() ? c.train + " (time split)" : c.test) << ": " << RankSummary(m) << "\n";
+  out << path << " (" << models::ModelKindName(c.model()) << ", step " << trainer->step() << ", epoch "
+      << state.position.epoch << " trained) on " << (c.test.empty() ? c.train + " (time split)" : c.test) << ": "
+      << RankSummary(m) << "\n";
   return m;
 }
 

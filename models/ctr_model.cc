@@ -121,7 +121,8 @@ Result<std::shared_ptr<CtrModel>> MakeCtrModel(const CtrModelConfig& c) {
   } catch (const std::exception& e) {
     return Status::Internal(std::string("building model: ") + e.what());
   }
-  return Status::InvalidArgument(std::string("model.name: '") + ModelKindName(c.kind) + "' is not a CTR model (dlrm, deepfm or lr)");
+  return Status::InvalidArgument(std::string("model.name: '") + ModelKindName(c.kind) +
+                                 "' is not a CTR model (dlrm, deepfm or lr)");
 }
 
 Result<std::string> SaveModule(torch::nn::Module& module) {

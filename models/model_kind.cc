@@ -5,7 +5,8 @@ namespace ember::models {
 Result<ModelKind> ParseModelKind(const std::string& name) {
   for (ModelKind k : {ModelKind::kDlrm, ModelKind::kDeepFm, ModelKind::kLr, ModelKind::kM2Trec, ModelKind::kSasRec})
     if (name == ModelKindName(k)) return k;
-  return Status::InvalidArgument("model.name: unknown model '" + name + "' (expected dlrm, deepfm, lr, m2trec or sasrec)");
+  return Status::InvalidArgument("model.name: unknown model '" + name +
+                                 "' (expected dlrm, deepfm, lr, m2trec or sasrec)");
 }
 
 const char* ModelKindName(ModelKind kind) {

@@ -5,7 +5,8 @@
 namespace ember::models {
 
 SessionModelImpl::SessionModelImpl(const SessionModelConfig& config) : config_(config) {
-  const std::string pooling = config.pooling.empty() ? (config.kind == ModelKind::kSasRec ? "last" : "mean") : config.pooling;
+  const std::string pooling =
+      config.pooling.empty() ? (config.kind == ModelKind::kSasRec ? "last" : "mean") : config.pooling;
   EMBER_CHECK(pooling == "mean" || pooling == "last") << "model.pooling must be \"mean\" or \"last\"";
   mean_pool_ = pooling == "mean";
   const int64_t d = config.item_dim;

@@ -34,7 +34,8 @@ uint64_t ServingModel::rows() const {
 }
 
 Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path, const std::string& device) {
-  if (device != "cpu" && device != "cuda") return Status::InvalidArgument("--device '" + device + "' is not one of cpu, cuda");
+  if (device != "cpu" && device != "cuda")
+    return Status::InvalidArgument("--device '" + device + "' is not one of cpu, cuda");
   if (device == "cuda" && !torch::cuda::is_available())
     return Status::InvalidArgument(
         "--device cuda: no CUDA device here (this build's LibTorch has no CUDA, or no GPU is visible)");

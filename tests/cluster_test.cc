@@ -82,7 +82,8 @@ class ClusterGrid : public ::testing::TestWithParam<std::tuple<int, int>> {};
 // updates, up to the order in which gradients are summed. Their test scores agree to rounding.
 TEST_P(ClusterGrid, SyncEqualsOneProcess) {
   const auto [servers, workers] = GetParam();
-  const RunConfig cluster = Config({"ps.servers=" + std::to_string(servers), "train.batch_size=" + std::to_string(kBatch)});
+  const RunConfig cluster =
+      Config({"ps.servers=" + std::to_string(servers), "train.batch_size=" + std::to_string(kBatch)});
   auto ranks = RunCluster(cluster, servers + workers);
   for (int r = 0; r < servers + workers; ++r)
     ASSERT_TRUE(ranks[static_cast<size_t>(r)].metrics.ok())
@@ -117,14 +118,15 @@ TEST_P(ClusterGrid, SyncEqualsOneProcess) {
   EXPECT_EQ(alone->table_rows, lead.table_rows);
   EXPECT_NEAR(alone->auc, lead.auc, 2e-5) << out.str() << ranks[static_cast<size_t>(servers)].out;
   EXPECT_NEAR(alone->logloss, lead.logloss, 2e-5);
-  std::printf("%d servers x %d workers: AUC %.6f (one process %.6f), logloss %.6f (%.6f)\n", servers, workers,
-              lead.auc, alone->auc, lead.logloss, alone->logloss);
+  std::printf("%d servers x %d workers: AUC %.6f (one process %.6f), logloss %.6f (%.6f)\n", servers, workers, lead.auc,
+              alone->auc, lead.logloss, alone->logloss);
 }
 
 INSTANTIATE_TEST_SUITE_P(ServersByWorkers, ClusterGrid,
                          ::testing::Combine(::testing::Values(1, 2, 3), ::testing::Values(1, 2, 3, 4)),
                          [](const auto& info) {
-                           return std::to_string(std::get<0>(info.param)) + "x" + std::to_string(std::get<1>(info.param));
+                           return std::to_string(std::get<0>(info.param)) + "x" +
+                                  std::to_string(std::get<1>(info.param));
                          });
 
 // A job that cannot start: every rank returns the error, naming itself; none hangs.
@@ -132,9 +134,9 @@ TEST(Cluster, EveryRankReturnsTheErrorNamingItself) {
   auto ranks = RunCluster(Config({"ps.servers=3"}), 3);
   for (int r = 0; r < 3; ++r) {
     ASSERT_FALSE(ranks[static_cast<size_t>(r)].metrics.ok());
-    EXPECT_EQ(ranks[static_cast<size_t>(r)].metrics.status().message(),
-              "rank " + std::to_string(r) +
-                  " (server): ps.servers = 3 leaves no worker among 3 ranks (it must be 1 .. 2)");
+    EXPECT_EQ(
+        ranks[static_cast<size_t>(r)].metrics.status().message(),
+        "rank " + std::to_string(r) + " (server): ps.servers = 3 leaves no worker among 3 ranks (it must be 1 .. 2)");
   }
   // Training data that cannot be read: the workers fail, the servers see them vanish.
   auto missing = RunCluster(Config({"ps.servers=2", "ps.timeout_s=1", "data.train=\"/no/such/train.tsv\""}), 4);

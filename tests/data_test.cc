@@ -356,10 +356,11 @@ TEST(SyntheticCtr, LongTailTeacherGivesRareValuesFullEffects) {
   const double lt_head = spread(o, 1), lt_tail = spread(o, 50000);
   EXPECT_GT(lt_tail, 0.7 * lt_head);
   EXPECT_LT(lt_tail, 1.4 * lt_head);
-  std::printf("logit spread over 400 values of C26: default head %.3f tail %.5f; longtail head %.3f tail %.3f\n",
-              head, tail, lt_head, lt_tail);
+  std::printf("logit spread over 400 values of C26: default head %.3f tail %.5f; longtail head %.3f tail %.3f\n", head,
+              tail, lt_head, lt_tail);
   o.teacher = "flat";
-  EXPECT_EQ(WriteSyntheticCtr(o, "/tmp/unused.tsv").status().message(), "--teacher 'flat' is not one of default, longtail");
+  EXPECT_EQ(WriteSyntheticCtr(o, "/tmp/unused.tsv").status().message(),
+            "--teacher 'flat' is not one of default, longtail");
 }
 
 TEST(RequestRows, ParsesAndNamesBadRows) {

@@ -642,7 +642,8 @@ TEST(Method, BadConfigNamesTheKey) {
   MethodConfig c;
   auto m = ParseMethod("bloom");
   EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(m.status().message(), "embedding.method: unknown method 'bloom' (expected full, hash, unified, dsl or optembed)");
+  EXPECT_EQ(m.status().message(),
+            "embedding.method: unknown method 'bloom' (expected full, hash, unified, dsl or optembed)");
   c.method = embedding::Method::kHash;
   c.rows = 0;
   EXPECT_NE(MakeMethod(c, {{"a", 0}}).status().message().find("embedding.rows"), std::string::npos);

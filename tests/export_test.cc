@@ -1,7 +1,6 @@
 // The export format without models: round trips of every table kind at every precision, absent
 // keys, merging shard pieces, and refusal of damaged files.
 #include "ember/embedding/export.h"
-#include "ember/embedding/model_description.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 
 #include "ember/common/file.h"
 #include "ember/common/half.h"
+#include "ember/embedding/model_description.h"
 #include "ember/embedding/sparse_store.h"
 
 namespace ember::embedding {
@@ -244,7 +244,8 @@ TEST(Export, ModelDescriptionsRoundTripAndNameBadKeys) {
   EXPECT_EQ(back->groups[1].method.rows, 99u);
   auto j = d.ToJson();
   j["num_fields"] = 3;
-  EXPECT_EQ(ModelDescription::FromJson(j).status().message(), "model description: num_fields does not match its fields");
+  EXPECT_EQ(ModelDescription::FromJson(j).status().message(),
+            "model description: num_fields does not match its fields");
   j = d.ToJson();
   j["top_mlp"] = "wide";
   auto bad = ModelDescription::FromJson(j);

@@ -312,8 +312,7 @@ Status LoadCheckpointDir(const std::string& path, const nlohmann::json& m, ps::P
                             torch::serialize::InputArchive archive;
                             std::istringstream is(opt_bytes);
                             const auto params = module.parameters();
-                            archive.load_from(is, params.empty() ? c10::optional<torch::Device>()
-                                                                 : params[0].device());
+                            archive.load_from(is, params.empty() ? c10::optional<torch::Device>() : params[0].device());
                             optimizer.load(archive);
                           }).WithContext(path + "/dense_optimizer.pt"));
   }

@@ -8,8 +8,8 @@
 #include <unordered_map>
 
 #include "checkpoint_dir.h"
-#include "ember/embedding/lookup.h"
 #include "ember/common/progress.h"
+#include "ember/embedding/lookup.h"
 
 namespace ember::workers {
 namespace {
@@ -92,7 +92,8 @@ Result<std::unique_ptr<SessionTrainer>> SessionTrainer::Create(const SessionTrai
     for (int f = 0; f < t->method_->num_fields(); ++f) {
       const auto& layout = t->method_->layout(f);
       for (size_t q = 0; q < layout.probe_dims.size(); ++q)
-        for (int c = 0; c < layout.probe_dims[q]; ++c) cols.push_back((static_cast<int64_t>(f) * S + static_cast<int64_t>(q)) * D + c);
+        for (int c = 0; c < layout.probe_dims[q]; ++c)
+          cols.push_back((static_cast<int64_t>(f) * S + static_cast<int64_t>(q)) * D + c);
     }
     if (static_cast<int64_t>(cols.size()) != static_cast<int64_t>(t->method_->num_fields()) * S * D)
       t->columns_ = torch::tensor(cols, torch::kLong);

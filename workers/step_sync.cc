@@ -114,8 +114,8 @@ const char* DenseOptimizerName(DenseOptimizer kind) {
   return "?";
 }
 
-std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind, const std::vector<torch::Tensor>& params,
-                                                            double lr) {
+std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind,
+                                                            const std::vector<torch::Tensor>& params, double lr) {
   switch (kind) {
     case DenseOptimizer::kAdagrad:
       return std::make_unique<torch::optim::Adagrad>(params, torch::optim::AdagradOptions(lr));

@@ -129,8 +129,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     }
     if (g->max_probes * g->dim != gs.dim)
       return Status::InvalidArgument("embedding group '" + gs.name + "': fields are " + std::to_string(g->max_probes) +
-                                     " probes of " + std::to_string(g->dim) + " wide, model " + models::ModelKindName(mc.kind) + " needs " +
-                                     std::to_string(gs.dim));
+                                     " probes of " + std::to_string(g->dim) + " wide, model " +
+                                     models::ModelKindName(mc.kind) + " needs " + std::to_string(gs.dim));
     g->widths.assign(static_cast<size_t>((*method)->num_fields()), gs.dim);
     for (auto& r : g->buffers) r.lookup = std::make_unique<embedding::BatchLookup>(method->get());
     if (g->optembed_supernet) {

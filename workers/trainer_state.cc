@@ -18,7 +18,8 @@ embedding::ModelDescription Trainer::Describe() const {
   d.top_mlp = mc.top_mlp;
   d.fields = config_.fields;
   const auto specs = model_->embedding_groups();
-  for (size_t gi = 0; gi < groups_.size(); ++gi) d.groups.push_back({specs[gi].name, specs[gi].dim, groups_[gi]->config});
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    d.groups.push_back({specs[gi].name, specs[gi].dim, groups_[gi]->config});
   d.step = step_;
   return d;
 }

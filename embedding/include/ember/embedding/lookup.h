@@ -33,11 +33,11 @@ class BatchLookup {
   const EmbeddingMethod& method() const { return *method_; }
   int slot_dim() const { return slot_dim_; }
   int max_probes() const { return max_probes_; }
-  bool padded() const { return padded_; }      // some field has fewer probes: slots read a zero row
-  bool narrow() const { return narrow_; }      // some table is narrower than slot_dim (rows zero-padded)
+  bool padded() const { return padded_; }  // some field has fewer probes: slots read a zero row
+  bool narrow() const { return narrow_; }  // some table is narrower than slot_dim (rows zero-padded)
   size_t examples() const { return n_; }
-  size_t keys() const { return keys_; }        // probe keys of the batch, before de-duplication
-  size_t unique() const { return unique_; }    // distinct probe keys (the first rows of the leaf)
+  size_t keys() const { return keys_; }           // probe keys of the batch, before de-duplication
+  size_t unique() const { return unique_; }       // distinct probe keys (the first rows of the leaf)
   size_t rows() const { return sorted_.size(); }  // unique keys and fallback keys
   size_t leaf_rows() const { return rows() + (padded_ ? 1 : 0); }
   const std::vector<uint64_t>& sorted_keys() const { return sorted_; }

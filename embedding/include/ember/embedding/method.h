@@ -48,10 +48,10 @@ const char* FallbackName(Fallback fallback);
 // Method selection and sizes, as given by the `embedding.*` config keys.
 struct MethodConfig {
   Method method = Method::kFull;
-  int dim = 16;                 // width of a field's embedding
-  uint64_t rows = 1 << 20;      // hash: rows of the one shared table; unified: rows per table
-  int tables = 2;               // unified: shared tables T
-  int chunks = 2;               // unified: probes per value c (each dim / c wide)
+  int dim = 16;             // width of a field's embedding
+  uint64_t rows = 1 << 20;  // hash: rows of the one shared table; unified: rows per table
+  int tables = 2;           // unified: shared tables T
+  int chunks = 2;           // unified: probes per value c (each dim / c wide)
   // unified: per-field chunk counts (0 = `chunks`); a field with fewer chunks is zero-padded.
   std::vector<int> field_chunks;
   // unified: fields whose vocabulary is at most this get their own collisionless rows.

@@ -18,7 +18,7 @@ struct JobContext {
   // The workers' dense all-reduce; its rank is the worker's index (worker 0 leads: it counts
   // vocabularies, searches OptEmbed's widths, evaluates, writes checkpoints and reports).
   workers::Collective* collective = nullptr;
-  int rank = 0;                // the process's rank: its metrics port is monitoring.port + rank
+  int rank = 0;                 // the process's rank: its metrics port is monitoring.port + rank
   std::ostream* out = nullptr;  // where the lead writes (the other workers are quiet)
 };
 

@@ -16,9 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "ember/models/model_kind.h"
-
 #include "ember/common/status.h"
+#include "ember/models/model_kind.h"
 
 namespace ember::models {
 

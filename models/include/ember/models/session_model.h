@@ -24,7 +24,7 @@ namespace ember::models {
 
 struct SessionModelConfig {
   ModelKind kind = ModelKind::kM2Trec;  // kM2Trec or kSasRec
-  int64_t item_dim = 64;        // width of x_i (M2TRec: attributes x attribute dim)
+  int64_t item_dim = 64;                // width of x_i (M2TRec: attributes x attribute dim)
   int64_t layers = 2;
   int64_t heads = 2;
   int64_t ff_dim = 0;  // feed-forward width (0 = 2 x item_dim)

@@ -46,7 +46,7 @@ struct SessionTrainerConfig {
   DenseOptimizer dense_optimizer = DenseOptimizer::kAdam;
   double dense_lr = 1e-3;
   uint64_t batch_size = 1024;  // train.batch_size (the same default as the CTR trainer)
-  uint64_t candidates = 0;  // sampled softmax: shared negatives per step (0 = full softmax)
+  uint64_t candidates = 0;     // sampled softmax: shared negatives per step (0 = full softmax)
   uint64_t seed = 1;
   SyncConfig sync;  // train.mode and train.staleness (step_sync.h)
   uint64_t eval_batch_size = 512;
@@ -122,9 +122,9 @@ class SessionTrainer {
   // Representations [items.size(), item_dim] of `items` from pulled rows; with `leaves`, the
   // rows are leaf tensors (their gradients are pushed by PushLeaves).
   struct Pulled {
-    torch::Tensor x;                                // [items, item_dim]
+    torch::Tensor x;                                 // [items, item_dim]
     std::shared_ptr<embedding::BatchLookup> lookup;  // null: nothing pulled (an empty step)
-    torch::Tensor leaf;                             // [lookup rows, slot width], the pushed gradient's
+    torch::Tensor leaf;                              // [lookup rows, slot width], the pushed gradient's
   };
 
   Result<Pulled> Represent(const std::vector<uint32_t>& items, bool training);

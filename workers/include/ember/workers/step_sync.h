@@ -72,8 +72,8 @@ Status AllReduceMeanGrads(const std::vector<torch::Tensor>& params, Collective* 
 enum class DenseOptimizer { kAdam, kAdagrad, kSgd };
 Result<DenseOptimizer> ParseDenseOptimizer(const std::string& name);
 const char* DenseOptimizerName(DenseOptimizer kind);
-std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind, const std::vector<torch::Tensor>& params,
-                                                            double lr);
+std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind,
+                                                            const std::vector<torch::Tensor>& params, double lr);
 
 // train.device: where the dense model, its optimizer and the interaction run. kAuto is CUDA
 // when this build's LibTorch has it and a GPU is visible, else the CPU.
