@@ -74,6 +74,11 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m) {
   j["auc"] = m.auc >= 0 ? nlohmann::json(m.auc) : nlohmann::json(nullptr);
   j["logloss"] = m.logloss >= 0 ? nlohmann::json(m.logloss) : nlohmann::json(nullptr);
   if (!m.checkpoint.empty()) j["checkpoint"] = m.checkpoint;
+  if (m.valid_auc >= 0) {
+    j["best_epoch"] = m.best_epoch;
+    j["valid_auc"] = m.valid_auc;
+    j["valid_logloss"] = m.valid_logloss;
+  }
   if (m.session) {
     j["recall_at_20"] = m.recall_at_20;
     j["mrr_at_20"] = m.mrr_at_20;

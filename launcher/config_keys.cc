@@ -15,7 +15,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"data.train", "string", "(required)", "training file", Str(AT(train))},
       {"data.test", "string", "`\"\"`", "evaluation file, scored after training (`\"\"` = none)", Str(AT(test))},
       {"data.valid", "string", "`\"\"`",
-       "validation file: OptEmbed's search scores candidates on it (required for `optembed`)", Str(AT(valid))},
+       "validation file: OptEmbed's search scores candidates on it (required for `optembed`); with the other "
+       "methods every epoch is scored on it (AUC, log loss), the best epoch is written to `checkpoint.dir/best` "
+       "and, where a later epoch scored worse, restored before the final checkpoint and test",
+       Str(AT(valid))},
       {"data.format", "string", "`\"criteo\"`",
        "input format; `criteo`: label, integer and hex categorical fields, tab-separated; `diginetica` "
        "(`train-item-views.csv`, `;`-separated) or `yoochoose` (TAB: `SessionId`, `ItemId`, `Time`, optional "
@@ -205,7 +208,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "whole catalogue",
        Int(AT(candidates), 0, INT64_MAX)},
       {"train.patience", "int", "`0`",
-       "session models: stop after this many epochs without a validation gain (0 = run every epoch)",
+       "stop after this many epochs without a validation gain (CTR models: on `data.valid`; session models: "
+       "on their validation split); 0 = run every epoch",
        Int(AT(patience), 0, 100000)},
       {"train.threads", "int", "`0`", "LibTorch intra-op threads (0 = all cores)", Int(AT(threads), 0, 1024)},
       {"train.seed", "int", "`1`", "seed of dense initialisation", Int(AT(trainer.seed), 0, INT64_MAX)},

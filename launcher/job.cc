@@ -175,7 +175,9 @@ class CtrJob {
       log_ << "resumed from " << resume_from << " at step " << trainer_->step() << " (epoch "
            << trainer_->position().epoch + 1 << ", " << trainer_->position().examples << " examples in)" << std::endl;
       EMBER_RETURN_IF_ERROR(coll_->Barrier());
+      ResumeEpochChoice();
     }
+    validate_ = !c_.valid.empty() && tc_.embedding.method != embedding::Method::kOptEmbed;
     EMBER_RETURN_IF_ERROR(TrainEpochs(c_.epochs, trainer_->position()));
     if (tc_.embedding.method == embedding::Method::kOptEmbed) EMBER_RETURN_IF_ERROR(SearchAndRetrain());
     m_.samples_per_sec = m_.train_seconds > 0 ? static_cast<double>(m_.train_samples) / m_.train_seconds : 0;
@@ -256,7 +258,13 @@ class CtrJob {
       samples += stats.samples;
       m_.train_seconds += stats.seconds;
       m_.bad_lines += reader->bad_lines();
+      if (validate_) {
+        bool stop = false;
+        EMBER_RETURN_IF_ERROR(Validate(e, &stop));
+        if (stop) break;
+      }
     }
+    if (validate_) EMBER_RETURN_IF_ERROR(KeepBestEpoch());
     trainer_->set_position({epochs, 0});
     EMBER_ASSIGN_OR_RETURN(const uint64_t all, SumOverWorkers(coll_, samples));
     m_.train_samples += all;
@@ -264,6 +272,87 @@ class CtrJob {
       return Status::InvalidArgument(
           "no training examples read from " + c_.train +
           (m_.bad_lines ? " (" + std::to_string(m_.bad_lines) + " malformed lines skipped)" : ""));
+    return Status::Ok();
+  }
+
+  // After epoch `e` (0-based): the lead scores data.valid; an epoch better than every earlier one
+  // is written to checkpoint.dir/best; train.patience epochs without a gain stop the run (*stop
+  // on every worker).
+  Status Validate(int e, bool* stop) {
+    EMBER_RETURN_IF_ERROR(coll_->Barrier());  // every worker's pushes of the epoch are in
+    last_epoch_ = e + 1;
+    float flags[2] = {0, 0};  // stop, failed
+    if (lead_) {
+      Status st = [&]() -> Status {
+        EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c_, c_.valid, false));
+        EMBER_ASSIGN_OR_RETURN(auto v, trainer_->Evaluate(reader.get()));
+        char buf[160];
+        std::snprintf(buf, sizeof(buf), "epoch %d: validation AUC %.5f, logloss %.5f", e + 1, v.auc, v.logloss);
+        log_ << buf;
+        if (v.auc > best_auc_) {
+          best_auc_ = v.auc;
+          best_logloss_ = v.logloss;
+          best_epoch_ = e + 1;
+          since_best_ = 0;
+          if (!c_.checkpoint_dir.empty()) {
+            trainer_->set_position({e + 1, 0});
+            EMBER_RETURN_IF_ERROR(MakeDirs(c_.checkpoint_dir));
+            EMBER_ASSIGN_OR_RETURN(best_path_, trainer_->SaveCheckpoint(c_.checkpoint_dir, c_.text, "best"));
+            log_ << " (best so far: " << best_path_ << ")";
+          } else {
+            log_ << " (best so far)";
+          }
+        } else {
+          ++since_best_;
+        }
+        log_ << std::endl;
+        trainer_->set_run_state({{"best_epoch", best_epoch_},
+                                 {"best_valid_auc", best_auc_},
+                                 {"best_valid_logloss", best_logloss_},
+                                 {"since_best", since_best_}});
+        return Status::Ok();
+      }();
+      flags[1] = st.ok() ? 0.0f : 1.0f;
+      flags[0] = c_.patience > 0 && since_best_ >= c_.patience ? 1.0f : 0.0f;
+      EMBER_RETURN_IF_ERROR(coll_->AllReduceSum(flags, 2));
+      EMBER_RETURN_IF_ERROR(st);
+    } else {
+      EMBER_RETURN_IF_ERROR(coll_->AllReduceSum(flags, 2));
+      if (flags[1] > 0)
+        return Status::FailedPrecondition("validating epoch " + std::to_string(e + 1) + " failed on the lead worker");
+    }
+    *stop = flags[0] > 0;
+    if (*stop) log_ << "no validation gain for " << c_.patience << " epochs: stopping" << std::endl;
+    return Status::Ok();
+  }
+
+  // A resumed run continues the choice its checkpoint recorded (the best epoch so far; its
+  // checkpoint.dir/best where that is still there).
+  void ResumeEpochChoice() {
+    const auto& run = trainer_->run_state();
+    if (!run.is_object() || !run.contains("best_epoch")) return;
+    best_epoch_ = run.value("best_epoch", 0);
+    best_auc_ = run.value("best_valid_auc", -1.0);
+    best_logloss_ = run.value("best_valid_logloss", -1.0);
+    since_best_ = run.value("since_best", 0);
+    const std::string best = c_.checkpoint_dir + "/best";
+    std::error_code ec;
+    if (!c_.checkpoint_dir.empty() && std::filesystem::exists(best + "/manifest.json", ec)) best_path_ = best;
+  }
+
+  // The run ends with the best validation epoch's model where a later one was worse (its
+  // checkpoint, checkpoint.dir/best, restored on every worker; the lead reloads the rows).
+  Status KeepBestEpoch() {
+    m_.best_epoch = best_epoch_;
+    m_.valid_auc = best_auc_;
+    m_.valid_logloss = best_logloss_;
+    float restore = lead_ && !best_path_.empty() && best_epoch_ < last_epoch_ ? 1.0f : 0.0f;
+    EMBER_RETURN_IF_ERROR(ShareFromLead(coll_, &restore, 1));
+    if (restore == 0) return Status::Ok();
+    std::string path = c_.checkpoint_dir + "/best";
+    EMBER_RETURN_IF_ERROR(trainer_->RestoreCheckpoint(path, /*load_shards=*/lead_));
+    EMBER_RETURN_IF_ERROR(coll_->Barrier());
+    log_ << "kept epoch " << best_epoch_ << " (the best validation AUC, " << path << ")" << std::endl;
     return Status::Ok();
   }
 
@@ -343,6 +432,11 @@ class CtrJob {
   monitoring::Recorder* recorder_ = nullptr;
   std::shared_ptr<TableWatch> watch_;
   std::unique_ptr<workers::Trainer> trainer_;
+  // Epoch choice on data.valid (not under OptEmbed, whose search scores on it).
+  bool validate_ = false;
+  double best_auc_ = -1, best_logloss_ = -1;
+  int best_epoch_ = 0, since_best_ = 0, last_epoch_ = 0;
+  std::string best_path_;
 };
 
 Result<RunMetrics> RunSessionJob(const RunConfig& c, const JobContext& ctx) {

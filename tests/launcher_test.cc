@@ -183,6 +183,31 @@ const Small& SmallFiles() {
   return s;
 }
 
+// Epochs chosen on data.valid: each scored, the best kept (written to checkpoint.dir/best and,
+// where a later epoch was worse, restored), train.patience stopping the run.
+TEST(Commands, EpochsAreChosenOnValidation) {
+  const std::string root = Dir() + "/ckpt_valid";
+  std::filesystem::remove_all(root);
+  auto sets = SmallFiles().Sets();
+  sets.insert(sets.end(), {"train.epochs=4", "train.patience=1", "checkpoint.dir=\"" + root + "\""});
+  auto c = ParseConfig("", "t", sets);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream out;
+  auto m = RunTrain(*c, out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_GE(m->best_epoch, 1);
+  EXPECT_LE(m->best_epoch, 4);
+  EXPECT_GT(m->valid_auc, 0.6);
+  EXPECT_NE(out.str().find("epoch 1: validation AUC"), std::string::npos) << out.str();
+  // The model tested is the best epoch's: its checkpoint scores the test file the same.
+  std::ostringstream quiet;
+  auto best = RunEval(root + "/best", SmallFiles().test, 0, quiet);
+  ASSERT_TRUE(best.ok()) << best.status().ToString();
+  EXPECT_DOUBLE_EQ(best->auc, m->auc);
+  std::printf("best epoch %d of 4 (patience 1): validation AUC %.5f, test AUC %.5f\n", m->best_epoch, m->valid_auc,
+              m->auc);
+}
+
 // Exports `checkpoint` at every precision and scores each export on the test file: AUC within
 // 1e-6 (fp32), 5e-4 (fp16), 2e-3 (int8) of the checkpoint's; the file as large as reported.
 void ExpectExportParity(const std::string& checkpoint, const std::string& tag) {
@@ -253,7 +278,8 @@ TEST(Commands, ResumeFromAPeriodicCheckpointEndsLikeTheUninterruptedRun) {
   std::vector<std::string> kept;
   for (const auto& e : std::filesystem::directory_iterator(root)) kept.push_back(e.path().filename().string());
   std::sort(kept.begin(), kept.end());
-  EXPECT_EQ(kept, (std::vector<std::string>{"ckpt-150", "ckpt-158"}));
+  // (and best/: the epoch data.valid chose)
+  EXPECT_EQ(kept, (std::vector<std::string>{"best", "ckpt-150", "ckpt-158"}));
   // Resume from step 150 (epoch 2, 71 steps in) in a copy of that checkpoint alone.
   const std::string other = Dir() + "/resume-b";
   std::filesystem::remove_all(other);

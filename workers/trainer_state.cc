@@ -96,6 +96,7 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
   // The sizes a budget chose (rows of hashed tables, DSL density), the vocabularies and
   // OptEmbed's widths: ids map to rows through them (ApplyCheckpointEmbedding).
   manifest["description"] = Describe().ToJson();
+  if (!run_state_.is_null()) manifest["run"] = run_state_;
   if (config_.embedding.method == embedding::Method::kOptEmbed) {
     nlohmann::json oe = {{"stage", config_.embedding.field_widths.empty() ? "supernet" : "retrain"}};
     if (thresholds_.defined()) oe["thresholds"] = thresholds();
@@ -111,6 +112,7 @@ Status Trainer::RestoreCheckpoint(const std::string& path, bool load_shards, Env
   EMBER_ASSIGN_OR_RETURN(auto m, ReadManifest(path, env));
   EMBER_RETURN_IF_ERROR(LoadCheckpointDir(path, m, ps_, *model_, *optimizer_, load_shards, env));
   step_ = m.value("step", int64_t{0});
+  run_state_ = m.contains("run") && m["run"].is_object() ? m["run"] : nlohmann::json();
   EMBER_ASSIGN_OR_RETURN(position_, ReadPosition(path, m));
   if (thresholds_.defined() && m.contains("optembed") && m["optembed"].contains("thresholds")) {
     std::vector<float> t;

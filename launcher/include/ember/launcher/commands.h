@@ -51,6 +51,8 @@ struct RunMetrics {
          rare_mrr_at_20 = 0, valid_recall_at_20 = 0;
   uint64_t test_examples = 0, cold_examples = 0, rare_examples = 0;
   int best_epoch = 0;
+  // CTR runs with data.valid: the best epoch's validation AUC and log loss (-1: none).
+  double valid_auc = -1, valid_logloss = -1;
   // Under mpirun only the first worker reports (metrics JSON); other ranks' metrics stay local.
   bool report = true;
 };

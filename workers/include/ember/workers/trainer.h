@@ -183,6 +183,10 @@ class Trainer {
   // steps that move back).
   void set_step(int64_t step) { step_ = step; }
   const DataPosition& position() const { return position_; }
+  // The job's own state (e.g. the epoch chosen on validation so far), written into checkpoint
+  // manifests ("run") and read back by RestoreCheckpoint.
+  void set_run_state(nlohmann::json state) { run_state_ = std::move(state); }
+  const nlohmann::json& run_state() const { return run_state_; }
 
   // OptEmbed stage 2: evolutionary search of per-field widths and a threshold shift on
   // `validation` under `budget_bytes` (0 = no budget; candidates over it are repaired by
@@ -255,6 +259,7 @@ class Trainer {
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
   int64_t step_ = 0;
   DataPosition position_;
+  nlohmann::json run_state_;
   StepSync sync_;
   torch::Device device_ = torch::kCPU;
   bool stage_ = false;  // rows are copied to device_ (and gradients back)
