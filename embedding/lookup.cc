@@ -48,11 +48,11 @@ void BatchLookup::Prepare(const uint64_t* ids, size_t n, size_t stride) {
     // Counting sort by table so that each table's rows are contiguous in the leaf.
     for (uint64_t k : unique) ++table_begin_[KeyTable(k) - first_table_ + 1];
     for (size_t t = 0; t < T; ++t) table_begin_[t + 1] += table_begin_[t];
-    std::vector<size_t> fill(table_begin_.begin(), table_begin_.end() - 1);
+    fill_.assign(table_begin_.begin(), table_begin_.end() - 1);
     sorted_.resize(unique_);
     perm_.resize(unique_);
     for (size_t u = 0; u < unique_; ++u) {
-      const size_t pos = fill[KeyTable(unique[u]) - first_table_]++;
+      const size_t pos = fill_[KeyTable(unique[u]) - first_table_]++;
       sorted_[pos] = unique[u];
       perm_[u] = static_cast<int64_t>(pos);
     }

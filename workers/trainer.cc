@@ -1,28 +1,18 @@
 #include "ember/workers/trainer.h"
 
-#include <dirent.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
-#include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "checkpoint_dir.h"
 #include "ember/common/file.h"
 #include "ember/common/hash.h"
 #include "ember/common/metrics.h"
 #include "ember/common/progress.h"
-#include "ember/embedding/dedup.h"
 #include "ember/models/optembed.h"
-#include "ember/ps/in_process.h"
 #include "trainer_internal.h"
 
 namespace ember::workers {

@@ -70,7 +70,7 @@ class BatchLookup {
   size_t n_ = 0, keys_ = 0, unique_ = 0;
   std::vector<uint64_t> probe_keys_, scratch_, sorted_;
   std::vector<int64_t> inverse_, perm_, slots_, remap_;
-  std::vector<size_t> table_begin_;
+  std::vector<size_t> table_begin_, fill_;
   std::vector<uint8_t> own_;
   std::vector<int64_t> fallback_row_;                   // per unique key: its fallback's leaf row (-1: none)
   std::unordered_map<uint64_t, size_t> fallback_slot_;  // fallback key -> leaf row
