@@ -49,6 +49,24 @@ void Adam(float* __restrict w, const float* __restrict g, int dim, const Optimiz
     w[j] -= step * m[j] / (std::sqrt(v[j]) / bc2_sqrt + eps);
   }
 }
+// One coordinate of FTRL-proximal; returns the new weight.
+inline float FtrlWeight(float z, float n, const OptimizerConfig& o) {
+  if (std::fabs(z) <= o.l1) return 0.0f;
+  const float shrunk = z > 0 ? z - o.l1 : z + o.l1;
+  return -shrunk / ((o.beta + std::sqrt(n)) / o.lr + o.l2);
+}
+
+void Ftrl(float* __restrict w, const float* __restrict g, int dim, const OptimizerConfig& o) {
+  float* __restrict z = w + dim;
+  float* __restrict n = w + 2 * dim;
+  for (int j = 0; j < dim; ++j) {
+    const float n_new = n[j] + g[j] * g[j];
+    const float sigma = (std::sqrt(n_new) - std::sqrt(n[j])) / o.lr;
+    z[j] += g[j] - sigma * w[j];
+    n[j] = n_new;
+    w[j] = FtrlWeight(z[j], n_new, o);
+  }
+}
 }  // namespace
 
 void GatherRows(const float* const* rows, size_t n, int dim, float* out) {
@@ -82,6 +100,9 @@ void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int d
       case OptimizerKind::kAdam:
         Adam(w, g, dim, opt);
         break;
+      case OptimizerKind::kFtrl:
+        Ftrl(w, g, dim, opt);
+        break;
     }
   }
 }
@@ -102,6 +123,16 @@ void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, in
       for (int j = 0; j < dim; ++j) sq += static_cast<double>(g[j]) * g[j];
       w[dim] = static_cast<float>(w[dim] + sq / dim);
       for (int j = 0; j < dim; ++j) w[j] = w[j] - opt.lr * g[j] / (std::sqrt(w[dim]) + opt.eps);
+    } else if (opt.kind == OptimizerKind::kFtrl) {
+      for (int j = 0; j < dim; ++j) {
+        const double n_old = w[2 * dim + j], n_new = n_old + static_cast<double>(g[j]) * g[j];
+        const double z = w[dim + j] + g[j] - (std::sqrt(n_new) - std::sqrt(n_old)) / opt.lr * w[j];
+        w[dim + j] = static_cast<float>(z);
+        w[2 * dim + j] = static_cast<float>(n_new);
+        w[j] = std::fabs(z) <= opt.l1 ? 0.0f
+                                      : static_cast<float>(-(z - (z > 0 ? opt.l1 : -opt.l1)) /
+                                                           ((opt.beta + std::sqrt(n_new)) / opt.lr + opt.l2));
+      }
     } else {
       const double t = w[3 * dim] + 1.0;
       w[3 * dim] = static_cast<float>(t);
@@ -121,8 +152,22 @@ void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, in
 
 void InitState(const OptimizerConfig& opt, int dim, float* state) {
   const int n = StateFloats(opt.kind, dim);
-  const bool adagrad = opt.kind == OptimizerKind::kAdagrad || opt.kind == OptimizerKind::kRowwiseAdagrad;
-  for (int j = 0; j < n; ++j) state[j] = adagrad ? opt.initial_accumulator : 0.0f;
+  if (opt.kind == OptimizerKind::kRowwiseAdagrad) {
+    state[0] = opt.initial_accumulator;
+    return;
+  }
+  // Per-value arrays of `dim` floats each (Adam's trailing step count starts at zero too).
+  for (int j = 0; j < n; ++j) {
+    const int part = dim > 0 ? j / dim : 2;
+    state[j] = part < 2 ? InitialStateValue(opt, part) : 0.0f;
+  }
+}
+
+float InitialStateValue(const OptimizerConfig& opt, int part) {
+  const bool accumulator = (opt.kind == OptimizerKind::kAdagrad && part == 0) ||
+                           (opt.kind == OptimizerKind::kRowwiseAdagrad && part == 0) ||
+                           (opt.kind == OptimizerKind::kFtrl && part == 1);
+  return accumulator ? opt.initial_accumulator : 0.0f;
 }
 
 const char* OptimizerName(OptimizerKind kind) {
@@ -135,12 +180,15 @@ const char* OptimizerName(OptimizerKind kind) {
       return "rowwise_adagrad";
     case OptimizerKind::kAdam:
       return "adam";
+    case OptimizerKind::kFtrl:
+      return "ftrl";
   }
   return "?";
 }
 
 bool ParseOptimizerKind(const std::string& name, OptimizerKind* kind) {
-  for (auto k : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
+  for (auto k : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam,
+                 OptimizerKind::kFtrl}) {
     if (name == OptimizerName(k)) {
       *kind = k;
       return true;
@@ -159,6 +207,8 @@ int StateFloats(OptimizerKind kind, int dim) {
       return 1;
     case OptimizerKind::kAdam:
       return 2 * dim + 1;
+    case OptimizerKind::kFtrl:
+      return 2 * dim;
   }
   return 0;
 }

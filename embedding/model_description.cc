@@ -16,6 +16,9 @@ nlohmann::json ModelDescription::ToJson() const {
           {"embedding_dim", embedding_dim},
           {"bottom_mlp", bottom_mlp},
           {"top_mlp", top_mlp},
+          {"cross_layers", cross_layers},
+          {"cross_structure", cross_structure},
+          {"cross_rank", cross_rank},
           {"fields", fs},
           {"groups", gs},
           {"step", step}};
@@ -35,6 +38,9 @@ Result<ModelDescription> ModelDescription::FromJson(const nlohmann::json& j) {
     d.embedding_dim = at("embedding_dim").get<int>();
     d.bottom_mlp = at("bottom_mlp").get<std::vector<int64_t>>();
     d.top_mlp = at("top_mlp").get<std::vector<int64_t>>();
+    if (j.contains("cross_layers")) d.cross_layers = at("cross_layers").get<int>();
+    if (j.contains("cross_structure")) d.cross_structure = at("cross_structure").get<std::string>();
+    if (j.contains("cross_rank")) d.cross_rank = at("cross_rank").get<int>();
     for (const auto& f : at("fields"))
       d.fields.push_back({f.at("name").get<std::string>(), f.at("vocab").get<uint64_t>()});
     if (at("num_fields").get<size_t>() != d.fields.size())

@@ -295,7 +295,6 @@ void SparseRowStore::Remask(uint32_t r, uint64_t new_mask, uint64_t survivors) {
   std::fill(p, p + SlotFloats(new_c), 0.0f);
   // Position of a bit among a mask's set bits.
   auto rank = [](uint64_t mask, int bit) { return __builtin_popcountll(mask & ((uint64_t{1} << bit) - 1)); };
-  const float init_acc = spec_.optimizer.initial_accumulator;
   for (uint64_t m = new_mask; m; m &= m - 1) {
     const int bit = __builtin_ctzll(m);
     const int nj = rank(new_mask, bit);
@@ -303,8 +302,7 @@ void SparseRowStore::Remask(uint32_t r, uint64_t new_mask, uint64_t survivors) {
     const int oj = kept ? rank(old_mask, bit) : 0;
     p[nj] = kept ? old[oj] : 0.0f;
     for (int s = 0; s < state_per_value_; ++s)
-      p[new_c + s * new_c + nj] =
-          kept ? old[old_c + s * old_c + oj] : (spec_.optimizer.kind == OptimizerKind::kAdagrad ? init_acc : 0.0f);
+      p[new_c + s * new_c + nj] = kept ? old[old_c + s * old_c + oj] : InitialStateValue(spec_.optimizer, s);
   }
   for (int s = 0; s < state_per_row_; ++s)
     p[new_c * (1 + state_per_value_) + s] = old[old_c * (1 + state_per_value_) + s];

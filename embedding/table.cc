@@ -10,7 +10,7 @@
 namespace ember::embedding {
 namespace {
 constexpr uint32_t kTableMagic = 0x52424d45;  // "EMBR"
-constexpr uint32_t kTableVersion = 4;         // 3: method state after the rows; 4: lifecycle
+constexpr uint32_t kTableVersion = 5;         // 3: method state after the rows; 4: lifecycle; 5: FTRL settings
 
 template <typename T>
 void AppendPod(std::string* out, const T& v) {
@@ -27,8 +27,9 @@ bool ReadPod(std::string_view* in, T* v) {
 
 bool SameSpec(const TableSpec& a, const TableSpec& b) {
   return a.id == b.id && a.dim == b.dim && a.seed == b.seed && a.init_scale == b.init_scale &&
-         a.optimizer.kind == b.optimizer.kind && a.optimizer.lr == b.optimizer.lr && a.kind == b.kind &&
-         a.density == b.density && a.frozen == b.frozen && a.precision == b.precision &&
+         a.optimizer.kind == b.optimizer.kind && a.optimizer.lr == b.optimizer.lr &&
+         a.optimizer.beta == b.optimizer.beta && a.optimizer.l1 == b.optimizer.l1 && a.optimizer.l2 == b.optimizer.l2 &&
+         a.kind == b.kind && a.density == b.density && a.frozen == b.frozen && a.precision == b.precision &&
          a.lifecycle.admit_after == b.lifecycle.admit_after &&
          a.lifecycle.admit_probability == b.lifecycle.admit_probability &&
          a.lifecycle.sketch_width == b.lifecycle.sketch_width && a.lifecycle.sketch_depth == b.lifecycle.sketch_depth &&
@@ -210,6 +211,9 @@ void Table::AppendTo(std::string* out) const {
   AppendPod(out, spec_.lifecycle.sketch_width);
   AppendPod(out, spec_.lifecycle.sketch_depth);
   AppendPod(out, spec_.lifecycle.expire_after);
+  AppendPod(out, spec_.optimizer.beta);
+  AppendPod(out, spec_.optimizer.l1);
+  AppendPod(out, spec_.optimizer.l2);
   AppendPod(out, static_cast<uint64_t>(size()));
   ForEachRecord([&](uint64_t key, std::string_view rec) {
     AppendPod(out, key);
@@ -241,7 +245,7 @@ Status Table::ParseInto(std::string_view* in, const std::string& source, const S
   auto truncated = [&] { return Status::Corruption(source + ": truncated table section at byte " + at()); };
   if (!ReadPod(in, &magic) || !ReadPod(in, &version)) return truncated();
   if (magic != kTableMagic) return Status::Corruption(source + ": bad table magic");
-  if (version < 2 || version > kTableVersion)  // 2: no method state; 3: no lifecycle
+  if (version < 2 || version > kTableVersion)  // 2: no method state; 3: no lifecycle; 4: no FTRL settings
     return Status::Corruption(source + ": unsupported table version " + std::to_string(version));
   Lifecycle& life = spec.lifecycle;
   if (!ReadPod(in, &spec.id) || !ReadPod(in, &dim) || !ReadPod(in, &spec.rows) || !ReadPod(in, &spec.init_scale) ||
@@ -252,13 +256,16 @@ Status Table::ParseInto(std::string_view* in, const std::string& source, const S
       (version >= 4 &&
        (!ReadPod(in, &life.admit_after) || !ReadPod(in, &life.admit_probability) || !ReadPod(in, &life.sketch_width) ||
         !ReadPod(in, &life.sketch_depth) || !ReadPod(in, &life.expire_after))) ||
+      (version >= 5 &&
+       (!ReadPod(in, &spec.optimizer.beta) || !ReadPod(in, &spec.optimizer.l1) || !ReadPod(in, &spec.optimizer.l2))) ||
       !ReadPod(in, &count))
     return truncated();
   if (Status st = CheckLifecycle(life); !st.ok())
     return Status::Corruption(source + ": table " + std::to_string(spec.id) + ": " + st.message());
-  if (dim <= 0 || dim > 65536 || kind < 0 || kind > 3 || spec.id >= kMaxTables || table_kind < 0 || table_kind > 1 ||
-      (table_kind == 1 && dim > SparseRowStore::kMaxDim) || !(spec.density >= 0 && spec.density <= 1) || frozen > 1 ||
-      precision < 0 || precision > 1 || (precision == 1 && table_kind != 0))
+  if (dim <= 0 || dim > 65536 || kind < 0 || kind > static_cast<int32_t>(OptimizerKind::kFtrl) ||
+      spec.id >= kMaxTables || table_kind < 0 || table_kind > 1 || (table_kind == 1 && dim > SparseRowStore::kMaxDim) ||
+      !(spec.density >= 0 && spec.density <= 1) || frozen > 1 || precision < 0 || precision > 1 ||
+      (precision == 1 && table_kind != 0))
     return Status::Corruption(source + ": bad table header (table " + std::to_string(spec.id) + ", dim " +
                               std::to_string(dim) + ")");
   spec.dim = dim;

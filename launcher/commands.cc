@@ -172,8 +172,10 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   if (tc.embedding.method == embedding::Method::kOptEmbed)
     out << "optembed: the supernet trains the full table above; the search keeps the retrained table"
         << (resolved.budget_bytes ? " within the budget" : " (no budget: widths by validation AUC only)") << "\n";
-  if (tc.model.kind == models::ModelKind::kDeepFm)
-    out << "(deepfm adds a 1-wide first-order group of the same layout, 1/" << tc.embedding.dim << " of this size)\n";
+  const models::ModelKind k = tc.model.kind;
+  if (k == models::ModelKind::kDeepFm || k == models::ModelKind::kWideDeep || k == models::ModelKind::kFm)
+    out << "(" << models::ModelKindName(k) << " adds a 1-wide first-order group of the same layout, 1/"
+        << tc.embedding.dim << " of this size)\n";
   return Status::Ok();
 }
 

@@ -124,6 +124,10 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
       t.embedding.field_admit_after[f] = static_cast<uint32_t>(k);
     }
   }
+  if (t.embedding.optimizer.kind == embedding::OptimizerKind::kFtrl && !(t.embedding.optimizer.lr > 0))
+    return Status::InvalidArgument("embedding.lr must be > 0 with embedding.optimizer = \"ftrl\"");
+  if (t.linear_optimizer.kind == embedding::OptimizerKind::kFtrl && !(t.linear_optimizer.lr > 0))
+    return Status::InvalidArgument("linear.lr must be > 0 with linear.optimizer = \"ftrl\"");
   if (t.embedding.fallback == embedding::Fallback::kHash && t.embedding.fallback_rows == 0)
     return Status::InvalidArgument("embedding.fallback = \"hash\" needs embedding.fallback_rows > 0");
   return t;

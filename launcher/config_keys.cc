@@ -10,6 +10,12 @@ namespace ember::launcher {
 
 using namespace bindings;  // NOLINT: the table below reads as a list of keys
 
+namespace {
+const std::vector<embedding::OptimizerKind> kSparseOptimizers = {
+    embedding::OptimizerKind::kSgd, embedding::OptimizerKind::kAdagrad, embedding::OptimizerKind::kRowwiseAdagrad,
+    embedding::OptimizerKind::kAdam, embedding::OptimizerKind::kFtrl};
+}  // namespace
+
 const std::vector<ConfigKey>& ConfigKeys() {
   static const std::vector<ConfigKey> keys = {
       {"data.train", "string", "(required)", "training file", Str(AT(train))},
@@ -69,12 +75,20 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "value per field (docs/formats.md)",
        Str(AT(vocab))},
       {"model.name", "string", "`\"dlrm\"`",
-       "`dlrm`, `deepfm` or `lr` (logistic regression); on session data `m2trec` (items by their metadata only) or "
-       "`sasrec` (the item-ID baseline)",
+       "`dlrm`, `deepfm`, `lr` (logistic regression), `dcn_v2`, `wide_deep` or `fm`; on session data `m2trec` "
+       "(items by their metadata only) or `sasrec` (the item-ID baseline)",
        Enum(AT(trainer.model.kind),
-            {models::ModelKind::kDlrm, models::ModelKind::kDeepFm, models::ModelKind::kLr, models::ModelKind::kM2Trec,
+            {models::ModelKind::kDlrm, models::ModelKind::kDeepFm, models::ModelKind::kLr, models::ModelKind::kDcnV2,
+             models::ModelKind::kWideDeep, models::ModelKind::kFm, models::ModelKind::kM2Trec,
              models::ModelKind::kSasRec},
             models::ModelKindName)},
+      {"model.cross_layers", "int", "`3`", "`dcn_v2`: cross layers", Int(AT(trainer.model.cross_layers), 0, 64)},
+      {"model.cross_structure", "string", "`\"stacked\"`",
+       "`dcn_v2`: `stacked` (cross layers, then the top MLP) or `parallel` (cross layers beside the top MLP)",
+       Enum(AT(trainer.model.cross_structure), {models::CrossStructure::kStacked, models::CrossStructure::kParallel},
+            models::CrossStructureName)},
+      {"model.cross_rank", "int", "`0`", "`dcn_v2`: rank of each cross layer's matrix (`0` = full rank)",
+       Int(AT(trainer.model.cross_rank), 0, 65536)},
       {"model.layers", "int", "`2`", "session models: Transformer encoder layers",
        Int(AT(session_model.layers), 1, 64)},
       {"model.attention_heads", "int", "`2`", "session models: attention heads (must divide the item width)",
@@ -175,11 +189,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "group's width, so LR and DeepFM's width-1 linear group need `chunks = 1`)",
        Int(AT(trainer.embedding.chunks), 1, 64)},
       {"embedding.optimizer", "string", "`\"rowwise_adagrad\"`",
-       "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`",
-       Enum(AT(trainer.embedding.optimizer.kind),
-            {embedding::OptimizerKind::kSgd, embedding::OptimizerKind::kAdagrad,
-             embedding::OptimizerKind::kRowwiseAdagrad, embedding::OptimizerKind::kAdam},
-            embedding::OptimizerName)},
+       "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`, `ftrl`",
+       Enum(AT(trainer.embedding.optimizer.kind), kSparseOptimizers, embedding::OptimizerName)},
       {"embedding.lr", "float", "`0.05`", "sparse learning rate", Num(AT(trainer.embedding.optimizer.lr), 0, 100)},
       {"embedding.eps", "float", "`1e-8`", "denominator term of Adagrad / row-wise Adagrad / Adam",
        Num(AT(trainer.embedding.optimizer.eps), 0, 1)},
@@ -189,6 +200,28 @@ const std::vector<ConfigKey>& ConfigKeys() {
        Num(AT(trainer.embedding.optimizer.beta1), 0, 0.999999)},
       {"embedding.beta2", "float", "`0.999`", "`adam`: decay rate of the second-moment estimate",
        Num(AT(trainer.embedding.optimizer.beta2), 0, 0.999999)},
+      {"embedding.ftrl_beta", "float", "`1.0`",
+       "`ftrl`: beta of the per-coordinate rate lr / (beta + sqrt(n)); these rows see batch-mean gradients",
+       Num(AT(trainer.embedding.optimizer.beta), 0, 1e6)},
+      {"embedding.l1", "float", "`0.0`", "`ftrl`: L1 strength (batch-mean loss units)",
+       Num(AT(trainer.embedding.optimizer.l1), 0, 1e6)},
+      {"embedding.l2", "float", "`0.0`", "`ftrl`: L2 strength (batch-mean loss units)",
+       Num(AT(trainer.embedding.optimizer.l2), 0, 1e6)},
+      {"linear.optimizer", "string", "`\"ftrl\"`",
+       "sparse optimizer of the first-order weights (the 1-wide rows of LR, DeepFM, Wide & Deep and FM), which "
+       "see gradients of the batch's summed loss (per-example units): the `embedding.optimizer` kinds",
+       Enum(AT(trainer.linear_optimizer.kind), kSparseOptimizers, embedding::OptimizerName)},
+      {"linear.lr", "float", "`0.1`", "learning rate (`ftrl`: alpha) of the first-order weights",
+       Num(AT(trainer.linear_optimizer.lr), 0, 100)},
+      {"linear.ftrl_beta", "float", "`1.0`", "`ftrl`: beta of the first-order weights",
+       Num(AT(trainer.linear_optimizer.beta), 0, 1e6)},
+      {"linear.l1", "float", "`0.0`", "`ftrl`: L1 strength of the first-order weights",
+       Num(AT(trainer.linear_optimizer.l1), 0, 1e6)},
+      {"linear.l2", "float", "`10.0`",
+       "`ftrl`: L2 strength of the first-order weights (like 1/C of an L2 logistic regression over one epoch)",
+       Num(AT(trainer.linear_optimizer.l2), 0, 1e6)},
+      {"linear.initial_accumulator", "float", "`0.0`", "starting Adagrad / FTRL state of the first-order weights",
+       Num(AT(trainer.linear_optimizer.initial_accumulator), 0, 1e6)},
       {"embedding.init_scale", "float", "`0.01`",
        "new rows are uniform in [-s, s], derived from (seed, key): independent of shard and order",
        Num(AT(trainer.embedding.init_scale), 0, 10)},

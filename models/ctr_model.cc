@@ -15,6 +15,20 @@ torch::nn::Sequential Mlp(int64_t in, const std::vector<int64_t>& widths, bool r
   return seq;
 }
 
+// first-order sum + dense linear term, [B]
+torch::Tensor LinearTerms(torch::nn::Linear& dense_linear, int num_dense, const torch::Tensor& dense,
+                          const torch::Tensor& first_order) {
+  const int64_t B = dense.size(0);
+  auto lin = num_dense > 0 ? dense_linear->forward(dense).squeeze(1) : dense_linear->bias.expand({B});
+  return lin + first_order.sum(1);
+}
+
+// 0.5 * ((sum_f e_f)^2 - sum_f e_f^2) summed over the width, [B]
+torch::Tensor FmPairs(const torch::Tensor& e) {
+  auto sum = e.sum(1);
+  return 0.5 * (sum * sum - (e * e).sum(1)).sum(1);
+}
+
 class Dlrm final : public CtrModel {
  public:
   explicit Dlrm(const CtrModelConfig& c) : c_(c) {
@@ -59,15 +73,11 @@ class DeepFm final : public CtrModel {
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
     auto e = groups[0].values.view({B, F, d});
-    auto sum = e.sum(1);
-    auto fm = 0.5 * (sum * sum - (e * e).sum(1)).sum(1);  // [B]
-    auto first = groups[1].values.sum(1);                 // [B]
     auto deep = deep_->forward(torch::cat({groups[0].values, dense}, 1)).squeeze(1);
-    auto lin = c_.num_dense > 0 ? dense_linear_->forward(dense).squeeze(1) : dense_linear_->bias.expand({B});
-    return fm + first + deep + lin;
+    return FmPairs(e) + deep + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values);
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override {
-    return {{"main", c_.embedding_dim}, {"linear", 1}};
+    return {{"main", c_.embedding_dim}, {"linear", 1, true}};
   }
   std::string model_name() const override { return "deepfm"; }
 
@@ -83,12 +93,96 @@ class LogisticRegression final : public CtrModel {
     dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
-    const int64_t B = dense.size(0);
-    auto lin = c_.num_dense > 0 ? dense_linear_->forward(dense).squeeze(1) : dense_linear_->bias.expand({B});
-    return lin + groups[0].values.sum(1);
+    return LinearTerms(dense_linear_, c_.num_dense, dense, groups[0].values);
   }
-  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"linear", 1}}; }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"linear", 1, true}}; }
   std::string model_name() const override { return "lr"; }
+
+ private:
+  CtrModelConfig c_;
+  torch::nn::Linear dense_linear_{nullptr};
+};
+
+class DcnV2 final : public CtrModel {
+ public:
+  explicit DcnV2(const CtrModelConfig& c) : c_(c) {
+    const int64_t in = int64_t{c.num_fields} * c.embedding_dim + c.num_dense;
+    for (int l = 0; l < c.cross_layers; ++l) {
+      const std::string n = "cross" + std::to_string(l);
+      if (c.cross_rank > 0) {
+        v_.push_back(
+            register_module(n + "_v", torch::nn::Linear(torch::nn::LinearOptions(in, c.cross_rank).bias(false))));
+        u_.push_back(register_module(n + "_u", torch::nn::Linear(c.cross_rank, in)));
+      } else {
+        u_.push_back(register_module(n, torch::nn::Linear(in, in)));
+      }
+    }
+    const bool stacked = c.cross_structure == CrossStructure::kStacked;
+    if (c.top_mlp.empty()) {
+      head_ = register_module("head", torch::nn::Linear(in, 1));
+    } else {
+      mlp_ = register_module("mlp", Mlp(in, c.top_mlp, true));
+      head_ = register_module("head", torch::nn::Linear(c.top_mlp.back() + (stacked ? 0 : in), 1));
+    }
+  }
+  torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
+    auto x0 = c_.num_dense > 0 ? torch::cat({dense, groups[0].values}, 1) : groups[0].values;
+    auto x = x0;
+    for (size_t l = 0; l < u_.size(); ++l) {
+      auto w = c_.cross_rank > 0 ? u_[l]->forward(v_[l]->forward(x)) : u_[l]->forward(x);
+      x = x0 * w + x;
+    }
+    if (!mlp_) return head_->forward(x).squeeze(1);
+    if (c_.cross_structure == CrossStructure::kStacked) return head_->forward(mlp_->forward(x)).squeeze(1);
+    return head_->forward(torch::cat({x, mlp_->forward(x0)}, 1)).squeeze(1);
+  }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"main", c_.embedding_dim}}; }
+  std::string model_name() const override { return "dcn_v2"; }
+
+ private:
+  CtrModelConfig c_;
+  std::vector<torch::nn::Linear> u_, v_;
+  torch::nn::Sequential mlp_{nullptr};
+  torch::nn::Linear head_{nullptr};
+};
+
+class WideDeep final : public CtrModel {
+ public:
+  explicit WideDeep(const CtrModelConfig& c) : c_(c) {
+    std::vector<int64_t> deep = c.top_mlp;
+    deep.push_back(1);
+    deep_ = register_module("deep", Mlp(int64_t{c.num_fields} * c.embedding_dim + c.num_dense, deep, false));
+    dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+  }
+  torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
+    auto deep_in = c_.num_dense > 0 ? torch::cat({groups[0].values, dense}, 1) : groups[0].values;
+    return LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) + deep_->forward(deep_in).squeeze(1);
+  }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override {
+    return {{"main", c_.embedding_dim}, {"linear", 1, true}};
+  }
+  std::string model_name() const override { return "wide_deep"; }
+
+ private:
+  CtrModelConfig c_;
+  torch::nn::Sequential deep_{nullptr};
+  torch::nn::Linear dense_linear_{nullptr};
+};
+
+class Fm final : public CtrModel {
+ public:
+  explicit Fm(const CtrModelConfig& c) : c_(c) {
+    dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+  }
+  torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
+    const int64_t B = dense.size(0);
+    auto e = groups[0].values.view({B, c_.num_fields, c_.embedding_dim});
+    return LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) + FmPairs(e);
+  }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override {
+    return {{"main", c_.embedding_dim}, {"linear", 1, true}};
+  }
+  std::string model_name() const override { return "fm"; }
 
  private:
   CtrModelConfig c_;
@@ -118,11 +212,19 @@ Result<std::shared_ptr<CtrModel>> MakeCtrModel(const CtrModelConfig& c) {
     }
     if (c.kind == ModelKind::kDeepFm) return std::shared_ptr<CtrModel>(std::make_shared<DeepFm>(c));
     if (c.kind == ModelKind::kLr) return std::shared_ptr<CtrModel>(std::make_shared<LogisticRegression>(c));
+    if (c.kind == ModelKind::kDcnV2) {
+      if (c.cross_layers < 0 || c.cross_layers > 64)
+        return Status::InvalidArgument("model.cross_layers must be in [0, 64], got " + std::to_string(c.cross_layers));
+      if (c.cross_rank < 0) return Status::InvalidArgument("model.cross_rank must be >= 0");
+      return std::shared_ptr<CtrModel>(std::make_shared<DcnV2>(c));
+    }
+    if (c.kind == ModelKind::kWideDeep) return std::shared_ptr<CtrModel>(std::make_shared<WideDeep>(c));
+    if (c.kind == ModelKind::kFm) return std::shared_ptr<CtrModel>(std::make_shared<Fm>(c));
   } catch (const std::exception& e) {
     return Status::Internal(std::string("building model: ") + e.what());
   }
   return Status::InvalidArgument(std::string("model.name: '") + ModelKindName(c.kind) +
-                                 "' is not a CTR model (dlrm, deepfm or lr)");
+                                 "' is not a CTR model (dlrm, deepfm, lr, dcn_v2, wide_deep or fm)");
 }
 
 Result<std::string> SaveModule(torch::nn::Module& module) {

@@ -3,10 +3,11 @@
 namespace ember::models {
 
 Result<ModelKind> ParseModelKind(const std::string& name) {
-  for (ModelKind k : {ModelKind::kDlrm, ModelKind::kDeepFm, ModelKind::kLr, ModelKind::kM2Trec, ModelKind::kSasRec})
+  for (ModelKind k : {ModelKind::kDlrm, ModelKind::kDeepFm, ModelKind::kLr, ModelKind::kDcnV2, ModelKind::kWideDeep,
+                      ModelKind::kFm, ModelKind::kM2Trec, ModelKind::kSasRec})
     if (name == ModelKindName(k)) return k;
   return Status::InvalidArgument("model.name: unknown model '" + name +
-                                 "' (expected dlrm, deepfm, lr, m2trec or sasrec)");
+                                 "' (expected dlrm, deepfm, lr, dcn_v2, wide_deep, fm, m2trec or sasrec)");
 }
 
 const char* ModelKindName(ModelKind kind) {
@@ -21,8 +22,16 @@ const char* ModelKindName(ModelKind kind) {
       return "m2trec";
     case ModelKind::kSasRec:
       return "sasrec";
+    case ModelKind::kDcnV2:
+      return "dcn_v2";
+    case ModelKind::kWideDeep:
+      return "wide_deep";
+    case ModelKind::kFm:
+      return "fm";
   }
   return "?";
 }
+
+const char* CrossStructureName(CrossStructure s) { return s == CrossStructure::kStacked ? "stacked" : "parallel"; }
 
 }  // namespace ember::models

@@ -39,6 +39,9 @@ void WriteSpec(Writer& w, const embedding::TableSpec& s) {
   w.Pod<uint32_t>(s.lifecycle.sketch_width);
   w.Pod<uint32_t>(s.lifecycle.sketch_depth);
   w.Pod<uint64_t>(s.lifecycle.expire_after);
+  w.Pod<float>(s.optimizer.beta);
+  w.Pod<float>(s.optimizer.l1);
+  w.Pod<float>(s.optimizer.l2);
 }
 
 bool ReadSpec(Reader& r, embedding::TableSpec* s) {
@@ -54,13 +57,19 @@ bool ReadSpec(Reader& r, embedding::TableSpec* s) {
         r.Pod(&s->lifecycle.admit_probability, "spec.admit_probability") &&
         r.Pod(&s->lifecycle.sketch_width, "spec.sketch_width") &&
         r.Pod(&s->lifecycle.sketch_depth, "spec.sketch_depth") &&
-        r.Pod(&s->lifecycle.expire_after, "spec.expire_after")))
+        r.Pod(&s->lifecycle.expire_after, "spec.expire_after") && r.Pod(&s->optimizer.beta, "spec.beta") &&
+        r.Pod(&s->optimizer.l1, "spec.l1") && r.Pod(&s->optimizer.l2, "spec.l2")))
     return false;
   if (Status st = embedding::CheckLifecycle(s->lifecycle); !st.ok()) return r.Fail("spec.lifecycle", st.message());
   if (s->id >= embedding::kMaxTables) return r.Fail("spec.id", "table id out of range");
   if (dim < 1 || dim > 4096) return r.Fail("spec.dim", "width out of range");
-  if (opt < 0 || opt > static_cast<int32_t>(embedding::OptimizerKind::kAdam))
+  if (opt < 0 || opt > static_cast<int32_t>(embedding::OptimizerKind::kFtrl))
     return r.Fail("spec.optimizer", "unknown");
+  const embedding::OptimizerConfig& o = s->optimizer;
+  for (float v : {o.lr, o.eps, o.beta1, o.beta2, o.initial_accumulator, o.beta, o.l1, o.l2})
+    if (!(std::isfinite(v) && v >= 0)) return r.Fail("spec.optimizer", "settings must be finite and >= 0");
+  if (opt == static_cast<int32_t>(embedding::OptimizerKind::kFtrl) && !(o.lr > 0))
+    return r.Fail("spec.lr", "ftrl needs a positive rate");
   if (kind < 0 || kind > 1) return r.Fail("spec.kind", "unknown");
   if (kind == 1 && dim > 64) return r.Fail("spec.dim", "sparse tables are at most 64 wide");
   if (precision < 0 || precision > 1) return r.Fail("spec.precision", "unknown");

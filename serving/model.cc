@@ -59,6 +59,12 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   mc.embedding_dim = d.embedding_dim;
   mc.bottom_mlp = d.bottom_mlp;
   mc.top_mlp = d.top_mlp;
+  mc.cross_layers = d.cross_layers;
+  mc.cross_rank = d.cross_rank;
+  if (d.cross_structure != "stacked" && d.cross_structure != "parallel")
+    return bad("model cross_structure '" + d.cross_structure + "' is not stacked or parallel");
+  mc.cross_structure =
+      d.cross_structure == "stacked" ? models::CrossStructure::kStacked : models::CrossStructure::kParallel;
   for (const auto& g : d.groups) {
     auto method = embedding::MakeMethod(g.method, d.fields);
     if (!method.ok()) return method.status().WithContext(path);

@@ -24,6 +24,8 @@ TEST_P(KernelTest, UpdateMatchesReference) {
   OptimizerConfig opt;
   opt.kind = kind;
   opt.lr = 0.1f;
+  opt.l1 = 0.05f;  // FTRL: some coordinates clipped to zero, others not
+  opt.l2 = 0.3f;
   const int stride = dim + StateFloats(kind, dim);
   const size_t n = 37;
   std::mt19937 rng(7);
@@ -54,7 +56,8 @@ TEST_P(KernelTest, UpdateMatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(AllOptimizers, KernelTest,
                          ::testing::Combine(::testing::Values(OptimizerKind::kSgd, OptimizerKind::kAdagrad,
-                                                              OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam),
+                                                              OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam,
+                                                              OptimizerKind::kFtrl),
                                             ::testing::Values(1, 8, 16, 33)));
 
 TEST(Kernels, RowwiseAdagradByHand) {
@@ -69,6 +72,54 @@ TEST(Kernels, RowwiseAdagradByHand) {
   EXPECT_FLOAT_EQ(row[2], 12.5f);
   EXPECT_FLOAT_EQ(row[0], 1.0f - 0.5f * 3.0f / std::sqrt(12.5f));
   EXPECT_FLOAT_EQ(row[1], 2.0f - 0.5f * 4.0f / std::sqrt(12.5f));
+}
+
+// FTRL-proximal by hand: two steps of one coordinate, then L1 holding a weight at zero.
+TEST(Kernels, FtrlByHand) {
+  OptimizerConfig opt;
+  opt.kind = OptimizerKind::kFtrl;
+  opt.lr = 0.5f;  // alpha
+  opt.beta = 1.0f;
+  opt.l1 = 0.0f;
+  opt.l2 = 2.0f;
+  float row[3] = {0.2f, 0.0f, 0.0f};  // w, z, n
+  float* p = row;
+  float g = 3.0f;
+  ApplyUpdate(opt, &p, 1, 1, &g);
+  // sigma = (3 - 0) / 0.5 = 6; z = 3 - 6 * 0.2 = 1.8; n = 9; w = -1.8 / ((1 + 3) / 0.5 + 2) = -0.18
+  EXPECT_FLOAT_EQ(row[1], 1.8f);
+  EXPECT_FLOAT_EQ(row[2], 9.0f);
+  EXPECT_FLOAT_EQ(row[0], -0.18f);
+  g = -4.0f;
+  ApplyUpdate(opt, &p, 1, 1, &g);
+  // sigma = (5 - 3) / 0.5 = 4; z = 1.8 - 4 - 4 * (-0.18) = -1.48; n = 25; w = 1.48 / (12 + 2)
+  EXPECT_FLOAT_EQ(row[1], -1.48f);
+  EXPECT_FLOAT_EQ(row[2], 25.0f);
+  EXPECT_FLOAT_EQ(row[0], 1.48f / 14.0f);
+  opt.l1 = 1.5f;  // |z| below l1 after this step: the weight is exactly zero
+  g = 0.0f;
+  ApplyUpdate(opt, &p, 1, 1, &g);
+  EXPECT_FLOAT_EQ(row[1], -1.48f);
+  EXPECT_EQ(row[0], 0.0f);
+}
+
+TEST(Kernels, FreshStateOfEveryOptimizer) {
+  OptimizerConfig opt;
+  opt.initial_accumulator = 0.25f;
+  std::vector<float> state(2 * 4 + 1, -1.0f);
+  opt.kind = OptimizerKind::kFtrl;  // z zero, n at the initial accumulator
+  InitState(opt, 4, state.data());
+  EXPECT_EQ(std::vector<float>(state.begin(), state.begin() + 8),
+            (std::vector<float>{0, 0, 0, 0, 0.25f, 0.25f, 0.25f, 0.25f}));
+  opt.kind = OptimizerKind::kAdam;  // m, v and the step count zero
+  InitState(opt, 4, state.data());
+  EXPECT_EQ(state, std::vector<float>(9, 0.0f));
+  opt.kind = OptimizerKind::kAdagrad;
+  InitState(opt, 4, state.data());
+  EXPECT_EQ(std::vector<float>(state.begin(), state.begin() + 4), std::vector<float>(4, 0.25f));
+  opt.kind = OptimizerKind::kRowwiseAdagrad;
+  InitState(opt, 4, state.data());
+  EXPECT_EQ(state[0], 0.25f);
 }
 
 TEST(Kernels, SgdByHand) {
@@ -111,8 +162,8 @@ TEST(RowStore, InitIsDeterministicAndBounded) {
 }
 
 TEST(RowStore, OptimisedPathMatchesReferenceTwin) {
-  for (auto kind :
-       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
+  for (auto kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam,
+                    OptimizerKind::kFtrl}) {
     RowStore fast(Spec(kind, 16)), ref(Spec(kind, 16));
     std::mt19937_64 rng(5);
     std::normal_distribution<float> nd;
@@ -175,6 +226,30 @@ TEST(RowStore, SerialisationRoundTripAndCorruption) {
   wrong[0] = 'X';
   std::string_view w = wrong;
   EXPECT_EQ(Table::ParseFrom(&w, "t.bin").status().code(), StatusCode::kCorruption);
+}
+
+TEST(RowStore, FtrlSettingsAndStateSurviveSerialisation) {
+  TableSpec spec = Spec(OptimizerKind::kFtrl, 2);
+  spec.optimizer.beta = 0.001f;
+  spec.optimizer.l1 = 0.25f;
+  spec.optimizer.l2 = 3.0f;
+  RowStore s(spec);
+  ASSERT_EQ(s.stride(), 6);  // w[2], z[2], n[2]
+  const uint64_t k = MakeKey(3, 5);
+  const float g[2] = {0.5f, -2.0f};
+  s.Push(&k, 1, g);
+  std::string bytes;
+  s.AppendTo(&bytes);
+  std::string_view in = bytes;
+  auto parsed = Table::ParseFrom(&in, "t.bin");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  auto* back = dynamic_cast<RowStore*>(parsed->get());
+  ASSERT_NE(back, nullptr);
+  EXPECT_TRUE(SameSpec(back->spec(), spec));
+  EXPECT_EQ(back->spec().optimizer.l2, 3.0f);
+  for (int j = 0; j < 6; ++j) EXPECT_EQ(back->Find(k)[j], s.Find(k)[j]);
+  EXPECT_EQ(s.Find(k)[4], 0.25f);  // n = g^2
+  EXPECT_EQ(s.Find(k)[5], 4.0f);
 }
 
 TEST(RowStore, FrozenTableReadsZeroAndNeverCreates) {
@@ -305,7 +380,8 @@ TEST(SparseRowStore, PushUpdatesOnlyKeptEntries) {
 // DSL's invariant: every prune/grow round keeps exactly the budgeted number of entries, prunes the
 // smallest magnitudes and grows where the gradient was largest.
 TEST(SparseRowStore, PruneGrowKeepsTheBudgetExactly) {
-  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam}) {
+  for (OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kRowwiseAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
     SparseRowStore s(SparseSpec(kind, 16, 0.25f));
     std::vector<uint64_t> keys;
     for (uint64_t i = 0; i < 500; ++i) keys.push_back(MakeKey(1, i * 3));

@@ -257,7 +257,7 @@ void TrainAndCheckExports(const std::vector<std::string>& extra, const std::stri
   ASSERT_TRUE(r.ok());
   // (fp16 rows are held at 2 bytes and exported at 4; DSL also holds masks.)
   const uint64_t held_values = tag == "fp16-rows" ? 2 * r->held_param_bytes : r->held_param_bytes;
-  if (tag.rfind("dsl", 0) != 0) {  // DSL also holds masks
+  if (tag.find("dsl") == std::string::npos) {  // DSL also holds masks
     EXPECT_EQ(r->summary.value_bytes(), held_values) << out.str();
   }
   if (tag == "full" || tag == "hash") {
@@ -437,6 +437,29 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
        "embedding.fallback_rows=500", "embedding.expire_after_steps=30"},
       "dsl-admission");
   TrainAndCheckExports({"model.name=\"deepfm\"", "embedding.method=\"hash\"", "embedding.rows=3000"}, "deepfm");
+}
+
+// DCN-v2 (both structures, full and low rank), Wide & Deep and FM under every embedding method:
+// each export serves what its checkpoint evaluates (their first-order groups train with FTRL).
+TEST(Export, EveryNewModelUnderEveryMethodServesWhatItsCheckpointEvaluates) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> methods = {
+      {"full", {"embedding.method=\"full\""}},
+      {"hash", {"embedding.method=\"hash\"", "embedding.rows=3000"}},
+      {"unified", {"embedding.method=\"unified\"", "embedding.rows=2000", "embedding.chunks=1"}},
+      {"dsl", {"embedding.method=\"dsl\"", "embedding.density=0.5", "dsl.interval=20"}}};
+  const std::vector<std::pair<std::string, std::vector<std::string>>> models = {
+      {"dcn", {"model.name=\"dcn_v2\"", "model.cross_layers=2", "model.top_mlp=[32]"}},
+      {"dcn-parallel-rank4",
+       {"model.name=\"dcn_v2\"", "model.cross_structure=\"parallel\"", "model.cross_rank=4", "model.top_mlp=[32]"}},
+      {"wide_deep", {"model.name=\"wide_deep\"", "model.top_mlp=[32]"}},
+      {"fm", {"model.name=\"fm\""}}};
+  for (const auto& [model, model_sets] : models)
+    for (const auto& [method, method_sets] : methods) {
+      if (model == "dcn-parallel-rank4" && method != "hash") continue;
+      std::vector<std::string> sets = model_sets;
+      sets.insert(sets.end(), method_sets.begin(), method_sets.end());
+      TrainAndCheckExports(sets, model + "-" + method);
+    }
 }
 
 // A small hashed model, exported once for the server tests.

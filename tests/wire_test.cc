@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 
 namespace ember::ps::wire {
@@ -88,6 +89,31 @@ TEST(Wire, ControlMessagesRoundTrip) {
   ASSERT_TRUE(DecodeSpecs(p, &specs).ok());
   ASSERT_EQ(specs.size(), 2u);
   EXPECT_TRUE(embedding::SameSpec(specs[1], spec));
+  spec.optimizer.kind = embedding::OptimizerKind::kFtrl;
+  spec.optimizer.beta = 0.001f;
+  spec.optimizer.l1 = 0.5f;
+  spec.optimizer.l2 = 7.0f;
+  p.clear();
+  EncodeSpecs({spec}, &p);
+  ASSERT_TRUE(DecodeSpecs(p, &specs).ok());
+  EXPECT_TRUE(embedding::SameSpec(specs[0], spec));
+  EXPECT_EQ(specs[0].optimizer.l2, 7.0f);
+  // Settings a hostile peer could send to poison the shard's rows are refused.
+  for (float bad : {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    embedding::TableSpec b = spec;
+    b.optimizer.l2 = bad;
+    p.clear();
+    EncodeSpecs({b}, &p);
+    const Status st = DecodeSpecs(p, &specs);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("spec.optimizer"), std::string::npos) << st.ToString();
+  }
+  spec.optimizer.lr = 0.0f;  // FTRL divides by its rate
+  p.clear();
+  EncodeSpecs({spec}, &p);
+  EXPECT_NE(DecodeSpecs(p, &specs).message().find("spec.lr"), std::string::npos);
+  spec.optimizer.kind = embedding::OptimizerKind::kAdam;
+  spec.optimizer.lr = 0.5f;
 
   TableOp op;
   op.kind = TableOp::Kind::kCopyRows;

@@ -100,7 +100,7 @@ TEST_P(TrainerModels, LearnsWellAboveChance) {
   EXPECT_LT(eval->logloss, 0.56);  // base rate entropy at CTR 0.25 is 0.562
 }
 
-INSTANTIATE_TEST_SUITE_P(Ctr, TrainerModels, ::testing::Values("dlrm", "deepfm", "lr"));
+INSTANTIATE_TEST_SUITE_P(Ctr, TrainerModels, ::testing::Values("dlrm", "deepfm", "lr", "dcn_v2", "wide_deep", "fm"));
 
 TEST(Trainer, HashMethodTrainsWithinBudget) {
   auto c = SmallConfig("dlrm");

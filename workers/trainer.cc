@@ -89,6 +89,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     ec.dim = gs.dim;
     ec.first_table = next_table;
     ec.seed = PairSeed(config.embedding.seed, next_table);
+    if (gs.first_order) ec.optimizer = config.linear_optimizer;
     if (gi > 0) {
       // Secondary groups (DeepFM's first-order weights, 1 wide) take hashing and multiplexing
       // at one chunk, and full tables under OptEmbed and DSL (whose masks need width).
@@ -112,6 +113,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     g->first_table = next_table;
     g->num_tables = (*method)->tables().size();
     g->optembed_supernet = ec.method == embedding::Method::kOptEmbed && ec.field_widths.empty();
+    g->first_order = gs.first_order;
     for (const auto& spec : (*method)->tables()) g->dsl |= spec.kind == embedding::TableKind::kSparse;
     for (const auto& spec : (*method)->tables()) {
       if (spec.id < next_table || spec.id >= next_table + g->num_tables)
@@ -273,7 +275,7 @@ Status Trainer::FinishPrefetch(const data::Batch& batch, std::vector<models::Gro
   return FinishLookup(batch, /*training=*/true, inputs, /*mask_rows=*/true);
 }
 
-Status Trainer::PushGradients() {
+Status Trainer::PushGradients(int64_t batch_examples) {
   std::vector<ps::PushSlice> slices;
   std::vector<torch::Tensor> keep;
   size_t rows = 0, bytes = 0;
@@ -283,6 +285,7 @@ Status Trainer::PushGradients() {
     torch::Tensor grad = r.leaf.grad();
     if (!grad.defined()) continue;
     grad = grad.to(torch::kCPU).contiguous();  // device -> host for the push (no copy on the CPU)
+    if (g.first_order) grad = grad * static_cast<float>(sync_.SumScale(batch_examples));
     keep.push_back(grad);
     const float* gd = grad.data_ptr<float>();
     r.lookup->ForEachTable([&](uint32_t table, size_t b, size_t e, bool) {
@@ -367,7 +370,7 @@ Status Trainer::TrainStep(const data::Batch& batch, const data::Batch* next, dou
   });
   EMBER_RETURN_IF_ERROR(st);
   if (!std::isfinite(step_loss)) return NonFiniteLoss(step_loss, inputs);
-  EMBER_RETURN_IF_ERROR(PushGradients());
+  EMBER_RETURN_IF_ERROR(PushGradients(B));
   if (prefetch && !early) StartPrefetch(*next);
   EMBER_RETURN_IF_ERROR(AllReduceDense());
   EMBER_RETURN_IF_ERROR(TorchCall("dense optimizer step", [&] {

@@ -24,6 +24,9 @@ struct Trainer::Group {
   int max_probes = 0;              // slots per field; fields with fewer probes are padded with zero slots
   bool optembed_supernet = false;
   bool dsl = false;
+  // First-order weights: pushed as gradients of the batch's summed loss (per-example units, so
+  // linear.* settings mean the same at every batch size), not of its mean.
+  bool first_order = false;
   uint32_t first_table = 0;
   size_t num_tables = 0;
   std::vector<int> widths;

@@ -16,6 +16,9 @@ embedding::ModelDescription Trainer::Describe() const {
   d.embedding_dim = config_.embedding.dim;
   d.bottom_mlp = mc.bottom_mlp;
   d.top_mlp = mc.top_mlp;
+  d.cross_layers = mc.cross_layers;
+  d.cross_structure = models::CrossStructureName(mc.cross_structure);
+  d.cross_rank = mc.cross_rank;
   d.fields = config_.fields;
   const auto specs = model_->embedding_groups();
   for (size_t gi = 0; gi < groups_.size(); ++gi)

@@ -13,6 +13,9 @@
 //                      w -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
 //                      (m = s[0:dim], v = s[dim:2dim]; the step count is per row, so rows
 //                       touched rarely get the bias correction of their own history)
+//     ftrl:            per coordinate (z = s[0:dim], n = s[dim:2dim], FTRL-proximal):
+//                      sigma = (sqrt(n + g*g) - sqrt(n)) / lr; z += g - sigma*w; n += g*g;
+//                      w = |z| <= l1 ? 0 : -(z - sign(z)*l1) / ((beta + sqrt(n)) / lr + l2)
 // A key must not appear twice in one call (callers de-duplicate and sum gradients first).
 #pragma once
 
@@ -26,9 +29,12 @@ void GatherRows(const float* const* rows, size_t n, int dim, float* out);
 void GatherRowsRef(const float* const* rows, size_t n, int dim, float* out);
 
 void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads);
-// Fresh optimizer state of a row of `dim` values: StateFloats(opt.kind, dim) floats at `state`
-// (Adagrad accumulators at opt.initial_accumulator, everything else zero).
 void ApplyUpdateRef(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads);
+// Fresh optimizer state of a row of `dim` values: StateFloats(opt.kind, dim) floats at `state`
+// (Adagrad accumulators and FTRL's n at opt.initial_accumulator, everything else zero).
 void InitState(const OptimizerConfig& opt, int dim, float* state);
+// The fresh value of the `part`-th per-value state array (Adagrad's accumulator: 0; FTRL's z: 0,
+// its n: 1), for stores that lay state out per kept value.
+float InitialStateValue(const OptimizerConfig& opt, int part);
 
 }  // namespace ember::embedding

@@ -27,6 +27,10 @@ struct ModelDescription {
   int num_dense = 0;
   int embedding_dim = 0;
   std::vector<int64_t> bottom_mlp, top_mlp;
+  // DCN-v2 (absent from older descriptions: the defaults).
+  int cross_layers = 3;
+  std::string cross_structure = "stacked";
+  int cross_rank = 0;
   std::vector<FieldInfo> fields;
   std::vector<GroupDescription> groups;
   int64_t step = 0;

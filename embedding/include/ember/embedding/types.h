@@ -22,7 +22,7 @@ inline constexpr uint64_t MakeKey(uint32_t table, uint64_t local) {
 inline constexpr uint32_t KeyTable(uint64_t key) { return static_cast<uint32_t>(key >> kLocalBits); }
 inline constexpr uint64_t KeyLocal(uint64_t key) { return key & kLocalMask; }
 
-enum class OptimizerKind { kSgd, kAdagrad, kRowwiseAdagrad, kAdam };
+enum class OptimizerKind { kSgd, kAdagrad, kRowwiseAdagrad, kAdam, kFtrl };
 
 // Sparse optimizer settings. Defaults follow common practice for embedding tables.
 struct OptimizerConfig {
@@ -31,11 +31,16 @@ struct OptimizerConfig {
   float eps = 1e-8f;                 // Adagrad / row-wise Adagrad / Adam denominator term
   float beta1 = 0.9f;                // Adam
   float beta2 = 0.999f;              // Adam
-  float initial_accumulator = 0.0f;  // Adagrad / row-wise Adagrad starting state
+  float initial_accumulator = 0.0f;  // Adagrad / row-wise Adagrad / FTRL starting state
+  // FTRL-proximal (lr is its alpha): per-coordinate rate alpha / (beta + sqrt(n)), L1 and L2
+  // strengths in units of the batch-mean loss.
+  float beta = 1.0f;
+  float l1 = 0.0f;
+  float l2 = 0.0f;
 };
 
 const char* OptimizerName(OptimizerKind kind);
-// Parses "sgd", "adagrad", "rowwise_adagrad", "adam"; false if unknown.
+// Parses "sgd", "adagrad", "rowwise_adagrad", "adam", "ftrl"; false if unknown.
 bool ParseOptimizerKind(const std::string& name, OptimizerKind* kind);
 // Floats of optimizer state stored after the row's `dim` weights.
 int StateFloats(OptimizerKind kind, int dim);

@@ -1,4 +1,15 @@
-// CTR models in LibTorch: DLRM, DeepFM and logistic regression.
+// CTR models in LibTorch: DLRM, DeepFM, logistic regression, DCN-v2, Wide & Deep and FM.
+//
+//   dlrm       bottom MLP on the dense features, pairwise dot products of all field vectors and
+//              the bottom output, top MLP (Naumov et al. 2019)
+//   deepfm     first-order weights + FM pairwise term + an MLP on the concatenated vectors
+//   lr         first-order weights + a linear term of the dense features
+//   dcn_v2     cross layers x_{l+1} = x0 * (W_l x_l + b_l) + x_l over x0 = [dense, field vectors]
+//              (W_l full, or U_l V_l^T of rank model.cross_rank), stacked under the top MLP or
+//              parallel to it (Wang et al. 2021)
+//   wide_deep  the wide part (first-order weights + dense linear term) plus an MLP on
+//              [field vectors, dense] (Cheng et al. 2016)
+//   fm         first-order weights + FM pairwise term + dense linear term (Rendle 2010)
 //
 // A model does not own embedding storage. It declares the embedding groups it needs
 // (EmbeddingGroupSpec: a name and a row width, e.g. DLRM {"main", d}; DeepFM adds {"linear", 1};
@@ -24,6 +35,8 @@ namespace ember::models {
 struct EmbeddingGroupSpec {
   std::string name;
   int dim = 16;
+  // First-order weights (one per value, summed into the logit): trained with linear.*.
+  bool first_order = false;
 };
 
 struct CtrModelConfig {
@@ -33,8 +46,13 @@ struct CtrModelConfig {
   int embedding_dim = 16;
   // DLRM: hidden widths of the bottom MLP; its output width is embedding_dim (appended).
   std::vector<int64_t> bottom_mlp = {512, 256, 64};
-  // DLRM and DeepFM: hidden widths of the top / deep MLP; a final width-1 layer is appended.
+  // DLRM, DeepFM, DCN-v2 and Wide & Deep: hidden widths of the top / deep MLP; a final width-1
+  // layer is appended (DCN-v2 parallel: the final layer reads the MLP and the cross output).
   std::vector<int64_t> top_mlp = {512, 256};
+  // DCN-v2.
+  int cross_layers = 3;
+  CrossStructure cross_structure = CrossStructure::kStacked;
+  int cross_rank = 0;  // 0: full-rank cross matrices
 };
 
 // One group's rows for a batch: values [B, sum(widths)], widths per field.

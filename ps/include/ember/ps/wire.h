@@ -25,7 +25,7 @@
 namespace ember::ps::wire {
 
 inline constexpr uint32_t kMagic = 0x504d4245;  // "EMBP" little-endian
-inline constexpr uint16_t kVersion = 4;         // 2: training clocks; 3: feature admission; 4: handshake
+inline constexpr uint16_t kVersion = 5;         // 2: training clocks; 3: feature admission; 4: handshake; 5: FTRL
 inline constexpr size_t kHeaderBytes = 24;
 inline constexpr uint32_t kDefaultMaxPayload = 1u << 30;  // 1 GiB
 

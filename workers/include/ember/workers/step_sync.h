@@ -50,6 +50,12 @@ class StepSync {
   bool PrefetchDuringStep() const {
     return config_.mode == TrainMode::kAsync || (config_.mode == TrainMode::kBounded && config_.staleness >= 1);
   }
+  // What turns a worker's batch-mean gradient of `examples` examples into a summed-loss one as the
+  // shards apply it: sync averages the workers' pushes, so there it is the global batch.
+  double SumScale(int64_t examples) const {
+    const double w = config_.mode == TrainMode::kSync ? collective_->size() : 1;
+    return static_cast<double>(examples) * w;
+  }
   // The staleness bound as a gauge: 0 (sync), the bound (bounded), infinity (async).
   double bound() const;
   const SyncConfig& config() const { return config_; }

@@ -69,6 +69,18 @@ struct DslConfig {
 struct TrainerConfig {
   embedding::MethodConfig embedding;  // dim is the "main" group's; other groups set their own
   models::CtrModelConfig model;
+  // The sparse optimizer of first-order groups (EmbeddingGroupSpec::first_order: LR's, DeepFM's,
+  // Wide & Deep's and FM's 1-wide rows), which see gradients of the batch's summed loss; the
+  // other groups use embedding.optimizer. FTRL-proximal with L2 by default: the first-order
+  // weights of rare values shrink towards zero instead of memorising their few examples.
+  embedding::OptimizerConfig linear_optimizer = [] {
+    embedding::OptimizerConfig o;
+    o.kind = embedding::OptimizerKind::kFtrl;
+    o.lr = 0.1f;
+    o.beta = 1.0f;
+    o.l2 = 10.0f;
+    return o;
+  }();
   std::vector<embedding::FieldInfo> fields;
   DenseOptimizer dense_optimizer = DenseOptimizer::kAdam;
   double dense_lr = 1e-3;
@@ -242,7 +254,9 @@ class Trainer {
   Status FinishPrefetch(const data::Batch& batch, std::vector<models::GroupInput>* inputs);
   // Whether DSL maintenance runs at the end of the step that makes step() == step.
   bool MaintenanceAfter(int64_t step) const;
-  Status PushGradients();
+  // Pushes this step's row gradients (first-order groups' scaled to the summed loss of the
+  // step's examples: this worker's `batch_examples`, and every worker's in sync mode).
+  Status PushGradients(int64_t batch_examples);
   Status AllReduceDense();
   Status MaintainTables();
   // Loss (if >= 0), throughput, step and OptEmbed thresholds, as gauges.
