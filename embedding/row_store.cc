@@ -31,6 +31,21 @@ uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
   return blocks * kBlockSlots * stride * sizeof(float) + KeyIndex::EstimateBytes(rows) + vec * sizeof(uint64_t);
 }
 
+uint64_t RowStore::ResetRows() {
+  row_scratch_.resize(static_cast<size_t>(spec_.dim));
+  for (size_t s = 0; s < size_; ++s) {
+    float* p = SlotPtr(static_cast<uint32_t>(s));
+    if (half_) {
+      InitRow(spec_, slot_keys_[s], row_scratch_.data());
+      StoreWeights(p, row_scratch_.data());
+    } else {
+      InitRow(spec_, slot_keys_[s], p);
+    }
+    InitState(spec_.optimizer, spec_.dim, p + weight_floats_);
+  }
+  return size_;
+}
+
 uint32_t RowStore::NewSlot(uint64_t key, bool init) {
   const uint32_t slot = static_cast<uint32_t>(size_);
   if ((slot >> kBlockShift) >= blocks_.size()) {

@@ -126,6 +126,20 @@ uint32_t SparseRowStore::LookupOrInsert(uint64_t key) {
   return r;
 }
 
+uint64_t SparseRowStore::ResetRows() {
+  float init[kMaxDim];
+  for (size_t i = 0; i < rows_.size(); ++i) {
+    const Row& row = rows_[i];
+    const int k = __builtin_popcountll(row.mask);
+    InitRow(spec_, row_keys_[i], init);
+    float* p = SlotPtr(row);
+    int c = 0;
+    for (uint64_t m = row.mask; m; m &= m - 1) p[c++] = init[__builtin_ctzll(m)];
+    InitState(spec_.optimizer, k, p + k);
+  }
+  return rows_.size();
+}
+
 void SparseRowStore::Expand(const Row& r, float* out) const {
   std::memset(out, 0, sizeof(float) * static_cast<size_t>(spec_.dim));
   const float* p = SlotPtr(r);

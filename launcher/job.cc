@@ -244,6 +244,12 @@ class CtrJob {
     progress.enabled = progress.enabled && lead_;
     uint64_t samples = 0;
     for (int e = static_cast<int>(from.epoch); e < epochs; ++e) {
+      // A resumed epoch's rows were reset when it began (before the checkpoint).
+      // OptEmbed's retraining on inherited rows keeps them (a reset would throw the supernet's away).
+      const bool inherited = retraining_ && c_.retrain_init == "inherit";
+      if (e > 0 && (e != from.epoch || from.examples == 0) && !inherited &&
+          ResetsRowsEachEpoch(c_.reset_rows, c_.model()))
+        EMBER_RETURN_IF_ERROR(ResetRows());
       auto opts = MakeReaderOptions(c_, c_.train, true);
       opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers
       EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
@@ -276,6 +282,14 @@ class CtrJob {
   // After epoch `e` (0-based): the lead scores data.valid; an epoch better than every earlier one
   // is written to checkpoint.dir/best; train.patience epochs without a gain stop the run (*stop
   // on every worker).
+  // train.reset_rows between epochs: once every worker's pushes are in, the lead resets the shards'
+  // rows, and no worker pulls before it is done.
+  Status ResetRows() {
+    EMBER_RETURN_IF_ERROR(coll_->Barrier());
+    const Status st = lead_ ? trainer_->ResetRows() : Status::Ok();
+    return AgreeOk(coll_, st, "resetting the embedding rows for the next epoch");
+  }
+
   Status Validate(int e, bool* stop) {
     EMBER_RETURN_IF_ERROR(coll_->Barrier());  // every worker's pushes of the epoch are in
     last_epoch_ = e + 1;
@@ -394,6 +408,7 @@ class CtrJob {
     watch_->Set(*trainer_);
     m_.train_samples = 0;
     m_.train_seconds = 0;
+    retraining_ = true;
     return TrainEpochs(c_.retrain_epochs > 0 ? c_.retrain_epochs : c_.epochs, {});
   }
 
@@ -421,6 +436,7 @@ class CtrJob {
   workers::Collective* coll_;
   const int worker_, workers_;
   const bool lead_;
+  bool retraining_ = false;  // OptEmbed's stage 3
   std::ostringstream quiet_;
   std::ostream& log_;
   workers::TrainerConfig tc_;

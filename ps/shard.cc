@@ -304,6 +304,10 @@ Result<TableOpResult> Shard::Apply(const TableOp& op) {
       r.values = t.values();
       tables_.erase(op.table);
       return r;
+    case Kind::kResetRows:
+      r.rows = t.ResetRows();
+      r.values = t.values();
+      return r;
     case Kind::kCollectGrowth:
     case Kind::kPruneGrow: {
       auto* sparse = dynamic_cast<embedding::SparseRowStore*>(&t);

@@ -307,7 +307,7 @@ Status DecodeOp(std::string_view payload, TableOp* op) {
   uint8_t reinit = 0;
   if (r.Pod(&kind, "op.kind") && r.Pod(&op->table, "op.table") && r.Pod(&op->dst_table, "op.dst_table") &&
       r.Pod(&op->value, "op.value") && r.Pod(&reinit, "op.reinit") && r.Pod(&op->seed, "op.seed")) {
-    if (kind < 0 || kind > static_cast<int32_t>(TableOp::Kind::kPruneGrow)) r.Fail("op.kind", "unknown");
+    if (kind < 0 || kind > static_cast<int32_t>(TableOp::Kind::kResetRows)) r.Fail("op.kind", "unknown");
     if (reinit > 1) r.Fail("op.reinit", "not a boolean");
     if (!std::isfinite(op->value)) r.Fail("op.value", "not finite");
     if (op->table >= embedding::kMaxTables || op->dst_table >= embedding::kMaxTables)

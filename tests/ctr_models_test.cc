@@ -151,6 +151,55 @@ TEST(CtrModels, FtrlFirstOrderWeightsLearnManyValuesEffects) {
   EXPECT_GT(four, one + 0.005);
 }
 
+// train.reset_rows: the embedding group's rows restart at their initial values, the first-order
+// weights (FTRL) and the dense model carry on.
+TEST(CtrModels, ResetRowsRestartsTheEmbeddingsButNotTheFirstOrderWeights) {
+  auto logit = [](float d0, float, const std::vector<uint64_t>& ids) { return d0 + (ids[0] % 2 ? 1.0 : -1.0); };
+  const auto train = Planted(4000, 2, 50, 11, logit);
+  ps::InProcessClient ps(2), fresh_ps(2);
+  LocalCollective coll;
+  const TrainerConfig c = Config("wide_deep", 2);
+  auto t = Trainer::Create(c, &ps, &coll);
+  ASSERT_TRUE(t.ok());
+  ProgressOptions quiet;
+  quiet.enabled = false;
+  VectorReader r(&train);
+  ASSERT_TRUE((*t)->TrainEpoch(&r, 0, 1, quiet).ok());
+  // Table 0 (field C1 of the embedding group) and table 2 (C1's first-order weights).
+  std::vector<uint64_t> main_keys, wide_keys;
+  for (uint64_t id = 0; id < 50; ++id) {
+    main_keys.push_back(embedding::MakeKey(0, id));
+    wide_keys.push_back(embedding::MakeKey(2, id));
+  }
+  auto pull = [](ps::PsClient* client, uint32_t table, const std::vector<uint64_t>& keys, int dim) {
+    std::vector<float> out(keys.size() * static_cast<size_t>(dim));
+    ps::PullSlice s;
+    s.table = table;
+    s.keys = keys.data();
+    s.n = keys.size();
+    s.out = out.data();
+    s.create_missing = false;
+    EMBER_CHECK(client->Pull({s}, {}).ok());
+    return out;
+  };
+  auto stats = ps.Stats();
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->size(), 4u);  // main C1, C2; linear C1, C2
+  ASSERT_EQ((*stats)[2].dim, 1);
+  const auto wide_before = pull(&ps, 2, wide_keys, 1);
+  auto fresh = Trainer::Create(c, &fresh_ps, &coll);  // the same tables, untrained
+  ASSERT_TRUE(fresh.ok());
+  const auto initial = pull(&fresh_ps, 0, main_keys, 8);
+  EXPECT_NE(pull(&ps, 0, main_keys, 8), initial);
+  ASSERT_TRUE((*t)->ResetRows().ok());
+  EXPECT_EQ(pull(&ps, 0, main_keys, 8), initial);
+  EXPECT_EQ(pull(&ps, 2, wide_keys, 1), wide_before);
+  EXPECT_TRUE(workers::ResetsRowsEachEpoch(RowReset::kAuto, models::ModelKind::kDlrm));
+  EXPECT_FALSE(workers::ResetsRowsEachEpoch(RowReset::kAuto, models::ModelKind::kFm));
+  EXPECT_FALSE(workers::ResetsRowsEachEpoch(RowReset::kNever, models::ModelKind::kWideDeep));
+  EXPECT_TRUE(workers::ResetsRowsEachEpoch(RowReset::kEachEpoch, models::ModelKind::kLr));
+}
+
 TEST(CtrModels, ShapesAndRefusals) {
   models::CtrModelConfig c;
   c.num_dense = 2;

@@ -377,6 +377,48 @@ TEST(SparseRowStore, PushUpdatesOnlyKeptEntries) {
   }
 }
 
+// train.reset_rows: every row back to InitRow of its key with fresh state, fp32 and fp16 alike;
+// sparse rows keep their masks.
+TEST(RowStore, ResetRowsRestoresInitialValuesAndFreshState) {
+  for (Precision precision : {Precision::kFp32, Precision::kFp16}) {
+    TableSpec spec = Spec(OptimizerKind::kAdam, 5);
+    spec.precision = precision;
+    RowStore s(spec), fresh(spec);
+    std::vector<uint64_t> keys = {MakeKey(3, 1), MakeKey(3, 77), MakeKey(3, 1000)};
+    std::vector<float> g(keys.size() * 5, 0.3f);
+    s.Push(keys.data(), keys.size(), g.data());
+    s.Push(keys.data(), keys.size(), g.data());
+    std::vector<float> before(g.size()), after(g.size()), initial(g.size());
+    s.Pull(keys.data(), keys.size(), before.data());
+    fresh.Pull(keys.data(), keys.size(), initial.data());
+    ASSERT_NE(before, initial);
+    EXPECT_EQ(s.ResetRows(), 3u);
+    s.Pull(keys.data(), keys.size(), after.data());
+    EXPECT_EQ(after, initial);
+    for (uint64_t k : keys)
+      for (int j = 0; j < s.stride(); ++j) ASSERT_EQ(s.Find(k)[j], fresh.Find(k)[j]) << "slot float " << j;
+  }
+  SparseRowStore sparse(SparseSpec(OptimizerKind::kRowwiseAdagrad, 16, 0.25f));
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < 50; ++i) keys.push_back(MakeKey(1, i));
+  std::vector<float> rows(keys.size() * 16), g(rows.size(), 1.0f), again(rows.size());
+  sparse.Pull(keys.data(), keys.size(), rows.data());
+  sparse.Push(keys.data(), keys.size(), g.data());
+  sparse.PruneGrow(0.5, 3);  // masks move away from the initial ones
+  std::vector<uint64_t> masks(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) ASSERT_TRUE(sparse.Mask(keys[i], &masks[i]));
+  EXPECT_EQ(sparse.ResetRows(), 50u);
+  sparse.Pull(keys.data(), keys.size(), again.data());
+  float init[16];
+  for (size_t i = 0; i < keys.size(); ++i) {
+    uint64_t mask = 0;
+    ASSERT_TRUE(sparse.Mask(keys[i], &mask));
+    EXPECT_EQ(mask, masks[i]);
+    Table::InitRow(sparse.spec(), keys[i], init);
+    for (int j = 0; j < 16; ++j) EXPECT_EQ(again[i * 16 + j], (mask >> j & 1) ? init[j] : 0.0f);
+  }
+}
+
 // DSL's invariant: every prune/grow round keeps exactly the budgeted number of entries, prunes the
 // smallest magnitudes and grows where the gradient was largest.
 TEST(SparseRowStore, PruneGrowKeepsTheBudgetExactly) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -130,6 +131,14 @@ TEST(Wire, ControlMessagesRoundTrip) {
   EXPECT_EQ(back.dst_table, 4u);
   EXPECT_EQ(back.value, 0.125);
   EXPECT_TRUE(back.reinit);
+  op.kind = TableOp::Kind::kResetRows;  // the last kind; one past it is refused
+  p.clear();
+  EncodeOp(op, &p);
+  ASSERT_TRUE(DecodeOp(p, &back).ok());
+  EXPECT_EQ(back.kind, TableOp::Kind::kResetRows);
+  const int32_t past = static_cast<int32_t>(TableOp::Kind::kResetRows) + 1;
+  std::memcpy(p.data(), &past, sizeof(past));
+  EXPECT_NE(DecodeOp(p, &back).message().find("op.kind"), std::string::npos);
 
   TableStats st;
   st.table = 3;

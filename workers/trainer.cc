@@ -389,6 +389,10 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
                                        const ProgressOptions& progress, const StepCallback& on_step) {
   EpochStats stats;
   model_->train();
+  EMBER_RETURN_IF_ERROR(TorchCall("setting the epoch's dense learning rate", [&] {
+    const double lr = config_.dense_lr * std::pow(config_.dense_lr_decay, epoch);
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+  }));
   ProgressReporter::Options po;
   po.label = "train epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
   po.unit = "samples";

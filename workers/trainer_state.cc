@@ -8,6 +8,38 @@
 
 namespace ember::workers {
 
+const char* RowResetName(RowReset r) {
+  switch (r) {
+    case RowReset::kAuto:
+      return "auto";
+    case RowReset::kNever:
+      return "never";
+    case RowReset::kEachEpoch:
+      return "each_epoch";
+  }
+  return "?";
+}
+
+bool ResetsRowsEachEpoch(RowReset r, models::ModelKind model) {
+  if (r != RowReset::kAuto) return r == RowReset::kEachEpoch;
+  return model == models::ModelKind::kDlrm || model == models::ModelKind::kDeepFm ||
+         model == models::ModelKind::kDcnV2 || model == models::ModelKind::kWideDeep;
+}
+
+Status Trainer::ResetRows() {
+  for (const auto& g : groups_) {
+    if (g->first_order || g->optembed_supernet) continue;
+    for (size_t i = 0; i < g->num_tables; ++i) {
+      ps::TableOp op;
+      op.kind = ps::TableOp::Kind::kResetRows;
+      op.table = g->first_table + static_cast<uint32_t>(i);
+      EMBER_RETURN_IF_ERROR(
+          ps_->Apply(op).status().WithContext("resetting the rows of table " + std::to_string(op.table)));
+    }
+  }
+  return Status::Ok();
+}
+
 embedding::ModelDescription Trainer::Describe() const {
   embedding::ModelDescription d;
   const auto& mc = config_.model;

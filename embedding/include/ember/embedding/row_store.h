@@ -66,6 +66,7 @@ class RowStore final : public Table {
   // Record: the slot's stride() floats.
   void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const override;
   Status PutRecord(uint64_t key, std::string_view record) override;
+  uint64_t ResetRows() override;
 
   bool Contains(uint64_t key) const override { return index_.Find(key) != KeyIndex::kAbsent; }
   bool Touched(uint64_t key, uint64_t* step) const override;

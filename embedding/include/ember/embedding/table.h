@@ -51,6 +51,9 @@ class Table {
   // refusing one that does not fit this table's spec.
   virtual void ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const = 0;
   virtual Status PutRecord(uint64_t key, std::string_view record) = 0;
+  // Every row back to its initial weights (InitRow of its key) and fresh optimizer state; keys,
+  // sparse rows' masks, sighting counts and touch steps stay. Returns the rows reset.
+  virtual uint64_t ResetRows() = 0;
 
   // Method state beyond the rows, kept with them in checkpoints and resharded by key: a flags
   // word and key-addressed entries (DSL: whether growth is being collected, and each row's

@@ -97,6 +97,7 @@ struct TableOp {
     kDropTable,      // frees `table`
     kCollectGrowth,  // sparse `table`: pushes accumulate |gradient| (value != 0) or stop (0)
     kPruneGrow,      // sparse `table`: prune/grow round with fraction `value`
+    kResetRows,      // every row of `table` back to its initial value and fresh optimizer state
   };
   Kind kind = Kind::kCountAbove;
   uint32_t table = 0;

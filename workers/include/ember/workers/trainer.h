@@ -66,6 +66,17 @@ struct DslConfig {
   int64_t grow_window = 10;
 };
 
+// train.reset_rows: whether the embedding rows (not the first-order weights) restart from their
+// initial values at the start of every epoch after the first, while the dense model, the
+// first-order weights and their optimizers carry on (MEDA, Fan et al. 2024). A second pass over
+// the same examples lets an MLP fit the rows that memorised those examples in the first pass,
+// which ruins the model on new data; fresh rows each epoch let the MLP and the first-order
+// weights keep learning. kAuto: every epoch for models whose MLP reads the rows (dlrm, deepfm,
+// dcn_v2, wide_deep), never for fm and lr.
+enum class RowReset { kAuto, kNever, kEachEpoch };
+const char* RowResetName(RowReset r);
+bool ResetsRowsEachEpoch(RowReset r, models::ModelKind model);
+
 struct TrainerConfig {
   embedding::MethodConfig embedding;  // dim is the "main" group's; other groups set their own
   models::CtrModelConfig model;
@@ -84,6 +95,8 @@ struct TrainerConfig {
   std::vector<embedding::FieldInfo> fields;
   DenseOptimizer dense_optimizer = DenseOptimizer::kAdam;
   double dense_lr = 1e-3;
+  // train.lr_decay: epoch e (from 0) trains the dense model at dense_lr * lr_decay^e.
+  double dense_lr_decay = 0.5;
   uint64_t seed = 1;
   SyncConfig sync;  // train.mode and train.staleness (step_sync.h)
   // Pull the next batch's rows while this step runs (during its compute where the mode allows
@@ -207,6 +220,9 @@ class Trainer {
   // OptEmbed stage 3: copies the rows of `supernet` whose L1 exceeds `thresholds[field]` into
   // this trainer's (retraining) tables, fresh-initialised if `reinit`, then drops the supernet's.
   Status AdoptOptEmbedRows(const Trainer& supernet, const std::vector<float>& thresholds, bool reinit);
+  // Every row of the embedding groups (not the first-order ones; not an OptEmbed supernet's)
+  // back to its initial value with fresh optimizer state (train.reset_rows).
+  Status ResetRows();
   // Thresholds of the OptEmbed supernet (empty otherwise).
   std::vector<float> thresholds() const;
 
