@@ -2,6 +2,7 @@
 #include "ember/launcher/job.h"
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -154,6 +155,11 @@ class CtrJob {
         workers_(coll_->size()),
         lead_(worker_ == 0),
         log_(lead_ ? *ctx.out : quiet_) {}
+  ~CtrJob() {
+    if (!scratch_.empty()) (void)PosixEnv()->RemoveAll(scratch_);
+  }
+  CtrJob(const CtrJob&) = delete;
+  CtrJob& operator=(const CtrJob&) = delete;
 
   Result<RunMetrics> Run() {
     EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_));
@@ -306,13 +312,14 @@ class CtrJob {
           best_logloss_ = v.logloss;
           best_epoch_ = e + 1;
           since_best_ = 0;
-          if (!c_.checkpoint_dir.empty()) {
+          const std::string root = BestRoot();
+          if (!root.empty()) {
             trainer_->set_position({e + 1, 0});
-            EMBER_RETURN_IF_ERROR(MakeDirs(c_.checkpoint_dir));
-            EMBER_ASSIGN_OR_RETURN(best_path_, trainer_->SaveCheckpoint(c_.checkpoint_dir, c_.text, "best"));
-            log_ << " (best so far: " << best_path_ << ")";
+            EMBER_RETURN_IF_ERROR(MakeDirs(root));
+            EMBER_ASSIGN_OR_RETURN(best_path_, trainer_->SaveCheckpoint(root, c_.text, "best"));
+            log_ << " (best so far" << (c_.checkpoint_dir.empty() ? "" : ": " + best_path_) << ")";
           } else {
-            log_ << " (best so far)";
+            log_ << " (best so far; set checkpoint.dir to keep it)";
           }
         } else {
           ++since_best_;
@@ -361,11 +368,29 @@ class CtrJob {
     float restore = lead_ && !best_path_.empty() && best_epoch_ < last_epoch_ ? 1.0f : 0.0f;
     EMBER_RETURN_IF_ERROR(ShareFromLead(coll_, &restore, 1));
     if (restore == 0) return Status::Ok();
-    std::string path = c_.checkpoint_dir + "/best";
+    std::string path = BestRoot() + "/best";
     EMBER_RETURN_IF_ERROR(trainer_->RestoreCheckpoint(path, /*load_shards=*/lead_));
     EMBER_RETURN_IF_ERROR(coll_->Barrier());
-    log_ << "kept epoch " << best_epoch_ << " (the best validation AUC, " << path << ")" << std::endl;
+    log_ << "kept epoch " << best_epoch_ << " (the best validation AUC"
+         << (c_.checkpoint_dir.empty() ? "" : ", " + path) << ")" << std::endl;
     return Status::Ok();
+  }
+
+  // Where the best epoch's checkpoint goes: checkpoint.dir, or (one worker without one) a
+  // scratch directory of this job, removed when it ends. Several workers without checkpoint.dir
+  // share no such place: the run then ends with its last epoch.
+  std::string BestRoot() {
+    if (!c_.checkpoint_dir.empty()) return c_.checkpoint_dir;
+    if (workers_ > 1) return "";
+    if (scratch_.empty()) {
+      std::error_code ec;
+      const auto tmp = std::filesystem::temp_directory_path(ec);
+      if (ec) return "";
+      scratch_ = (tmp / ("ember-best-" + std::to_string(::getpid()) + "-" +
+                         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count())))
+                     .string();
+    }
+    return scratch_;
   }
 
   // OptEmbed's stages 2 and 3. The supernet's thresholds are the same on every worker
@@ -451,6 +476,7 @@ class CtrJob {
   double best_auc_ = -1, best_logloss_ = -1;
   int best_epoch_ = 0, since_best_ = 0, last_epoch_ = 0;
   std::string best_path_;
+  std::string scratch_;  // BestRoot() without checkpoint.dir
 };
 
 Result<RunMetrics> RunSessionJob(const RunConfig& c, const JobContext& ctx) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
@@ -206,6 +207,37 @@ TEST(Commands, EpochsAreChosenOnValidation) {
   EXPECT_DOUBLE_EQ(best->auc, m->auc);
   std::printf("best epoch %d of 4 (patience 1): validation AUC %.5f, test AUC %.5f\n", m->best_epoch, m->valid_auc,
               m->auc);
+}
+
+// Without checkpoint.dir a one-worker run keeps its best epoch in a scratch directory of its own
+// (removed at the end): the model tested is the one a run of exactly that many epochs ends with.
+TEST(Commands, TheBestEpochIsKeptWithoutACheckpointDir) {
+  auto sets = SmallFiles().Sets();
+  // The behaviour that lets later epochs overfit: no row reset, no dense decay, a fast rate.
+  sets.insert(sets.end(), {"train.reset_rows=\"never\"", "train.lr_decay=1.0", "embedding.lr=0.5"});
+  auto four = sets;
+  four.push_back("train.epochs=4");
+  auto c = ParseConfig("", "t", four);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream out;
+  auto m = RunTrain(*c, out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_GE(m->best_epoch, 1);
+  if (m->best_epoch < 4)
+    EXPECT_NE(out.str().find("kept epoch " + std::to_string(m->best_epoch)), std::string::npos) << out.str();
+  auto exact = sets;
+  exact.push_back("train.epochs=" + std::to_string(m->best_epoch));
+  auto c2 = ParseConfig("", "t", exact);
+  ASSERT_TRUE(c2.ok());
+  std::ostringstream out2;
+  auto m2 = RunTrain(*c2, out2);
+  ASSERT_TRUE(m2.ok()) << m2.status().ToString();
+  EXPECT_DOUBLE_EQ(m->auc, m2->auc) << out.str();
+  const std::string prefix = "ember-best-" + std::to_string(::getpid()) + "-";
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
+    EXPECT_NE(e.path().filename().string().rfind(prefix, 0), 0u) << e.path() << " left behind";
+  std::printf("best epoch %d of 4 without checkpoint.dir: test AUC %.5f, %d epochs alone %.5f\n", m->best_epoch, m->auc,
+              m->best_epoch, m2->auc);
 }
 
 // Exports `checkpoint` at every precision and scores each export on the test file: AUC within
