@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real mpirun: 2 PS servers + 2 workers train DLRM to the AUC of one process with the same global
+# Real mpirun: 2 PS servers + 2 workers train DLRM, Wide & Deep and DCN-v2 to the AUC of one process with the same global
 # batch; a server killed with SIGKILL mid-training makes the job exit non-zero, naming the rank,
 # without hanging.   usage: mpi_train_test.sh EMBER_BINARY
 set -euo pipefail
@@ -48,6 +48,21 @@ four, admit = (json.load(open(p)) for p in sys.argv[1:])
 assert admit["table_rows"] < 0.6 * four["table_rows"], (admit["table_rows"], four["table_rows"])
 assert admit["auc"] > 0.65 and abs(admit["auc"] - four["auc"]) < 0.03, (admit["auc"], four["auc"])
 PY
+# Wide & Deep (FTRL first-order weights, scaled to the global batch) and DCN-v2 for 2 epochs (the
+# rows reset between them by the lead, every worker waiting): 2 + 2 in sync mode match one process.
+for model in wide_deep dcn_v2; do
+  M=(--config "$WORK/run.toml" --set "model.name=\"$model\"" --set train.epochs=2)
+  "$EMBER" train "${M[@]}" --metrics-json "$WORK/$model-one.json" > "$WORK/$model-one.out" 2>&1 \
+    || { cat "$WORK/$model-one.out"; fail "single-process $model run"; }
+  timeout 300 "${MPIRUN[@]}" "$EMBER" train "${M[@]}" --set train.batch_size=256 --metrics-json "$WORK/$model-four.json" \
+    > "$WORK/$model-four.out" 2>&1 || { cat "$WORK/$model-four.out"; fail "mpirun 2+2 $model run"; }
+  python3 - "$WORK/$model-one.json" "$WORK/$model-four.json" <<'PY' || { cat "$WORK/$model-four.out"; fail "$model under mpirun"; }
+import json, sys
+one, four = (json.load(open(p)) for p in sys.argv[1:])
+assert one["auc"] > 0.7 and abs(one["auc"] - four["auc"]) < 0.003, (one["auc"], four["auc"])
+print("mpirun", one.get("model", ""), "one process AUC %.5f, 2+2 %.5f" % (one["auc"], four["auc"]))
+PY
+done
 # Session recommendation through the same PS path: M2TRec on 2 servers + 2 workers, one epoch
 # with checkpoints, then resumed for a second; the validation-chosen checkpoint evaluated in one
 # process scores what the run reported.

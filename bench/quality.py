@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""Learning on long-tailed data: every CTR model at 1, 3 and 5 epochs, before and after the
+multi-epoch remedies, beside the linear reference and the oracle, and a learning curve.
+
+Data: `ember datagen ctr --teacher longtail` (every value's effect as strong as a frequent one's,
+rare values included), a training file per size, one validation file (20k rows) and one test file
+(50k rows) from other seeds of the same teacher. Every run is `ember train --metrics-json` with
+the defaults unless named; "epochs n" is its own run of n epochs with per-epoch validation on the
+validation file; the test AUC is the model after its last epoch (no checkpoint.dir, so no
+best-epoch restore: what the epochs themselves do). The linear reference is
+bench/linear_reference.py (scikit-learn L2 logistic regression on hashed one-hot features, C
+chosen on the validation file) on the same files, in the same run.
+
+    /usr/bin/python3 bench/quality.py [--build build] [--rows 300000] [--curve 100000,300000,1000000]
+                                      [--models dlrm,deepfm,dcn_v2,wide_deep,fm,lr] [--data DIR]
+
+Writes bench/results/quality.{md,csv} and quality-curve.png (test AUC against training rows).
+"""
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+# The behaviour before this benchmark's remedies: no row reset, constant dense rate, and the
+# first-order weights on row-wise Adagrad at the embedding rate.
+BEFORE = ["train.reset_rows=\"never\"", "train.lr_decay=1.0", "linear.optimizer=\"rowwise_adagrad\"",
+          "linear.lr=0.05"]
+
+
+def gen(ember, path, rows, seed):
+    if not os.path.exists(path):
+        subprocess.run([ember, "datagen", "ctr", "--teacher", "longtail", "--rows", str(rows), "--seed", str(seed),
+                        "--out", path], check=True, stdout=subprocess.DEVNULL)
+    return json.load(open(path + ".oracle.json"))["auc"]
+
+
+def train(ember, data, train_file, key, sets):
+    metrics = os.path.join(data, key + ".json")
+    log = os.path.join(data, key + ".log")
+    if os.path.exists(metrics) and os.path.exists(log):
+        return json.load(open(metrics)), valid_curve(log), 0.0
+    cmd = [ember, "train", "--config", "/dev/null", "--metrics-json", metrics,
+           "--set", f"data.train=\"{train_file}\"", "--set", f"data.valid=\"{data}/valid.tsv\"",
+           "--set", f"data.test=\"{data}/test.tsv\"", "--set", "train.progress=\"log\"",
+           "--set", "train.log_interval_s=120"]
+    for s in sets:
+        cmd += ["--set", s]
+    t0 = time.time()
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: see {log}")
+    return json.load(open(metrics)), valid_curve(log), time.time() - t0
+
+
+def valid_curve(log):
+    """The validation AUC after each epoch, from the job's log."""
+    return [float(m.group(1)) for m in re.finditer(r"epoch \d+: validation AUC ([0-9.]+)", open(log).read())]
+
+
+def linear_reference(data, train_file, key):
+    out = os.path.join(data, key + ".json")
+    if not os.path.exists(out):
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([sys.executable, os.path.join(here, "linear_reference.py"), "--train", train_file,
+                        "--valid", f"{data}/valid.tsv", "--test", f"{data}/test.tsv", "--grid", "0.03,0.1,0.3",
+                        "--out", out], check=True, stdout=subprocess.DEVNULL)
+    return json.load(open(out))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rows", type=int, default=300000)
+    ap.add_argument("--epochs", default="1,3,5")
+    ap.add_argument("--models", default="dlrm,deepfm,dcn_v2,wide_deep,fm,lr")
+    ap.add_argument("--curve", default="100000,300000,1000000", help="training sizes of the learning curve")
+    ap.add_argument("--curve-models", default="dlrm,wide_deep,lr")
+    ap.add_argument("--curve-epochs", type=int, default=3)
+    ap.add_argument("--data", default="bench/results/quality-data")
+    ap.add_argument("--out", default="bench/results")
+    a = ap.parse_args()
+    ember = os.path.join(a.build, "launcher", "ember")
+    os.makedirs(a.data, exist_ok=True)
+    os.makedirs(a.out, exist_ok=True)
+    sizes = sorted({a.rows} | {int(s) for s in a.curve.split(",") if s})
+    oracle = gen(ember, f"{a.data}/test.tsv", 50000, 2)
+    gen(ember, f"{a.data}/valid.tsv", 20000, 3)
+    files = {n: f"{a.data}/train-{n}.tsv" for n in sizes}
+    for n in sizes:
+        gen(ember, files[n], n, 1)
+    epochs = [int(e) for e in a.epochs.split(",")]
+    rows = []
+
+    def record(model, n, ep, variant, result):
+        m, curve, secs = result
+        rows.append({"model": model, "rows": n, "epochs": ep, "variant": variant, "auc": m["auc"],
+                     "logloss": m["logloss"], "valid_auc_by_epoch": " ".join(f"{v:.4f}" for v in curve),
+                     "seconds": round(secs, 1)})
+        print(f"{model:9s} {n:8d} rows {ep} epochs {variant:7s} test AUC {m['auc']:.5f} "
+              f"(validation by epoch {rows[-1]['valid_auc_by_epoch']})", flush=True)
+
+    for model in a.models.split(","):
+        for ep in epochs:
+            for variant, extra in (("now", []), ("before", BEFORE)):
+                if variant == "before" and (ep == 1 and model not in ("deepfm", "wide_deep", "fm", "lr")):
+                    continue  # one epoch of a model without first-order weights is unchanged
+                sets = [f"model.name=\"{model}\"", f"train.epochs={ep}"] + extra
+                record(model, a.rows, ep, variant,
+                       train(ember, a.data, files[a.rows], f"{model}-{a.rows}-e{ep}-{variant}", sets))
+    ref = {n: linear_reference(a.data, files[n], f"linear-{n}") for n in sizes}
+    for n in sizes:
+        rows.append({"model": "sklearn-lr", "rows": n, "epochs": "", "variant": f"C={ref[n]['C']}",
+                     "auc": ref[n]["auc"], "logloss": ref[n]["logloss"],
+                     "valid_auc_by_epoch": f"{ref[n]['valid_auc']:.4f}", "seconds": ""})
+    for model in a.curve_models.split(","):
+        for n in sizes:
+            if n == a.rows and a.curve_epochs in epochs:
+                continue
+            sets = [f"model.name=\"{model}\"", f"train.epochs={a.curve_epochs}"]
+            record(model, n, a.curve_epochs, "now",
+                   train(ember, a.data, files[n], f"{model}-{n}-e{a.curve_epochs}-now", sets))
+
+    fields = ["model", "rows", "epochs", "variant", "auc", "logloss", "valid_auc_by_epoch", "seconds"]
+    benchlib.write_csv(os.path.join(a.out, "quality.csv"), rows, fields)
+    at = {(r["model"], r["rows"], r["epochs"], r["variant"]): r for r in rows}
+    md = [f"# Long-tail teacher: test AUC by model and epochs ({a.rows} training rows, oracle {oracle:.4f})", "",
+          "| model | " + " | ".join(f"{e} epoch{'s' if e > 1 else ''}" for e in epochs) +
+          " | before, " + " | before, ".join(f"{e} ep" for e in epochs) + " |",
+          "|---|" + "---:|" * (2 * len(epochs))]
+    for model in a.models.split(","):
+        now = [at.get((model, a.rows, e, "now")) for e in epochs]
+        before = [at.get((model, a.rows, e, "before")) or (at.get((model, a.rows, e, "now")) if e == 1 else None)
+                  for e in epochs]
+        cell = lambda r: f"{r['auc']:.4f}" if r else ""
+        md.append(f"| {model} | " + " | ".join(cell(r) for r in now) + " | " + " | ".join(cell(r) for r in before) +
+                  " |")
+    md.append(f"| sklearn L2 LR (C={ref[a.rows]['C']}) | {ref[a.rows]['auc']:.4f} |" + " |" * (2 * len(epochs) - 1))
+    md += ["", "Validation AUC after each epoch of the longest runs:", "",
+           "| model | now | before |", "|---|---|---|"]
+    for model in a.models.split(","):
+        last = epochs[-1]
+        md.append(f"| {model} | {at.get((model, a.rows, last, 'now'), {}).get('valid_auc_by_epoch', '')} | "
+                  f"{at.get((model, a.rows, last, 'before'), {}).get('valid_auc_by_epoch', '')} |")
+    md += ["",
+           f"## Learning curve ({a.curve_epochs} epochs; test AUC)", "",
+           "| training rows | " + " | ".join(a.curve_models.split(",")) + " | sklearn L2 LR | oracle |",
+           "|---:|" + "---:|" * (len(a.curve_models.split(",")) + 2)]
+    for n in sizes:
+        vals = [at.get((m, n, a.curve_epochs, "now")) for m in a.curve_models.split(",")]
+        md.append(f"| {n} | " + " | ".join(f"{v['auc']:.4f}" if v else "" for v in vals) +
+                  f" | {ref[n]['auc']:.4f} | {oracle:.4f} |")
+    with open(os.path.join(a.out, "quality.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    plt = benchlib.pyplot()
+    if plt:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for m in a.curve_models.split(","):
+            pts = [(n, at[(m, n, a.curve_epochs, "now")]["auc"]) for n in sizes if (m, n, a.curve_epochs, "now") in at]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"ember {m}")
+        ax.plot(sizes, [ref[n]["auc"] for n in sizes], marker="s", linestyle="--", label="sklearn L2 LR")
+        ax.axhline(oracle, color="k", linestyle=":", label="oracle")
+        ax.set_xscale("log")
+        ax.set_xlabel("training rows")
+        ax.set_ylabel("test AUC")
+        ax.set_title("long-tail teacher: learning curve")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(a.out, "quality-curve.png"), dpi=120)
+
+
+if __name__ == "__main__":
+    main()
