@@ -6,8 +6,9 @@ Data: `ember datagen ctr --teacher longtail` (every value's effect as strong as 
 rare values included), a training file per size, one validation file (20k rows) and one test file
 (50k rows) from other seeds of the same teacher. Every run is `ember train --metrics-json` with
 the defaults unless named; "epochs n" is its own run of n epochs with per-epoch validation on the
-validation file; the test AUC is the model after its last epoch (no checkpoint.dir, so no
-best-epoch restore: what the epochs themselves do). The linear reference is
+validation file; the test AUC is the model the job ends with (its best validation epoch, which a
+one-worker job keeps even without checkpoint.dir), and the validation AUC after each epoch shows
+what the epochs themselves do. The linear reference is
 bench/linear_reference.py (scikit-learn L2 logistic regression on hashed one-hot features, C
 chosen on the validation file) on the same files, in the same run.
 

@@ -116,6 +116,7 @@ nlohmann::json MethodConfigToJson(const MethodConfig& c) {
           {"collisionless_below", c.collisionless_below},
           {"field_methods", field_methods},
           {"density", c.density},
+          {"dsl_rows", c.dsl_rows},
           {"field_widths", c.field_widths},
           {"seed", c.seed},
           {"first_table", c.first_table},
@@ -151,6 +152,7 @@ Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
       c.field_methods.emplace_back(m);
     }
     c.density = j.at("density").get<float>();
+    c.dsl_rows = j.value("dsl_rows", uint64_t{0});  // older descriptions: a row per value
     c.field_widths = j.at("field_widths").get<std::vector<int>>();
     c.seed = j.at("seed").get<uint64_t>();
     c.first_table = j.at("first_table").get<uint32_t>();

@@ -132,13 +132,14 @@ FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>&
     : name_(MethodName(config.method)) {
   slot_dim_ = config.dim;
   uint32_t next = config.first_table;
-  std::vector<size_t> hash_fields;
+  std::vector<size_t> hash_fields, dsl_fields;
   for (size_t f = 0; f < fields.size(); ++f) {
     const Method m = FieldMethod(config, f);
     hashed_.push_back(m == Method::kHash);
+    dsl_shared_.push_back(m == Method::kDsl && config.dsl_rows > 0);
     salts_.push_back(PairSeed(config.seed, f));
-    if (m == Method::kHash) {
-      hash_fields.push_back(f);
+    if (hashed_.back() || dsl_shared_.back()) {
+      (hashed_.back() ? hash_fields : dsl_fields).push_back(f);
       layouts_.emplace_back();
       continue;
     }
@@ -167,13 +168,25 @@ FullMethod::FullMethod(const MethodConfig& config, const std::vector<FieldInfo>&
     hashed_tables_.back() = true;
     for (size_t f : hash_fields) layouts_[f] = OneProbe(id, config.dim);
   }
+  if (!dsl_fields.empty()) {
+    dsl_rows_ = config.dsl_rows;
+    const uint32_t id = next++;
+    TableSpec spec = MakeSpec(id, dsl_rows_, config);
+    spec.precision = Precision::kFp32;
+    spec.kind = TableKind::kSparse;
+    spec.density = config.density;
+    tables_.push_back(spec);
+    hashed_tables_.resize(tables_.size(), false);
+    hashed_tables_.back() = true;
+    for (size_t f : dsl_fields) layouts_[f] = OneProbe(id, config.dim);
+  }
 }
 
 void FullMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
   const uint32_t table = layouts_[field].probe_tables[0];
-  if (hashed_[field]) {
-    const uint64_t salt = salts_[field];
-    for (size_t i = 0; i < n; ++i) keys[i] = MakeKey(table, HashId(ids[i], salt) % hash_rows_);
+  if (hashed_[field] || dsl_shared_[field]) {
+    const uint64_t salt = salts_[field], rows = hashed_[field] ? hash_rows_ : dsl_rows_;
+    for (size_t i = 0; i < n; ++i) keys[i] = MakeKey(table, HashId(ids[i], salt) % rows);
     return;
   }
   for (size_t i = 0; i < n; ++i) {

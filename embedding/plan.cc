@@ -138,13 +138,18 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     if (dsl_vocab) {
       const double dsl_bytes = rest - hash_share;
       const double masks = static_cast<double>(dsl_vocab * MaskBytes(c->dim));
-      if (dsl_bytes <= masks)
-        return cannot("the row masks alone take " + FormatBytes(masks) + " (" + std::to_string(MaskBytes(c->dim)) +
-                      " bytes per row)");
-      c->density = static_cast<float>(
-          std::min(1.0, (dsl_bytes - masks) / (static_cast<double>(dsl_vocab) * static_cast<double>(c->dim) * 4)));
-      if (c->density * static_cast<float>(c->dim) < 0.05f)
-        return cannot("fewer than 0.05 kept entries per row (density " + std::to_string(c->density) + ")");
+      const double per_value = (dsl_bytes - masks) / (static_cast<double>(dsl_vocab) * static_cast<double>(c->dim) * 4);
+      c->dsl_rows = 0;
+      if (per_value >= c->dsl_min_density) {
+        c->density = static_cast<float>(std::min(1.0, per_value));
+      } else {
+        // Masks of a row per value would leave too little: the values share hashed rows, each
+        // kept at dsl_min_density (its mask plus its kept entries).
+        c->density = c->dsl_min_density;
+        const double row = static_cast<double>(MaskBytes(c->dim)) + c->density * c->dim * 4;
+        c->dsl_rows = static_cast<uint64_t>(dsl_bytes / row);
+        if (c->dsl_rows == 0) return cannot("not even one shared sparse row of " + std::to_string(row) + " bytes");
+      }
     }
     return Status::Ok();
   }

@@ -293,6 +293,14 @@ const std::vector<ConfigKey>& ConfigKeys() {
        Num(AT(trainer.dsl.p0), 0, 1)},
       {"dsl.p_min", "float", "`0.005`", "prune fraction at the end of the cosine decay",
        Num(AT(trainer.dsl.p_min), 0, 1)},
+      {"dsl.min_density", "float", "`0.5`",
+       "under `embedding.budget`: values keep a row each while that leaves this share of its entries; below, "
+       "they share hashed rows kept at this density (the masks of a row per value no longer eat the budget)",
+       Num(AT(trainer.embedding.dsl_min_density), 0.01, 1)},
+      {"dsl.rows", "int", "`0`",
+       "`0`: a row per value; `n`: the dsl fields share n hashed rows at `embedding.density` (a budget sets it "
+       "where it needs to)",
+       Int(AT(trainer.embedding.dsl_rows), 0, INT64_MAX)},
       {"dsl.grow_window", "int", "`10`", "steps before a round whose gradients choose where to grow",
        Int(AT(trainer.dsl.grow_window), 1, INT64_MAX)},
       {"dsl.decay", "string", "`\"cosine\"`", "`cosine` (total steps from the training file's row count) or `none`",

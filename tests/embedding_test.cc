@@ -653,9 +653,11 @@ TEST(Method, PerFieldMethodsMixFullHashAndDsl) {
   Budget b;
   b.bytes = 3200 + 60000;
   uint64_t bytes = 0;
+  c.dsl_min_density = 0.25f;  // c keeps a row per value (density 0.28)
   ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
   EXPECT_EQ(c.rows, 40000u / 32);
   EXPECT_NEAR(c.density, (20000.0 - 2000) / (2000.0 * 32), 1e-6);
+  EXPECT_EQ(c.dsl_rows, 0u);
   c.field_methods = {Method::kUnified, std::nullopt, std::nullopt, std::nullopt};
   EXPECT_NE(MakeMethod(c, fields).status().message().find("cannot use 'unified'"), std::string::npos);
   // Under unified, a field may be full: its own collisionless rows.
@@ -705,19 +707,42 @@ TEST(Budget, EachMethodTurnsTheBudgetIntoItsSizes) {
   auto m = MakeMethod(c, fields);
   EXPECT_EQ(PlanMemory(**m, c, fields).param_bytes, full / 10);
   c.method = embedding::Method::kDsl;
+  c.dsl_min_density = 0.05f;  // a row per value while it keeps 5% of its entries
   ASSERT_TRUE(ApplyBudget(tenth, fields, &c, &bytes).ok());
   // (640000 - 100000 * 2 mask bytes) / (100000 * 64) = 0.06875
   EXPECT_NEAR(c.density, 0.06875, 1e-6);
+  EXPECT_EQ(c.dsl_rows, 0u);
   m = MakeMethod(c, fields);
   const auto plan = PlanMemory(**m, c, fields);
   EXPECT_NEAR(static_cast<double>(plan.param_bytes), static_cast<double>(full / 10), 10.0);
   EXPECT_EQ(plan.tables[0].spec.kind, TableKind::kSparse);
-  // Budgets that cannot be met say so, with the method and the reason.
+  // At the default 0.5 (and at budgets whose masks alone would not fit a row per value), the
+  // values share hashed rows kept at that density: 2 mask bytes + 8 of 16 floats per row.
   Budget hundredth;
   hundredth.fraction = 0.01;
-  auto st = ApplyBudget(hundredth, fields, &c, &bytes);
+  for (const Budget& b : {tenth, hundredth}) {
+    c.dsl_min_density = 0.5f;
+    ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
+    EXPECT_EQ(c.density, 0.5f);
+    EXPECT_EQ(c.dsl_rows, bytes / 34);
+    m = MakeMethod(c, fields);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_EQ((*m)->tables().size(), 1u);  // both fields in one shared sparse table
+    EXPECT_EQ((*m)->tables()[0].kind, TableKind::kSparse);
+    const auto p = PlanMemory(**m, c, fields);
+    EXPECT_LE(p.param_bytes, bytes);
+    EXPECT_GT(static_cast<double>(p.param_bytes), 0.99 * static_cast<double>(bytes));
+    std::vector<uint64_t> ids = {0, 1, 99999, 12345}, keys(4);
+    (*m)->MapIds(1, ids.data(), ids.size(), keys.data());
+    for (uint64_t k : keys) EXPECT_LT(KeyLocal(k), c.dsl_rows);
+  }
+  // Budgets that cannot be met say so, with the method and the reason.
+  Budget tiny;
+  tiny.bytes = 20;  // not one shared row of 34 bytes
+  auto st = ApplyBudget(tiny, fields, &c, &bytes);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(st.message().find("cannot be met by dsl: the row masks alone"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("cannot be met by dsl: not even one shared sparse row"), std::string::npos)
+      << st.ToString();
   c.method = embedding::Method::kFull;
   st = ApplyBudget(tenth, fields, &c, &bytes);
   EXPECT_NE(st.message().find("cannot be met by full"), std::string::npos) << st.ToString();

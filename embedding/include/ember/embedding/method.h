@@ -61,6 +61,12 @@ struct MethodConfig {
   // (its own collisionless rows, like a small field).
   std::vector<std::optional<Method>> field_methods;
   float density = 1.0f;  // dsl: share of each row's entries kept
+  // dsl: 0 = a row per value; > 0 = the dsl fields share this many rows, values hashed into them
+  // (a budget whose per-value masks alone would not fit sets it: docs/compression.md).
+  uint64_t dsl_rows = 0;
+  // dsl under a budget: values keep their own rows while that leaves each row this share of its
+  // entries; below it, they share hashed rows kept at this density.
+  float dsl_min_density = 0.5f;
   // optembed: empty = the supernet (full-width tables); else the retraining stage, field f
   // keeping its first field_widths[f] entries in a frozen table of the unpruned rows.
   std::vector<int> field_widths;
@@ -126,7 +132,8 @@ class EmbeddingMethod {
 // Learning ("dsl": the tables are element-masked sparse tables at `density`), OptEmbed
 // ("optembed": full tables for the supernet; for retraining, frozen tables of field_widths[f]
 // entries) and per-field mixes of full, dsl and hash fields (field_methods; the hash fields share
-// one table, after the per-field ones).
+// one table, after the per-field ones; with dsl_rows the dsl fields share one sparse table of
+// that many hashed rows, after those).
 class FullMethod final : public EmbeddingMethod {
  public:
   FullMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);
@@ -136,7 +143,9 @@ class FullMethod final : public EmbeddingMethod {
  private:
   std::string name_;
   uint64_t hash_rows_ = 0;
-  std::vector<bool> hashed_;
+  uint64_t dsl_rows_ = 0;
+  std::vector<bool> hashed_;      // field f hashes into hash_rows_ (hash fields)
+  std::vector<bool> dsl_shared_;  // field f hashes into dsl_rows_ (dsl fields with dsl_rows)
   std::vector<uint64_t> salts_;
 };
 
