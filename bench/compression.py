@@ -4,6 +4,7 @@ method at budgets 1, 1/10, 1/100 and 1/1000 of the full table, plus the issue's 
 (DSL at density 0.5, OptEmbed without a budget). Writes bench/results/compression.{md,csv,png}.
 
     python3 bench/compression.py [--build build] [--rows 1000000] [--data DIR]
+    python3 bench/compression.py --teacher longtail --model wide_deep  # rare values carry signal
     python3 bench/compression.py --criteo ../shared/data/criteo/...   # smoke on a Criteo sample
 
 Every run is `ember train --metrics-json`; memory is the parameter bytes the PS holds after
@@ -46,11 +47,17 @@ def main():
     ap.add_argument("--criteo", help="a Criteo-format file: smoke run (split 80/10/10), no synthetic data")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--reuse", action="store_true", help="reuse the metrics of runs already in --data")
+    ap.add_argument("--teacher", default="default", choices=["default", "longtail"],
+                    help="datagen's teacher: longtail gives rare values effects as strong as frequent ones")
+    ap.add_argument("--model", default="dlrm", help="model.name of every run")
+    ap.add_argument("--no-extras", action="store_true", help="only the budgets (no DSL/OptEmbed fixed points)")
     a = ap.parse_args()
     ember = os.path.join(a.build, "launcher", "ember")
     os.makedirs(a.data, exist_ok=True)
     os.makedirs(a.out, exist_ok=True)
     tag = "compression" if not a.criteo else "compression-criteo"
+    if not a.criteo and (a.teacher != "default" or a.model != "dlrm"):
+        tag += ("-" + a.teacher if a.teacher != "default" else "") + ("-" + a.model if a.model != "dlrm" else "")
     if a.criteo:
         lines = open(a.criteo).read().splitlines()
         n = len(lines)
@@ -63,8 +70,8 @@ def main():
         for name, rows, seed in [("train", a.rows, 1), ("valid", a.rows // 10, 3), ("test", a.rows // 5, 2)]:
             path = os.path.join(a.data, name + ".tsv")
             if not os.path.exists(path):
-                subprocess.run([ember, "datagen", "ctr", "--rows", str(rows), "--seed", str(seed), "--out", path],
-                               check=True)
+                subprocess.run([ember, "datagen", "ctr", "--teacher", a.teacher, "--rows", str(rows), "--seed",
+                                str(seed), "--out", path], check=True)
         oracle = json.load(open(os.path.join(a.data, "test.tsv.oracle.json")))["auc"]
     config = os.path.join(a.data, "run.toml")
     with open(config, "w") as f:
@@ -73,7 +80,7 @@ train = "{a.data}/train.tsv"
 valid = "{a.data}/valid.tsv"
 test = "{a.data}/test.tsv"
 [model]
-name = "dlrm"
+name = "{a.model}"
 [embedding]
 dim = 16
 [train]
@@ -83,17 +90,18 @@ progress = "log"
 log_interval_s = 60
 """)
     runs = [("full", "1", ["embedding.method=\"full\""])]
-    search = ["optembed.rounds=10", "optembed.search_samples=20000"]
+    search = []  # OptEmbed's search at its defaults
     for m in a.methods.split(","):
         for label, frac in BUDGETS:
             runs.append((m, label, [f"embedding.method=\"{m}\"", f"embedding.budget={frac}"] +
                          (search if m == "optembed" else [])))
-    runs.append(("dsl", "density 0.5", ["embedding.method=\"dsl\"", "embedding.density=0.5"]))
-    runs.append(("optembed", "no budget", ["embedding.method=\"optembed\""] + search))
-    runs.append(("optembed", "1/4", ["embedding.method=\"optembed\"", "embedding.budget=0.25"] + search))
-    runs.append(("optembed", "1/6", ["embedding.method=\"optembed\"", "embedding.budget=\"1/6\""] + search))
-    runs.append(("optembed", "no budget, alpha 0.04",
-                 ["embedding.method=\"optembed\"", "optembed.alpha=0.04"] + search))
+    if not a.no_extras:
+        runs.append(("dsl", "density 0.5", ["embedding.method=\"dsl\"", "embedding.density=0.5"]))
+        runs.append(("optembed", "no budget", ["embedding.method=\"optembed\""] + search))
+        runs.append(("optembed", "1/4", ["embedding.method=\"optembed\"", "embedding.budget=0.25"] + search))
+        runs.append(("optembed", "1/6", ["embedding.method=\"optembed\"", "embedding.budget=\"1/6\""] + search))
+        runs.append(("optembed", "no budget, alpha 0.04",
+                     ["embedding.method=\"optembed\"", "optembed.alpha=0.04"] + search))
     results = []
     for method, label, sets in runs:
         key = f"{method}-{label}".replace("/", "_").replace(" ", "_")
@@ -123,15 +131,16 @@ log_interval_s = 60
         for r in results:
             w.writerow({k: r.get(k, "") for k in fields})
     full = next((r for r in results if r["method"] == "full" and "auc" in r), None)
-    md = [f"# AUC against embedding memory ({'Criteo sample ' + a.criteo if a.criteo else f'datagen ctr, {a.rows} train rows'})",
-          "", f"DLRM, dim 16, 1 epoch, batch 1024; test AUC" + (f" (oracle {oracle:.5f})" if oracle else "") +
+    source = f"datagen ctr --teacher {a.teacher}, {a.rows} train rows"
+    md = [f"# AUC against embedding memory ({'Criteo sample ' + a.criteo if a.criteo else source})",
+          "", f"{a.model}, dim 16, 1 epoch, batch 1024; test AUC" + (f" (oracle {oracle:.5f})" if oracle else "") +
           "; params = bytes the PS holds (4 per stored weight, + DSL masks); resident = measured with optimizer "
           "state and index, against `ember plan`'s estimate.", "",
-          "| method | budget | test AUC | Δ vs full | params | of full | resident | plan | rows | note |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| method | budget | test AUC | Δ vs full | params | of full | resident | plan | rows | time vs full | note |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "auc" not in r:
-            md.append(f"| {r['method']} | {r['budget']} | – | – | – | – | – | – | – | {r['error'][:160]} |")
+            md.append(f"| {r['method']} | {r['budget']} | – | – | – | – | – | – | – | – | {r['error'][:160]} |")
             continue
         note = ""
         if r["kept_rows"] != "":
@@ -145,7 +154,7 @@ log_interval_s = 60
             plan = f"{r['planned_resident_bytes'] / 2**20:.2f} MiB ({ratio:.2f}x)"
         md.append(f"| {r['method']} | {r['budget']} | {r['auc']:.5f} | {delta} | {r['param_bytes'] / 2**20:.2f} MiB | "
                   f"{r['param_bytes'] / max(1, full_bytes):.4f} | {r['resident_bytes'] / 2**20:.2f} MiB | "
-                  f"{plan} | {r['rows']} | {note} |")
+                  f"{plan} | {r['rows']} | {r['seconds'] / max(0.1, full['seconds']) if full else 0:.1f}x | {note} |")
     text = "\n".join(md) + "\n"
     with open(os.path.join(a.out, tag + ".md"), "w") as f:
         f.write(text)
@@ -169,7 +178,7 @@ log_interval_s = 60
     ax.set_xscale("log")
     ax.set_xlabel("embedding parameters held (MiB, log)")
     ax.set_ylabel("test AUC")
-    ax.set_title("DLRM test AUC against embedding memory")
+    ax.set_title(f"{a.model} test AUC against embedding memory ({a.teacher} teacher)")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -230,12 +230,11 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"train.epochs", "int", "`1`", "passes over `data.train`", Int(AT(epochs), 1, 100000)},
       {"train.lr_decay", "float", "`0.5`", "epoch e (from 0) trains the dense model at `train.lr` × `lr_decay`^e",
        Num(AT(trainer.dense_lr_decay), 0, 1)},
-      {"train.reset_rows", "string", "`\"auto\"`",
+      {"train.reset_rows", "string", "`\"each_epoch\"`",
        "`each_epoch`: the embedding rows (not the first-order weights) restart from their initial values at every "
-       "epoch after the first while the dense model keeps training (MEDA); `never`; `auto`: `each_epoch` for dlrm, "
-       "deepfm, dcn_v2 and wide_deep, `never` for fm and lr",
-       Enum(AT(reset_rows), {workers::RowReset::kAuto, workers::RowReset::kNever, workers::RowReset::kEachEpoch},
-            workers::RowResetName)},
+       "epoch after the first while the dense model and the first-order weights keep training (MEDA; "
+       "docs/quality.md); `never`",
+       Enum(AT(reset_rows), {workers::RowReset::kEachEpoch, workers::RowReset::kNever}, workers::RowResetName)},
       {"train.batch_size", "int", "`1024`", "examples per step", Int(AT(batch_size), 1, 1 << 24)},
       {"train.lr", "float", "`0.001`", "dense learning rate", Num(AT(trainer.dense_lr), 0, 100)},
       {"train.optimizer", "string", "`\"adam\"`", "dense optimizer: `adam`, `adagrad`, `sgd`",

@@ -254,7 +254,7 @@ class CtrJob {
       // OptEmbed's retraining on inherited rows keeps them (a reset would throw the supernet's away).
       const bool inherited = retraining_ && c_.retrain_init == "inherit";
       if (e > 0 && (e != from.epoch || from.examples == 0) && !inherited &&
-          ResetsRowsEachEpoch(c_.reset_rows, c_.model()))
+          c_.reset_rows == workers::RowReset::kEachEpoch)
         EMBER_RETURN_IF_ERROR(ResetRows());
       auto opts = MakeReaderOptions(c_, c_.train, true);
       opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers

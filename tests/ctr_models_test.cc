@@ -194,10 +194,7 @@ TEST(CtrModels, ResetRowsRestartsTheEmbeddingsButNotTheFirstOrderWeights) {
   ASSERT_TRUE((*t)->ResetRows().ok());
   EXPECT_EQ(pull(&ps, 0, main_keys, 8), initial);
   EXPECT_EQ(pull(&ps, 2, wide_keys, 1), wide_before);
-  EXPECT_TRUE(workers::ResetsRowsEachEpoch(RowReset::kAuto, models::ModelKind::kDlrm));
-  EXPECT_FALSE(workers::ResetsRowsEachEpoch(RowReset::kAuto, models::ModelKind::kFm));
-  EXPECT_FALSE(workers::ResetsRowsEachEpoch(RowReset::kNever, models::ModelKind::kWideDeep));
-  EXPECT_TRUE(workers::ResetsRowsEachEpoch(RowReset::kEachEpoch, models::ModelKind::kLr));
+  EXPECT_STREQ(RowResetName(RowReset::kEachEpoch), "each_epoch");
 }
 
 TEST(CtrModels, ShapesAndRefusals) {

@@ -8,23 +8,7 @@
 
 namespace ember::workers {
 
-const char* RowResetName(RowReset r) {
-  switch (r) {
-    case RowReset::kAuto:
-      return "auto";
-    case RowReset::kNever:
-      return "never";
-    case RowReset::kEachEpoch:
-      return "each_epoch";
-  }
-  return "?";
-}
-
-bool ResetsRowsEachEpoch(RowReset r, models::ModelKind model) {
-  if (r != RowReset::kAuto) return r == RowReset::kEachEpoch;
-  return model == models::ModelKind::kDlrm || model == models::ModelKind::kDeepFm ||
-         model == models::ModelKind::kDcnV2 || model == models::ModelKind::kWideDeep;
-}
+const char* RowResetName(RowReset r) { return r == RowReset::kEachEpoch ? "each_epoch" : "never"; }
 
 Status Trainer::ResetRows() {
   for (const auto& g : groups_) {

@@ -52,7 +52,7 @@ struct RunConfig {
   std::vector<double> head_weights;  // lambda per category head (default 1)
   uint64_t candidates = 0;           // train.candidates: sampled softmax (0 = full)
   int64_t patience = 0;              // train.patience: stop after epochs without val gain (0 = never)
-  workers::RowReset reset_rows = workers::RowReset::kAuto;  // train.reset_rows
+  workers::RowReset reset_rows = workers::RowReset::kEachEpoch;  // train.reset_rows
 
   // [embedding] keys resolved against the data: the budget (parsed once, where it is read) and
   // per-field overrides by field name.

@@ -72,11 +72,9 @@ struct DslConfig {
 // first-order weights and their optimizers carry on (MEDA, Fan et al. 2024). A second pass over
 // the same examples lets an MLP fit the rows that memorised those examples in the first pass,
 // which ruins the model on new data; fresh rows each epoch let the MLP and the first-order
-// weights keep learning. kAuto: every epoch for models whose MLP reads the rows (dlrm, deepfm,
-// dcn_v2, wide_deep), never for fm and lr.
-enum class RowReset { kAuto, kNever, kEachEpoch };
+// weights keep learning (FM's pairwise rows overfit the same way without an MLP).
+enum class RowReset { kEachEpoch, kNever };
 const char* RowResetName(RowReset r);
-bool ResetsRowsEachEpoch(RowReset r, models::ModelKind model);
 
 struct TrainerConfig {
   embedding::MethodConfig embedding;  // dim is the "main" group's; other groups set their own
