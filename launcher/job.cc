@@ -20,6 +20,7 @@
 #include "ember/data/sharded.h"
 #include "ember/embedding/plan.h"
 #include "ember/ps/in_process.h"
+#include "epoch_choice.h"
 
 namespace ember::launcher {
 namespace {
@@ -155,11 +156,6 @@ class CtrJob {
         workers_(coll_->size()),
         lead_(worker_ == 0),
         log_(lead_ ? *ctx.out : quiet_) {}
-  ~CtrJob() {
-    if (!scratch_.empty()) (void)PosixEnv()->RemoveAll(scratch_);
-  }
-  CtrJob(const CtrJob&) = delete;
-  CtrJob& operator=(const CtrJob&) = delete;
 
   Result<RunMetrics> Run() {
     EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_));
@@ -179,7 +175,7 @@ class CtrJob {
       log_ << "resumed from " << resume_from << " at step " << trainer_->step() << " (epoch "
            << trainer_->position().epoch + 1 << ", " << trainer_->position().examples << " examples in)" << std::endl;
       EMBER_RETURN_IF_ERROR(coll_->Barrier());
-      ResumeEpochChoice();
+      choice_.Resume(*trainer_);
     }
     validate_ = !c_.valid.empty() && tc_.embedding.method != embedding::Method::kOptEmbed;
     EMBER_RETURN_IF_ERROR(TrainEpochs(c_.epochs, trainer_->position()));
@@ -270,11 +266,11 @@ class CtrJob {
       m_.bad_lines += reader->bad_lines();
       if (validate_) {
         bool stop = false;
-        EMBER_RETURN_IF_ERROR(Validate(e, &stop));
+        EMBER_RETURN_IF_ERROR(choice_.Validate(trainer_.get(), e, &stop));
         if (stop) break;
       }
     }
-    if (validate_) EMBER_RETURN_IF_ERROR(KeepBestEpoch());
+    if (validate_) EMBER_RETURN_IF_ERROR(choice_.KeepBest(trainer_.get(), &m_));
     trainer_->set_position({epochs, 0});
     EMBER_ASSIGN_OR_RETURN(const uint64_t all, SumOverWorkers(coll_, samples));
     m_.train_samples += all;
@@ -294,103 +290,6 @@ class CtrJob {
     EMBER_RETURN_IF_ERROR(coll_->Barrier());
     const Status st = lead_ ? trainer_->ResetRows() : Status::Ok();
     return AgreeOk(coll_, st, "resetting the embedding rows for the next epoch");
-  }
-
-  Status Validate(int e, bool* stop) {
-    EMBER_RETURN_IF_ERROR(coll_->Barrier());  // every worker's pushes of the epoch are in
-    last_epoch_ = e + 1;
-    float flags[2] = {0, 0};  // stop, failed
-    if (lead_) {
-      Status st = [&]() -> Status {
-        EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(c_, c_.valid, false));
-        EMBER_ASSIGN_OR_RETURN(auto v, trainer_->Evaluate(reader.get()));
-        char buf[160];
-        std::snprintf(buf, sizeof(buf), "epoch %d: validation AUC %.5f, logloss %.5f", e + 1, v.auc, v.logloss);
-        log_ << buf;
-        if (v.auc > best_auc_) {
-          best_auc_ = v.auc;
-          best_logloss_ = v.logloss;
-          best_epoch_ = e + 1;
-          since_best_ = 0;
-          const std::string root = BestRoot();
-          if (!root.empty()) {
-            trainer_->set_position({e + 1, 0});
-            EMBER_RETURN_IF_ERROR(MakeDirs(root));
-            EMBER_ASSIGN_OR_RETURN(best_path_, trainer_->SaveCheckpoint(root, c_.text, "best"));
-            log_ << " (best so far" << (c_.checkpoint_dir.empty() ? "" : ": " + best_path_) << ")";
-          } else {
-            log_ << " (best so far; set checkpoint.dir to keep it)";
-          }
-        } else {
-          ++since_best_;
-        }
-        log_ << std::endl;
-        trainer_->set_run_state({{"best_epoch", best_epoch_},
-                                 {"best_valid_auc", best_auc_},
-                                 {"best_valid_logloss", best_logloss_},
-                                 {"since_best", since_best_}});
-        return Status::Ok();
-      }();
-      flags[1] = st.ok() ? 0.0f : 1.0f;
-      flags[0] = c_.patience > 0 && since_best_ >= c_.patience ? 1.0f : 0.0f;
-      EMBER_RETURN_IF_ERROR(coll_->AllReduceSum(flags, 2));
-      EMBER_RETURN_IF_ERROR(st);
-    } else {
-      EMBER_RETURN_IF_ERROR(coll_->AllReduceSum(flags, 2));
-      if (flags[1] > 0)
-        return Status::FailedPrecondition("validating epoch " + std::to_string(e + 1) + " failed on the lead worker");
-    }
-    *stop = flags[0] > 0;
-    if (*stop) log_ << "no validation gain for " << c_.patience << " epochs: stopping" << std::endl;
-    return Status::Ok();
-  }
-
-  // A resumed run continues the choice its checkpoint recorded (the best epoch so far; its
-  // checkpoint.dir/best where that is still there).
-  void ResumeEpochChoice() {
-    const auto& run = trainer_->run_state();
-    if (!run.is_object() || !run.contains("best_epoch")) return;
-    best_epoch_ = run.value("best_epoch", 0);
-    best_auc_ = run.value("best_valid_auc", -1.0);
-    best_logloss_ = run.value("best_valid_logloss", -1.0);
-    since_best_ = run.value("since_best", 0);
-    const std::string best = c_.checkpoint_dir + "/best";
-    std::error_code ec;
-    if (!c_.checkpoint_dir.empty() && std::filesystem::exists(best + "/manifest.json", ec)) best_path_ = best;
-  }
-
-  // The run ends with the best validation epoch's model where a later one was worse (its
-  // checkpoint, checkpoint.dir/best, restored on every worker; the lead reloads the rows).
-  Status KeepBestEpoch() {
-    m_.best_epoch = best_epoch_;
-    m_.valid_auc = best_auc_;
-    m_.valid_logloss = best_logloss_;
-    float restore = lead_ && !best_path_.empty() && best_epoch_ < last_epoch_ ? 1.0f : 0.0f;
-    EMBER_RETURN_IF_ERROR(ShareFromLead(coll_, &restore, 1));
-    if (restore == 0) return Status::Ok();
-    std::string path = BestRoot() + "/best";
-    EMBER_RETURN_IF_ERROR(trainer_->RestoreCheckpoint(path, /*load_shards=*/lead_));
-    EMBER_RETURN_IF_ERROR(coll_->Barrier());
-    log_ << "kept epoch " << best_epoch_ << " (the best validation AUC"
-         << (c_.checkpoint_dir.empty() ? "" : ", " + path) << ")" << std::endl;
-    return Status::Ok();
-  }
-
-  // Where the best epoch's checkpoint goes: checkpoint.dir, or (one worker without one) a
-  // scratch directory of this job, removed when it ends. Several workers without checkpoint.dir
-  // share no such place: the run then ends with its last epoch.
-  std::string BestRoot() {
-    if (!c_.checkpoint_dir.empty()) return c_.checkpoint_dir;
-    if (workers_ > 1) return "";
-    if (scratch_.empty()) {
-      std::error_code ec;
-      const auto tmp = std::filesystem::temp_directory_path(ec);
-      if (ec) return "";
-      scratch_ = (tmp / ("ember-best-" + std::to_string(::getpid()) + "-" +
-                         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count())))
-                     .string();
-    }
-    return scratch_;
   }
 
   // OptEmbed's stages 2 and 3. The supernet's thresholds are the same on every worker
@@ -473,10 +372,7 @@ class CtrJob {
   std::unique_ptr<workers::Trainer> trainer_;
   // Epoch choice on data.valid (not under OptEmbed, whose search scores on it).
   bool validate_ = false;
-  double best_auc_ = -1, best_logloss_ = -1;
-  int best_epoch_ = 0, since_best_ = 0, last_epoch_ = 0;
-  std::string best_path_;
-  std::string scratch_;  // BestRoot() without checkpoint.dir
+  EpochChoice choice_{c_, coll_, log_};
 };
 
 Result<RunMetrics> RunSessionJob(const RunConfig& c, const JobContext& ctx) {
