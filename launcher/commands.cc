@@ -168,7 +168,11 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
       << embedding::FormatBytes(static_cast<double>(plan.resident_bytes)) << "\n";
   if (tc.embedding.method == embedding::Method::kDsl)
     out << "dsl: density " << tc.embedding.density << " (entries kept per row, on average "
-        << tc.embedding.density * static_cast<float>(tc.embedding.dim) << " of " << tc.embedding.dim << ")\n";
+        << tc.embedding.density * static_cast<float>(tc.embedding.dim) << " of " << tc.embedding.dim << ")"
+        << (tc.embedding.dsl_rows ? "; the values share " + std::to_string(tc.embedding.dsl_rows) +
+                                        " hashed rows (a row per value would keep less than dsl.min_density)"
+                                  : std::string())
+        << "\n";
   if (tc.embedding.method == embedding::Method::kOptEmbed)
     out << "optembed: the supernet trains the full table above; the search keeps the retrained table"
         << (resolved.budget_bytes ? " within the budget" : " (no budget: widths by validation AUC only)") << "\n";

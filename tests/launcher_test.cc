@@ -420,7 +420,7 @@ TEST(Commands, OptEmbedRunsItsStagesAndEvalRebuildsTheRetrainedTables) {
 TEST(Commands, DslUnderABudgetHoldsItsBytes) {
   auto sets = SmallFiles().Sets();
   sets.push_back("embedding.method=\"dsl\"");
-  sets.push_back("embedding.budget=0.5");
+  sets.push_back("embedding.budget=0.6");  // a row per value at density (0.6 * 64 - 2) / 64 >= dsl.min_density
   sets.push_back("dsl.interval=20");
   auto c = ParseConfig("", "t", sets);
   std::ostringstream out;
@@ -461,6 +461,8 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
       {"embedding.method=\"unified\"", "embedding.rows=2000", "embedding.collisionless_below=50", chunks + "]"},
       "unified");
   TrainAndCheckExports({"embedding.method=\"dsl\"", "embedding.density=0.5", "dsl.interval=20"}, "dsl");
+  // A budget below a row per value's masks: the values share hashed sparse rows.
+  TrainAndCheckExports({"embedding.method=\"dsl\"", "embedding.budget=0.01", "dsl.interval=20"}, "dsl-shared");
   TrainAndCheckExports({"embedding.method=\"full\"", "embedding.precision=\"fp16\""}, "fp16-rows");
   // Feature admission: the export serves never-admitted values from the fallback rows.
   TrainAndCheckExports({"embedding.method=\"full\"", "embedding.admit_after=3"}, "admission");

@@ -144,6 +144,7 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     const embedding::MethodConfig& main = d.groups[0].method;
     config->rows = main.rows;
     config->density = main.density;
+    config->dsl_rows = main.dsl_rows;
     config->field_widths = main.field_widths;
     config->first_table = main.first_table;
     for (size_t f = 0; f < d.fields.size(); ++f) trainer->fields[f].vocab = d.fields[f].vocab;
