@@ -133,18 +133,14 @@ def main():
     benchlib.write_csv(os.path.join(a.out, "quality.csv"), rows, fields)
     at = {(r["model"], r["rows"], r["epochs"], r["variant"]): r for r in rows}
     md = [f"# Long-tail teacher: test AUC by model and epochs ({a.rows} training rows, oracle {oracle:.4f})", "",
-          "| model | " + " | ".join(f"{e} epoch{'s' if e > 1 else ''}" for e in epochs) +
-          " | before, " + " | before, ".join(f"{e} ep" for e in epochs) + " |",
-          "|---|" + "---:|" * (2 * len(epochs))]
+          "| model | " + " | ".join(f"{e} epoch{'s' if e > 1 else ''}" for e in epochs) + " |",
+          "|---|" + "---:|" * len(epochs)]
     for model in a.models.split(","):
         now = [at.get((model, a.rows, e, "now")) for e in epochs]
-        before = [at.get((model, a.rows, e, "before")) or (at.get((model, a.rows, e, "now")) if e == 1 else None)
-                  for e in epochs]
-        cell = lambda r: f"{r['auc']:.4f}" if r else ""
-        md.append(f"| {model} | " + " | ".join(cell(r) for r in now) + " | " + " | ".join(cell(r) for r in before) +
-                  " |")
-    md.append(f"| sklearn L2 LR (C={ref[a.rows]['C']}) | {ref[a.rows]['auc']:.4f} |" + " |" * (2 * len(epochs) - 1))
-    md += ["", "Validation AUC after each epoch of the longest runs:", "",
+        md.append(f"| {model} | " + " | ".join(f"{r['auc']:.4f}" if r else "" for r in now) + " |")
+    md.append(f"| sklearn L2 LR (C={ref[a.rows]['C']}) | {ref[a.rows]['auc']:.4f} |" + " |" * (len(epochs) - 1))
+    md += ["", "Validation AUC after each epoch of the longest runs, now and with the behaviour before the "
+           "remedies (" + ", ".join(BEFORE) + "):", "",
            "| model | now | before |", "|---|---|---|"]
     for model in a.models.split(","):
         last = epochs[-1]

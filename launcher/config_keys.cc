@@ -228,10 +228,12 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.seed", "int", "`0`", "seed of hash salts and row initialisation",
        Int(AT(trainer.embedding.seed), 0, INT64_MAX)},
       {"train.epochs", "int", "`1`", "passes over `data.train`", Int(AT(epochs), 1, 100000)},
-      {"train.lr_decay", "float", "`0.5`", "epoch e (from 0) trains the dense model at `train.lr` × `lr_decay`^e",
+      {"train.lr_decay", "float", "`0.5`",
+       "CTR models: epoch e (from 0) trains the dense model at `train.lr` × `lr_decay`^e",
        Num(AT(trainer.dense_lr_decay), 0, 1)},
       {"train.reset_rows", "string", "`\"each_epoch\"`",
-       "`each_epoch`: the embedding rows (not the first-order weights) restart from their initial values at every "
+       "CTR models, `each_epoch`: the embedding rows (not the first-order weights) restart from their initial values "
+       "at every "
        "epoch after the first while the dense model and the first-order weights keep training (MEDA; "
        "docs/quality.md); `never`",
        Enum(AT(reset_rows), {workers::RowReset::kEachEpoch, workers::RowReset::kNever}, workers::RowResetName)},

@@ -2,7 +2,6 @@
 #include "ember/launcher/job.h"
 
 #include <malloc.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -281,9 +280,6 @@ class CtrJob {
     return Status::Ok();
   }
 
-  // After epoch `e` (0-based): the lead scores data.valid; an epoch better than every earlier one
-  // is written to checkpoint.dir/best; train.patience epochs without a gain stop the run (*stop
-  // on every worker).
   // train.reset_rows between epochs: once every worker's pushes are in, the lead resets the shards'
   // rows, and no worker pulls before it is done.
   Status ResetRows() {
