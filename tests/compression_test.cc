@@ -133,6 +133,36 @@ TEST(OptEmbed, EvalMaskZeroesRowsAtOrBelowTheirThreshold) {
   EXPECT_TRUE(torch::equal(out, torch::tensor({{0.0f, 0.0f, 0.5f, 0.5f}, {0.3f, -0.3f, 0.0f, 0.0f}})));
 }
 
+// A model with first-order weights: after retraining adopts the kept rows, the shards hold only
+// the retraining trainer's tables (the supernet's first-order table is dropped with its rows).
+TEST(OptEmbed, RetrainingDropsEverySupernetTable) {
+  auto c = Config("optembed");
+  c.model.kind = models::ModelKind::kDeepFm;
+  c.optembed.rounds = 1;
+  c.optembed.population = 3;
+  c.optembed.search_samples = 500;
+  ps::InProcessClient ps(2);
+  LocalCollective coll;
+  auto sup = Trainer::Create(c, &ps, &coll);
+  ASSERT_TRUE(sup.ok()) << sup.status().ToString();
+  auto r = Reader(Data().train, 256);
+  ASSERT_TRUE((*sup)->TrainEpoch(r.get(), 0, 1, Quiet()).ok());
+  ASSERT_EQ(ps.Stats()->size(), 52u);  // 26 embedding + 26 first-order tables
+  auto v = Reader(Data().valid, 1000);
+  auto arch = (*sup)->SearchOptEmbed(v.get(), 0);
+  ASSERT_TRUE(arch.ok()) << arch.status().ToString();
+  auto rc = c;
+  rc.embedding.field_widths = arch->widths;
+  rc.embedding.first_table = 52;
+  auto re = Trainer::Create(rc, &ps, &coll);
+  ASSERT_TRUE(re.ok()) << re.status().ToString();
+  ASSERT_TRUE((*re)->AdoptOptEmbedRows(**sup, arch->thresholds, /*reinit=*/true).ok());
+  auto stats = ps.Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->size(), 52u);
+  for (const auto& s : *stats) EXPECT_GE(s.table, 52u) << "supernet table " << s.table << " left on the shards";
+}
+
 // The three stages: the supernet raises thresholds, the search meets the budget, retraining
 // holds only the kept rows at the searched widths, and the result survives a checkpoint.
 TEST(OptEmbed, ThreeStagesUnderABudget) {

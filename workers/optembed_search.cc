@@ -39,6 +39,15 @@ Status Trainer::AdoptOptEmbedRows(const Trainer& supernet, const std::vector<flo
     op.kind = ps::TableOp::Kind::kDropTable;
     EMBER_RETURN_IF_ERROR(ps_->Apply(op).status());
   }
+  // The supernet's other groups (first-order weights) are not carried over: this trainer has its
+  // own, fresh like its dense model.
+  for (size_t gi = 1; gi < supernet.groups_.size(); ++gi)
+    for (size_t i = 0; i < supernet.groups_[gi]->num_tables; ++i) {
+      ps::TableOp op;
+      op.kind = ps::TableOp::Kind::kDropTable;
+      op.table = supernet.groups_[gi]->first_table + static_cast<uint32_t>(i);
+      EMBER_RETURN_IF_ERROR(ps_->Apply(op).status());
+    }
   return Status::Ok();
 }
 
