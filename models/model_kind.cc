@@ -34,4 +34,10 @@ const char* ModelKindName(ModelKind kind) {
 
 const char* CrossStructureName(CrossStructure s) { return s == CrossStructure::kStacked ? "stacked" : "parallel"; }
 
+Result<CrossStructure> ParseCrossStructure(const std::string& name) {
+  for (CrossStructure s : {CrossStructure::kStacked, CrossStructure::kParallel})
+    if (name == CrossStructureName(s)) return s;
+  return Status::InvalidArgument("model.cross_structure: '" + name + "' is not stacked or parallel");
+}
+
 }  // namespace ember::models

@@ -61,10 +61,11 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   mc.top_mlp = d.top_mlp;
   mc.cross_layers = d.cross_layers;
   mc.cross_rank = d.cross_rank;
-  if (d.cross_structure != "stacked" && d.cross_structure != "parallel")
-    return bad("model cross_structure '" + d.cross_structure + "' is not stacked or parallel");
-  mc.cross_structure =
-      d.cross_structure == "stacked" ? models::CrossStructure::kStacked : models::CrossStructure::kParallel;
+  {
+    auto structure = models::ParseCrossStructure(d.cross_structure);
+    if (!structure.ok()) return bad(structure.status().message());
+    mc.cross_structure = *structure;
+  }
   for (const auto& g : d.groups) {
     auto method = embedding::MakeMethod(g.method, d.fields);
     if (!method.ok()) return method.status().WithContext(path);

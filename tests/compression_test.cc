@@ -133,6 +133,15 @@ TEST(OptEmbed, EvalMaskZeroesRowsAtOrBelowTheirThreshold) {
   EXPECT_TRUE(torch::equal(out, torch::tensor({{0.0f, 0.0f, 0.5f, 0.5f}, {0.3f, -0.3f, 0.0f, 0.0f}})));
 }
 
+// A supernet of config `c` trained one epoch on the small training file.
+std::unique_ptr<Trainer> TrainedSupernet(const TrainerConfig& c, ps::PsClient* ps, Collective* coll) {
+  auto sup = Trainer::Create(c, ps, coll);
+  EMBER_CHECK(sup.ok()) << sup.status().ToString();
+  auto r = Reader(Data().train, 256);
+  EMBER_CHECK((*sup)->TrainEpoch(r.get(), 0, 1, Quiet()).ok());
+  return std::move(sup).value();
+}
+
 // A model with first-order weights: after retraining adopts the kept rows, the shards hold only
 // the retraining trainer's tables (the supernet's first-order table is dropped with its rows).
 TEST(OptEmbed, RetrainingDropsEverySupernetTable) {
@@ -143,20 +152,17 @@ TEST(OptEmbed, RetrainingDropsEverySupernetTable) {
   c.optembed.search_samples = 500;
   ps::InProcessClient ps(2);
   LocalCollective coll;
-  auto sup = Trainer::Create(c, &ps, &coll);
-  ASSERT_TRUE(sup.ok()) << sup.status().ToString();
-  auto r = Reader(Data().train, 256);
-  ASSERT_TRUE((*sup)->TrainEpoch(r.get(), 0, 1, Quiet()).ok());
+  auto sup = TrainedSupernet(c, &ps, &coll);
   ASSERT_EQ(ps.Stats()->size(), 52u);  // 26 embedding + 26 first-order tables
   auto v = Reader(Data().valid, 1000);
-  auto arch = (*sup)->SearchOptEmbed(v.get(), 0);
+  auto arch = sup->SearchOptEmbed(v.get(), 0);
   ASSERT_TRUE(arch.ok()) << arch.status().ToString();
   auto rc = c;
   rc.embedding.field_widths = arch->widths;
   rc.embedding.first_table = 52;
   auto re = Trainer::Create(rc, &ps, &coll);
   ASSERT_TRUE(re.ok()) << re.status().ToString();
-  ASSERT_TRUE((*re)->AdoptOptEmbedRows(**sup, arch->thresholds, /*reinit=*/true).ok());
+  ASSERT_TRUE((*re)->AdoptOptEmbedRows(*sup, arch->thresholds, /*reinit=*/true).ok());
   auto stats = ps.Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->size(), 52u);
@@ -178,24 +184,21 @@ TEST(OptEmbed, ThreeStagesUnderABudget) {
   c.optembed.search_samples = 2000;
   ps::InProcessClient ps(2);
   LocalCollective coll;
-  auto sup = Trainer::Create(c, &ps, &coll);
-  ASSERT_TRUE(sup.ok()) << sup.status().ToString();
-  auto r = Reader(Data().train, 256);
-  ASSERT_TRUE((*sup)->TrainEpoch(r.get(), 0, 1, Quiet()).ok());
-  const auto t = (*sup)->thresholds();
+  auto sup = TrainedSupernet(c, &ps, &coll);
+  const auto t = sup->thresholds();
   ASSERT_EQ(t.size(), 26u);
   for (float x : t) EXPECT_GT(x, 0.0f);  // the exp(-t) regulariser pushes every threshold up
-  auto fp = (*sup)->TableFootprint();
+  auto fp = sup->TableFootprint();
   const uint64_t all_rows = fp->first;
   // A tiny budget is met by shifting thresholds up until (nearly) every row is pruned.
   auto v0 = Reader(Data().valid, 1000);
-  auto tight = (*sup)->SearchOptEmbed(v0.get(), 4);
+  auto tight = sup->SearchOptEmbed(v0.get(), 4);
   ASSERT_TRUE(tight.ok()) << tight.status().ToString();
   EXPECT_LE(tight->bytes, 4u);
   EXPECT_GT(tight->shift, 0.0);
   auto v = Reader(Data().valid, 1000);
   const uint64_t budget = all_rows * 8 * 4 / 4;  // a quarter of the full table
-  auto arch = (*sup)->SearchOptEmbed(v.get(), budget);
+  auto arch = sup->SearchOptEmbed(v.get(), budget);
   ASSERT_TRUE(arch.ok()) << arch.status().ToString();
   EXPECT_LE(arch->bytes, budget);
   EXPECT_GT(arch->val_auc, 0.6);
@@ -217,8 +220,8 @@ TEST(OptEmbed, ThreeStagesUnderABudget) {
   ASSERT_TRUE(re.ok()) << re.status().ToString();
   EXPECT_EQ(arch->thresholds.size(), 26u);
   EXPECT_FLOAT_EQ(arch->thresholds[3], t[3] + static_cast<float>(arch->shift));
-  ASSERT_TRUE((*re)->AdoptOptEmbedRows(**sup, arch->thresholds, /*reinit=*/true).ok());
-  (*re)->set_step((*sup)->step());  // the same shards: steps continue
+  ASSERT_TRUE((*re)->AdoptOptEmbedRows(*sup, arch->thresholds, /*reinit=*/true).ok());
+  (*re)->set_step(sup->step());  // the same shards: steps continue
   auto held = (*re)->TableFootprint();
   EXPECT_EQ(held->first, kept);  // the supernet's tables are gone; only kept rows remain
   auto r2 = Reader(Data().train, 256);
@@ -237,7 +240,7 @@ TEST(OptEmbed, ThreeStagesUnderABudget) {
   EXPECT_EQ(applied.embedding.field_widths, arch->widths);
   EXPECT_EQ(applied.embedding.first_table, 26u);
   // The supernet's thresholds round-trip as well.
-  auto sp = (*sup)->SaveCheckpoint(Dir() + "/oe", "", "supernet");
+  auto sp = sup->SaveCheckpoint(Dir() + "/oe", "", "supernet");
   ASSERT_TRUE(sp.ok());
   ps::InProcessClient ps3(1);
   auto sup2 = Trainer::Create(c, &ps3, &coll);

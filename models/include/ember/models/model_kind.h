@@ -14,6 +14,7 @@ const char* ModelKindName(ModelKind kind);
 // model.cross_structure of DCN-v2: the cross network before the MLP, or beside it.
 enum class CrossStructure { kStacked, kParallel };
 const char* CrossStructureName(CrossStructure s);
+Result<CrossStructure> ParseCrossStructure(const std::string& name);
 
 inline bool IsSessionModel(ModelKind kind) { return kind == ModelKind::kM2Trec || kind == ModelKind::kSasRec; }
 
