@@ -88,7 +88,16 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
   if (options.batch_size == 0) return Status::InvalidArgument("batch size must be > 0");
   if (options.num_dense < 0 || options.num_dense > 64 || options.num_sparse < 1 || options.num_sparse > 1000)
     return Status::InvalidArgument("bad field counts");
+  if (options.schema && !options.schema->criteo()) {
+    EMBER_RETURN_IF_ERROR(ValidateSchema(*options.schema));
+    if (options.schema->num_dense() != options.num_dense || options.schema->num_fields() != options.num_sparse)
+      return Status::InvalidArgument("reader options disagree with the schema's field counts");
+  }
   std::unique_ptr<CriteoReader> r(new CriteoReader(options));
+  if (options.schema && !options.schema->criteo()) {
+    r->parser_ = std::make_unique<SchemaParser>(*options.schema);
+    r->multi_hot_ = options.schema->multi_hot_fields();
+  }
   r->file_ = std::fopen(options.path.c_str(), "rb");
   if (!r->file_) return Status::IoError("cannot open data file " + options.path + ": " + std::strerror(errno));
   struct stat st {};
@@ -177,7 +186,7 @@ Result<bool> CriteoReader::Next(Batch* batch) {
 }
 
 Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
-  batch->Reset(options_.num_dense, options_.num_sparse, limit);
+  batch->Reset(options_.num_dense, options_.num_sparse, limit, &multi_hot_);
   size_t row = 0;
   while (row < limit) {
     if (options_.max_rows && rows_ >= options_.max_rows) break;
@@ -187,18 +196,52 @@ Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
     if (!got.ok()) return got.status();
     if (!*got) break;
     const bool from_carry = !carry_.empty() && line.data() == carry_.data();
+    const uint64_t first_line = line_no_;
+    if (parser_ && SchemaParser::OpenQuote(line)) {
+      // RFC 4180: a quoted field holds a newline; the record goes on until its quotes balance.
+      record_.assign(line.data(), line.size());
+      if (from_carry) carry_.clear();
+      for (;;) {
+        std::string_view more;
+        auto next = ReadLine(&more);
+        if (!next.ok()) return next.status();
+        if (!*next)
+          return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) +
+                                         ": a quoted field is not closed before the end of the file");
+        const bool more_carry = !carry_.empty() && more.data() == carry_.data();
+        record_ += '\n';
+        record_.append(more.data(), more.size());
+        if (more_carry) carry_.clear();
+        if (record_.size() > options_.max_line_bytes)
+          return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) + ": record longer than " +
+                                         std::to_string(options_.max_line_bytes) + " bytes (data.max_line_bytes)");
+        if (!SchemaParser::OpenQuote(record_)) break;
+      }
+      line = record_;
+    }
     if (line.empty() || (line.size() == 1 && line[0] == '\r')) {
       if (from_carry) carry_.clear();
       continue;  // blank lines are ignored
     }
-    Status st = ParseCriteoLine(line, batch, row);
+    Status st;
+    if (parser_ && !header_done_ && (parser_->schema().header || parser_->schema().detect_header)) {
+      header_done_ = true;
+      st = parser_->SetHeader(line);
+      if (st.ok() || parser_->schema().header) {
+        if (from_carry) carry_.clear();
+        if (!st.ok())
+          return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) + ": " + st.message());
+        continue;
+      }
+    }
+    st = parser_ ? parser_->Parse(line, batch, row) : ParseCriteoLine(line, batch, row);
     if (from_carry) carry_.clear();
     if (!st.ok()) {
       if (options_.on_bad_line == BadLinePolicy::kSkip) {
         ++bad_lines_;
         continue;
       }
-      return Status::InvalidArgument(options_.path + ":" + std::to_string(line_no_) + ": " + st.message());
+      return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) + ": " + st.message());
     }
     ++row;
     ++rows_;

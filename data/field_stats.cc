@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -30,21 +32,49 @@ class DistinctCounter {
 Result<FieldStats> CountFields(BatchReader* reader) {
   FieldStats st;
   std::vector<DistinctCounter> sets(static_cast<size_t>(reader->num_sparse()));
+  const size_t D = static_cast<size_t>(reader->num_dense());
+  std::vector<double> sum(D), sum2(D);
   Batch batch;
   for (;;) {
     EMBER_ASSIGN_OR_RETURN(bool got, reader->Next(&batch));
     if (!got) break;
     st.rows += batch.size;
     for (int f = 0; f < batch.num_sparse; ++f) {
-      const uint64_t* ids = batch.field(f);
-      for (size_t i = 0; i < batch.size; ++i) sets[f].Insert(ids[i]);
+      size_t n = 0;
+      const uint64_t* ids = batch.field_ids(f, &n);
+      for (size_t i = 0; i < n; ++i) sets[f].Insert(ids[i]);
     }
+    for (size_t i = 0; i < batch.size; ++i)
+      for (size_t j = 0; j < D; ++j) {
+        const double x = batch.dense[i * D + j];
+        sum[j] += x;
+        sum2[j] += x * x;
+      }
   }
   for (const auto& s : sets) st.distinct.push_back(s.size());
+  const double n = static_cast<double>(std::max<uint64_t>(st.rows, 1));
+  for (size_t j = 0; j < D; ++j) {
+    const double mean = sum[j] / n;
+    st.dense_mean.push_back(mean);
+    st.dense_std.push_back(std::sqrt(std::max(0.0, sum2[j] / n - mean * mean)));
+  }
   return st;
 }
 
-Result<FieldStats> LoadOrCountFields(const CriteoOptions& options) {
+Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
+  CriteoOptions options = given;
+  std::string fingerprint = "criteo";
+  if (options.schema && !options.schema->criteo()) {
+    auto raw = std::make_shared<Schema>(*options.schema);
+    for (auto& c : raw->columns) {  // the statistics are counted on raw values
+      c.mean = 0;
+      c.stddev = 1;
+    }
+    options.schema = raw;
+    char buf[20];
+    std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(raw->Fingerprint()));
+    fingerprint = buf;
+  }
   struct stat sb {};
   if (::stat(options.path.c_str(), &sb) != 0) return Status::IoError("cannot open " + options.path + ": no such file");
   const std::string cache = options.path + ".fields.json";
@@ -61,10 +91,14 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& options) {
         auto j = nlohmann::json::parse(*text);
         if (j.value("size", uint64_t{0}) == size && j.value("mtime_ns", int64_t{0}) == mtime &&
             j.value("max_rows", uint64_t{0}) == options.max_rows &&
-            j["distinct"].size() == static_cast<size_t>(options.num_sparse)) {
+            j.value("schema", std::string("criteo")) == fingerprint &&
+            j["distinct"].size() == static_cast<size_t>(options.num_sparse) &&
+            j.value("dense_mean", std::vector<double>{}).size() == static_cast<size_t>(options.num_dense)) {
           FieldStats st;
           st.rows = j["rows"].get<uint64_t>();
           st.distinct = j["distinct"].get<std::vector<uint64_t>>();
+          st.dense_mean = j["dense_mean"].get<std::vector<double>>();
+          st.dense_std = j["dense_std"].get<std::vector<double>>();
           return st;
         }
       } catch (const std::exception&) {
@@ -79,7 +113,8 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& options) {
   EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(o));
   EMBER_ASSIGN_OR_RETURN(FieldStats st, CountFields(reader.get()));
   nlohmann::json j = {{"file", options.path},         {"size", size},           {"mtime_ns", mtime}, {"rows", st.rows},
-                      {"max_rows", options.max_rows}, {"distinct", st.distinct}};
+                      {"max_rows", options.max_rows}, {"distinct", st.distinct}, {"schema", fingerprint},
+                      {"dense_mean", st.dense_mean}, {"dense_std", st.dense_std}};
   // Best effort, and never into a directory marked read-only (shared data samples), even as root.
   const size_t slash = options.path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : options.path.substr(0, slash + 1);

@@ -14,6 +14,7 @@ namespace ember::data {
 Result<Vocabulary> CountVocabulary(BatchReader* reader, const VocabCut& cut) {
   const int F = reader->num_sparse();
   std::vector<std::unordered_map<uint64_t, uint64_t>> counts(static_cast<size_t>(F));
+  std::vector<uint64_t> occurrences(static_cast<size_t>(F));  // ids seen (a bag's ids each count)
   Vocabulary v;
   v.cut = cut;
   Batch batch;
@@ -22,9 +23,11 @@ Result<Vocabulary> CountVocabulary(BatchReader* reader, const VocabCut& cut) {
     if (!more) break;
     v.rows += batch.size;
     for (int f = 0; f < F; ++f) {
-      const uint64_t* ids = batch.field(f);
+      size_t n = 0;
+      const uint64_t* ids = batch.field_ids(f, &n);
       auto& c = counts[static_cast<size_t>(f)];
-      for (size_t i = 0; i < batch.size; ++i) ++c[ids[i]];
+      for (size_t i = 0; i < n; ++i) ++c[ids[i]];
+      occurrences[static_cast<size_t>(f)] += n;
     }
   }
   for (int f = 0; f < F; ++f) {
@@ -38,7 +41,7 @@ Result<Vocabulary> CountVocabulary(BatchReader* reader, const VocabCut& cut) {
     if (cut.top_k > 0 && kept.size() > cut.top_k) kept.resize(cut.top_k);
     FieldVocab fv;
     fv.distinct = c.size();
-    fv.occurrences = v.rows;
+    fv.occurrences = occurrences[static_cast<size_t>(f)];
     for (const auto& [n, value] : kept) {
       fv.values.push_back(value);
       fv.counts.push_back(n);
@@ -116,8 +119,10 @@ VocabFilter::VocabFilter(const Vocabulary& vocab) {
 void VocabFilter::Apply(Batch* batch) const {
   const size_t F = std::min(kept_.size(), static_cast<size_t>(batch->num_sparse));
   for (size_t f = 0; f < F; ++f) {
-    uint64_t* ids = batch->sparse.data() + f * batch->labels.size();
-    for (size_t i = 0; i < batch->size; ++i)
+    const bool bag = batch->is_multi_hot(static_cast<int>(f));
+    uint64_t* ids = bag ? batch->bags[f].ids.data() : batch->sparse.data() + f * batch->labels.size();
+    const size_t n = bag ? batch->bags[f].ids.size() : batch->size;
+    for (size_t i = 0; i < n; ++i)
       if (!kept_[f].count(ids[i])) ids[i] = kOovId;
   }
 }

@@ -19,7 +19,6 @@ BatchLookup::BatchLookup(const EmbeddingMethod* method) : method_(method) {
 void BatchLookup::Prepare(const uint64_t* ids, size_t n, size_t stride) {
   const EmbeddingMethod& m = *method_;
   const size_t F = static_cast<size_t>(m.num_fields()), TP = static_cast<size_t>(total_probes_);
-  const size_t S = static_cast<size_t>(max_probes_), T = m.tables().size();
   n_ = n;
   // Every probe key, example-major: keys of example i at [i * TP, (i + 1) * TP).
   probe_keys_.resize(n * TP);
@@ -35,6 +34,58 @@ void BatchLookup::Prepare(const uint64_t* ids, size_t n, size_t stride) {
     for (size_t i = 0; i < n; ++i)
       for (size_t p = 0; p < P; ++p) probe_keys_[i * TP + off + p] = scratch_[i * P + p];
   }
+  bagged_ = false;
+  Finish(n);
+}
+
+void BatchLookup::Prepare(const std::vector<FieldIds>& fields, size_t n) {
+  bool any_bag = false;
+  for (const auto& f : fields) any_bag |= f.offsets != nullptr;
+  if (!any_bag) {  // the one-hot layout
+    const size_t F = fields.size();
+    scratch_.resize(F * n);
+    for (size_t f = 0; f < F; ++f) std::copy(fields[f].ids, fields[f].ids + n, scratch_.begin() + f * n);
+    const std::vector<uint64_t> ids(scratch_);  // Prepare reuses scratch_
+    Prepare(ids.data(), n, n);
+    return;
+  }
+  const EmbeddingMethod& m = *method_;
+  const size_t F = static_cast<size_t>(m.num_fields()), S = static_cast<size_t>(max_probes_);
+  n_ = n;
+  bagged_ = true;
+  // Each field's probe keys, id-major (id k's probes at [k * P, (k + 1) * P)).
+  std::vector<std::vector<uint64_t>> mapped(F);
+  for (size_t f = 0; f < F; ++f) {
+    const size_t P = static_cast<size_t>(m.num_probes(static_cast<int>(f)));
+    mapped[f].resize(fields[f].count * P);
+    m.MapIds(static_cast<int>(f), fields[f].ids, fields[f].count, mapped[f].data());
+  }
+  // Entries in slot order: example i, field f, probe p, then the bag's ids.
+  probe_keys_.clear();
+  bag_weights_.clear();
+  bag_offsets_.assign(1, 0);
+  bag_offsets_.reserve(n * F * S + 1);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t f = 0; f < F; ++f) {
+      const FieldIds& fi = fields[f];
+      const size_t P = static_cast<size_t>(m.num_probes(static_cast<int>(f)));
+      const size_t b = fi.offsets ? fi.offsets[i] : i, e = fi.offsets ? fi.offsets[i + 1] : i + 1;
+      for (size_t p = 0; p < S; ++p) {
+        if (p < P)
+          for (size_t k = b; k < e; ++k) {
+            probe_keys_.push_back(mapped[f][k * P + p]);
+            bag_weights_.push_back(fi.offsets && fi.weights ? fi.weights[k] : 1.0f);
+          }
+        bag_offsets_.push_back(static_cast<int64_t>(probe_keys_.size()));
+      }
+    }
+  Finish(n);
+}
+
+void BatchLookup::Finish(size_t n) {
+  const EmbeddingMethod& m = *method_;
+  const size_t F = static_cast<size_t>(m.num_fields()), TP = static_cast<size_t>(total_probes_);
+  const size_t S = static_cast<size_t>(max_probes_), T = m.tables().size();
   keys_ = probe_keys_.size();
   inverse_.resize(keys_);
   dedup_.Dedup(probe_keys_.data(), keys_, inverse_.data());
@@ -76,7 +127,7 @@ void BatchLookup::Prepare(const uint64_t* ids, size_t n, size_t stride) {
   }
   own_.assign(sorted_.size(), 1);
   // Slots: field f's probes, then (max_probes - probes) padding slots reading the zero row.
-  if (!padded_) {
+  if (!padded_ || bagged_) {
     slots_.assign(inverse_.begin(), inverse_.end());
     return;
   }

@@ -9,7 +9,7 @@ nlohmann::json ModelDescription::ToJson() const {
   for (const auto& g : groups)
     gs.push_back({{"name", g.name}, {"dim", g.dim}, {"method", MethodConfigToJson(g.method)}});
   for (const auto& f : fields) fs.push_back({{"name", f.name}, {"vocab", f.vocab}});
-  return {{"kind", kind},
+  nlohmann::json j = {{"kind", kind},
           {"name", model},
           {"num_dense", num_dense},
           {"num_fields", fields.size()},
@@ -22,6 +22,8 @@ nlohmann::json ModelDescription::ToJson() const {
           {"fields", fs},
           {"groups", gs},
           {"step", step}};
+  if (!input_schema.empty()) j["input"] = nlohmann::json::parse(input_schema);
+  return j;
 }
 
 Result<ModelDescription> ModelDescription::FromJson(const nlohmann::json& j) {
@@ -55,6 +57,7 @@ Result<ModelDescription> ModelDescription::FromJson(const nlohmann::json& j) {
       d.groups.push_back(std::move(gd));
     }
     d.step = j.value("step", int64_t{0});
+    if (j.contains("input")) d.input_schema = at("input").dump();
   } catch (const std::exception& e) {
     return Status::Corruption("model description: bad '" + key + "': " + e.what());
   }

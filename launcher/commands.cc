@@ -301,6 +301,7 @@ Result<RunMetrics> EvalExport(const std::string& model_path, const std::string& 
   o.batch_size = 8192;
   o.num_dense = model->num_dense();
   o.num_sparse = model->num_sparse();
+  o.schema = std::make_shared<data::Schema>(model->schema());
   EMBER_ASSIGN_OR_RETURN(auto reader, data::CriteoReader::Open(o));
   data::PrefetchingReader prefetch(std::move(reader));
   EMBER_ASSIGN_OR_RETURN(auto eval, workers::EvaluateWith(&prefetch, [&](const data::Batch& b, std::vector<float>* p) {
@@ -445,6 +446,13 @@ Status RunVocab(const VocabOptions& o, std::ostream& out) {
   opts.batch_size = 4096;
   opts.num_dense = o.num_dense;
   opts.num_sparse = o.num_sparse;
+  if (!o.config.empty()) {
+    EMBER_ASSIGN_OR_RETURN(RunConfig c, LoadConfig(o.config));
+    if (!c.schema) return Status::InvalidArgument(o.config + ": data.format \"" + c.format + "\" has no fields");
+    opts.num_dense = c.trainer.model.num_dense;
+    opts.num_sparse = c.num_sparse;
+    opts.schema = c.schema;
+  }
   EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
   data::PrefetchingReader reader(std::move(inner));
   EMBER_ASSIGN_OR_RETURN(data::Vocabulary v, data::CountVocabulary(&reader, o.cut));

@@ -61,6 +61,61 @@ Status Walk(const toml::table& table, const std::string& prefix, const std::stri
   return Status::Ok();
 }
 
+// The schema of a CTR format (the sessions' formats have none); the field counts follow it.
+Status BuildSchema(RunConfig* c) {
+  if (c->format == "diginetica" || c->format == "yoochoose") return Status::Ok();
+  data::Schema s;
+  if (c->format == "criteo" || c->format == "avazu") {
+    if (!c->columns.empty())
+      return Status::InvalidArgument("data.columns: the \"" + c->format + "\" format has its own columns (use " +
+                                     "data.format = \"csv\" or \"tsv\" to give them)");
+    s = c->format == "criteo" ? data::CriteoSchema(c->trainer.model.num_dense, c->num_sparse) : data::AvazuSchema();
+  } else {
+    if (c->columns.empty())
+      return Status::InvalidArgument("data.format = \"" + c->format + "\" needs data.columns (name and role of each)");
+    s.format = c->format;
+    s.delimiter = c->format == "csv" ? ',' : '\t';
+    if (!c->delimiter.empty()) {
+      if (c->delimiter == "\\t") c->delimiter = "\t";
+      if (c->delimiter.size() != 1) return Status::InvalidArgument("data.delimiter must be one character");
+      s.delimiter = c->delimiter[0];
+    }
+    s.header = c->header;
+    s.columns = c->columns;
+  }
+  s.max_bag_length = static_cast<uint32_t>(c->max_bag_length);
+  // Standardized columns without given statistics are validated once they are counted.
+  data::Schema check = s;
+  for (auto& col : check.columns)
+    if (col.stddev == 0) col.stddev = 1;
+  EMBER_RETURN_IF_ERROR(ValidateSchema(check));
+  if (!s.criteo()) {
+    c->trainer.model.num_dense = s.num_dense();
+    c->num_sparse = s.num_fields();
+  }
+  c->schema = std::make_shared<data::Schema>(std::move(s));
+  if (c->schema->needs_dense_stats()) {
+    bool counted = false;
+    for (const auto& col : c->schema->columns) counted |= col.stddev == 0;
+    if (counted) {
+      if (c->train.empty())
+        return Status::InvalidArgument("data.columns: standardize without mean and std needs data.train to count them");
+      auto stats = data::LoadOrCountFields(MakeReaderOptions(*c, c->train, true));
+      if (!stats.ok()) return stats.status().WithContext("counting the dense columns' statistics of data.train");
+      int j = 0;
+      for (auto& col : c->schema->columns) {
+        if (col.role != data::ColumnRole::kDense) continue;
+        if (col.stddev == 0) {
+          col.mean = stats->dense_mean[static_cast<size_t>(j)];
+          col.stddev = stats->dense_std[static_cast<size_t>(j)] > 0 ? stats->dense_std[static_cast<size_t>(j)] : 1.0;
+        }
+        ++j;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<RunConfig> ParseConfig(const std::string& text, const std::string& source,
@@ -82,6 +137,8 @@ Result<RunConfig> ParseConfig(const std::string& text, const std::string& source
   }
   RunConfig c;
   EMBER_RETURN_IF_ERROR(Walk(root, "", source, &c));
+  Status schema = BuildSchema(&c);
+  if (!schema.ok()) return Status::InvalidArgument(source + ": " + schema.message());
   std::ostringstream os;
   os << root;
   c.text = os.str();
@@ -95,32 +152,44 @@ Result<RunConfig> LoadConfig(const std::string& path, const std::vector<std::str
 }
 
 namespace {
-// The index of categorical field `name` ("C1".."C<num_sparse>"), or an error naming `key`.
-Result<size_t> FieldNamed(const std::string& name, int num_sparse, const char* key) {
-  for (int f = 0; f < num_sparse; ++f)
-    if ("C" + std::to_string(f + 1) == name) return static_cast<size_t>(f);
-  return Status::InvalidArgument(std::string(key) + ": no field named '" + name + "' (fields are C1..C" +
-                                 std::to_string(num_sparse) + ")");
+// The categorical fields' names: the schema's (Criteo: C1..C<num_sparse>).
+std::vector<std::string> FieldNames(const RunConfig& c) {
+  if (c.schema) return c.schema->field_names();
+  std::vector<std::string> out;
+  for (int f = 0; f < c.num_sparse; ++f) out.push_back("C" + std::to_string(f + 1));
+  return out;
+}
+
+// The index of categorical field `name`, or an error naming `key`.
+Result<size_t> FieldNamed(const std::string& name, const std::vector<std::string>& names, const char* key) {
+  for (size_t f = 0; f < names.size(); ++f)
+    if (names[f] == name) return f;
+  std::string list;
+  for (size_t f = 0; f < names.size() && f < 30; ++f) list += (f ? ", " : "") + names[f];
+  return Status::InvalidArgument(std::string(key) + ": no field named '" + name + "' (fields are " + list +
+                                 (names.size() > 30 ? ", ..." : "") + ")");
 }
 }  // namespace
 
 Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   workers::TrainerConfig t = c.trainer;
-  for (int f = 0; f < c.num_sparse; ++f) t.fields.push_back({"C" + std::to_string(f + 1), 0});
+  const std::vector<std::string> names = FieldNames(c);
+  for (const auto& name : names) t.fields.push_back({name, 0});
+  if (c.schema && !c.schema->criteo()) t.input_schema = c.schema->ToJson();
   if (!t.embedding.field_chunks.empty() && t.embedding.field_chunks.size() != static_cast<size_t>(c.num_sparse))
     return Status::InvalidArgument("embedding.field_chunks has " + std::to_string(t.embedding.field_chunks.size()) +
                                    " entries, data.num_sparse is " + std::to_string(c.num_sparse));
   if (!c.field_methods.empty()) {
     t.embedding.field_methods.assign(static_cast<size_t>(c.num_sparse), std::nullopt);
     for (const auto& [name, m] : c.field_methods) {
-      EMBER_ASSIGN_OR_RETURN(const size_t f, FieldNamed(name, c.num_sparse, "embedding.field_methods"));
+      EMBER_ASSIGN_OR_RETURN(const size_t f, FieldNamed(name, names, "embedding.field_methods"));
       t.embedding.field_methods[f] = m;
     }
   }
   if (!c.field_admit_after.empty()) {
     t.embedding.field_admit_after.assign(static_cast<size_t>(c.num_sparse), 0);
     for (const auto& [name, k] : c.field_admit_after) {
-      EMBER_ASSIGN_OR_RETURN(const size_t f, FieldNamed(name, c.num_sparse, "embedding.field_admit_after"));
+      EMBER_ASSIGN_OR_RETURN(const size_t f, FieldNamed(name, names, "embedding.field_admit_after"));
       t.embedding.field_admit_after[f] = static_cast<uint32_t>(k);
     }
   }
@@ -169,6 +238,7 @@ data::CriteoOptions MakeReaderOptions(const RunConfig& c, const std::string& pat
   o.max_rows = training ? c.max_rows : 0;
   o.vocab = c.vocab;
   o.max_line_bytes = static_cast<size_t>(c.max_line_bytes);
+  o.schema = c.schema;
   return o;
 }
 

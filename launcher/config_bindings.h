@@ -159,6 +159,92 @@ inline Binding CategoryHeads() {
           {}};
 }
 
+// data.columns: an array of tables (schema.h's ColumnSpec), every key checked.
+inline Binding Columns() {
+  return {[](const toml::node& n, RunConfig* c) {
+            const toml::array* a = n.as_array();
+            if (!a) return Status::InvalidArgument("expected an array of tables ([[data.columns]])");
+            c->columns.clear();
+            for (size_t i = 0; i < a->size(); ++i) {
+              const toml::table* t = (*a)[i].as_table();
+              const std::string at = "[" + std::to_string(i) + "]";
+              if (!t) return Status::InvalidArgument(at + ": expected a table (name, role, ...)");
+              data::ColumnSpec col;
+              std::string role = "categorical", transform = "log1p", encoding = "string", pooling = "sum";
+              bool has_stats = false;
+              for (const auto& [k, v] : *t) {
+                const std::string key(k.str());
+                auto str = [&](std::string* out) {
+                  if (!v.is_string()) return Status::InvalidArgument(at + "." + key + ": expected a string");
+                  *out = *v.value<std::string>();
+                  return Status::Ok();
+                };
+                Status st;
+                if (key == "name") {
+                  st = str(&col.name);
+                } else if (key == "role") {
+                  st = str(&role);
+                } else if (key == "transform") {
+                  st = str(&transform);
+                } else if (key == "encoding") {
+                  st = str(&encoding);
+                } else if (key == "pooling") {
+                  st = str(&pooling);
+                } else if (key == "separator") {
+                  st = str(&col.separator);
+                } else if (key == "weighted") {
+                  if (!v.is_boolean()) return Status::InvalidArgument(at + ".weighted: expected true or false");
+                  col.weighted = *v.value<bool>();
+                } else if (key == "mean" || key == "std") {
+                  if (!v.is_number()) return Status::InvalidArgument(at + "." + key + ": expected a number");
+                  (key == "mean" ? col.mean : col.stddev) = *v.value<double>();
+                  has_stats = true;
+                } else {
+                  return Status::InvalidArgument(at + ": unknown column key '" + key +
+                                                 "' (name, role, transform, mean, std, encoding, separator, "
+                                                 "pooling, weighted)");
+                }
+                if (!st.ok()) return st;
+              }
+              const std::string who = at + " ('" + col.name + "')";
+              auto pick = [&](const std::string& v, const char* what, auto& out, auto values, auto name) {
+                std::string list;
+                for (auto e : values) {
+                  if (v == name(e)) {
+                    out = e;
+                    return Status::Ok();
+                  }
+                  list += (list.empty() ? "" : ", ") + std::string(name(e));
+                }
+                return Status::InvalidArgument(who + ": unknown " + what + " '" + v + "' (one of " + list + ")");
+              };
+              using data::ColumnRole;
+              EMBER_RETURN_IF_ERROR(pick(role, "role", col.role,
+                                         std::vector<ColumnRole>{ColumnRole::kLabel, ColumnRole::kDense,
+                                                                 ColumnRole::kCategorical, ColumnRole::kMultiHot,
+                                                                 ColumnRole::kYymmddhh, ColumnRole::kIgnore},
+                                         data::ColumnRoleName));
+              EMBER_RETURN_IF_ERROR(pick(transform, "transform", col.transform,
+                                         std::vector<data::DenseTransform>{data::DenseTransform::kLog1p,
+                                                                           data::DenseTransform::kNone,
+                                                                           data::DenseTransform::kStandardize},
+                                         data::DenseTransformName));
+              EMBER_RETURN_IF_ERROR(pick(encoding, "encoding", col.encoding,
+                                         std::vector<data::IdEncoding>{data::IdEncoding::kString,
+                                                                       data::IdEncoding::kHex, data::IdEncoding::kInt},
+                                         data::IdEncodingName));
+              EMBER_RETURN_IF_ERROR(pick(pooling, "pooling", col.pooling,
+                                         std::vector<data::BagPooling>{data::BagPooling::kSum, data::BagPooling::kMean},
+                                         data::BagPoolingName));
+              // Standardization without given statistics: counted from data.train (mean 0, std 0 marks it).
+              if (col.transform == data::DenseTransform::kStandardize && !has_stats) col.stddev = 0;
+              c->columns.push_back(std::move(col));
+            }
+            return Status::Ok();
+          },
+          {}};
+}
+
 // A number (fraction or bytes) or a string ("1/100", "64MiB"), parsed here, once.
 inline Binding BudgetKey() {
   return {[](const toml::node& n, RunConfig* c) {

@@ -26,10 +26,26 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "and, where a later epoch scored worse, restored before the final checkpoint and test",
        Str(AT(valid))},
       {"data.format", "string", "`\"criteo\"`",
-       "input format; `criteo`: label, integer and hex categorical fields, tab-separated; `diginetica` "
+       "input format; `criteo`: label, integer and hex categorical fields, tab-separated; `csv` / `tsv`: columns "
+       "described by `data.columns`; `avazu`: Avazu's CSV (hour of day and weekday from `hour`); `diginetica` "
        "(`train-item-views.csv`, `;`-separated) or `yoochoose` (TAB: `SessionId`, `ItemId`, `Time`, optional "
        "`Category`): session logs for `m2trec` / `sasrec` (docs/sessions.md)",
-       Str(AT(format), {"criteo", "diginetica", "yoochoose"})},
+       Str(AT(format), {"criteo", "csv", "tsv", "avazu", "diginetica", "yoochoose"})},
+      {"data.delimiter", "string", "`\",\"` (csv), TAB (tsv)", "`csv` / `tsv`: the one-character column delimiter",
+       Str(AT(delimiter))},
+      {"data.header", "bool", "`true`",
+       "`csv` / `tsv`: the first line names the columns (columns are matched by name; header columns not in "
+       "`data.columns` are skipped); `false`: matched by position",
+       Bool(AT(header))},
+      {"data.columns", "array of tables", "none",
+       "`csv` / `tsv`: the columns, each `{name, role}` with role `label`, `dense` (`transform` = `log1p` | `none` | "
+       "`standardize`, optional `mean` / `std`, else counted on `data.train`), `categorical` (`encoding` = `string` "
+       "(hashed) | `hex` | `int`), `multi_hot` (ids split by `separator`, default `|`; `pooling` = `sum` | `mean`; "
+       "`weighted = true` reads `id:weight`), `yymmddhh` (hour of day and weekday fields) or `ignore` "
+       "(docs/formats.md)",
+       Columns()},
+      {"data.max_bag_length", "int", "`1024`", "a multi-hot value with more ids is an error naming its line",
+       Int(AT(max_bag_length), 1, 1 << 20)},
       {"data.items", "string", "`\"\"`",
        "sessions: item attribute file (header; first column the item id, the others categorical attributes; `;`, TAB "
        "or `,`), e.g. Diginetica's `product-categories.csv` or `ember datagen sessions --items-out`",
@@ -63,8 +79,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"data.on_bad_line", "string", "`\"error\"`",
        "`error`: stop at a malformed line, naming file and line; `skip`: skip and count it",
        Enum(AT(on_bad_line), {data::BadLinePolicy::kError, data::BadLinePolicy::kSkip}, BadLineName)},
-      {"data.num_dense", "int", "`13`", "integer fields per line", Int(AT(trainer.model.num_dense), 0, 64)},
-      {"data.num_sparse", "int", "`26`", "categorical fields per line", Int(AT(num_sparse), 1, 1000)},
+      {"data.num_dense", "int", "`13`", "`criteo`: integer fields per line (other formats: the dense columns)",
+       Int(AT(trainer.model.num_dense), 0, 64)},
+      {"data.num_sparse", "int", "`26`", "`criteo`: categorical fields per line (other formats: from the columns)",
+       Int(AT(num_sparse), 1, 1000)},
       {"data.max_rows", "int", "`0`", "read at most this many training rows per epoch (0 = all)",
        Int(AT(max_rows), 0, INT64_MAX)},
       {"data.max_line_bytes", "int", "`1048576`",

@@ -148,12 +148,13 @@ int main(int argc, char** argv) {
 
   ember::launcher::VocabOptions vocab_opts;
   auto* vocab = app.add_subcommand("vocab", "Per-field value counts over a data file, cut to a vocabulary file");
-  vocab->add_option("--data", vocab_opts.data, "A data file (Criteo text format)")->required();
+  vocab->add_option("--data", vocab_opts.data, "A data file (Criteo text format, or as --config says)")->required();
   vocab->add_option("--out", vocab_opts.out, "Vocabulary file to write (data.vocab reads it)")->required();
   vocab->add_option("--min-count", vocab_opts.cut.min_count, "Keep values seen at least this often")
       ->capture_default_str();
   vocab->add_option("--top-k", vocab_opts.cut.top_k, "Keep at most this many values per field (0: no limit)")
       ->capture_default_str();
+  vocab->add_option("--config", vocab_opts.config, "Read --data as this config's data.format and data.columns say");
   vocab->add_option("--dense", vocab_opts.num_dense, "Integer features")->capture_default_str();
   vocab->add_option("--fields", vocab_opts.num_sparse, "Categorical fields")->capture_default_str();
 

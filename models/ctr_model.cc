@@ -29,25 +29,33 @@ torch::Tensor FmPairs(const torch::Tensor& e) {
   return 0.5 * (sum * sum - (e * e).sum(1)).sum(1);
 }
 
+// Without dense features (Avazu) there is no bottom MLP: the interactions are the fields' alone.
 class Dlrm final : public CtrModel {
  public:
   explicit Dlrm(const CtrModelConfig& c) : c_(c) {
-    std::vector<int64_t> bottom = c.bottom_mlp;
-    bottom.push_back(c.embedding_dim);
-    bottom_ = register_module("bottom", Mlp(c.num_dense, bottom, true));
-    const int64_t n = c.num_fields + 1;
+    const bool bottom = c.num_dense > 0;
+    if (bottom) {
+      std::vector<int64_t> widths = c.bottom_mlp;
+      widths.push_back(c.embedding_dim);
+      bottom_ = register_module("bottom", Mlp(c.num_dense, widths, true));
+    }
+    const int64_t n = c.num_fields + (bottom ? 1 : 0);
     std::vector<int64_t> flat;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < i; ++j) flat.push_back(i * n + j);
     tri_ = register_buffer("tri", torch::tensor(flat, torch::kLong));
     std::vector<int64_t> top = c.top_mlp;
     top.push_back(1);
-    top_ = register_module("top", Mlp(c.embedding_dim + static_cast<int64_t>(flat.size()), top, false));
+    top_ = register_module("top", Mlp((bottom ? c.embedding_dim : 0) + static_cast<int64_t>(flat.size()), top, false));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
+    auto e = groups[0].values.view({B, F, d});  // [B, F, d]
+    if (!bottom_) {
+      auto z = torch::bmm(e, e.transpose(1, 2)).view({B, F * F});
+      return top_->forward(z.index_select(1, tri_)).squeeze(1);
+    }
     auto x = bottom_->forward(dense);                                        // [B, d]
-    auto e = groups[0].values.view({B, F, d});                               // [B, F, d]
     auto t = torch::cat({x.unsqueeze(1), e}, 1);                             // [B, F+1, d]
     auto z = torch::bmm(t, t.transpose(1, 2)).view({B, (F + 1) * (F + 1)});  // [B, (F+1)^2]
     auto inter = z.index_select(1, tri_);                                    // [B, F(F+1)/2]
@@ -207,7 +215,6 @@ Result<std::shared_ptr<CtrModel>> MakeCtrModel(const CtrModelConfig& c) {
   EMBER_RETURN_IF_ERROR(CheckWidths(c.top_mlp, "model.top_mlp"));
   try {
     if (c.kind == ModelKind::kDlrm) {
-      if (c.num_dense < 1) return Status::InvalidArgument("dlrm needs dense features for its bottom MLP");
       return std::shared_ptr<CtrModel>(std::make_shared<Dlrm>(c));
     }
     if (c.kind == ModelKind::kDeepFm) return std::shared_ptr<CtrModel>(std::make_shared<DeepFm>(c));
@@ -251,6 +258,15 @@ Status LoadModule(torch::nn::Module& module, const std::string& bytes, const std
   } catch (const std::exception& e) {
     return Status::Corruption(source + ": cannot load model weights: " + e.what());
   }
+}
+
+torch::Tensor GatherSlots(const torch::Tensor& leaf, const torch::Tensor& index, const torch::Tensor& offsets,
+                          const torch::Tensor& weights, int64_t n, int64_t width) {
+  if (!offsets.defined()) return leaf.index_select(0, index).view({n, width});
+  // Sum mode with per-entry weights; include_last_offset: offsets holds every slot's end too.
+  auto pooled = std::get<0>(torch::embedding_bag(leaf, index, offsets, /*scale_grad_by_freq=*/false, /*mode=*/0,
+                                                 /*sparse=*/false, weights, /*include_last_offset=*/true));
+  return pooled.view({n, width});
 }
 
 }  // namespace ember::models

@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "ember/embedding/batch_ids.h"
 #include "ember/embedding/lookup.h"
 #include "ember/embedding/model_description.h"
 #include "ember/models/ctr_model.h"
@@ -85,6 +86,15 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   }
   m->num_dense_ = mc.num_dense;
   m->num_sparse_ = mc.num_fields;
+  if (d.input_schema.empty()) {
+    m->schema_ = data::CriteoSchema(mc.num_dense, mc.num_fields);
+  } else {
+    auto schema = data::Schema::FromJson(d.input_schema);
+    if (!schema.ok()) return schema.status().WithContext(path);
+    if (schema->num_dense() != mc.num_dense || schema->num_fields() != mc.num_fields)
+      return bad("the input schema's columns do not match the model's fields");
+    m->schema_ = std::move(schema).value();
+  }
   EMBER_ASSIGN_OR_RETURN(m->impl_->model, models::MakeCtrModel(mc));
   if (m->impl_->model->embedding_groups().size() != m->impl_->groups.size())
     return bad("the model has a different number of embedding groups than the file");
@@ -117,7 +127,7 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
   std::vector<models::GroupInput> inputs;
   for (const auto& g : impl_->groups) {
     embedding::BatchLookup lookup(g.method.get());
-    lookup.Prepare(batch.field(0), B, batch.labels.size());
+    embedding::PrepareLookup(batch, &lookup);
     const size_t D = static_cast<size_t>(g.slot_dim);
     torch::Tensor leaf = torch::zeros({static_cast<int64_t>(lookup.leaf_rows()), g.slot_dim}, torch::kFloat);
     float* rows = leaf.data_ptr<float>();
@@ -132,8 +142,16 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
     auto& slots = lookup.slots();
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.slot_dim;
     models::GroupInput in;
-    in.values = leaf.index_select(0, torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong))
-                    .view({static_cast<int64_t>(B), width})
+    torch::Tensor offsets, weights;
+    if (lookup.bagged()) {
+      auto& o = lookup.bag_offsets();
+      auto& w = lookup.bag_weights();
+      offsets = torch::from_blob(o.data(), {static_cast<int64_t>(o.size())}, torch::kLong);
+      weights = torch::from_blob(w.data(), {static_cast<int64_t>(w.size())}, torch::kFloat);
+    }
+    in.values = models::GatherSlots(leaf,
+                                    torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong),
+                                    offsets, weights, static_cast<int64_t>(B), width)
                     .to(impl_->device);
     in.widths.assign(static_cast<size_t>(g.method->num_fields()), g.model_dim);
     inputs.push_back(std::move(in));

@@ -27,4 +27,89 @@ Status RowsToBatch(const std::vector<std::vector<std::string>>& rows, int num_de
   return Status::Ok();
 }
 
+namespace {
+// One request value as the text a file would hold; a multi-hot column's array joined.
+Status ValueText(const nlohmann::json& v, const data::ColumnSpec& col, std::string* out) {
+  if (v.is_string()) {
+    *out = v.get<std::string>();
+  } else if (v.is_number_integer()) {
+    *out = std::to_string(v.get<int64_t>());
+  } else if (v.is_number()) {
+    *out = v.dump();
+  } else if (v.is_null()) {
+    out->clear();
+  } else if (v.is_array() && col.role == data::ColumnRole::kMultiHot) {
+    out->clear();
+    for (size_t k = 0; k < v.size(); ++k) {
+      if (!v[k].is_string()) return Status::InvalidArgument("column '" + col.name + "': ids must be strings");
+      const std::string id = v[k].get<std::string>();
+      if (id.find(col.separator) != std::string::npos)
+        return Status::InvalidArgument("column '" + col.name + "': id '" + id + "' holds the separator");
+      if (k) *out += col.separator;
+      *out += id;
+    }
+  } else {
+    return Status::InvalidArgument("column '" + col.name + "': expected a string" +
+                                   (col.role == data::ColumnRole::kMultiHot ? " or an array of strings" : ""));
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Status JsonRowsToBatch(const nlohmann::json& rows, const data::Schema& schema, data::Batch* batch) {
+  const size_t n = rows.size();
+  if (schema.criteo()) {  // the Criteo layout: rows of strings
+    std::vector<std::vector<std::string>> text(n);
+    const int F = schema.num_fields(), D = schema.num_dense();
+    for (size_t r = 0; r < n; ++r) {
+      if (!rows[r].is_array()) return Status::InvalidArgument("row " + std::to_string(r) + " is not an array");
+      for (size_t f = 0; f < rows[r].size(); ++f) {
+        if (!rows[r][f].is_string())
+          return Status::InvalidArgument("row " + std::to_string(r) + ", field " + std::to_string(f) +
+                                         ": expected a string (the training format's text)");
+        text[r].push_back(rows[r][f].get<std::string>());
+      }
+    }
+    return RowsToBatch(text, D, F, batch);
+  }
+  data::SchemaParser parser(schema);
+  const std::vector<std::string> columns = parser.input_columns();
+  std::vector<const data::ColumnSpec*> specs;
+  for (const auto& c : schema.columns)
+    if (c.role != data::ColumnRole::kLabel && c.role != data::ColumnRole::kIgnore) specs.push_back(&c);
+  const auto multi = schema.multi_hot_fields();
+  batch->Reset(schema.num_dense(), schema.num_fields(), n, &multi);
+  std::vector<std::string> text(columns.size());
+  std::vector<std::string_view> views(columns.size());
+  for (size_t r = 0; r < n; ++r) {
+    const auto& row = rows[r];
+    auto bad = [&](const Status& st) { return Status::InvalidArgument("row " + std::to_string(r) + ": " + st.message()); };
+    for (auto& t : text) t.clear();
+    if (row.is_array()) {
+      if (row.size() != columns.size())
+        return bad(Status::InvalidArgument("expected " + std::to_string(columns.size()) + " fields, got " +
+                                           std::to_string(row.size())));
+      for (size_t k = 0; k < columns.size(); ++k) {
+        Status st = ValueText(row[k], *specs[k], &text[k]);
+        if (!st.ok()) return bad(st);
+      }
+    } else if (row.is_object()) {
+      for (const auto& [key, value] : row.items()) {
+        size_t k = 0;
+        while (k < columns.size() && columns[k] != key) ++k;
+        if (k == columns.size()) return bad(Status::InvalidArgument("no input column named '" + key + "'"));
+        Status st = ValueText(value, *specs[k], &text[k]);
+        if (!st.ok()) return bad(st);
+      }
+    } else {
+      return bad(Status::InvalidArgument("a row is an array of fields or an object of columns"));
+    }
+    for (size_t k = 0; k < columns.size(); ++k) views[k] = text[k];
+    Status st = parser.ParseValues(views, batch, r);
+    if (!st.ok()) return bad(st);
+  }
+  batch->size = n;
+  return Status::Ok();
+}
+
 }  // namespace ember::serving

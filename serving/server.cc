@@ -99,14 +99,24 @@ class Batcher {
     size_t total = 0;
     for (const Pending& p : take) total += p.batch.size;
     const int D = model_->num_dense(), F = model_->num_sparse();
-    merged->Reset(D, F, total);
+    merged->Reset(D, F, total, &take[0].batch.multi_hot);
     size_t off = 0;
     for (const Pending& p : take) {
       const data::Batch& b = p.batch;
       std::memcpy(merged->dense.data() + off * D, b.dense.data(), b.size * D * sizeof(float));
-      for (int f = 0; f < F; ++f)
+      for (int f = 0; f < F; ++f) {
+        if (merged->is_multi_hot(f)) {  // append the bags, their offsets shifted
+          data::Bags& into = merged->bags[static_cast<size_t>(f)];
+          const data::Bags& from = b.bags[static_cast<size_t>(f)];
+          const uint32_t base = static_cast<uint32_t>(into.ids.size());
+          into.ids.insert(into.ids.end(), from.ids.begin(), from.ids.end());
+          into.weights.insert(into.weights.end(), from.weights.begin(), from.weights.end());
+          for (size_t i = 1; i < from.offsets.size(); ++i) into.offsets.push_back(base + from.offsets[i]);
+          continue;
+        }
         std::memcpy(merged->sparse.data() + static_cast<size_t>(f) * total + off, b.field(f),
                     b.size * sizeof(uint64_t));
+      }
       off += b.size;
     }
     merged->size = total;
@@ -195,23 +205,13 @@ struct PredictionServer::Impl {
     HttpResponse error;
     if (!ParseBody(req, &body, &error)) return error;
     if (!body.contains("rows") || !body["rows"].is_array())
-      return HttpResponse::Error(400, "body must have \"rows\": an array of rows, each an array of strings");
+      return HttpResponse::Error(400, "body must have \"rows\": an array of rows (arrays of strings, or objects by column)");
     const auto& jrows = body["rows"];
     if (jrows.empty()) return HttpResponse::Error(400, "\"rows\" is empty");
     if (jrows.size() > options.max_rows_per_request)
       return HttpResponse::Error(413, "too many rows: " + std::to_string(jrows.size()) + " (at most " +
                                           std::to_string(options.max_rows_per_request) + " per request)");
-    std::vector<std::vector<std::string>> rows(jrows.size());
-    for (size_t r = 0; r < jrows.size(); ++r) {
-      if (!jrows[r].is_array()) return HttpResponse::Error(400, "row " + std::to_string(r) + " is not an array");
-      for (size_t f = 0; f < jrows[r].size(); ++f) {
-        if (!jrows[r][f].is_string())
-          return HttpResponse::Error(400, "row " + std::to_string(r) + ", field " + std::to_string(f) +
-                                              ": expected a string (the training format's text)");
-        rows[r].push_back(jrows[r][f].get<std::string>());
-      }
-    }
-    Status st = RowsToBatch(rows, model->num_dense(), model->num_sparse(), batch);
+    Status st = JsonRowsToBatch(jrows, model->schema(), batch);
     if (!st.ok()) return HttpResponse::Error(400, st.message());
     return HttpResponse{};
   }

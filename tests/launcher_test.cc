@@ -223,8 +223,9 @@ TEST(Commands, TheBestEpochIsKeptWithoutACheckpointDir) {
   auto m = RunTrain(*c, out);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   ASSERT_GE(m->best_epoch, 1);
-  if (m->best_epoch < 4)
+  if (m->best_epoch < 4) {
     EXPECT_NE(out.str().find("kept epoch " + std::to_string(m->best_epoch)), std::string::npos) << out.str();
+  }
   auto exact = sets;
   exact.push_back("train.epochs=" + std::to_string(m->best_epoch));
   auto c2 = ParseConfig("", "t", exact);

@@ -12,6 +12,7 @@
 #include "ember/common/hash.h"
 #include "ember/common/metrics.h"
 #include "ember/common/progress.h"
+#include "ember/embedding/batch_ids.h"
 #include "ember/models/optembed.h"
 #include "trainer_internal.h"
 
@@ -150,7 +151,7 @@ Status Trainer::PrepareRows(const data::Batch& batch, bool training, int buffer,
     Group& g = *gp;
     Group::Rows& r = g.buffers[buffer];
     embedding::BatchLookup& lookup = *r.lookup;
-    lookup.Prepare(batch.field(0), batch.size, batch.labels.size());
+    embedding::PrepareLookup(batch, &lookup);
     // The leaf: one row per unique key (and fallback), plus an all-zero row for padding slots.
     // torch::empty + memset rather than torch::zeros: on the prefetch thread an ATen fill
     // would start an OpenMP team of its own.
@@ -204,16 +205,27 @@ Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vecto
     fell += fb.fell;
     auto& slots = r.lookup->slots();
     r.index = torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong).clone();
-    torch::Tensor index = r.index;
+    r.offsets = r.weights = torch::Tensor();
+    if (r.lookup->bagged()) {
+      auto& offsets = r.lookup->bag_offsets();
+      auto& weights = r.lookup->bag_weights();
+      r.offsets = torch::from_blob(offsets.data(), {static_cast<int64_t>(offsets.size())}, torch::kLong).clone();
+      r.weights = torch::from_blob(weights.data(), {static_cast<int64_t>(weights.size())}, torch::kFloat).clone();
+    }
+    torch::Tensor index = r.index, offsets = r.offsets, weights = r.weights;
     r.leaf = r.rows;
     if (stage_) {  // host -> device, asynchronous from pinned memory
       r.leaf = r.rows.to(device_, /*non_blocking=*/true, /*copy=*/true);
       index = r.index.to(device_, /*non_blocking=*/true);
+      if (offsets.defined()) {
+        offsets = offsets.to(device_, /*non_blocking=*/true);
+        weights = weights.to(device_, /*non_blocking=*/true);
+      }
     }
     if (training) r.leaf.requires_grad_(true);
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
-    in.values = r.leaf.index_select(0, index).view({static_cast<int64_t>(batch.size), width});
+    in.values = models::GatherSlots(r.leaf, index, offsets, weights, static_cast<int64_t>(batch.size), width);
     if (g.optembed_supernet && mask_rows)
       in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;

@@ -36,6 +36,7 @@ embedding::ModelDescription Trainer::Describe() const {
   d.cross_structure = models::CrossStructureName(mc.cross_structure);
   d.cross_rank = mc.cross_rank;
   d.fields = config_.fields;
+  d.input_schema = config_.input_schema;
   const auto specs = model_->embedding_groups();
   for (size_t gi = 0; gi < groups_.size(); ++gi)
     d.groups.push_back({specs[gi].name, specs[gi].dim, groups_[gi]->config});

@@ -1,4 +1,5 @@
-// Streaming reader of the Criteo Kaggle text format:
+// Streaming reader of delimited text: the Criteo Kaggle format by default, any schema (schema.h:
+// CSV/TSV with named columns, Avazu) when options.schema says so. Criteo's layout:
 //   label \t I1 .. I{num_dense} \t C1 .. C{num_sparse} \n
 // label is 0 or 1; I are decimal integers (may be negative or empty); C are hex ids of up to 16
 // digits (may be empty). Dense features become log(1 + max(x, 0)) (negatives clamp to 0 as in
@@ -14,6 +15,7 @@
 #include <string_view>
 
 #include "ember/data/batch.h"
+#include "ember/data/schema.h"
 #include "ember/data/vocab.h"
 
 namespace ember::data {
@@ -35,6 +37,10 @@ struct CriteoOptions {
   std::string vocab;
   // A longer line is an error naming it (data.max_line_bytes).
   size_t max_line_bytes = 1 << 20;
+  // The columns (schema.h); null or the "criteo" preset: the Criteo layout of num_dense and
+  // num_sparse, read by its own fast parser. Otherwise num_dense / num_sparse must be the
+  // schema's.
+  std::shared_ptr<const Schema> schema;
 };
 
 // Parses one line (without its '\n') into example `row` of *batch. On error returns a message
@@ -73,6 +79,10 @@ class CriteoReader final : public BatchReader {
   bool eof_ = false;
   std::string carry_;
   std::unique_ptr<VocabFilter> vocab_;
+  std::unique_ptr<SchemaParser> parser_;  // a schema other than Criteo's
+  std::vector<uint8_t> multi_hot_;
+  bool header_done_ = false;
+  std::string record_;  // a quoted record that spans lines
 };
 
 }  // namespace ember::data

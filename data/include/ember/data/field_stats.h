@@ -18,11 +18,14 @@ namespace ember::data {
 
 struct FieldStats {
   uint64_t rows = 0;
-  std::vector<uint64_t> distinct;  // per categorical field
+  std::vector<uint64_t> distinct;  // per categorical field (a multi-hot field: distinct ids of its bags)
+  // Per dense feature, as the reader gives it (a standardized column unstandardized: missing
+  // reads 0): mean and standard deviation over the rows.
+  std::vector<double> dense_mean, dense_std;
 };
 
 Result<FieldStats> CountFields(BatchReader* reader);
-// Reads the cache or counts (logging a line when it has to count) and writes the cache.
+// Reads the cache or counts (under the schema's fingerprint, standardization off) (logging a line when it has to count) and writes the cache.
 Result<FieldStats> LoadOrCountFields(const CriteoOptions& options);
 
 }  // namespace ember::data

@@ -31,7 +31,7 @@ struct FieldVocab {
   std::vector<uint64_t> values;  // kept, by descending count (ties: ascending value)
   std::vector<uint64_t> counts;
   uint64_t distinct = 0;     // values seen
-  uint64_t occurrences = 0;  // examples (every example has one value per field)
+  uint64_t occurrences = 0;  // ids seen: examples for a one-hot field, every id of every bag for a multi-hot one
   uint64_t kept_occurrences = 0;
 };
 

@@ -9,6 +9,12 @@
 // example, field and probe slot, the leaf row it reads. A reader fills the leaf in key order and
 // marks in own() the admitting keys that have a row of their own; ApplyFallbacks points the
 // others' slots at their fallback row. No LibTorch: the caller gathers (index_select) and pushes.
+//
+// Multi-hot fields (bags of ids with pooling weights): when a field has bags, every (example,
+// field, probe) slot becomes a bag of leaf rows: slots() lists the leaf row of every entry in slot
+// order, bag_offsets() where each slot's entries begin (slots + 1 values) and bag_weights() their
+// weights, for an embedding_bag sum; a one-hot field's slot is a bag of one with weight 1, a
+// missing probe an empty bag (zeros).
 // One BatchLookup per in-flight batch; not thread-safe.
 #pragma once
 
@@ -22,6 +28,15 @@
 
 namespace ember::embedding {
 
+// One field's ids in a batch: ids[i] for example i (offsets null), or, for a multi-hot field,
+// example i's bag ids[offsets[i] .. offsets[i + 1]) with weights alongside.
+struct FieldIds {
+  const uint64_t* ids = nullptr;
+  const uint32_t* offsets = nullptr;
+  const float* weights = nullptr;
+  size_t count = 0;  // ids (n for a one-hot field)
+};
+
 class BatchLookup {
  public:
   // `method` must outlive this; its tables are contiguous ids from tables()[0].id.
@@ -29,6 +44,12 @@ class BatchLookup {
 
   // `ids`: field-major, ids[f * stride + i] is example i's id of field f (data::Batch's layout).
   void Prepare(const uint64_t* ids, size_t n, size_t stride);
+  // `fields[f]` for every field of the method.
+  void Prepare(const std::vector<FieldIds>& fields, size_t n);
+  // Whether slots() are bags (some field is multi-hot): then pool with bag_offsets / bag_weights.
+  bool bagged() const { return bagged_; }
+  std::vector<int64_t>& bag_offsets() { return bag_offsets_; }
+  std::vector<float>& bag_weights() { return bag_weights_; }
 
   const EmbeddingMethod& method() const { return *method_; }
   int slot_dim() const { return slot_dim_; }
@@ -65,11 +86,13 @@ class BatchLookup {
   const EmbeddingMethod* method_;
   uint32_t first_table_ = 0;
   int slot_dim_ = 0, max_probes_ = 0, total_probes_ = 0;
-  bool padded_ = false, narrow_ = false;
+  bool padded_ = false, narrow_ = false, bagged_ = false;
+  void Finish(size_t n);  // dedup, order by table, fallbacks, slots
   std::vector<int> probe_offset_;
   size_t n_ = 0, keys_ = 0, unique_ = 0;
   std::vector<uint64_t> probe_keys_, scratch_, sorted_;
-  std::vector<int64_t> inverse_, perm_, slots_, remap_;
+  std::vector<int64_t> inverse_, perm_, slots_, remap_, bag_offsets_;
+  std::vector<float> bag_weights_;
   std::vector<size_t> table_begin_, fill_;
   std::vector<uint8_t> own_;
   std::vector<int64_t> fallback_row_;                   // per unique key: its fallback's leaf row (-1: none)

@@ -32,6 +32,9 @@ struct ModelDescription {
   std::string cross_structure = "stacked";
   int cross_rank = 0;
   std::vector<FieldInfo> fields;
+  // How a text row reads (data::Schema's JSON: columns, roles, encodings, pooling, dense
+  // statistics); "" = the Criteo layout of num_dense integers and the fields as hex ids.
+  std::string input_schema;
   std::vector<GroupDescription> groups;
   int64_t step = 0;
 

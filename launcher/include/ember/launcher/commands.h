@@ -112,6 +112,7 @@ Status RunInspect(const std::string& path, bool json, std::ostream& out);
 // (data/vocab.h), printing per field the values seen and kept and the share of examples kept.
 struct VocabOptions {
   std::string data, out;
+  std::string config;  // read the data as this config's data.format / data.columns say
   data::VocabCut cut;
   int num_dense = 13;
   int num_sparse = 26;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,14 @@ struct RunConfig {
   std::string test;   // data.test: evaluation file ("" = no evaluation)
   std::string valid;  // data.valid: validation file (OptEmbed's search)
   std::string format = "criteo";
+  // Text formats other than criteo (schema.h): data.delimiter ("" = the format's), data.header,
+  // data.columns, data.max_bag_length. `schema` is what they make (every CTR format, criteo
+  // included), set by ParseConfig.
+  std::string delimiter;
+  bool header = true;
+  std::vector<data::ColumnSpec> columns;
+  int64_t max_bag_length = 1024;
+  std::shared_ptr<data::Schema> schema;
   data::BadLinePolicy on_bad_line = data::BadLinePolicy::kError;
   int num_sparse = 26;  // data.num_sparse (data.num_dense is trainer.model.num_dense)
   uint64_t max_rows = 0;

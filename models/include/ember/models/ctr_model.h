@@ -61,6 +61,12 @@ struct GroupInput {
   std::vector<int> widths;
 };
 
+// A group's values [n, width] from its leaf rows: leaf[index] per slot (offsets undefined), or,
+// where some field is multi-hot, each slot the weighted sum of its bag's rows (index: every
+// entry's leaf row; offsets: [slots + 1]; weights per entry). Differentiable in `leaf`.
+torch::Tensor GatherSlots(const torch::Tensor& leaf, const torch::Tensor& index, const torch::Tensor& offsets,
+                          const torch::Tensor& weights, int64_t n, int64_t width);
+
 class CtrModel : public torch::nn::Module {
  public:
   // Groups in the order of embedding_groups().

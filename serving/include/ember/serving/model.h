@@ -13,6 +13,7 @@
 
 #include "ember/common/status.h"
 #include "ember/data/batch.h"
+#include "ember/data/schema.h"
 #include "ember/embedding/export.h"
 
 namespace ember::serving {
@@ -27,6 +28,8 @@ class ServingModel {
   std::string kind() const;  // "ctr"
   int num_dense() const { return num_dense_; }
   int num_sparse() const { return num_sparse_; }
+  // How request rows read: the training data's schema (the Criteo layout when the export has none).
+  const data::Schema& schema() const { return schema_; }
   const embedding::ExportFile& file() const { return *file_; }
   // Rows held over all tables.
   uint64_t rows() const;
@@ -41,6 +44,7 @@ class ServingModel {
   std::unique_ptr<Impl> impl_;
   int num_dense_ = 0;
   int num_sparse_ = 0;
+  data::Schema schema_;
 };
 
 }  // namespace ember::serving

@@ -1,20 +1,28 @@
-// Turns prediction-request rows into a data::Batch.
+// Turns prediction-request rows into a data::Batch, parsed as the training reader parses text
+// (data::ParseCriteoLine for the Criteo layout, data::SchemaParser for a schema), so served and
+// trained features agree.
 //
-// A row is the training format's feature fields as strings, in order, label omitted:
-// num_dense integers (empty = missing) then num_sparse hex ids (empty = missing). Parsing is
-// the training reader's (data::ParseCriteoLine), so served and trained features agree.
-// Errors name the row and field. Used by `ember serve` (export-and-serve issue) and by tests.
+// A row is either an array of the input columns in order (label and ignored columns omitted) or
+// an object keyed by column name (absent columns read as empty). A value is a string (the text
+// the training file holds), a number, or, for a multi-hot column, an array of ids (strings) or
+// the delimited string. Criteo layout: num_dense integers (empty = missing) then num_sparse hex
+// ids (empty = missing). Errors name the row and the field or column. Used by `ember serve`.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "ember/common/status.h"
 #include "ember/data/batch.h"
+#include "ember/data/schema.h"
 
 namespace ember::serving {
 
+// The Criteo layout from rows of strings.
 Status RowsToBatch(const std::vector<std::vector<std::string>>& rows, int num_dense, int num_sparse,
                    data::Batch* batch);
+// Any schema from a request's "rows" (a JSON array).
+Status JsonRowsToBatch(const nlohmann::json& rows, const data::Schema& schema, data::Batch* batch);
 
 }  // namespace ember::serving

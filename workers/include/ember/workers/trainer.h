@@ -92,6 +92,9 @@ struct TrainerConfig {
     return o;
   }();
   std::vector<embedding::FieldInfo> fields;
+  // The data's schema (data::Schema's JSON; "" = the Criteo layout), kept in model descriptions
+  // so that exports read request rows as training read the data.
+  std::string input_schema;
   DenseOptimizer dense_optimizer = DenseOptimizer::kAdam;
   double dense_lr = 1e-3;
   // train.lr_decay: epoch e (from 0) trains the dense model at dense_lr * lr_decay^e.
