@@ -89,9 +89,14 @@ SyntheticCtrTeacher::SyntheticCtrTeacher(const SyntheticCtrOptions& o)
   std::vector<double> logits(pilot);
   std::vector<int64_t> dense(o.num_dense);
   std::vector<uint64_t> ranks(S);
+  std::vector<std::vector<uint64_t>> bags;
   for (int i = 0; i < pilot; ++i) {
     Sample(Mix64(ts ^ 0xca1b), static_cast<uint64_t>(i), dense.data(), ranks.data());
     logits[i] = LogitNoBias(dense.data(), ranks.data());
+    if (o.multi_hot > 0) {
+      SampleBags(Mix64(ts ^ 0xca1b), static_cast<uint64_t>(i), &bags);
+      logits[i] += BagLogit(bags, ranks.data());
+    }
   }
   double lo = -30, hi = 30;
   for (int it = 0; it < 100; ++it) {
@@ -158,6 +163,57 @@ double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t
   return logit;
 }
 
+void SyntheticCtrTeacher::SampleBags(uint64_t seed, uint64_t row, std::vector<std::vector<uint64_t>>* bags) const {
+  const SyntheticCtrOptions& o = options_;
+  bags->resize(static_cast<size_t>(o.multi_hot));
+  const uint64_t base = Mix64(PairSeed(seed, row) ^ 0xba95);
+  const ZipfSampler zipf(o.multi_hot_vocab, o.zipf);
+  for (int m = 0; m < o.multi_hot; ++m) {
+    auto& bag = (*bags)[static_cast<size_t>(m)];
+    bag.clear();
+    // Poisson(bag_mean) by multiplying uniforms (Knuth), capped.
+    const double limit = std::exp(-o.bag_mean);
+    double prod = 1;
+    int n = -1;
+    uint64_t h = Mix64(base + 0x4000 + static_cast<uint64_t>(m));
+    do {
+      ++n;
+      h = Mix64(h + 0x9e3779b97f4a7c15ULL);
+      prod *= UnitFromHash(h);
+    } while (prod > limit && n < o.bag_max);
+    for (int k = 0; k < n; ++k) bag.push_back(zipf.Sample(Mix64(h + 0x5000 + static_cast<uint64_t>(k))));
+  }
+}
+
+double SyntheticCtrTeacher::BagLogit(const std::vector<std::vector<uint64_t>>& bags, const uint64_t* ranks) const {
+  const SyntheticCtrOptions& o = options_;
+  const uint64_t ts = o.teacher_seed;
+  const int S = o.num_sparse, k = std::min(o.rank, 16);
+  double logit = 0;
+  for (size_t m = 0; m < bags.size(); ++m) {
+    const auto& bag = bags[m];
+    if (bag.empty()) continue;
+    const int f = S + static_cast<int>(m);
+    double w = 0, v[16] = {0};
+    for (uint64_t r : bag) {
+      const uint64_t h = HashId(r, PairSeed(ts, 600 + f));
+      const double shrink =
+          long_tail_ ? 1.0 : std::pow(1.0 + static_cast<double>(r) / o.tail_rank, -o.tail_power);
+      w += shrink * Gaussian(h);
+      for (int j = 0; j < k; ++j) v[j] += shrink * Gaussian(Mix64(h + 0x3000 + j));
+    }
+    const double n = static_cast<double>(bag.size());
+    const int g = static_cast<int>(m) % S;
+    const uint64_t hg = HashId(ranks[g], PairSeed(ts, 600 + g));
+    const double shrink_g =
+        long_tail_ ? 1.0 : std::pow(1.0 + static_cast<double>(ranks[g]) / o.tail_rank, -o.tail_power);
+    double dot = 0;
+    for (int j = 0; j < k; ++j) dot += v[j] / n * shrink_g * Gaussian(Mix64(hg + 0x3000 + j));
+    logit += o.multi_hot_scale * (w / n + 0.5 * dot / std::sqrt(static_cast<double>(k)));
+  }
+  return logit;
+}
+
 double SyntheticCtrTeacher::Logit(const int64_t* raw_dense, const uint64_t* ranks) const {
   return bias_ + LogitNoBias(raw_dense, ranks);
 }
@@ -172,6 +228,9 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
   if (o.teacher != "default" && o.teacher != "longtail")
     return Status::InvalidArgument("--teacher '" + o.teacher + "' is not one of default, longtail");
   if (o.rank < 1 || o.rank > 16) return Status::InvalidArgument("rank must be in [1, 16]");
+  if (o.multi_hot < 0 || o.multi_hot > 16) return Status::InvalidArgument("--multi-hot must be in [0, 16]");
+  if (o.multi_hot > 0 && (!(o.bag_mean > 0) || o.bag_max < 1 || o.multi_hot_vocab < 1))
+    return Status::InvalidArgument("--bag-mean must be > 0, --bag-max >= 1 and --multi-hot-vocab >= 1");
   const SyntheticCtrTeacher teacher(o);
   const std::string tmp = out_path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -179,13 +238,19 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
   std::vector<float> probs(o.rows), labels(o.rows);
   std::vector<int64_t> dense(o.num_dense);
   std::vector<uint64_t> ranks(o.num_sparse);
+  std::vector<std::vector<uint64_t>> bags;
   std::string buf;
   buf.reserve(1 << 22);
   char tmpbuf[32];
   double psum = 0, ysum = 0;
   for (uint64_t row = 0; row < o.rows; ++row) {
     teacher.Sample(o.seed, row, dense.data(), ranks.data());
-    const double p = Sigmoid(teacher.Logit(dense.data(), ranks.data()));
+    double logit = teacher.Logit(dense.data(), ranks.data());
+    if (o.multi_hot > 0) {
+      teacher.SampleBags(o.seed, row, &bags);
+      logit += teacher.BagLogit(bags, ranks.data());
+    }
+    const double p = Sigmoid(logit);
     const bool y = UnitFromHash(Mix64(PairSeed(o.seed ^ 0x1abe1, row))) < p;
     probs[row] = static_cast<float>(p);
     labels[row] = y ? 1.0f : 0.0f;
@@ -202,6 +267,14 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
     for (int s = 0; s < o.num_sparse; ++s) {
       int n = std::snprintf(tmpbuf, sizeof(tmpbuf), "\t%08" PRIx64, teacher.IdOfRank(s, ranks[s]));
       buf.append(tmpbuf, n);
+    }
+    for (int m = 0; m < o.multi_hot; ++m) {
+      buf += '\t';
+      for (size_t k = 0; k < bags[static_cast<size_t>(m)].size(); ++k) {
+        int n = std::snprintf(tmpbuf, sizeof(tmpbuf), k ? "|%08" PRIx64 : "%08" PRIx64,
+                              teacher.IdOfRank(o.num_sparse + m, bags[static_cast<size_t>(m)][k]));
+        buf.append(tmpbuf, n);
+      }
     }
     buf += '\n';
     if (buf.size() > (1 << 22) - 4096) {
@@ -248,11 +321,32 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
       {"interaction_scale", o.interaction_scale},
       {"dense_scale", o.dense_scale},
       {"hash", kHashName},
+      {"multi_hot", o.multi_hot},
+      {"bag_mean", o.bag_mean},
+      {"bag_max", o.bag_max},
+      {"multi_hot_vocab", o.multi_hot_vocab},
+      {"multi_hot_scale", o.multi_hot_scale},
   };
   nlohmann::json vocabs = nlohmann::json::array();
   for (int s = 0; s < o.num_sparse; ++s) vocabs.push_back(teacher.vocab(s));
   j["vocab"] = vocabs;
   EMBER_RETURN_IF_ERROR(WriteFileAtomic(out_path + ".oracle.json", j.dump(2) + "\n"));
+  if (o.multi_hot > 0) {  // the columns, for data.format = "tsv" with data.schema
+    std::string schema = "# The columns of " + out_path +
+                         " (ember datagen ctr --multi-hot): data.format = \"tsv\", data.schema = this file.\n"
+                         "delimiter = \"\\t\"\nheader = false\n";
+    auto column = [&](const std::string& name, const std::string& rest) {
+      schema += "\n[[columns]]\nname = \"" + name + "\"\n" + rest;
+    };
+    column("label", "role = \"label\"\n");
+    for (int d = 0; d < o.num_dense; ++d) column("I" + std::to_string(d + 1), "role = \"dense\"\n");
+    for (int c = 0; c < o.num_sparse; ++c)
+      column("C" + std::to_string(c + 1), "role = \"categorical\"\nencoding = \"hex\"\n");
+    for (int m = 0; m < o.multi_hot; ++m)
+      column("M" + std::to_string(m + 1),
+             "role = \"multi_hot\"\nencoding = \"hex\"\nseparator = \"|\"\npooling = \"mean\"\n");
+    EMBER_RETURN_IF_ERROR(WriteFileAtomic(out_path + ".schema.toml", schema));
+  }
   return stats;
 }
 

@@ -61,9 +61,37 @@ Status Walk(const toml::table& table, const std::string& prefix, const std::stri
   return Status::Ok();
 }
 
+// data.schema's file: its keys into *c as if they were data.<key>.
+Status ReadSchemaFile(RunConfig* c) {
+  if (!c->columns.empty()) return Status::InvalidArgument("data.schema and data.columns: give the columns once");
+  EMBER_ASSIGN_OR_RETURN(std::string text, ReadFile(c->schema_file));
+  toml::table t;
+  try {
+    t = toml::parse(text, c->schema_file);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(c->schema_file + ":" + std::to_string(e.source().begin.line) + ": " +
+                                   std::string(e.description()));
+  }
+  for (const auto& [k, node] : t) {
+    const std::string key(k.str());
+    if (key != "columns" && key != "delimiter" && key != "header" && key != "max_bag_length")
+      return Status::InvalidArgument(Where(node, c->schema_file) + ": unknown key '" + key +
+                                     "' (columns, delimiter, header, max_bag_length)");
+    const ConfigKey* declared = FindConfigKey("data." + key);
+    Status st = declared->bind.set(node, c);
+    if (!st.ok()) return Status::InvalidArgument(Where(node, c->schema_file) + ": " + key + ": " + st.message());
+  }
+  return Status::Ok();
+}
+
 // The schema of a CTR format (the sessions' formats have none); the field counts follow it.
 Status BuildSchema(RunConfig* c) {
   if (c->format == "diginetica" || c->format == "yoochoose") return Status::Ok();
+  if (!c->schema_file.empty()) {
+    if (c->format != "csv" && c->format != "tsv")
+      return Status::InvalidArgument("data.schema needs data.format = \"csv\" or \"tsv\"");
+    EMBER_RETURN_IF_ERROR(ReadSchemaFile(c));
+  }
   data::Schema s;
   if (c->format == "criteo" || c->format == "avazu") {
     if (!c->columns.empty())

@@ -44,6 +44,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "`weighted = true` reads `id:weight`), `yymmddhh` (hour of day and weekday fields) or `ignore` "
        "(docs/formats.md)",
        Columns()},
+      {"data.schema", "string", "`\"\"`",
+       "`csv` / `tsv`: a TOML file holding `[[columns]]` (as `data.columns`) and optionally `delimiter`, `header`, "
+       "`max_bag_length`, in place of those keys (`ember datagen ctr --multi-hot` writes one)",
+       Str(AT(schema_file))},
       {"data.max_bag_length", "int", "`1024`", "a multi-hot value with more ids is an error naming its line",
        Int(AT(max_bag_length), 1, 1 << 20)},
       {"data.items", "string", "`\"\"`",

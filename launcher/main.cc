@@ -118,6 +118,13 @@ int main(int argc, char** argv) {
   ctr->add_option("--interaction-scale", gen.interaction_scale, "Scale of pairwise interactions")
       ->capture_default_str();
   ctr->add_option("--dense-scale", gen.dense_scale, "Scale of the dense-feature effects")->capture_default_str();
+  ctr->add_option("--multi-hot", gen.multi_hot,
+                  "Multi-hot fields (bags of ids after the categorical ones; <out>.schema.toml gives the columns)")
+      ->capture_default_str();
+  ctr->add_option("--bag-mean", gen.bag_mean, "Mean bag length (Poisson)")->capture_default_str();
+  ctr->add_option("--bag-max", gen.bag_max, "Longest bag")->capture_default_str();
+  ctr->add_option("--multi-hot-vocab", gen.multi_hot_vocab, "Values of each multi-hot field")->capture_default_str();
+  ctr->add_option("--multi-hot-scale", gen.multi_hot_scale, "Scale of the bags' effects")->capture_default_str();
 
   ember::data::SyntheticSessionOptions sgen;
   std::string sessions_out, items_out;

@@ -44,6 +44,17 @@ struct SyntheticCtrOptions {
   // "longtail" gives every value, however rare, an effect of the same strength (s = 1), as real
   // CTR data's rare values carry signal (the tail_* options are then unused).
   std::string teacher = "default";
+  // Multi-hot fields (bags of ids, written after the categorical fields as '|'-separated hex ids;
+  // <out>.schema.toml gives the columns). Field m's bag holds Poisson(bag_mean) ids (capped at
+  // bag_max; 0 = an empty bag) of Zipf ranks over multi_hot_vocab values; its effect on the logit:
+  //   multi_hot_scale * (mean_k w_m(id_k) + 0.5 <mean_k v_m(id_k), u_g(r_g)> / sqrt(rank))
+  // (the mean over the bag; g = m mod num_sparse; an empty bag adds 0), so a model that mean-pools
+  // the bag can learn it exactly.
+  int multi_hot = 0;
+  double bag_mean = 4;
+  int bag_max = 32;
+  uint64_t multi_hot_vocab = 100000;
+  double multi_hot_scale = 1.0;
 };
 
 class SyntheticCtrTeacher {
@@ -60,6 +71,10 @@ class SyntheticCtrTeacher {
   // Draws example `row` of the stream seeded by `seed`: raw dense values (-1 = missing) and the
   // rank of each field's value (its id is IdOfRank).
   void Sample(uint64_t seed, uint64_t row, int64_t* raw_dense, uint64_t* ranks) const;
+  // The example's bags (multi_hot of them): ranks of their ids (id of rank r of bag m: IdOfRank(
+  // num_sparse + m, r)), and their share of the logit given the categorical ranks.
+  void SampleBags(uint64_t seed, uint64_t row, std::vector<std::vector<uint64_t>>* bags) const;
+  double BagLogit(const std::vector<std::vector<uint64_t>>& bags, const uint64_t* ranks) const;
 
  private:
   double LogitNoBias(const int64_t* raw_dense, const uint64_t* ranks) const;

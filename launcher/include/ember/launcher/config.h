@@ -38,6 +38,7 @@ struct RunConfig {
   std::string delimiter;
   bool header = true;
   std::vector<data::ColumnSpec> columns;
+  std::string schema_file;  // data.schema: a TOML file of `columns` (and delimiter, header)
   int64_t max_bag_length = 1024;
   std::shared_ptr<data::Schema> schema;
   data::BadLinePolicy on_bad_line = data::BadLinePolicy::kError;
