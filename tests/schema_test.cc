@@ -1,0 +1,361 @@
+// The schema-driven text reader (data/schema.h): every role, RFC 4180 quoting, headers, the
+// Avazu preset, multi-hot bags, request rows, and bad schemas and rows by name.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "ember/common/file.h"
+#include "ember/common/hash.h"
+#include "ember/data/criteo.h"
+#include "ember/data/field_stats.h"
+#include "ember/data/schema.h"
+#include "ember/data/vocab.h"
+#include "ember/serving/request_rows.h"
+
+namespace ember::data {
+namespace {
+
+std::string TempFile(const std::string& name, const std::string& contents) {
+  auto dir = std::filesystem::temp_directory_path() / ("ember_schema_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / name).string();
+  std::ofstream(path, std::ios::binary) << contents;
+  return path;
+}
+
+ColumnSpec Col(const std::string& name, ColumnRole role) {
+  ColumnSpec c;
+  c.name = name;
+  c.role = role;
+  return c;
+}
+
+// label, price (dense log1p), score (dense standardize mean 10 std 2), site (string), cat (int),
+// tags (multi-hot mean), hist (weighted sum), note (ignored).
+Schema Shop() {
+  Schema s;
+  s.format = "csv";
+  s.delimiter = ',';
+  s.header = true;
+  s.columns.push_back(Col("click", ColumnRole::kLabel));
+  s.columns.push_back(Col("price", ColumnRole::kDense));
+  ColumnSpec score = Col("score", ColumnRole::kDense);
+  score.transform = DenseTransform::kStandardize;
+  score.mean = 10;
+  score.stddev = 2;
+  s.columns.push_back(score);
+  s.columns.push_back(Col("site", ColumnRole::kCategorical));
+  ColumnSpec cat = Col("cat", ColumnRole::kCategorical);
+  cat.encoding = IdEncoding::kInt;
+  s.columns.push_back(cat);
+  ColumnSpec tags = Col("tags", ColumnRole::kMultiHot);
+  tags.pooling = BagPooling::kMean;
+  s.columns.push_back(tags);
+  ColumnSpec hist = Col("hist", ColumnRole::kMultiHot);
+  hist.separator = ";";
+  hist.weighted = true;
+  hist.encoding = IdEncoding::kHex;
+  s.columns.push_back(hist);
+  s.columns.push_back(Col("note", ColumnRole::kIgnore));
+  return s;
+}
+
+Result<std::unique_ptr<CriteoReader>> Open(const std::string& path, const Schema& s, size_t batch = 16) {
+  CriteoOptions o;
+  o.path = path;
+  o.batch_size = batch;
+  o.num_dense = s.num_dense();
+  o.num_sparse = s.num_fields();
+  o.schema = std::make_shared<Schema>(s);
+  return CriteoReader::Open(o);
+}
+
+uint64_t StringId(const std::string& s) {
+  uint64_t id = 0;
+  EXPECT_TRUE(ParseId(s, IdEncoding::kString, &id));
+  return id;
+}
+
+TEST(Schema, EveryRoleWithQuotingAndAHeader) {
+  // The header is in another order than the schema and has a column the schema skips.
+  const std::string path = TempFile(
+      "shop.csv",
+      "note,extra,hist,tags,cat,site,score,price,click\n"
+      "\"a, quoted\",x,1f:0.5;2:2,red|blue|red,7,\"sh\"\"op\",12,0,1\n"
+      "\"two\nlines\",y,,,,,,,0\r\n"
+      "n,z,ff:1,green,-3,site b,8,2.5,0\n");
+  auto r = Open(path, Shop());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Batch b;
+  auto got = (*r)->Next(&b);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(b.size, 3u);
+  EXPECT_EQ(b.labels[0], 1.0f);
+  EXPECT_EQ(b.labels[1], 0.0f);
+  // Dense: price log1p, score standardized; missing reads 0.
+  EXPECT_FLOAT_EQ(b.dense[0], 0.0f);
+  EXPECT_FLOAT_EQ(b.dense[1], 1.0f);  // (12 - 10) / 2
+  EXPECT_FLOAT_EQ(b.dense[2], 0.0f);
+  EXPECT_FLOAT_EQ(b.dense[3], 0.0f);
+  EXPECT_FLOAT_EQ(b.dense[4], static_cast<float>(std::log1p(2.5)));
+  EXPECT_FLOAT_EQ(b.dense[5], -1.0f);
+  // Fields: site, cat, tags, hist.
+  ASSERT_EQ(b.num_sparse, 4);
+  EXPECT_EQ(b.field(0)[0], StringId("sh\"op"));
+  EXPECT_EQ(b.field(0)[1], kMissingId);
+  EXPECT_EQ(b.field(0)[2], StringId("site b"));
+  EXPECT_EQ(b.field(1)[0], 7u);
+  EXPECT_EQ(b.field(1)[2], static_cast<uint64_t>(int64_t{-3}));
+  EXPECT_EQ(b.field(1)[1], kMissingId);
+  ASSERT_TRUE(b.is_multi_hot(2));
+  ASSERT_TRUE(b.is_multi_hot(3));
+  EXPECT_FALSE(b.is_multi_hot(0));
+  const Bags& tags = b.bags[2];
+  EXPECT_EQ(tags.offsets, (std::vector<uint32_t>{0, 3, 3, 4}));
+  EXPECT_EQ(tags.ids, (std::vector<uint64_t>{StringId("red"), StringId("blue"), StringId("red"), StringId("green")}));
+  for (int k = 0; k < 3; ++k) EXPECT_FLOAT_EQ(tags.weights[k], 1.0f / 3);  // mean pooling
+  EXPECT_FLOAT_EQ(tags.weights[3], 1.0f);
+  const Bags& hist = b.bags[3];
+  EXPECT_EQ(hist.offsets, (std::vector<uint32_t>{0, 2, 2, 3}));
+  EXPECT_EQ(hist.ids, (std::vector<uint64_t>{0x1f, 0x2, 0xff}));
+  EXPECT_EQ(hist.weights, (std::vector<float>{0.5f, 2.0f, 1.0f}));  // weighted sum
+  // Lines: the quoted newline made record 2 span lines 3-4, so record 3 is line 5.
+  EXPECT_EQ((*r)->line_number(), 5u);
+}
+
+TEST(Schema, WithoutAHeaderColumnsArePositional) {
+  Schema s;
+  s.format = "tsv";
+  s.delimiter = '\t';
+  s.header = false;
+  s.columns = {Col("y", ColumnRole::kLabel), Col("a", ColumnRole::kCategorical), Col("x", ColumnRole::kDense)};
+  s.columns[2].transform = DenseTransform::kNone;
+  const std::string path = TempFile("pos.tsv", "1\tfoo\t-2.5\n0\t\t\n");
+  auto r = Open(path, s);
+  ASSERT_TRUE(r.ok());
+  Batch b;
+  ASSERT_TRUE(*(*r)->Next(&b));
+  ASSERT_EQ(b.size, 2u);
+  EXPECT_EQ(b.field(0)[0], StringId("foo"));
+  EXPECT_FLOAT_EQ(b.dense[0], -2.5f);
+  EXPECT_EQ(b.field(0)[1], kMissingId);
+}
+
+struct BadRow {
+  const char* name;
+  std::string line;
+  std::string error;  // a substring of the message
+};
+
+TEST(Schema, BadRowsAreNamedByFileLineAndColumn) {
+  const std::string header = "note,extra,hist,tags,cat,site,score,price,click\n";
+  const std::vector<BadRow> cases = {
+      {"unparsable dense", "n,x,,,,,,cheap,0", ":2: column 'price': expected a number, got 'cheap'"},
+      {"bad label", "n,x,,,,,,1,maybe", ":2: column 'click': expected a label 0 or 1, got 'maybe'"},
+      {"bad weight", "n,x,1f:heavy,,,,,1,0", ":2: column 'hist': bad weight in '1f:heavy'"},
+      {"weight missing", "n,x,1f,,,,,1,0", ":2: column 'hist': expected id:weight, got '1f'"},
+      {"bad hex id", "n,x,zz:1,,,,,1,0", ":2: column 'hist': bad id 'zz'"},
+      {"bad int id", "n,x,,,seven,,,1,0", ":2: column 'cat': expected an integer id, got 'seven'"},
+      {"fields", "n,x,,,,,1,0", ":2: expected 9 fields (the header's), got 8"},
+      {"open quote", "\"n,x,,,,,,1,0", ":2: a quoted field is not closed before the end of the file"},
+      {"after quote", "\"n\"x,x,,,,,,1,0", ":2: field 1: characters after a closing quote"},
+      {"infinite", "n,x,,,,,inf,1,0", ":2: column 'score': expected a number, got 'inf'"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = TempFile("bad.csv", header + c.line + "\n");
+    auto r = Open(path, Shop());
+    ASSERT_TRUE(r.ok()) << c.name;
+    Batch b;
+    auto got = (*r)->Next(&b);
+    ASSERT_FALSE(got.ok()) << c.name;
+    EXPECT_NE(got.status().message().find(path + c.error), std::string::npos)
+        << c.name << ": " << got.status().message();
+  }
+}
+
+TEST(Schema, TooLongABagIsAnErrorAndSkippedRowsLeaveNoIds) {
+  Schema s = Shop();
+  s.max_bag_length = 2;
+  const std::string path = TempFile("bags.csv",
+                                    "note,extra,hist,tags,cat,site,score,price,click\n"
+                                    "n,x,,a|b|c,,,,1,0\n"
+                                    "n,x,1:1,d,,,,1,1\n");
+  auto r = Open(path, s);
+  ASSERT_TRUE(r.ok());
+  Batch b;
+  auto got = (*r)->Next(&b);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find(":2: column 'tags': a bag of more than 2 ids (data.max_bag_length)"),
+            std::string::npos)
+      << got.status().message();
+  // Skipped: the bad row's ids do not leak into the next row's bag.
+  CriteoOptions o;
+  o.path = path;
+  o.batch_size = 16;
+  o.num_dense = s.num_dense();
+  o.num_sparse = s.num_fields();
+  o.schema = std::make_shared<Schema>(s);
+  o.on_bad_line = BadLinePolicy::kSkip;
+  auto skip = CriteoReader::Open(o);
+  ASSERT_TRUE(skip.ok());
+  ASSERT_TRUE(*(*skip)->Next(&b));
+  ASSERT_EQ(b.size, 1u);
+  EXPECT_EQ((*skip)->bad_lines(), 1u);
+  EXPECT_EQ(b.bags[2].ids, (std::vector<uint64_t>{StringId("d")}));
+  EXPECT_EQ(b.bags[2].offsets, (std::vector<uint32_t>{0, 1}));
+}
+
+TEST(Schema, BadSchemasAreRefusedByName) {
+  Schema s = Shop();
+  s.columns.push_back(Col("click2", ColumnRole::kLabel));
+  EXPECT_NE(ValidateSchema(s).message().find("exactly one column must have role = \"label\" (found 2)"),
+            std::string::npos);
+  s = Shop();
+  s.columns.push_back(Col("site", ColumnRole::kDense));
+  EXPECT_NE(ValidateSchema(s).message().find("column 'site' is named twice"), std::string::npos);
+  s = Shop();
+  s.columns[5].separator = ",";
+  EXPECT_NE(ValidateSchema(s).message().find("('tags'): separator contains the delimiter"), std::string::npos);
+  s = Shop();
+  s.columns = {Col("click", ColumnRole::kLabel), Col("x", ColumnRole::kDense)};
+  EXPECT_NE(ValidateSchema(s).message().find("no categorical or multi_hot column"), std::string::npos);
+  // A header without a column the schema names.
+  const std::string path = TempFile("missing.csv", "click,price,score,site,cat,tags,note\n1,1,1,a,1,b,c\n");
+  auto r = Open(path, Shop());
+  ASSERT_TRUE(r.ok());
+  Batch b;
+  auto got = (*r)->Next(&b);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find(path + ":1: column 'hist' is not in the header (it has: click, price"),
+            std::string::npos)
+      << got.status().message();
+}
+
+TEST(Schema, JsonRoundTripAndFingerprint) {
+  const Schema s = Shop();
+  auto back = Schema::FromJson(s.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->ToJson(), s.ToJson());
+  EXPECT_EQ(back->field_names(), (std::vector<std::string>{"site", "cat", "tags", "hist"}));
+  EXPECT_EQ(back->multi_hot_fields(), (std::vector<uint8_t>{0, 0, 1, 1}));
+  Schema other = s;
+  other.columns[5].pooling = BagPooling::kSum;
+  EXPECT_NE(other.Fingerprint(), s.Fingerprint());
+  Schema stats = s;
+  stats.columns[2].mean = 3;  // dense statistics do not change what the categorical values read as
+  EXPECT_EQ(stats.Fingerprint(), s.Fingerprint());
+  EXPECT_FALSE(Schema::FromJson("{\"format\": \"csv\"}").ok());
+}
+
+TEST(Schema, AvazuHourBecomesHourOfDayAndWeekday) {
+  const Schema s = AvazuSchema();
+  EXPECT_EQ(s.num_fields(), 23);
+  EXPECT_EQ(s.num_dense(), 0);
+  EXPECT_EQ(s.field_names()[0], "hour_hour");
+  EXPECT_EQ(s.field_names()[1], "hour_weekday");
+  // 2014-10-21 was a Tuesday (weekday 1), 2014-10-26 a Sunday (6). No header: positional.
+  const std::string path =
+      TempFile("avazu.csv",
+               "1,0,14102100,1005,0,a,b,c,d,e,f,g,h,i,1,0,15704,320,50,1722,0,35,100084,79\n"
+               "2,1,14102623,1005,0,a,b,c,d,e,f,g,h,i,1,0,15704,320,50,1722,0,35,100084,79\n");
+  auto r = Open(path, s);
+  ASSERT_TRUE(r.ok());
+  Batch b;
+  ASSERT_TRUE(*(*r)->Next(&b));
+  ASSERT_EQ(b.size, 2u);
+  EXPECT_EQ(b.field(0)[0], 0u);
+  EXPECT_EQ(b.field(1)[0], 1u);
+  EXPECT_EQ(b.field(0)[1], 23u);
+  EXPECT_EQ(b.field(1)[1], 6u);
+  EXPECT_EQ(b.labels[1], 1.0f);
+  EXPECT_EQ(b.field(2)[0], StringId("1005"));
+  // A bad hour names it.
+  const std::string bad = TempFile("avazu_bad.csv", "1,0,14132100,1005,0,a,b,c,d,e,f,g,h,i,1,0,1,2,3,4,5,6,7,8\n");
+  auto rb = Open(bad, s);
+  ASSERT_TRUE(rb.ok());
+  auto got = (*rb)->Next(&b);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find(":1: column 'hour': expected an hour as YYMMDDHH, got '14132100'"),
+            std::string::npos)
+      << got.status().message();
+}
+
+TEST(Schema, RealAvazuSample) {
+  const std::string dir = std::string(EMBER_SHARED_DATA_DIR) + "/avazu";
+  if (!PathExists(dir + "/avazu_train.csv")) GTEST_SKIP() << "shared data sample absent: " << dir;
+  // The train file has a header line, dev and test none: the preset reads both.
+  for (const auto& [file, rows] : std::vector<std::pair<std::string, size_t>>{
+           {"avazu_train.csv", 8087}, {"avazu_dev.csv", 480}, {"avazu_test.csv", 432}}) {
+    auto r = Open(dir + "/" + file, AvazuSchema(), 4096);
+    ASSERT_TRUE(r.ok());
+    size_t n = 0;
+    Batch b;
+    for (;;) {
+      auto got = (*r)->Next(&b);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      if (!*got) break;
+      n += b.size;
+    }
+    EXPECT_EQ(n, rows) << file;
+  }
+}
+
+TEST(Schema, FieldCountsAndVocabularyCountEveryIdOfABag) {
+  const std::string path = TempFile("count.csv",
+                                    "note,extra,hist,tags,cat,site,score,price,click\n"
+                                    "n,x,1:1;2:1,a|b,1,s,1,1,0\n"
+                                    "n,x,2:1,b|c|a,1,s,1,1,1\n");
+  CriteoOptions o;
+  o.path = path;
+  o.batch_size = 16;
+  o.num_dense = 2;
+  o.num_sparse = 4;
+  o.schema = std::make_shared<Schema>(Shop());
+  auto stats = LoadOrCountFields(o);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->rows, 2u);
+  EXPECT_EQ(stats->distinct, (std::vector<uint64_t>{1, 1, 3, 2}));
+  auto r = CriteoReader::Open(o);
+  ASSERT_TRUE(r.ok());
+  auto v = CountVocabulary(r->get(), VocabCut{2, 0});
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->fields[2].occurrences, 5u);
+  EXPECT_EQ(v->fields[2].values.size(), 2u);  // a and b, seen twice each
+}
+
+TEST(RequestRows, SchemaRowsAsArraysOrObjects) {
+  const Schema s = Shop();
+  // Input columns: price, score, site, cat, tags, hist (label and ignored columns omitted).
+  auto rows = nlohmann::json::parse(R"([
+    ["0", "12", "shop", "7", ["red", "blue"], "1f:0.5;2:2"],
+    {"site": "shop", "tags": "red|blue", "price": 0, "score": 12, "cat": "7", "hist": ["1f:0.5", "2:2"]},
+    {}
+  ])");
+  Batch b;
+  Status st = serving::JsonRowsToBatch(rows, s, &b);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(b.size, 3u);
+  for (int f = 0; f < 2; ++f) EXPECT_EQ(b.field(f)[0], b.field(f)[1]);
+  EXPECT_EQ(b.field(0)[2], kMissingId);
+  EXPECT_FLOAT_EQ(b.dense[1], 1.0f);
+  EXPECT_FLOAT_EQ(b.dense[3], 1.0f);
+  EXPECT_EQ(b.bags[2].offsets, (std::vector<uint32_t>{0, 2, 4, 4}));
+  EXPECT_EQ(b.bags[3].ids, (std::vector<uint64_t>{0x1f, 2, 0x1f, 2}));
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"([["0"]])", "row 0: expected 6 fields, got 1"},
+      {R"([{"nope": "1"}])", "row 0: no input column named 'nope'"},
+      {R"([{"tags": ["a|b"]}])", "row 0: column 'tags': id 'a|b' holds the separator"},
+      {R"([{"site": ["a"]}])", "row 0: column 'site': expected a string"},
+      {R"([{"price": "x"}])", "row 0: column 'price': expected a number, got 'x'"},
+      {R"([7])", "row 0: a row is an array of fields or an object of columns"},
+  };
+  for (const auto& [body, error] : bad) {
+    Status e = serving::JsonRowsToBatch(nlohmann::json::parse(body), s, &b);
+    EXPECT_NE(e.message().find(error), std::string::npos) << body << ": " << e.message();
+  }
+}
+
+}  // namespace
+}  // namespace ember::data
