@@ -1,5 +1,6 @@
 #include "ember/data/criteo.h"
 
+#include <glob.h>
 #include <sys/stat.h>
 
 #include <charconv>
@@ -98,15 +99,56 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
     r->parser_ = std::make_unique<SchemaParser>(*options.schema);
     r->multi_hot_ = options.schema->multi_hot_fields();
   }
-  r->file_ = std::fopen(options.path.c_str(), "rb");
-  if (!r->file_) return Status::IoError("cannot open data file " + options.path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::stat(options.path.c_str(), &st) == 0) r->file_bytes_ = static_cast<uint64_t>(st.st_size);
+  EMBER_ASSIGN_OR_RETURN(r->files_, DataFiles(options));
+  for (const auto& f : r->files_) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) == 0) r->file_bytes_ += static_cast<uint64_t>(st.st_size);
+  }
+  EMBER_RETURN_IF_ERROR(r->OpenFile(0));
   if (!options.vocab.empty()) {
     EMBER_ASSIGN_OR_RETURN(Vocabulary v, ReadVocabulary(options.vocab, options.num_sparse));
     r->vocab_ = std::make_unique<VocabFilter>(v);
   }
   return r;
+}
+
+Result<std::vector<std::string>> DataFiles(const CriteoOptions& options) {
+  const std::vector<std::string> entries = options.paths.empty() ? std::vector<std::string>{options.path} : options.paths;
+  std::vector<std::string> files;
+  for (const auto& e : entries) {
+    if (e.find_first_of("*?[") == std::string::npos) {
+      files.push_back(e);
+      continue;
+    }
+    glob_t g{};
+    const int rc = ::glob(e.c_str(), 0, nullptr, &g);
+    if (rc == 0)
+      for (size_t i = 0; i < g.gl_pathc; ++i) files.push_back(g.gl_pathv[i]);  // glob sorts by name
+    ::globfree(&g);
+    if (rc != 0) return Status::IoError("no data file matches '" + e + "'");
+  }
+  if (files.empty()) return Status::InvalidArgument("no data file given");
+  return files;
+}
+
+Status CriteoReader::OpenFile(size_t index) {
+  if (file_) {
+    std::fclose(file_);
+    file_ = nullptr;
+    struct stat st {};
+    if (::stat(files_[file_index_].c_str(), &st) == 0) done_bytes_ += static_cast<uint64_t>(st.st_size);
+  }
+  file_index_ = index;
+  file_ = std::fopen(files_[index].c_str(), "rb");
+  if (!file_) return Status::IoError("cannot open data file " + files_[index] + ": " + std::strerror(errno));
+  consumed_ = 0;
+  line_no_ = 0;
+  buf_.clear();
+  pos_ = 0;
+  eof_ = false;
+  carry_.clear();
+  header_done_ = false;  // each file may start with its header
+  return Status::Ok();
 }
 
 CriteoReader::~CriteoReader() {
@@ -115,13 +157,22 @@ CriteoReader::~CriteoReader() {
 
 Result<bool> CriteoReader::ReadLine(std::string_view* line) {
   for (;;) {
+    EMBER_ASSIGN_OR_RETURN(const bool got, ReadFileLine(line));
+    if (got) return true;
+    if (file_index_ + 1 >= files_.size()) return false;
+    EMBER_RETURN_IF_ERROR(OpenFile(file_index_ + 1));
+  }
+}
+
+Result<bool> CriteoReader::ReadFileLine(std::string_view* line) {
+  for (;;) {
     const char* base = buf_.data() + pos_;
     const size_t avail = buf_.size() - pos_;
     const void* nl = std::memchr(base, '\n', avail);
     if (nl) {
       const size_t len = static_cast<const char*>(nl) - base;
       if (carry_.size() + len > options_.max_line_bytes)
-        return Status::InvalidArgument(options_.path + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
+        return Status::InvalidArgument(file_name() + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
                                        std::to_string(options_.max_line_bytes) + " bytes (data.max_line_bytes)");
       if (!carry_.empty()) {
         carry_.append(base, len);
@@ -146,13 +197,13 @@ Result<bool> CriteoReader::ReadLine(std::string_view* line) {
     // Keep the partial line, refill; a line longer than any real example is an error, not a
     // buffer that grows with whatever the file holds.
     if (carry_.size() + avail > options_.max_line_bytes)
-      return Status::InvalidArgument(options_.path + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
+      return Status::InvalidArgument(file_name() + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
                                      std::to_string(options_.max_line_bytes) + " bytes (data.max_line_bytes)");
     carry_.append(base, avail);
     buf_.resize(kChunk);
     const size_t got = std::fread(buf_.data(), 1, kChunk, file_);
     if (got < kChunk) {
-      if (std::ferror(file_)) return Status::IoError("read error in " + options_.path);
+      if (std::ferror(file_)) return Status::IoError("read error in " + file_name());
       eof_ = true;
     }
     buf_.resize(got);
@@ -203,17 +254,17 @@ Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
       if (from_carry) carry_.clear();
       for (;;) {
         std::string_view more;
-        auto next = ReadLine(&more);
+        auto next = ReadFileLine(&more);  // a record does not go on into the next file
         if (!next.ok()) return next.status();
         if (!*next)
-          return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) +
+          return Status::InvalidArgument(file_name() + ":" + std::to_string(first_line) +
                                          ": a quoted field is not closed before the end of the file");
         const bool more_carry = !carry_.empty() && more.data() == carry_.data();
         record_ += '\n';
         record_.append(more.data(), more.size());
         if (more_carry) carry_.clear();
         if (record_.size() > options_.max_line_bytes)
-          return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) + ": record longer than " +
+          return Status::InvalidArgument(file_name() + ":" + std::to_string(first_line) + ": record longer than " +
                                          std::to_string(options_.max_line_bytes) + " bytes (data.max_line_bytes)");
         if (!SchemaParser::OpenQuote(record_)) break;
       }
@@ -230,7 +281,7 @@ Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
       if (st.ok() || parser_->schema().header) {
         if (from_carry) carry_.clear();
         if (!st.ok())
-          return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) + ": " + st.message());
+          return Status::InvalidArgument(file_name() + ":" + std::to_string(first_line) + ": " + st.message());
         continue;
       }
     }
@@ -241,7 +292,7 @@ Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
         ++bad_lines_;
         continue;
       }
-      return Status::InvalidArgument(options_.path + ":" + std::to_string(first_line) + ": " + st.message());
+      return Status::InvalidArgument(file_name() + ":" + std::to_string(first_line) + ": " + st.message());
     }
     ++row;
     ++rows_;
@@ -252,7 +303,7 @@ Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
 
 double CriteoReader::Progress() const {
   if (file_bytes_ == 0) return 0;
-  return std::min(1.0, static_cast<double>(consumed_) / static_cast<double>(file_bytes_));
+  return std::min(1.0, static_cast<double>(done_bytes_ + consumed_) / static_cast<double>(file_bytes_));
 }
 
 }  // namespace ember::data

@@ -75,21 +75,26 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
     std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(raw->Fingerprint()));
     fingerprint = buf;
   }
-  struct stat sb {};
-  if (::stat(options.path.c_str(), &sb) != 0) return Status::IoError("cannot open " + options.path + ": no such file");
-  const std::string cache = options.path + ".fields.json";
+  EMBER_ASSIGN_OR_RETURN(const std::vector<std::string> files, DataFiles(options));
+  // The sources: every file with its size and modification time (the cache's key).
+  nlohmann::json sources = nlohmann::json::array();
+  for (const auto& f : files) {
+    struct stat sb {};
+    if (::stat(f.c_str(), &sb) != 0) return Status::IoError("cannot open " + f + ": no such file");
+    sources.push_back({f, static_cast<uint64_t>(sb.st_size),
+                       static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec});
+  }
+  const std::string cache = files[0] + ".fields.json";
   if (!options.vocab.empty()) {  // the counts are the vocabulary's, which the cache does not know
     EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(options));
     return CountFields(reader.get());
   }
-  const uint64_t size = static_cast<uint64_t>(sb.st_size);
-  const int64_t mtime = static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec;
   if (PathExists(cache)) {
     auto text = ReadFile(cache);
     if (text.ok()) {
       try {
         auto j = nlohmann::json::parse(*text);
-        if (j.value("size", uint64_t{0}) == size && j.value("mtime_ns", int64_t{0}) == mtime &&
+        if (j.value("sources", nlohmann::json()) == sources &&
             j.value("max_rows", uint64_t{0}) == options.max_rows &&
             j.value("schema", std::string("criteo")) == fingerprint &&
             j["distinct"].size() == static_cast<size_t>(options.num_sparse) &&
@@ -106,18 +111,19 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
       }
     }
   }
-  std::fprintf(stderr, "counting distinct values per field in %s (cached in %s)\n", options.path.c_str(),
+  std::fprintf(stderr, "counting distinct values per field in %s%s (cached in %s)\n", files[0].c_str(),
+               files.size() > 1 ? (" and " + std::to_string(files.size() - 1) + " more files").c_str() : "",
                cache.c_str());
   CriteoOptions o = options;
   o.batch_size = 65536;
   EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(o));
   EMBER_ASSIGN_OR_RETURN(FieldStats st, CountFields(reader.get()));
-  nlohmann::json j = {{"file", options.path},         {"size", size},           {"mtime_ns", mtime}, {"rows", st.rows},
+  nlohmann::json j = {{"sources", sources}, {"rows", st.rows},
                       {"max_rows", options.max_rows}, {"distinct", st.distinct}, {"schema", fingerprint},
                       {"dense_mean", st.dense_mean}, {"dense_std", st.dense_std}};
   // Best effort, and never into a directory marked read-only (shared data samples), even as root.
-  const size_t slash = options.path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : options.path.substr(0, slash + 1);
+  const size_t slash = files[0].find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : files[0].substr(0, slash + 1);
   struct stat db {};
   if (::stat(dir.c_str(), &db) == 0 && (db.st_mode & 0222) != 0) (void)WriteFileAtomic(cache, j.dump(1) + "\n");
   return st;

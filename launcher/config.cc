@@ -259,6 +259,7 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
 data::CriteoOptions MakeReaderOptions(const RunConfig& c, const std::string& path, bool training) {
   data::CriteoOptions o;
   o.path = path;
+  if (path == c.train) o.paths = c.train_files;
   o.batch_size = training ? c.batch_size : c.eval_batch_size;
   o.num_dense = c.trainer.model.num_dense;
   o.num_sparse = c.num_sparse;

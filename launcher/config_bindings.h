@@ -159,6 +159,32 @@ inline Binding CategoryHeads() {
           {}};
 }
 
+// data.train: a file or glob, or an array of them.
+inline Binding TrainFiles() {
+  return {[](const toml::node& n, RunConfig* c) {
+            c->train_files.clear();
+            if (n.is_string()) {
+              c->train = *n.value<std::string>();
+              return Status::Ok();
+            }
+            const toml::array* a = n.as_array();
+            if (!a || a->empty()) return Status::InvalidArgument("expected a file, a glob or an array of them");
+            c->train.clear();
+            for (const auto& e : *a) {
+              if (!e.is_string()) return Status::InvalidArgument("expected an array of file names or globs");
+              c->train_files.push_back(*e.value<std::string>());
+              c->train += (c->train.empty() ? "" : ", ") + c->train_files.back();
+            }
+            return Status::Ok();
+          },
+          [](const RunConfig& c) {
+            if (c.train_files.empty()) return "\"" + c.train + "\"";
+            std::string s = "[";
+            for (size_t i = 0; i < c.train_files.size(); ++i) s += (i ? ", \"" : "\"") + c.train_files[i] + "\"";
+            return s + "]";
+          }};
+}
+
 // data.columns: an array of tables (schema.h's ColumnSpec), every key checked.
 inline Binding Columns() {
   return {[](const toml::node& n, RunConfig* c) {

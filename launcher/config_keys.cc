@@ -18,7 +18,10 @@ const std::vector<embedding::OptimizerKind> kSparseOptimizers = {
 
 const std::vector<ConfigKey>& ConfigKeys() {
   static const std::vector<ConfigKey> keys = {
-      {"data.train", "string", "(required)", "training file", Str(AT(train))},
+      {"data.train", "string or string array", "(required)",
+       "training data: a file, a glob (`\"day-*.csv\"`, its matches in name order) or an array of them, read as one "
+       "stream (a cluster's workers split the stream's batches)",
+       TrainFiles()},
       {"data.test", "string", "`\"\"`", "evaluation file, scored after training (`\"\"` = none)", Str(AT(test))},
       {"data.valid", "string", "`\"\"`",
        "validation file: OptEmbed's search scores candidates on it (required for `optembed`); with the other "

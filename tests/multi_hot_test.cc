@@ -109,6 +109,32 @@ TEST(MultiHot, TheSchemaGivesTheFieldsByName) {
             std::string::npos);
 }
 
+// data.train as a glob or an array of files: one stream, the same model as the single file.
+TEST(MultiHot, SeveralFilesAreReadAsOneStream) {
+  std::istringstream in(*ReadFile(F().train));
+  std::string parts[3], line;
+  for (size_t i = 0; std::getline(in, line); ++i) parts[i < 10000 ? 0 : i < 22000 ? 1 : 2] += line + "\n";
+  const std::string dir = Dir() + "/parts";
+  std::filesystem::create_directories(dir);
+  for (int p = 0; p < 3; ++p) ASSERT_TRUE(WriteFileAtomic(dir + "/day-" + std::to_string(p) + ".tsv", parts[p]).ok());
+  auto one = Train(F().Sets(F().schema), Dir() + "/one");
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  auto sets = F().Sets(F().schema);
+  sets.push_back("data.train=\"" + dir + "/day-*.tsv\"");
+  auto glob = Train(sets, Dir() + "/glob");
+  ASSERT_TRUE(glob.ok()) << glob.status().ToString();
+  EXPECT_EQ(glob->train_samples, one->train_samples);
+  EXPECT_EQ(glob->auc, one->auc);
+  sets.back() = "data.train=[\"" + dir + "/day-0.tsv\", \"" + dir + "/day-[12].tsv\"]";
+  auto list = Train(sets, Dir() + "/list");
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_EQ(list->auc, one->auc);
+  sets.back() = "data.train=\"" + dir + "/night-*.tsv\"";
+  auto none = Train(sets, Dir() + "/none");
+  EXPECT_NE(none.status().message().find("no data file matches '" + dir + "/night-*.tsv'"), std::string::npos)
+      << none.status().message();
+}
+
 // The bags carry a planted effect: with them the model is far better than without, and close to
 // the oracle for data this small.
 TEST(MultiHot, PooledBagsLearnTheirPlantedEffect) {

@@ -175,6 +175,31 @@ TEST(Schema, BadRowsAreNamedByFileLineAndColumn) {
   }
 }
 
+TEST(Schema, EachFileOfSeveralHasItsHeaderAndErrorsNameTheFile) {
+  const std::string header = "note,extra,hist,tags,cat,site,score,price,click\n";
+  const std::string a = TempFile("part-a.csv", header + "n,x,,a,1,s,1,1,0\nn,x,,b,1,s,1,1,1\n");
+  const std::string b = TempFile("part-b.csv", "click,price,score,site,cat,tags,hist,note\n1,1,1,s,1,c,,n\n0,bad,,,,,,\n");
+  CriteoOptions o;
+  o.paths = {a, b};
+  o.batch_size = 16;
+  o.num_dense = 2;
+  o.num_sparse = 4;
+  o.schema = std::make_shared<Schema>(Shop());
+  auto r = CriteoReader::Open(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Batch batch;
+  auto got = (*r)->Next(&batch);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find(b + ":3: column 'price': expected a number, got 'bad'"), std::string::npos)
+      << got.status().message();
+  o.max_rows = 3;  // the third row is the second file's first, read by its own header
+  auto r3 = CriteoReader::Open(o);
+  ASSERT_TRUE(*(*r3)->Next(&batch));
+  ASSERT_EQ(batch.size, 3u);
+  EXPECT_EQ(batch.bags[2].ids.back(), StringId("c"));
+  EXPECT_EQ(batch.labels[2], 1.0f);
+}
+
 TEST(Schema, TooLongABagIsAnErrorAndSkippedRowsLeaveNoIds) {
   Schema s = Shop();
   s.max_bag_length = 2;

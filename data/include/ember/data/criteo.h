@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ember/data/batch.h"
 #include "ember/data/schema.h"
@@ -23,7 +24,11 @@ namespace ember::data {
 enum class BadLinePolicy { kError, kSkip };
 
 struct CriteoOptions {
+  // The data: a file, or a glob pattern (`*`, `?`, `[...]`; its matches in name order); `paths`,
+  // when given, lists several such entries read one after the other (as one stream: rows,
+  // max_rows and skip_examples count across them).
   std::string path;
+  std::vector<std::string> paths;
   size_t batch_size = 1024;
   int num_dense = 13;
   int num_sparse = 26;
@@ -43,6 +48,10 @@ struct CriteoOptions {
   std::shared_ptr<const Schema> schema;
 };
 
+// The files `options` names (path or paths, globs expanded in name order); an entry matching no
+// file is an error naming it.
+Result<std::vector<std::string>> DataFiles(const CriteoOptions& options);
+
 // Parses one line (without its '\n') into example `row` of *batch. On error returns a message
 // (without file/line, which the caller adds).
 Status ParseCriteoLine(std::string_view line, Batch* batch, size_t row);
@@ -57,18 +66,24 @@ class CriteoReader final : public BatchReader {
   uint64_t bad_lines() const override { return bad_lines_; }
   int num_dense() const override { return options_.num_dense; }
   int num_sparse() const override { return options_.num_sparse; }
-  uint64_t line_number() const { return line_no_; }
+  uint64_t line_number() const { return line_no_; }  // in the current file
+  const std::string& file_name() const { return files_[file_index_]; }
 
  private:
   explicit CriteoReader(const CriteoOptions& options) : options_(options) {}
-  // Next line into *line; false at EOF.
+  // Next line into *line; false at the end of the last file.
   Result<bool> ReadLine(std::string_view* line);
+  Result<bool> ReadFileLine(std::string_view* line);  // of the current file
+  Status OpenFile(size_t index);
   // Up to `limit` examples into *batch; the count read.
   Result<size_t> Fill(Batch* batch, size_t limit);
 
   CriteoOptions options_;
   FILE* file_ = nullptr;
-  uint64_t file_bytes_ = 0;
+  std::vector<std::string> files_;
+  size_t file_index_ = 0;
+  uint64_t file_bytes_ = 0;  // all files
+  uint64_t done_bytes_ = 0;  // of the files before the current one
   uint64_t consumed_ = 0;
   uint64_t line_no_ = 0;
   uint64_t rows_ = 0;

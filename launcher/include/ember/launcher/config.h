@@ -28,7 +28,8 @@ struct RunConfig {
   RunConfig() { trainer.embedding.lifecycle.sketch_width = 1 << 16; }
 
   // [data]
-  std::string train;  // data.train: training file
+  std::string train;  // data.train: training file or glob (several: joined by ", ", for messages)
+  std::vector<std::string> train_files;  // data.train as an array of files or globs
   std::string test;   // data.test: evaluation file ("" = no evaluation)
   std::string valid;  // data.valid: validation file (OptEmbed's search)
   std::string format = "criteo";
