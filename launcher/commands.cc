@@ -17,6 +17,7 @@
 #include "ember/common/hash.h"
 #include "ember/common/progress.h"
 #include "ember/common/sysinfo.h"
+#include "ember/data/cache.h"
 #include "ember/data/prefetch.h"
 #include "ember/embedding/plan.h"
 #include "ember/monitoring/exporter.h"
@@ -96,7 +97,7 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m) {
 }
 
 Result<std::unique_ptr<data::BatchReader>> OpenReader(const RunConfig& c, const std::string& path, bool training) {
-  auto r = data::CriteoReader::Open(MakeReaderOptions(c, path, training));
+  auto r = data::OpenDataReader(MakeReaderOptions(c, path, training), c.cache, c.cache_dir);
   if (!r.ok()) return r.status();
   return std::unique_ptr<data::BatchReader>(new data::PrefetchingReader(std::move(r).value()));
 }
@@ -437,6 +438,34 @@ Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& o, cons
                 out_path.c_str());
   out << buf;
   return stats;
+}
+
+Status RunPrepare(const RunConfig& c, std::ostream& out) {
+  if (!c.schema) return Status::InvalidArgument("ember prepare reads CTR data (data.format \"" + c.format + "\" has none)");
+  if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
+  for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"data.train", &c.train},
+                                  {"data.valid", &c.valid},
+                                  {"data.test", &c.test}}) {
+    if (path->empty()) continue;
+    data::CriteoOptions o = MakeReaderOptions(c, *path, true);
+    const std::string cache = data::CachePath(o, c.cache_dir);
+    const std::string stale = data::CacheStaleness(o, cache);
+    if (stale.empty()) {
+      out << key << ": " << cache << " is up to date\n";
+      continue;
+    }
+    if (!c.cache_dir.empty()) EMBER_RETURN_IF_ERROR(MakeDirs(c.cache_dir));
+    auto built = data::BuildCache(o, cache);
+    if (!built.ok()) return built.status().WithContext(key);
+    char buf[512];
+    std::snprintf(buf, sizeof(buf), "%s: %llu rows into %s (%.1f MiB) in %.2fs, %.0f rows/s parsed (%s)%s\n", key,
+                  static_cast<unsigned long long>(built->rows), cache.c_str(),
+                  static_cast<double>(built->bytes) / (1 << 20), built->seconds,
+                  static_cast<double>(built->rows) / std::max(built->seconds, 1e-9), stale.c_str(),
+                  built->bad_lines ? (", " + std::to_string(built->bad_lines) + " bad lines skipped").c_str() : "");
+    out << buf;
+  }
+  return Status::Ok();
 }
 
 Status RunVocab(const VocabOptions& o, std::ostream& out) {

@@ -51,6 +51,12 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "`csv` / `tsv`: a TOML file holding `[[columns]]` (as `data.columns`) and optionally `delimiter`, `header`, "
        "`max_bag_length`, in place of those keys (`ember datagen ctr --multi-hot` writes one)",
        Str(AT(schema_file))},
+      {"data.cache", "bool", "`false`",
+       "read every data stream through its binary cache (columns of parsed examples, mmap), built on first use and "
+       "rebuilt when its files or columns change (`ember prepare` builds it ahead; docs/formats.md)",
+       Bool(AT(cache))},
+      {"data.cache_dir", "string", "`\"\"`", "where the caches live (`\"\"` = beside each stream's first file)",
+       Str(AT(cache_dir))},
       {"data.max_bag_length", "int", "`1024`", "a multi-hot value with more ids is an error naming its line",
        Int(AT(max_bag_length), 1, 1 << 20)},
       {"data.items", "string", "`\"\"`",

@@ -15,6 +15,7 @@
 #include "ember/common/file.h"
 #include "ember/common/progress.h"
 #include "ember/common/sysinfo.h"
+#include "ember/data/cache.h"
 #include "ember/data/prefetch.h"
 #include "ember/data/sharded.h"
 #include "ember/embedding/plan.h"
@@ -253,7 +254,7 @@ class CtrJob {
         EMBER_RETURN_IF_ERROR(ResetRows());
       auto opts = MakeReaderOptions(c_, c_.train, true);
       opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers
-      EMBER_ASSIGN_OR_RETURN(auto inner, data::CriteoReader::Open(opts));
+      EMBER_ASSIGN_OR_RETURN(auto inner, data::OpenDataReader(opts, c_.cache, c_.cache_dir));
       std::unique_ptr<data::BatchReader> reader = std::make_unique<data::PrefetchingReader>(std::move(inner));
       if (workers_ > 1) reader = std::make_unique<data::ShardedReader>(std::move(reader), worker_, workers_);
       EMBER_ASSIGN_OR_RETURN(auto stats,

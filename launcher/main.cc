@@ -165,6 +165,13 @@ int main(int argc, char** argv) {
   vocab->add_option("--dense", vocab_opts.num_dense, "Integer features")->capture_default_str();
   vocab->add_option("--fields", vocab_opts.num_sparse, "Categorical fields")->capture_default_str();
 
+  std::string prepare_config;
+  std::vector<std::string> prepare_sets;
+  auto* prepare = app.add_subcommand(
+      "prepare", "Parse data.train, data.valid and data.test once into their binary caches (data.cache reads them)");
+  prepare->add_option("--config", prepare_config, "TOML config file")->required()->check(CLI::ExistingFile);
+  prepare->add_option("--set", prepare_sets, "Override a config key: key=value (repeatable)");
+
   // Command-line errors exit 1 like every other error (CLI11's own codes are 100+); --help 0.
   try {
     app.parse(argc, argv);
@@ -173,6 +180,13 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 1;
   }
 
+  if (prepare->parsed()) {
+    auto config = ember::launcher::LoadConfig(prepare_config, prepare_sets);
+    if (!config.ok()) return Fail(config.status());
+    auto st = ember::launcher::RunPrepare(*config, std::cout);
+    if (!st.ok()) return Fail(st);
+    return 0;
+  }
   if (vocab->parsed()) {
     auto st = ember::launcher::RunVocab(vocab_opts, std::cout);
     if (!st.ok()) return Fail(st);

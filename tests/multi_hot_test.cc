@@ -109,7 +109,8 @@ TEST(MultiHot, TheSchemaGivesTheFieldsByName) {
             std::string::npos);
 }
 
-// data.train as a glob or an array of files: one stream, the same model as the single file.
+// data.train as a glob or an array of files: one stream, the same model as the single file; and
+// read through the binary cache, the same model again.
 TEST(MultiHot, SeveralFilesAreReadAsOneStream) {
   std::istringstream in(*ReadFile(F().train));
   std::string parts[3], line;
@@ -129,6 +130,15 @@ TEST(MultiHot, SeveralFilesAreReadAsOneStream) {
   auto list = Train(sets, Dir() + "/list");
   ASSERT_TRUE(list.ok()) << list.status().ToString();
   EXPECT_EQ(list->auc, one->auc);
+  // Through the binary cache (built on first use, then read): the same model.
+  auto cached_sets = sets;
+  cached_sets.push_back("data.cache=true");
+  cached_sets.push_back("data.cache_dir=\"" + Dir() + "/caches\"");
+  for (int run = 0; run < 2; ++run) {
+    auto cached = Train(cached_sets, Dir() + "/cached");
+    ASSERT_TRUE(cached.ok()) << cached.status().ToString();
+    EXPECT_EQ(cached->auc, one->auc);
+  }
   sets.back() = "data.train=\"" + dir + "/night-*.tsv\"";
   auto none = Train(sets, Dir() + "/none");
   EXPECT_NE(none.status().message().find("no data file matches '" + dir + "/night-*.tsv'"), std::string::npos)

@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <tuple>
 #include <filesystem>
 #include <fstream>
 
 #include "ember/common/file.h"
 #include "ember/common/hash.h"
+#include "ember/data/cache.h"
 #include "ember/data/criteo.h"
 #include "ember/data/field_stats.h"
 #include "ember/data/schema.h"
@@ -348,6 +351,136 @@ TEST(Schema, FieldCountsAndVocabularyCountEveryIdOfABag) {
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(v->fields[2].occurrences, 5u);
   EXPECT_EQ(v->fields[2].values.size(), 2u);  // a and b, seen twice each
+}
+
+// Every batch of a reader, as (labels, dense, ids, bags).
+std::vector<Batch> AllBatches(BatchReader* r) {
+  std::vector<Batch> out;
+  for (;;) {
+    Batch b;
+    auto got = r->Next(&b);
+    EXPECT_TRUE(got.ok()) << got.status().ToString();
+    if (!got.ok() || !*got) break;
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+void ExpectSameBatches(const std::vector<Batch>& a, const std::vector<Batch>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    ASSERT_EQ(a[k].size, b[k].size);
+    const size_t n = a[k].size, D = static_cast<size_t>(a[k].num_dense);
+    EXPECT_EQ(std::memcmp(a[k].labels.data(), b[k].labels.data(), n * 4), 0);
+    EXPECT_EQ(std::memcmp(a[k].dense.data(), b[k].dense.data(), n * D * 4), 0);
+    for (int f = 0; f < a[k].num_sparse; ++f) {
+      if (a[k].is_multi_hot(f)) {
+        EXPECT_EQ(a[k].bags[f].ids, b[k].bags[f].ids);
+        EXPECT_EQ(a[k].bags[f].offsets, b[k].bags[f].offsets);
+        EXPECT_EQ(std::memcmp(a[k].bags[f].weights.data(), b[k].bags[f].weights.data(), a[k].bags[f].weights.size() * 4),
+                  0);
+      } else {
+        EXPECT_EQ(std::memcmp(a[k].field(f), b[k].field(f), n * 8), 0);
+      }
+    }
+  }
+}
+
+// A schema-described file of n rows with bags of varying length (empty ones too).
+std::string ShopFile(const std::string& name, int n) {
+  std::string text = "note,extra,hist,tags,cat,site,score,price,click\n";
+  for (int i = 0; i < n; ++i) {
+    std::string tags, hist;
+    for (int k = 0; k < i % 5; ++k) tags += (k ? "|t" : "t") + std::to_string((i * 7 + k) % 50);
+    for (int k = 0; k < i % 3; ++k) hist += (k ? ";" : "") + std::to_string(k + 1) + ":" + std::to_string(i % 7);
+    text += "n,x," + hist + "," + tags + "," + std::to_string(i % 11) + ",s" + std::to_string(i % 13) + "," +
+            std::to_string(i % 17) + "," + std::to_string(i % 19) + "," + std::to_string(i % 2) + "\n";
+  }
+  return TempFile(name, text);
+}
+
+TEST(DataCache, BatchesEqualTheTextReadersBitForBit) {
+  const std::string path = ShopFile("cached.csv", 70000);  // two row groups
+  CriteoOptions o;
+  o.path = path;
+  o.num_dense = 2;
+  o.num_sparse = 4;
+  o.schema = std::make_shared<Schema>(Shop());
+  const std::string dir = std::filesystem::path(path).parent_path().string() + "/caches";
+  std::filesystem::remove_all(dir);
+  for (const auto& [batch, skip, max] : std::vector<std::tuple<size_t, uint64_t, uint64_t>>{
+           {1000, 0, 0}, {4096, 0, 0}, {777, 65000, 0}, {512, 10, 66000}, {65536, 0, 0}}) {
+    SCOPED_TRACE("batch " + std::to_string(batch) + " skip " + std::to_string(skip));
+    o.batch_size = batch;
+    o.skip_examples = skip;
+    o.max_rows = max;
+    auto text = CriteoReader::Open(o);
+    ASSERT_TRUE(text.ok());
+    auto cached = OpenDataReader(o, /*cache=*/true, dir);
+    ASSERT_TRUE(cached.ok()) << cached.status().ToString();
+    ExpectSameBatches(AllBatches(text->get()), AllBatches(cached->get()));
+    EXPECT_DOUBLE_EQ((*cached)->Progress(), 1.0);
+  }
+  // Criteo's layout too.
+  const std::string criteo = TempFile("cached.tsv", "1\t5\t\ta1\tb2\n0\t\t3\t\tff\n");
+  CriteoOptions c;
+  c.path = criteo;
+  c.num_dense = 2;
+  c.num_sparse = 2;
+  c.batch_size = 1;
+  auto text = CriteoReader::Open(c);
+  auto cached = OpenDataReader(c, true, dir);
+  ASSERT_TRUE(cached.ok()) << cached.status().ToString();
+  ExpectSameBatches(AllBatches(text->get()), AllBatches(cached->get()));
+}
+
+TEST(DataCache, StaleAndDamagedCachesAreDetected) {
+  const std::string path = ShopFile("stale.csv", 300);
+  CriteoOptions o;
+  o.path = path;
+  o.batch_size = 100;
+  o.num_dense = 2;
+  o.num_sparse = 4;
+  o.schema = std::make_shared<Schema>(Shop());
+  const std::string dir = std::filesystem::path(path).parent_path().string() + "/stale-caches";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string cache = CachePath(o, dir);
+  EXPECT_EQ(CacheStaleness(o, cache), "no cache yet");
+  ASSERT_TRUE(BuildCache(o, cache).ok());
+  EXPECT_EQ(CacheStaleness(o, cache), "");
+  // Other columns: another cache file (and this one would be stale for them).
+  Schema sum = Shop();
+  sum.columns[5].pooling = BagPooling::kSum;
+  CriteoOptions other = o;
+  other.schema = std::make_shared<Schema>(sum);
+  EXPECT_NE(CachePath(other, dir), cache);
+  EXPECT_EQ(CacheStaleness(other, cache), "the columns changed");
+  // The source changed: refused by OpenCache, rebuilt by OpenDataReader.
+  ShopFile("stale.csv", 301);
+  EXPECT_EQ(CacheStaleness(o, cache), "the data files changed");
+  auto refused = OpenCache(o, cache);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("stale data cache (the data files changed): run ember prepare"),
+            std::string::npos);
+  auto rebuilt = OpenDataReader(o, true, dir);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().ToString();
+  size_t rows = 0;
+  for (const auto& b : AllBatches(rebuilt->get())) rows += b.size;
+  EXPECT_EQ(rows, 301u);
+  // A flipped byte in the body, and a truncated file: refused, naming the file.
+  std::string bytes = *ReadFile(cache);
+  std::string flipped = bytes;
+  flipped[100] ^= 0x5a;
+  ASSERT_TRUE(WriteFileAtomic(cache, flipped).ok());
+  auto damaged = OpenCache(o, cache);
+  EXPECT_EQ(damaged.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(damaged.status().message().find(cache + ": not a valid ember data cache: checksum mismatch"),
+            std::string::npos)
+      << damaged.status().message();
+  ASSERT_TRUE(WriteFileAtomic(cache, bytes.substr(0, bytes.size() - 9)).ok());
+  EXPECT_EQ(CacheStaleness(o, cache), "no valid trailer");
+  ASSERT_TRUE(OpenDataReader(o, true, dir).ok());  // rebuilt again
 }
 
 TEST(RequestRows, SchemaRowsAsArraysOrObjects) {

@@ -118,6 +118,9 @@ struct VocabOptions {
   int num_sparse = 26;
 };
 Status RunVocab(const VocabOptions& options, std::ostream& out);
+// `ember prepare`: builds the binary cache of data.train, data.valid and data.test (where set) in
+// data.cache_dir, rebuilding stale ones; prints rows, bytes and the parse rate of each.
+Status RunPrepare(const RunConfig& config, std::ostream& out);
 // The tables' rows, bytes, values and parameter bytes as the PS holds them, into *m.
 Status RecordTables(ps::PsClient* ps, RunMetrics* m);
 // The first table id above every table the PS holds (0 if the stats failed).

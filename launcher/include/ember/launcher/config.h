@@ -39,6 +39,8 @@ struct RunConfig {
   std::string delimiter;
   bool header = true;
   std::vector<data::ColumnSpec> columns;
+  bool cache = false;      // data.cache: read through the binary cache (data/cache.h)
+  std::string cache_dir;   // data.cache_dir ("" = beside the data)
   std::string schema_file;  // data.schema: a TOML file of `columns` (and delimiter, header)
   int64_t max_bag_length = 1024;
   std::shared_ptr<data::Schema> schema;
