@@ -73,6 +73,10 @@ int main(int argc, char** argv) {
   const data::CriteoOptions o = launcher::MakeReaderOptions(*config, config->train, /*training=*/true);
   const std::string cache_dir = config->cache_dir;
   const std::string cache = data::CachePath(o, cache_dir);
+  if (!cache_dir.empty()) {
+    Status made = MakeDirs(cache_dir);
+    if (!made.ok()) return fail(made);
+  }
   auto built = data::BuildCache(o, cache);
   if (!built.ok()) return fail(built.status());
   Pass text, cached;

@@ -13,13 +13,15 @@ import datetime
 import os
 import platform
 import re
+import shutil
 import subprocess
 
 import benchlib
 
 OTHER = [("sessions", "Session recommendation"), ("admission", "Feature admission"), ("cluster", "Cluster (mpirun) scaling"),
          ("serving", "Serving"), ("monitoring", "Monitoring overhead"), ("export_parity", "Export parity"),
-         ("checkpoint", "Checkpoint and restore")]
+         ("checkpoint", "Checkpoint and restore"), ("reader", "Reading users' data: text, the binary cache, training"),
+         ("multi_hot", "Multi-hot bags against their oracle")]
 
 
 PROFILE = """
@@ -189,6 +191,9 @@ def main():
             body = body.split("\n", 1)[1].strip() if body.startswith("#") else body
             body = re.sub(r"^#+ ", "### ", body, flags=re.M)  # below this report's sections
             out += ["", f"## {title}", "", body]
+            if os.path.exists(R(name + ".png")):  # the benchmark's plot, beside its table
+                shutil.copyfile(R(name + ".png"), os.path.join(a.docs, f"performance-{name}.png"))
+                out += ["", f"![{name}](performance-{name}.png)"]
     with open(os.path.join(a.docs, "performance.md"), "w") as f:
         f.write("\n".join(out) + "\n")
     print(f"wrote {os.path.join(a.docs, 'performance.md')}")
