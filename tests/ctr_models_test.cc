@@ -4,9 +4,13 @@
 // effect; plus the models' shapes and their refusals.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
+#include "ember/embedding/lookup.h"
+#include "ember/embedding/method.h"
+#include "ember/models/ctr_model.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/trainer.h"
 
@@ -230,6 +234,73 @@ TEST(CtrModels, ShapesAndRefusals) {
   EXPECT_EQ(cross, 2 * (in * 3 + 3 * in + in));
   EXPECT_FALSE(models::ParseModelKind("dcn").ok());
   EXPECT_EQ(*models::ParseModelKind("wide_deep"), models::ModelKind::kWideDeep);
+}
+
+
+// Multi-hot bags through the lookup: each slot reads the weighted sum of its bag's rows (unified:
+// every probe of every id), an empty bag reads zeros, and each id's row gets its weight times the
+// slot's gradient.
+TEST(BagLookup, PoolsByWeightAndSendsEachIdItsGradient) {
+  embedding::MethodConfig c;
+  c.method = embedding::Method::kUnified;
+  c.dim = 4;
+  c.chunks = 2;
+  c.tables = 1;
+  c.rows = 1000;
+  auto method = embedding::MakeMethod(c, {{"one", 0}, {"bag", 0}});
+  ASSERT_TRUE(method.ok()) << method.status().ToString();
+  embedding::BatchLookup lookup(method->get());
+  // Two examples: field 0 one-hot (ids 7, 8); field 1 bags {5 (w 0.5), 6 (w 2)} and {}.
+  const uint64_t one_hot[] = {7, 8}, bag_ids[] = {5, 6};
+  const uint32_t offsets[] = {0, 2, 2};
+  const float weights[] = {0.5f, 2.0f};
+  std::vector<embedding::FieldIds> fields(2);
+  fields[0].ids = one_hot;
+  fields[0].count = 2;
+  fields[1].ids = bag_ids;
+  fields[1].offsets = offsets;
+  fields[1].weights = weights;
+  fields[1].count = 2;
+  lookup.Prepare(fields, 2);
+  ASSERT_TRUE(lookup.bagged());
+  EXPECT_EQ(lookup.unique(), 8u);  // 4 ids x 2 probes
+  // Leaf row k holds the value k + 1 everywhere, so a slot's value names the rows it summed.
+  const int64_t rows = static_cast<int64_t>(lookup.leaf_rows());
+  auto leaf = (torch::arange(rows, torch::kFloat) + 1).unsqueeze(1).repeat({1, lookup.slot_dim()}).requires_grad_(true);
+  auto& slots = lookup.slots();
+  auto& offs = lookup.bag_offsets();
+  auto& w = lookup.bag_weights();
+  EXPECT_EQ(offs.size(), 2u * 2u * 2u + 1u);  // examples x fields x probes, + 1
+  auto values = models::GatherSlots(
+      leaf, torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong),
+      torch::from_blob(offs.data(), {static_cast<int64_t>(offs.size())}, torch::kLong),
+      torch::from_blob(w.data(), {static_cast<int64_t>(w.size())}, torch::kFloat), 2, 2 * 2 * lookup.slot_dim());
+  // Expected: per example, field, probe: sum of weight * (row + 1).
+  const auto& keys = lookup.sorted_keys();
+  auto row_of = [&](uint64_t key) {
+    return static_cast<float>(std::find(keys.begin(), keys.end(), key) - keys.begin());
+  };
+  auto probe_keys = [&](int field, uint64_t id) {
+    std::vector<uint64_t> k(2);
+    (*method)->MapIds(field, &id, 1, k.data());
+    return k;
+  };
+  const int D = lookup.slot_dim();
+  auto at = [&](int i, int f, int p) { return values[i][(f * 2 + p) * D].item<float>(); };
+  for (int i = 0; i < 2; ++i)
+    for (int p = 0; p < 2; ++p) EXPECT_FLOAT_EQ(at(i, 0, p), row_of(probe_keys(0, one_hot[i])[p]) + 1);
+  for (int p = 0; p < 2; ++p) {
+    EXPECT_FLOAT_EQ(at(0, 1, p), 0.5f * (row_of(probe_keys(1, 5)[p]) + 1) + 2.0f * (row_of(probe_keys(1, 6)[p]) + 1));
+    EXPECT_FLOAT_EQ(at(1, 1, p), 0.0f);  // the empty bag
+  }
+  // Gradient of the sum of every value: each row gets (its weight) per entry it appears in.
+  values.sum().backward();
+  auto grad = leaf.grad();
+  for (int p = 0; p < 2; ++p) {
+    EXPECT_FLOAT_EQ(grad[static_cast<int64_t>(row_of(probe_keys(1, 5)[p]))][0].item<float>(), 0.5f);
+    EXPECT_FLOAT_EQ(grad[static_cast<int64_t>(row_of(probe_keys(1, 6)[p]))][0].item<float>(), 2.0f);
+    EXPECT_FLOAT_EQ(grad[static_cast<int64_t>(row_of(probe_keys(0, 7)[p]))][0].item<float>(), 1.0f);
+  }
 }
 
 }  // namespace
