@@ -75,6 +75,7 @@ Status WriteMetricsJson(const std::string& path, const RunMetrics& m) {
   j["auc"] = m.auc >= 0 ? nlohmann::json(m.auc) : nlohmann::json(nullptr);
   j["logloss"] = m.logloss >= 0 ? nlohmann::json(m.logloss) : nlohmann::json(nullptr);
   if (!m.checkpoint.empty()) j["checkpoint"] = m.checkpoint;
+  j["stopped"] = m.stopped;
   if (m.valid_auc >= 0) {
     j["best_epoch"] = m.best_epoch;
     j["valid_auc"] = m.valid_auc;
@@ -410,13 +411,27 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
 Status RunServe(const std::string& model_path, const serving::ServeOptions& options, std::ostream& out,
                 const std::function<void(int port)>& wait) {
   EMBER_RETURN_IF_ERROR(serving::ValidateServeOptions(options).WithContext("ember serve"));
-  EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path, options.device));
-  serving::PredictionServer server(model.get(), options);
+  // A directory: its newest model, and every newer one as it appears (serving/model_dir.h).
+  std::unique_ptr<serving::ModelWatcher> watcher;
+  std::shared_ptr<const serving::ServingModel> model;
+  if (std::filesystem::is_directory(model_path)) {
+    watcher = std::make_unique<serving::ModelWatcher>(model_path, options.device, options.poll_seconds,
+                                                      [&out](const std::string& line) { out << line << std::endl; });
+    EMBER_ASSIGN_OR_RETURN(model, watcher->LoadFirst());
+  } else {
+    EMBER_ASSIGN_OR_RETURN(auto loaded, serving::ServingModel::Load(model_path, options.device));
+    model = std::move(loaded);
+  }
+  serving::PredictionServer server(model, options);
   EMBER_RETURN_IF_ERROR(server.Start().WithContext("ember serve"));
-  out << "serving " << model_path << " (" << model->kind() << ", " << model->rows() << " rows, "
+  out << "serving " << model->file().path() << " (" << model->kind() << ", " << model->rows() << " rows, "
       << embedding::FormatBytes(static_cast<double>(model->file().size())) << ") on http://" << options.bind << ":"
-      << server.port() << " (POST /v1/predict, GET /healthz, GET /metrics)" << std::endl;
+      << server.port() << " (POST /v1/predict, GET /healthz, GET /metrics)"
+      << (watcher ? "; watching " + model_path + " for newer models" : std::string()) << std::endl;
+  if (watcher) watcher->Start(&server);
+  model.reset();  // the server holds the live one (and swaps it)
   wait(server.port());
+  if (watcher) watcher->Stop();
   server.Stop();
   out << "ember serve: stopped" << std::endl;
   return Status::Ok();

@@ -401,6 +401,17 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"checkpoint.keep", "int", "`3`",
        "keep the newest K `ckpt-<step>/` directories, removing older ones once a new one is complete (0: keep all)",
        Int(AT(checkpoint_keep), 0, 1000000)},
+      {"export.dir", "string", "`\"\"`",
+       "write exports while training into this directory, as `model-<step>.embx` (atomically; `ember serve --model "
+       "DIR` serves the newest), every `export.every_steps` or `export.every_seconds` and when the job ends or stops",
+       Str(AT(export_dir))},
+      {"export.every_steps", "int", "`0`", "an export every n steps (0 = by time only)",
+       Int(AT(export_every_steps), 0, INT64_MAX)},
+      {"export.every_seconds", "float", "`0`", "an export when this many seconds passed since the last (0 = by steps only)",
+       Num(AT(export_every_seconds), 0, 1e9)},
+      {"export.precision", "string", "`\"fp32\"`", "`fp32`, `fp16` or `int8` rows (docs/formats.md)",
+       Str(AT(export_precision), {"fp32", "fp16", "int8"})},
+      {"export.keep", "int", "`5`", "keep the newest n exports of `export.dir` (0 = all)", Int(AT(export_keep), 0, 1000000)},
       {"monitoring.port", "int", "`0`",
        "serve Prometheus metrics at `GET /metrics` (and `/healthz`) on this port + rank; 0 = off. With it on, field "
        "vocabularies are counted (once, cached) for the compression ratio. See [monitoring.md](monitoring.md)",

@@ -21,6 +21,7 @@
 #include "ember/embedding/plan.h"
 #include "ember/ps/in_process.h"
 #include "epoch_choice.h"
+#include "step_hooks.h"
 
 namespace ember::launcher {
 namespace {
@@ -67,25 +68,6 @@ void Linger(const RunConfig& c, monitoring::MetricsExporter* exporter, std::ostr
   if (!exporter || c.monitoring_linger_s <= 0) return;
   out << "serving metrics for " << c.monitoring_linger_s << " s more (monitoring.linger_s)" << std::endl;
   std::this_thread::sleep_for(std::chrono::duration<double>(c.monitoring_linger_s));
-}
-
-// The step callback of an epoch that records the data position every checkpoint.every_steps
-// steps and, if `writer`, writes the checkpoint (null when periodic checkpoints are off).
-// `skipped`: examples the epoch's reader passed over (a resumed epoch); `workers` read a batch
-// each per step.
-workers::StepCallback CheckpointEvery(workers::Trainer* trainer, const RunConfig& c, int epoch, uint64_t skipped,
-                                      int workers, bool writer) {
-  if (c.checkpoint_dir.empty() || c.checkpoint_every_steps <= 0) return {};
-  auto steps = std::make_shared<uint64_t>(0);
-  return [=, &c](int64_t step) -> Status {
-    ++*steps;
-    if (step % c.checkpoint_every_steps != 0) return Status::Ok();
-    // Examples of the file passed this epoch: every worker's full batches (an epoch's last,
-    // partial batch ends it, and a position past the end resumes with the next epoch).
-    trainer->set_position({epoch, skipped + *steps * c.batch_size * static_cast<uint64_t>(workers)});
-    if (!writer) return Status::Ok();
-    return WriteCheckpoint(trainer, c).status();
-  };
 }
 
 // With --resume: checkpoint.dir's newest complete checkpoint, whose table sizes are applied to
@@ -179,7 +161,8 @@ class CtrJob {
     }
     validate_ = !c_.valid.empty() && tc_.embedding.method != embedding::Method::kOptEmbed;
     EMBER_RETURN_IF_ERROR(TrainEpochs(c_.epochs, trainer_->position()));
-    if (tc_.embedding.method == embedding::Method::kOptEmbed) EMBER_RETURN_IF_ERROR(SearchAndRetrain());
+    if (tc_.embedding.method == embedding::Method::kOptEmbed && !hooks_.stopped)
+      EMBER_RETURN_IF_ERROR(SearchAndRetrain());
     m_.samples_per_sec = m_.train_seconds > 0 ? static_cast<double>(m_.train_samples) / m_.train_seconds : 0;
     if (lead_) EMBER_RETURN_IF_ERROR(Finish());
     EMBER_RETURN_IF_ERROR(coll_->Barrier());
@@ -259,11 +242,16 @@ class CtrJob {
       if (workers_ > 1) reader = std::make_unique<data::ShardedReader>(std::move(reader), worker_, workers_);
       EMBER_ASSIGN_OR_RETURN(auto stats,
                              trainer_->TrainEpoch(reader.get(), e, epochs, progress,
-                                                  CheckpointEvery(trainer_.get(), c_, e, opts.skip_examples, workers_,
-                                                                  /*writer=*/lead_)));
+                                                  MakeStepHooks(trainer_.get(), ctx_.ps, coll_, c_, e, opts.skip_examples,
+                                                                /*lead=*/lead_, &hooks_)));
       samples += stats.samples;
       m_.train_seconds += stats.seconds;
       m_.bad_lines += reader->bad_lines();
+      if (stats.stopped) {  // SIGTERM / SIGINT: the position is where the epoch stopped
+        EMBER_ASSIGN_OR_RETURN(const uint64_t all, SumOverWorkers(coll_, samples));
+        m_.train_samples += all;
+        return Status::Ok();
+      }
       if (validate_) {
         bool stop = false;
         EMBER_RETURN_IF_ERROR(choice_.Validate(trainer_.get(), e, &stop));
@@ -348,6 +336,18 @@ class CtrJob {
       EMBER_ASSIGN_OR_RETURN(m_.checkpoint, WriteCheckpoint(trainer_.get(), c_));
       log_ << "checkpoint written to " << m_.checkpoint << "\n";
     }
+    if (!c_.export_dir.empty() && hooks_.last_export_step != trainer_->step()) {
+      EMBER_ASSIGN_OR_RETURN(const std::string path, ExportWhileTraining(trainer_.get(), ctx_.ps, c_));
+      log_ << "exported to " << path << "\n";
+    }
+    if (hooks_.stopped) {
+      const auto& p = trainer_->position();
+      log_ << "stopped by a signal after step " << trainer_->step() << " (epoch " << p.epoch + 1 << ", " << p.examples
+           << " examples in)" << (c_.checkpoint_dir.empty() ? "" : "; `ember train --resume` continues from there")
+           << "\n";
+      m_.stopped = true;
+      return Status::Ok();  // no test: the run did not finish
+    }
     if (!c_.test.empty()) EMBER_RETURN_IF_ERROR(EvaluateTest(trainer_.get(), c_, &m_, log_));
     return Status::Ok();
   }
@@ -370,6 +370,7 @@ class CtrJob {
   // Epoch choice on data.valid (not under OptEmbed, whose search scores on it).
   bool validate_ = false;
   EpochChoice choice_{c_, coll_, log_};
+  StepHookState hooks_;
 };
 
 Result<RunMetrics> RunSessionJob(const RunConfig& c, const JobContext& ctx) {

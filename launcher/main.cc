@@ -8,6 +8,7 @@
 
 #include "ember/data/sessions.h"
 #include "ember/launcher/commands.h"
+#include "step_hooks.h"
 
 namespace {
 int Fail(const ember::Status& st) {
@@ -76,7 +77,10 @@ int main(int argc, char** argv) {
   std::string serve_model;
   ember::serving::ServeOptions serve_opts;
   auto* serve = app.add_subcommand("serve", "Serve predictions from an exported model over HTTP");
-  serve->add_option("--model", serve_model, "Exported model file (ember export)")->required()->check(CLI::ExistingFile);
+  serve->add_option("--model", serve_model,
+                    "Exported model file (ember export), or a directory of model-<step>.embx (export.dir): its newest, swapped for newer ones as they appear")
+      ->required()
+      ->check(CLI::ExistingPath);
   serve->add_option("--port", serve_opts.port, "Port (0: any free port)")->capture_default_str();
   serve->add_option("--bind", serve_opts.bind, "Address to bind (loopback unless told otherwise)")
       ->capture_default_str();
@@ -87,6 +91,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--device", serve_opts.device, "cpu, or cuda (the dense model on the GPU)")->capture_default_str();
   serve->add_option("--max-body-bytes", serve_opts.max_body_bytes, "Largest request body (larger: 413)")
+      ->capture_default_str();
+  serve->add_option("--poll-seconds", serve_opts.poll_seconds,
+                    "With --model DIR: how often DIR is checked for a newer model")
       ->capture_default_str();
   serve->add_option("--max-rows", serve_opts.max_rows_per_request, "Most rows per request (more: 413)")
       ->capture_default_str();
@@ -200,6 +207,8 @@ int main(int argc, char** argv) {
   }
 
   if (train->parsed()) {
+    // SIGTERM / SIGINT: finish the step, checkpoint, exit 0 (a second signal kills).
+    ember::launcher::InstallStopSignals();
     auto config = ember::launcher::LoadConfig(config_path, sets);
     if (!config.ok()) return Fail(config.status());
     config->resume = resume;

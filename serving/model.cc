@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
 #include <map>
 
 #include "ember/embedding/batch_ids.h"
@@ -25,6 +29,17 @@ struct ServingModel::Impl {
 };
 
 ServingModel::~ServingModel() = default;
+
+std::string ServingModel::version() const {
+  const std::string& p = file_->path();
+  const size_t slash = p.find_last_of('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+double ServingModel::age_seconds() const {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return std::max(0.0, (std::chrono::duration_cast<std::chrono::nanoseconds>(now).count() - written_ns_) * 1e-9);
+}
 
 std::string ServingModel::kind() const { return file_->model().value("kind", "ctr"); }
 
@@ -86,6 +101,12 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   }
   m->num_dense_ = mc.num_dense;
   m->num_sparse_ = mc.num_fields;
+  m->step_ = d.step;
+  {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0)
+      m->written_ns_ = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  }
   if (d.input_schema.empty()) {
     m->schema_ = data::CriteoSchema(mc.num_dense, mc.num_fields);
   } else {

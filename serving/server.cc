@@ -24,9 +24,8 @@ class Batcher {
  public:
   using Done = std::function<void(Status, std::vector<float>)>;
 
-  Batcher(const ServingModel* model, size_t max_batch, double wait_ms, monitoring::Recorder* recorder)
-      : model_(model),
-        max_batch_(max_batch),
+  Batcher(size_t max_batch, double wait_ms, monitoring::Recorder* recorder)
+      : max_batch_(max_batch),
         wait_(std::chrono::duration<double, std::milli>(wait_ms)),
         recorder_(recorder),
         worker_([this] { Run(); }) {}
@@ -40,17 +39,19 @@ class Batcher {
     worker_.join();
   }
 
-  void Submit(data::Batch batch, Done done) {
+  // `model`: the model the request was parsed for (requests of a swapped-out model finish on it).
+  void Submit(std::shared_ptr<const ServingModel> model, data::Batch batch, Done done) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       queued_rows_ += batch.size;
-      queue_.push_back({std::move(batch), std::move(done)});
+      queue_.push_back({std::move(model), std::move(batch), std::move(done)});
     }
     cv_.notify_one();
   }
 
  private:
   struct Pending {
+    std::shared_ptr<const ServingModel> model;
     data::Batch batch;
     Done done;
   };
@@ -69,7 +70,8 @@ class Batcher {
         while (!stop_ && queued_rows_ < max_batch_ && cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
         }
         size_t rows = 0;
-        while (!queue_.empty() && (take.empty() || rows + queue_.front().batch.size <= max_batch_)) {
+        while (!queue_.empty() && (take.empty() || (rows + queue_.front().batch.size <= max_batch_ &&
+                                                     queue_.front().model == take[0].model))) {
           rows += queue_.front().batch.size;
           take.push_back(std::move(queue_.front()));
           queue_.pop_front();
@@ -92,13 +94,14 @@ class Batcher {
 
   // Concatenates the requests' batches (field-major ids) and runs the model once.
   Status Forward(const std::vector<Pending>& take, data::Batch* merged, std::vector<float>* probs) {
+    const ServingModel& model = *take[0].model;
     if (take.size() == 1) {
       merged->size = take[0].batch.size;
-      return model_->Predict(take[0].batch, probs);
+      return model.Predict(take[0].batch, probs);
     }
     size_t total = 0;
     for (const Pending& p : take) total += p.batch.size;
-    const int D = model_->num_dense(), F = model_->num_sparse();
+    const int D = model.num_dense(), F = model.num_sparse();
     merged->Reset(D, F, total, &take[0].batch.multi_hot);
     size_t off = 0;
     for (const Pending& p : take) {
@@ -120,10 +123,9 @@ class Batcher {
       off += b.size;
     }
     merged->size = total;
-    return model_->Predict(*merged, probs);
+    return model.Predict(*merged, probs);
   }
 
-  const ServingModel* model_;
   const size_t max_batch_;
   const std::chrono::duration<double, std::milli> wait_;
   monitoring::Recorder* recorder_;
@@ -164,14 +166,22 @@ Status ValidateServeOptions(const ServeOptions& o) {
   EMBER_RETURN_IF_ERROR(range("--max-rows", static_cast<double>(o.max_rows_per_request), 1, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--max-batch", static_cast<double>(o.max_batch), 1, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--batch-wait-ms", o.batch_wait_ms, 0, 1000));
+  EMBER_RETURN_IF_ERROR(range("--poll-seconds", o.poll_seconds, 0.05, 3600));
   if (o.device != "cpu" && o.device != "cuda")
     return Status::InvalidArgument("--device '" + o.device + "' is not one of cpu, cuda");
   return Status::Ok();
 }
 
 struct PredictionServer::Impl {
-  const ServingModel* model;
+  mutable std::mutex model_mu;
+  std::shared_ptr<const ServingModel> live;  // swapped whole; requests hold the one they began on
+  std::chrono::system_clock::time_point live_since;
+  uint64_t swaps = 0;
   ServeOptions options;
+  std::shared_ptr<const ServingModel> Live() const {
+    std::lock_guard<std::mutex> lock(model_mu);
+    return live;
+  }
   monitoring::MetricsExporter metrics{"serve", 0};
   std::unique_ptr<monitoring::HttpServer> server;
   std::unique_ptr<Batcher> batcher;
@@ -179,14 +189,16 @@ struct PredictionServer::Impl {
   // Validates and queues a predict request; the batcher answers it.
   void Predict(const HttpRequest& req, const monitoring::HttpServer::Responder& respond) {
     data::Batch batch;
-    HttpResponse error = ParsePredict(req, &batch);
+    std::shared_ptr<const ServingModel> model = Live();
+    HttpResponse error = ParsePredict(req, *model, &batch);
     if (error.status != 200) {
       respond(std::move(error));
       return;
     }
     const auto start = Clock::now();
     monitoring::Registry* reg = &metrics.registry();
-    batcher->Submit(std::move(batch), [respond, start, reg](Status st, std::vector<float> probs) {
+    const std::string version = model->version();
+    batcher->Submit(std::move(model), std::move(batch), [respond, start, reg, version](Status st, std::vector<float> probs) {
       if (!st.ok()) {
         respond(HttpResponse::Error(500, st.message()));
         return;
@@ -194,13 +206,13 @@ struct PredictionServer::Impl {
       reg->Observe("serve_predict_seconds", std::chrono::duration<double>(Clock::now() - start).count());
       reg->AddCounter("serve_predictions_total", static_cast<double>(probs.size()));
       HttpResponse r;
-      r.body = nlohmann::json{{"probabilities", probs}}.dump() + "\n";
+      r.body = nlohmann::json{{"probabilities", probs}, {"model", version}}.dump() + "\n";
       respond(std::move(r));
     });
   }
 
   // The request's rows as a batch, or a 4xx response (status 200 = parsed).
-  HttpResponse ParsePredict(const HttpRequest& req, data::Batch* batch) {
+  HttpResponse ParsePredict(const HttpRequest& req, const ServingModel& model, data::Batch* batch) {
     nlohmann::json body;
     HttpResponse error;
     if (!ParseBody(req, &body, &error)) return error;
@@ -211,7 +223,7 @@ struct PredictionServer::Impl {
     if (jrows.size() > options.max_rows_per_request)
       return HttpResponse::Error(413, "too many rows: " + std::to_string(jrows.size()) + " (at most " +
                                           std::to_string(options.max_rows_per_request) + " per request)");
-    Status st = JsonRowsToBatch(jrows, model->schema(), batch);
+    Status st = JsonRowsToBatch(jrows, model.schema(), batch);
     if (!st.ok()) return HttpResponse::Error(400, st.message());
     return HttpResponse{};
   }
@@ -225,26 +237,60 @@ struct PredictionServer::Impl {
     if (body.contains("k") &&
         (!body["k"].is_number_integer() || body["k"].get<int64_t>() < 1 || body["k"].get<int64_t>() > 1000))
       return HttpResponse::Error(400, "\"k\" must be an integer in [1, 1000]");
-    return HttpResponse::Error(400, "this model (kind " + model->kind() +
+    return HttpResponse::Error(400, "this model (kind " + Live()->kind() +
                                         ") predicts click probabilities at /v1/predict; /v1/recommend needs an "
                                         "exported session-recommendation model");
   }
 };
 
-PredictionServer::PredictionServer(const ServingModel* model, ServeOptions options) : impl_(std::make_unique<Impl>()) {
-  impl_->model = model;
+PredictionServer::PredictionServer(const ServingModel* model, ServeOptions options)
+    : PredictionServer(std::shared_ptr<const ServingModel>(model, [](const ServingModel*) {}), std::move(options)) {}
+
+PredictionServer::PredictionServer(std::shared_ptr<const ServingModel> model, ServeOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->live = std::move(model);
+  impl_->live_since = std::chrono::system_clock::now();
   impl_->options = std::move(options);
 }
+
+void PredictionServer::Swap(std::shared_ptr<const ServingModel> next) {
+  auto& reg = impl_->metrics.registry();
+  reg.SetGauge("serve_model_rows", static_cast<double>(next->rows()));
+  reg.SetGauge("serve_model_bytes", static_cast<double>(next->file().size()));
+  reg.SetGauge("serving_model_step", static_cast<double>(next->step()));
+  reg.AddCounter("serving_swaps_total", 1);
+  std::shared_ptr<const ServingModel> old;
+  {
+    std::lock_guard<std::mutex> lock(impl_->model_mu);
+    old = std::move(impl_->live);
+    impl_->live = std::move(next);
+    impl_->live_since = std::chrono::system_clock::now();
+    ++impl_->swaps;
+  }
+  // `old` goes when its last queued request is answered (the batcher holds it until then).
+}
+
+std::shared_ptr<const ServingModel> PredictionServer::live() const { return impl_->Live(); }
 
 PredictionServer::~PredictionServer() { Stop(); }
 
 Status PredictionServer::Start() {
   EMBER_RETURN_IF_ERROR(ValidateServeOptions(impl_->options));
   auto& reg = impl_->metrics.registry();
-  reg.SetGauge("serve_model_rows", static_cast<double>(impl_->model->rows()));
-  reg.SetGauge("serve_model_bytes", static_cast<double>(impl_->model->file().size()));
-  impl_->batcher =
-      std::make_unique<Batcher>(impl_->model, impl_->options.max_batch, impl_->options.batch_wait_ms, &reg);
+  {
+    const auto live = impl_->Live();
+    reg.SetGauge("serve_model_rows", static_cast<double>(live->rows()));
+    reg.SetGauge("serve_model_bytes", static_cast<double>(live->file().size()));
+    reg.SetGauge("serving_model_step", static_cast<double>(live->step()));
+  }
+  reg.AddCounter("serving_swaps_total", 0);
+  reg.AddCounter("serving_failed_loads_total", 0);
+  // The live model's age: seconds since its file was written (export time), at scrape time.
+  Impl* self = impl_.get();
+  reg.AddCollector([self](monitoring::Recorder& r) {
+    r.SetGauge("serving_model_age_seconds", self->Live()->age_seconds());
+  });
+  impl_->batcher = std::make_unique<Batcher>(impl_->options.max_batch, impl_->options.batch_wait_ms, &reg);
   monitoring::HttpServerOptions o;
   o.bind = impl_->options.bind;
   o.port = impl_->options.port;
@@ -259,10 +305,20 @@ Status PredictionServer::Start() {
   impl_->server->Route("POST", "/v1/recommend", [impl](const HttpRequest& r) { return impl->Recommend(r); });
   impl_->server->Route("GET", "/healthz", [impl](const HttpRequest&) {
     HttpResponse r;
+    const auto live = impl->Live();
+    uint64_t swaps;
+    {
+      std::lock_guard<std::mutex> lock(impl->model_mu);
+      swaps = impl->swaps;
+    }
     r.body = nlohmann::json{{"status", "ok"},
-                            {"model", impl->model->file().path()},
-                            {"kind", impl->model->kind()},
-                            {"rows", impl->model->rows()}}
+                            {"model", live->file().path()},
+                            {"version", live->version()},
+                            {"step", live->step()},
+                            {"age_seconds", live->age_seconds()},
+                            {"swaps", swaps},
+                            {"kind", live->kind()},
+                            {"rows", live->rows()}}
                  .dump() +
              "\n";
     return r;

@@ -440,6 +440,11 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
     loss_sum += loss * static_cast<double>(batch.size);
     ema = ema < 0 ? loss : 0.98 * ema + 0.02 * loss;
     if (on_step) EMBER_RETURN_IF_ERROR(on_step(step_));
+    if (stop_requested_) {  // after this step: the caller checkpoints where it ended
+      stop_requested_ = false;
+      stats.stopped = true;
+      break;
+    }
     const auto now = Clock::now();
     if (now - gauges_at >= std::chrono::seconds(1)) {
       RecordTrainingGauges(ema, static_cast<double>(stats.samples - gauges_samples) /

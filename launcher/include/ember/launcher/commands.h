@@ -14,6 +14,7 @@
 #include "ember/embedding/export.h"
 #include "ember/launcher/config.h"
 #include "ember/monitoring/exporter.h"
+#include "ember/serving/model_dir.h"
 #include "ember/serving/server.h"
 
 namespace ember::launcher {
@@ -51,6 +52,7 @@ struct RunMetrics {
          rare_mrr_at_20 = 0, valid_recall_at_20 = 0;
   uint64_t test_examples = 0, cold_examples = 0, rare_examples = 0;
   int best_epoch = 0;
+  bool stopped = false;  // ended by SIGTERM / SIGINT (checkpointed where it stopped)
   // CTR runs with data.valid: the best epoch's validation AUC and log loss (-1: none).
   double valid_auc = -1, valid_logloss = -1;
   // Under mpirun only the first worker reports (metrics JSON); other ranks' metrics stay local.

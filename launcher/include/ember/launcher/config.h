@@ -99,6 +99,12 @@ struct RunConfig {
   int64_t checkpoint_every_steps = 0;
   int64_t checkpoint_keep = 3;
   bool resume = false;  // --resume: continue from checkpoint.dir's newest checkpoint
+  // [export]: models written while training (step_hooks.h)
+  std::string export_dir;  // "" = none
+  int64_t export_every_steps = 0;
+  double export_every_seconds = 0;
+  std::string export_precision = "fp32";
+  int64_t export_keep = 5;
   // [monitoring]
   int monitoring_port = 0;  // GET /metrics on port + rank (0 = off)
   std::string monitoring_bind = "127.0.0.1";

@@ -27,6 +27,11 @@ class ServingModel {
 
   std::string kind() const;  // "ctr"
   int num_dense() const { return num_dense_; }
+  // The training step the export was written at, its file name (the version `ember serve` reports)
+  // and the seconds since the file was written.
+  int64_t step() const { return step_; }
+  std::string version() const;
+  double age_seconds() const;
   int num_sparse() const { return num_sparse_; }
   // How request rows read: the training data's schema (the Criteo layout when the export has none).
   const data::Schema& schema() const { return schema_; }
@@ -44,6 +49,8 @@ class ServingModel {
   std::unique_ptr<Impl> impl_;
   int num_dense_ = 0;
   int num_sparse_ = 0;
+  int64_t step_ = 0;
+  int64_t written_ns_ = 0;  // the file's modification time
   data::Schema schema_;
 };
 

@@ -1,11 +1,12 @@
 // PredictionServer: `ember serve`'s HTTP endpoints over a ServingModel, on monitoring's
 // HttpServer (so /metrics shares the serving port).
 //
-//   POST /v1/predict    {"rows": [[field, ...], ...]}  ->  {"probabilities": [...]}
+//   POST /v1/predict    {"rows": [[field, ...], ...]}  ->  {"probabilities": [...], "model": version}
 //                       each row the training format's fields as strings, label omitted
 //   POST /v1/recommend  {"items": [...], "k": 20}      ->  {"items": [...], "scores": [...]}
 //                       (session models; a CTR model answers 400 saying so)
-//   GET  /healthz       {"status": "ok", "model": ..., "kind": ..., "rows": ...}
+//   GET  /healthz       {"status": "ok", "model": path, "version": file name, "step": ..., "age_seconds": ...,
+//                        "swaps": ..., "kind": ..., "rows": ...}
 //   GET  /metrics       Prometheus text format
 //
 // Concurrent predict requests are batched: one worker runs a forward pass over every request
@@ -33,6 +34,7 @@ struct ServeOptions {
   size_t max_batch = 1024;             // 1 .. 1M rows per forward pass
   double batch_wait_ms = 0.5;          // 0 .. 1000
   std::string device = "cpu";          // --device: "cpu" or "cuda" (ServingModel::Load)
+  double poll_seconds = 1;             // --poll-seconds: --model DIR is checked for newer models (0.05 .. 3600)
 };
 // Every option inside its documented range, or an error naming the flag.
 Status ValidateServeOptions(const ServeOptions& o);
@@ -41,6 +43,11 @@ class PredictionServer {
  public:
   // `model` must outlive the server.
   PredictionServer(const ServingModel* model, ServeOptions options);
+  PredictionServer(std::shared_ptr<const ServingModel> model, ServeOptions options);
+  // Makes `next` the live model: requests parsed from now on use it; those already queued finish
+  // on the model they began with, which goes when the last of them is answered. No request fails.
+  void Swap(std::shared_ptr<const ServingModel> next);
+  std::shared_ptr<const ServingModel> live() const;
   ~PredictionServer();
   Status Start();
   void Stop();

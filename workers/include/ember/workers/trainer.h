@@ -138,6 +138,7 @@ struct EpochStats {
   uint64_t steps = 0;
   double seconds = 0;
   double mean_loss = 0;
+  bool stopped = false;  // ended early by RequestStop
 };
 
 struct EvalResult {
@@ -206,6 +207,8 @@ class Trainer {
   Status RestoreCheckpoint(const std::string& path, bool load_shards = true, Env* env = PosixEnv());
   // The data position the next checkpoint records (set by the training loop).
   void set_position(const DataPosition& p) { position_ = p; }
+  // Ends the running epoch after the current step (a step callback calls it; see TrainEpoch).
+  void RequestStop() { stop_requested_ = true; }
   // Continues another trainer's step count (a later stage on the same shards: a shard refuses
   // steps that move back).
   void set_step(int64_t step) { step_ = step; }
@@ -290,6 +293,7 @@ class Trainer {
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<std::unique_ptr<embedding::EmbeddingMethod>> methods_;
   int64_t step_ = 0;
+  bool stop_requested_ = false;
   DataPosition position_;
   nlohmann::json run_state_;
   StepSync sync_;

@@ -1,0 +1,106 @@
+#include "step_hooks.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+
+#include "ember/common/file.h"
+#include "ember/embedding/export.h"
+#include "ember/launcher/commands.h"
+
+namespace ember::launcher {
+namespace {
+std::atomic<bool> g_stop{false};
+std::atomic<int64_t> g_stop_at{0};
+
+void OnStopSignal(int sig) {
+  if (g_stop.exchange(true)) {  // the second signal: as without the handler
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+  }
+}
+
+// export.dir's complete exports by step, oldest first.
+std::vector<std::pair<int64_t, std::string>> Exports(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> all;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("model-", 0) != 0 || name.size() <= 11 || name.substr(name.size() - 5) != ".embx") continue;
+    const std::string digits = name.substr(6, name.size() - 11);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    all.emplace_back(std::stoll(digits), e.path().string());
+  }
+  std::sort(all.begin(), all.end());
+  return all;
+}
+}  // namespace
+
+void InstallStopSignals() {
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+}
+
+bool StopRequested() { return g_stop.load(); }
+void RequestStopForTest(bool on) { g_stop.store(on); }
+void StopAtStepForTest(int64_t step) { g_stop_at.store(step); }
+
+Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient* ps, const RunConfig& c) {
+  EMBER_ASSIGN_OR_RETURN(auto precision, embedding::ParseExportPrecision(c.export_precision));
+  EMBER_RETURN_IF_ERROR(MakeDirs(c.export_dir));
+  embedding::ExportWriter writer(precision);
+  EMBER_RETURN_IF_ERROR(trainer->Export(&writer));
+  EMBER_RETURN_IF_ERROR(ps->ExportTables(&writer));
+  char name[48];
+  std::snprintf(name, sizeof(name), "model-%012lld.embx", static_cast<long long>(trainer->step()));
+  const std::string path = c.export_dir + "/" + name;
+  EMBER_RETURN_IF_ERROR(writer.Write(path).status());
+  const auto all = Exports(c.export_dir);
+  std::error_code ec;
+  for (size_t i = 0; c.export_keep > 0 && i + static_cast<size_t>(c.export_keep) < all.size(); ++i)
+    std::filesystem::remove(all[i].second, ec);
+  return path;
+}
+
+workers::StepCallback MakeStepHooks(workers::Trainer* trainer, ps::PsClient* ps, workers::Collective* collective,
+                                    const RunConfig& c, int epoch, uint64_t skipped, bool lead, StepHookState* state) {
+  auto steps = std::make_shared<uint64_t>(0);
+  const uint64_t per_step = c.batch_size * static_cast<uint64_t>(collective->size());
+  return [=, &c](int64_t step) -> Status {
+    ++*steps;
+    // Examples of the stream passed this epoch: every worker's full batches (an epoch's last,
+    // partial batch ends it, and a position past the end resumes with the next epoch).
+    trainer->set_position({epoch, skipped + *steps * per_step});
+    // A stop: every worker finishes this step (a signal reaches the ranks at different steps).
+    const int64_t stop_at = g_stop_at.load();
+    float stop = StopRequested() || (stop_at > 0 && step >= stop_at) ? 1.0f : 0.0f;
+    if (collective->size() > 1) EMBER_RETURN_IF_ERROR(collective->AllReduceSum(&stop, 1));
+    if (stop > 0) {
+      state->stopped = true;
+      trainer->RequestStop();
+      return Status::Ok();  // the job checkpoints and exports where it stopped
+    }
+    if (lead && !c.checkpoint_dir.empty() && c.checkpoint_every_steps > 0 && step % c.checkpoint_every_steps == 0)
+      EMBER_RETURN_IF_ERROR(WriteCheckpoint(trainer, c).status());
+    if (lead && !c.export_dir.empty()) {
+      const auto now = std::chrono::steady_clock::now();
+      const bool by_steps = c.export_every_steps > 0 && step % c.export_every_steps == 0;
+      const bool by_time = c.export_every_seconds > 0 &&
+                           std::chrono::duration<double>(now - state->last_export).count() >= c.export_every_seconds;
+      if (by_steps || by_time) {
+        EMBER_ASSIGN_OR_RETURN(state->last_export_path, ExportWhileTraining(trainer, ps, c));
+        state->last_export = now;
+        state->last_export_step = step;
+      }
+    }
+    return Status::Ok();
+  };
+}
+
+}  // namespace ember::launcher
