@@ -3,7 +3,11 @@
 #include <glob.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <filesystem>
+#include <thread>
 #include <cmath>
 #include <cstring>
 
@@ -104,7 +108,7 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
     struct stat st {};
     if (::stat(f.c_str(), &st) == 0) r->file_bytes_ += static_cast<uint64_t>(st.st_size);
   }
-  EMBER_RETURN_IF_ERROR(r->OpenFile(0));
+  if (!r->files_.empty()) EMBER_RETURN_IF_ERROR(r->OpenFile(0));
   if (!options.vocab.empty()) {
     EMBER_ASSIGN_OR_RETURN(Vocabulary v, ReadVocabulary(options.vocab, options.num_sparse));
     r->vocab_ = std::make_unique<VocabFilter>(v);
@@ -116,6 +120,20 @@ Result<std::vector<std::string>> DataFiles(const CriteoOptions& options) {
   const std::vector<std::string> entries = options.paths.empty() ? std::vector<std::string>{options.path} : options.paths;
   std::vector<std::string> files;
   for (const auto& e : entries) {
+    struct stat st {};
+    if (::stat(e.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {  // a directory: its files in name order
+      std::vector<std::string> in;
+      std::error_code ec;
+      for (const auto& f : std::filesystem::directory_iterator(e, ec)) {
+        const std::string name = f.path().filename().string();
+        if (name.empty() || name[0] == '.' || (name.size() > 4 && name.substr(name.size() - 4) == ".tmp")) continue;
+        if (f.is_regular_file(ec)) in.push_back(f.path().string());
+      }
+      std::sort(in.begin(), in.end());
+      if (in.empty() && !options.follow) return Status::IoError("no data file in directory " + e);
+      files.insert(files.end(), in.begin(), in.end());
+      continue;
+    }
     if (e.find_first_of("*?[") == std::string::npos) {
       files.push_back(e);
       continue;
@@ -125,9 +143,9 @@ Result<std::vector<std::string>> DataFiles(const CriteoOptions& options) {
     if (rc == 0)
       for (size_t i = 0; i < g.gl_pathc; ++i) files.push_back(g.gl_pathv[i]);  // glob sorts by name
     ::globfree(&g);
-    if (rc != 0) return Status::IoError("no data file matches '" + e + "'");
+    if (rc != 0 && !options.follow) return Status::IoError("no data file matches '" + e + "'");
   }
-  if (files.empty()) return Status::InvalidArgument("no data file given");
+  if (files.empty() && !options.follow) return Status::InvalidArgument("no data file given");
   return files;
 }
 
@@ -157,10 +175,32 @@ CriteoReader::~CriteoReader() {
 
 Result<bool> CriteoReader::ReadLine(std::string_view* line) {
   for (;;) {
-    EMBER_ASSIGN_OR_RETURN(const bool got, ReadFileLine(line));
-    if (got) return true;
-    if (file_index_ + 1 >= files_.size()) return false;
-    EMBER_RETURN_IF_ERROR(OpenFile(file_index_ + 1));
+    if (file_) {
+      EMBER_ASSIGN_OR_RETURN(const bool got, ReadFileLine(line));
+      if (got) return true;
+    }
+    if (file_index_ + 1 < files_.size() || (!file_ && !files_.empty())) {
+      if (file_ && !carry_.empty()) {  // following: the finished file's last line had no newline
+        *line = carry_;
+        ++line_no_;
+        return true;
+      }
+      EMBER_RETURN_IF_ERROR(OpenFile(file_ ? file_index_ + 1 : 0));
+      continue;
+    }
+    if (!options_.follow) return false;
+    // Following: files named after the last one join the stream; else wait for the file to grow.
+    auto now = DataFiles(options_);
+    bool added = false;
+    if (now.ok())
+      for (const auto& f : *now)
+        if (files_.empty() || f > files_.back()) {
+          files_.push_back(f);
+          added = true;
+        }
+    if (added) continue;
+    if (options_.stop && options_.stop()) return false;
+    std::this_thread::sleep_for(std::chrono::duration<double>(options_.follow_poll_s));
   }
 }
 
@@ -184,6 +224,17 @@ Result<bool> CriteoReader::ReadFileLine(std::string_view* line) {
       consumed_ += len + 1;
       ++line_no_;
       return true;
+    }
+    if (eof_ && options_.follow) {  // no complete line yet: keep the partial one, read again later
+      if (carry_.size() + avail > options_.max_line_bytes)
+        return Status::InvalidArgument(file_name() + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
+                                       std::to_string(options_.max_line_bytes) + " bytes (data.max_line_bytes)");
+      carry_.append(base, avail);
+      consumed_ += avail;
+      pos_ = buf_.size();
+      eof_ = false;
+      std::clearerr(file_);
+      return false;
     }
     if (eof_) {
       if (avail == 0 && carry_.empty()) return false;

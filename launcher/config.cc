@@ -10,6 +10,7 @@
 #include "ember/common/file.h"
 #include "ember/data/field_stats.h"
 #include "ember/embedding/plan.h"
+#include "step_hooks.h"
 
 namespace ember::launcher {
 namespace {
@@ -237,7 +238,9 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
   const bool needs_counts = count_always || budget.set() || method == embedding::Method::kFull ||
                             method == embedding::Method::kOptEmbed || c.trainer.embedding.collisionless_below > 0 ||
                             (method == embedding::Method::kDsl && c.dsl_decay == "cosine");
-  if (needs_counts && !c.train.empty()) {
+  if (c.follow && budget.set())
+    return Status::InvalidArgument("embedding.budget with data.follow: a stream's full table cannot be counted");
+  if (needs_counts && !c.train.empty() && !c.follow) {
     auto stats = data::LoadOrCountFields(MakeReaderOptions(c, c.train, true));
     if (!stats.ok()) return stats.status().WithContext("counting the vocabulary of data.train");
     for (size_t f = 0; f < t->fields.size() && f < stats->distinct.size(); ++f) t->fields[f].vocab = stats->distinct[f];
@@ -268,6 +271,11 @@ data::CriteoOptions MakeReaderOptions(const RunConfig& c, const std::string& pat
   o.vocab = c.vocab;
   o.max_line_bytes = static_cast<size_t>(c.max_line_bytes);
   o.schema = c.schema;
+  if (training && path == c.train && c.follow) {
+    o.follow = true;
+    o.follow_poll_s = c.follow_poll_s;
+    o.stop = [] { return StopRequested(); };
+  }
   return o;
 }
 

@@ -51,6 +51,13 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "`csv` / `tsv`: a TOML file holding `[[columns]]` (as `data.columns`) and optionally `delimiter`, `header`, "
        "`max_bag_length`, in place of those keys (`ember datagen ctr --multi-hot` writes one)",
        Str(AT(schema_file))},
+      {"data.follow", "bool", "`false`",
+       "train on `data.train` as it grows, until SIGTERM / SIGINT: a file read as lines are appended, or a directory "
+       "(or glob) whose new files join the stream in name order, each once (write them elsewhere and rename them in); "
+       "the position in the stream is checkpointed (docs/online.md)",
+       Bool(AT(follow))},
+      {"data.follow_poll_seconds", "float", "`1`", "`data.follow`: how often the stream is checked for more",
+       Num(AT(follow_poll_s), 0.01, 3600)},
       {"data.cache", "bool", "`false`",
        "read every data stream through its binary cache (columns of parsed examples, mmap), built on first use and "
        "rebuilt when its files or columns change (`ember prepare` builds it ahead; docs/formats.md)",

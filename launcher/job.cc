@@ -140,6 +140,10 @@ class CtrJob {
         log_(lead_ ? *ctx.out : quiet_) {}
 
   Result<RunMetrics> Run() {
+    if (c_.follow && workers_ > 1)
+      return Status::InvalidArgument("data.follow is for one worker so far (under mpirun, train on files instead)");
+    if (c_.follow && c_.epochs != 1)
+      return Status::InvalidArgument("data.follow trains one endless pass: train.epochs must be 1");
     EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_));
     EMBER_RETURN_IF_ERROR(Resolve());
     EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c_, &tc_));
@@ -247,7 +251,8 @@ class CtrJob {
       samples += stats.samples;
       m_.train_seconds += stats.seconds;
       m_.bad_lines += reader->bad_lines();
-      if (stats.stopped) {  // SIGTERM / SIGINT: the position is where the epoch stopped
+      if (c_.follow) hooks_.stopped = true;  // a followed stream ends only when the job is stopped
+      if (stats.stopped || c_.follow) {  // SIGTERM / SIGINT: the position is where the epoch stopped
         EMBER_ASSIGN_OR_RETURN(const uint64_t all, SumOverWorkers(coll_, samples));
         m_.train_samples += all;
         return Status::Ok();
@@ -396,7 +401,7 @@ Status CheckInputs(const RunConfig& c) {
   for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"data.train", &c.train},
                                   {"data.valid", &c.valid},
                                   {"data.test", &c.test}}) {
-    if (path->empty()) continue;
+    if (path->empty() || (c.follow && path == &c.train)) continue;  // a followed stream may not have begun
     auto opts = MakeReaderOptions(c, *path, false);
     opts.batch_size = 16;
     opts.max_rows = 16;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -46,10 +47,18 @@ struct CriteoOptions {
   // num_sparse, read by its own fast parser. Otherwise num_dense / num_sparse must be the
   // schema's.
   std::shared_ptr<const Schema> schema;
+  // Follow the stream as it grows (data.follow): at the end of the last file, wait for more lines
+  // (a file being appended to) or for new files (a directory or glob: names after the last one,
+  // taken once each, in name order), polling every follow_poll_s, until `stop` says so; the
+  // stream then ends there. A line is taken once its newline is written.
+  bool follow = false;
+  double follow_poll_s = 1.0;
+  std::function<bool()> stop;
 };
 
-// The files `options` names (path or paths, globs expanded in name order); an entry matching no
-// file is an error naming it.
+// The files `options` names (path or paths, globs expanded in name order; a directory: its files
+// in name order, hidden ones and *.tmp skipped); an entry matching no file is an error naming it
+// (unless following, which waits for files to appear).
 Result<std::vector<std::string>> DataFiles(const CriteoOptions& options);
 
 // Parses one line (without its '\n') into example `row` of *batch. On error returns a message

@@ -39,6 +39,8 @@ struct RunConfig {
   std::string delimiter;
   bool header = true;
   std::vector<data::ColumnSpec> columns;
+  bool follow = false;     // data.follow: train on data.train as it grows, until stopped
+  double follow_poll_s = 1;  // data.follow_poll_seconds
   bool cache = false;      // data.cache: read through the binary cache (data/cache.h)
   std::string cache_dir;   // data.cache_dir ("" = beside the data)
   std::string schema_file;  // data.schema: a TOML file of `columns` (and delimiter, header)
