@@ -77,29 +77,47 @@ workers::StepCallback MakeStepHooks(workers::Trainer* trainer, ps::PsClient* ps,
     // Examples of the stream passed this epoch: every worker's full batches (an epoch's last,
     // partial batch ends it, and a position past the end resumes with the next epoch).
     trainer->set_position({epoch, skipped + *steps * per_step});
-    // A stop: every worker finishes this step (a signal reaches the ranks at different steps).
+    // A stop, and the lead's clock saying an export is due: every worker learns both (a signal
+    // reaches the ranks at different steps), so that all finish the same step and meet below.
     const int64_t stop_at = g_stop_at.load();
-    float stop = StopRequested() || (stop_at > 0 && step >= stop_at) ? 1.0f : 0.0f;
-    if (collective->size() > 1) EMBER_RETURN_IF_ERROR(collective->AllReduceSum(&stop, 1));
-    if (stop > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    float flags[2] = {StopRequested() || (stop_at > 0 && step >= stop_at) ? 1.0f : 0.0f,
+                      lead && !c.export_dir.empty() && c.export_every_seconds > 0 &&
+                              std::chrono::duration<double>(now - state->last_export).count() >= c.export_every_seconds
+                          ? 1.0f
+                          : 0.0f};
+    if (collective->size() > 1) EMBER_RETURN_IF_ERROR(collective->AllReduceSum(flags, 2));
+    if (flags[0] > 0) {
       state->stopped = true;
       trainer->RequestStop();
       return Status::Ok();  // the job checkpoints and exports where it stopped
     }
-    if (lead && !c.checkpoint_dir.empty() && c.checkpoint_every_steps > 0 && step % c.checkpoint_every_steps == 0)
-      EMBER_RETURN_IF_ERROR(WriteCheckpoint(trainer, c).status());
-    if (lead && !c.export_dir.empty()) {
-      const auto now = std::chrono::steady_clock::now();
-      const bool by_steps = c.export_every_steps > 0 && step % c.export_every_steps == 0;
-      const bool by_time = c.export_every_seconds > 0 &&
-                           std::chrono::duration<double>(now - state->last_export).count() >= c.export_every_seconds;
-      if (by_steps || by_time) {
-        EMBER_ASSIGN_OR_RETURN(state->last_export_path, ExportWhileTraining(trainer, ps, c));
+    const bool checkpoint =
+        !c.checkpoint_dir.empty() && c.checkpoint_every_steps > 0 && step % c.checkpoint_every_steps == 0;
+    const bool exporting =
+        !c.export_dir.empty() && ((c.export_every_steps > 0 && step % c.export_every_steps == 0) || flags[1] > 0);
+    if (!checkpoint && !exporting) return Status::Ok();
+    // The others wait while the lead reads the shards: the files hold exactly this step.
+    if (collective->size() > 1) EMBER_RETURN_IF_ERROR(collective->Barrier());
+    Status st;
+    if (lead && checkpoint) st = WriteCheckpoint(trainer, c).status();
+    if (lead && exporting && st.ok()) {
+      auto path = ExportWhileTraining(trainer, ps, c);
+      st = path.status();
+      if (path.ok()) {
+        state->last_export_path = *path;
         state->last_export = now;
         state->last_export_step = step;
       }
     }
-    return Status::Ok();
+    // The second meeting tells every worker whether the lead's writes succeeded (none waits for a
+    // lead that has left).
+    if (collective->size() > 1) {
+      float failed = st.ok() ? 0.0f : 1.0f;
+      EMBER_RETURN_IF_ERROR(collective->AllReduceSum(&failed, 1));
+      if (st.ok() && failed > 0) return Status::FailedPrecondition("the lead's checkpoint or export failed");
+    }
+    return st;
   };
 }
 

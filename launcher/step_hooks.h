@@ -2,7 +2,8 @@
 // checkpoints (checkpoint.every_steps), periodic exports while training (export.dir, every
 // export.every_steps or export.every_seconds, the newest export.keep kept) and a graceful stop on
 // SIGTERM or SIGINT: every worker finishes the same step (they agree on it each step), the
-// trainer's data position is that step's, and the job checkpoints there and exits 0.
+// trainer's data position is that step's, and the job checkpoints there and exits 0. While the
+// lead writes a checkpoint or an export the other workers wait, so the files hold that step.
 #pragma once
 
 #include <chrono>
