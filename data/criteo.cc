@@ -296,7 +296,12 @@ Result<size_t> CriteoReader::Fill(Batch* batch, size_t limit) {
     // Lines returned from carry_ are invalidated by the next ReadLine; parse before that.
     auto got = ReadLine(&line);
     if (!got.ok()) return got.status();
-    if (!*got) break;
+    if (!*got) {
+      // A followed stream ends only when stopped: an incomplete batch is left unread (its lines are
+      // after the position a checkpoint records, so a resumed run reads them).
+      if (options_.follow) row = 0;
+      break;
+    }
     const bool from_carry = !carry_.empty() && line.data() == carry_.data();
     const uint64_t first_line = line_no_;
     if (parser_ && SchemaParser::OpenQuote(line)) {

@@ -63,6 +63,11 @@ Result<bool> PrefetchingReader::Next(Batch* batch) {
   return false;
 }
 
+bool PrefetchingReader::Ready() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !ready_.empty() || done_;
+}
+
 double PrefetchingReader::Progress() const {
   std::lock_guard<std::mutex> lock(mu_);
   return progress_;

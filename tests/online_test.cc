@@ -120,14 +120,14 @@ TEST(Online, FollowingADirectoryTrainsEachArrivingFileOnce) {
   sets.push_back("export.dir=\"" + root + "/exports\"");
   sets.push_back("export.every_steps=5");
   sets.push_back("export.keep=0");
-  // A step trains once the next batch is read (or the stream stops): 20 batches train 19 steps.
+  // A batch trains as soon as it is read (it is not held back for the next one): the export of a
+  // file's last step appears before the next file does.
   auto job = std::async(std::launch::async, [&] { return TrainJob(sets); });
-  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000015.embx"));
+  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000020.embx"));
   Part(stream + "/part-1.tsv", 4000, 8000);
-  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000035.embx"));
+  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000040.embx"));
   Part(stream + "/part-2.tsv", 8000, 12000);
-  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000055.embx"));
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // steps 56-59 (milliseconds each), then waiting
+  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000060.embx"));
   RequestStopForTest(true);
   auto m = job.get();
   RequestStopForTest(false);
@@ -141,11 +141,11 @@ TEST(Online, FollowingADirectoryTrainsEachArrivingFileOnce) {
   auto e = RunEval(m->checkpoint, D().test, 0, out);
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   EXPECT_EQ(e->auc, plain->auc);
-  // Resuming follows on from the checkpoint's position: a new file, and only it, is trained.
-  Part(stream + "/part-3.tsv", 0, 2000);
+  // Resuming follows on from the checkpoint's position: a new file, and only it, is trained; the
+  // incomplete batch at its end (100 rows) is left for the next run.
+  Part(stream + "/part-3.tsv", 0, 2100);
   auto again = std::async(std::launch::async, [&] { return TrainJob(sets, /*resume=*/true); });
-  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000065.embx"));
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_TRUE(WaitFor(root + "/exports/model-000000000070.embx"));
   RequestStopForTest(true);
   auto m2 = again.get();
   RequestStopForTest(false);

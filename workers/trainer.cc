@@ -431,10 +431,16 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
   if (!have.ok()) return have.status();
   while (*have) {
     data::Batch& batch = batches[cur];
-    auto have_next = reader->Next(&batches[1 - cur]);
-    if (!have_next.ok()) return have_next.status();
+    // The next batch first (its pull overlaps this step), unless reading it would wait (a followed
+    // stream): then this batch trains now, without the overlap, and the next is read after.
+    const bool ahead = reader->Ready();
+    Result<bool> have_next = false;
+    if (ahead) {
+      have_next = reader->Next(&batches[1 - cur]);
+      if (!have_next.ok()) return have_next.status();
+    }
     double loss = 0;
-    EMBER_RETURN_IF_ERROR(TrainStep(batch, *have_next ? &batches[1 - cur] : nullptr, &loss));
+    EMBER_RETURN_IF_ERROR(TrainStep(batch, ahead && *have_next ? &batches[1 - cur] : nullptr, &loss));
     stats.samples += batch.size;
     stats.steps += 1;
     loss_sum += loss * static_cast<double>(batch.size);
@@ -456,6 +462,10 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
       char extra[64];
       std::snprintf(extra, sizeof(extra), "loss %.4f", ema);
       reporter.Update(static_cast<double>(stats.samples), reader->Progress(), extra);
+    }
+    if (!ahead) {  // after the step's callback: its checkpoint or export does not wait for more data
+      have_next = reader->Next(&batches[1 - cur]);
+      if (!have_next.ok()) return have_next.status();
     }
     have = have_next;
     cur = 1 - cur;

@@ -86,6 +86,10 @@ class BatchReader {
   virtual uint64_t bad_lines() const = 0;
   virtual int num_dense() const = 0;
   virtual int num_sparse() const = 0;
+  // Whether Next would return without waiting for more input (a reader ahead of its consumer, or
+  // at its end). A followed stream waiting for data is not ready: the trainer then trains the
+  // batch it has instead of holding it back for the next one.
+  virtual bool Ready() const { return true; }
 };
 
 }  // namespace ember::data

@@ -23,6 +23,7 @@ class PrefetchingReader final : public BatchReader {
   uint64_t bad_lines() const override;
   int num_dense() const override { return num_dense_; }
   int num_sparse() const override { return num_sparse_; }
+  bool Ready() const override;
 
  private:
   void Run();

@@ -18,6 +18,7 @@ class ShardedReader final : public BatchReader {
   uint64_t bad_lines() const override { return inner_->bad_lines(); }
   int num_dense() const override { return inner_->num_dense(); }
   int num_sparse() const override { return inner_->num_sparse(); }
+  bool Ready() const override { return inner_->Ready(); }
 
  private:
   std::unique_ptr<BatchReader> inner_;
