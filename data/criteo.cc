@@ -16,25 +16,6 @@
 namespace ember::data {
 namespace {
 constexpr size_t kChunk = 1 << 22;
-
-bool ParseHex(std::string_view s, uint64_t* out) {
-  if (s.empty() || s.size() > 16) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    int d;
-    if (c >= '0' && c <= '9')
-      d = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-      d = c - 'A' + 10;
-    else
-      return false;
-    v = (v << 4) | static_cast<uint64_t>(d);
-  }
-  *out = v;
-  return true;
-}
 }  // namespace
 
 Status ParseCriteoLine(std::string_view line, Batch* batch, size_t row) {
@@ -81,7 +62,7 @@ Status ParseCriteoLine(std::string_view line, Batch* batch, size_t row) {
   for (int j = 0; j < ns; ++j) {
     const std::string_view f = fields[1 + nd + j];
     uint64_t id = kMissingId;
-    if (!f.empty() && !ParseHex(f, &id))
+    if (!f.empty() && !ParseHexId(f, &id))
       return Status::InvalidArgument("field " + std::to_string(2 + nd + j) + " (C" + std::to_string(1 + j) +
                                      "): expected a hex id of at most 16 digits, got '" + std::string(f) + "'");
     batch->sparse[j * stride + row] = id;

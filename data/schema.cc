@@ -51,25 +51,6 @@ std::string Choices(const Names<E> (&table)[N]) {
 // Ids never read as the two reserved values (missing, out of vocabulary).
 uint64_t Unreserve(uint64_t id) { return id >= kOovId ? id ^ 0x5bd1e995ULL : id; }
 
-bool ParseHexId(std::string_view s, uint64_t* out) {
-  if (s.empty() || s.size() > 16) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    int d;
-    if (c >= '0' && c <= '9')
-      d = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-      d = c - 'A' + 10;
-    else
-      return false;
-    v = (v << 4) | static_cast<uint64_t>(d);
-  }
-  *out = v;
-  return true;
-}
-
 bool ParseDouble(std::string_view s, double* out) {
   while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
   while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
@@ -90,6 +71,25 @@ int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
 
 std::string Quote(std::string_view s) { return "'" + std::string(s.substr(0, 64)) + (s.size() > 64 ? "...'" : "'"); }
 }  // namespace
+
+bool ParseHexId(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 16) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else
+      return false;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
 
 const char* ColumnRoleName(ColumnRole r) { return NameOf(kRoles, r); }
 const char* DenseTransformName(DenseTransform t) { return NameOf(kTransforms, t); }

@@ -10,6 +10,7 @@
 #include "ember/common/file.h"
 #include "ember/embedding/export.h"
 #include "ember/launcher/commands.h"
+#include "ember/serving/model_dir.h"
 
 namespace ember::launcher {
 namespace {
@@ -21,21 +22,6 @@ void OnStopSignal(int sig) {
     ::signal(sig, SIG_DFL);
     ::raise(sig);
   }
-}
-
-// export.dir's complete exports by step, oldest first.
-std::vector<std::pair<int64_t, std::string>> Exports(const std::string& dir) {
-  std::vector<std::pair<int64_t, std::string>> all;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("model-", 0) != 0 || name.size() <= 11 || name.substr(name.size() - 5) != ".embx") continue;
-    const std::string digits = name.substr(6, name.size() - 11);
-    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    all.emplace_back(std::stoll(digits), e.path().string());
-  }
-  std::sort(all.begin(), all.end());
-  return all;
 }
 }  // namespace
 
@@ -61,9 +47,9 @@ Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient*
   std::snprintf(name, sizeof(name), "model-%012lld.embx", static_cast<long long>(trainer->step()));
   const std::string path = c.export_dir + "/" + name;
   EMBER_RETURN_IF_ERROR(writer.Write(path).status());
-  const auto all = Exports(c.export_dir);
+  const auto all = serving::ListModels(c.export_dir);  // newest first
   std::error_code ec;
-  for (size_t i = 0; c.export_keep > 0 && i + static_cast<size_t>(c.export_keep) < all.size(); ++i)
+  for (size_t i = static_cast<size_t>(c.export_keep); c.export_keep > 0 && i < all.size(); ++i)
     std::filesystem::remove(all[i].second, ec);
   return path;
 }

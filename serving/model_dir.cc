@@ -15,8 +15,9 @@ std::string Identity(const std::string& path) {
          std::to_string(st.st_mtim.tv_nsec);
 }
 
-// Every model-<step>.embx of dir, newest first.
-std::vector<std::pair<int64_t, std::string>> Models(const std::string& dir) {
+}  // namespace
+
+std::vector<std::pair<int64_t, std::string>> ListModels(const std::string& dir) {
   std::vector<std::pair<int64_t, std::string>> all;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
@@ -29,10 +30,9 @@ std::vector<std::pair<int64_t, std::string>> Models(const std::string& dir) {
   std::sort(all.rbegin(), all.rend());
   return all;
 }
-}  // namespace
 
 std::string NewestModel(const std::string& dir) {
-  auto all = Models(dir);
+  auto all = ListModels(dir);
   return all.empty() ? "" : all[0].second;
 }
 
@@ -44,7 +44,7 @@ ModelWatcher::~ModelWatcher() { Stop(); }
 Result<std::shared_ptr<const ServingModel>> ModelWatcher::LoadFirst() {
   if (!std::filesystem::is_directory(dir_)) return Status::NotFound("--model " + dir_ + ": not a directory");
   Status last = Status::NotFound("--model " + dir_ + ": no model-<step>.embx in it yet");
-  for (const auto& [step, path] : Models(dir_)) {
+  for (const auto& [step, path] : ListModels(dir_)) {
     auto m = ServingModel::Load(path, device_);
     if (m.ok()) {
       live_ = path;
@@ -58,7 +58,7 @@ Result<std::shared_ptr<const ServingModel>> ModelWatcher::LoadFirst() {
 }
 
 bool ModelWatcher::PollOnce(PredictionServer* server) {
-  for (const auto& [step, path] : Models(dir_)) {
+  for (const auto& [step, path] : ListModels(dir_)) {
     if (path == live_) return false;  // nothing newer
     const std::string id = Identity(path);
     if (failed_.count(id)) continue;  // refused before, unchanged: an older one may still be newer than live

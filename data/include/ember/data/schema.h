@@ -126,7 +126,9 @@ class SchemaParser {
   std::string scratch_;  // quoted fields without their quotes and "" escapes
 };
 
-// Parses a decimal id string encoded as `encoding` into *id (kMissingId for ""); false = bad.
+// Parses an id string encoded as `encoding` into *id (kMissingId for ""); false = bad.
 bool ParseId(std::string_view s, IdEncoding encoding, uint64_t* id);
+// A hex id of 1 to 16 digits (Criteo's); false = bad.
+bool ParseHexId(std::string_view s, uint64_t* out);
 
 }  // namespace ember::data

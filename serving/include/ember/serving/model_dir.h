@@ -13,6 +13,8 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "ember/common/status.h"
 #include "ember/serving/model.h"
@@ -20,6 +22,9 @@
 
 namespace ember::serving {
 
+// Every `model-<step>.embx` of `dir` as (step, path), newest first (training's export.keep prunes
+// by it too).
+std::vector<std::pair<int64_t, std::string>> ListModels(const std::string& dir);
 // The newest `model-<step>.embx` of `dir` ("" if none).
 std::string NewestModel(const std::string& dir);
 
