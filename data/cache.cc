@@ -108,8 +108,8 @@ class CacheReader final : public BatchReader {
       }
       const Chunk& c = chunks_[chunk_];
       const size_t at = static_cast<size_t>(next_ - chunk_begin_);
-      const size_t n = static_cast<size_t>(
-          std::min<uint64_t>({options_.batch_size - row, chunk_end_ - next_, limit_ - next_}));
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>({options_.batch_size - row, chunk_end_ - next_, limit_ - next_}));
       Copy(c, at, n, batch, row);
       row += n;
       next_ += n;
@@ -156,7 +156,9 @@ class CacheReader final : public BatchReader {
 };
 
 Result<std::unique_ptr<CacheReader>> CacheReader::Open(const CriteoOptions& options, const std::string& path) {
-  auto bad = [&](const std::string& why) { return Status::Corruption(path + ": not a valid ember data cache: " + why); };
+  auto bad = [&](const std::string& why) {
+    return Status::Corruption(path + ": not a valid ember data cache: " + why);
+  };
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::IoError("cannot open data cache " + path + ": " + std::strerror(errno));
   struct stat st {};
@@ -219,7 +221,8 @@ Result<std::unique_ptr<CacheReader>> CacheReader::Open(const CriteoOptions& opti
         off = Pad8(off + bytes);
         return p;
       };
-      if (rows == 0 || rows > kChunkRows || end > body_end || off < kHeader || off % 8) return bad(where + ": bad bounds");
+      if (rows == 0 || rows > kChunkRows || end > body_end || off < kHeader || off % 8)
+        return bad(where + ": bad bounds");
       Chunk c;
       c.rows = rows;
       uint64_t header_rows = 0;
@@ -283,8 +286,9 @@ std::string CachePath(const CriteoOptions& options, const std::string& dir) {
   const std::string base = slash == std::string::npos ? first : first.substr(slash + 1);
   const std::string where = !dir.empty() ? dir : slash == std::string::npos ? "." : first.substr(0, slash);
   char hex[20];
-  std::snprintf(hex, sizeof(hex), "%016llx",
-                static_cast<unsigned long long>(Hash64(names + SchemaKey(options) + PolicyName(options.on_bad_line), 0)));
+  std::snprintf(
+      hex, sizeof(hex), "%016llx",
+      static_cast<unsigned long long>(Hash64(names + SchemaKey(options) + PolicyName(options.on_bad_line), 0)));
   return where + "/" + base + "." + hex + ".embc";
 }
 
@@ -319,8 +323,8 @@ Result<CacheBuildStats> BuildCache(const CriteoOptions& given, const std::string
     if (!*got) break;
     const size_t n = b.size, D = static_cast<size_t>(o.num_dense), stride = b.labels.size();
     chunks.push_back({w.offset(), n});
-    bool ok = w.Value<uint64_t>(n) && w.Put(b.labels.data(), n * 4) && w.Pad() && w.Put(b.dense.data(), n * D * 4) &&
-              w.Pad();
+    bool ok =
+        w.Value<uint64_t>(n) && w.Put(b.labels.data(), n * 4) && w.Pad() && w.Put(b.dense.data(), n * D * 4) && w.Pad();
     for (size_t fi = 0; ok && fi < multi.size(); ++fi) {
       if (!multi[fi]) {
         ok = w.Put(b.sparse.data() + fi * stride, n * 8);
@@ -379,8 +383,8 @@ std::string CacheStaleness(const CriteoOptions& options, const std::string& path
     return "no valid trailer";
   }
   std::string text(trailer[1], '\0');
-  const bool read = ::pread(fd, text.data(), text.size(), static_cast<off_t>(trailer[0])) ==
-                    static_cast<ssize_t>(text.size());
+  const bool read =
+      ::pread(fd, text.data(), text.size(), static_cast<off_t>(trailer[0])) == static_cast<ssize_t>(text.size());
   ::close(fd);
   if (!read) return "cannot read its metadata";
   try {

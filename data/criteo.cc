@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <filesystem>
-#include <thread>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <thread>
 
 #include "ember/data/vocab.h"
 
@@ -98,7 +98,8 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
 }
 
 Result<std::vector<std::string>> DataFiles(const CriteoOptions& options) {
-  const std::vector<std::string> entries = options.paths.empty() ? std::vector<std::string>{options.path} : options.paths;
+  const std::vector<std::string> entries =
+      options.paths.empty() ? std::vector<std::string>{options.path} : options.paths;
   std::vector<std::string> files;
   for (const auto& e : entries) {
     struct stat st {};

@@ -94,8 +94,7 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
     if (text.ok()) {
       try {
         auto j = nlohmann::json::parse(*text);
-        if (j.value("sources", nlohmann::json()) == sources &&
-            j.value("max_rows", uint64_t{0}) == options.max_rows &&
+        if (j.value("sources", nlohmann::json()) == sources && j.value("max_rows", uint64_t{0}) == options.max_rows &&
             j.value("schema", std::string("criteo")) == fingerprint &&
             j["distinct"].size() == static_cast<size_t>(options.num_sparse) &&
             j.value("dense_mean", std::vector<double>{}).size() == static_cast<size_t>(options.num_dense)) {
@@ -118,9 +117,9 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
   o.batch_size = 65536;
   EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(o));
   EMBER_ASSIGN_OR_RETURN(FieldStats st, CountFields(reader.get()));
-  nlohmann::json j = {{"sources", sources}, {"rows", st.rows},
-                      {"max_rows", options.max_rows}, {"distinct", st.distinct}, {"schema", fingerprint},
-                      {"dense_mean", st.dense_mean}, {"dense_std", st.dense_std}};
+  nlohmann::json j = {{"sources", sources},       {"rows", st.rows},       {"max_rows", options.max_rows},
+                      {"distinct", st.distinct},  {"schema", fingerprint}, {"dense_mean", st.dense_mean},
+                      {"dense_std", st.dense_std}};
   // Best effort, and never into a directory marked read-only (shared data samples), even as root.
   const size_t slash = files[0].find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : files[0].substr(0, slash + 1);

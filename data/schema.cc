@@ -17,9 +17,12 @@ struct Names {
   E value;
   const char* name;
 };
-constexpr Names<ColumnRole> kRoles[] = {{ColumnRole::kLabel, "label"},         {ColumnRole::kDense, "dense"},
-                                        {ColumnRole::kCategorical, "categorical"}, {ColumnRole::kMultiHot, "multi_hot"},
-                                        {ColumnRole::kYymmddhh, "yymmddhh"},   {ColumnRole::kIgnore, "ignore"}};
+constexpr Names<ColumnRole> kRoles[] = {{ColumnRole::kLabel, "label"},
+                                        {ColumnRole::kDense, "dense"},
+                                        {ColumnRole::kCategorical, "categorical"},
+                                        {ColumnRole::kMultiHot, "multi_hot"},
+                                        {ColumnRole::kYymmddhh, "yymmddhh"},
+                                        {ColumnRole::kIgnore, "ignore"}};
 constexpr Names<DenseTransform> kTransforms[] = {
     {DenseTransform::kLog1p, "log1p"}, {DenseTransform::kNone, "none"}, {DenseTransform::kStandardize, "standardize"}};
 constexpr Names<IdEncoding> kEncodings[] = {
@@ -167,7 +170,8 @@ nlohmann::json SchemaJson(const Schema& s, bool with_stats) {
         j["std"] = c.stddev;
       }
     }
-    if (c.role == ColumnRole::kCategorical || c.role == ColumnRole::kMultiHot) j["encoding"] = IdEncodingName(c.encoding);
+    if (c.role == ColumnRole::kCategorical || c.role == ColumnRole::kMultiHot)
+      j["encoding"] = IdEncodingName(c.encoding);
     if (c.role == ColumnRole::kMultiHot) {
       j["separator"] = c.separator;
       j["pooling"] = BagPoolingName(c.pooling);
@@ -251,9 +255,27 @@ Schema AvazuSchema() {
   s.columns.push_back({"id", ColumnRole::kIgnore});
   s.columns.push_back({"click", ColumnRole::kLabel});
   s.columns.push_back({"hour", ColumnRole::kYymmddhh});
-  for (const char* name : {"C1", "banner_pos", "site_id", "site_domain", "site_category", "app_id", "app_domain",
-                           "app_category", "device_id", "device_ip", "device_model", "device_type", "device_conn_type",
-                           "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21"})
+  for (const char* name : {"C1",
+                           "banner_pos",
+                           "site_id",
+                           "site_domain",
+                           "site_category",
+                           "app_id",
+                           "app_domain",
+                           "app_category",
+                           "device_id",
+                           "device_ip",
+                           "device_model",
+                           "device_type",
+                           "device_conn_type",
+                           "C14",
+                           "C15",
+                           "C16",
+                           "C17",
+                           "C18",
+                           "C19",
+                           "C20",
+                           "C21"})
     s.columns.push_back({name, ColumnRole::kCategorical});
   return s;
 }
@@ -269,7 +291,8 @@ Status ValidateSchema(const Schema& s) {
     const ColumnSpec& c = s.columns[i];
     const std::string where = "data.columns[" + std::to_string(i) + "]";
     if (c.name.empty()) return Status::InvalidArgument(where + ": a column needs a name");
-    if (!names.insert(c.name).second) return Status::InvalidArgument(where + ": column '" + c.name + "' is named twice");
+    if (!names.insert(c.name).second)
+      return Status::InvalidArgument(where + ": column '" + c.name + "' is named twice");
     labels += c.role == ColumnRole::kLabel;
     if (c.role == ColumnRole::kMultiHot) {
       if (c.separator.empty()) return Status::InvalidArgument(where + " ('" + c.name + "'): separator is empty");
@@ -327,8 +350,9 @@ Status SchemaParser::Split(std::string_view record) {
       const size_t start = buf.size();
       ++i;
       for (;;) {
-        if (i >= record.size()) return Status::InvalidArgument("field " + std::to_string(fields_.size() + 1) +
-                                                               ": a quoted field is not closed");
+        if (i >= record.size())
+          return Status::InvalidArgument("field " + std::to_string(fields_.size() + 1) +
+                                         ": a quoted field is not closed");
         if (record[i] == '"') {
           if (i + 1 < record.size() && record[i + 1] == '"') {
             buf.push_back('"');
@@ -385,9 +409,7 @@ Status SchemaParser::SetHeader(std::string_view record) {
 Status SchemaParser::ParseColumn(size_t c, std::string_view v, Batch* batch, size_t row) {
   const ColumnSpec& col = schema_.columns[c];
   const size_t stride = batch->labels.size();
-  auto bad = [&](const std::string& why) {
-    return Status::InvalidArgument("column '" + col.name + "': " + why);
-  };
+  auto bad = [&](const std::string& why) { return Status::InvalidArgument("column '" + col.name + "': " + why); };
   switch (col.role) {
     case ColumnRole::kIgnore:
       return Status::Ok();
@@ -411,9 +433,9 @@ Status SchemaParser::ParseColumn(size_t c, std::string_view v, Batch* batch, siz
     case ColumnRole::kCategorical: {
       uint64_t id = 0;
       if (!ParseId(v, col.encoding, &id))
-        return bad(std::string("expected ") + (col.encoding == IdEncoding::kHex ? "a hex id of at most 16 digits"
-                                                                                 : "an integer id") +
-                   ", got " + Quote(v));
+        return bad(std::string("expected ") +
+                   (col.encoding == IdEncoding::kHex ? "a hex id of at most 16 digits" : "an integer id") + ", got " +
+                   Quote(v));
       batch->sparse[static_cast<size_t>(field_of_[c]) * stride + row] = id;
       return Status::Ok();
     }
@@ -454,8 +476,7 @@ Status SchemaParser::ParseColumn(size_t c, std::string_view v, Batch* batch, siz
         uint64_t id = 0;
         if (item.empty() || !ParseId(item, col.encoding, &id)) return bad("bad id " + Quote(item));
         if (bag.ids.size() - first >= schema_.max_bag_length)
-          return bad("a bag of more than " + std::to_string(schema_.max_bag_length) +
-                     " ids (data.max_bag_length)");
+          return bad("a bag of more than " + std::to_string(schema_.max_bag_length) + " ids (data.max_bag_length)");
         bag.ids.push_back(id);
         bag.weights.push_back(static_cast<float>(w));
       }

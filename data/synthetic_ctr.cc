@@ -197,8 +197,7 @@ double SyntheticCtrTeacher::BagLogit(const std::vector<std::vector<uint64_t>>& b
     double w = 0, v[16] = {0};
     for (uint64_t r : bag) {
       const uint64_t h = HashId(r, PairSeed(ts, 600 + f));
-      const double shrink =
-          long_tail_ ? 1.0 : std::pow(1.0 + static_cast<double>(r) / o.tail_rank, -o.tail_power);
+      const double shrink = long_tail_ ? 1.0 : std::pow(1.0 + static_cast<double>(r) / o.tail_rank, -o.tail_power);
       w += shrink * Gaussian(h);
       for (int j = 0; j < k; ++j) v[j] += shrink * Gaussian(Mix64(h + 0x3000 + j));
     }

@@ -10,18 +10,18 @@ nlohmann::json ModelDescription::ToJson() const {
     gs.push_back({{"name", g.name}, {"dim", g.dim}, {"method", MethodConfigToJson(g.method)}});
   for (const auto& f : fields) fs.push_back({{"name", f.name}, {"vocab", f.vocab}});
   nlohmann::json j = {{"kind", kind},
-          {"name", model},
-          {"num_dense", num_dense},
-          {"num_fields", fields.size()},
-          {"embedding_dim", embedding_dim},
-          {"bottom_mlp", bottom_mlp},
-          {"top_mlp", top_mlp},
-          {"cross_layers", cross_layers},
-          {"cross_structure", cross_structure},
-          {"cross_rank", cross_rank},
-          {"fields", fs},
-          {"groups", gs},
-          {"step", step}};
+                      {"name", model},
+                      {"num_dense", num_dense},
+                      {"num_fields", fields.size()},
+                      {"embedding_dim", embedding_dim},
+                      {"bottom_mlp", bottom_mlp},
+                      {"top_mlp", top_mlp},
+                      {"cross_layers", cross_layers},
+                      {"cross_structure", cross_structure},
+                      {"cross_rank", cross_rank},
+                      {"fields", fs},
+                      {"groups", gs},
+                      {"step", step}};
   if (!input_schema.empty()) j["input"] = nlohmann::json::parse(input_schema);
   return j;
 }

@@ -456,7 +456,8 @@ Result<data::OracleStats> RunDatagenCtr(const data::SyntheticCtrOptions& o, cons
 }
 
 Status RunPrepare(const RunConfig& c, std::ostream& out) {
-  if (!c.schema) return Status::InvalidArgument("ember prepare reads CTR data (data.format \"" + c.format + "\" has none)");
+  if (!c.schema)
+    return Status::InvalidArgument("ember prepare reads CTR data (data.format \"" + c.format + "\" has none)");
   if (c.train.empty()) return Status::InvalidArgument("data.train is not set");
   for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"data.train", &c.train},
                                   {"data.valid", &c.valid},

@@ -245,16 +245,16 @@ inline Binding Columns() {
                 return Status::InvalidArgument(who + ": unknown " + what + " '" + v + "' (one of " + list + ")");
               };
               using data::ColumnRole;
-              EMBER_RETURN_IF_ERROR(pick(role, "role", col.role,
-                                         std::vector<ColumnRole>{ColumnRole::kLabel, ColumnRole::kDense,
-                                                                 ColumnRole::kCategorical, ColumnRole::kMultiHot,
-                                                                 ColumnRole::kYymmddhh, ColumnRole::kIgnore},
-                                         data::ColumnRoleName));
-              EMBER_RETURN_IF_ERROR(pick(transform, "transform", col.transform,
-                                         std::vector<data::DenseTransform>{data::DenseTransform::kLog1p,
-                                                                           data::DenseTransform::kNone,
-                                                                           data::DenseTransform::kStandardize},
-                                         data::DenseTransformName));
+              EMBER_RETURN_IF_ERROR(
+                  pick(role, "role", col.role,
+                       std::vector<ColumnRole>{ColumnRole::kLabel, ColumnRole::kDense, ColumnRole::kCategorical,
+                                               ColumnRole::kMultiHot, ColumnRole::kYymmddhh, ColumnRole::kIgnore},
+                       data::ColumnRoleName));
+              EMBER_RETURN_IF_ERROR(
+                  pick(transform, "transform", col.transform,
+                       std::vector<data::DenseTransform>{data::DenseTransform::kLog1p, data::DenseTransform::kNone,
+                                                         data::DenseTransform::kStandardize},
+                       data::DenseTransformName));
               EMBER_RETURN_IF_ERROR(pick(encoding, "encoding", col.encoding,
                                          std::vector<data::IdEncoding>{data::IdEncoding::kString,
                                                                        data::IdEncoding::kHex, data::IdEncoding::kInt},

@@ -244,15 +244,15 @@ class CtrJob {
       EMBER_ASSIGN_OR_RETURN(auto inner, data::OpenDataReader(opts, c_.cache, c_.cache_dir));
       std::unique_ptr<data::BatchReader> reader = std::make_unique<data::PrefetchingReader>(std::move(inner));
       if (workers_ > 1) reader = std::make_unique<data::ShardedReader>(std::move(reader), worker_, workers_);
-      EMBER_ASSIGN_OR_RETURN(auto stats,
-                             trainer_->TrainEpoch(reader.get(), e, epochs, progress,
-                                                  MakeStepHooks(trainer_.get(), ctx_.ps, coll_, c_, e, opts.skip_examples,
-                                                                /*lead=*/lead_, &hooks_)));
+      EMBER_ASSIGN_OR_RETURN(
+          auto stats, trainer_->TrainEpoch(reader.get(), e, epochs, progress,
+                                           MakeStepHooks(trainer_.get(), ctx_.ps, coll_, c_, e, opts.skip_examples,
+                                                         /*lead=*/lead_, &hooks_)));
       samples += stats.samples;
       m_.train_seconds += stats.seconds;
       m_.bad_lines += reader->bad_lines();
       if (c_.follow) hooks_.stopped = true;  // a followed stream ends only when the job is stopped
-      if (stats.stopped || c_.follow) {  // SIGTERM / SIGINT: the position is where the epoch stopped
+      if (stats.stopped || c_.follow) {      // SIGTERM / SIGINT: the position is where the epoch stopped
         EMBER_ASSIGN_OR_RETURN(const uint64_t all, SumOverWorkers(coll_, samples));
         m_.train_samples += all;
         return Status::Ok();

@@ -77,8 +77,10 @@ int main(int argc, char** argv) {
   std::string serve_model;
   ember::serving::ServeOptions serve_opts;
   auto* serve = app.add_subcommand("serve", "Serve predictions from an exported model over HTTP");
-  serve->add_option("--model", serve_model,
-                    "Exported model file (ember export), or a directory of model-<step>.embx (export.dir): its newest, swapped for newer ones as they appear")
+  serve
+      ->add_option("--model", serve_model,
+                   "Exported model file (ember export), or a directory of model-<step>.embx (export.dir): its newest, "
+                   "swapped for newer ones as they appear")
       ->required()
       ->check(CLI::ExistingPath);
   serve->add_option("--port", serve_opts.port, "Port (0: any free port)")->capture_default_str();
@@ -92,8 +94,9 @@ int main(int argc, char** argv) {
   serve->add_option("--device", serve_opts.device, "cpu, or cuda (the dense model on the GPU)")->capture_default_str();
   serve->add_option("--max-body-bytes", serve_opts.max_body_bytes, "Largest request body (larger: 413)")
       ->capture_default_str();
-  serve->add_option("--poll-seconds", serve_opts.poll_seconds,
-                    "With --model DIR: how often DIR is checked for a newer model")
+  serve
+      ->add_option("--poll-seconds", serve_opts.poll_seconds,
+                   "With --model DIR: how often DIR is checked for a newer model")
       ->capture_default_str();
   serve->add_option("--max-rows", serve_opts.max_rows_per_request, "Most rows per request (more: 413)")
       ->capture_default_str();

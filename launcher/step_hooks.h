@@ -20,7 +20,7 @@ namespace ember::launcher {
 // of either kills it as before.
 void InstallStopSignals();
 bool StopRequested();
-void RequestStopForTest(bool on);  // as if a signal came (or clear it)
+void RequestStopForTest(bool on);      // as if a signal came (or clear it)
 void StopAtStepForTest(int64_t step);  // as if a signal came during this step (0 = never)
 
 struct StepHookState {

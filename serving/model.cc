@@ -1,8 +1,7 @@
 #include "ember/serving/model.h"
 
-#include <torch/torch.h>
-
 #include <sys/stat.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -170,10 +169,10 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
       offsets = torch::from_blob(o.data(), {static_cast<int64_t>(o.size())}, torch::kLong);
       weights = torch::from_blob(w.data(), {static_cast<int64_t>(w.size())}, torch::kFloat);
     }
-    in.values = models::GatherSlots(leaf,
-                                    torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong),
-                                    offsets, weights, static_cast<int64_t>(B), width)
-                    .to(impl_->device);
+    in.values =
+        models::GatherSlots(leaf, torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong),
+                            offsets, weights, static_cast<int64_t>(B), width)
+            .to(impl_->device);
     in.widths.assign(static_cast<size_t>(g.method->num_fields()), g.model_dim);
     inputs.push_back(std::move(in));
   }

@@ -83,7 +83,9 @@ Status JsonRowsToBatch(const nlohmann::json& rows, const data::Schema& schema, d
   std::vector<std::string_view> views(columns.size());
   for (size_t r = 0; r < n; ++r) {
     const auto& row = rows[r];
-    auto bad = [&](const Status& st) { return Status::InvalidArgument("row " + std::to_string(r) + ": " + st.message()); };
+    auto bad = [&](const Status& st) {
+      return Status::InvalidArgument("row " + std::to_string(r) + ": " + st.message());
+    };
     for (auto& t : text) t.clear();
     if (row.is_array()) {
       if (row.size() != columns.size())

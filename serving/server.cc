@@ -71,7 +71,7 @@ class Batcher {
         }
         size_t rows = 0;
         while (!queue_.empty() && (take.empty() || (rows + queue_.front().batch.size <= max_batch_ &&
-                                                     queue_.front().model == take[0].model))) {
+                                                    queue_.front().model == take[0].model))) {
           rows += queue_.front().batch.size;
           take.push_back(std::move(queue_.front()));
           queue_.pop_front();
@@ -198,17 +198,18 @@ struct PredictionServer::Impl {
     const auto start = Clock::now();
     monitoring::Registry* reg = &metrics.registry();
     const std::string version = model->version();
-    batcher->Submit(std::move(model), std::move(batch), [respond, start, reg, version](Status st, std::vector<float> probs) {
-      if (!st.ok()) {
-        respond(HttpResponse::Error(500, st.message()));
-        return;
-      }
-      reg->Observe("serve_predict_seconds", std::chrono::duration<double>(Clock::now() - start).count());
-      reg->AddCounter("serve_predictions_total", static_cast<double>(probs.size()));
-      HttpResponse r;
-      r.body = nlohmann::json{{"probabilities", probs}, {"model", version}}.dump() + "\n";
-      respond(std::move(r));
-    });
+    batcher->Submit(
+        std::move(model), std::move(batch), [respond, start, reg, version](Status st, std::vector<float> probs) {
+          if (!st.ok()) {
+            respond(HttpResponse::Error(500, st.message()));
+            return;
+          }
+          reg->Observe("serve_predict_seconds", std::chrono::duration<double>(Clock::now() - start).count());
+          reg->AddCounter("serve_predictions_total", static_cast<double>(probs.size()));
+          HttpResponse r;
+          r.body = nlohmann::json{{"probabilities", probs}, {"model", version}}.dump() + "\n";
+          respond(std::move(r));
+        });
   }
 
   // The request's rows as a batch, or a 4xx response (status 200 = parsed).
@@ -217,7 +218,8 @@ struct PredictionServer::Impl {
     HttpResponse error;
     if (!ParseBody(req, &body, &error)) return error;
     if (!body.contains("rows") || !body["rows"].is_array())
-      return HttpResponse::Error(400, "body must have \"rows\": an array of rows (arrays of strings, or objects by column)");
+      return HttpResponse::Error(400,
+                                 "body must have \"rows\": an array of rows (arrays of strings, or objects by column)");
     const auto& jrows = body["rows"];
     if (jrows.empty()) return HttpResponse::Error(400, "\"rows\" is empty");
     if (jrows.size() > options.max_rows_per_request)
@@ -287,9 +289,8 @@ Status PredictionServer::Start() {
   reg.AddCounter("serving_failed_loads_total", 0);
   // The live model's age: seconds since its file was written (export time), at scrape time.
   Impl* self = impl_.get();
-  reg.AddCollector([self](monitoring::Recorder& r) {
-    r.SetGauge("serving_model_age_seconds", self->Live()->age_seconds());
-  });
+  reg.AddCollector(
+      [self](monitoring::Recorder& r) { r.SetGauge("serving_model_age_seconds", self->Live()->age_seconds()); });
   impl_->batcher = std::make_unique<Batcher>(impl_->options.max_batch, impl_->options.batch_wait_ms, &reg);
   monitoring::HttpServerOptions o;
   o.bind = impl_->options.bind;

@@ -236,7 +236,6 @@ TEST(CtrModels, ShapesAndRefusals) {
   EXPECT_EQ(*models::ParseModelKind("wide_deep"), models::ModelKind::kWideDeep);
 }
 
-
 // Multi-hot bags through the lookup: each slot reads the weighted sum of its bag's rows (unified:
 // every probe of every id), an empty bag reads zeros, and each id's row gets its weight times the
 // slot's gradient.

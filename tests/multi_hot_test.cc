@@ -57,10 +57,14 @@ struct Files {
     EMBER_CHECK(WriteFileAtomic(no_bags, text).ok());
   }
   std::vector<std::string> Sets(const std::string& schema_file) const {
-    return {"data.format=\"tsv\"",      "data.schema=\"" + schema_file + "\"",
-            "data.train=\"" + train + "\"", "data.test=\"" + test + "\"",
-            "model.bottom_mlp=[32]",    "model.top_mlp=[32]",
-            "embedding.dim=8",          "train.batch_size=256",
+    return {"data.format=\"tsv\"",
+            "data.schema=\"" + schema_file + "\"",
+            "data.train=\"" + train + "\"",
+            "data.test=\"" + test + "\"",
+            "model.bottom_mlp=[32]",
+            "model.top_mlp=[32]",
+            "embedding.dim=8",
+            "train.batch_size=256",
             "train.progress=\"off\""};
   }
 };
@@ -243,8 +247,7 @@ TEST(MultiHot, ServeAnswersBagsAsTheModelPredicts) {
     clients.emplace_back([&, r] {
       const auto res = testing_util::Exchange(
           server.port(), testing_util::Post("/v1/predict", nlohmann::json{{"rows", {rows[r]}}}.dump()));
-      if (res.result_int() == 200)
-        got[r] = nlohmann::json::parse(res.body())["probabilities"][0].get<float>();
+      if (res.result_int() == 200) got[r] = nlohmann::json::parse(res.body())["probabilities"][0].get<float>();
     });
   for (auto& t : clients) t.join();
   for (size_t r = 0; r < rows.size(); ++r) EXPECT_NEAR(got[r], direct[r], 1e-6) << "row " << r;
@@ -252,8 +255,8 @@ TEST(MultiHot, ServeAnswersBagsAsTheModelPredicts) {
   nlohmann::json object;
   const std::vector<std::string> names = {"I1", "I2", "I3", "C1", "C2", "C3", "C4", "C5", "C6", "M1", "M2"};
   for (size_t k = 0; k < names.size(); ++k) object[names[k]] = rows[0][k];
-  const auto res = testing_util::Exchange(
-      server.port(), testing_util::Post("/v1/predict", nlohmann::json{{"rows", {object}}}.dump()));
+  const auto res = testing_util::Exchange(server.port(),
+                                          testing_util::Post("/v1/predict", nlohmann::json{{"rows", {object}}}.dump()));
   ASSERT_EQ(res.result_int(), 200) << res.body();
   EXPECT_NEAR(nlohmann::json::parse(res.body())["probabilities"][0].get<float>(), direct[0], 1e-6);
   // Through the text reader, the same rows score the same.
@@ -267,11 +270,11 @@ TEST(MultiHot, ServeAnswersBagsAsTheModelPredicts) {
 TEST(Avazu, TheRealSampleTrainsEvaluatesAndServes) {
   const std::string dir = std::string(EMBER_SHARED_DATA_DIR) + "/avazu";
   if (!PathExists(dir + "/avazu_train.csv")) GTEST_SKIP() << "shared data sample absent: " << dir;
-  auto m = Train({"data.format=\"avazu\"", "data.train=\"" + dir + "/avazu_train.csv\"",
-                  "data.valid=\"" + dir + "/avazu_dev.csv\"", "data.test=\"" + dir + "/avazu_test.csv\"",
-                  "model.bottom_mlp=[32]", "model.top_mlp=[32]", "embedding.dim=8", "train.batch_size=256",
-                  "train.progress=\"off\""},
-                 Dir() + "/avazu");
+  auto m = Train(
+      {"data.format=\"avazu\"", "data.train=\"" + dir + "/avazu_train.csv\"",
+       "data.valid=\"" + dir + "/avazu_dev.csv\"", "data.test=\"" + dir + "/avazu_test.csv\"", "model.bottom_mlp=[32]",
+       "model.top_mlp=[32]", "embedding.dim=8", "train.batch_size=256", "train.progress=\"off\""},
+      Dir() + "/avazu");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->train_samples, 8087u);
   EXPECT_EQ(m->eval_samples, 432u);
@@ -287,10 +290,12 @@ TEST(Avazu, TheRealSampleTrainsEvaluatesAndServes) {
   ASSERT_TRUE(model.ok());
   // The test file's first row, as an object keyed by Avazu's column names (id and click omitted).
   const std::string first = ReadFile(dir + "/avazu_test.csv")->substr(0, ReadFile(dir + "/avazu_test.csv")->find('\n'));
-  const std::vector<std::string> names = {"id", "click", "hour", "C1", "banner_pos", "site_id", "site_domain",
-                                          "site_category", "app_id", "app_domain", "app_category", "device_id",
-                                          "device_ip", "device_model", "device_type", "device_conn_type", "C14",
-                                          "C15", "C16", "C17", "C18", "C19", "C20", "C21"};
+  const std::vector<std::string> names = {"id",         "click",        "hour",         "C1",
+                                          "banner_pos", "site_id",      "site_domain",  "site_category",
+                                          "app_id",     "app_domain",   "app_category", "device_id",
+                                          "device_ip",  "device_model", "device_type",  "device_conn_type",
+                                          "C14",        "C15",          "C16",          "C17",
+                                          "C18",        "C19",          "C20",          "C21"};
   nlohmann::json row;
   std::istringstream in(first);
   std::string value;
@@ -304,8 +309,8 @@ TEST(Avazu, TheRealSampleTrainsEvaluatesAndServes) {
   o.port = 0;
   serving::PredictionServer server(model->get(), o);
   ASSERT_TRUE(server.Start().ok());
-  const auto res = testing_util::Exchange(
-      server.port(), testing_util::Post("/v1/predict", nlohmann::json{{"rows", {row}}}.dump()));
+  const auto res =
+      testing_util::Exchange(server.port(), testing_util::Post("/v1/predict", nlohmann::json{{"rows", {row}}}.dump()));
   ASSERT_EQ(res.result_int(), 200) << res.body();
   EXPECT_NEAR(nlohmann::json::parse(res.body())["probabilities"][0].get<float>(), direct[0], 1e-6);
   // The text reader's score of that row is the served one.

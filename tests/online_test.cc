@@ -43,9 +43,14 @@ struct Data {
     for (std::string l; std::getline(in, l);) lines.push_back(l);
   }
   std::vector<std::string> Sets(const std::string& root) const {
-    return {"data.train=\"" + train + "\"", "data.test=\"" + test + "\"", "model.bottom_mlp=[32]",
-            "model.top_mlp=[32]",           "embedding.dim=8",          "train.batch_size=200",
-            "train.progress=\"off\"",       "checkpoint.dir=\"" + root + "\""};
+    return {"data.train=\"" + train + "\"",
+            "data.test=\"" + test + "\"",
+            "model.bottom_mlp=[32]",
+            "model.top_mlp=[32]",
+            "embedding.dim=8",
+            "train.batch_size=200",
+            "train.progress=\"off\"",
+            "checkpoint.dir=\"" + root + "\""};
   }
 };
 const Data& D() {

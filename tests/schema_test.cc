@@ -1,19 +1,20 @@
 // The schema-driven text reader (data/schema.h): every role, RFC 4180 quoting, headers, the
 // Avazu preset, multi-hot bags, request rows, and bad schemas and rows by name.
+#include "ember/data/schema.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
-#include <tuple>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "ember/common/file.h"
 #include "ember/common/hash.h"
 #include "ember/data/cache.h"
 #include "ember/data/criteo.h"
 #include "ember/data/field_stats.h"
-#include "ember/data/schema.h"
 #include "ember/data/vocab.h"
 #include "ember/serving/request_rows.h"
 
@@ -83,12 +84,11 @@ uint64_t StringId(const std::string& s) {
 
 TEST(Schema, EveryRoleWithQuotingAndAHeader) {
   // The header is in another order than the schema and has a column the schema skips.
-  const std::string path = TempFile(
-      "shop.csv",
-      "note,extra,hist,tags,cat,site,score,price,click\n"
-      "\"a, quoted\",x,1f:0.5;2:2,red|blue|red,7,\"sh\"\"op\",12,0,1\n"
-      "\"two\nlines\",y,,,,,,,0\r\n"
-      "n,z,ff:1,green,-3,site b,8,2.5,0\n");
+  const std::string path = TempFile("shop.csv",
+                                    "note,extra,hist,tags,cat,site,score,price,click\n"
+                                    "\"a, quoted\",x,1f:0.5;2:2,red|blue|red,7,\"sh\"\"op\",12,0,1\n"
+                                    "\"two\nlines\",y,,,,,,,0\r\n"
+                                    "n,z,ff:1,green,-3,site b,8,2.5,0\n");
   auto r = Open(path, Shop());
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   Batch b;
@@ -181,7 +181,8 @@ TEST(Schema, BadRowsAreNamedByFileLineAndColumn) {
 TEST(Schema, EachFileOfSeveralHasItsHeaderAndErrorsNameTheFile) {
   const std::string header = "note,extra,hist,tags,cat,site,score,price,click\n";
   const std::string a = TempFile("part-a.csv", header + "n,x,,a,1,s,1,1,0\nn,x,,b,1,s,1,1,1\n");
-  const std::string b = TempFile("part-b.csv", "click,price,score,site,cat,tags,hist,note\n1,1,1,s,1,c,,n\n0,bad,,,,,,\n");
+  const std::string b =
+      TempFile("part-b.csv", "click,price,score,site,cat,tags,hist,note\n1,1,1,s,1,c,,n\n0,bad,,,,,,\n");
   CriteoOptions o;
   o.paths = {a, b};
   o.batch_size = 16;
@@ -284,10 +285,9 @@ TEST(Schema, AvazuHourBecomesHourOfDayAndWeekday) {
   EXPECT_EQ(s.field_names()[0], "hour_hour");
   EXPECT_EQ(s.field_names()[1], "hour_weekday");
   // 2014-10-21 was a Tuesday (weekday 1), 2014-10-26 a Sunday (6). No header: positional.
-  const std::string path =
-      TempFile("avazu.csv",
-               "1,0,14102100,1005,0,a,b,c,d,e,f,g,h,i,1,0,15704,320,50,1722,0,35,100084,79\n"
-               "2,1,14102623,1005,0,a,b,c,d,e,f,g,h,i,1,0,15704,320,50,1722,0,35,100084,79\n");
+  const std::string path = TempFile("avazu.csv",
+                                    "1,0,14102100,1005,0,a,b,c,d,e,f,g,h,i,1,0,15704,320,50,1722,0,35,100084,79\n"
+                                    "2,1,14102623,1005,0,a,b,c,d,e,f,g,h,i,1,0,15704,320,50,1722,0,35,100084,79\n");
   auto r = Open(path, s);
   ASSERT_TRUE(r.ok());
   Batch b;
@@ -377,8 +377,8 @@ void ExpectSameBatches(const std::vector<Batch>& a, const std::vector<Batch>& b)
       if (a[k].is_multi_hot(f)) {
         EXPECT_EQ(a[k].bags[f].ids, b[k].bags[f].ids);
         EXPECT_EQ(a[k].bags[f].offsets, b[k].bags[f].offsets);
-        EXPECT_EQ(std::memcmp(a[k].bags[f].weights.data(), b[k].bags[f].weights.data(), a[k].bags[f].weights.size() * 4),
-                  0);
+        EXPECT_EQ(
+            std::memcmp(a[k].bags[f].weights.data(), b[k].bags[f].weights.data(), a[k].bags[f].weights.size() * 4), 0);
       } else {
         EXPECT_EQ(std::memcmp(a[k].field(f), b[k].field(f), n * 8), 0);
       }

@@ -35,9 +35,9 @@ struct Trainer::Group {
   // computes with the other.
   struct Rows {
     std::unique_ptr<embedding::BatchLookup> lookup;
-    torch::Tensor rows, index;  // host: what the PS fills, and the slots
+    torch::Tensor rows, index;       // host: what the PS fills, and the slots
     torch::Tensor offsets, weights;  // multi-hot fields: the slots' bags (else undefined)
-    torch::Tensor leaf;         // what the model reads: `rows`, or its copy on the device
+    torch::Tensor leaf;              // what the model reads: `rows`, or its copy on the device
   };
   Rows buffers[2];
   int current = 0;

@@ -25,7 +25,8 @@ struct FieldStats {
 };
 
 Result<FieldStats> CountFields(BatchReader* reader);
-// Reads the cache or counts (under the schema's fingerprint, standardization off) (logging a line when it has to count) and writes the cache.
+// Reads the cache or counts (under the schema's fingerprint, standardization off) (logging a line when it has to count)
+// and writes the cache.
 Result<FieldStats> LoadOrCountFields(const CriteoOptions& options);
 
 }  // namespace ember::data

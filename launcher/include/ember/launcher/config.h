@@ -28,10 +28,10 @@ struct RunConfig {
   RunConfig() { trainer.embedding.lifecycle.sketch_width = 1 << 16; }
 
   // [data]
-  std::string train;  // data.train: training file or glob (several: joined by ", ", for messages)
+  std::string train;                     // data.train: training file or glob (several: joined by ", ", for messages)
   std::vector<std::string> train_files;  // data.train as an array of files or globs
-  std::string test;   // data.test: evaluation file ("" = no evaluation)
-  std::string valid;  // data.valid: validation file (OptEmbed's search)
+  std::string test;                      // data.test: evaluation file ("" = no evaluation)
+  std::string valid;                     // data.valid: validation file (OptEmbed's search)
   std::string format = "criteo";
   // Text formats other than criteo (schema.h): data.delimiter ("" = the format's), data.header,
   // data.columns, data.max_bag_length. `schema` is what they make (every CTR format, criteo
@@ -39,11 +39,11 @@ struct RunConfig {
   std::string delimiter;
   bool header = true;
   std::vector<data::ColumnSpec> columns;
-  bool follow = false;     // data.follow: train on data.train as it grows, until stopped
+  bool follow = false;       // data.follow: train on data.train as it grows, until stopped
   double follow_poll_s = 1;  // data.follow_poll_seconds
-  bool cache = false;      // data.cache: read through the binary cache (data/cache.h)
-  std::string cache_dir;   // data.cache_dir ("" = beside the data)
-  std::string schema_file;  // data.schema: a TOML file of `columns` (and delimiter, header)
+  bool cache = false;        // data.cache: read through the binary cache (data/cache.h)
+  std::string cache_dir;     // data.cache_dir ("" = beside the data)
+  std::string schema_file;   // data.schema: a TOML file of `columns` (and delimiter, header)
   int64_t max_bag_length = 1024;
   std::shared_ptr<data::Schema> schema;
   data::BadLinePolicy on_bad_line = data::BadLinePolicy::kError;
