@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
       "(%llu rows x %d floats + row-wise Adagrad state on %d shards, restored onto %d; ratios are speed "
       "relative to the plain copy)\n",
       static_cast<unsigned long long>(rows), dim, shards, restore_shards);
-  if (!json_out.empty()) EMBER_CHECK(WriteFileAtomic(json_out, results.dump(2) + "\n").ok());
+  if (!json_out.empty()) {
+    EMBER_CHECK(WriteFileAtomic(json_out, results.dump(2) + "\n").ok());
+  }
   return 0;
 }

@@ -352,7 +352,9 @@ void Accept(PsServer* server, PsServer::Impl* impl) {
 
 PsServer::PsServer(ServerOptions options) : options_(std::move(options)) {
   shard_.set_seed(static_cast<uint64_t>(options_.shard_index));
-  if (options_.workers) EMBER_CHECK(shard_.FixWorld(options_.workers).ok()) << "workers " << options_.workers;
+  if (options_.workers) {
+    EMBER_CHECK(shard_.FixWorld(options_.workers).ok()) << "workers " << options_.workers;
+  }
   impl_ = std::make_unique<Impl>(options_.threads);
 }
 

@@ -78,7 +78,9 @@ TEST(Admission, ValueIsAdmittedExactlyAtItsKthSighting) {
     t->TrainPull(keys, 1, out, own, static_cast<uint64_t>(sighting));
     EXPECT_EQ(own[0], sighting >= 3 ? 1 : 0) << "sighting " << sighting;
     EXPECT_EQ(t->size(), sighting >= 3 ? 1u : 0u);
-    if (sighting < 3) EXPECT_EQ(out[0], 0.0f);
+    if (sighting < 3) {
+      EXPECT_EQ(out[0], 0.0f);
+    }
   }
   EXPECT_EQ(t->Sightings(keys[0]), 3u);
   // An admitted row reads its initial value, like any new row.
@@ -151,7 +153,9 @@ TEST(Expiry, EvictsExactlyTheIdleRowsWithTheirState) {
     Table::InitRow(s, keys[70], init);
     t->TrainPull(&keys[70], 1, out.data(), nullptr, 10);
     EXPECT_EQ(t->size(), 11u);
-    if (kind == TableKind::kDense) EXPECT_EQ(out[0], init[0]);
+    if (kind == TableKind::kDense) {
+      EXPECT_EQ(out[0], init[0]);
+    }
   }
 }
 
