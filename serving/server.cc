@@ -175,7 +175,6 @@ Status ValidateServeOptions(const ServeOptions& o) {
 struct PredictionServer::Impl {
   mutable std::mutex model_mu;
   std::shared_ptr<const ServingModel> live;  // swapped whole; requests hold the one they began on
-  std::chrono::system_clock::time_point live_since;
   uint64_t swaps = 0;
   ServeOptions options;
   std::shared_ptr<const ServingModel> Live() const {
@@ -251,7 +250,6 @@ PredictionServer::PredictionServer(const ServingModel* model, ServeOptions optio
 PredictionServer::PredictionServer(std::shared_ptr<const ServingModel> model, ServeOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->live = std::move(model);
-  impl_->live_since = std::chrono::system_clock::now();
   impl_->options = std::move(options);
 }
 
@@ -266,8 +264,7 @@ void PredictionServer::Swap(std::shared_ptr<const ServingModel> next) {
     std::lock_guard<std::mutex> lock(impl_->model_mu);
     old = std::move(impl_->live);
     impl_->live = std::move(next);
-    impl_->live_since = std::chrono::system_clock::now();
-    ++impl_->swaps;
+      ++impl_->swaps;
   }
   // `old` goes when its last queued request is answered (the batcher holds it until then).
 }
