@@ -264,7 +264,7 @@ void PredictionServer::Swap(std::shared_ptr<const ServingModel> next) {
     std::lock_guard<std::mutex> lock(impl_->model_mu);
     old = std::move(impl_->live);
     impl_->live = std::move(next);
-      ++impl_->swaps;
+    ++impl_->swaps;
   }
   // `old` goes when its last queued request is answered (the batcher holds it until then).
 }
