@@ -16,6 +16,7 @@
 #include "ember/common/file.h"
 #include "ember/common/hash.h"
 #include "ember/data/vocab.h"
+#include "sources.h"
 
 namespace ember::data {
 namespace {
@@ -30,18 +31,6 @@ size_t Pad8(size_t n) { return (n + 7) & ~size_t{7}; }
 std::string SchemaKey(const CriteoOptions& o) {
   if (o.schema && !o.schema->criteo()) return o.schema->ToJson();
   return "criteo:" + std::to_string(o.num_dense) + ":" + std::to_string(o.num_sparse);
-}
-
-Result<nlohmann::json> Sources(const CriteoOptions& o) {
-  EMBER_ASSIGN_OR_RETURN(const std::vector<std::string> files, DataFiles(o));
-  nlohmann::json sources = nlohmann::json::array();
-  for (const auto& f : files) {
-    struct stat sb {};
-    if (::stat(f.c_str(), &sb) != 0) return Status::IoError("cannot open data file " + f + ": no such file");
-    sources.push_back({f, static_cast<uint64_t>(sb.st_size),
-                       static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec});
-  }
-  return sources;
 }
 
 std::vector<uint8_t> MultiHot(const CriteoOptions& o) {
@@ -277,6 +266,18 @@ Result<std::unique_ptr<CacheReader>> CacheReader::Open(const CriteoOptions& opti
 }
 }  // namespace
 
+Result<nlohmann::json> SourcesJson(const CriteoOptions& o) {
+  EMBER_ASSIGN_OR_RETURN(const std::vector<std::string> files, DataFiles(o));
+  nlohmann::json sources = nlohmann::json::array();
+  for (const auto& f : files) {
+    struct stat sb {};
+    if (::stat(f.c_str(), &sb) != 0) return Status::IoError("cannot open data file " + f + ": no such file");
+    sources.push_back({f, static_cast<uint64_t>(sb.st_size),
+                       static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec});
+  }
+  return sources;
+}
+
 std::string CachePath(const CriteoOptions& options, const std::string& dir) {
   auto files = DataFiles(options);
   const std::string first = files.ok() ? (*files)[0] : options.path;
@@ -299,7 +300,7 @@ Result<CacheBuildStats> BuildCache(const CriteoOptions& given, const std::string
   o.max_rows = 0;
   o.skip_examples = 0;
   o.vocab.clear();  // applied when the cache is read
-  EMBER_ASSIGN_OR_RETURN(nlohmann::json sources, Sources(o));
+  EMBER_ASSIGN_OR_RETURN(nlohmann::json sources, SourcesJson(o));
   EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(o));
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -390,7 +391,7 @@ std::string CacheStaleness(const CriteoOptions& options, const std::string& path
   try {
     const auto j = nlohmann::json::parse(text);
     if (j.value("version", 0u) != kCacheVersion) return "another format version";
-    auto sources = Sources(options);
+    auto sources = SourcesJson(options);
     if (!sources.ok()) return sources.status().message();
     if (j.at("sources") != *sources) return "the data files changed";
     if (j.at("schema").get<std::string>() != SchemaKey(options)) return "the columns changed";
@@ -422,7 +423,8 @@ Result<std::unique_ptr<BatchReader>> OpenDataReader(const CriteoOptions& options
     auto built = BuildCache(options, path);
     if (!built.ok()) return built.status().WithContext("building the data cache " + path);
   }
-  return OpenCache(options, path);
+  EMBER_ASSIGN_OR_RETURN(auto r, CacheReader::Open(options, path));  // fresh: checked or just built
+  return std::unique_ptr<BatchReader>(std::move(r));
 }
 
 }  // namespace ember::data

@@ -9,6 +9,7 @@
 
 #include "ember/common/file.h"
 #include "ember/common/key_index.h"
+#include "sources.h"
 
 namespace ember::data {
 namespace {
@@ -75,16 +76,10 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
     std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(raw->Fingerprint()));
     fingerprint = buf;
   }
-  EMBER_ASSIGN_OR_RETURN(const std::vector<std::string> files, DataFiles(options));
-  // The sources: every file with its size and modification time (the cache's key).
-  nlohmann::json sources = nlohmann::json::array();
-  for (const auto& f : files) {
-    struct stat sb {};
-    if (::stat(f.c_str(), &sb) != 0) return Status::IoError("cannot open " + f + ": no such file");
-    sources.push_back({f, static_cast<uint64_t>(sb.st_size),
-                       static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec});
-  }
-  const std::string cache = files[0] + ".fields.json";
+  EMBER_ASSIGN_OR_RETURN(const nlohmann::json sources, SourcesJson(options));  // the cache's key
+  if (sources.empty()) return Status::InvalidArgument("no data file to count the fields of");
+  const std::string first = sources[0][0].get<std::string>();
+  const std::string cache = first + ".fields.json";
   if (!options.vocab.empty()) {  // the counts are the vocabulary's, which the cache does not know
     EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(options));
     return CountFields(reader.get());
@@ -110,8 +105,8 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
       }
     }
   }
-  std::fprintf(stderr, "counting distinct values per field in %s%s (cached in %s)\n", files[0].c_str(),
-               files.size() > 1 ? (" and " + std::to_string(files.size() - 1) + " more files").c_str() : "",
+  std::fprintf(stderr, "counting distinct values per field in %s%s (cached in %s)\n", first.c_str(),
+               sources.size() > 1 ? (" and " + std::to_string(sources.size() - 1) + " more files").c_str() : "",
                cache.c_str());
   CriteoOptions o = options;
   o.batch_size = 65536;
@@ -121,8 +116,8 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
                       {"distinct", st.distinct},  {"schema", fingerprint}, {"dense_mean", st.dense_mean},
                       {"dense_std", st.dense_std}};
   // Best effort, and never into a directory marked read-only (shared data samples), even as root.
-  const size_t slash = files[0].find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : files[0].substr(0, slash + 1);
+  const size_t slash = first.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : first.substr(0, slash + 1);
   struct stat db {};
   if (::stat(dir.c_str(), &db) == 0 && (db.st_mode & 0222) != 0) (void)WriteFileAtomic(cache, j.dump(1) + "\n");
   return st;

@@ -42,11 +42,9 @@ void BatchLookup::Prepare(const std::vector<FieldIds>& fields, size_t n) {
   bool any_bag = false;
   for (const auto& f : fields) any_bag |= f.offsets != nullptr;
   if (!any_bag) {  // the one-hot layout
-    const size_t F = fields.size();
-    scratch_.resize(F * n);
-    for (size_t f = 0; f < F; ++f) std::copy(fields[f].ids, fields[f].ids + n, scratch_.begin() + f * n);
-    const std::vector<uint64_t> ids(scratch_);  // Prepare reuses scratch_
-    Prepare(ids.data(), n, n);
+    flat_.resize(fields.size() * n);
+    for (size_t f = 0; f < fields.size(); ++f) std::copy(fields[f].ids, fields[f].ids + n, flat_.begin() + f * n);
+    Prepare(flat_.data(), n, n);
     return;
   }
   const EmbeddingMethod& m = *method_;

@@ -17,15 +17,12 @@
 #include "ember/serving/request_rows.h"
 #include "ember/serving/server.h"
 #include "http_client.h"
+#include "test_util.h"
 
 namespace ember::launcher {
 namespace {
 
-std::string Dir() {
-  auto d = std::filesystem::temp_directory_path() / ("ember_multihot_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(d);
-  return d.string();
-}
+std::string Dir() { return testing_util::TempDir("multihot"); }
 
 // 6 categorical fields, 3 dense, 2 multi-hot fields (mean-pooled bags of Poisson(4) ids).
 struct Files {

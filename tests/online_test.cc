@@ -16,15 +16,12 @@
 #include "ember/launcher/commands.h"
 #include "ember/launcher/config.h"
 #include "ember/serving/model_dir.h"
+#include "test_util.h"
 
 namespace ember::launcher {
 namespace {
 
-std::string Dir() {
-  auto d = std::filesystem::temp_directory_path() / ("ember_online_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(d);
-  return d.string();
-}
+std::string Dir() { return testing_util::TempDir("online"); }
 
 struct Data {
   std::string train, test;

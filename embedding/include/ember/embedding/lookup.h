@@ -90,7 +90,7 @@ class BatchLookup {
   void Finish(size_t n);  // dedup, order by table, fallbacks, slots
   std::vector<int> probe_offset_;
   size_t n_ = 0, keys_ = 0, unique_ = 0;
-  std::vector<uint64_t> probe_keys_, scratch_, sorted_;
+  std::vector<uint64_t> probe_keys_, scratch_, sorted_, flat_;  // flat_: one-hot FieldIds, field-major
   std::vector<int64_t> inverse_, perm_, slots_, remap_, bag_offsets_;
   std::vector<float> bag_weights_;
   std::vector<size_t> table_begin_, fill_;
