@@ -14,15 +14,17 @@
 #include "ember/common/file.h"
 #include "ember/common/half.h"
 #include "ember/embedding/sparse_store.h"
+#include "export_internal.h"
 
 namespace ember::embedding {
+using export_internal::EncodedTable;
+using export_internal::kEndMagic;
+using export_internal::kMagic;
+using export_internal::kPrologue;
+using export_internal::kTrailer;
+using export_internal::MaskBytes;
+using export_internal::ValueBytes;
 namespace {
-constexpr char kMagic[4] = {'E', 'M', 'B', 'X'};
-constexpr char kEndMagic[8] = {'E', 'M', 'B', 'X', 'E', 'N', 'D', '\0'};
-constexpr size_t kPrologue = 16;  // magic, version, header length
-constexpr size_t kTrailer = 16;   // CRC-32 (as u64), end magic
-
-size_t ValueBytes(ExportPrecision p) { return p == ExportPrecision::kFp32 ? 4 : p == ExportPrecision::kFp16 ? 2 : 1; }
 
 uint64_t Crc32(const uint8_t* data, uint64_t n) {
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -39,7 +41,7 @@ uint64_t Crc32(const uint8_t* data, uint64_t n) {
 nlohmann::json AppendSection(std::string* out, const void* data, size_t bytes) {
   out->resize((out->size() + kExportAlign - 1) / kExportAlign * kExportAlign, '\0');
   const size_t offset = out->size();
-  out->append(static_cast<const char*>(data), bytes);
+  if (bytes > 0) out->append(static_cast<const char*>(data), bytes);
   return {{"offset", offset}, {"bytes", bytes}};
 }
 
@@ -82,9 +84,6 @@ float DecodeValue(const uint8_t* values, size_t i, ExportPrecision p, float scal
 }
 
 const char* KindName(TableKind k) { return k == TableKind::kSparse ? "sparse" : "dense"; }
-
-// Bytes of one sparse row's mask: the smallest of 1, 2, 4, 8 holding dim bits.
-size_t MaskBytes(int dim) { return dim <= 8 ? 1 : dim <= 16 ? 2 : dim <= 32 ? 4 : 8; }
 
 uint64_t ReadMask(const uint8_t* masks, size_t r, size_t bytes) {
   uint64_t m = 0;
@@ -231,43 +230,73 @@ Status ExportWriter::AddDense(const std::string& name, const std::vector<int64_t
   return Status::Ok();
 }
 
-Result<ExportSummary> ExportWriter::Write(const std::string& path, Env* env) const {
-  ExportSummary summary;
-  std::string body;  // sections; offsets are relative to the body, fixed up below
-  nlohmann::json tables = nlohmann::json::array();
+Result<std::vector<EncodedTable>> ExportWriter::Encode() const {
+  std::vector<EncodedTable> out;
   std::vector<const TableOut*> order;
   for (const auto& t : tables_) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](const TableOut* a, const TableOut* b) { return a->spec.id < b->spec.id; });
   for (const TableOut* tp : order) {
     const TableOut& t = *tp;
-    const TableSpec& s = t.spec;
-    const size_t n = t.keys.size(), dim = static_cast<size_t>(s.dim);
+    const size_t n = t.keys.size(), dim = static_cast<size_t>(t.spec.dim);
     std::vector<size_t> perm(n);
     std::iota(perm.begin(), perm.end(), 0);
     std::sort(perm.begin(), perm.end(), [&](size_t a, size_t b) { return t.keys[a] < t.keys[b]; });
-    std::vector<uint64_t> keys(n);
-    std::string masks;
-    const size_t mask_bytes = MaskBytes(s.dim);
-    std::string values;
-    std::vector<float> scales;
-    const bool sparse = s.kind == TableKind::kSparse;
+    EncodedTable e;
+    e.spec = t.spec;
+    const bool sparse = t.spec.kind == TableKind::kSparse;
+    if (sparse) e.mask_bytes = MaskBytes(t.spec.dim);
+    e.keys.resize(n);
+    e.starts.reserve(n + 1);
+    e.starts.push_back(0);
     for (size_t r = 0; r < n; ++r) {
       const size_t i = perm[r];
-      keys[r] = t.keys[i];
+      e.keys[r] = t.keys[i];
+      if (r > 0 && e.keys[r] == e.keys[r - 1])
+        return Status::InvalidArgument("export: key " + std::to_string(e.keys[r]) + " appears twice in table " +
+                                       std::to_string(t.spec.id));
       const float* v = sparse ? t.values.data() + t.starts[i] : t.values.data() + i * dim;
       const size_t len = sparse ? static_cast<size_t>(__builtin_popcountll(t.masks[i])) : dim;
-      if (sparse) masks.append(reinterpret_cast<const char*>(&t.masks[i]), mask_bytes);
+      if (sparse) e.masks.append(reinterpret_cast<const char*>(&t.masks[i]), e.mask_bytes);
       float scale = 0, bias = 0;
-      EncodeRow(v, len, precision_, &values, &scale, &bias);
+      EncodeRow(v, len, precision_, &e.values, &scale, &bias);
+      e.starts.push_back(e.values.size());
       if (precision_ == ExportPrecision::kInt8) {
-        scales.push_back(scale);
-        scales.push_back(bias);
+        e.scales.push_back(scale);
+        e.scales.push_back(bias);
       }
     }
-    for (size_t r = 1; r < n; ++r)
-      if (keys[r] == keys[r - 1])
-        return Status::InvalidArgument("export: key " + std::to_string(keys[r]) + " appears twice in table " +
-                                       std::to_string(s.id));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<ExportSummary> ExportWriter::Write(const std::string& path, Env* env) const {
+  EMBER_ASSIGN_OR_RETURN(const auto tables, Encode());
+  ExportSummary summary;
+  const std::string file = export_internal::Serialize(precision_, model_, tables, dense_, nullptr, &summary);
+  EMBER_RETURN_IF_ERROR(env->WriteFileAtomic(path, file));
+  return summary;
+}
+
+namespace export_internal {
+
+size_t ValueBytes(ExportPrecision p) { return p == ExportPrecision::kFp32 ? 4 : p == ExportPrecision::kFp16 ? 2 : 1; }
+
+size_t MaskBytes(int dim) { return dim <= 8 ? 1 : dim <= 16 ? 2 : dim <= 32 ? 4 : 8; }
+
+uint64_t StoredCrc(const uint8_t* data, uint64_t size) {
+  uint64_t crc = 0;
+  std::memcpy(&crc, data + size - kTrailer, 8);
+  return crc;
+}
+
+std::string Serialize(ExportPrecision precision, const nlohmann::json& model, const std::vector<EncodedTable>& in,
+                      const std::vector<DenseArray>& dense_arrays, const DeltaLink* delta, ExportSummary* summary) {
+  std::string body;  // sections; offsets are relative to the body, fixed up below
+  nlohmann::json tables = nlohmann::json::array();
+  for (const EncodedTable& t : in) {
+    const TableSpec& s = t.spec;
+    const size_t n = t.rows();
     nlohmann::json j = {{"id", s.id},
                         {"dim", s.dim},
                         {"kind", KindName(s.kind)},
@@ -281,40 +310,50 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path, Env* env) con
     ExportSummary::TableBytes tb;
     tb.id = s.id;
     tb.rows = n;
-    tb.value_bytes = values.size();
-    tb.other_bytes = n * sizeof(uint64_t) + scales.size() * sizeof(float) + masks.size();
-    j["keys"] = AppendSection(&body, keys.data(), n * sizeof(uint64_t));
-    j["values"] = AppendSection(&body, values.data(), values.size());
-    if (!scales.empty()) j["scales"] = AppendSection(&body, scales.data(), scales.size() * sizeof(float));
-    if (sparse) {
-      j["mask_bytes"] = mask_bytes;
-      j["masks"] = AppendSection(&body, masks.data(), masks.size());
+    tb.evicted = t.evicted.size();
+    tb.value_bytes = t.values.size();
+    tb.other_bytes = n * sizeof(uint64_t) + t.scales.size() * sizeof(float) + t.masks.size() +
+                     t.evicted.size() * sizeof(uint64_t);
+    j["keys"] = AppendSection(&body, t.keys.data(), n * sizeof(uint64_t));
+    j["values"] = AppendSection(&body, t.values.data(), t.values.size());
+    if (precision == ExportPrecision::kInt8)
+      j["scales"] = AppendSection(&body, t.scales.data(), t.scales.size() * sizeof(float));
+    if (s.kind == TableKind::kSparse) {
+      j["mask_bytes"] = MaskBytes(s.dim);
+      j["masks"] = AppendSection(&body, t.masks.data(), t.masks.size());
     }
-    summary.tables.push_back(tb);
+    if (delta) j["evicted"] = AppendSection(&body, t.evicted.data(), t.evicted.size() * sizeof(uint64_t));
+    summary->tables.push_back(tb);
     tables.push_back(std::move(j));
   }
   nlohmann::json dense = nlohmann::json::array();
-  for (const auto& d : dense_) {
+  for (const auto& d : dense_arrays) {
     dense.push_back(
         {{"name", d.name}, {"shape", d.shape}, {"data", AppendSection(&body, d.data.data(), d.data.size() * 4)}});
-    summary.dense_bytes += d.data.size() * sizeof(float);
+    summary->dense_bytes += d.data.size() * sizeof(float);
   }
   // The header's length decides where the body starts; offsets in it are absolute, so render it
   // with a reserved width, then shift every offset by the body's start.
   nlohmann::json header = {{"format", "ember-export"},
                            {"version", kExportVersion},
-                           {"precision", ExportPrecisionName(precision_)},
+                           {"precision", ExportPrecisionName(precision)},
                            {"byte_order", "little"},
-                           {"model", model_},
+                           {"model", model},
                            {"tables", tables},
                            {"dense", dense}};
+  if (delta)
+    header["delta"] = {{"parent", delta->parent},
+                       {"parent_crc32", delta->parent_crc},
+                       {"base", delta->base},
+                       {"base_crc32", delta->base_crc},
+                       {"sequence", delta->sequence}};
   size_t start = 0;
   std::string text;
   for (int pass = 0; pass < 4; ++pass) {
     auto shift = [&](nlohmann::json& sec) { sec["offset"] = sec["offset"].get<uint64_t>() + start; };
     nlohmann::json h = header;
     for (auto& t : h["tables"])
-      for (const char* k : {"keys", "values", "scales", "masks"})
+      for (const char* k : {"keys", "values", "scales", "masks", "evicted"})
         if (t.contains(k)) shift(t[k]);
     for (auto& d : h["dense"]) shift(d["data"]);
     text = h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -336,19 +375,24 @@ Result<ExportSummary> ExportWriter::Write(const std::string& path, Env* env) con
   const uint64_t crc = Crc32(reinterpret_cast<const uint8_t*>(file.data()), file.size());
   file.append(reinterpret_cast<const char*>(&crc), 8);
   file.append(kEndMagic, 8);
-  EMBER_RETURN_IF_ERROR(env->WriteFileAtomic(path, file));
-  summary.header_bytes = kPrologue + text.size();
-  summary.file_bytes = file.size();
-  summary.padding_bytes =
-      summary.file_bytes - summary.header_bytes - summary.dense_bytes - summary.value_bytes() - summary.other_bytes();
-  return summary;
+  summary->header_bytes = kPrologue + text.size();
+  summary->file_bytes = file.size();
+  summary->padding_bytes = summary->file_bytes - summary->header_bytes - summary->dense_bytes -
+                           summary->value_bytes() - summary->other_bytes();
+  return file;
 }
+
+}  // namespace export_internal
 
 ExportFile::~ExportFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (!data_) return;
+  if (mapped_)
+    ::munmap(const_cast<uint8_t*>(data_), size_);
+  else
+    std::free(const_cast<uint8_t*>(data_));
 }
 
-Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
+Result<std::unique_ptr<ExportFile>> ExportFile::OpenRaw(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::IoError("cannot open export " + path + ": " + std::strerror(errno));
   struct stat st {};
@@ -358,17 +402,44 @@ Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
   }
   std::unique_ptr<ExportFile> f(new ExportFile());
   f->path_ = path;
+  f->chain_ = {path};
   f->size_ = static_cast<uint64_t>(st.st_size);
-  auto bad = [&](const std::string& why) { return Status::Corruption(path + ": not a valid ember export: " + why); };
   if (f->size_ < kPrologue + kTrailer) {
     ::close(fd);
-    return bad("too short (" + std::to_string(f->size_) + " bytes)");
+    return Status::Corruption(path + ": not a valid ember export: too short (" + std::to_string(f->size_) + " bytes)");
   }
   void* m = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (m == MAP_FAILED) return Status::IoError("cannot map " + path + ": " + std::strerror(errno));
   f->data_ = static_cast<const uint8_t*>(m);
+  f->mapped_ = true;
+  EMBER_RETURN_IF_ERROR(f->Validate());
+  return f;
+}
+
+Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
+  EMBER_ASSIGN_OR_RETURN(auto f, OpenRaw(path));
+  if (!f->header_.contains("delta")) return f;
+  EMBER_ASSIGN_OR_RETURN(std::string bytes, export_internal::ResolveDelta(*f));
+  std::unique_ptr<ExportFile> r(new ExportFile());
+  r->path_ = path;
+  r->chain_ = ExportChainFiles(path);
+  std::reverse(r->chain_.begin(), r->chain_.end());
+  r->size_ = bytes.size();
+  void* buf = std::aligned_alloc(kExportAlign, (bytes.size() + kExportAlign - 1) / kExportAlign * kExportAlign);
+  if (!buf) return Status::Internal(path + ": out of memory resolving the delta");
+  std::memcpy(buf, bytes.data(), bytes.size());
+  r->data_ = static_cast<const uint8_t*>(buf);
+  EMBER_RETURN_IF_ERROR(r->Validate());
+  return r;
+}
+
+Status ExportFile::Validate() {
+  ExportFile* f = this;
+  const std::string& path = path_;
+  auto bad = [&](const std::string& why) { return Status::Corruption(path + ": not a valid ember export: " + why); };
   const uint8_t* d = f->data_;
+  if (f->size_ < kPrologue + kTrailer) return bad("too short (" + std::to_string(f->size_) + " bytes)");
   if (std::memcmp(d, kMagic, 4) != 0) return bad("wrong magic");
   uint32_t version;
   uint64_t header_len, crc;
@@ -392,6 +463,19 @@ Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
   auto precision = ParseExportPrecision(h.value("precision", ""));
   if (!precision.ok()) return bad(precision.status().message());
   f->precision_ = *precision;
+  if (h.contains("delta")) {
+    const auto& dl = h["delta"];
+    auto plain = [](const nlohmann::json& n) {
+      if (!n.is_string()) return false;
+      const std::string s = n.get<std::string>();
+      return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos;
+    };
+    if (!dl.is_object() || !plain(dl.value("parent", nlohmann::json())) || !plain(dl.value("base", nlohmann::json())) ||
+        !dl.value("parent_crc32", nlohmann::json()).is_number_unsigned() ||
+        !dl.value("base_crc32", nlohmann::json()).is_number_unsigned() ||
+        !dl.value("sequence", nlohmann::json()).is_number_unsigned() || dl["sequence"].get<uint64_t>() == 0)
+      return bad("a delta's link needs parent and base file names, their crc32 and a sequence number >= 1");
+  }
   const uint64_t body_end = f->size_ - kTrailer;
   auto check = [&](const nlohmann::json& sec, const std::string& what) -> Status {
     if (!sec.is_object() || !sec.contains("offset") || !sec.contains("bytes") || !sec["offset"].is_number_unsigned() ||
@@ -408,7 +492,21 @@ Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
       const uint64_t rows = t.at("rows"), dim = t.at("dim");
       const bool sparse = t.at("kind") == "sparse";
       if (dim == 0 || dim > 4096 || (sparse && dim > 64)) return bad(what + ": bad width");
+      if (rows > body_end / 8) return bad(what + ": more rows than the file has bytes for");
       for (const char* k : {"keys", "values"}) EMBER_RETURN_IF_ERROR(check(t.at(k), what + " " + k));
+      if (h.contains("delta")) {  // a delta's evicted keys: sorted, unique
+        EMBER_RETURN_IF_ERROR(check(t.at("evicted"), what + " evicted"));
+        const uint64_t bytes = t["evicted"]["bytes"];
+        if (bytes % 8 != 0) return bad(what + ": evicted keys are not whole u64s");
+        const uint8_t* ev = d + t["evicted"]["offset"].get<uint64_t>();
+        uint64_t prev = 0;
+        for (uint64_t i = 0; i < bytes / 8; ++i) {
+          uint64_t k;
+          std::memcpy(&k, ev + i * 8, 8);
+          if (i > 0 && k <= prev) return bad(what + ": evicted keys are not sorted and unique");
+          prev = k;
+        }
+      }
       if (t["keys"]["bytes"].get<uint64_t>() != rows * 8) return bad(what + ": keys do not match rows");
       const uint64_t vb = ValueBytes(f->precision_);
       if (!sparse && t["values"]["bytes"].get<uint64_t>() != rows * dim * vb)
@@ -448,7 +546,7 @@ Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
   } catch (const std::exception& e) {
     return bad(std::string("bad header: ") + e.what());
   }
-  return f;
+  return Status::Ok();
 }
 
 const uint8_t* ExportFile::Section(const nlohmann::json& section) const {

@@ -3,10 +3,17 @@
 // weights as named fp32 arrays, and a CRC-32 over everything. docs/formats.md describes the
 // layout byte by byte; examples/read_export.py reads it without ember.
 //
+// A delta export holds only the rows that differ from its parent export (a full export or another
+// delta, in the same directory, named by file name and CRC), the keys the parent holds that it
+// does not (evicted), and every dense array. A delta resolves, through its chain back to the full
+// export it starts from, to exactly the bytes a full export of the same state would have.
+//
 //   ExportWriter: collects tables (pieces of one table id from several shards merge) and dense
-//   arrays, sorts rows by key, encodes, writes atomically (temp + fsync + rename).
+//   arrays, sorts rows by key, encodes, writes atomically (temp + fsync + rename), in full or as a
+//   delta against a parent.
 //   ExportFile: maps a file read-only and validates it (magic, version, trailer, checksum, every
-//   section inside the file and aligned, header JSON) before anything is read from it.
+//   section inside the file and aligned, header JSON) before anything is read from it; a delta is
+//   resolved through its chain (each link's checksum checked) into the full export it stands for.
 //   ExportedTable: row lookups over a mapped table; keys it does not hold read exactly as an
 //   evaluation of the checkpoint reads them (their initial values, or zero for frozen tables).
 #pragma once
@@ -36,10 +43,21 @@ inline constexpr size_t kExportAlign = 64;
 nlohmann::json MethodConfigToJson(const MethodConfig& c);
 Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j);
 
+namespace export_internal {
+struct EncodedTable;
+}
+
+struct DenseArray {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
 struct ExportSummary {
   struct TableBytes {
     uint32_t id = 0;
-    uint64_t rows = 0;
+    uint64_t rows = 0;     // rows written (a delta's: rows that changed or are new)
+    uint64_t evicted = 0;  // a delta's: keys its parent holds and it does not
     uint64_t value_bytes = 0;  // weights at the export precision
     uint64_t other_bytes = 0;  // keys, int8 scales, sparse masks and offsets
   };
@@ -64,6 +82,11 @@ class ExportWriter {
   void SetModel(nlohmann::json model) { model_ = std::move(model); }
   // Writes the file atomically through `env` (a reader sees the old file or the new one).
   Result<ExportSummary> Write(const std::string& path, Env* env = PosixEnv()) const;
+  // Writes a delta against `parent`, an export (full or delta) in the same directory as `path`:
+  // the rows whose encoded bytes differ from what parent resolves to, the keys parent holds that
+  // this export does not, and every dense array. FailedPrecondition when the two differ in
+  // precision or in their tables (set, width, kind, capacity, seed): write a full export then.
+  Result<ExportSummary> WriteDelta(const std::string& path, const std::string& parent, Env* env = PosixEnv()) const;
 
  private:
   struct TableOut {
@@ -73,23 +96,27 @@ class ExportWriter {
     std::vector<uint64_t> masks;   // sparse
     std::vector<uint64_t> starts;  // sparse: first value of each row in `values`
   };
-  struct DenseOut {
-    std::string name;
-    std::vector<int64_t> shape;
-    std::vector<float> data;
-  };
+  // Every table's rows sorted and encoded, by table id.
+  Result<std::vector<export_internal::EncodedTable>> Encode() const;
   ExportPrecision precision_;
   std::vector<TableOut> tables_;
-  std::vector<DenseOut> dense_;
+  std::vector<DenseArray> dense_;
   nlohmann::json model_ = nlohmann::json::object();
 };
 
 // A validated, read-only mapping of an export file.
 class ExportFile {
  public:
+  // A delta is resolved: the result holds the full export its chain stands for (in memory).
   static Result<std::unique_ptr<ExportFile>> Open(const std::string& path);
+  // The file as written, unresolved (a delta's own rows).
+  static Result<std::unique_ptr<ExportFile>> OpenRaw(const std::string& path);
   ~ExportFile();
   const std::string& path() const { return path_; }
+  // The files this export was resolved from, base first (one file for a full export).
+  const std::vector<std::string>& chain() const { return chain_; }
+  // The bytes of the (resolved) export: a full export's file bytes.
+  const uint8_t* data() const { return data_; }
   const nlohmann::json& header() const { return header_; }
   const nlohmann::json& model() const { return header_["model"]; }
   uint64_t size() const { return size_; }
@@ -101,12 +128,22 @@ class ExportFile {
 
  private:
   ExportFile() = default;
+  // Validates data_[0, size_) (mapped or owned) and parses its header.
+  Status Validate();
   std::string path_;
+  std::vector<std::string> chain_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool mapped_ = false;  // else data_ is an owned, 64-aligned buffer (a resolved delta)
   nlohmann::json header_;
   ExportPrecision precision_ = ExportPrecision::kFp32;
 };
+
+// The export a file stands for, as one full export's bytes (a delta resolved through its chain).
+Result<std::string> FlattenExport(const std::string& path);
+// The files `path` depends on, itself first, then its parent and so on back to its full export,
+// as far as their headers can be read (a missing or unreadable link ends the list).
+std::vector<std::string> ExportChainFiles(const std::string& path);
 
 class ExportedTable {
  public:
