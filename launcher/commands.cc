@@ -352,8 +352,17 @@ Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& dat
   return m;
 }
 
+Status RunFlatten(const std::string& in_path, const std::string& out_path, std::ostream& out) {
+  EMBER_ASSIGN_OR_RETURN(auto f, embedding::ExportFile::Open(in_path));
+  EMBER_RETURN_IF_ERROR(
+      PosixEnv()->WriteFileAtomic(out_path, std::string_view(reinterpret_cast<const char*>(f->data()), f->size())));
+  out << "wrote " << out_path << ": the full export of " << in_path << " (" << f->chain().size() << " file"
+      << (f->chain().size() == 1 ? "" : "s") << " resolved, " << f->size() << " bytes)\n";
+  return Status::Ok();
+}
+
 Result<ExportReport> RunExport(const std::string& checkpoint, const std::string& out_path,
-                               const std::string& precision_name, std::ostream& out) {
+                               const std::string& precision_name, std::ostream& out, const std::string& delta_parent) {
   EMBER_ASSIGN_OR_RETURN(auto precision, embedding::ParseExportPrecision(precision_name));
   EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, 0));
   embedding::ExportWriter writer(precision);
@@ -374,14 +383,25 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
           full, budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full)));
     }
   }
-  EMBER_ASSIGN_OR_RETURN(report.summary, writer.Write(out_path));
+  if (delta_parent.empty()) {
+    EMBER_ASSIGN_OR_RETURN(report.summary, writer.Write(out_path));
+  } else {
+    EMBER_ASSIGN_OR_RETURN(report.summary, writer.WriteDelta(out_path, delta_parent));
+  }
   const auto& sm = report.summary;
-  out << "exported " << r->path << " to " << out_path << " (" << embedding::ExportPrecisionName(precision)
-      << " rows)\n\ntable  rows         values        keys, scales, masks\n";
+  out << "exported " << r->path << " to " << out_path << " (" << embedding::ExportPrecisionName(precision) << " rows"
+      << (delta_parent.empty() ? "" : "; a delta against " + delta_parent + ": rows changed since it, keys evicted")
+      << ")\n\ntable  rows         " << (delta_parent.empty() ? "" : "evicted      ")
+      << "values        keys, scales, masks\n";
   char buf[256];
   for (const auto& t : sm.tables) {
-    std::snprintf(buf, sizeof(buf), "%-6u %-12llu %-13s %s\n", t.id, static_cast<unsigned long long>(t.rows),
-                  embedding::FormatBytes(static_cast<double>(t.value_bytes)).c_str(),
+    std::string evicted;
+    if (!delta_parent.empty()) {
+      std::snprintf(buf, sizeof(buf), "%-12llu ", static_cast<unsigned long long>(t.evicted));
+      evicted = buf;
+    }
+    std::snprintf(buf, sizeof(buf), "%-6u %-12llu %s%-13s %s\n", t.id, static_cast<unsigned long long>(t.rows),
+                  evicted.c_str(), embedding::FormatBytes(static_cast<double>(t.value_bytes)).c_str(),
                   embedding::FormatBytes(static_cast<double>(t.other_bytes)).c_str());
     out << buf;
   }

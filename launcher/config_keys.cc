@@ -419,8 +419,15 @@ const std::vector<ConfigKey>& ConfigKeys() {
        Num(AT(export_every_seconds), 0, 1e9)},
       {"export.precision", "string", "`\"fp32\"`", "`fp32`, `fp16` or `int8` rows (docs/formats.md)",
        Str(AT(export_precision), {"fp32", "fp16", "int8"})},
-      {"export.keep", "int", "`5`", "keep the newest n exports of `export.dir` (0 = all)",
+      {"export.keep", "int", "`5`",
+       "keep the newest n exports of `export.dir` and every export they are deltas of (0 = all)",
        Int(AT(export_keep), 0, 1000000)},
+      {"export.delta", "bool", "`false`",
+       "after a full export, write deltas: the rows changed or evicted since the export before, and the dense "
+       "weights (`ember serve` resolves a delta through its chain; docs/online.md)",
+       Bool(AT(export_delta))},
+      {"export.full_every", "int", "`10`", "with `export.delta`: a full export after this many deltas",
+       Int(AT(export_full_every), 1, 1000)},
       {"monitoring.port", "int", "`0`",
        "serve Prometheus metrics at `GET /metrics` (and `/healthz`) on this port + rank; 0 = off. With it on, field "
        "vocabularies are counted (once, cached) for the compression ratio. See [monitoring.md](monitoring.md)",

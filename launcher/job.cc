@@ -19,7 +19,9 @@
 #include "ember/data/prefetch.h"
 #include "ember/data/sharded.h"
 #include "ember/embedding/plan.h"
+#include "ember/embedding/export.h"
 #include "ember/ps/in_process.h"
+#include "ember/serving/model_dir.h"
 #include "epoch_choice.h"
 #include "step_hooks.h"
 
@@ -162,6 +164,7 @@ class CtrJob {
            << trainer_->position().epoch + 1 << ", " << trainer_->position().examples << " examples in)" << std::endl;
       EMBER_RETURN_IF_ERROR(coll_->Barrier());
       choice_.Resume(*trainer_);
+      ContinueExportChain();
     }
     validate_ = !c_.valid.empty() && tc_.embedding.method != embedding::Method::kOptEmbed;
     EMBER_RETURN_IF_ERROR(TrainEpochs(c_.epochs, trainer_->position()));
@@ -327,6 +330,18 @@ class CtrJob {
   }
 
   // The lead's report, checkpoint and test.
+  // A resumed job's first delta continues from the newest export at or before its step (later ones
+  // belong to the run that was cut short; one this job rewrites no longer resolves them).
+  void ContinueExportChain() {
+    if (!c_.export_delta || c_.export_dir.empty()) return;
+    for (const auto& [step, path] : serving::ListModels(c_.export_dir)) {
+      if (step > trainer_->step()) continue;
+      hooks_.last_export_path = path;
+      hooks_.deltas_since_full = static_cast<int64_t>(embedding::ExportChainFiles(path).size()) - 1;
+      return;
+    }
+  }
+
   Status Finish() {
     EMBER_RETURN_IF_ERROR(RecordTables(ctx_.ps, &m_));
     log_ << "trained " << m_.train_samples << " samples"
@@ -342,7 +357,7 @@ class CtrJob {
       log_ << "checkpoint written to " << m_.checkpoint << "\n";
     }
     if (!c_.export_dir.empty() && hooks_.last_export_step != trainer_->step()) {
-      EMBER_ASSIGN_OR_RETURN(const std::string path, ExportWhileTraining(trainer_.get(), ctx_.ps, c_));
+      EMBER_ASSIGN_OR_RETURN(const std::string path, ExportWhileTraining(trainer_.get(), ctx_.ps, c_, &hooks_));
       log_ << "exported to " << path << "\n";
     }
     if (hooks_.stopped) {

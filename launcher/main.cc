@@ -65,11 +65,18 @@ int main(int argc, char** argv) {
   eval->add_option("--threads", eval_threads, "Threads (default: the checkpoint config's train.threads)");
   eval->add_option("--metrics-json", metrics_json, "Write metrics as JSON");
 
-  std::string export_checkpoint, export_out, export_precision = "fp32";
+  std::string export_checkpoint, export_out, export_precision = "fp32", export_delta, export_flatten;
   auto* exp = app.add_subcommand("export", "Write the compact model of a checkpoint (for ember serve)");
-  exp->add_option("--checkpoint", export_checkpoint, "ckpt-N directory, or a checkpoint.dir (newest is used)")
-      ->required();
+  auto* exp_ckpt =
+      exp->add_option("--checkpoint", export_checkpoint, "ckpt-N directory, or a checkpoint.dir (newest is used)");
   exp->add_option("--out", export_out, "Output file")->required();
+  exp->add_option("--delta", export_delta,
+                  "Write a delta against this export (full or delta, in the --out file's directory): the rows "
+                  "changed since it, the keys it holds that the checkpoint does not, and the dense weights")
+      ->needs(exp_ckpt);
+  exp->add_option("--flatten", export_flatten,
+                  "Instead of a checkpoint, write the full export this export (a delta: its whole chain) stands for")
+      ->excludes(exp_ckpt);
   exp->add_option("--precision", export_precision, "Row precision: fp32, fp16 or int8 (per-row scale and bias)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16", "int8"}));
@@ -228,7 +235,14 @@ int main(int argc, char** argv) {
     return Report(ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout), metrics_json);
   }
   if (exp->parsed()) {
-    auto st = ember::launcher::RunExport(export_checkpoint, export_out, export_precision, std::cout);
+    if (!export_flatten.empty()) {
+      auto st = ember::launcher::RunFlatten(export_flatten, export_out, std::cout);
+      if (!st.ok()) return Fail(st);
+      return 0;
+    }
+    if (export_checkpoint.empty())
+      return Fail(ember::Status::InvalidArgument("ember export needs --checkpoint (or --flatten)"));
+    auto st = ember::launcher::RunExport(export_checkpoint, export_out, export_precision, std::cout, export_delta);
     if (!st.ok()) return Fail(st.status());
     return 0;
   }

@@ -6,10 +6,13 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "ember/common/file.h"
 #include "ember/embedding/export.h"
 #include "ember/launcher/commands.h"
+#include "ember/ps/in_process.h"
+#include "ember/ps/remote_client.h"
 #include "ember/serving/model_dir.h"
 
 namespace ember::launcher {
@@ -37,20 +40,58 @@ bool StopRequested() { return g_stop.load(); }
 void RequestStopForTest(bool on) { g_stop.store(on); }
 void StopAtStepForTest(int64_t step) { g_stop_at.store(step); }
 
-Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient* ps, const RunConfig& c) {
+Status AddPsTables(ps::PsClient* ps, embedding::ExportWriter* writer, const std::string& dir, int64_t step) {
+  if (!dynamic_cast<ps::RemoteClient*>(ps)) return ps->ExportTables(writer);
+  const std::string scratch = dir + "/.shards-" + std::to_string(step) + ".tmp";
+  EMBER_RETURN_IF_ERROR(MakeDirs(scratch));
+  auto files = ps->SaveShards(scratch);
+  Status st = files.status();
+  if (st.ok()) {
+    std::vector<std::unique_ptr<embedding::Table>> tables;
+    st = ps::ReadShardFiles(scratch, *files, &tables);
+    for (size_t i = 0; st.ok() && i < tables.size(); ++i) st = writer->AddTable(*tables[i]);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(scratch, ec);
+  return st.WithContext("exporting the PS servers' tables through " + scratch);
+}
+
+Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient* ps, const RunConfig& c,
+                                        StepHookState* state) {
   EMBER_ASSIGN_OR_RETURN(auto precision, embedding::ParseExportPrecision(c.export_precision));
   EMBER_RETURN_IF_ERROR(MakeDirs(c.export_dir));
   embedding::ExportWriter writer(precision);
   EMBER_RETURN_IF_ERROR(trainer->Export(&writer));
-  EMBER_RETURN_IF_ERROR(ps->ExportTables(&writer));
+  EMBER_RETURN_IF_ERROR(AddPsTables(ps, &writer, c.export_dir, trainer->step()));
   char name[48];
   std::snprintf(name, sizeof(name), "model-%012lld.embx", static_cast<long long>(trainer->step()));
   const std::string path = c.export_dir + "/" + name;
-  EMBER_RETURN_IF_ERROR(writer.Write(path).status());
-  const auto all = serving::ListModels(c.export_dir);  // newest first
-  std::error_code ec;
-  for (size_t i = static_cast<size_t>(c.export_keep); c.export_keep > 0 && i < all.size(); ++i)
-    std::filesystem::remove(all[i].second, ec);
+  const std::string& parent = state->last_export_path;
+  bool written = false;
+  if (c.export_delta && !parent.empty() && parent != path && state->deltas_since_full < c.export_full_every &&
+      std::filesystem::exists(parent)) {
+    auto delta = writer.WriteDelta(path, parent);
+    if (delta.ok()) {
+      ++state->deltas_since_full;
+      written = true;
+    } else if (delta.status().code() != StatusCode::kFailedPrecondition) {
+      return delta.status();
+    }  // else the tables changed: a full export starts a new chain
+  }
+  if (!written) {
+    EMBER_RETURN_IF_ERROR(writer.Write(path).status());
+    state->deltas_since_full = 0;
+  }
+  state->last_export_path = path;
+  if (c.export_keep > 0) {  // the newest export.keep, and every file they resolve through
+    const auto all = serving::ListModels(c.export_dir);  // newest first
+    std::set<std::string> keep;
+    for (size_t i = 0; i < all.size() && i < static_cast<size_t>(c.export_keep); ++i)
+      for (const auto& f : embedding::ExportChainFiles(all[i].second)) keep.insert(f);
+    std::error_code ec;
+    for (const auto& [step, file] : all)
+      if (!keep.count(file)) std::filesystem::remove(file, ec);
+  }
   return path;
 }
 
@@ -88,10 +129,9 @@ workers::StepCallback MakeStepHooks(workers::Trainer* trainer, ps::PsClient* ps,
     Status st;
     if (lead && checkpoint) st = WriteCheckpoint(trainer, c).status();
     if (lead && exporting && st.ok()) {
-      auto path = ExportWhileTraining(trainer, ps, c);
+      auto path = ExportWhileTraining(trainer, ps, c, state);
       st = path.status();
       if (path.ok()) {
-        state->last_export_path = *path;
         state->last_export = now;
         state->last_export_step = step;
       }

@@ -28,6 +28,7 @@ struct StepHookState {
   std::chrono::steady_clock::time_point last_export = std::chrono::steady_clock::now();
   int64_t last_export_step = -1;
   std::string last_export_path;
+  int64_t deltas_since_full = 0;  // export.delta: deltas written since the last full export
 };
 
 // The callback for one epoch: `skipped` examples the epoch's reader passed over (a resumed epoch),
@@ -35,8 +36,14 @@ struct StepHookState {
 workers::StepCallback MakeStepHooks(workers::Trainer* trainer, ps::PsClient* ps, workers::Collective* collective,
                                     const RunConfig& c, int epoch, uint64_t skipped, bool lead, StepHookState* state);
 
-// Writes `export.dir/model-<step>.embx` from the live trainer and PS (atomically), then removes
-// all but the newest export.keep; returns the path.
-Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient* ps, const RunConfig& c);
+// Writes `export.dir/model-<step>.embx` from the live trainer and PS (atomically): with
+// export.delta a delta against the export before (state->last_export_path) until
+// export.full_every deltas were written or the tables changed, else a full export. Then removes
+// all but the newest export.keep and the exports they are deltas of; returns the path.
+Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient* ps, const RunConfig& c,
+                                        StepHookState* state);
+// Adds every PS table to `writer`. Remote servers write their shards into a scratch directory
+// under `dir` (which they must reach, as they reach checkpoint.dir), read back and removed.
+Status AddPsTables(ps::PsClient* ps, embedding::ExportWriter* writer, const std::string& dir, int64_t step);
 
 }  // namespace ember::launcher

@@ -47,7 +47,7 @@ Result<std::shared_ptr<const ServingModel>> ModelWatcher::LoadFirst() {
   for (const auto& [step, path] : ListModels(dir_)) {
     auto m = ServingModel::Load(path, device_);
     if (m.ok()) {
-      live_ = path;
+      live_ = Identity(path);
       return std::shared_ptr<const ServingModel>(std::move(m).value());
     }
     failed_.insert(Identity(path));
@@ -59,8 +59,8 @@ Result<std::shared_ptr<const ServingModel>> ModelWatcher::LoadFirst() {
 
 bool ModelWatcher::PollOnce(PredictionServer* server) {
   for (const auto& [step, path] : ListModels(dir_)) {
-    if (path == live_) return false;  // nothing newer
     const std::string id = Identity(path);
+    if (id == live_) return false;  // nothing newer (a rewritten file is newer)
     if (failed_.count(id)) continue;  // refused before, unchanged: an older one may still be newer than live
     auto m = ServingModel::Load(path, device_);
     if (!m.ok()) {
@@ -70,7 +70,7 @@ bool ModelWatcher::PollOnce(PredictionServer* server) {
       continue;
     }
     server->Swap(std::shared_ptr<const ServingModel>(std::move(m).value()));
-    live_ = path;
+    live_ = id;
     log_("ember serve: now serving " + path + " (step " + std::to_string(step) + ")");
     return true;
   }

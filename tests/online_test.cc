@@ -13,6 +13,7 @@
 #include "../launcher/step_hooks.h"
 #include "ember/common/file.h"
 #include "ember/data/synthetic_ctr.h"
+#include "ember/embedding/export.h"
 #include "ember/launcher/commands.h"
 #include "ember/launcher/config.h"
 #include "ember/serving/model_dir.h"
@@ -198,6 +199,84 @@ TEST(Online, TheWatcherSwapsNewerExportsAndRefusesDamagedOnes) {
   EXPECT_NE(text.find("ember_serving_swaps_total 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("ember_serving_failed_loads_total 1\n"), std::string::npos);
   EXPECT_NE(text.find("ember_serving_model_step 60\n"), std::string::npos);
+}
+
+std::string ModelFile(const std::string& dir, int step) {
+  char name[40];
+  std::snprintf(name, sizeof(name), "/model-%012d.embx", step);
+  return dir + name;
+}
+
+// The full export `ember export` writes of a checkpoint, as bytes.
+std::string FullExportOf(const std::string& checkpoint, const std::string& path) {
+  std::ostringstream out;
+  auto r = RunExport(checkpoint, path, "fp32", out);
+  EMBER_CHECK(r.ok());
+  return *ReadFile(path);
+}
+
+TEST(Online, DeltaExportsAcrossAReshardResolveToTheCheckpointsFullExport) {
+  const std::string root = Dir() + "/delta", ex = root + "/exports";
+  std::filesystem::remove_all(root);
+  auto sets = D().Sets(root);
+  for (const char* s : {"export.delta=true", "export.every_steps=10", "export.keep=0", "checkpoint.every_steps=10",
+                        "checkpoint.keep=0", "embedding.method=\"unified\"", "embedding.rows=2000"})
+    sets.push_back(s);
+  sets.push_back("export.dir=\"" + ex + "\"");
+  // Two shards up to a stop in step 25; resumed on three to the end (step 60).
+  auto first = sets;
+  first.push_back("ps.shards=2");
+  StopAtStepForTest(25);
+  auto m1 = TrainJob(first);
+  StopAtStepForTest(0);
+  ASSERT_TRUE(m1.ok()) << m1.status().ToString();
+  ASSERT_TRUE(m1->stopped);
+  auto second = sets;
+  second.push_back("ps.shards=3");
+  auto m2 = TrainJob(second, /*resume=*/true);
+  ASSERT_TRUE(m2.ok()) << m2.status().ToString();
+  // One chain: a full export at step 10, deltas from 20 on, across the reshard.
+  auto head = embedding::ExportFile::OpenRaw(ModelFile(ex, 60));
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_EQ(head->get()->header()["delta"]["base"], "model-000000000010.embx");
+  EXPECT_EQ(head->get()->header()["delta"]["sequence"], 6);  // 20, 25, 30, 40, 50, 60
+  EXPECT_EQ(embedding::ExportChainFiles(ModelFile(ex, 60)).size(), 7u);
+  // Each resolves to the bytes `ember export` writes of the checkpoint at its step.
+  for (int step : {25, 30, 60}) {
+    SCOPED_TRACE(step);
+    auto flat = embedding::FlattenExport(ModelFile(ex, step));
+    ASSERT_TRUE(flat.ok()) << flat.status().ToString();
+    const std::string full = FullExportOf(root + "/ckpt-" + std::to_string(step), root + "/full.embx");
+    EXPECT_EQ(flat->size(), full.size());
+    EXPECT_TRUE(*flat == full);
+    // A delta holds fewer bytes than the full export it stands for.
+    EXPECT_LT(std::filesystem::file_size(ModelFile(ex, step)), full.size());
+  }
+  // And serves the same predictions as that export, through `ember eval --model`.
+  std::ostringstream out;
+  auto d = RunEval(ModelFile(ex, 60), D().test, 0, out);
+  auto f = RunEval(root + "/full.embx", D().test, 0, out);
+  ASSERT_TRUE(d.ok() && f.ok());
+  EXPECT_EQ(d->auc, f->auc);
+  EXPECT_EQ(d->logloss, f->logloss);
+}
+
+TEST(Online, ExportKeepHoldsEveryLinkOfTheNewestChains) {
+  const std::string root = Dir() + "/delta-keep", ex = root + "/exports";
+  std::filesystem::remove_all(root);
+  auto sets = D().Sets(root);
+  for (const char* s : {"export.delta=true", "export.every_steps=10", "export.keep=1", "export.full_every=2"})
+    sets.push_back(s);
+  sets.push_back("export.dir=\"" + ex + "\"");
+  auto m = TrainJob(sets);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  // 10 full, 20 and 30 deltas, 40 full, 50 and 60 deltas: the newest (60) needs 40 and 50.
+  std::vector<std::string> left;
+  for (const auto& [step, path] : serving::ListModels(ex)) left.push_back(path);
+  EXPECT_EQ(left, (std::vector<std::string>{ModelFile(ex, 60), ModelFile(ex, 50), ModelFile(ex, 40)}));
+  auto flat = embedding::FlattenExport(ModelFile(ex, 60));
+  ASSERT_TRUE(flat.ok());
+  EXPECT_TRUE(*flat == FullExportOf(m->checkpoint, root + "/full.embx"));
 }
 
 }  // namespace

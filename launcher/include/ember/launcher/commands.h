@@ -144,9 +144,12 @@ struct ExportReport {
   uint64_t budget_bytes = 0;         // embedding.budget in bytes (0 = none)
 };
 // Writes the compact model of a checkpoint (`precision`: fp32, fp16 or int8) and prints its
-// size, per table and against the plan.
+// size, per table and against the plan. With `delta_parent` (an export in out_path's directory)
+// it writes a delta against that export instead (embedding/export.h).
 Result<ExportReport> RunExport(const std::string& checkpoint, const std::string& out_path, const std::string& precision,
-                               std::ostream& out);
+                               std::ostream& out, const std::string& delta_parent = "");
+// `ember export --flatten`: writes the full export a delta (or a full export) stands for.
+Status RunFlatten(const std::string& in_path, const std::string& out_path, std::ostream& out);
 // Loads an export and serves it until wait(port) returns (the CLI waits for SIGINT/SIGTERM).
 Status RunServe(const std::string& model_path, const serving::ServeOptions& options, std::ostream& out,
                 const std::function<void(int port)>& wait);

@@ -107,6 +107,8 @@ struct RunConfig {
   double export_every_seconds = 0;
   std::string export_precision = "fp32";
   int64_t export_keep = 5;
+  bool export_delta = false;       // exports after the first are deltas against the one before
+  int64_t export_full_every = 10;  // with export_delta: a full export after this many deltas
   // [monitoring]
   int monitoring_port = 0;  // GET /metrics on port + rank (0 = off)
   std::string monitoring_bind = "127.0.0.1";

@@ -45,7 +45,7 @@ class ModelWatcher {
   std::string dir_, device_;
   double poll_seconds_;
   Log log_;
-  std::string live_;              // the file served
+  std::string live_;              // the file served, as name + size + mtime
   std::set<std::string> failed_;  // files that did not load (retried when they change: name + size + mtime)
   std::mutex mu_;
   std::condition_variable cv_;
