@@ -43,6 +43,9 @@ class Export:
         if zlib.crc32(memoryview(d)[: len(d) - TRAILER]) != crc:
             raise ExportError(f"{path}: checksum mismatch (corrupted)")
         self.header = json.loads(d[PROLOGUE:PROLOGUE + header_len].decode("utf-8"))
+        if "delta" in self.header:
+            raise ExportError(f"{path} is a delta export (of {self.header['delta']['parent']}): resolve it first with "
+                             "`ember export --flatten PATH --out FULL`")
         self.precision = self.header["precision"]
         self.tables = {t["id"]: t for t in self.header["tables"]}
 

@@ -2,7 +2,9 @@
 # Recovery under real mpirun: a server rank killed with SIGKILL mid-training ends the job naming
 # it; `ember train --resume` on a different cluster (2 -> 3 servers) continues from the newest
 # complete checkpoint and, in sync mode, ends exactly like an uninterrupted run from that same
-# checkpoint. A process killed while it writes checkpoints leaves the previous one usable.
+# checkpoint. A process killed while it writes checkpoints leaves the previous one usable. SIGTERM
+# stops every rank at one step; the resumed run (on 3 servers) ends like the uninterrupted one and
+# its delta exports, chained across the reshard, resolve to the final checkpoint's full export.
 #   usage: mpi_resume_test.sh EMBER_BINARY
 set -euo pipefail
 EMBER="$1"
@@ -139,7 +141,10 @@ echo "half-written checkpoints left by the kills: $tmp_before; after the resumed
 T=(--config "$WORK/run.toml" --set "data.train=\"$WORK/small.tsv\"" --set train.epochs=6 --set checkpoint.every_steps=0)
 timeout 300 "${MPI[@]}" -np 4 "$EMBER" train "${T[@]}" --set "checkpoint.dir=\"$WORK/t-full\"" \
   --metrics-json "$WORK/t-full.json" > "$WORK/t-full.out" 2>&1 || { cat "$WORK/t-full.out"; fail "uninterrupted run"; }
-"${MPI[@]}" -np 4 "$EMBER" train "${T[@]}" --set "checkpoint.dir=\"$WORK/t\"" > "$WORK/t.out" 2>&1 &
+# The stopped run also exports every 50 steps, as deltas after the first; resumed on 3 servers, the
+# chain goes on across the reshard and resolves to exactly `ember export` of the final checkpoint.
+E=(--set "export.dir=\"$WORK/t/exports\"" --set export.every_steps=50 --set export.delta=true --set export.keep=0)
+"${MPI[@]}" -np 4 "$EMBER" train "${T[@]}" "${E[@]}" --set "checkpoint.dir=\"$WORK/t\"" > "$WORK/t.out" 2>&1 &
 MPIRUN_PID=$!
 for _ in $(seq 600); do grep -q "train epoch 2/6" "$WORK/t.out" && break; sleep 0.05; done
 kill -TERM $(pgrep -P "$MPIRUN_PID") 2>/dev/null || true
@@ -147,8 +152,26 @@ rc=0; wait "$MPIRUN_PID" || rc=$?
 [ "$rc" -eq 0 ] || { cat "$WORK/t.out"; fail "SIGTERM: exit status $rc"; }
 grep -q "stopped by a signal after step" "$WORK/t.out" || { cat "$WORK/t.out"; fail "SIGTERM: no stop message"; }
 grep "stopped by a signal" "$WORK/t.out"
-timeout 300 "${MPI[@]}" -np 4 "$EMBER" train "${T[@]}" --set "checkpoint.dir=\"$WORK/t\"" --resume \
-  --metrics-json "$WORK/t-resumed.json" > "$WORK/t-resumed.out" 2>&1 || { cat "$WORK/t-resumed.out"; fail "resume after SIGTERM"; }
+stopped_exports=$(ls "$WORK/t/exports" | wc -l)
+timeout 300 "${MPI[@]}" -np 5 "$EMBER" train "${T[@]}" "${E[@]}" --set ps.servers=3 --set "checkpoint.dir=\"$WORK/t\"" \
+  --resume --metrics-json "$WORK/t-resumed.json" > "$WORK/t-resumed.out" 2>&1 || { cat "$WORK/t-resumed.out"; fail "resume after SIGTERM"; }
+head=$(ls "$WORK/t/exports"/model-*.embx | tail -1)
+"$EMBER" export --flatten "$head" --out "$WORK/t-flat.embx" > /dev/null || fail "flatten $head"
+"$EMBER" export --checkpoint "$WORK/t" --out "$WORK/t-full.embx" > /dev/null || fail "export the final checkpoint"
+cmp "$WORK/t-flat.embx" "$WORK/t-full.embx" || fail "the delta chain differs from the full export of the checkpoint"
+python3 - "$head" "$stopped_exports" "$WORK/t-full.embx" <<'PY' || fail "the delta chain"
+import json, os, struct, sys
+head, before, full = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(head, "rb") as f:
+    f.read(8)
+    (n,) = struct.unpack("<Q", f.read(8))
+    delta = json.loads(f.read(n))["delta"]
+files = sorted(os.listdir(os.path.dirname(head)))
+print(f"delta chain across 2 -> 3 servers: {len(files)} exports ({before} before the stop), head {os.path.basename(head)} "
+      f"is delta {delta['sequence']} of {delta['base']}; {os.path.getsize(head)} bytes against {os.path.getsize(full)} "
+      f"for the full export; resolved, equal to it byte for byte")
+assert delta["sequence"] == len(files) - 1 and delta["base"] == files[0] and before >= 2, (delta, files, before)
+PY
 python3 - "$WORK/t-full.json" "$WORK/t-resumed.json" <<'PY' || fail "stopped and resumed differs from uninterrupted"
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:])
