@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The production loop with real processes: `ember train` follows a directory into which files keep
-arriving and exports every few steps; `ember serve --model DIR` swaps each export in while a bounded
+arriving and exports every few steps (deltas after each full export: export.delta, full_every 4);
+`ember serve --model DIR` swaps each export (a delta resolved through its chain) in while a bounded
 client keeps it busy. Checks: at least --swaps swaps, no failed request, every answer equal to what
 its export predicts when served alone, the training job stopped by SIGTERM exits 0 with a
 checkpoint. Prints the freshness (export written -> first answer from it) and the client's latency
@@ -108,6 +109,8 @@ threads = 1
 dir = "%s"
 every_steps = 6
 keep = 0
+delta = true
+full_every = 4
 [checkpoint]
 dir = "%s/ckpt"
 """ % (stream, exports, work))
