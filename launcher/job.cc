@@ -3,6 +3,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -21,9 +22,11 @@
 #include "ember/embedding/plan.h"
 #include "ember/embedding/export.h"
 #include "ember/ps/in_process.h"
+#include "ember/ps/remote_client.h"
 #include "ember/serving/model_dir.h"
 #include "epoch_choice.h"
 #include "step_hooks.h"
+#include "stream_gate.h"
 
 namespace ember::launcher {
 namespace {
@@ -142,8 +145,9 @@ class CtrJob {
         log_(lead_ ? *ctx.out : quiet_) {}
 
   Result<RunMetrics> Run() {
-    if (c_.follow && workers_ > 1)
-      return Status::InvalidArgument("data.follow is for one worker so far (under mpirun, train on files instead)");
+    if (!c_.export_dir.empty() && c_.checkpoint_dir.empty() && dynamic_cast<ps::RemoteClient*>(ctx_.ps))
+      return Status::InvalidArgument(
+          "export.dir with PS servers needs checkpoint.dir: the servers write their rows there for the export");
     if (c_.follow && c_.epochs != 1)
       return Status::InvalidArgument("data.follow trains one endless pass: train.epochs must be 1");
     EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_));
@@ -244,9 +248,16 @@ class CtrJob {
         EMBER_RETURN_IF_ERROR(ResetRows());
       auto opts = MakeReaderOptions(c_, c_.train, true);
       opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers
+      // A followed stream under mpirun: the workers agree before each step that all hold a batch.
+      const bool gated = c_.follow && workers_ > 1;
+      auto gate_stop = std::make_shared<std::atomic<bool>>(false);
+      if (gated) opts.stop = [gate_stop] { return StopRequested() || gate_stop->load(); };
       EMBER_ASSIGN_OR_RETURN(auto inner, data::OpenDataReader(opts, c_.cache, c_.cache_dir));
       std::unique_ptr<data::BatchReader> reader = std::make_unique<data::PrefetchingReader>(std::move(inner));
       if (workers_ > 1) reader = std::make_unique<data::ShardedReader>(std::move(reader), worker_, workers_);
+      if (gated)
+        reader = std::make_unique<StreamGate>(std::move(reader), coll_, std::min(c_.follow_poll_s, 0.1), gate_stop,
+                                              [] { return StopRequested(); });
       EMBER_ASSIGN_OR_RETURN(
           auto stats, trainer_->TrainEpoch(reader.get(), e, epochs, progress,
                                            MakeStepHooks(trainer_.get(), ctx_.ps, coll_, c_, e, opts.skip_examples,

@@ -42,7 +42,10 @@ void StopAtStepForTest(int64_t step) { g_stop_at.store(step); }
 
 Status AddPsTables(ps::PsClient* ps, embedding::ExportWriter* writer, const std::string& dir, int64_t step) {
   if (!dynamic_cast<ps::RemoteClient*>(ps)) return ps->ExportTables(writer);
-  const std::string scratch = dir + "/.shards-" + std::to_string(step) + ".tmp";
+  if (dir.empty())
+    return Status::InvalidArgument(
+        "export.dir with PS servers needs checkpoint.dir: the servers write their rows there for the export");
+  const std::string scratch = dir + "/.export-" + std::to_string(step) + ".tmp";
   EMBER_RETURN_IF_ERROR(MakeDirs(scratch));
   auto files = ps->SaveShards(scratch);
   Status st = files.status();
@@ -62,7 +65,7 @@ Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient*
   EMBER_RETURN_IF_ERROR(MakeDirs(c.export_dir));
   embedding::ExportWriter writer(precision);
   EMBER_RETURN_IF_ERROR(trainer->Export(&writer));
-  EMBER_RETURN_IF_ERROR(AddPsTables(ps, &writer, c.export_dir, trainer->step()));
+  EMBER_RETURN_IF_ERROR(AddPsTables(ps, &writer, c.checkpoint_dir, trainer->step()));
   char name[48];
   std::snprintf(name, sizeof(name), "model-%012lld.embx", static_cast<long long>(trainer->step()));
   const std::string path = c.export_dir + "/" + name;

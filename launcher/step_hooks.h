@@ -43,7 +43,7 @@ workers::StepCallback MakeStepHooks(workers::Trainer* trainer, ps::PsClient* ps,
 Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient* ps, const RunConfig& c,
                                         StepHookState* state);
 // Adds every PS table to `writer`. Remote servers write their shards into a scratch directory
-// under `dir` (which they must reach, as they reach checkpoint.dir), read back and removed.
+// under `dir` (checkpoint.dir, the one directory they write to), read back and removed.
 Status AddPsTables(ps::PsClient* ps, embedding::ExportWriter* writer, const std::string& dir, int64_t step);
 
 }  // namespace ember::launcher
