@@ -2,6 +2,7 @@
 
 #include <glob.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -89,7 +90,11 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
     struct stat st {};
     if (::stat(f.c_str(), &st) == 0) r->file_bytes_ += static_cast<uint64_t>(st.st_size);
   }
-  if (!r->files_.empty()) EMBER_RETURN_IF_ERROR(r->OpenFile(0));
+  if (options.resume.valid) {
+    EMBER_RETURN_IF_ERROR(r->Seek(options.resume));
+  } else if (!r->files_.empty()) {
+    EMBER_RETURN_IF_ERROR(r->OpenFile(0));
+  }
   if (!options.vocab.empty()) {
     EMBER_ASSIGN_OR_RETURN(Vocabulary v, ReadVocabulary(options.vocab, options.num_sparse));
     r->vocab_ = std::make_unique<VocabFilter>(v);
@@ -149,6 +154,60 @@ Status CriteoReader::OpenFile(size_t index) {
   carry_.clear();
   header_done_ = false;  // each file may start with its header
   return Status::Ok();
+}
+
+Status CriteoReader::Seek(const StreamCursor& at) {
+  const auto it = std::find(files_.begin(), files_.end(), at.file);
+  auto bad = [&](const std::string& why) {
+    return Status::FailedPrecondition("resuming the stream at " + at.file + " byte " + std::to_string(at.offset) +
+                                      " (the checkpoint's position): " + why);
+  };
+  if (it == files_.end()) return bad("the data no longer lists that file");
+  EMBER_RETURN_IF_ERROR(OpenFile(static_cast<size_t>(it - files_.begin())));
+  for (size_t i = 0; i < file_index_; ++i) {  // consumed: counted as read for the progress
+    struct stat st {};
+    if (::stat(files_[i].c_str(), &st) == 0) done_bytes_ += static_cast<uint64_t>(st.st_size);
+  }
+  struct stat st {};
+  if (::fstat(::fileno(file_), &st) != 0 || static_cast<uint64_t>(st.st_size) < at.offset)
+    return bad("the file is shorter than that");
+  if (at.offset > 0) {
+    char before = 0;
+    if (::pread(::fileno(file_), &before, 1, static_cast<off_t>(at.offset - 1)) != 1 || before != '\n')
+      return bad("no line ends there (the file changed)");
+    // A file's header names its columns: read it before going on past it.
+    if (parser_ && (parser_->schema().header || parser_->schema().detect_header)) {
+      std::string_view line;
+      EMBER_ASSIGN_OR_RETURN(const bool got, ReadFileLine(&line));
+      header_done_ = true;
+      const Status h = got ? parser_->SetHeader(line) : Status::Ok();
+      if (!h.ok() && parser_->schema().header) return bad(h.message());
+    }
+  }
+  if (std::fseek(file_, static_cast<long>(at.offset), SEEK_SET) != 0) return bad(std::strerror(errno));
+  buf_.clear();
+  pos_ = 0;
+  eof_ = false;
+  carry_.clear();
+  consumed_ = at.offset;
+  line_no_ = at.line;
+  skipped_ = options_.skip_examples;  // not read again
+  rows_ = options_.skip_examples;
+  return Status::Ok();
+}
+
+StreamCursor CriteoReader::Cursor() const {
+  StreamCursor c;
+  if (!file_) return c;
+  const long told = std::ftell(file_);
+  if (told < 0) return c;
+  const uint64_t ahead = (buf_.size() - pos_) + carry_.size();
+  if (static_cast<uint64_t>(told) < ahead) return c;
+  c.valid = true;
+  c.file = files_[file_index_];
+  c.offset = static_cast<uint64_t>(told) - ahead;
+  c.line = line_no_;
+  return c;
 }
 
 CriteoReader::~CriteoReader() {
@@ -266,6 +325,7 @@ Result<bool> CriteoReader::Next(Batch* batch) {
   }
   EMBER_ASSIGN_OR_RETURN(const size_t rows, Fill(batch, options_.batch_size));
   if (vocab_) vocab_->Apply(batch);
+  batch->end = Cursor();
   return rows > 0;
 }
 

@@ -9,6 +9,7 @@ ShardedReader::ShardedReader(std::unique_ptr<BatchReader> inner, int worker, int
 
 Result<bool> ShardedReader::Next(Batch* batch) {
   bool mine = false;
+  StreamCursor end;
   for (int i = 0; i < workers_; ++i) {
     Batch* into = i == worker_ ? batch : &skip_;
     EMBER_ASSIGN_OR_RETURN(bool got, inner_->Next(into));
@@ -17,7 +18,9 @@ Result<bool> ShardedReader::Next(Batch* batch) {
       return false;
     }
     mine |= i == worker_;
+    end = into->end;
   }
+  batch->end = std::move(end);  // the stream goes on after the group
   return mine;
 }
 

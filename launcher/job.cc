@@ -248,6 +248,8 @@ class CtrJob {
         EMBER_RETURN_IF_ERROR(ResetRows());
       auto opts = MakeReaderOptions(c_, c_.train, true);
       opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers
+      if (e == from.epoch && from.examples > 0 && from.cursor.valid && !c_.cache)
+        opts.resume = from.cursor;  // seek there instead of reading the examples again
       // A followed stream under mpirun: the workers agree before each step that all hold a batch.
       const bool gated = c_.follow && workers_ > 1;
       auto gate_stop = std::make_shared<std::atomic<bool>>(false);

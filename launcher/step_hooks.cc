@@ -106,7 +106,7 @@ workers::StepCallback MakeStepHooks(workers::Trainer* trainer, ps::PsClient* ps,
     ++*steps;
     // Examples of the stream passed this epoch: every worker's full batches (an epoch's last,
     // partial batch ends it, and a position past the end resumes with the next epoch).
-    trainer->set_position({epoch, skipped + *steps * per_step});
+    trainer->set_position({epoch, skipped + *steps * per_step, trainer->trained_end()});
     // A stop, and the lead's clock saying an export is due: every worker learns both (a signal
     // reaches the ranks at different steps), so that all finish the same step and meet below.
     const int64_t stop_at = g_stop_at.load();

@@ -2,6 +2,7 @@
 // --resume ends like the uninterrupted run; data.follow trains a directory as files arrive, each
 // once; exports while training; ModelWatcher swaps newer exports in and refuses damaged ones.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <chrono>
@@ -145,7 +146,15 @@ TEST(Online, FollowingADirectoryTrainsEachArrivingFileOnce) {
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   EXPECT_EQ(e->auc, plain->auc);
   // Resuming follows on from the checkpoint's position: a new file, and only it, is trained; the
-  // incomplete batch at its end (100 rows) is left for the next run.
+  // incomplete batch at its end (100 rows) is left for the next run. The checkpoint records where
+  // the stream goes on (the end of part-2), so the files before it are not read again: removing
+  // them (what a producer's clean-up does) changes nothing.
+  auto manifest = nlohmann::json::parse(*ReadFile(m->checkpoint + "/manifest.json"));
+  EXPECT_EQ(manifest["position"]["cursor"]["file"], stream + "/part-2.tsv");
+  EXPECT_EQ(manifest["position"]["cursor"]["line"], 4000);
+  EXPECT_EQ(manifest["position"]["cursor"]["offset"], std::filesystem::file_size(stream + "/part-2.tsv"));
+  std::filesystem::remove(stream + "/part-0.tsv");
+  std::filesystem::remove(stream + "/part-1.tsv");
   Part(stream + "/part-3.tsv", 0, 2100);
   auto again = std::async(std::launch::async, [&] { return TrainJob(sets, /*resume=*/true); });
   ASSERT_TRUE(WaitFor(root + "/exports/model-000000000070.embx"));

@@ -204,6 +204,79 @@ TEST(Schema, EachFileOfSeveralHasItsHeaderAndErrorsNameTheFile) {
   EXPECT_EQ(batch.labels[2], 1.0f);
 }
 
+// A batch's labels, dense values and ids, to compare batches read two ways.
+std::vector<float> Digest(const Batch& b) {
+  std::vector<float> d(b.labels.begin(), b.labels.begin() + b.size);
+  for (size_t i = 0; i < b.size * b.num_dense; ++i) d.push_back(b.dense[i]);
+  for (int f = 0; f < b.num_sparse; ++f) {
+    size_t n = 0;
+    const uint64_t* ids = b.field_ids(f, &n);
+    for (size_t i = 0; i < n; ++i) d.push_back(static_cast<float>(ids[i] % 1000003));
+  }
+  return d;
+}
+
+TEST(StreamCursor, AResumedReaderSeeksToTheCursorAndReadsWhatFollows) {
+  // Two files with their own headers (columns in other orders), a quoted field holding a newline.
+  std::string a = "note,extra,hist,tags,cat,site,score,price,click\n", b = "click,price,score,site,cat,tags,hist,note\n";
+  for (int i = 0; i < 20; ++i) {
+    a += "\"n\n" + std::to_string(i) + "\",x,a:1;b:2," + std::to_string(i % 3) + "," + std::to_string(i) + ",s" +
+         std::to_string(i) + ",1," + std::to_string(i) + "," + std::to_string(i % 2) + "\n";
+    b += std::to_string(i % 2) + "," + std::to_string(i) + ",2,t" + std::to_string(i) + ",5,x|y,,n\n";
+  }
+  CriteoOptions o;
+  o.paths = {TempFile("cur-a.csv", a), TempFile("cur-b.csv", b)};
+  o.batch_size = 3;
+  o.num_dense = 2;
+  o.num_sparse = 4;
+  o.schema = std::make_shared<Schema>(Shop());
+  auto all = CriteoReader::Open(o);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  std::vector<std::vector<float>> batches;
+  std::vector<StreamCursor> ends;
+  for (Batch batch; *(*all)->Next(&batch);) {
+    batches.push_back(Digest(batch));
+    ends.push_back(batch.end);
+    ASSERT_TRUE(batch.end.valid);
+  }
+  ASSERT_EQ(batches.size(), 14u);  // 40 rows, batches of 3
+  EXPECT_EQ(ends[0].file, o.paths[0]);
+  EXPECT_EQ(ends[0].line, 7u);  // the header, then 3 records of 2 lines
+  EXPECT_EQ(ends.back().file, o.paths[1]);
+  for (size_t k = 0; k + 1 < batches.size(); ++k) {
+    SCOPED_TRACE(k);
+    CriteoOptions resumed = o;
+    resumed.skip_examples = 3 * (k + 1);
+    resumed.resume = ends[k];
+    auto r = CriteoReader::Open(resumed);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    Batch batch;
+    for (size_t j = k + 1; j < batches.size(); ++j) {
+      ASSERT_TRUE(*(*r)->Next(&batch));
+      ASSERT_EQ(Digest(batch), batches[j]) << "batch " << j;
+      EXPECT_EQ(batch.end.offset, ends[j].offset);
+    }
+    EXPECT_FALSE(*(*r)->Next(&batch));
+  }
+  // A cursor the data no longer matches is refused, naming it.
+  CriteoOptions moved = o;
+  moved.skip_examples = 3;
+  moved.resume = ends[0];
+  moved.resume.offset += 1;
+  auto bad = CriteoReader::Open(moved);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("no line ends there"), std::string::npos) << bad.status().ToString();
+  moved.resume = ends[0];
+  moved.resume.offset = 1u << 30;
+  EXPECT_NE(CriteoReader::Open(moved).status().message().find("shorter"), std::string::npos);
+  moved.paths = {o.paths[1]};
+  moved.resume = ends[0];
+  bad = CriteoReader::Open(moved);
+  EXPECT_NE(bad.status().message().find(o.paths[0] + " byte " + std::to_string(ends[0].offset)), std::string::npos)
+      << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("no longer lists that file"), std::string::npos);
+}
+
 TEST(Schema, TooLongABagIsAnErrorAndSkippedRowsLeaveNoIds) {
   Schema s = Shop();
   s.max_bag_length = 2;

@@ -336,6 +336,17 @@ Result<DataPosition> ReadPosition(const std::string& path, const nlohmann::json&
     return Status::Corruption(path + "/manifest.json: bad position (expected {\"epoch\": n, \"examples\": n})");
   position.epoch = p["epoch"].get<int64_t>();
   position.examples = p["examples"].get<uint64_t>();
+  if (p.contains("cursor")) {  // older checkpoints have none: their stream is read up to the position
+    const auto& c = p["cursor"];
+    if (!c.is_object() || !c.contains("file") || !c["file"].is_string() || !c.contains("offset") ||
+        !c["offset"].is_number_unsigned() || !c.contains("line") || !c["line"].is_number_unsigned())
+      return Status::Corruption(path +
+                                "/manifest.json: bad position cursor (expected {\"file\", \"offset\", \"line\"})");
+    position.cursor.valid = true;
+    position.cursor.file = c["file"].get<std::string>();
+    position.cursor.offset = c["offset"].get<uint64_t>();
+    position.cursor.line = c["line"].get<uint64_t>();
+  }
   return position;
 }
 

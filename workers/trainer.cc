@@ -441,6 +441,7 @@ Result<EpochStats> Trainer::TrainEpoch(data::BatchReader* reader, int epoch, int
     }
     double loss = 0;
     EMBER_RETURN_IF_ERROR(TrainStep(batch, ahead && *have_next ? &batches[1 - cur] : nullptr, &loss));
+    trained_end_ = batch.end;
     stats.samples += batch.size;
     stats.steps += 1;
     loss_sum += loss * static_cast<double>(batch.size);

@@ -113,6 +113,9 @@ Result<std::string> Trainer::SaveCheckpoint(const std::string& root, const std::
   if (prefetch_.batch) prefetch_.done.wait();
   nlohmann::json manifest = {{"step", step_}, {"model", model_->model_name()}};
   manifest["position"] = {{"epoch", position_.epoch}, {"examples", position_.examples}};
+  if (position_.cursor.valid)
+    manifest["position"]["cursor"] = {
+        {"file", position_.cursor.file}, {"offset", position_.cursor.offset}, {"line", position_.cursor.line}};
   // The sizes a budget chose (rows of hashed tables, DSL density), the vocabularies and
   // OptEmbed's widths: ids map to rows through them (ApplyCheckpointEmbedding).
   manifest["description"] = Describe().ToJson();

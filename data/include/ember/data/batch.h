@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "ember/common/status.h"
@@ -27,7 +28,18 @@ struct Bags {
   }
 };
 
+// Where a text stream goes on after a batch: the file, the byte offset of its next line and that
+// line's number (readers that have no such place leave it invalid). A checkpoint records it, so
+// that a resumed run seeks there instead of reading the stream up to its position.
+struct StreamCursor {
+  bool valid = false;
+  std::string file;
+  uint64_t offset = 0;
+  uint64_t line = 0;  // lines of `file` before offset
+};
+
 struct Batch {
+  StreamCursor end;  // after this batch's last row (ShardedReader: after its group's last batch)
   size_t size = 0;
   int num_dense = 0;
   int num_sparse = 0;
@@ -41,6 +53,7 @@ struct Batch {
 
   // `multi`: per field, 1 where it is multi-hot (nullptr: none).
   void Reset(int dense_fields, int sparse_fields, size_t capacity, const std::vector<uint8_t>* multi = nullptr) {
+    end.valid = false;
     size = 0;
     num_dense = dense_fields;
     num_sparse = sparse_fields;

@@ -39,6 +39,11 @@ struct CriteoOptions {
   // Examples passed over before the first batch (a resumed epoch's position; they count
   // toward max_rows).
   uint64_t skip_examples = 0;
+  // Where those examples end (a checkpoint's cursor): reading starts there instead of passing
+  // over them. Its file must be one of the stream's, at least `offset` bytes long, with a line
+  // ending just before it; else Open fails naming it. Files before it in the stream are not read
+  // (a followed directory's consumed files may be removed).
+  StreamCursor resume;
   // A vocabulary file (`ember vocab`): values outside a field's vocabulary read as kOovId.
   std::string vocab;
   // A longer line is an error naming it (data.max_line_bytes).
@@ -84,6 +89,10 @@ class CriteoReader final : public BatchReader {
   Result<bool> ReadLine(std::string_view* line);
   Result<bool> ReadFileLine(std::string_view* line);  // of the current file
   Status OpenFile(size_t index);
+  // Continues at options_.resume (Open).
+  Status Seek(const StreamCursor& at);
+  // Where the next line starts (at a record boundary).
+  StreamCursor Cursor() const;
   // Up to `limit` examples into *batch; the count read.
   Result<size_t> Fill(Batch* batch, size_t limit);
 

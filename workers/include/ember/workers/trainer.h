@@ -156,6 +156,7 @@ using StepCallback = std::function<Status(int64_t step)>;
 struct DataPosition {
   int64_t epoch = 0;
   uint64_t examples = 0;
+  data::StreamCursor cursor;  // where those examples end in a text stream (else invalid)
 };
 
 // One thread running jobs in order (the trainer's prefetch): a persistent thread, so that the
@@ -213,6 +214,8 @@ class Trainer {
   // steps that move back).
   void set_step(int64_t step) { step_ = step; }
   const DataPosition& position() const { return position_; }
+  // Where the stream goes on after the batch the last step trained (data::Batch::end).
+  const data::StreamCursor& trained_end() const { return trained_end_; }
   // The job's own state (e.g. the epoch chosen on validation so far), written into checkpoint
   // manifests ("run") and read back by RestoreCheckpoint.
   void set_run_state(nlohmann::json state) { run_state_ = std::move(state); }
@@ -295,6 +298,7 @@ class Trainer {
   int64_t step_ = 0;
   bool stop_requested_ = false;
   DataPosition position_;
+  data::StreamCursor trained_end_;
   nlohmann::json run_state_;
   StepSync sync_;
   torch::Device device_ = torch::kCPU;
