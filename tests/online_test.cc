@@ -288,5 +288,41 @@ TEST(Online, ExportKeepHoldsEveryLinkOfTheNewestChains) {
   EXPECT_TRUE(*flat == FullExportOf(m->checkpoint, root + "/full.embx"));
 }
 
+TEST(Online, TheWatcherServesDeltasThroughTheirChainAndRefusesABrokenOne) {
+  const std::string root = Dir() + "/delta-watch", ex = root + "/exports", models = Dir() + "/delta-watch-models";
+  std::filesystem::remove_all(root);
+  std::filesystem::remove_all(models);
+  auto sets = D().Sets(root);
+  for (const char* s : {"export.delta=true", "export.every_steps=20", "export.keep=0"}) sets.push_back(s);
+  sets.push_back("export.dir=\"" + ex + "\"");
+  ASSERT_TRUE(TrainJob(sets).ok());  // 20 full, 40 and 60 deltas
+  std::filesystem::create_directories(models);
+  auto copy = [&](int step, int as) {
+    std::filesystem::copy_file(ModelFile(ex, step), ModelFile(models, as),
+                               std::filesystem::copy_options::overwrite_existing);
+  };
+  copy(20, 20);
+  copy(40, 40);
+  std::vector<std::string> log;
+  serving::ModelWatcher watcher(models, "cpu", 0.05, [&](const std::string& l) { log.push_back(l); });
+  auto first = watcher.LoadFirst();
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ((*first)->step(), 40);  // the delta, resolved through model-20
+  serving::ServeOptions o;
+  o.port = 0;
+  serving::PredictionServer server(*first, o);
+  ASSERT_TRUE(server.Start().ok());
+  copy(60, 60);
+  EXPECT_TRUE(watcher.PollOnce(&server));
+  EXPECT_EQ(server.live()->step(), 60);
+  // A delta whose parent is gone: refused, the live model stays.
+  std::filesystem::remove(ModelFile(models, 40));
+  copy(60, 80);
+  EXPECT_FALSE(watcher.PollOnce(&server));
+  EXPECT_EQ(server.live()->step(), 60);
+  ASSERT_FALSE(log.empty());
+  EXPECT_NE(log.back().find("its parent cannot be read"), std::string::npos) << log.back();
+}
+
 }  // namespace
 }  // namespace ember::launcher
