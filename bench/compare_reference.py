@@ -2,8 +2,11 @@
 """ember's DLRM against the PyTorch reference (bench/reference_dlrm.py): training samples/s and
 test AUC at batch 128, 512 and 2048, same data, model, optimizers and thread count, in one run.
 
-Runs alternate (ember, reference, ember, ...) so both see the same machine noise; each figure is
-the median of --reps runs. Writes bench/results/reference.{csv,md}.
+Two shapes (--shapes): `reference`, the Criteo Kaggle DLRM people run (bottom 13-512-256-64-16,
+top 367-512-256-1, ember's default), and `small` (bottom 13-64-16, top 367-64-32-1), where per-op
+overhead dominates. Both sides run with OMP_WAIT_POLICY=PASSIVE (PyTorch's best setting on 2
+cores) and the same BLAS. Runs alternate (ember, reference, ember, ...) so both see the same
+machine noise; each figure is the median of --reps runs. Writes bench/results/reference.{csv,md}.
 
     /usr/bin/python3 bench/compare_reference.py [--build build] [--rows 200000] [--reps 3]
 """
@@ -18,12 +21,16 @@ import tempfile
 import benchlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# bottom hidden layers (the last layer, to the embedding width 16, is added), top hidden layers.
+SHAPES = {"reference": ([512, 256, 64], [512, 256]), "small": ([64], [64, 32])}
+ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
 
 
-def ember_run(ember, a, batch, metrics):
+def ember_run(ember, a, shape, batch, metrics):
+    bottom, top = SHAPES[shape]
     sets = {
         "data.train": f'"{a.train}"', "data.test": f'"{a.test}"', "data.format": '"criteo"',
-        "model.name": '"dlrm"', "model.bottom_mlp": "[64]", "model.top_mlp": "[64, 32]",
+        "model.name": '"dlrm"', "model.bottom_mlp": str(bottom), "model.top_mlp": str(top),
         "embedding.method": '"full"', "embedding.dim": "16", "embedding.optimizer": '"adagrad"',
         "embedding.lr": "0.05", "train.epochs": "1", "train.batch_size": str(batch), "train.lr": "0.001",
         "train.optimizer": '"adam"', "train.threads": str(a.threads),
@@ -32,15 +39,17 @@ def ember_run(ember, a, batch, metrics):
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     cmd += ["--metrics-json", metrics]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     m = json.load(open(metrics))
     return {"samples_per_sec": m["samples_per_sec"], "auc": m["auc"]}
 
 
-def reference_run(a, batch):
+def reference_run(a, shape, batch):
+    bottom, top = SHAPES[shape]
     out = subprocess.run([sys.executable, os.path.join(HERE, "reference_dlrm.py"), "--train", a.train, "--test",
-                          a.test, "--batch", str(batch), "--threads", str(a.threads), "--bottom", "64,16",
-                          "--top", "64,32", "--dim", "16"], check=True, capture_output=True, text=True).stdout
+                          a.test, "--batch", str(batch), "--threads", str(a.threads), "--bottom",
+                          ",".join(map(str, bottom)), "--top", ",".join(map(str, top)), "--dim", "16"],
+                         check=True, capture_output=True, text=True, env=ENV).stdout
     m = json.loads(out.strip().splitlines()[-1])
     return {"samples_per_sec": m["samples_per_sec"], "auc": m["auc"]}
 
@@ -50,6 +59,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--rows", type=int, default=200000, help="training rows (test: a quarter)")
     ap.add_argument("--batches", default="128,512,2048")
+    ap.add_argument("--shapes", default="reference,small")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", default="bench/results/reference-data")
@@ -66,29 +76,34 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         metrics = os.path.join(tmp, "m.json")
-        for batch in [int(b) for b in a.batches.split(",")]:
-            runs = {"ember": [], "reference": []}
-            for rep in range(a.reps):
-                runs["ember"].append(ember_run(ember, a, batch, metrics))
-                runs["reference"].append(reference_run(a, batch))
-                print(f"batch {batch} rep {rep + 1}/{a.reps}: ember {runs['ember'][-1]['samples_per_sec']:.0f}/s "
-                      f"auc {runs['ember'][-1]['auc']:.5f}, reference {runs['reference'][-1]['samples_per_sec']:.0f}/s "
-                      f"auc {runs['reference'][-1]['auc']:.5f}", flush=True)
-            med = {k: {f: statistics.median(r[f] for r in v) for f in ("samples_per_sec", "auc")}
-                   for k, v in runs.items()}
-            rows.append({"batch": batch, "ember_samples_per_sec": round(med["ember"]["samples_per_sec"]),
-                         "reference_samples_per_sec": round(med["reference"]["samples_per_sec"]),
-                         "speedup": round(med["ember"]["samples_per_sec"] / med["reference"]["samples_per_sec"], 3),
-                         "ember_auc": round(med["ember"]["auc"], 5), "reference_auc": round(med["reference"]["auc"], 5),
-                         "reps": a.reps})
+        for shape in a.shapes.split(","):
+            for batch in [int(b) for b in a.batches.split(",")]:
+                runs = {"ember": [], "reference": []}
+                for rep in range(a.reps):
+                    runs["ember"].append(ember_run(ember, a, shape, batch, metrics))
+                    runs["reference"].append(reference_run(a, shape, batch))
+                    print(f"{shape} batch {batch} rep {rep + 1}/{a.reps}: ember "
+                          f"{runs['ember'][-1]['samples_per_sec']:.0f}/s auc {runs['ember'][-1]['auc']:.5f}, "
+                          f"reference {runs['reference'][-1]['samples_per_sec']:.0f}/s "
+                          f"auc {runs['reference'][-1]['auc']:.5f}", flush=True)
+                med = {k: {f: statistics.median(r[f] for r in v) for f in ("samples_per_sec", "auc")}
+                       for k, v in runs.items()}
+                rows.append({"shape": shape, "batch": batch,
+                             "ember_samples_per_sec": round(med["ember"]["samples_per_sec"]),
+                             "reference_samples_per_sec": round(med["reference"]["samples_per_sec"]),
+                             "speedup": round(med["ember"]["samples_per_sec"] / med["reference"]["samples_per_sec"],
+                                              3),
+                             "ember_auc": round(med["ember"]["auc"], 5),
+                             "reference_auc": round(med["reference"]["auc"], 5), "reps": a.reps})
     benchlib.write_csv(os.path.join(a.out, "reference.csv"), rows)
     with open(os.path.join(a.out, "reference.md"), "w") as f:
         f.write(f"# ember vs the PyTorch reference DLRM ({a.rows} training rows, {a.rows // 4} test rows, "
                 f"{a.threads} threads, median of {a.reps})\n\n")
-        f.write("| batch | ember samples/s | reference samples/s | ember / reference | ember AUC | reference AUC |\n")
-        f.write("|---:|---:|---:|---:|---:|---:|\n")
+        f.write("| shape | batch | ember samples/s | reference samples/s | ember / reference | ember AUC | "
+                "reference AUC |\n")
+        f.write("|---|---:|---:|---:|---:|---:|---:|\n")
         for r in rows:
-            f.write(f"| {r['batch']} | {r['ember_samples_per_sec']} | {r['reference_samples_per_sec']} | "
+            f.write(f"| {r['shape']} | {r['batch']} | {r['ember_samples_per_sec']} | {r['reference_samples_per_sec']} | "
                     f"{r['speedup']:.2f}x | {r['ember_auc']:.5f} | {r['reference_auc']:.5f} |\n")
     print(open(os.path.join(a.out, "reference.md")).read())
 
