@@ -312,8 +312,8 @@ std::string Serialize(ExportPrecision precision, const nlohmann::json& model, co
     tb.rows = n;
     tb.evicted = t.evicted.size();
     tb.value_bytes = t.values.size();
-    tb.other_bytes = n * sizeof(uint64_t) + t.scales.size() * sizeof(float) + t.masks.size() +
-                     t.evicted.size() * sizeof(uint64_t);
+    tb.other_bytes =
+        n * sizeof(uint64_t) + t.scales.size() * sizeof(float) + t.masks.size() + t.evicted.size() * sizeof(uint64_t);
     j["keys"] = AppendSection(&body, t.keys.data(), n * sizeof(uint64_t));
     j["values"] = AppendSection(&body, t.values.data(), t.values.size());
     if (precision == ExportPrecision::kInt8)
@@ -377,8 +377,8 @@ std::string Serialize(ExportPrecision precision, const nlohmann::json& model, co
   file.append(kEndMagic, 8);
   summary->header_bytes = kPrologue + text.size();
   summary->file_bytes = file.size();
-  summary->padding_bytes = summary->file_bytes - summary->header_bytes - summary->dense_bytes -
-                           summary->value_bytes() - summary->other_bytes();
+  summary->padding_bytes = summary->file_bytes - summary->header_bytes - summary->dense_bytes - summary->value_bytes() -
+                           summary->other_bytes();
   return file;
 }
 

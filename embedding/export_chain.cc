@@ -86,7 +86,8 @@ bool EncodedTable::SameRow(size_t a, const EncodedTable& o, size_t b, bool int8)
   if (len != o.starts[b + 1] - o.starts[b]) return false;
   if (std::memcmp(values.data() + starts[a], o.values.data() + o.starts[b], len) != 0) return false;
   if (int8 && std::memcmp(scales.data() + 2 * a, o.scales.data() + 2 * b, 2 * sizeof(float)) != 0) return false;
-  return mask_bytes == 0 || std::memcmp(masks.data() + a * mask_bytes, o.masks.data() + b * mask_bytes, mask_bytes) == 0;
+  return mask_bytes == 0 ||
+         std::memcmp(masks.data() + a * mask_bytes, o.masks.data() + b * mask_bytes, mask_bytes) == 0;
 }
 
 TableSpec SpecOf(const nlohmann::json& t) {
@@ -145,8 +146,7 @@ Result<std::string> ResolveDelta(const ExportFile& head) {
     if (links.size() >= kMaxChain) return Status::Corruption(head.path() + ": its chain is longer than the limit");
     const std::string parent = dir + "/" + dl["parent"].get<std::string>();
     auto p = ExportFile::OpenRaw(parent);
-    if (!p.ok())
-      return Status(p.status().code(), head.path() + ": its parent cannot be read: " + p.status().message());
+    if (!p.ok()) return Status(p.status().code(), head.path() + ": its parent cannot be read: " + p.status().message());
     const ExportFile& pf = **p;
     if (StoredCrc(pf.data(), pf.size()) != dl["parent_crc32"].get<uint64_t>())
       return Status::Corruption(head.path() + ": its parent " + parent +

@@ -21,11 +21,11 @@ inline constexpr size_t kTrailer = 16;   // CRC-32 (as u64), end magic
 // One table's rows, sorted by key, encoded at the file's precision.
 struct EncodedTable {
   TableSpec spec;
-  std::vector<uint64_t> keys;    // sorted, unique
-  std::string values;            // every row's encoded values, row after row
-  std::vector<uint64_t> starts;  // keys.size() + 1 byte offsets into values
-  std::vector<float> scales;     // int8: (scale, bias) per row
-  std::string masks;             // sparse: mask_bytes per row
+  std::vector<uint64_t> keys;     // sorted, unique
+  std::string values;             // every row's encoded values, row after row
+  std::vector<uint64_t> starts;   // keys.size() + 1 byte offsets into values
+  std::vector<float> scales;      // int8: (scale, bias) per row
+  std::string masks;              // sparse: mask_bytes per row
   std::vector<uint64_t> evicted;  // a delta's: keys its parent holds and it does not (sorted)
   size_t mask_bytes = 0;
 

@@ -60,7 +60,7 @@ Result<std::shared_ptr<const ServingModel>> ModelWatcher::LoadFirst() {
 bool ModelWatcher::PollOnce(PredictionServer* server) {
   for (const auto& [step, path] : ListModels(dir_)) {
     const std::string id = Identity(path);
-    if (id == live_) return false;  // nothing newer (a rewritten file is newer)
+    if (id == live_) return false;    // nothing newer (a rewritten file is newer)
     if (failed_.count(id)) continue;  // refused before, unchanged: an older one may still be newer than live
     auto m = ServingModel::Load(path, device_);
     if (!m.ok()) {

@@ -2,7 +2,7 @@
 // same tables at every precision and table kind (changed, new and evicted rows); unchanged rows
 // are not written; a chain whose links are missing, damaged or replaced is refused by name.
 #include <gtest/gtest.h>
-
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cstring>
@@ -12,7 +12,6 @@
 
 #include "ember/common/file.h"
 #include "ember/embedding/export.h"
-#include <unistd.h>
 
 namespace ember::embedding {
 namespace {

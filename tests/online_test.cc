@@ -2,12 +2,12 @@
 // --resume ends like the uninterrupted run; data.follow trains a directory as files arrive, each
 // once; exports while training; ModelWatcher swaps newer exports in and refuses damaged ones.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 

@@ -218,7 +218,8 @@ std::vector<float> Digest(const Batch& b) {
 
 TEST(StreamCursor, AResumedReaderSeeksToTheCursorAndReadsWhatFollows) {
   // Two files with their own headers (columns in other orders), a quoted field holding a newline.
-  std::string a = "note,extra,hist,tags,cat,site,score,price,click\n", b = "click,price,score,site,cat,tags,hist,note\n";
+  std::string a = "note,extra,hist,tags,cat,site,score,price,click\n",
+              b = "click,price,score,site,cat,tags,hist,note\n";
   for (int i = 0; i < 20; ++i) {
     a += "\"n\n" + std::to_string(i) + "\",x,a:1;b:2," + std::to_string(i % 3) + "," + std::to_string(i) + ",s" +
          std::to_string(i) + ",1," + std::to_string(i) + "," + std::to_string(i % 2) + "\n";
