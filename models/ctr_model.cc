@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "ember/models/interaction.h"
+
 namespace ember::models {
 namespace {
 
@@ -51,14 +53,10 @@ class Dlrm final : public CtrModel {
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
     auto e = groups[0].values.view({B, F, d});  // [B, F, d]
-    if (!bottom_) {
-      auto z = torch::bmm(e, e.transpose(1, 2)).view({B, F * F});
-      return top_->forward(z.index_select(1, tri_)).squeeze(1);
-    }
-    auto x = bottom_->forward(dense);                                        // [B, d]
-    auto t = torch::cat({x.unsqueeze(1), e}, 1);                             // [B, F+1, d]
-    auto z = torch::bmm(t, t.transpose(1, 2)).view({B, (F + 1) * (F + 1)});  // [B, (F+1)^2]
-    auto inter = z.index_select(1, tri_);                                    // [B, F(F+1)/2]
+    if (!bottom_) return top_->forward(DotInteraction(e, tri_)).squeeze(1);
+    auto x = bottom_->forward(dense);             // [B, d]
+    auto t = torch::cat({x.unsqueeze(1), e}, 1);  // [B, F+1, d]
+    auto inter = DotInteraction(t, tri_);         // [B, F(F+1)/2]: the pairs' dot products
     return top_->forward(torch::cat({x, inter}, 1)).squeeze(1);
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"main", c_.embedding_dim}}; }

@@ -7,10 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <sstream>
+#include <tuple>
 
+#include "../workers/fused_adam.h"
 #include "ember/embedding/lookup.h"
 #include "ember/embedding/method.h"
 #include "ember/models/ctr_model.h"
+#include "ember/models/interaction.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/trainer.h"
 
@@ -199,6 +203,68 @@ TEST(CtrModels, ResetRowsRestartsTheEmbeddingsButNotTheFirstOrderWeights) {
   EXPECT_EQ(pull(&ps, 0, main_keys, 8), initial);
   EXPECT_EQ(pull(&ps, 2, wide_keys, 1), wide_before);
   EXPECT_STREQ(RowResetName(RowReset::kEachEpoch), "each_epoch");
+}
+
+// The fused interaction against bmm and a gather of the lower triangle, forward and backward.
+TEST(DotInteraction, EqualsTheBmmFormAndItsGradient) {
+  for (auto [B, n, d] : {std::tuple<int64_t, int64_t, int64_t>{300, 27, 16}, {7, 5, 3}, {1, 2, 1}}) {
+    SCOPED_TRACE(n);
+    torch::manual_seed(n);
+    std::vector<int64_t> flat;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < i; ++j) flat.push_back(i * n + j);
+    auto tri = torch::tensor(flat, torch::kLong);
+    auto a = torch::randn({B, n, d}).requires_grad_(), b = a.detach().clone().requires_grad_();
+    auto fused = models::DotInteraction(a, tri);
+    auto ref = torch::bmm(b, b.transpose(1, 2)).view({B, n * n}).index_select(1, tri);
+    ASSERT_EQ(fused.sizes(), ref.sizes());
+    EXPECT_TRUE(torch::allclose(fused, ref, 1e-5, 1e-5));
+    auto w = torch::randn_like(ref);
+    (fused * w).sum().backward();
+    (ref * w).sum().backward();
+    EXPECT_TRUE(torch::allclose(a.grad(), b.grad(), 1e-4, 1e-5)) << (a.grad() - b.grad()).abs().max().item<float>();
+  }
+}
+
+// FusedAdam's steps equal LibTorch's Adam's (with and without weight decay), and its state is
+// Adam's: one saved by either loads into the other.
+TEST(FusedAdam, StepsLikeAdam) {
+  for (double wd : {0.0, 0.01}) {
+    torch::manual_seed(1);
+    auto p1 = torch::randn({300, 7}).requires_grad_(), q1 = torch::randn({70000}).requires_grad_();
+    auto p2 = p1.detach().clone().requires_grad_(), q2 = q1.detach().clone().requires_grad_();
+    torch::optim::Adam adam({p1, q1}, torch::optim::AdamOptions(0.01).weight_decay(wd));
+    workers::FusedAdam fused({p2, q2}, torch::optim::AdamOptions(0.01).weight_decay(wd));
+    for (int s = 0; s < 20; ++s) {
+      auto g = torch::randn({300, 7}), h = torch::randn({70000});
+      p1.mutable_grad() = g.clone();
+      q1.mutable_grad() = h.clone();
+      p2.mutable_grad() = g.clone();
+      q2.mutable_grad() = h.clone();
+      adam.step();
+      fused.step();
+    }
+    EXPECT_TRUE(torch::allclose(p1, p2, 1e-5, 1e-6)) << (p1 - p2).abs().max().item<float>();
+    EXPECT_TRUE(torch::allclose(q1, q2, 1e-5, 1e-6));
+    std::ostringstream os;
+    torch::serialize::OutputArchive out;
+    fused.save(out);
+    out.save_to(os);
+    torch::serialize::InputArchive in;
+    std::istringstream is(os.str());
+    in.load_from(is);
+    adam.load(in);
+    auto g = torch::randn({300, 7});
+    p1.mutable_grad() = g.clone();
+    p2.mutable_grad() = g.clone();
+    q1.mutable_grad() = torch::zeros({70000});
+    q2.mutable_grad() = torch::zeros({70000});
+    p1.data().copy_(p2.data());
+    q1.data().copy_(q2.data());
+    adam.step();
+    fused.step();
+    EXPECT_TRUE(torch::allclose(p1, p2, 1e-6, 1e-7));
+  }
 }
 
 TEST(CtrModels, ShapesAndRefusals) {

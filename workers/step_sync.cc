@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "fused_adam.h"
+
 namespace ember::workers {
 
 Result<TrainMode> ParseTrainMode(const std::string& name) {
@@ -124,7 +126,7 @@ std::unique_ptr<torch::optim::Optimizer> MakeDenseOptimizer(DenseOptimizer kind,
     case DenseOptimizer::kAdam:
       break;
   }
-  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr));
+  return std::make_unique<FusedAdam>(params, torch::optim::AdamOptions(lr));
 }
 
 const char* DeviceKindName(DeviceKind kind) {
