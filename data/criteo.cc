@@ -102,6 +102,18 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
   return r;
 }
 
+namespace {
+// A file still being written by its producer: hidden, `*.tmp`, or `*.tmp.<digits>` (the temporary
+// name of an atomic write, ember's own included), renamed into place when complete.
+bool BeingWritten(const std::string& name) {
+  if (name.empty() || name[0] == '.') return true;
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) return true;
+  const size_t at = name.rfind(".tmp.");
+  return at != std::string::npos && at + 5 < name.size() &&
+         name.find_first_not_of("0123456789", at + 5) == std::string::npos;
+}
+}  // namespace
+
 Result<std::vector<std::string>> DataFiles(const CriteoOptions& options) {
   const std::vector<std::string> entries =
       options.paths.empty() ? std::vector<std::string>{options.path} : options.paths;
@@ -113,7 +125,7 @@ Result<std::vector<std::string>> DataFiles(const CriteoOptions& options) {
       std::error_code ec;
       for (const auto& f : std::filesystem::directory_iterator(e, ec)) {
         const std::string name = f.path().filename().string();
-        if (name.empty() || name[0] == '.' || (name.size() > 4 && name.substr(name.size() - 4) == ".tmp")) continue;
+        if (BeingWritten(name)) continue;
         if (f.is_regular_file(ec)) in.push_back(f.path().string());
       }
       std::sort(in.begin(), in.end());
@@ -128,7 +140,8 @@ Result<std::vector<std::string>> DataFiles(const CriteoOptions& options) {
     glob_t g{};
     const int rc = ::glob(e.c_str(), 0, nullptr, &g);
     if (rc == 0)
-      for (size_t i = 0; i < g.gl_pathc; ++i) files.push_back(g.gl_pathv[i]);  // glob sorts by name
+      for (size_t i = 0; i < g.gl_pathc; ++i)  // glob sorts by name
+        if (!BeingWritten(std::filesystem::path(g.gl_pathv[i]).filename().string())) files.push_back(g.gl_pathv[i]);
     ::globfree(&g);
     if (rc != 0 && !options.follow) return Status::IoError("no data file matches '" + e + "'");
   }

@@ -278,6 +278,24 @@ TEST(StreamCursor, AResumedReaderSeeksToTheCursorAndReadsWhatFollows) {
   EXPECT_NE(bad.status().message().find("no longer lists that file"), std::string::npos);
 }
 
+TEST(DataFiles, FilesBeingWrittenAreNotPartOfTheStream) {
+  const std::string dir = std::filesystem::path(TempFile("x", "")).parent_path().string() + "/files";
+  std::filesystem::create_directories(dir);
+  for (const char* name : {"a.tsv", "b.tsv", ".c.tsv", "d.tsv.tmp", "e.tsv.tmp.1234", "f.tmp.tsv", "g.tsv.tmp.x"})
+    TempFile(std::string("files/") + name, "x");
+  CriteoOptions o;
+  o.path = dir;
+  auto files = DataFiles(o);
+  ASSERT_TRUE(files.ok());
+  std::vector<std::string> names;
+  for (const auto& f : *files) names.push_back(std::filesystem::path(f).filename().string());
+  EXPECT_EQ(names, (std::vector<std::string>{"a.tsv", "b.tsv", "f.tmp.tsv", "g.tsv.tmp.x"}));
+  o.path = dir + "/*";  // a glob's matches too
+  files = DataFiles(o);
+  ASSERT_TRUE(files.ok());
+  EXPECT_EQ(files->size(), 4u);
+}
+
 TEST(Schema, TooLongABagIsAnErrorAndSkippedRowsLeaveNoIds) {
   Schema s = Shop();
   s.max_bag_length = 2;

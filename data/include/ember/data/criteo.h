@@ -62,8 +62,8 @@ struct CriteoOptions {
 };
 
 // The files `options` names (path or paths, globs expanded in name order; a directory: its files
-// in name order, hidden ones and *.tmp skipped); an entry matching no file is an error naming it
-// (unless following, which waits for files to appear).
+// in name order; hidden files, *.tmp and *.tmp.<digits> skipped, also among a glob's matches); an entry matching no
+// file is an error naming it (unless following, which waits for files to appear).
 Result<std::vector<std::string>> DataFiles(const CriteoOptions& options);
 
 // Parses one line (without its '\n') into example `row` of *batch. On error returns a message
