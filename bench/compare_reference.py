@@ -2,7 +2,9 @@
 """ember's DLRM against the PyTorch reference (bench/reference_dlrm.py): training samples/s and
 test AUC at batch 128, 512 and 2048, same data, model, optimizers and thread count, in one run.
 
-Two shapes (--shapes): `reference`, the Criteo Kaggle DLRM people run (bottom 13-512-256-64-16,
+The compute limit of each shape and batch is measured in the same run: its matrix products alone
+(forward and backward, PyTorch on the same BLAS and threads), the most any trainer of the shape
+could reach. Two shapes (--shapes): `reference`, the Criteo Kaggle DLRM people run (bottom 13-512-256-64-16,
 top 367-512-256-1, ember's default), and `small` (bottom 13-64-16, top 367-64-32-1), where per-op
 overhead dominates. Both sides run with OMP_WAIT_POLICY=PASSIVE (PyTorch's best setting on 2
 cores) and the same BLAS. Runs alternate (ember, reference, ember, ...) so both see the same
@@ -54,6 +56,41 @@ def reference_run(a, shape, batch):
     return {"samples_per_sec": m["samples_per_sec"], "auc": m["auc"]}
 
 
+LIMIT = r"""
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+batch, bottom, top = int(sys.argv[2]), [int(w) for w in sys.argv[3].split(",")], [int(w) for w in sys.argv[4].split(",")]
+dims_b, dims_t = [13] + bottom + [16], [16 + 27 * 26 // 2] + top + [1]
+ws = [torch.randn(o, i, requires_grad=True) for dims in (dims_b, dims_t) for i, o in zip(dims, dims[1:])]
+# The top MLP's input (the interaction) needs its gradient, the dense features do not.
+xb, xt = torch.randn(batch, 13), torch.randn(batch, dims_t[0], requires_grad=True)
+def step():
+    h, k = xb, 0
+    for _ in range(len(dims_b) - 1):
+        h = h @ ws[k].t(); k += 1
+    g = xt
+    for _ in range(len(dims_t) - 1):
+        g = g @ ws[k].t(); k += 1
+    (h.sum() + g.sum()).backward()
+for _ in range(3): step()
+n = max(5, 100000 // batch); t = time.perf_counter()
+for _ in range(n): step()
+# forward, weight gradients, input gradients (all but the bottom MLP's first layer)
+flops = 2 * batch * (3 * sum(w.numel() for w in ws) - ws[0].numel()) * n
+print(batch * n / (time.perf_counter() - t), flops / (time.perf_counter() - t) / 1e9)
+"""
+
+
+def compute_limit(a, shape, batch):
+    """Samples/s of the shape's matrix products alone (forward and backward, no embeddings, no
+    activations, no optimizer) on the same threads and BLAS: what no trainer of the shape exceeds.
+    Also their GFLOP/s."""
+    bottom, top = SHAPES[shape]
+    out = subprocess.run([sys.executable, "-c", LIMIT, str(a.threads), str(batch), ",".join(map(str, bottom)),
+                          ",".join(map(str, top))], check=True, capture_output=True, text=True, env=ENV).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -88,23 +125,28 @@ def main():
                           f"auc {runs['reference'][-1]['auc']:.5f}", flush=True)
                 med = {k: {f: statistics.median(r[f] for r in v) for f in ("samples_per_sec", "auc")}
                        for k, v in runs.items()}
+                limit, gflops = compute_limit(a, shape, batch)
+                print(f"{shape} batch {batch}: compute limit {limit:.0f} samples/s ({gflops:.0f} GFLOP/s)", flush=True)
                 rows.append({"shape": shape, "batch": batch,
                              "ember_samples_per_sec": round(med["ember"]["samples_per_sec"]),
                              "reference_samples_per_sec": round(med["reference"]["samples_per_sec"]),
                              "speedup": round(med["ember"]["samples_per_sec"] / med["reference"]["samples_per_sec"],
                                               3),
+                             "limit_samples_per_sec": round(limit), "limit_gflops": round(gflops),
+                             "ember_of_limit": round(med["ember"]["samples_per_sec"] / limit, 3),
                              "ember_auc": round(med["ember"]["auc"], 5),
                              "reference_auc": round(med["reference"]["auc"], 5), "reps": a.reps})
     benchlib.write_csv(os.path.join(a.out, "reference.csv"), rows)
     with open(os.path.join(a.out, "reference.md"), "w") as f:
         f.write(f"# ember vs the PyTorch reference DLRM ({a.rows} training rows, {a.rows // 4} test rows, "
                 f"{a.threads} threads, median of {a.reps})\n\n")
-        f.write("| shape | batch | ember samples/s | reference samples/s | ember / reference | ember AUC | "
-                "reference AUC |\n")
-        f.write("|---|---:|---:|---:|---:|---:|---:|\n")
+        f.write("| shape | batch | ember samples/s | reference samples/s | ember / reference | compute limit "
+                "samples/s (GFLOP/s) | ember / limit | ember AUC | reference AUC |\n")
+        f.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in rows:
             f.write(f"| {r['shape']} | {r['batch']} | {r['ember_samples_per_sec']} | {r['reference_samples_per_sec']} | "
-                    f"{r['speedup']:.2f}x | {r['ember_auc']:.5f} | {r['reference_auc']:.5f} |\n")
+                    f"{r['speedup']:.2f}x | {r['limit_samples_per_sec']} ({r['limit_gflops']}) | "
+                    f"{r['ember_of_limit']:.2f} | {r['ember_auc']:.5f} | {r['reference_auc']:.5f} |\n")
     print(open(os.path.join(a.out, "reference.md")).read())
 
 

@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "ember/models/interaction.h"
+#include "ember/models/fused_ops.h"
 
 namespace ember::models {
 namespace {
@@ -260,7 +260,7 @@ Status LoadModule(torch::nn::Module& module, const std::string& bytes, const std
 
 torch::Tensor GatherSlots(const torch::Tensor& leaf, const torch::Tensor& index, const torch::Tensor& offsets,
                           const torch::Tensor& weights, int64_t n, int64_t width) {
-  if (!offsets.defined()) return leaf.index_select(0, index).view({n, width});
+  if (!offsets.defined()) return GatherRows(leaf, index).view({n, width});
   // Sum mode with per-entry weights; include_last_offset: offsets holds every slot's end too.
   auto pooled = std::get<0>(torch::embedding_bag(leaf, index, offsets, /*scale_grad_by_freq=*/false, /*mode=*/0,
                                                  /*sparse=*/false, weights, /*include_last_offset=*/true));

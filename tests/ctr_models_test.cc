@@ -14,7 +14,7 @@
 #include "ember/embedding/lookup.h"
 #include "ember/embedding/method.h"
 #include "ember/models/ctr_model.h"
-#include "ember/models/interaction.h"
+#include "ember/models/fused_ops.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/trainer.h"
 
@@ -224,6 +224,20 @@ TEST(DotInteraction, EqualsTheBmmFormAndItsGradient) {
     (ref * w).sum().backward();
     EXPECT_TRUE(torch::allclose(a.grad(), b.grad(), 1e-4, 1e-5)) << (a.grad() - b.grad()).abs().max().item<float>();
   }
+}
+
+// The fused gather against index_select, with repeated rows, forward and backward.
+TEST(GatherRows, EqualsIndexSelectAndItsGradient) {
+  torch::manual_seed(3);
+  auto a = torch::randn({50, 16}).requires_grad_(), b = a.detach().clone().requires_grad_();
+  auto index = torch::randint(0, 50, {5000}, torch::kLong);
+  auto fused = models::GatherRows(a, index), ref = b.index_select(0, index);
+  EXPECT_TRUE(torch::equal(fused, ref));
+  auto w = torch::randn_like(ref);
+  (fused * w).sum().backward();
+  (ref * w).sum().backward();
+  EXPECT_TRUE(torch::allclose(a.grad(), b.grad(), 1e-4, 1e-5)) << (a.grad() - b.grad()).abs().max().item<float>();
+  EXPECT_THROW(models::GatherRows(a, torch::tensor({0, 50}, torch::kLong)), c10::Error);
 }
 
 // FusedAdam's steps equal LibTorch's Adam's (with and without weight decay), and its state is

@@ -1,6 +1,8 @@
-#include "ember/models/interaction.h"
+#include "ember/models/fused_ops.h"
 
 #include <ATen/Parallel.h>
+
+#include <cstring>
 
 namespace ember::models {
 namespace {
@@ -70,7 +72,56 @@ class DotInteractionFn : public torch::autograd::Function<DotInteractionFn> {
   }
 };
 
+class GatherRowsFn : public torch::autograd::Function<GatherRowsFn> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& leaf_in,
+                               const torch::Tensor& index_in) {
+    auto leaf = leaf_in.contiguous();
+    auto index = index_in.contiguous();
+    ctx->save_for_backward({index});
+    ctx->saved_data["rows"] = leaf.size(0);
+    const int64_t n = index.size(0), d = leaf.size(1), U = leaf.size(0);
+    auto out = torch::empty({n, d}, leaf.options());
+    const float* src = leaf.data_ptr<float>();
+    const int64_t* idx = index.data_ptr<int64_t>();
+    float* dst = out.data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i)
+      TORCH_CHECK(idx[i] >= 0 && idx[i] < U, "GatherRows: index ", idx[i], " out of range for ", U, " rows");
+    at::parallel_for(0, n, 1 << 12, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        std::memcpy(dst + i * d, src + idx[i] * d, static_cast<size_t>(d) * sizeof(float));
+    });
+    return out;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    auto index = ctx->get_saved_variables()[0];
+    auto g = grads[0].contiguous();
+    const int64_t n = index.size(0), d = g.size(1), U = ctx->saved_data["rows"].toInt();
+    auto gl = torch::zeros({U, d}, g.options());
+    const float* gp = g.data_ptr<float>();
+    const int64_t* idx = index.data_ptr<int64_t>();
+    float* out = gl.data_ptr<float>();
+    // Serial: rows repeat (the same id in many samples), and this is memory-bound anyway.
+    for (int64_t i = 0; i < n; ++i) {
+      float* w = out + idx[i] * d;
+      const float* s = gp + i * d;
+#pragma omp simd
+      for (int64_t k = 0; k < d; ++k) w[k] += s[k];
+    }
+    return {gl, torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor GatherRows(const torch::Tensor& leaf, const torch::Tensor& index) {
+  if (leaf.device().is_cpu() && leaf.scalar_type() == torch::kFloat && leaf.dim() == 2 &&
+      index.scalar_type() == torch::kLong && index.dim() == 1)
+    return GatherRowsFn::apply(leaf, index);
+  return leaf.index_select(0, index);
+}
 
 torch::Tensor DotInteraction(const torch::Tensor& t, const torch::Tensor& tri) {
   if (t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.dim() == 3) return DotInteractionFn::apply(t);
