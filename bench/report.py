@@ -113,7 +113,8 @@ def main():
                 "each, both with OpenBLAS and `OMP_WAIT_POLICY=PASSIVE` (PyTorch's best setting here: without it, it "
                 "runs at a third of its speed). `bench/reference_dlrm.py` reads and numbers ids before its clock "
                 "starts; ember's timer includes reading and parsing the file. Training samples/s (median of the "
-                "repeats), then test AUC.", "",
+                "repeats), then test AUC; the compute limit is the shape's matrix products alone (forward, weight and "
+                "input gradients, PyTorch on the same BLAS and threads), measured in the same run.", "",
                 open(R("reference.md")).read().split("\n", 2)[2].strip(), "", "![throughput](performance-throughput.png)"]
         if plt:
             fig, ax = plt.subplots(figsize=(7, 4))
@@ -125,13 +126,16 @@ def main():
                 ax.plot(b, [float(r["ember_samples_per_sec"]) for r in rs], "o-", color=color, label=f"ember, {shape}")
                 ax.plot(b, [float(r["reference_samples_per_sec"]) for r in rs], "s--", color=color, alpha=0.5,
                         label=f"PyTorch, {shape}")
+                if "limit_samples_per_sec" in rs[0]:
+                    ax.plot(b, [float(r["limit_samples_per_sec"]) for r in rs], ":", color=color, alpha=0.4,
+                            label=f"compute limit, {shape}")
                 for r in rs:
                     ax.annotate(f"{float(r['speedup']):.2f}x", (int(r["batch"]), float(r["ember_samples_per_sec"])),
                                 textcoords="offset points", xytext=(0, 6), ha="center")
             ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
             ax.set_xlabel("batch size")
             ax.set_ylabel("training samples / s")
-            ax.set_ylim(bottom=0)
             save(fig, ax, "DLRM training throughput, same machine, same run", os.path.join(a.docs, "performance-throughput.png"), legend=True)
 
     emb = read(R("embedding_throughput.csv"))
