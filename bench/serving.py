@@ -6,9 +6,12 @@
 Trains the demo's DLRM on `ember datagen ctr` data (hashed rows), exports it at each of
 --precisions, serves each export with `ember serve`, and loads POST /v1/predict with wrk (one
 wrk thread: on 2 cores the load generator and the server share the machine) for --duration
-seconds with bodies of 1 and of 256 rows. Reports requests/s, predictions/s, p50/p99 latency as
-wrk measures it, non-2xx responses and socket errors, and the server's mean rows per forward
-pass (how much concurrent requests were batched). Writes bench/results/serving.{md,csv,png}.
+seconds with bodies of 1 and of 256 rows, as JSON and as tab-separated lines (Content-Type
+text/tab-separated-values), with --connections connections, and the 256-row tab-separated body
+also with --few-connections (the p99 of a queue is its depth: 16 x 256 rows in flight wait for
+each other). Reports requests/s, predictions/s, p50/p99 latency as wrk measures it, non-2xx
+responses and socket errors, and the server's mean rows per forward pass (how much concurrent
+requests were batched). Writes bench/results/serving.{md,csv,png}.
 """
 import argparse
 import json
@@ -32,11 +35,14 @@ def metric(text, name):
     return float(m.group(1)) if m else 0.0
 
 
-def run_wrk(port, body_file, batch, duration, connections, out):
-    lua = os.path.join(out, f"serving-{batch}.lua")
+CONTENT_TYPES = {"json": "application/json", "tsv": "text/tab-separated-values"}
+
+
+def run_wrk(port, body_file, batch, duration, connections, out, body="json"):
+    lua = os.path.join(out, f"serving-{batch}-{body}.lua")
     with open(lua, "w") as f:
         f.write('wrk.method = "POST"\n')
-        f.write('wrk.headers["Content-Type"] = "application/json"\n')
+        f.write(f'wrk.headers["Content-Type"] = "{CONTENT_TYPES[body]}"\n')
         f.write(f'local f = io.open("{body_file}", "r")\nwrk.body = f:read("*a")\nf:close()\n')
     p = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", lua,
                         f"http://127.0.0.1:{port}/v1/predict"], stdout=subprocess.PIPE, text=True, check=True)
@@ -58,6 +64,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--precisions", default="fp32,int8")
+    ap.add_argument("--few-connections", type=int, default=4, help="connections of the low-latency 256-row case")
     ap.add_argument("--threads", type=int, default=2, help="ember serve --threads")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
@@ -80,9 +87,14 @@ def main():
     bodies = {}
     for batch in (1, 256):
         rows = [ln.split("\t")[1:] for ln in lines[:batch]]
-        bodies[batch] = os.path.join(work, f"body-{batch}.json")
-        with open(bodies[batch], "w") as f:
+        bodies[(batch, "json")] = os.path.join(work, f"body-{batch}.json")
+        with open(bodies[(batch, "json")], "w") as f:
             json.dump({"rows": rows}, f)
+        bodies[(batch, "tsv")] = os.path.join(work, f"body-{batch}.tsv")
+        with open(bodies[(batch, "tsv")], "w") as f:
+            f.write("".join("\t".join(r) + "\n" for r in rows))
+    cases = [(1, "json", a.connections), (1, "tsv", a.connections), (256, "json", a.connections),
+             (256, "tsv", a.connections), (256, "tsv", a.few_connections)]
     results = []
     for precision in a.precisions.split(","):
         model = os.path.join(work, f"model-{precision}.embx")
@@ -99,34 +111,37 @@ def main():
                     break
                 except OSError:
                     time.sleep(0.1)
-            for batch in (1, 256):
+            for batch, body, conns in cases:
                 before = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-                r = run_wrk(port, bodies[batch], batch, a.duration, a.connections, work)
+                r = run_wrk(port, bodies[(batch, body)], batch, a.duration, conns, work, body)
                 after = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
                 rows = metric(after, "ember_serve_batch_rows_sum") - metric(before, "ember_serve_batch_rows_sum")
                 passes = metric(after, "ember_serve_batch_rows_count") - metric(before, "ember_serve_batch_rows_count")
-                r.update({"precision": precision, "model_bytes": size, "batch": batch,
-                          "connections": a.connections, "predictions_per_sec": r["requests_per_sec"] * batch,
+                r.update({"precision": precision, "model_bytes": size, "batch": batch, "body": body,
+                          "connections": conns, "predictions_per_sec": r["requests_per_sec"] * batch,
                           "rows_per_forward": rows / passes if passes else 0})
                 results.append(r)
-                print(f"{precision} batch {batch:3d}: {r['requests_per_sec']:8.0f} req/s, "
+                print(f"{precision} batch {batch:3d} {body} x{conns}: {r['requests_per_sec']:8.0f} req/s, "
                       f"{r['predictions_per_sec']:9.0f} predictions/s, p50 {r['p50_ms']:.2f} ms, "
                       f"p99 {r['p99_ms']:.2f} ms, {r['non_2xx']} non-2xx, {r['socket_errors']} socket errors, "
                       f"{r['rows_per_forward']:.1f} rows per forward pass", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    keys = ["precision", "model_bytes", "batch", "connections", "requests", "requests_per_sec",
+    keys = ["precision", "model_bytes", "batch", "body", "connections", "requests", "requests_per_sec",
             "predictions_per_sec", "p50_ms", "p99_ms", "non_2xx", "socket_errors", "rows_per_forward"]
     write_csv(os.path.join(out, "serving.csv"), results, keys)
     md = ["# Serving: POST /v1/predict under wrk", "",
-          f"DLRM (demo model, hashed rows) served by `ember serve` ({a.threads} HTTP threads, batching); wrk with 1 "
-          "thread and "
-          f"{a.connections} connections for {a.duration} s per row, on the same 2-core machine.", "",
-          "| rows | model | batch | requests/s | predictions/s | p50 ms | p99 ms | errors | rows per forward |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          f"DLRM (the demo model: the reference shape, hashed rows) served by `ember serve` ({a.threads} HTTP "
+          "threads, batching); wrk with 1 thread for "
+          f"{a.duration} s per row, on the same 2-core machine. Body: JSON rows, or the same rows as "
+          "tab-separated lines.", "",
+          "| rows | model | batch | body | connections | requests/s | predictions/s | p50 ms | p99 ms | errors | "
+          "rows per forward |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        md.append(f"| {r['precision']} | {r['model_bytes'] / 2**20:.1f} MiB | {r['batch']} | "
+        md.append(f"| {r['precision']} | {r['model_bytes'] / 2**20:.1f} MiB | {r['batch']} | {r['body']} | "
+                  f"{r['connections']} | "
                   f"{r['requests_per_sec']:.0f} | {r['predictions_per_sec']:.0f} | {r['p50_ms']:.2f} | "
                   f"{r['p99_ms']:.2f} | {r['non_2xx'] + r['socket_errors']} | {r['rows_per_forward']:.1f} |")
     open(os.path.join(out, "serving.md"), "w").write("\n".join(md) + "\n")
@@ -135,8 +150,8 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
-        labels = [f"{r['precision']}\nbatch {r['batch']}" for r in results]
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4))
+        labels = [f"{r['precision']}\n{r['batch']} {r['body']}\nx{r['connections']}" for r in results]
         ax.bar(labels, [r["predictions_per_sec"] for r in results])
         ax.set_ylabel("predictions/s")
         ax.set_title("throughput")

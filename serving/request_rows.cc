@@ -1,5 +1,7 @@
 #include "ember/serving/request_rows.h"
 
+#include <algorithm>
+
 #include "ember/data/criteo.h"
 
 namespace ember::serving {
@@ -109,6 +111,65 @@ Status JsonRowsToBatch(const nlohmann::json& rows, const data::Schema& schema, d
     for (size_t k = 0; k < columns.size(); ++k) views[k] = text[k];
     Status st = parser.ParseValues(views, batch, r);
     if (!st.ok()) return bad(st);
+  }
+  batch->size = n;
+  return Status::Ok();
+}
+
+Status TsvRowsToBatch(std::string_view body, const data::Schema& schema, size_t max_rows, data::Batch* batch) {
+  std::vector<std::string_view> lines;
+  for (size_t at = 0; at < body.size();) {
+    size_t nl = body.find('\n', at);
+    if (nl == std::string_view::npos) nl = body.size();
+    std::string_view line = body.substr(at, nl - at);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) return Status::InvalidArgument("row " + std::to_string(lines.size()) + " is an empty line");
+    if (lines.size() == max_rows)
+      return Status::FailedPrecondition("too many rows: more than " + std::to_string(max_rows) + " per request");
+    lines.push_back(line);
+    at = nl + 1;
+  }
+  if (lines.empty()) return Status::InvalidArgument("the body holds no rows");
+  const size_t n = lines.size();
+  auto bad = [](size_t r, const Status& st) {
+    return Status::InvalidArgument("row " + std::to_string(r) + ": " + st.message());
+  };
+  if (schema.criteo()) {  // the training reader's own parser, behind a label it ignores
+    batch->Reset(schema.num_dense(), schema.num_fields(), n);
+    std::string line;
+    const size_t expected = static_cast<size_t>(schema.num_dense() + schema.num_fields());
+    for (size_t r = 0; r < n; ++r) {
+      const size_t fields = static_cast<size_t>(std::count(lines[r].begin(), lines[r].end(), '\t')) + 1;
+      if (fields != expected)
+        return bad(r, Status::InvalidArgument("expected " + std::to_string(expected) + " fields, got " +
+                                              std::to_string(fields)));
+      line.assign("0\t");
+      line.append(lines[r]);
+      Status st = data::ParseCriteoLine(line, batch, r);
+      if (!st.ok()) return bad(r, st);
+    }
+    batch->size = n;
+    return Status::Ok();
+  }
+  data::SchemaParser parser(schema);
+  const size_t columns = parser.input_columns().size();
+  const auto multi = schema.multi_hot_fields();
+  batch->Reset(schema.num_dense(), schema.num_fields(), n, &multi);
+  std::vector<std::string_view> views;
+  for (size_t r = 0; r < n; ++r) {
+    views.clear();
+    std::string_view line = lines[r];
+    for (size_t at = 0;;) {
+      const size_t tab = line.find('\t', at);
+      views.push_back(line.substr(at, tab == std::string_view::npos ? std::string_view::npos : tab - at));
+      if (tab == std::string_view::npos) break;
+      at = tab + 1;
+    }
+    if (views.size() != columns)
+      return bad(r, Status::InvalidArgument("expected " + std::to_string(columns) + " tab-separated fields, got " +
+                                            std::to_string(views.size())));
+    Status st = parser.ParseValues(views, batch, r);
+    if (!st.ok()) return bad(r, st);
   }
   batch->size = n;
   return Status::Ok();

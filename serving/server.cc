@@ -213,6 +213,12 @@ struct PredictionServer::Impl {
 
   // The request's rows as a batch, or a 4xx response (status 200 = parsed).
   HttpResponse ParsePredict(const HttpRequest& req, const ServingModel& model, data::Batch* batch) {
+    if (req.content_type.rfind("text/tab-separated-values", 0) == 0) {  // rows as lines, no JSON
+      Status st = TsvRowsToBatch(req.body, model.schema(), options.max_rows_per_request, batch);
+      if (st.code() == StatusCode::kFailedPrecondition) return HttpResponse::Error(413, st.message());
+      if (!st.ok()) return HttpResponse::Error(400, st.message());
+      return HttpResponse{};
+    }
     nlohmann::json body;
     HttpResponse error;
     if (!ParseBody(req, &body, &error)) return error;

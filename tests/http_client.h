@@ -27,10 +27,10 @@ inline std::string Get(const std::string& path) {
   return "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 }
 
-inline std::string Post(const std::string& path, const std::string& body) {
-  return "POST " + path +
-         " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\nConnection: close\r\n\r\n" + body;
+inline std::string Post(const std::string& path, const std::string& body,
+                        const std::string& content_type = "application/json") {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
 }
 
 }  // namespace ember::testing_util

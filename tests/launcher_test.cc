@@ -582,6 +582,38 @@ TEST_F(ServeTest, PredictsWhatTheModelPredicts) {
   EXPECT_NE(res.body().find("ember_http_request_seconds_count{path=\"/v1/predict\"} 1\n"), std::string::npos);
 }
 
+// A tab-separated body: the same rows as lines, the same answers as JSON; bad bodies name the row.
+TEST_F(ServeTest, TabSeparatedBodiesPredictWhatJsonBodiesDo) {
+  const auto rows = TestRows(7);
+  std::string tsv;
+  for (const auto& r : rows) {
+    for (size_t f = 0; f < r.size(); ++f) tsv += (f ? "\t" : "") + r[f];
+    tsv += "\n";
+  }
+  const std::string type = "text/tab-separated-values";
+  auto res = testing_util::Exchange(port(), testing_util::Post("/v1/predict", tsv, type));
+  ASSERT_EQ(res.result_int(), 200) << res.body();
+  EXPECT_EQ(nlohmann::json::parse(res.body())["probabilities"].get<std::vector<float>>(), Direct(rows));
+  tsv.pop_back();  // the last line without its newline, CRLF line ends: the same rows
+  std::string crlf;
+  for (char c : tsv) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  res = testing_util::Exchange(port(), testing_util::Post("/v1/predict", crlf, type));
+  ASSERT_EQ(res.result_int(), 200) << res.body();
+  EXPECT_EQ(nlohmann::json::parse(res.body())["probabilities"].get<std::vector<float>>(), Direct(rows));
+  auto expect = [&](const std::string& body, int code, const std::string& why) {
+    auto r = testing_util::Exchange(port(), testing_util::Post("/v1/predict", body, type));
+    EXPECT_EQ(r.result_int(), code) << r.body();
+    EXPECT_NE(r.body().find(why), std::string::npos) << r.body();
+  };
+  expect("", 400, "no rows");
+  expect(tsv.substr(0, tsv.rfind('\t')), 400, "row 6: expected 39 fields, got 38");
+  expect(tsv + "\n\n", 400, "row 7 is an empty line");
+  expect(std::string(rows[0][0] == "x" ? "" : "x") + tsv, 400, "row 0");
+  std::string many;
+  for (int i = 0; i < 101; ++i) many += tsv.substr(0, tsv.find('\n') + 1);
+  expect(many, 413, "too many rows: more than 100");
+}
+
 TEST_F(ServeTest, BadRequestsGet4xxAndTheServerKeepsServing) {
   auto rows = TestRows(2);
   auto expect = [&](const std::string& raw, int code, const std::string& why) {

@@ -607,5 +607,28 @@ TEST(RequestRows, SchemaRowsAsArraysOrObjects) {
   }
 }
 
+TEST(RequestRows, SchemaRowsAsTabSeparatedLines) {
+  const Schema s = Shop();
+  Batch tsv, json;
+  Status st = serving::TsvRowsToBatch("0\t12\tshop\t7\tred|blue\t1f:0.5;2:2\r\n\t\t\t\t\t", s, 10, &tsv);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(serving::JsonRowsToBatch(nlohmann::json::parse(R"([["0", "12", "shop", "7", "red|blue", "1f:0.5;2:2"],
+                                                                  ["", "", "", "", "", ""]])"),
+                                       s, &json)
+                  .ok());
+  ASSERT_EQ(tsv.size, 2u);
+  EXPECT_EQ(tsv.dense, json.dense);
+  EXPECT_EQ(tsv.sparse, json.sparse);
+  for (int f : {2, 3}) {
+    EXPECT_EQ(tsv.bags[f].ids, json.bags[f].ids);
+    EXPECT_EQ(tsv.bags[f].weights, json.bags[f].weights);
+    EXPECT_EQ(tsv.bags[f].offsets, json.bags[f].offsets);
+  }
+  EXPECT_EQ(serving::TsvRowsToBatch("0\t1", s, 10, &tsv).message(), "row 0: expected 6 tab-separated fields, got 2");
+  EXPECT_NE(serving::TsvRowsToBatch("x\t\t\t\t\t", s, 10, &tsv).message().find("row 0: column 'price'"),
+            std::string::npos);
+  EXPECT_EQ(serving::TsvRowsToBatch("\t\t\t\t\t\n\t\t\t\t\t\n", s, 1, &tsv).code(), StatusCode::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace ember::data
