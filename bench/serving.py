@@ -65,6 +65,8 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--precisions", default="fp32,int8")
     ap.add_argument("--few-connections", type=int, default=4, help="connections of the low-latency 256-row case")
+    ap.add_argument("--forward-workers", default="1,2",
+                    help="ember serve --forward-workers values; past the first, the 256-row tab-separated cases only")
     ap.add_argument("--threads", type=int, default=2, help="ember serve --threads")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
@@ -96,14 +98,21 @@ def main():
     cases = [(1, "json", a.connections), (1, "tsv", a.connections), (256, "json", a.connections),
              (256, "tsv", a.connections), (256, "tsv", a.few_connections)]
     results = []
+    runs = []
     for precision in a.precisions.split(","):
+        for i, workers in enumerate(int(w) for w in a.forward_workers.split(",")):
+            runs.append((precision, workers, cases if i == 0 else [c for c in cases if c[0] == 256 and c[1] == "tsv"]))
+    exported = set()
+    for precision, workers, run_cases in runs:
         model = os.path.join(work, f"model-{precision}.embx")
-        exp = subprocess.run([ember, "export", "--checkpoint", ckpt, "--out", model, "--precision", precision],
-                             check=True, stdout=subprocess.PIPE, text=True).stdout
+        if precision not in exported:
+            exported.add(precision)
+            subprocess.run([ember, "export", "--checkpoint", ckpt, "--out", model, "--precision", precision],
+                           check=True, stdout=subprocess.DEVNULL)
         size = os.path.getsize(model)
         port = free_port()
-        server = subprocess.Popen([ember, "serve", "--model", model, "--port", str(port), "--threads", str(a.threads)],
-                                  stdout=subprocess.DEVNULL)
+        server = subprocess.Popen([ember, "serve", "--model", model, "--port", str(port), "--threads", str(a.threads),
+                                   "--forward-workers", str(workers)], stdout=subprocess.DEVNULL)
         try:
             for _ in range(100):
                 try:
@@ -111,24 +120,25 @@ def main():
                     break
                 except OSError:
                     time.sleep(0.1)
-            for batch, body, conns in cases:
+            for batch, body, conns in run_cases:
                 before = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
                 r = run_wrk(port, bodies[(batch, body)], batch, a.duration, conns, work, body)
                 after = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
                 rows = metric(after, "ember_serve_batch_rows_sum") - metric(before, "ember_serve_batch_rows_sum")
                 passes = metric(after, "ember_serve_batch_rows_count") - metric(before, "ember_serve_batch_rows_count")
                 r.update({"precision": precision, "model_bytes": size, "batch": batch, "body": body,
+                          "forward_workers": workers,
                           "connections": conns, "predictions_per_sec": r["requests_per_sec"] * batch,
                           "rows_per_forward": rows / passes if passes else 0})
                 results.append(r)
-                print(f"{precision} batch {batch:3d} {body} x{conns}: {r['requests_per_sec']:8.0f} req/s, "
+                print(f"{precision} workers {workers} batch {batch:3d} {body} x{conns}: {r['requests_per_sec']:8.0f} req/s, "
                       f"{r['predictions_per_sec']:9.0f} predictions/s, p50 {r['p50_ms']:.2f} ms, "
                       f"p99 {r['p99_ms']:.2f} ms, {r['non_2xx']} non-2xx, {r['socket_errors']} socket errors, "
                       f"{r['rows_per_forward']:.1f} rows per forward pass", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    keys = ["precision", "model_bytes", "batch", "body", "connections", "requests", "requests_per_sec",
+    keys = ["precision", "model_bytes", "forward_workers", "batch", "body", "connections", "requests", "requests_per_sec",
             "predictions_per_sec", "p50_ms", "p99_ms", "non_2xx", "socket_errors", "rows_per_forward"]
     write_csv(os.path.join(out, "serving.csv"), results, keys)
     md = ["# Serving: POST /v1/predict under wrk", "",
@@ -136,11 +146,12 @@ def main():
           "threads, batching); wrk with 1 thread for "
           f"{a.duration} s per row, on the same 2-core machine. Body: JSON rows, or the same rows as "
           "tab-separated lines.", "",
-          "| rows | model | batch | body | connections | requests/s | predictions/s | p50 ms | p99 ms | errors | "
-          "rows per forward |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| rows | model | forward workers | batch | body | connections | requests/s | predictions/s | p50 ms | "
+          "p99 ms | errors | rows per forward |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        md.append(f"| {r['precision']} | {r['model_bytes'] / 2**20:.1f} MiB | {r['batch']} | {r['body']} | "
+        md.append(f"| {r['precision']} | {r['model_bytes'] / 2**20:.1f} MiB | {r['forward_workers']} | {r['batch']} | "
+                  f"{r['body']} | "
                   f"{r['connections']} | "
                   f"{r['requests_per_sec']:.0f} | {r['predictions_per_sec']:.0f} | {r['p50_ms']:.2f} | "
                   f"{r['p99_ms']:.2f} | {r['non_2xx'] + r['socket_errors']} | {r['rows_per_forward']:.1f} |")
@@ -150,8 +161,9 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4))
-        labels = [f"{r['precision']}\n{r['batch']} {r['body']}\nx{r['connections']}" for r in results]
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(18, 4.5))
+        labels = [f"{r['precision']} w{r['forward_workers']}\n{r['batch']} {r['body']}\nx{r['connections']}"
+                  for r in results]
         ax.bar(labels, [r["predictions_per_sec"] for r in results])
         ax.set_ylabel("predictions/s")
         ax.set_title("throughput")

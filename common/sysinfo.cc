@@ -1,5 +1,7 @@
 #include "ember/common/sysinfo.h"
 
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -24,5 +26,13 @@ uint64_t ReadStatusKb(const char* key) {
 
 uint64_t PeakRssBytes() { return ReadStatusKb("VmHWM:"); }
 uint64_t CurrentRssBytes() { return ReadStatusKb("VmRSS:"); }
+
+bool SetBlasThreads(int n) {
+  using SetThreads = void (*)(int);
+  auto* set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!set) return false;
+  set(n);
+  return true;
+}
 
 }  // namespace ember

@@ -431,6 +431,10 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
 Status RunServe(const std::string& model_path, const serving::ServeOptions& options, std::ostream& out,
                 const std::function<void(int port)>& wait) {
   EMBER_RETURN_IF_ERROR(serving::ValidateServeOptions(options).WithContext("ember serve"));
+  if (options.forward_workers > 1) {  // passes side by side, each on one thread
+    SetBlasThreads(1);
+    torch::set_num_threads(1);
+  }
   // A directory: its newest model, and every newer one as it appears (serving/model_dir.h).
   std::unique_ptr<serving::ModelWatcher> watcher;
   std::shared_ptr<const serving::ServingModel> model;

@@ -96,6 +96,10 @@ int main(int argc, char** argv) {
   serve->add_option("--threads", serve_opts.threads, "I/O threads (requests wait for their batch without one)")
       ->capture_default_str();
   serve->add_option("--max-batch", serve_opts.max_batch, "Most rows per batched forward pass")->capture_default_str();
+  serve
+      ->add_option("--forward-workers", serve_opts.forward_workers,
+                   "Forward passes run at once, one thread each (1: one pass on every core)")
+      ->capture_default_str();
   serve->add_option("--batch-wait-ms", serve_opts.batch_wait_ms, "How long a batch waits for more requests")
       ->capture_default_str();
   serve->add_option("--device", serve_opts.device, "cpu, or cuda (the dense model on the GPU)")->capture_default_str();

@@ -24,11 +24,10 @@ class Batcher {
  public:
   using Done = std::function<void(Status, std::vector<float>)>;
 
-  Batcher(size_t max_batch, double wait_ms, monitoring::Recorder* recorder)
-      : max_batch_(max_batch),
-        wait_(std::chrono::duration<double, std::milli>(wait_ms)),
-        recorder_(recorder),
-        worker_([this] { Run(); }) {}
+  Batcher(size_t max_batch, double wait_ms, int workers, monitoring::Recorder* recorder)
+      : max_batch_(max_batch), wait_(std::chrono::duration<double, std::milli>(wait_ms)), recorder_(recorder) {
+    for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { Run(); });
+  }
   // Answers every queued request, then stops.
   ~Batcher() {
     {
@@ -36,7 +35,7 @@ class Batcher {
       stop_ = true;
     }
     cv_.notify_all();
-    worker_.join();
+    for (auto& w : workers_) w.join();
   }
 
   // `model`: the model the request was parsed for (requests of a swapped-out model finish on it).
@@ -78,6 +77,7 @@ class Batcher {
         }
         queued_rows_ -= rows;
       }
+      if (take.empty()) continue;  // another worker took them while this one waited
       const Status st = Forward(take, &merged, &probs);
       recorder_->Observe("serve_batch_rows", static_cast<double>(merged.size));
       recorder_->AddCounter("serve_batches_total", 1);
@@ -134,7 +134,7 @@ class Batcher {
   std::deque<Pending> queue_;
   size_t queued_rows_ = 0;
   bool stop_ = false;
-  std::thread worker_;
+  std::vector<std::thread> workers_;
 };
 
 // The parsed JSON body, or a 400 response.
@@ -166,6 +166,7 @@ Status ValidateServeOptions(const ServeOptions& o) {
   EMBER_RETURN_IF_ERROR(range("--max-rows", static_cast<double>(o.max_rows_per_request), 1, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--max-batch", static_cast<double>(o.max_batch), 1, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--batch-wait-ms", o.batch_wait_ms, 0, 1000));
+  EMBER_RETURN_IF_ERROR(range("--forward-workers", o.forward_workers, 1, 64));
   EMBER_RETURN_IF_ERROR(range("--poll-seconds", o.poll_seconds, 0.05, 3600));
   if (o.device != "cpu" && o.device != "cuda")
     return Status::InvalidArgument("--device '" + o.device + "' is not one of cpu, cuda");
@@ -294,7 +295,8 @@ Status PredictionServer::Start() {
   Impl* self = impl_.get();
   reg.AddCollector(
       [self](monitoring::Recorder& r) { r.SetGauge("serving_model_age_seconds", self->Live()->age_seconds()); });
-  impl_->batcher = std::make_unique<Batcher>(impl_->options.max_batch, impl_->options.batch_wait_ms, &reg);
+  impl_->batcher = std::make_unique<Batcher>(impl_->options.max_batch, impl_->options.batch_wait_ms,
+                                             impl_->options.forward_workers, &reg);
   monitoring::HttpServerOptions o;
   o.bind = impl_->options.bind;
   o.port = impl_->options.port;

@@ -564,6 +564,8 @@ class ServeTest : public ::testing::Test {
     return p;
   }
   int port() { return server_->port(); }
+  // 8 clients x 8 single-row requests: each answer is its row's, and requests were merged.
+  void ExpectConcurrentAnswers();
   std::unique_ptr<serving::ServingModel> model_;
   std::unique_ptr<serving::PredictionServer> server_;
 };
@@ -647,6 +649,22 @@ TEST_F(ServeTest, BadRequestsGet4xxAndTheServerKeepsServing) {
 }
 
 TEST_F(ServeTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnAnswer) {
+  for (int workers : {1, 3}) {
+    SCOPED_TRACE(workers);
+    if (workers > 1) {  // forward passes side by side: every request still gets its own answer
+      server_.reset();
+      serving::ServeOptions o;
+      o.port = 0;
+      o.batch_wait_ms = 2;
+      o.forward_workers = workers;
+      server_ = std::make_unique<serving::PredictionServer>(model_.get(), o);
+      ASSERT_TRUE(server_->Start().ok());
+    }
+    ExpectConcurrentAnswers();
+  }
+}
+
+void ServeTest::ExpectConcurrentAnswers() {
   const auto rows = TestRows(64);
   const auto want = Direct(rows);
   std::vector<std::thread> clients;

@@ -1,4 +1,4 @@
-// Process facts for reports: resident memory now and at its peak.
+// Process facts for reports: resident memory now and at its peak; the BLAS's thread count.
 #pragma once
 
 #include <cstdint>
@@ -9,5 +9,8 @@ namespace ember {
 uint64_t PeakRssBytes();
 // Current resident set size in bytes (VmRSS), 0 if unknown.
 uint64_t CurrentRssBytes();
+// Sets the BLAS library's own thread pool to n threads where it has one (OpenBLAS:
+// openblas_set_num_threads, found at run time); returns false where the BLAS offers none.
+bool SetBlasThreads(int n);
 
 }  // namespace ember

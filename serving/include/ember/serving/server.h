@@ -33,8 +33,13 @@ struct ServeOptions {
   size_t max_rows_per_request = 4096;  // 1 .. 1M
   size_t max_batch = 1024;             // 1 .. 1M rows per forward pass
   double batch_wait_ms = 0.5;          // 0 .. 1000
-  std::string device = "cpu";          // --device: "cpu" or "cuda" (ServingModel::Load)
-  double poll_seconds = 1;             // --poll-seconds: --model DIR is checked for newer models (0.05 .. 3600)
+  // Forward passes run at once (1 .. 64). With more than one, `ember serve` sets the BLAS and
+  // LibTorch's intra-op pools to one thread each, so that passes run side by side instead of one
+  // pass's threads waiting for each other: more rows per second at large requests, a higher p99
+  // for single rows (docs/performance.md).
+  int forward_workers = 1;
+  std::string device = "cpu";  // --device: "cpu" or "cuda" (ServingModel::Load)
+  double poll_seconds = 1;     // --poll-seconds: --model DIR is checked for newer models (0.05 .. 3600)
 };
 // Every option inside its documented range, or an error naming the flag.
 Status ValidateServeOptions(const ServeOptions& o);
