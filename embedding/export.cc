@@ -566,15 +566,8 @@ Result<std::unique_ptr<ExportedTable>> ExportedTable::Open(const ExportFile& fil
   for (const auto& t : file.header()["tables"]) {
     if (t["id"].get<uint32_t>() != id) continue;
     std::unique_ptr<ExportedTable> e(new ExportedTable());
-    TableSpec& s = e->spec_;
-    s.id = id;
-    s.dim = t["dim"].get<int>();
-    s.rows = t["capacity"].get<uint64_t>();
-    s.init_scale = t["init_scale"].get<float>();
-    s.seed = t["seed"].get<uint64_t>();
-    s.kind = t["kind"] == "sparse" ? TableKind::kSparse : TableKind::kDense;
-    s.density = t["density"].get<float>();
-    s.frozen = t["frozen"].get<bool>();
+    e->spec_ = export_internal::SpecOf(t);
+    const TableSpec& s = e->spec_;
     e->precision_ = file.precision();
     e->rows_ = t["rows"].get<uint64_t>();
     if (e->rows_ >= KeyIndex::kAbsent)

@@ -12,30 +12,13 @@
 
 #include "ember/common/file.h"
 #include "ember/embedding/export.h"
+#include "export_test_util.h"
 
 namespace ember::embedding {
 namespace {
 
-std::string Dir() {
-  auto d = std::filesystem::temp_directory_path() / ("ember_export_delta_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(d);
-  return d.string();
-}
-
-TableSpec Spec(uint32_t id, int dim, TableKind kind = TableKind::kDense, bool frozen = false) {
-  TableSpec s;
-  s.id = id;
-  s.dim = dim;
-  s.rows = 1000;
-  s.seed = 91 + id;
-  s.init_scale = 0.5f;
-  s.kind = kind;
-  s.density = 0.5f;
-  s.frozen = frozen;
-  s.optimizer.kind = OptimizerKind::kSgd;
-  s.optimizer.lr = 1.0f;
-  return s;
-}
+std::string Dir() { return export_test::Dir("export_delta"); }
+using export_test::Spec;
 
 // Tables whose rows a test changes, adds and evicts between exports.
 struct State {

@@ -14,30 +14,13 @@
 #include "ember/common/half.h"
 #include "ember/embedding/model_description.h"
 #include "ember/embedding/sparse_store.h"
+#include "export_test_util.h"
 
 namespace ember::embedding {
 namespace {
 
-std::string Dir() {
-  auto d = std::filesystem::temp_directory_path() / ("ember_export_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(d);
-  return d.string();
-}
-
-TableSpec Spec(uint32_t id, int dim, TableKind kind = TableKind::kDense, bool frozen = false) {
-  TableSpec s;
-  s.id = id;
-  s.dim = dim;
-  s.rows = 1000;
-  s.seed = 77 + id;
-  s.init_scale = 0.5f;
-  s.kind = kind;
-  s.density = 0.5f;
-  s.frozen = frozen;
-  s.optimizer.kind = OptimizerKind::kSgd;
-  s.optimizer.lr = 1.0f;
-  return s;
-}
+std::string Dir() { return export_test::Dir("export"); }
+using export_test::Spec;
 
 // A table with `n` rows pulled into being and one SGD step on each (so values differ from init).
 std::unique_ptr<Table> Filled(const TableSpec& spec, int n, uint64_t first = 0) {
