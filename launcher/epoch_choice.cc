@@ -44,7 +44,7 @@ Status EpochChoice::Validate(workers::Trainer* trainer, int e, bool* stop) {
         since_best_ = 0;
         const std::string root = BestRoot();
         if (!root.empty()) {
-          trainer->set_position({e + 1, 0});
+          trainer->set_position({e + 1, 0, {}});
           EMBER_RETURN_IF_ERROR(MakeDirs(root));
           EMBER_ASSIGN_OR_RETURN(best_path_, trainer->SaveCheckpoint(root, c_.text, "best"));
           log_ << " (best so far" << (c_.checkpoint_dir.empty() ? "" : ": " + best_path_) << ")";

@@ -280,7 +280,7 @@ class CtrJob {
       }
     }
     if (validate_) EMBER_RETURN_IF_ERROR(choice_.KeepBest(trainer_.get(), &m_));
-    trainer_->set_position({epochs, 0});
+    trainer_->set_position({epochs, 0, {}});
     EMBER_ASSIGN_OR_RETURN(const uint64_t all, SumOverWorkers(coll_, samples));
     m_.train_samples += all;
     if (all == 0 && from.epoch == 0 && from.examples == 0)
