@@ -33,6 +33,13 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
         it = state_.emplace(key, std::move(s)).first;
       }
       auto& s = static_cast<torch::optim::AdamParamState&>(*it->second);
+      // Loaded state (a checkpoint) as the loop reads it: contiguous fp32, the parameter's size.
+      TORCH_CHECK(s.exp_avg().numel() == p.numel() && s.exp_avg_sq().numel() == p.numel(),
+                  "FusedAdam: the optimizer state does not match its parameter's size");
+      if (!s.exp_avg().is_contiguous() || s.exp_avg().scalar_type() != torch::kFloat)
+        s.exp_avg(s.exp_avg().to(torch::kFloat).contiguous());
+      if (!s.exp_avg_sq().is_contiguous() || s.exp_avg_sq().scalar_type() != torch::kFloat)
+        s.exp_avg_sq(s.exp_avg_sq().to(torch::kFloat).contiguous());
       s.step(s.step() + 1);
       const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
       const double bc1 = 1 - std::pow(beta1, static_cast<double>(s.step()));
