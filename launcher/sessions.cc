@@ -166,13 +166,13 @@ Status RunSessionWorker(const RunConfig& c, const data::SessionData& d, ps::PsCl
     if (checkpoints && c.checkpoint_every_steps > 0)
       on_step = [&, e](uint64_t steps_done) -> Status {
         if (trainer->step() % c.checkpoint_every_steps != 0) return Status::Ok();
-        state.position = {e, steps_done * per_step};
+        state.position = {e, steps_done * per_step, {}};
         return lead ? save("").status() : Status::Ok();
       };
     EMBER_ASSIGN_OR_RETURN(auto stats, trainer->TrainEpoch(train, e, c.epochs, progress, first_step, on_step));
     m->train_samples += stats.samples;
     m->train_seconds += stats.seconds;
-    state.position = {e + 1, 0};
+    state.position = {e + 1, 0, {}};
     // The first worker evaluates; the others wait at the all-reduce that shares whether to stop.
     float stop = 0;
     if (lead) {

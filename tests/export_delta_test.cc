@@ -41,7 +41,9 @@ struct State {
         for (uint64_t k : keys) {
           std::vector<float> w(t->dim(), 0.25f);
           std::string rec(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(float));
-          if (!t->Contains(k)) EMBER_CHECK(t->PutRecord(k, rec).ok());
+          if (!t->Contains(k)) {
+            EMBER_CHECK(t->PutRecord(k, rec).ok());
+          }
         }
       }
       t->Pull(keys.data(), keys.size(), rows.data());
@@ -55,7 +57,9 @@ struct State {
       for (int i = 0; i < n; ++i) gone.insert(MakeKey(t->spec().id, first + 7 * static_cast<uint64_t>(i)));
       auto kept = Table::Make(t->spec());
       t->ForEachRecord([&](uint64_t key, std::string_view rec) {
-        if (!gone.count(key)) EMBER_CHECK(kept->PutRecord(key, rec).ok());
+        if (!gone.count(key)) {
+          EMBER_CHECK(kept->PutRecord(key, rec).ok());
+        }
       });
       t = std::move(kept);
     }
@@ -91,7 +95,9 @@ TEST(ExportDelta, AChainResolvesToTheFullExportByteForByte) {
     for (const auto& t : db->tables) {
       EXPECT_EQ(t.evicted, 5u) << "table " << t.id;
       // Every stepped row changes at fp32; at fp16 and int8 a row may round to the same bytes.
-      if (p == ExportPrecision::kFp32) EXPECT_EQ(t.rows, 20u) << "table " << t.id;
+      if (p == ExportPrecision::kFp32) {
+        EXPECT_EQ(t.rows, 20u) << "table " << t.id;
+      }
       EXPECT_LE(t.rows, 20u);
       EXPECT_GE(t.rows, 10u);  // the new rows
     }

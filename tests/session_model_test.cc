@@ -231,7 +231,7 @@ TEST(SessionTrainer, CheckpointMidEpochResumesExactly) {
   std::string path;
   auto at_8 = [&](uint64_t steps_done) -> Status {
     if (steps_done != 8) return Status::Ok();
-    state.position = {0, steps_done * 64};
+    state.position = {0, steps_done * 64, {}};
     auto p = a->SaveCheckpoint(root, "# config", state);
     if (!p.ok()) return p.status();
     path = *p;
