@@ -414,17 +414,19 @@ Result<std::unique_ptr<ExportFile>> ExportFile::OpenRaw(const std::string& path)
   f->data_ = static_cast<const uint8_t*>(m);
   f->mapped_ = true;
   EMBER_RETURN_IF_ERROR(f->Validate());
+  f->file_crc_ = export_internal::StoredCrc(f->data_, f->size_);
+  if (f->header_.contains("delta")) f->link_ = f->header_["delta"];
   return f;
 }
 
 Result<std::unique_ptr<ExportFile>> ExportFile::Open(const std::string& path) {
   EMBER_ASSIGN_OR_RETURN(auto f, OpenRaw(path));
   if (!f->header_.contains("delta")) return f;
-  EMBER_ASSIGN_OR_RETURN(std::string bytes, export_internal::ResolveDelta(*f));
   std::unique_ptr<ExportFile> r(new ExportFile());
+  EMBER_ASSIGN_OR_RETURN(std::string bytes, export_internal::ResolveDelta(*f, &r->chain_));
   r->path_ = path;
-  r->chain_ = ExportChainFiles(path);
-  std::reverse(r->chain_.begin(), r->chain_.end());
+  r->file_crc_ = f->file_crc_;
+  r->link_ = f->link_;
   r->size_ = bytes.size();
   void* buf = std::aligned_alloc(kExportAlign, (bytes.size() + kExportAlign - 1) / kExportAlign * kExportAlign);
   if (!buf) return Status::Internal(path + ": out of memory resolving the delta");

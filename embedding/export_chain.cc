@@ -136,7 +136,7 @@ EncodedTable ReadTable(const ExportFile& file, const nlohmann::json& t) {
   return e;
 }
 
-Result<std::string> ResolveDelta(const ExportFile& head) {
+Result<std::string> ResolveDelta(const ExportFile& head, std::vector<std::string>* chain) {
   const std::string dir = DirOf(head.path());
   std::vector<std::unique_ptr<ExportFile>> links;  // parents, newest first
   const ExportFile* cur = &head;
@@ -148,7 +148,7 @@ Result<std::string> ResolveDelta(const ExportFile& head) {
     auto p = ExportFile::OpenRaw(parent);
     if (!p.ok()) return Status(p.status().code(), head.path() + ": its parent cannot be read: " + p.status().message());
     const ExportFile& pf = **p;
-    if (StoredCrc(pf.data(), pf.size()) != dl["parent_crc32"].get<uint64_t>())
+    if (pf.file_crc32() != dl["parent_crc32"].get<uint64_t>())
       return Status::Corruption(head.path() + ": its parent " + parent +
                                 " is not the file it was written against (checksum differs)");
     const uint64_t pseq = pf.header().contains("delta") ? pf.header()["delta"]["sequence"].get<uint64_t>() : 0;
@@ -157,10 +157,12 @@ Result<std::string> ResolveDelta(const ExportFile& head) {
     links.push_back(std::move(p).value());
     cur = links.back().get();
   }
+  chain->clear();
+  for (size_t i = links.size(); i-- > 0;) chain->push_back(links[i]->path());
+  chain->push_back(head.path());
   const ExportFile& base = *links.back();
   const auto& hl = head.header()["delta"];
-  if (NameOf(base.path()) != hl["base"].get<std::string>() ||
-      StoredCrc(base.data(), base.size()) != hl["base_crc32"].get<uint64_t>())
+  if (NameOf(base.path()) != hl["base"].get<std::string>() || base.file_crc32() != hl["base_crc32"].get<uint64_t>())
     return Status::Corruption(head.path() + ": its chain does not end at its base " + hl["base"].get<std::string>());
   const bool int8 = head.precision() == ExportPrecision::kInt8;
   std::vector<EncodedTable> tables;
@@ -204,11 +206,10 @@ Result<ExportSummary> ExportWriter::WriteDelta(const std::string& path, const st
       std::filesystem::weakly_canonical(export_internal::DirOf(parent), ec))
     return Status::InvalidArgument("a delta is written beside its parent: " + path + " and " + parent +
                                    " are in different directories");
-  EMBER_ASSIGN_OR_RETURN(auto raw, ExportFile::OpenRaw(parent));
   EMBER_ASSIGN_OR_RETURN(auto resolved, ExportFile::Open(parent));
-  if (raw->precision() != precision_)
+  if (resolved->precision() != precision_)
     return Status::FailedPrecondition("a delta keeps its parent's precision: " + parent + " is " +
-                                      ExportPrecisionName(raw->precision()) + ", this export " +
+                                      ExportPrecisionName(resolved->precision()) + ", this export " +
                                       ExportPrecisionName(precision_));
   EMBER_ASSIGN_OR_RETURN(std::vector<EncodedTable> now, Encode());
   const auto& pt = resolved->header()["tables"];
@@ -242,9 +243,9 @@ Result<ExportSummary> ExportWriter::WriteDelta(const std::string& path, const st
   }
   export_internal::DeltaLink link;
   link.parent = export_internal::NameOf(parent);
-  link.parent_crc = export_internal::StoredCrc(raw->data(), raw->size());
-  if (raw->header().contains("delta")) {
-    const auto& dl = raw->header()["delta"];
+  link.parent_crc = resolved->file_crc32();
+  if (!resolved->link().is_null()) {
+    const auto& dl = resolved->link();
     link.base = dl["base"].get<std::string>();
     link.base_crc = dl["base_crc32"].get<uint64_t>();
     link.sequence = dl["sequence"].get<uint64_t>() + 1;

@@ -47,8 +47,9 @@ struct DeltaLink {
 // dim bits).
 size_t ValueBytes(ExportPrecision p);
 size_t MaskBytes(int dim);
-// A validated delta's bytes once resolved through its chain: the full export it stands for.
-Result<std::string> ResolveDelta(const ExportFile& head);
+// A validated delta's bytes once resolved through its chain: the full export it stands for;
+// *chain receives the chain's files, base first.
+Result<std::string> ResolveDelta(const ExportFile& head, std::vector<std::string>* chain);
 // The file's bytes: header, sections, trailer (`delta` null for a full export). Tables sorted by id.
 std::string Serialize(ExportPrecision precision, const nlohmann::json& model, const std::vector<EncodedTable>& tables,
                       const std::vector<DenseArray>& dense, const DeltaLink* delta, ExportSummary* summary);

@@ -56,8 +56,8 @@ struct DenseArray {
 struct ExportSummary {
   struct TableBytes {
     uint32_t id = 0;
-    uint64_t rows = 0;     // rows written (a delta's: rows that changed or are new)
-    uint64_t evicted = 0;  // a delta's: keys its parent holds and it does not
+    uint64_t rows = 0;         // rows written (a delta's: rows that changed or are new)
+    uint64_t evicted = 0;      // a delta's: keys its parent holds and it does not
     uint64_t value_bytes = 0;  // weights at the export precision
     uint64_t other_bytes = 0;  // keys, int8 scales, sparse masks and offsets
   };
@@ -117,6 +117,10 @@ class ExportFile {
   const std::vector<std::string>& chain() const { return chain_; }
   // The bytes of the (resolved) export: a full export's file bytes.
   const uint8_t* data() const { return data_; }
+  // The CRC-32 in the trailer of the file at path() as written, and its "delta" link (null for a
+  // full export): what a delta written against this file records.
+  uint64_t file_crc32() const { return file_crc_; }
+  const nlohmann::json& link() const { return link_; }
   const nlohmann::json& header() const { return header_; }
   const nlohmann::json& model() const { return header_["model"]; }
   uint64_t size() const { return size_; }
@@ -132,6 +136,8 @@ class ExportFile {
   Status Validate();
   std::string path_;
   std::vector<std::string> chain_;
+  uint64_t file_crc_ = 0;
+  nlohmann::json link_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   bool mapped_ = false;  // else data_ is an owned, 64-aligned buffer (a resolved delta)
