@@ -2,8 +2,14 @@
 // against the machine's random-gather limit measured in the same run: the faster of a plain loop
 // and a software-prefetched loop copying the same number of random rows out of a flat array (no
 // index, no optimizer state). Prints a markdown table and, with --csv PATH, writes the numbers.
+// With --memory OPTIMIZER it only builds a table of N rows with that optimizer and prints one CSV
+// line: what the rows hold (weights + optimizer state), what the store counts, by part, and the
+// growth of the process's resident set while it was built.
 //
 //   embedding_bench [--rows N] [--dim D] [--batch B] [--seconds S] [--csv PATH]
+//   embedding_bench --memory rowwise_adagrad [--rows N] [--dim D]
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +34,7 @@ struct Args {
   size_t batch = 65536;
   double seconds = 2.0;
   std::string csv;
+  std::string memory;  // optimizer name: the memory measurement only
 };
 
 Args Parse(int argc, char** argv) {
@@ -44,6 +51,8 @@ Args Parse(int argc, char** argv) {
       a.seconds = std::atof(argv[i + 1]);
     else if (k == "--csv")
       a.csv = argv[i + 1];
+    else if (k == "--memory")
+      a.memory = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       std::exit(2);
@@ -64,10 +73,43 @@ double Rate(double seconds, size_t rows_per_call, const std::function<void(size_
   }
   return static_cast<double>(calls * rows_per_call) / elapsed;
 }
+
+size_t ResidentBytes() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+int Memory(const Args& a) {
+  TableSpec spec;
+  spec.dim = a.dim;
+  if (!ParseOptimizerKind(a.memory, &spec.optimizer.kind)) {
+    std::fprintf(stderr, "unknown optimizer %s\n", a.memory.c_str());
+    return 2;
+  }
+  std::vector<uint64_t> keys(1 << 16);
+  std::vector<float> tmp(keys.size() * static_cast<size_t>(a.dim));
+  const size_t before = ResidentBytes();
+  RowStore store(spec);
+  for (uint64_t s = 0; s < a.rows; s += keys.size()) {
+    const size_t n = std::min<uint64_t>(keys.size(), a.rows - s);
+    for (size_t i = 0; i < n; ++i) keys[i] = MakeKey(0, s + i);
+    store.Pull(keys.data(), n, tmp.data());
+  }
+  const size_t resident = ResidentBytes() - before;
+  const RowStore::MemoryParts m = store.MemoryByPart();
+  std::printf("%s,%llu,%d,%zu,%zu,%zu,%zu,%zu,%zu,%zu,%zu\n", a.memory.c_str(), static_cast<unsigned long long>(a.rows),
+              a.dim, m.weights + m.state, store.MemoryBytes(), resident, m.weights, m.state, m.keys, m.index, m.other);
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
+  if (!a.memory.empty()) return Memory(a);
   const size_t dim = static_cast<size_t>(a.dim);
   std::mt19937_64 rng(1);
 

@@ -52,6 +52,15 @@ PROFILE = """
 """
 
 
+MEMORY_TEXT = (
+    "`embedding_bench --memory OPTIMIZER` (through `bench/embedding_throughput.py`), one process per table: a "
+    "full table of 16-float rows built by pulls of 65536 keys, the growth of the process's resident set "
+    "against what its rows hold (weights + optimizer state), and the store's bytes by part, per row. An entry "
+    "is the row's key (8 bytes) beside its weights and state, in blocks of 4096; the index (embedding/"
+    "slot_index.h) is 64-byte groups of 12 one-byte hash tags and 12 four-byte slot numbers, at a load between "
+    "0.72 and 0.9 (it grows by 1.25x, into pages of its own that go back to the system when outgrown).")
+
+
 def sh(cmd):
     try:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
@@ -158,6 +167,10 @@ def main():
                 ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {r:.2f}", va="center")
             ax.set_xlabel("million rows / s (label: fraction of the random-gather limit)")
             save(fig, ax, "Embedding kernels vs the random-gather limit (grey)", os.path.join(a.docs, "performance-kernels.png"), legend=False)
+
+    if os.path.exists(R("embedding_memory.md")):
+        out += ["", "## Memory of full tables", "",
+                MEMORY_TEXT, "", open(R("embedding_memory.md")).read().strip()]
 
     ps = read(R("ps_throughput.csv"))
     if ps:

@@ -1,5 +1,6 @@
 #include "ember/embedding/row_store.h"
 
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 
@@ -9,26 +10,41 @@
 
 namespace ember::embedding {
 
+namespace {
+// Keys are never the all-ones value (the sparse tables' and the exports' empty marker); the
+// dense tables refuse it too, so that every table accepts the same keys.
+constexpr uint64_t kReservedKey = ~uint64_t{0};
+}  // namespace
+
 RowStore::RowStore(const TableSpec& spec)
     : Table(spec),
       half_(spec.precision == Precision::kFp16),
       weight_floats_(half_ ? (spec.dim + 1) / 2 : spec.dim),
-      stride_(weight_floats_ + StateFloats(spec.optimizer.kind, spec.dim)) {
+      stride_(weight_floats_ + StateFloats(spec.optimizer.kind, spec.dim)),
+      entry_(kKeyFloats + stride_) {
   EMBER_CHECK(spec.dim > 0) << "dim " << spec.dim;
 }
 
 size_t RowStore::MemoryBytes() const {
-  return blocks_.size() * static_cast<size_t>(kBlockSlots) * stride_ * sizeof(float) + index_.MemoryBytes() +
-         (slot_keys_.capacity() + touched_.capacity()) * sizeof(uint64_t);
+  return blocks_.size() * static_cast<size_t>(kBlockSlots) * entry_ * sizeof(float) + index_.MemoryBytes() +
+         touched_.capacity() * sizeof(uint64_t) + blocks_.capacity() * sizeof(blocks_[0]);
+}
+
+RowStore::MemoryParts RowStore::MemoryByPart() const {
+  MemoryParts m;
+  m.weights = size_ * static_cast<size_t>(weight_floats_) * sizeof(float);
+  m.state = size_ * static_cast<size_t>(stride_ - weight_floats_) * sizeof(float);
+  m.keys = size_ * kKeyFloats * sizeof(float);
+  m.index = index_.MemoryBytes();
+  m.other = MemoryBytes() - m.weights - m.state - m.keys - m.index;
+  return m;
 }
 
 uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
   const int weights = spec.precision == Precision::kFp16 ? (spec.dim + 1) / 2 : spec.dim;
-  const uint64_t stride = static_cast<uint64_t>(weights + StateFloats(spec.optimizer.kind, spec.dim));
+  const uint64_t entry = static_cast<uint64_t>(kKeyFloats + weights + StateFloats(spec.optimizer.kind, spec.dim));
   const uint64_t blocks = (rows + kBlockSlots - 1) / kBlockSlots;
-  uint64_t vec = 1;
-  while (vec < rows) vec *= 2;
-  return blocks * kBlockSlots * stride * sizeof(float) + KeyIndex::EstimateBytes(rows) + vec * sizeof(uint64_t);
+  return blocks * kBlockSlots * entry * sizeof(float) + SlotIndex::EstimateBytes(rows);
 }
 
 uint64_t RowStore::ResetRows() {
@@ -36,10 +52,10 @@ uint64_t RowStore::ResetRows() {
   for (size_t s = 0; s < size_; ++s) {
     float* p = SlotPtr(static_cast<uint32_t>(s));
     if (half_) {
-      InitRow(spec_, slot_keys_[s], row_scratch_.data());
+      InitRow(spec_, KeyAt(static_cast<uint32_t>(s)), row_scratch_.data());
       StoreWeights(p, row_scratch_.data());
     } else {
-      InitRow(spec_, slot_keys_[s], p);
+      InitRow(spec_, KeyAt(static_cast<uint32_t>(s)), p);
     }
     InitState(spec_.optimizer, spec_.dim, p + weight_floats_);
   }
@@ -49,8 +65,9 @@ uint64_t RowStore::ResetRows() {
 uint32_t RowStore::NewSlot(uint64_t key, bool init) {
   const uint32_t slot = static_cast<uint32_t>(size_);
   if ((slot >> kBlockShift) >= blocks_.size()) {
-    blocks_.emplace_back(new float[static_cast<size_t>(kBlockSlots) * stride_]);
+    blocks_.emplace_back(new float[static_cast<size_t>(kBlockSlots) * entry_]);
   }
+  std::memcpy(EntryPtr(slot), &key, sizeof(key));
   float* p = SlotPtr(slot);
   if (!init) {  // the caller writes the whole slot (a restored record)
   } else if (half_) {
@@ -62,7 +79,6 @@ uint32_t RowStore::NewSlot(uint64_t key, bool init) {
     InitRow(spec_, key, p);
   }
   if (init) InitState(spec_.optimizer, spec_.dim, p + weight_floats_);
-  slot_keys_.push_back(key);
   if (track_) touched_.push_back(now_);
   ++size_;
   return slot;
@@ -111,18 +127,28 @@ void RowStore::Update(float* const* slots, size_t n, const float* grads) {
   }
 }
 
+uint32_t RowStore::FindSlot(uint64_t key) const {
+  return index_.Find(key, SlotIndex::Hash(key), [this](uint32_t s) { return KeyAt(s); });
+}
+
 uint32_t RowStore::LookupOrInsert(uint64_t key) {
-  const auto [slot, inserted] = index_.Insert(key, static_cast<uint32_t>(size_));
-  if (inserted)
+  EMBER_CHECK(key != kReservedKey) << "reserved key";
+  const auto key_at = [this](uint32_t s) { return KeyAt(s); };
+  const uint64_t h = SlotIndex::Hash(key);
+  uint32_t slot = index_.Find(key, h, key_at);
+  if (slot == SlotIndex::kAbsent) {
+    if (index_.Full()) index_.Grow(size_, key_at);
+    slot = index_.FindOrInsert(key, h, static_cast<uint32_t>(size_), key_at).first;
     NewSlot(key);
-  else if (track_)
+  } else if (track_) {
     touched_[slot] = now_;
+  }
   return slot;
 }
 
 bool RowStore::Touched(uint64_t key, uint64_t* step) const {
-  const uint32_t slot = index_.Find(key);
-  if (!track_ || slot == KeyIndex::kAbsent) return false;
+  const uint32_t slot = FindSlot(key);
+  if (!track_ || slot == SlotIndex::kAbsent) return false;
   *step = touched_[slot];
   return true;
 }
@@ -132,12 +158,11 @@ uint64_t RowStore::EvictIdle(uint64_t before) {
   // Compact the surviving slots in creation order, then rebuild the index: one pass over the
   // rows per scan, and whole blocks past the survivors go back to the allocator.
   size_t keep = 0;
-  const size_t bytes = sizeof(float) * static_cast<size_t>(stride_);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(entry_);
   for (size_t s = 0; s < size_; ++s) {
     if (touched_[s] < before) continue;
     if (keep != s) {
-      std::memcpy(SlotPtr(static_cast<uint32_t>(keep)), SlotPtr(static_cast<uint32_t>(s)), bytes);
-      slot_keys_[keep] = slot_keys_[s];
+      std::memcpy(EntryPtr(static_cast<uint32_t>(keep)), EntryPtr(static_cast<uint32_t>(s)), bytes);
       touched_[keep] = touched_[s];
     }
     ++keep;
@@ -145,55 +170,77 @@ uint64_t RowStore::EvictIdle(uint64_t before) {
   const uint64_t evicted = size_ - keep;
   if (evicted == 0) return 0;
   size_ = keep;
-  slot_keys_.resize(keep);
   touched_.resize(keep);
   blocks_.resize((keep + kBlockSlots - 1) / kBlockSlots);
-  index_ = KeyIndex();
-  for (size_t s = 0; s < keep; ++s) index_.Insert(slot_keys_[s], static_cast<uint32_t>(s));
+  index_.Rebuild(keep, keep, [this](uint32_t s) { return KeyAt(s); });
   return evicted;
 }
 
 void RowStore::ForEachTouched(const std::function<void(uint64_t, uint64_t)>& fn) const {
   if (!track_) return;
-  for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], touched_[s]);
+  for (size_t s = 0; s < size_; ++s) fn(KeyAt(static_cast<uint32_t>(s)), touched_[s]);
 }
 
 Status RowStore::PutTouched(uint64_t key, uint64_t step) {
-  const uint32_t slot = index_.Find(key);
+  const uint32_t slot = FindSlot(key);
   if (!track_) return Status::Corruption("touch step for table " + std::to_string(spec_.id) + ", which has no expiry");
-  if (slot == KeyIndex::kAbsent) return Status::Corruption("touch step for a row the table does not hold");
+  if (slot == SlotIndex::kAbsent) return Status::Corruption("touch step for a row the table does not hold");
   touched_[slot] = step;
   return Status::Ok();
 }
 
 const float* RowStore::Find(uint64_t key) const {
-  const uint32_t slot = index_.Find(key);
-  return slot == KeyIndex::kAbsent ? nullptr : SlotPtr(slot);
+  const uint32_t slot = FindSlot(key);
+  return slot == SlotIndex::kAbsent ? nullptr : SlotPtr(slot);
+}
+
+template <typename Fn>
+void RowStore::Resolve(const uint64_t* keys, size_t n, bool create, Fn&& fn) {
+  // Ring buffers of the hashes and candidate slots of the keys in flight.
+  constexpr size_t kRing = 4 * kAhead;
+  uint64_t hashes[kRing];
+  uint32_t cand[kRing];
+  const auto key_at = [this](uint32_t s) { return KeyAt(s); };
+  const auto stage_group = [&](size_t j) {
+    EMBER_CHECK(keys[j] != kReservedKey) << "reserved key";
+    hashes[j % kRing] = SlotIndex::Hash(keys[j]);
+    index_.PrefetchHome(index_.Home(hashes[j % kRing]));
+  };
+  const auto stage_row = [&](size_t j) {
+    const uint64_t h = hashes[j % kRing];
+    const uint32_t c = index_.FirstCandidate(index_.Home(h), h);
+    cand[j % kRing] = c;
+    if (c == SlotIndex::kAbsent) return;
+    const float* e = EntryPtr(c);
+    __builtin_prefetch(e, 1);
+    __builtin_prefetch(e + entry_ - 1, 1);
+  };
+  for (size_t j = 0; j < std::min(n, 2 * kAhead); ++j) stage_group(j);
+  for (size_t j = 0; j < std::min(n, kAhead); ++j) stage_row(j);
+  for (size_t i = 0; i < n; ++i) {
+    if (i + 2 * kAhead < n) stage_group(i + 2 * kAhead);
+    if (i + kAhead < n) stage_row(i + kAhead);
+    uint32_t s = cand[i % kRing];
+    if (s == SlotIndex::kAbsent || KeyAt(s) != keys[i]) {
+      const uint64_t h = hashes[i % kRing];
+      s = index_.Find(keys[i], h, key_at);
+      if (s == SlotIndex::kAbsent) {
+        if (!create) {
+          fn(i, static_cast<float*>(nullptr));
+          continue;
+        }
+        if (index_.Full()) index_.Grow(size_, key_at);
+        s = index_.FindOrInsert(keys[i], h, static_cast<uint32_t>(size_), key_at).first;
+        NewSlot(keys[i]);
+      }
+    }
+    if (create && track_) touched_[s] = now_;
+    fn(i, SlotPtr(s));
+  }
 }
 
 void RowStore::FindOrCreate(const uint64_t* keys, size_t n, float** ptrs) {
-  // Lookups are cache (and TLB) misses: in chunks, hash every key and prefetch its bucket first,
-  // then probe, so that the misses of a chunk overlap instead of stalling one after another.
-  constexpr size_t kChunk = 64;
-  size_t homes[kChunk];
-  for (size_t c = 0; c < n; c += kChunk) {
-    const size_t m = std::min(kChunk, n - c);
-    for (size_t i = 0; i < m; ++i) {
-      EMBER_CHECK(keys[c + i] != KeyIndex::kEmpty) << "reserved key";
-      homes[i] = index_.Home(keys[c + i]);
-      index_.PrefetchHome(homes[i]);
-    }
-    for (size_t i = 0; i < m; ++i) {
-      if (index_.MakeRoom())
-        for (size_t j = i; j < m; ++j) homes[j] = index_.Home(keys[c + j]);
-      const auto [slot, inserted] = index_.InsertAt(homes[i], keys[c + i], static_cast<uint32_t>(size_));
-      if (inserted)
-        NewSlot(keys[c + i]);
-      else if (track_)
-        touched_[slot] = now_;
-      ptrs[c + i] = SlotPtr(slot);
-    }
-  }
+  Resolve(keys, n, /*create=*/true, [&](size_t i, float* p) { ptrs[i] = p; });
 }
 
 void RowStore::Pull(const uint64_t* keys, size_t n, float* out) {
@@ -201,34 +248,33 @@ void RowStore::Pull(const uint64_t* keys, size_t n, float* out) {
     PullReadOnly(keys, n, out);
     return;
   }
-  scratch_ptrs_.resize(n);
-  FindOrCreate(keys, n, scratch_ptrs_.data());
-  if (half_) {
-    for (size_t i = 0; i < n; ++i) LoadWeights(scratch_ptrs_[i], out + i * spec_.dim);
-    return;
-  }
-  GatherRows(scratch_ptrs_.data(), n, spec_.dim, out);
+  const size_t dim = static_cast<size_t>(spec_.dim);
+  if (half_)
+    Resolve(keys, n, true, [&](size_t i, float* p) { LoadWeights(p, out + i * dim); });
+  else
+    Resolve(keys, n, true, [&](size_t i, float* p) { std::memcpy(out + i * dim, p, dim * sizeof(float)); });
 }
 
 void RowStore::PullReadOnly(const uint64_t* keys, size_t n, float* out) const {
+  // Resolve without create changes nothing: the const_cast is only for the shared code path.
   const size_t dim = static_cast<size_t>(spec_.dim);
-  for (size_t i = 0; i < n; ++i) {
-    const float* p = Find(keys[i]);
+  const_cast<RowStore*>(this)->Resolve(keys, n, /*create=*/false, [&](size_t i, float* p) {
+    float* o = out + i * dim;
     if (p)
-      LoadWeights(p, out + i * dim);
+      LoadWeights(p, o);
     else if (spec_.frozen)
-      std::memset(out + i * dim, 0, dim * sizeof(float));
+      std::memset(o, 0, dim * sizeof(float));
     else
-      InitRow(spec_, keys[i], out + i * dim);
-  }
+      InitRow(spec_, keys[i], o);
+  });
 }
 
 void RowStore::Push(const uint64_t* keys, size_t n, const float* grads) {
+  const size_t dim = static_cast<size_t>(spec_.dim);
   if (spec_.frozen) {
     // Only rows that exist learn; the rest stay absent (and read zero).
     scratch_ptrs_.clear();
     frozen_grads_.clear();
-    const size_t dim = static_cast<size_t>(spec_.dim);
     for (size_t i = 0; i < n; ++i) {
       const float* p = Find(keys[i]);
       if (!p) continue;
@@ -238,9 +284,19 @@ void RowStore::Push(const uint64_t* keys, size_t n, const float* grads) {
     Update(scratch_ptrs_.data(), scratch_ptrs_.size(), frozen_grads_.data());
     return;
   }
-  scratch_ptrs_.resize(n);
-  FindOrCreate(keys, n, scratch_ptrs_.data());
-  Update(scratch_ptrs_.data(), n, grads);
+  // Updated in small groups as they resolve, while their rows are in cache.
+  constexpr size_t kGroup = 8;
+  float* ptrs[kGroup];
+  size_t first = 0, m = 0;
+  Resolve(keys, n, true, [&](size_t i, float* p) {
+    if (m == 0) first = i;
+    ptrs[m++] = p;
+    if (m == kGroup) {
+      Update(ptrs, m, grads + first * dim);
+      m = 0;
+    }
+  });
+  if (m) Update(ptrs, m, grads + first * dim);
 }
 
 void RowStore::PullRef(const uint64_t* keys, size_t n, float* out) {
@@ -265,13 +321,13 @@ void RowStore::Put(uint64_t key, const float* slot) {
 
 void RowStore::ForEachRow(const std::function<void(uint64_t, const float*)>& fn) const {
   if (!half_) {
-    for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], SlotPtr(static_cast<uint32_t>(s)));
+    for (size_t s = 0; s < size_; ++s) fn(KeyAt(static_cast<uint32_t>(s)), SlotPtr(static_cast<uint32_t>(s)));
     return;
   }
   std::vector<float> row(static_cast<size_t>(spec_.dim));
   for (size_t s = 0; s < size_; ++s) {
     LoadWeights(SlotPtr(static_cast<uint32_t>(s)), row.data());
-    fn(slot_keys_[s], row.data());
+    fn(KeyAt(static_cast<uint32_t>(s)), row.data());
   }
 }
 
@@ -283,14 +339,15 @@ void RowStore::Assign(uint64_t key, const float* weights) {
 void RowStore::ForEachRecord(const std::function<void(uint64_t, std::string_view)>& fn) const {
   const size_t bytes = sizeof(float) * static_cast<size_t>(stride_);
   for (size_t s = 0; s < size_; ++s)
-    fn(slot_keys_[s], std::string_view(reinterpret_cast<const char*>(SlotPtr(static_cast<uint32_t>(s))), bytes));
+    fn(KeyAt(static_cast<uint32_t>(s)),
+       std::string_view(reinterpret_cast<const char*>(SlotPtr(static_cast<uint32_t>(s))), bytes));
 }
 
 Status RowStore::PutRecord(uint64_t key, std::string_view record) {
   if (record.size() != sizeof(float) * static_cast<size_t>(stride_))
     return Status::Corruption("row record of " + std::to_string(record.size()) + " bytes, table " +
                               std::to_string(spec_.id) + " expects " + std::to_string(sizeof(float) * stride_));
-  if (key == KeyIndex::kEmpty) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
+  if (key == kReservedKey) return Status::Corruption("reserved key in table " + std::to_string(spec_.id));
   // A NaN or infinity in a stored row would poison every prediction that reads it: refused.
   const char* p = record.data();
   const size_t halves = half_ ? static_cast<size_t>(spec_.dim) : 0;
@@ -308,8 +365,14 @@ Status RowStore::PutRecord(uint64_t key, std::string_view record) {
       return Status::Corruption("row " + std::to_string(KeyLocal(key)) + " of table " + std::to_string(spec_.id) +
                                 " holds a value that is not finite");
   }
-  const auto [slot, inserted] = index_.Insert(key, static_cast<uint32_t>(size_));
-  if (inserted) NewSlot(key, /*init=*/false);  // every float of the slot is overwritten below
+  const auto key_at = [this](uint32_t s) { return KeyAt(s); };
+  const uint64_t h = SlotIndex::Hash(key);
+  uint32_t slot = index_.Find(key, h, key_at);
+  if (slot == SlotIndex::kAbsent) {
+    if (index_.Full()) index_.Grow(size_, key_at);
+    slot = index_.FindOrInsert(key, h, static_cast<uint32_t>(size_), key_at).first;
+    NewSlot(key, /*init=*/false);  // every float of the slot is overwritten below
+  }
   std::memcpy(SlotPtr(slot), record.data(), record.size());
   return Status::Ok();
 }

@@ -1,7 +1,10 @@
 // RowStore: the dense rows of one table (or of one table's shard) with their optimizer state.
 //
-// Storage is a flat open-addressing hash index (key -> slot, linear probing) over an arena of
-// fixed-size blocks; a slot holds `dim` weights followed by StateFloats(optimizer, dim) floats.
+// Storage is an arena of fixed-size blocks of entries, each the row's key (8 bytes) followed by
+// its slot: `dim` weights, then StateFloats(optimizer, dim) floats. A SlotIndex (hash tags and
+// slot numbers, no keys) finds the entry; the key stored in the entry confirms the match, so a
+// lookup's only random access outside the small index is the row itself. Per row that is the
+// slot, 8 bytes of key and 6-7.5 bytes of index (+ 8 bytes of last-touch step with expiry).
 // With fp16 precision the weights take ceil(dim / 2) floats' room (dim halfs) and are widened
 // to fp32 for every pull and update; Find/Put/records then see that storage layout.
 // Rows are created on first Pull or Push with the deterministic initialiser of TableSpec, so a
@@ -13,13 +16,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "ember/common/key_index.h"
 #include "ember/common/status.h"
+#include "ember/embedding/slot_index.h"
 #include "ember/embedding/table.h"
 #include "ember/embedding/types.h"
 
@@ -34,6 +38,13 @@ class RowStore final : public Table {
   size_t size() const override { return size_; }
   uint64_t values() const override { return static_cast<uint64_t>(size_) * spec_.dim; }
   size_t MemoryBytes() const override;
+  // MemoryBytes() by part: weights and optimizer state (what the rows hold), the keys stored
+  // beside them, the index, and the rest (unfilled entries of the last block, the block table,
+  // the touch steps of expiry).
+  struct MemoryParts {
+    size_t weights = 0, state = 0, keys = 0, index = 0, other = 0;
+  };
+  MemoryParts MemoryByPart() const;
   // Estimated MemoryBytes() of a table of `rows` rows (planning).
   static uint64_t EstimateBytes(const TableSpec& spec, uint64_t rows);
 
@@ -54,7 +65,7 @@ class RowStore final : public Table {
   // Calls fn(key, slot) for every row, in slot (creation) order.
   template <typename Fn>
   void ForEach(Fn&& fn) const {
-    for (size_t s = 0; s < size_; ++s) fn(slot_keys_[s], SlotPtr(static_cast<uint32_t>(s)));
+    for (size_t s = 0; s < size_; ++s) fn(KeyAt(static_cast<uint32_t>(s)), SlotPtr(static_cast<uint32_t>(s)));
   }
   // Inserts or overwrites a row with `stride()` floats (restore, resharding).
   void Put(uint64_t key, const float* slot);
@@ -68,7 +79,7 @@ class RowStore final : public Table {
   Status PutRecord(uint64_t key, std::string_view record) override;
   uint64_t ResetRows() override;
 
-  bool Contains(uint64_t key) const override { return index_.Find(key) != KeyIndex::kAbsent; }
+  bool Contains(uint64_t key) const override { return FindSlot(key) != SlotIndex::kAbsent; }
   bool Touched(uint64_t key, uint64_t* step) const override;
 
  protected:
@@ -77,17 +88,33 @@ class RowStore final : public Table {
   Status PutTouched(uint64_t key, uint64_t step) override;
 
  private:
-  static constexpr int kBlockShift = 12;  // 4096 slots per block
+  static constexpr int kBlockShift = 12;  // 4096 entries per block
   static constexpr uint32_t kBlockSlots = 1u << kBlockShift;
+  static constexpr int kKeyFloats = 2;  // the key's room at the start of an entry
 
-  float* SlotPtr(uint32_t slot) const {
-    return blocks_[slot >> kBlockShift].get() + static_cast<size_t>(slot & (kBlockSlots - 1)) * stride_;
+  float* EntryPtr(uint32_t slot) const {
+    return blocks_[slot >> kBlockShift].get() + static_cast<size_t>(slot & (kBlockSlots - 1)) * entry_;
   }
+  float* SlotPtr(uint32_t slot) const { return EntryPtr(slot) + kKeyFloats; }
+  uint64_t KeyAt(uint32_t slot) const {
+    uint64_t key;
+    std::memcpy(&key, EntryPtr(slot), sizeof(key));
+    return key;
+  }
+  // The slot of key, or SlotIndex::kAbsent.
+  uint32_t FindSlot(uint64_t key) const;
   // Returns the slot of key, inserting a fresh initialised row if absent.
   uint32_t LookupOrInsert(uint64_t key);
+  // Resolves keys to slot pointers and calls fn(i, slot) for each, in order. A software pipeline
+  // overlaps the misses: key i + 2 * kAhead has its index group prefetched, key i + kAhead its
+  // candidate row, while key i is confirmed and handed to fn (its row then in cache).
+  // create: missing rows are created (and touched rows stamped); otherwise a missing row's slot
+  // is nullptr and nothing changes.
+  static constexpr size_t kAhead = 16;
+  template <typename Fn>
+  void Resolve(const uint64_t* keys, size_t n, bool create, Fn&& fn);
   // Appends a slot for key: initial weights and optimizer state, or (init = false) uninitialised.
   uint32_t NewSlot(uint64_t key, bool init = true);
-  void Grow();
 
   // Widens a slot's weights to dim floats / narrows dim floats into a slot.
   void LoadWeights(const float* slot, float* out) const;
@@ -98,10 +125,10 @@ class RowStore final : public Table {
   bool half_;
   int weight_floats_;
   int stride_;
+  int entry_;  // floats per entry: the key's room + stride_
   size_t size_ = 0;
-  KeyIndex index_;  // key -> slot
+  SlotIndex index_;  // key -> slot
   std::vector<std::unique_ptr<float[]>> blocks_;
-  std::vector<uint64_t> slot_keys_;
   std::vector<uint64_t> touched_;  // by slot, with expiry: step of the last Pull/Push
   std::vector<float*> scratch_ptrs_;
   std::vector<float> frozen_grads_;
