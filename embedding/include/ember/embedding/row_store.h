@@ -110,7 +110,7 @@ class RowStore final : public Table {
   // candidate row, while key i is confirmed and handed to fn (its row then in cache).
   // create: missing rows are created (and touched rows stamped); otherwise a missing row's slot
   // is nullptr and nothing changes.
-  static constexpr size_t kAhead = 16;
+  static constexpr size_t kAhead = 8;
   template <typename Fn>
   void Resolve(const uint64_t* keys, size_t n, bool create, Fn&& fn);
   // Appends a slot for key: initial weights and optimizer state, or (init = false) uninitialised.
