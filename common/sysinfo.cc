@@ -35,4 +35,10 @@ bool SetBlasThreads(int n) {
   return true;
 }
 
+int BlasThreads() {
+  using GetThreads = int (*)();
+  auto* get = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get ? get() : -1;
+}
+
 }  // namespace ember

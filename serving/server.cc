@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ember/common/sysinfo.h"
 #include "ember/serving/request_rows.h"
 
 namespace ember::serving {
@@ -26,6 +27,8 @@ class Batcher {
 
   Batcher(size_t max_batch, double wait_ms, int workers, monitoring::Recorder* recorder)
       : max_batch_(max_batch), wait_(std::chrono::duration<double, std::milli>(wait_ms)), recorder_(recorder) {
+    blas_threads_ = workers == 1 ? BlasThreads() : 1;
+    blas_now_ = blas_threads_;
     for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { Run(); });
   }
   // Answers every queued request, then stops.
@@ -38,14 +41,28 @@ class Batcher {
     for (auto& w : workers_) w.join();
   }
 
+  // A request is being parsed: a batch waits for it (up to the wait) rather than go without it.
+  // Every Arriving() is followed by one Submit() or Abandon().
+  void Arriving() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++arriving_;
+  }
+  void Abandon() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --arriving_;
+    }
+    cv_.notify_all();
+  }
   // `model`: the model the request was parsed for (requests of a swapped-out model finish on it).
   void Submit(std::shared_ptr<const ServingModel> model, data::Batch batch, Done done) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      --arriving_;
       queued_rows_ += batch.size;
       queue_.push_back({std::move(model), std::move(batch), std::move(done)});
     }
-    cv_.notify_one();
+    cv_.notify_all();  // a worker waiting for arriving requests, or an idle one
   }
 
  private:
@@ -64,9 +81,13 @@ class Batcher {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
         if (stop_ && queue_.empty()) return;
-        // Give concurrent requests a moment to join, unless the batch is already full.
+        // Requests being parsed may join, for at most the wait, unless the batch is already full.
+        // Nothing else is waited for: a batch that waited for requests not yet sent would add the
+        // wait to every answer, and under load the requests that arrive during a forward pass
+        // batch themselves.
         const auto deadline = Clock::now() + wait_;
-        while (!stop_ && queued_rows_ < max_batch_ && cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+        while (!stop_ && arriving_ > 0 && queued_rows_ < max_batch_ &&
+               cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
         }
         size_t rows = 0;
         while (!queue_.empty() && (take.empty() || (rows + queue_.front().batch.size <= max_batch_ &&
@@ -78,6 +99,7 @@ class Batcher {
         queued_rows_ -= rows;
       }
       if (take.empty()) continue;  // another worker took them while this one waited
+      SizeBlasThreads(rows_of(take));
       const Status st = Forward(take, &merged, &probs);
       recorder_->Observe("serve_batch_rows", static_cast<double>(merged.size));
       recorder_->AddCounter("serve_batches_total", 1);
@@ -90,6 +112,21 @@ class Batcher {
         p.done(st, std::move(mine));
       }
     }
+  }
+
+  static size_t rows_of(const std::vector<Pending>& take) {
+    size_t rows = 0;
+    for (const Pending& p : take) rows += p.batch.size;
+    return rows;
+  }
+  // Small passes run on one BLAS thread: their products are too small to share, and the other
+  // threads would spin between them, taking the CPU that parsing and answering need.
+  void SizeBlasThreads(size_t rows) {
+    if (blas_threads_ <= 1) return;
+    const int want = rows <= kSmallPass ? 1 : blas_threads_;
+    if (want == blas_now_) return;
+    SetBlasThreads(want);
+    blas_now_ = want;
   }
 
   // Concatenates the requests' batches (field-major ids) and runs the model once.
@@ -133,6 +170,9 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   size_t queued_rows_ = 0;
+  size_t arriving_ = 0;
+  static constexpr size_t kSmallPass = 64;
+  int blas_threads_ = 1, blas_now_ = 1;  // OpenBLAS's own count; the count now (one forward worker)
   bool stop_ = false;
   std::vector<std::thread> workers_;
 };
@@ -190,8 +230,16 @@ struct PredictionServer::Impl {
   void Predict(const HttpRequest& req, const monitoring::HttpServer::Responder& respond) {
     data::Batch batch;
     std::shared_ptr<const ServingModel> model = Live();
-    HttpResponse error = ParsePredict(req, *model, &batch);
+    batcher->Arriving();
+    HttpResponse error;
+    try {
+      error = ParsePredict(req, *model, &batch);
+    } catch (...) {
+      batcher->Abandon();
+      throw;
+    }
     if (error.status != 200) {
+      batcher->Abandon();
       respond(std::move(error));
       return;
     }

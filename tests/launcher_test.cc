@@ -648,6 +648,27 @@ TEST_F(ServeTest, BadRequestsGet4xxAndTheServerKeepsServing) {
   EXPECT_EQ(nlohmann::json::parse(res.body())["probabilities"].get<std::vector<float>>(), Direct(rows));
 }
 
+TEST_F(ServeTest, ABatchWaitsOnlyForRequestsBeingParsed) {
+  // With the longest wait allowed, a lone request (and one after refused ones, which must not
+  // count as still arriving) is answered at once: nothing else is being parsed to wait for.
+  server_.reset();
+  serving::ServeOptions o;
+  o.port = 0;
+  o.batch_wait_ms = 1000;
+  server_ = std::make_unique<serving::PredictionServer>(model_.get(), o);
+  ASSERT_TRUE(server_->Start().ok());
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(testing_util::Exchange(port(), testing_util::Post("/v1/predict", "{\"rows\": []}")).result_int(), 400);
+  const auto rows = TestRows(1);
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto res = testing_util::Exchange(port(), testing_util::Post("/v1/predict", RowsJson(rows)));
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_EQ(res.result_int(), 200) << res.body();
+    EXPECT_LT(ms, 900) << "the batch waited out batch_wait_ms with nothing arriving";
+  }
+}
+
 TEST_F(ServeTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnAnswer) {
   for (int workers : {1, 3}) {
     SCOPED_TRACE(workers);

@@ -12,5 +12,7 @@ uint64_t CurrentRssBytes();
 // Sets the BLAS library's own thread pool to n threads where it has one (OpenBLAS:
 // openblas_set_num_threads, found at run time); returns false where the BLAS offers none.
 bool SetBlasThreads(int n);
+// OpenBLAS's thread count, or -1 where the BLAS is not OpenBLAS.
+int BlasThreads();
 
 }  // namespace ember
