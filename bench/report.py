@@ -38,19 +38,32 @@ PROFILE = """
    (12 % of samples). One BLAS thread, a shorter spin (`OPENBLAS_THREAD_TIMEOUT=4`) or the
    OpenMP build of OpenBLAS measured no faster at batch 2048, and one BLAS thread 30 % slower on
    the demo's wider MLP (bottom 512-256-64): the spinning uses otherwise idle time. Left as is.
-3. **Embedding pull.** The hash-index probe is a second random memory access per row: the gather
-   kernel on resolved rows runs at 0.8-1.2 of the random-gather limit, the pull through the index
-   at 0.3-0.5. The index now keeps key and id in one packed 12-byte bucket (one cache line per
-   probe instead of two arrays) and probes in chunks of 64 with every bucket prefetched first;
-   both moved the pull within this VM's noise: perf shows the prefetches stalling on the miss
-   buffers, i.e. the pull is bound by memory-level parallelism. Left: rows stored inline in the
-   index (one random access per row).
+3. **Embedding pull.** The lookup is bound by memory-level parallelism: the random-gather limit
+   moves one 64-byte line per row, the pull two random accesses (the index, then the row).
+   perf shows the row prefetches stalling on full miss buffers. Rows are now stored with their
+   keys, behind an index of tags and slot numbers (6-7.5 bytes a row instead of 24-48): full
+   tables went from 1.5x to 1.07-1.23x their weights and state. The pull moved with it, A/B in
+   one sitting on `embedding_bench`: 0.31-0.38 of the limit against 0.29-0.34 at 1M rows, where
+   the small index stays in the last-level cache, and 0.26-0.28 against 0.27-0.35 at 4M rows,
+   where the entry (76 bytes with its key) more often spans three cache lines. Rows inline in the
+   index (one random access) would cost the whole entry's load-factor slack in memory.
 4. **PS over TCP.** 0.3-0.5 of a plain socket moving the same bytes: the profile shows zero-filled
    buffer resizes (`memset`, 9 %) and each row copied through request and reply buffers, while
    the shard work alone runs at 2.5-7e7 rows/s in process. Left: reused, uninitialised wire
    buffers and scatter-gather replies.
 """
 
+
+REFERENCE_TEXT = (
+    "Repeats in one run move by 10-30 % on this VM, and the compute limit with them (the same products "
+    "measured 97 to 176 GFLOP/s on different days), which is why each ratio is taken within one run. Profiling "
+    "(`perf`, per-phase timers in the trainer) found LibTorch's Adam step at 2.3 ms a step (ten tensor "
+    "operations per parameter) and the interaction's `bmm` plus triangle gather at about 20 ms a step at batch "
+    "2048. `FusedAdam` (workers/fused_adam.h: Adam's update in one loop per parameter, with Adam's own state, so "
+    "checkpoints are unchanged) and `DotInteraction` (models/fused_ops.h: the lower-triangle dot products in one "
+    "pass per sample, with a hand-written backward) remove both; tests compare each with LibTorch's form. "
+    "Before them ember ran at 1.64x the reference at batch 128 and 1.31x at batch 2048 (one measurement at "
+    "100000 rows). At batch 2048 what is left is the matrix products themselves.")
 
 MEMORY_TEXT = (
     "`embedding_bench --memory OPTIMIZER` (through `bench/embedding_throughput.py`), one process per table: a "
@@ -124,7 +137,8 @@ def main():
                 "starts; ember's timer includes reading and parsing the file. Training samples/s (median of the "
                 "repeats), then test AUC; the compute limit is the shape's matrix products alone (forward, weight and "
                 "input gradients, PyTorch on the same BLAS and threads), measured in the same run.", "",
-                open(R("reference.md")).read().split("\n", 2)[2].strip(), "", "![throughput](performance-throughput.png)"]
+                open(R("reference.md")).read().split("\n", 2)[2].strip(), "", REFERENCE_TEXT, "",
+                "![throughput](performance-throughput.png)"]
         if plt:
             fig, ax = plt.subplots(figsize=(7, 4))
             for shape, color in (("reference", "#c0392b"), ("small", "#2980b9")):
@@ -154,7 +168,9 @@ def main():
                 "larger than the caches), batches of 65536 random rows. The limit is the fastest of three loops "
                 "copying the same random rows out of a flat array (plain, software-prefetched by index, "
                 "prefetched by pointer). The kernels get rows already resolved (as after the index lookup); the "
-                "pull and push rows add the hash-index lookup, a second random memory access per row.", "",
+                "pull and push rows add the index lookup (embedding/slot_index.h: one 64-byte group of tags and "
+                "slot numbers, then the row's entry, whose stored key confirms the match), a second random "
+                "memory access per row.", "",
                 open(R("embedding_throughput.md")).read().split("\n", 2)[2].strip(), "",
                 "![kernels](performance-kernels.png)"]
         if plt:
@@ -179,7 +195,9 @@ def main():
                 "rows from 2 shard servers over loopback TCP and pushes their gradients (ember's RPC: request "
                 "framing, key routing, shard lookup and the Adagrad update), against plain sockets moving the same "
                 "request and reply bytes to the same number of servers (the transport's floor), and in-process "
-                "shards (no network).", "", open(R("ps_throughput.md")).read().split("\n", 2)[2].strip(), "",
+                "shards (no network). The plain socket moves bytes and does no shard work, which here costs about "
+                "as much as the transfer; `plain + shard work` adds the in-process time shared by the servers "
+                "(they run in parallel): the floor of an RPC that moves the bytes and then does the work.", "", open(R("ps_throughput.md")).read().split("\n", 2)[2].strip(), "",
                 "![ps](performance-ps.png)"]
         if plt:
             fig, ax = plt.subplots(figsize=(7, 4))
