@@ -18,7 +18,11 @@ using tcp = asio::ip::tcp;
 template <typename Slice>
 Status GroupByServer(const std::vector<Slice>& slices, const std::vector<uint32_t>& dims, int n, const char* what,
                      std::vector<std::vector<std::vector<size_t>>>* positions) {
-  positions->assign(n, std::vector<std::vector<size_t>>(slices.size()));
+  positions->resize(static_cast<size_t>(n));
+  for (auto& server : *positions) {  // cleared, capacity kept
+    server.resize(slices.size());
+    for (auto& p : server) p.clear();
+  }
   for (size_t s = 0; s < slices.size(); ++s) {
     if (!dims[s]) return Status::NotFound(std::string(what) + " undeclared table " + std::to_string(slices[s].table));
     for (size_t i = 0; i < slices[s].n; ++i) (*positions)[ShardOf(slices[s].keys[i], n)][s].push_back(i);
@@ -31,12 +35,13 @@ Status GroupByServer(const std::vector<Slice>& slices, const std::vector<uint32_
 template <typename Encode>
 std::vector<const std::string*> Payloads(const std::vector<std::vector<std::vector<size_t>>>& positions,
                                          std::vector<std::string>* payloads, Encode&& encode, bool every = false) {
-  payloads->assign(positions.size(), std::string());
+  payloads->resize(positions.size());
   std::vector<const std::string*> send(positions.size(), nullptr);
   for (size_t i = 0; i < positions.size(); ++i) {
     size_t keys = 0;
     for (const auto& p : positions[i]) keys += p.size();
     if (!keys && !every) continue;
+    (*payloads)[i].clear();  // capacity kept
     encode(positions[i], &(*payloads)[i]);
     send[i] = &(*payloads)[i];
   }
@@ -190,7 +195,8 @@ Status RemoteClient::RoundTrip(wire::Type type, const std::vector<const std::str
     return Status::Unavailable("PS connections unusable after an earlier failure: " + broken_.message());
   auto& sockets = impl_->sockets;
   const size_t n = sockets.size();
-  replies->assign(n, std::string());
+  replies->resize(n);
+  for (auto& r : *replies) r.clear();  // capacity kept
   std::vector<uint64_t> ids(n, 0);
   std::string frame;
   const auto deadline = After(options_.timeout_s);
@@ -237,6 +243,18 @@ Status RemoteClient::Broadcast(wire::Type type, const std::string& payload, std:
   return RoundTrip(type, std::vector<const std::string*>(impl_->sockets.size(), &payload), replies);
 }
 
+bool RemoteClient::SameKeysAsLastPull(const std::vector<PushSlice>& slices) const {
+  if (slices.size() != last_pull_tables_.size()) return false;
+  size_t at = 0;
+  for (size_t s = 0; s < slices.size(); ++s) {
+    if (slices[s].table != last_pull_tables_[s] || slices[s].n != last_pull_sizes_[s]) return false;
+    if (slices[s].n && std::memcmp(slices[s].keys, last_pull_keys_.data() + at, slices[s].n * sizeof(uint64_t)) != 0)
+      return false;
+    at += slices[s].n;
+  }
+  return true;
+}
+
 uint32_t RemoteClient::Dim(uint32_t table) const { return table < table_dims_.size() ? table_dims_[table] : 0; }
 
 Status RemoteClient::CreateTables(const std::vector<embedding::TableSpec>& specs) {
@@ -257,13 +275,20 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
   const int n = num_shards();
   std::vector<uint32_t> dims(slices.size());
   for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
-  std::vector<std::vector<std::vector<size_t>>> positions;
+  last_pull_tables_.clear();  // until this pull's grouping is complete
+  Positions& positions = pull_positions_;
   EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "pull from", &positions));
-  std::vector<std::string> payloads;
-  const auto send = Payloads(positions, &payloads, [&](const auto& pos, std::string* out) {
+  last_pull_keys_.clear();
+  last_pull_sizes_.clear();
+  for (const PullSlice& s : slices) {
+    last_pull_tables_.push_back(s.table);
+    last_pull_sizes_.push_back(s.n);
+    last_pull_keys_.insert(last_pull_keys_.end(), s.keys, s.keys + s.n);
+  }
+  const auto send = Payloads(positions, &payloads_, [&](const auto& pos, std::string* out) {
     wire::EncodePull(slices, pos, clock.wait_for, out);
   });
-  std::vector<std::string> replies;
+  std::vector<std::string>& replies = replies_;
   EMBER_RETURN_IF_ERROR(RoundTrip(wire::Type::kPull, send, &replies));
   uint64_t lowest = UINT64_MAX;
   for (int i = 0; i < n; ++i) {
@@ -301,7 +326,16 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
     if (!r.End()) return r.status().WithContext("PS server " + std::to_string(i));
   }
   if (clock.clock) *clock.clock = lowest == UINT64_MAX ? 0 : lowest;
+  TrimBuffers();
   return Status::Ok();
+}
+
+void RemoteClient::TrimBuffers() {
+  // Buffers past this are freed after their call rather than kept for the next.
+  constexpr size_t kKeepBytes = 16 << 20;
+  for (auto* v : {&payloads_, &replies_})
+    for (std::string& b : *v)
+      if (b.capacity() > kKeepBytes) std::string().swap(b);
 }
 
 Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock& clock) {
@@ -309,14 +343,18 @@ Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock&
   const int n = num_shards();
   std::vector<uint32_t> dims(slices.size());
   for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
-  std::vector<std::vector<std::vector<size_t>>> positions;
-  EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "push to", &positions));
-  std::vector<std::string> payloads;
+  const Positions* positions = &pull_positions_;
+  if (!SameKeysAsLastPull(slices)) {
+    EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "push to", &push_positions_));
+    positions = &push_positions_;
+  }
   const auto send = Payloads(
-      positions, &payloads, [&](const auto& pos, std::string* out) { wire::EncodePush(slices, dims, pos, clock, out); },
+      *positions, &payloads_,
+      [&](const auto& pos, std::string* out) { wire::EncodePush(slices, dims, pos, clock, out); },
       /*every=*/clock.workers > 0);
-  std::vector<std::string> replies;
-  return RoundTrip(wire::Type::kPush, send, &replies);
+  const Status st = RoundTrip(wire::Type::kPush, send, &replies_);
+  TrimBuffers();
+  return st;
 }
 
 Result<std::vector<TableStats>> RemoteClient::Stats() {

@@ -1,5 +1,6 @@
 #include "ember/ps/server.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
 #include <condition_variable>
@@ -79,8 +80,10 @@ void ServerSession::ReleaseBuffer() {
 
 void ServerSession::Grow() {
   // Grow with what arrived, never to what the header claims: a header announcing 1 GiB
-  // followed by silence costs the first chunk only.
-  const size_t target = std::min<size_t>(current_.payload_bytes, std::max(kFirstChunk, 2 * payload_have_));
+  // followed by silence costs the first chunk only (or the buffer this session already holds,
+  // at most kKeepBuffer, which a frame fills at once instead of chunk by doubling chunk).
+  const size_t target =
+      std::min<size_t>(current_.payload_bytes, std::max({kFirstChunk, 2 * payload_have_, payload_.capacity()}));
   payload_.resize(target);
   if (payload_.capacity() > reserved_) {
     const uint64_t more = payload_.capacity() - reserved_;

@@ -155,6 +155,40 @@ TEST(RemotePs, EquivalentToInProcessShards) {
   EXPECT_GT(cluster.client->bytes_received(), 0u);
 }
 
+TEST(RemotePs, APushOfOtherKeysThanTheLastPullIsGroupedAfresh) {
+  // A push reuses the last pull's grouping only for exactly its tables and keys: pushes of other
+  // keys of the same count, of the same keys to another table, and of a shorter list must each
+  // reach the shards that own their keys, as in process.
+  Cluster cluster(3);
+  InProcessClient local(3);
+  ASSERT_TRUE(cluster.client->CreateTables(Specs()).ok());
+  ASSERT_TRUE(local.CreateTables(Specs()).ok());
+  std::vector<uint64_t> a, b, c;
+  for (uint64_t i = 0; i < 40; ++i) {
+    a.push_back(embedding::MakeKey(0, i));
+    b.push_back(embedding::MakeKey(0, 1000 + i));
+    c.push_back(embedding::MakeKey(2, i));
+  }
+  std::vector<float> out(40 * 8), grads(40 * 8, 0.5f);
+  for (PsClient* client : {static_cast<PsClient*>(cluster.client.get()), static_cast<PsClient*>(&local)}) {
+    ASSERT_TRUE(client->Pull({PullSlice{0, a.data(), a.size(), out.data()}}).ok());
+    ASSERT_TRUE(client->Push({PushSlice{0, b.data(), b.size(), grads.data()}}).ok());  // other keys
+    ASSERT_TRUE(client->Pull({PullSlice{0, a.data(), a.size(), out.data()}}).ok());
+    ASSERT_TRUE(client->Push({PushSlice{2, c.data(), c.size(), grads.data()}}).ok());      // another table
+    ASSERT_TRUE(client->Push({PushSlice{0, a.data(), a.size() - 7, grads.data()}}).ok());  // fewer keys
+    ASSERT_TRUE(client->Push({PushSlice{0, a.data(), a.size(), grads.data()}}).ok());      // the same keys
+  }
+  ExpectSameStats(*cluster.client, local);
+  for (const auto* keys : {&a, &b, &c}) {
+    const uint32_t table = embedding::KeyTable((*keys)[0]);
+    const size_t dim = table == 2 ? 5 : 8;
+    std::vector<float> x(keys->size() * dim, -1), y(x.size(), -2);
+    ASSERT_TRUE(cluster.client->Pull({PullSlice{table, keys->data(), keys->size(), x.data()}}).ok());
+    ASSERT_TRUE(local.Pull({PullSlice{table, keys->data(), keys->size(), y.data()}}).ok());
+    EXPECT_EQ(x, y) << "table " << table;
+  }
+}
+
 // 2 servers -> files -> 3 servers -> files -> 1 server: every row and
 // its optimizer state survive, for every table kind (dense fp32 with row-wise Adagrad and Adam,
 // dense fp16 with Adagrad, DSL's sparse rows): later pushes and pulls agree exactly with an

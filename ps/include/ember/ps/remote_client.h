@@ -61,6 +61,10 @@ class RemoteClient final : public PsClient {
   Status RoundTrip(wire::Type type, const std::vector<const std::string*>& payloads, std::vector<std::string>* replies);
   Status Broadcast(wire::Type type, const std::string& payload, std::vector<std::string>* replies);
   uint32_t Dim(uint32_t table) const;
+  // Frees reused buffers that grew past a limit.
+  void TrimBuffers();
+  // Whether a push's tables and keys are exactly the last pull's.
+  bool SameKeysAsLastPull(const std::vector<PushSlice>& slices) const;
 
   std::string Who(size_t server) const;
   // Marks the client unusable (a timeout or a broken stream) and returns `st`.
@@ -73,6 +77,16 @@ class RemoteClient final : public PsClient {
   std::mutex mu_;
   std::vector<uint32_t> table_dims_;
   uint64_t next_id_ = 1;
+  // Reused from call to call (calls are serialised): the keys' grouping by server, the request
+  // payloads and the replies, so that a step allocates nothing once the buffers have grown.
+  using Positions = std::vector<std::vector<std::vector<size_t>>>;  // [server][slice] -> indices
+  Positions pull_positions_, push_positions_;
+  std::vector<std::string> payloads_, replies_;
+  // The last pull's tables and keys: a push of the same keys (a training step's) reuses its
+  // grouping instead of hashing every key again.
+  std::vector<uint32_t> last_pull_tables_;
+  std::vector<size_t> last_pull_sizes_;
+  std::vector<uint64_t> last_pull_keys_;
   uint64_t bytes_sent_ = 0, bytes_received_ = 0;
 };
 
