@@ -47,10 +47,15 @@ PROFILE = """
    the small index stays in the last-level cache, and 0.26-0.28 against 0.27-0.35 at 4M rows,
    where the entry (76 bytes with its key) more often spans three cache lines. Rows inline in the
    index (one random access) would cost the whole entry's load-factor slack in memory.
-4. **PS over TCP.** 0.3-0.5 of a plain socket moving the same bytes: the profile shows zero-filled
-   buffer resizes (`memset`, 9 %) and each row copied through request and reply buffers, while
-   the shard work alone runs at 2.5-7e7 rows/s in process. Left: reused, uninitialised wire
-   buffers and scatter-gather replies.
+4. **PS over TCP.** 0.3-0.5 of a plain socket moving the same bytes, 0.4-0.6 of the plain socket
+   plus the shard work (which costs about as much as the transfer here). The profile showed
+   zero-filled buffer resizes (`memset`, 9 %) and each row copied through request and reply
+   buffers. The client now reuses its grouping, request and reply buffers from call to call (a
+   push of the pulled keys reuses the pull's grouping) and a server session fills a buffer it
+   holds at once: no change that this VM's noise lets one see (A/B in one sitting, 1.7-3.6 times
+   the plain socket's time both ways). Timers in the client put the round trips at 80 % of a
+   step. Left: uninitialised buffers and scatter-gather replies, and overlapping the shard work
+   with the transfer.
 """
 
 
