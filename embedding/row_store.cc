@@ -131,18 +131,19 @@ uint32_t RowStore::FindSlot(uint64_t key) const {
   return index_.Find(key, SlotIndex::Hash(key), [this](uint32_t s) { return KeyAt(s); });
 }
 
+std::pair<uint32_t, bool> RowStore::FindOrAppend(uint64_t key, uint64_t hash, bool init) {
+  const auto key_at = [this](uint32_t s) { return KeyAt(s); };
+  const uint32_t slot = index_.Find(key, hash, key_at);
+  if (slot != SlotIndex::kAbsent) return {slot, false};
+  if (index_.Full()) index_.Grow(size_, key_at);
+  index_.FindOrInsert(key, hash, static_cast<uint32_t>(size_), key_at);
+  return {NewSlot(key, init), true};
+}
+
 uint32_t RowStore::LookupOrInsert(uint64_t key) {
   EMBER_CHECK(key != kReservedKey) << "reserved key";
-  const auto key_at = [this](uint32_t s) { return KeyAt(s); };
-  const uint64_t h = SlotIndex::Hash(key);
-  uint32_t slot = index_.Find(key, h, key_at);
-  if (slot == SlotIndex::kAbsent) {
-    if (index_.Full()) index_.Grow(size_, key_at);
-    slot = index_.FindOrInsert(key, h, static_cast<uint32_t>(size_), key_at).first;
-    NewSlot(key);
-  } else if (track_) {
-    touched_[slot] = now_;
-  }
+  const auto [slot, inserted] = FindOrAppend(key, SlotIndex::Hash(key));
+  if (!inserted && track_) touched_[slot] = now_;
   return slot;
 }
 
@@ -223,15 +224,11 @@ void RowStore::Resolve(const uint64_t* keys, size_t n, bool create, Fn&& fn) {
     uint32_t s = cand[i % kRing];
     if (s == SlotIndex::kAbsent || KeyAt(s) != keys[i]) {
       const uint64_t h = hashes[i % kRing];
-      s = index_.Find(keys[i], h, key_at);
-      if (s == SlotIndex::kAbsent) {
-        if (!create) {
-          fn(i, static_cast<float*>(nullptr));
-          continue;
-        }
-        if (index_.Full()) index_.Grow(size_, key_at);
-        s = index_.FindOrInsert(keys[i], h, static_cast<uint32_t>(size_), key_at).first;
-        NewSlot(keys[i]);
+      if (create) {
+        s = FindOrAppend(keys[i], h).first;
+      } else if ((s = index_.Find(keys[i], h, key_at)) == SlotIndex::kAbsent) {
+        fn(i, static_cast<float*>(nullptr));
+        continue;
       }
     }
     if (create && track_) touched_[s] = now_;
@@ -365,14 +362,8 @@ Status RowStore::PutRecord(uint64_t key, std::string_view record) {
       return Status::Corruption("row " + std::to_string(KeyLocal(key)) + " of table " + std::to_string(spec_.id) +
                                 " holds a value that is not finite");
   }
-  const auto key_at = [this](uint32_t s) { return KeyAt(s); };
-  const uint64_t h = SlotIndex::Hash(key);
-  uint32_t slot = index_.Find(key, h, key_at);
-  if (slot == SlotIndex::kAbsent) {
-    if (index_.Full()) index_.Grow(size_, key_at);
-    slot = index_.FindOrInsert(key, h, static_cast<uint32_t>(size_), key_at).first;
-    NewSlot(key, /*init=*/false);  // every float of the slot is overwritten below
-  }
+  // A new slot is left uninitialised: every float of it is overwritten here.
+  const uint32_t slot = FindOrAppend(key, SlotIndex::Hash(key), /*init=*/false).first;
   std::memcpy(SlotPtr(slot), record.data(), record.size());
   return Status::Ok();
 }

@@ -105,6 +105,9 @@ class RowStore final : public Table {
   uint32_t FindSlot(uint64_t key) const;
   // Returns the slot of key, inserting a fresh initialised row if absent.
   uint32_t LookupOrInsert(uint64_t key);
+  // The slot of key (hash: its SlotIndex::Hash) and false, or a new slot appended for it (see
+  // NewSlot) and true.
+  std::pair<uint32_t, bool> FindOrAppend(uint64_t key, uint64_t hash, bool init = true);
   // Resolves keys to slot pointers and calls fn(i, slot) for each, in order. A software pipeline
   // overlaps the misses: key i + 2 * kAhead has its index group prefetched, key i + kAhead its
   // candidate row, while key i is confirmed and handed to fn (its row then in cache).
