@@ -18,6 +18,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -80,7 +81,7 @@ class SlotIndex {
     }
   }
 
-  // Room for one more key without growing? If not, the caller grows with Rebuild() first.
+  // Room for one more key without growing? If not, the caller calls Grow() first.
   bool Full() const { return size_ + 1 > MaxSize(groups_.size()); }
 
   // The slot of key and false, or (if absent and !Full()) inserts it as `next`: (next, true).
@@ -106,6 +107,7 @@ class SlotIndex {
   // Rebuilds the index over slots [0, n) (key_at(s) for each), sized for at least `want` keys.
   template <typename KeyAt>
   void Rebuild(size_t n, size_t want, const KeyAt& key_at) {
+    want = std::max(want, n);
     uint64_t groups = kMinGroups;
     while (want > MaxSize(groups)) groups = NextGroups(groups);
     groups_ = GroupArray(groups);
