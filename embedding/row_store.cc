@@ -213,7 +213,11 @@ void RowStore::Resolve(const uint64_t* keys, size_t n, bool create, Fn&& fn) {
     cand[j % kRing] = c;
     if (c == SlotIndex::kAbsent) return;
     const float* e = EntryPtr(c);
+    // Every cache line of the entry: a 76-byte entry spans three lines one time in eight.
     __builtin_prefetch(e, 1);
+    const uintptr_t first = reinterpret_cast<uintptr_t>(e) >> 6,
+                    last = reinterpret_cast<uintptr_t>(e + entry_ - 1) >> 6;
+    if (last - first > 1) __builtin_prefetch(e + 16, 1);
     __builtin_prefetch(e + entry_ - 1, 1);
   };
   for (size_t j = 0; j < std::min(n, 2 * kAhead); ++j) stage_group(j);
