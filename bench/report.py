@@ -45,8 +45,10 @@ PROFILE = """
    tables went from 1.5x to 1.07-1.23x their weights and state. The pull moved with it, A/B in
    one sitting on `embedding_bench`: 0.31-0.38 of the limit against 0.29-0.34 at 1M rows, where
    the small index stays in the last-level cache, and 0.26-0.28 against 0.27-0.35 at 4M rows,
-   where the entry (76 bytes with its key) more often spans three cache lines. Rows inline in the
-   index (one random access) would cost the whole entry's load-factor slack in memory.
+   where one 76-byte entry in eight (with its key) spans three cache lines: prefetching that
+   middle line too brought the 4M-row pull to 0.31-0.36 (against 0.28-0.29 without it, A/B in one
+   sitting). Rows inline in the index (one random access) would cost the whole entry's
+   load-factor slack in memory.
 4. **PS over TCP.** 0.3-0.5 of a plain socket moving the same bytes, 0.4-0.6 of the plain socket
    plus the shard work (which costs about as much as the transfer here). The profile showed
    zero-filled buffer resizes (`memset`, 9 %) and each row copied through request and reply
