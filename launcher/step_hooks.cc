@@ -86,7 +86,8 @@ Result<std::string> ExportWhileTraining(workers::Trainer* trainer, ps::PsClient*
     state->deltas_since_full = 0;
   }
   state->last_export_path = path;
-  if (c.export_keep > 0) {                               // the newest export.keep, and every file they resolve through
+  // The newest export.keep, and every file they resolve through.
+  if (c.export_keep > 0) {
     const auto all = serving::ListModels(c.export_dir);  // newest first
     std::set<std::string> keep;
     for (size_t i = 0; i < all.size() && i < static_cast<size_t>(c.export_keep); ++i)

@@ -77,6 +77,7 @@ class Batcher {
     std::vector<float> probs;
     for (;;) {
       std::vector<Pending> take;
+      size_t rows = 0;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
@@ -89,7 +90,6 @@ class Batcher {
         while (!stop_ && arriving_ > 0 && queued_rows_ < max_batch_ &&
                cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
         }
-        size_t rows = 0;
         while (!queue_.empty() && (take.empty() || (rows + queue_.front().batch.size <= max_batch_ &&
                                                     queue_.front().model == take[0].model))) {
           rows += queue_.front().batch.size;
@@ -99,7 +99,7 @@ class Batcher {
         queued_rows_ -= rows;
       }
       if (take.empty()) continue;  // another worker took them while this one waited
-      SizeBlasThreads(rows_of(take));
+      SizeBlasThreads(rows);
       const Status st = Forward(take, &merged, &probs);
       recorder_->Observe("serve_batch_rows", static_cast<double>(merged.size));
       recorder_->AddCounter("serve_batches_total", 1);
@@ -114,11 +114,6 @@ class Batcher {
     }
   }
 
-  static size_t rows_of(const std::vector<Pending>& take) {
-    size_t rows = 0;
-    for (const Pending& p : take) rows += p.batch.size;
-    return rows;
-  }
   // Small passes run on one BLAS thread: their products are too small to share, and the other
   // threads would spin between them, taking the CPU that parsing and answering need.
   void SizeBlasThreads(size_t rows) {

@@ -12,9 +12,9 @@
 // Concurrent predict requests are batched: one worker runs a forward pass over every request
 // queued (up to max_batch rows, waiting at most batch_wait_ms for requests being parsed, never
 // for requests not yet received) and answers each with its slice; with one forward worker a
-// pass of at most 64 rows runs OpenBLAS on one thread. Bad requests (not JSON, wrong shape, wrong field count, too many
-// rows, bodies over max_body_bytes) get 4xx with {"error": "..."} naming the row or field; the
-// server keeps serving.
+// pass of at most 64 rows runs OpenBLAS on one thread. Bad requests (not JSON, wrong shape,
+// wrong field count, too many rows, bodies over max_body_bytes) get 4xx with {"error": "..."}
+// naming the row or field; the server keeps serving.
 #pragma once
 
 #include <memory>
