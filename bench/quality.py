@@ -12,7 +12,7 @@ what the epochs themselves do. The linear reference is
 bench/linear_reference.py (scikit-learn L2 logistic regression on hashed one-hot features, C
 chosen on the validation file) on the same files, in the same run.
 
-    /usr/bin/python3 bench/quality.py [--build build] [--rows 300000] [--curve 100000,300000,1000000]
+    /usr/bin/python3 bench/quality.py [--build build] [--rows 300000] [--curve 100000,300000,1000000,3000000]
                                       [--models dlrm,deepfm,dcn_v2,wide_deep,fm,lr] [--data DIR]
 
 Writes bench/results/quality.{md,csv} and quality-curve.png (test AUC against training rows).
@@ -66,14 +66,26 @@ def valid_curve(log):
     return [float(m.group(1)) for m in re.finditer(r"epoch \d+: validation AUC ([0-9.]+)", open(log).read())]
 
 
-def linear_reference(data, train_file, key):
+def linear_reference(data, train_file, key, grid="0.03,0.1,0.3"):
     out = os.path.join(data, key + ".json")
     if not os.path.exists(out):
         here = os.path.dirname(os.path.abspath(__file__))
         subprocess.run([sys.executable, os.path.join(here, "linear_reference.py"), "--train", train_file,
-                        "--valid", f"{data}/valid.tsv", "--test", f"{data}/test.tsv", "--grid", "0.03,0.1,0.3",
+                        "--valid", f"{data}/valid.tsv", "--test", f"{data}/test.tsv", "--grid", grid,
                         "--out", out], check=True, stdout=subprocess.DEVNULL)
     return json.load(open(out))
+
+
+def linear_references(data, files, sizes, grid_up_to):
+    """The linear reference at every size: C tuned on the grid up to `grid_up_to` training rows;
+    above it (where one liblinear fit takes tens of minutes) at the C chosen at the largest
+    tuned size."""
+    ref = {}
+    for n in sorted(sizes):
+        tuned = [m for m in ref if m <= grid_up_to]
+        grid = "0.03,0.1,0.3" if n <= grid_up_to or not tuned else str(ref[max(tuned)]["C"])
+        ref[n] = linear_reference(data, files[n], f"linear-{n}", grid)
+    return ref
 
 
 def main():
@@ -82,8 +94,10 @@ def main():
     ap.add_argument("--rows", type=int, default=300000)
     ap.add_argument("--epochs", default="1,3,5")
     ap.add_argument("--models", default="dlrm,deepfm,dcn_v2,wide_deep,fm,lr")
-    ap.add_argument("--curve", default="100000,300000,1000000", help="training sizes of the learning curve")
-    ap.add_argument("--curve-models", default="dlrm,wide_deep,lr")
+    ap.add_argument("--curve", default="100000,300000,1000000,3000000", help="training sizes of the learning curve")
+    ap.add_argument("--curve-models", default="dlrm,deepfm,dcn_v2,wide_deep,fm,lr")
+    ap.add_argument("--linear-grid-up-to", type=int, default=1000000,
+                    help="tune the linear reference's C up to this many training rows; above, reuse the C chosen there")
     ap.add_argument("--curve-epochs", type=int, default=3)
     ap.add_argument("--data", default="bench/results/quality-data")
     ap.add_argument("--out", default="bench/results")
@@ -116,11 +130,6 @@ def main():
                 sets = [f"model.name=\"{model}\"", f"train.epochs={ep}"] + extra
                 record(model, a.rows, ep, variant,
                        train(ember, a.data, files[a.rows], f"{model}-{a.rows}-e{ep}-{variant}", sets))
-    ref = {n: linear_reference(a.data, files[n], f"linear-{n}") for n in sizes}
-    for n in sizes:
-        rows.append({"model": "sklearn-lr", "rows": n, "epochs": "", "variant": f"C={ref[n]['C']}",
-                     "auc": ref[n]["auc"], "logloss": ref[n]["logloss"],
-                     "valid_auc_by_epoch": f"{ref[n]['valid_auc']:.4f}", "seconds": ""})
     for model in a.curve_models.split(","):
         for n in sizes:
             if n == a.rows and a.curve_epochs in epochs:
@@ -128,6 +137,11 @@ def main():
             sets = [f"model.name=\"{model}\"", f"train.epochs={a.curve_epochs}"]
             record(model, n, a.curve_epochs, "now",
                    train(ember, a.data, files[n], f"{model}-{n}-e{a.curve_epochs}-now", sets))
+    ref = linear_references(a.data, files, sizes, a.linear_grid_up_to)
+    for n in sizes:
+        rows.append({"model": "sklearn-lr", "rows": n, "epochs": "", "variant": f"C={ref[n]['C']}",
+                     "auc": ref[n]["auc"], "logloss": ref[n]["logloss"],
+                     "valid_auc_by_epoch": f"{ref[n]['valid_auc']:.4f}", "seconds": ""})
 
     fields = ["model", "rows", "epochs", "variant", "auc", "logloss", "valid_auc_by_epoch", "seconds"]
     benchlib.write_csv(os.path.join(a.out, "quality.csv"), rows, fields)

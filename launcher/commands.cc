@@ -103,11 +103,19 @@ Result<std::unique_ptr<data::BatchReader>> OpenReader(const RunConfig& c, const 
   return std::unique_ptr<data::BatchReader>(new data::PrefetchingReader(std::move(r).value()));
 }
 
-Result<std::unique_ptr<embedding::EmbeddingMethod>> PlanMethod(const workers::TrainerConfig& tc) {
-  embedding::MethodConfig ec = tc.embedding;
-  ec.first_table = 0;
-  ec.seed = PairSeed(tc.embedding.seed, 0);
-  return embedding::MakeMethod(ec, tc.fields);
+Result<ModelPlan> PlanModel(const workers::TrainerConfig& tc) {
+  ModelPlan p;
+  EMBER_ASSIGN_OR_RETURN(p.groups, workers::MakeGroupMethods(tc));
+  p.total.method = embedding::MethodName(tc.embedding.method);
+  for (const auto& g : p.groups) {
+    auto plan = embedding::PlanMemory(*g.method, g.config, tc.fields);
+    p.total.param_bytes += plan.param_bytes;
+    p.total.state_bytes += plan.state_bytes;
+    p.total.resident_bytes += plan.resident_bytes;
+    p.total.full_bytes += plan.full_bytes;
+    for (auto& t : plan.tables) p.total.tables.push_back(std::move(t));
+  }
+  return p;
 }
 
 namespace {
@@ -126,8 +134,9 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   EMBER_ASSIGN_OR_RETURN(auto tc, MakeTrainerConfig(c));
   EMBER_ASSIGN_OR_RETURN(auto resolved, ResolveEmbedding(c, &tc, /*count_always=*/true));
   if (!resolved.note.empty()) out << resolved.note << "\n";
-  EMBER_ASSIGN_OR_RETURN(auto method, PlanMethod(tc));
-  const auto plan = embedding::PlanMemory(*method, tc.embedding, tc.fields);
+  EMBER_ASSIGN_OR_RETURN(auto model_plan, PlanModel(tc));
+  const embedding::MemoryPlan& plan = model_plan.total;
+  const embedding::EmbeddingMethod* method = model_plan.groups[0].method.get();
   char buf[256];
   std::snprintf(buf, sizeof(buf), "ember plan: method %s, dim %d, %zu fields; full table %s", plan.method.c_str(),
                 tc.embedding.dim, tc.fields.size(),
@@ -178,10 +187,13 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   if (tc.embedding.method == embedding::Method::kOptEmbed)
     out << "optembed: the supernet trains the full table above; the search keeps the retrained table"
         << (resolved.budget_bytes ? " within the budget" : " (no budget: widths by validation AUC only)") << "\n";
-  const models::ModelKind k = tc.model.kind;
-  if (k == models::ModelKind::kDeepFm || k == models::ModelKind::kWideDeep || k == models::ModelKind::kFm)
-    out << "(" << models::ModelKindName(k) << " adds a 1-wide first-order group of the same layout, 1/"
-        << tc.embedding.dim << " of this size)\n";
+  if (model_plan.groups.size() > 1) {
+    const auto& fo = model_plan.groups[1];
+    out << "(" << models::ModelKindName(tc.model.kind) << "'s first-order weights: the " << fo.spec.dim
+        << "-wide group '" << fo.spec.name << "', " << embedding::MethodName(fo.config.method)
+        << (resolved.budget_bytes ? ", in its share of the budget" : "") << "; tables from " << fo.config.first_table
+        << ")\n";
+  }
   return Status::Ok();
 }
 
@@ -373,12 +385,11 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
   report.held_param_bytes = HeldParamBytes(stats);
   EMBER_RETURN_IF_ERROR(r->ps->ExportTables(&writer));
   {
-    EMBER_ASSIGN_OR_RETURN(auto method, PlanMethod(r->trainer_config));
-    report.planned_param_bytes =
-        embedding::PlanMemory(*method, r->trainer_config.embedding, r->trainer_config.fields).param_bytes;
+    EMBER_ASSIGN_OR_RETURN(auto model_plan, PlanModel(r->trainer_config));
+    report.planned_param_bytes = model_plan.total.param_bytes;
     // The budget the run was held to (OptEmbed's plan counts every row; its search prunes to this).
     if (const embedding::Budget& budget = r->config.budget; budget.set()) {
-      const uint64_t full = embedding::FullTableBytes(r->trainer_config.embedding.dim, r->trainer_config.fields);
+      const uint64_t full = model_plan.total.full_bytes;
       report.budget_bytes = std::min(
           full, budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full)));
     }

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -248,8 +250,50 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
   }
   if (budget.set() && c.train.empty())
     return Status::InvalidArgument("embedding.budget needs data.train (the full table is counted from it)");
-  EMBER_RETURN_IF_ERROR(embedding::ApplyBudget(budget, t->fields, &t->embedding, &r.budget_bytes));
-  const uint64_t full = embedding::FullTableBytes(t->embedding.dim, t->fields);
+  // A budget covers every embedding group of the model: each gets bytes in proportion to its
+  // width (its full table's share), so a first-order group beside the main one is compressed
+  // too, into hashed rows where the main method needs width (OptEmbed, DSL).
+  models::CtrModelConfig mc = t->model;
+  mc.embedding_dim = t->embedding.dim;
+  const auto groups = models::EmbeddingGroupsOf(mc);
+  int total_width = 0;
+  for (const auto& g : groups) total_width += g.dim;
+  const uint64_t full = embedding::FullTableBytes(total_width, t->fields);
+  if (budget.set()) {
+    const uint64_t bytes =
+        std::min(full, budget.bytes ? budget.bytes
+                                    : static_cast<uint64_t>(std::floor(budget.fraction * static_cast<double>(full))));
+    r.budget_bytes = bytes;
+    const auto share = [&](int width) {
+      return static_cast<uint64_t>(std::floor(static_cast<long double>(bytes) * width / total_width));
+    };
+    embedding::MethodConfig main = t->embedding;
+    main.dim = groups[0].dim;
+    EMBER_RETURN_IF_ERROR(embedding::ApplyBudget(embedding::Budget{0, std::max<uint64_t>(1, share(main.dim))},
+                                                 t->fields, &main, &r.main_budget_bytes));
+    main.dim = t->embedding.dim;
+    t->embedding = main;
+    if (groups.size() > 1) {
+      embedding::MethodConfig fo = t->embedding;
+      fo.dim = groups[1].dim;
+      if (fo.method == embedding::Method::kOptEmbed || fo.method == embedding::Method::kDsl)
+        fo.method = embedding::Method::kHash;
+      for (auto& m : fo.field_methods)
+        if (m == embedding::Method::kDsl) m = embedding::Method::kHash;
+      if (fo.dim % fo.chunks != 0) {
+        fo.chunks = 1;
+        fo.field_chunks.clear();
+      }
+      fo.field_widths.clear();
+      uint64_t fo_bytes = 0;
+      auto applied = embedding::ApplyBudget(embedding::Budget{0, std::max<uint64_t>(1, bytes - share(main.dim))},
+                                            t->fields, &fo, &fo_bytes);
+      if (!applied.ok())
+        return applied.WithContext("the first-order weights' share of embedding.budget (" +
+                                   embedding::FormatBytes(static_cast<double>(fo_bytes)) + ")");
+      t->first_order_embedding = fo;
+    }
+  }
   if (budget.set() && r.budget_bytes == full && (budget.bytes >= full || budget.fraction >= 1))
     r.note = "embedding.budget " + c.budget_text + " is at least the full table (" +
              embedding::FormatBytes(static_cast<double>(full)) + "): the budget is the full table";

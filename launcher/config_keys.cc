@@ -163,8 +163,11 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.budget", "float, int or string", "none",
        "memory budget of the embedding parameters: a fraction of the full fp32 table (`0.1`, `\"1/100\"`) or bytes "
        "(`5000000`, `\"64MiB\"`, `\"2GB\"`). The full table is one row per distinct training value of every field, "
-       "counted from `data.train` (cached in `<train>.fields.json`). Each method turns it into its sizes: `hash` rows, "
-       "`unified` rows per table, `dsl` density, `optembed` a search constraint; `full` must fit as is. A budget a "
+       "counted from `data.train` (cached in `<train>.fields.json`), in every embedding group of the model (DeepFM, Wide "
+       "& Deep and FM add 1-wide first-order weights); each group gets bytes in proportion to its width. Each method "
+       "turns its share into sizes: `hash` rows, `unified` rows per table, `dsl` density, `optembed` a search "
+       "constraint (first-order weights beside `dsl` or `optembed` are hashed into their share); `full` must fit as "
+       "is. A budget a "
        "method cannot meet is an error saying why. `ember plan` shows the result",
        BudgetKey()},
       {"embedding.precision", "string", "`\"fp32\"`",

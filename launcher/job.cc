@@ -206,9 +206,9 @@ class CtrJob {
   Status Plan() {
     m_.method = embedding::MethodName(tc_.embedding.method);
     m_.budget_bytes = resolved_.budget_bytes;
-    m_.full_bytes = embedding::FullTableBytes(tc_.embedding.dim, tc_.fields);
-    EMBER_ASSIGN_OR_RETURN(auto method, PlanMethod(tc_));
-    const auto plan = embedding::PlanMemory(*method, tc_.embedding, tc_.fields);
+    EMBER_ASSIGN_OR_RETURN(auto model_plan, PlanModel(tc_));
+    const embedding::MemoryPlan& plan = model_plan.total;
+    m_.full_bytes = plan.full_bytes;
     m_.planned_param_bytes = plan.param_bytes;
     m_.planned_resident_bytes = plan.resident_bytes;
     log_ << "embedding: " << embedding::MethodName(tc_.embedding.method) << ", params "
@@ -307,7 +307,7 @@ class CtrJob {
     workers::OptEmbedArch arch;
     Status searched = Status::Ok();
     if (lead_) {
-      auto found = SearchOptEmbedStage(trainer_.get(), c_, resolved_.budget_bytes, &m_, log_);
+      auto found = SearchOptEmbedStage(trainer_.get(), c_, resolved_.main_budget_bytes, &m_, log_);
       if (found.ok()) arch = *found;
       searched = found.status();
     }

@@ -59,7 +59,7 @@ class Dlrm final : public CtrModel {
     auto inter = DotInteraction(t, tri_);         // [B, F(F+1)/2]: the pairs' dot products
     return top_->forward(torch::cat({x, inter}, 1)).squeeze(1);
   }
-  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"main", c_.embedding_dim}}; }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "dlrm"; }
 
  private:
@@ -82,9 +82,7 @@ class DeepFm final : public CtrModel {
     auto deep = deep_->forward(torch::cat({groups[0].values, dense}, 1)).squeeze(1);
     return FmPairs(e) + deep + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values);
   }
-  std::vector<EmbeddingGroupSpec> embedding_groups() const override {
-    return {{"main", c_.embedding_dim}, {"linear", 1, true}};
-  }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "deepfm"; }
 
  private:
@@ -101,7 +99,7 @@ class LogisticRegression final : public CtrModel {
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     return LinearTerms(dense_linear_, c_.num_dense, dense, groups[0].values);
   }
-  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"linear", 1, true}}; }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "lr"; }
 
  private:
@@ -142,7 +140,7 @@ class DcnV2 final : public CtrModel {
     if (c_.cross_structure == CrossStructure::kStacked) return head_->forward(mlp_->forward(x)).squeeze(1);
     return head_->forward(torch::cat({x, mlp_->forward(x0)}, 1)).squeeze(1);
   }
-  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return {{"main", c_.embedding_dim}}; }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "dcn_v2"; }
 
  private:
@@ -164,9 +162,7 @@ class WideDeep final : public CtrModel {
     auto deep_in = c_.num_dense > 0 ? torch::cat({groups[0].values, dense}, 1) : groups[0].values;
     return LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) + deep_->forward(deep_in).squeeze(1);
   }
-  std::vector<EmbeddingGroupSpec> embedding_groups() const override {
-    return {{"main", c_.embedding_dim}, {"linear", 1, true}};
-  }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "wide_deep"; }
 
  private:
@@ -185,9 +181,7 @@ class Fm final : public CtrModel {
     auto e = groups[0].values.view({B, c_.num_fields, c_.embedding_dim});
     return LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) + FmPairs(e);
   }
-  std::vector<EmbeddingGroupSpec> embedding_groups() const override {
-    return {{"main", c_.embedding_dim}, {"linear", 1, true}};
-  }
+  std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "fm"; }
 
  private:
@@ -204,6 +198,19 @@ Status CheckWidths(const std::vector<int64_t>& widths, const char* key) {
 }
 
 }  // namespace
+
+std::vector<EmbeddingGroupSpec> EmbeddingGroupsOf(const CtrModelConfig& c) {
+  switch (c.kind) {
+    case ModelKind::kLr:
+      return {{"linear", 1, true}};
+    case ModelKind::kDeepFm:
+    case ModelKind::kWideDeep:
+    case ModelKind::kFm:
+      return {{"main", c.embedding_dim}, {"linear", 1, true}};
+    default:
+      return {{"main", c.embedding_dim}};
+  }
+}
 
 Result<std::shared_ptr<CtrModel>> MakeCtrModel(const CtrModelConfig& c) {
   if (c.num_fields < 1) return Status::InvalidArgument("model needs at least one categorical field");

@@ -433,6 +433,54 @@ TEST(Commands, DslUnderABudgetHoldsItsBytes) {
   EXPECT_GT(m->auc, 0.6);
 }
 
+// A budget covers the first-order weights beside the main group (DeepFM, Wide & Deep, FM): each
+// group gets bytes in proportion to its width, so the model's held parameters stay within it
+// whatever the main method; under DSL and OptEmbed (whose masks and widths need width) the
+// first-order weights are hashed into their share. Checkpoints rebuild the hashed group.
+TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
+  auto sets = SmallFiles().Sets();
+  sets.push_back("model.name=\"wide_deep\"");
+  sets.push_back("embedding.method=\"hash\"");
+  sets.push_back("embedding.budget=\"1/10\"");
+  auto c = ParseConfig("", "t", sets);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream plan;
+  ASSERT_TRUE(RunPlan(*c, plan).ok());
+  // Both groups' tables, together 1/10 of both groups' full tables (8 + 1 wide: embedding.dim 8).
+  EXPECT_NE(plan.str().find("(0.1000 of the full table), within the budget"), std::string::npos) << plan.str();
+  EXPECT_NE(plan.str().find("the 1-wide group 'linear', hash, in its share of the budget"), std::string::npos)
+      << plan.str();
+  auto tc = MakeTrainerConfig(*c);
+  ASSERT_TRUE(tc.ok());
+  auto resolved = ResolveEmbedding(*c, &*tc);
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  uint64_t vocab = 0;
+  for (const auto& f : tc->fields) vocab += f.vocab;
+  EXPECT_EQ(resolved->budget_bytes, vocab * 9 * 4 / 10);
+  EXPECT_EQ(resolved->main_budget_bytes, resolved->budget_bytes * 8 / 9);
+  ASSERT_TRUE(tc->first_order_embedding.has_value());
+  EXPECT_EQ(tc->embedding.rows, resolved->main_budget_bytes / (8 * 4));
+  EXPECT_EQ(tc->first_order_embedding->rows, (resolved->budget_bytes - resolved->main_budget_bytes) / 4);
+
+  for (const char* method : {"dsl", "optembed"}) {
+    std::vector<std::string> extra = {"model.name=\"wide_deep\"",    std::string("embedding.method=\"") + method + "\"",
+                                      "embedding.budget=0.3",        "dsl.interval=20",
+                                      "optembed.rounds=2",           "optembed.population=6",
+                                      "optembed.search_samples=2000"};
+    std::ostringstream out;
+    auto m = TrainWithCheckpoint(extra, Dir() + "/fo-budget-" + method, out);
+    ASSERT_TRUE(m.ok()) << method << ": " << m.status().ToString();
+    EXPECT_LE(m->param_bytes, m->budget_bytes) << method << "\n" << out.str();
+    EXPECT_GT(m->param_bytes, m->budget_bytes / 2) << method << "\n" << out.str();
+    EXPECT_GT(m->auc, 0.6) << method;
+    // The checkpoint rebuilds the hashed first-order table: evaluation predicts as training did.
+    std::ostringstream eval_out;
+    auto e = RunEval(m->checkpoint, "", 0, eval_out);
+    ASSERT_TRUE(e.ok()) << method << ": " << e.status().ToString();
+    EXPECT_DOUBLE_EQ(e->auc, m->auc) << method;
+  }
+}
+
 TEST(Commands, MonitoringPortErrorsNameTheKey) {
   auto bad = ParseConfig("[monitoring]\nport = 70000\n", "run.toml");
   ASSERT_FALSE(bad.ok());

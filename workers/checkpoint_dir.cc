@@ -147,6 +147,8 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     config->dsl_rows = main.dsl_rows;
     config->field_widths = main.field_widths;
     config->first_table = main.first_table;
+    // A first-order group as it was built (under a budget, its hashed share).
+    if (d.groups.size() > 1) trainer->first_order_embedding = d.groups[1].method;
     for (size_t f = 0; f < d.fields.size(); ++f) trainer->fields[f].vocab = d.fields[f].vocab;
     return Status::Ok();
   }

@@ -59,6 +59,43 @@ void BackgroundThread::Loop() {
 
 Trainer::~Trainer() = default;
 
+Result<std::vector<GroupMethod>> MakeGroupMethods(const TrainerConfig& config) {
+  models::CtrModelConfig mc = config.model;
+  mc.embedding_dim = config.embedding.dim;
+  std::vector<GroupMethod> out;
+  uint32_t next_table = config.embedding.first_table;
+  for (const auto& gs : models::EmbeddingGroupsOf(mc)) {
+    const bool secondary = !out.empty();
+    embedding::MethodConfig ec =
+        secondary && config.first_order_embedding ? *config.first_order_embedding : config.embedding;
+    ec.dim = gs.dim;
+    ec.first_table = next_table;
+    ec.seed = PairSeed(config.embedding.seed, next_table);
+    if (gs.first_order) ec.optimizer = config.linear_optimizer;
+    if (secondary && !config.first_order_embedding) {
+      if (ec.method == embedding::Method::kOptEmbed || ec.method == embedding::Method::kDsl)
+        ec.method = embedding::Method::kFull;
+      for (auto& m : ec.field_methods)
+        if (m == embedding::Method::kDsl) m = embedding::Method::kFull;
+    }
+    if (secondary) {
+      if (gs.dim % ec.chunks != 0) {
+        ec.chunks = 1;
+        ec.field_chunks.clear();
+      }
+      ec.field_widths.clear();
+    }
+    auto method = embedding::MakeMethod(ec, config.fields);
+    if (!method.ok()) return method.status().WithContext("embedding group '" + gs.name + "'");
+    for (const auto& spec : (*method)->tables())
+      if (spec.id < next_table || spec.id >= next_table + (*method)->tables().size())
+        return Status::Internal("method tables are not contiguous");
+    next_table += static_cast<uint32_t>((*method)->tables().size());
+    out.push_back({gs, std::move(ec), std::move(method).value()});
+  }
+  return out;
+}
+
 Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps::PsClient* ps, Collective* collective,
                                                  monitoring::Recorder* recorder) {
   std::unique_ptr<Trainer> t(new Trainer());
@@ -82,59 +119,39 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     EMBER_ASSIGN_OR_RETURN(t->model_, models::MakeCtrModel(mc));
   }
   EMBER_RETURN_IF_ERROR(TorchCall("moving the model to the device", [&] { t->model_->to(t->device_); }));
-  uint32_t next_table = config.embedding.first_table;
+  EMBER_ASSIGN_OR_RETURN(auto built, MakeGroupMethods(config));
   const auto groups = t->model_->embedding_groups();
-  for (size_t gi = 0; gi < groups.size(); ++gi) {
-    const auto& gs = groups[gi];
-    embedding::MethodConfig ec = config.embedding;
-    ec.dim = gs.dim;
-    ec.first_table = next_table;
-    ec.seed = PairSeed(config.embedding.seed, next_table);
-    if (gs.first_order) ec.optimizer = config.linear_optimizer;
-    if (gi > 0) {
-      // Secondary groups (DeepFM's first-order weights, 1 wide) take hashing and multiplexing
-      // at one chunk, and full tables under OptEmbed and DSL (whose masks need width).
-      if (ec.method == embedding::Method::kOptEmbed || ec.method == embedding::Method::kDsl)
-        ec.method = embedding::Method::kFull;
-      for (auto& m : ec.field_methods)
-        if (m == embedding::Method::kDsl) m = embedding::Method::kFull;
-      if (gs.dim % ec.chunks != 0) {
-        ec.chunks = 1;
-        ec.field_chunks.clear();
-      }
-      ec.field_widths.clear();
-    }
-    auto method = embedding::MakeMethod(ec, config.fields);
-    if (!method.ok()) return method.status().WithContext("embedding group '" + gs.name + "'");
+  if (groups.size() != built.size())
+    return Status::Internal("the model reads " + std::to_string(groups.size()) + " embedding groups, " +
+                            std::to_string(built.size()) + " were planned");
+  for (auto& gm : built) {
+    const auto& gs = gm.spec;
+    const embedding::MethodConfig& ec = gm.config;
+    std::unique_ptr<embedding::EmbeddingMethod> method = std::move(gm.method);
     auto g = std::make_unique<Group>();
-    g->method = method->get();
+    g->method = method.get();
     g->config = ec;
-    g->dim = (*method)->slot_dim();
-    g->max_probes = (*method)->max_probes();
-    g->first_table = next_table;
-    g->num_tables = (*method)->tables().size();
+    g->dim = method->slot_dim();
+    g->max_probes = method->max_probes();
+    g->first_table = ec.first_table;
+    g->num_tables = method->tables().size();
     g->optembed_supernet = ec.method == embedding::Method::kOptEmbed && ec.field_widths.empty();
     g->first_order = gs.first_order;
-    for (const auto& spec : (*method)->tables()) g->dsl |= spec.kind == embedding::TableKind::kSparse;
-    for (const auto& spec : (*method)->tables()) {
-      if (spec.id < next_table || spec.id >= next_table + g->num_tables)
-        return Status::Internal("method tables are not contiguous");
-    }
+    for (const auto& spec : method->tables()) g->dsl |= spec.kind == embedding::TableKind::kSparse;
     if (g->max_probes * g->dim != gs.dim)
       return Status::InvalidArgument("embedding group '" + gs.name + "': fields are " + std::to_string(g->max_probes) +
                                      " probes of " + std::to_string(g->dim) + " wide, model " +
                                      models::ModelKindName(mc.kind) + " needs " + std::to_string(gs.dim));
-    g->widths.assign(static_cast<size_t>((*method)->num_fields()), gs.dim);
-    for (auto& r : g->buffers) r.lookup = std::make_unique<embedding::BatchLookup>(method->get());
+    g->widths.assign(static_cast<size_t>(method->num_fields()), gs.dim);
+    for (auto& r : g->buffers) r.lookup = std::make_unique<embedding::BatchLookup>(method.get());
     if (g->optembed_supernet) {
       t->thresholds_ = torch::zeros({static_cast<int64_t>(config.fields.size())}, torch::kFloat).requires_grad_(true);
       t->threshold_optimizer_ = std::make_unique<torch::optim::SGD>(
           std::vector<torch::Tensor>{t->thresholds_}, torch::optim::SGDOptions(config.optembed.threshold_lr));
     }
-    EMBER_RETURN_IF_ERROR(ps->CreateTables((*method)->tables()));
-    next_table += static_cast<uint32_t>(g->num_tables);
+    EMBER_RETURN_IF_ERROR(ps->CreateTables(method->tables()));
     t->groups_.push_back(std::move(g));
-    t->methods_.push_back(std::move(method).value());
+    t->methods_.push_back(std::move(method));
   }
   t->optimizer_ = MakeDenseOptimizer(config.dense_optimizer, t->model_->parameters(), config.dense_lr);
   return t;

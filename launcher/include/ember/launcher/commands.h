@@ -72,8 +72,14 @@ void ConfigureThreads(int threads);
 Result<RunMetrics> RunTrain(const RunConfig& config, std::ostream& out);
 // data.train (or data.valid, data.test) opened for reading, with a prefetching thread.
 Result<std::unique_ptr<data::BatchReader>> OpenReader(const RunConfig& config, const std::string& path, bool training);
-// The main group's method as the trainer builds it (table ids from 0), for plans.
-Result<std::unique_ptr<embedding::EmbeddingMethod>> PlanMethod(const workers::TrainerConfig& config);
+// Every embedding group's method as the trainer builds it, and their memory plans: `total` sums
+// the groups' tables and bytes, and its full_bytes is the full fp32 table of every group (what a
+// budget is a fraction of).
+struct ModelPlan {
+  std::vector<workers::GroupMethod> groups;
+  embedding::MemoryPlan total;
+};
+Result<ModelPlan> PlanModel(const workers::TrainerConfig& config);
 
 // Session recommendation (docs/sessions.md): model.name "m2trec" or "sasrec" on data.format
 // "diginetica" or "yoochoose".

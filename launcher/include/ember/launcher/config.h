@@ -143,9 +143,12 @@ Result<RunConfig> LoadConfig(const std::string& path, const std::vector<std::str
 // the training data (where the method or budget needs them) and applies the budget.
 Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& config);
 struct ResolvedEmbedding {
-  uint64_t budget_bytes = 0;  // 0 = no budget
-  uint64_t train_rows = 0;    // known when the training data was counted
-  std::string note;           // what was made of the budget, where users should hear it
+  uint64_t budget_bytes = 0;  // 0 = no budget; else of every embedding group together
+  // The main group's share of it (bytes in proportion to the groups' widths): what OptEmbed's
+  // search holds the retrained main table to.
+  uint64_t main_budget_bytes = 0;
+  uint64_t train_rows = 0;  // known when the training data was counted
+  std::string note;         // what was made of the budget, where users should hear it
 };
 // `count_always` counts even where nothing needs the vocabularies (plans show them).
 Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& config, workers::TrainerConfig* trainer,

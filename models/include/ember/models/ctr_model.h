@@ -75,6 +75,11 @@ class CtrModel : public torch::nn::Module {
   virtual std::string model_name() const = 0;
 };
 
+// The embedding groups a model of this configuration reads, in order (CtrModel::embedding_groups
+// of the built model): DLRM and DCN-v2 {"main", d}; DeepFM, Wide & Deep and FM add {"linear", 1}
+// (first order); LR only {"linear", 1}.
+std::vector<EmbeddingGroupSpec> EmbeddingGroupsOf(const CtrModelConfig& config);
+
 // Returns the model or InvalidArgument naming the bad setting.
 Result<std::shared_ptr<CtrModel>> MakeCtrModel(const CtrModelConfig& config);
 

@@ -20,6 +20,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,6 +79,10 @@ const char* RowResetName(RowReset r);
 
 struct TrainerConfig {
   embedding::MethodConfig embedding;  // dim is the "main" group's; other groups set their own
+  // The method of a 1-wide first-order group beside the main one (DeepFM, Wide & Deep, FM) where
+  // it is not derived from `embedding`: under embedding.budget, its share of the budget (set by
+  // the launcher), or what a checkpoint's model description says it was built with.
+  std::optional<embedding::MethodConfig> first_order_embedding;
   models::CtrModelConfig model;
   // The sparse optimizer of first-order groups (EmbeddingGroupSpec::first_order: LR's, DeepFM's,
   // Wide & Deep's and FM's 1-wide rows), which see gradients of the batch's summed loss; the
@@ -112,6 +117,19 @@ struct TrainerConfig {
   OptEmbedConfig optembed;
   DslConfig dsl;
 };
+
+// One embedding group's compression method as the trainer builds it.
+struct GroupMethod {
+  models::EmbeddingGroupSpec spec;
+  embedding::MethodConfig config;
+  std::unique_ptr<embedding::EmbeddingMethod> method;
+};
+// The methods of the model's embedding groups (models::EmbeddingGroupsOf), table ids
+// consecutive from embedding.first_table: the first group takes `embedding` at its width; a
+// later (first-order) group takes `first_order_embedding` where set, else the main method at one
+// chunk, with full tables in place of OptEmbed and DSL (whose masks need width). First-order
+// groups train with `linear_optimizer`. Errors name the group.
+Result<std::vector<GroupMethod>> MakeGroupMethods(const TrainerConfig& config);
 
 // OptEmbed search result: per-field widths, the rows each field keeps, bytes, fitness.
 struct OptEmbedArch {
