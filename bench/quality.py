@@ -39,7 +39,7 @@ def gen(ember, path, rows, seed):
     if not os.path.exists(path):
         subprocess.run([ember, "datagen", "ctr", "--teacher", "longtail", "--rows", str(rows), "--seed", str(seed),
                         "--out", path], check=True, stdout=subprocess.DEVNULL)
-    return json.load(open(path + ".oracle.json"))["auc"]
+    return json.load(open(path + ".oracle.json"))
 
 
 def train(ember, data, train_file, key, sets):
@@ -106,7 +106,8 @@ def main():
     os.makedirs(a.data, exist_ok=True)
     os.makedirs(a.out, exist_ok=True)
     sizes = sorted({a.rows} | {int(s) for s in a.curve.split(",") if s})
-    oracle = gen(ember, f"{a.data}/test.tsv", 50000, 2)
+    terms = gen(ember, f"{a.data}/test.tsv", 50000, 2)
+    oracle = terms["auc"]
     gen(ember, f"{a.data}/valid.tsv", 20000, 3)
     files = {n: f"{a.data}/train-{n}.tsv" for n in sizes}
     for n in sizes:
@@ -153,6 +154,9 @@ def main():
         now = [at.get((model, a.rows, e, "now")) for e in epochs]
         md.append(f"| {model} | " + " | ".join(f"{r['auc']:.4f}" if r else "" for r in now) + " |")
     md.append(f"| sklearn L2 LR (C={ref[a.rows]['C']}) | {ref[a.rows]['auc']:.4f} |" + " |" * (len(epochs) - 1))
+    if "auc_without_pairs" in terms:
+        md += ["", f"The oracle's logit by its terms on the test file: all of it {oracle:.4f}; without the categorical "
+               f"pairs {terms['auc_without_pairs']:.4f}; the first-order terms alone {terms['auc_first_order']:.4f}."]
     md += ["", "Validation AUC after each epoch of the longest runs, now and with the behaviour before the "
            "remedies (" + ", ".join(BEFORE) + "):", "",
            "| model | now | before |", "|---|---|---|"]

@@ -132,8 +132,14 @@ void SyntheticCtrTeacher::Sample(uint64_t seed, uint64_t row, int64_t* raw_dense
 }
 
 double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t* ranks) const {
+  const LogitTerms t = Terms(raw_dense, ranks);
+  return t.first_order + t.pairs + t.dense;
+}
+
+SyntheticCtrTeacher::LogitTerms SyntheticCtrTeacher::Terms(const int64_t* raw_dense, const uint64_t* ranks) const {
   const uint64_t ts = options_.teacher_seed;
-  double logit = 0;
+  LogitTerms terms;
+  double& logit = terms.first_order;
   const int S = options_.num_sparse, k = options_.rank;
   double u[64][16];
   for (int f = 0; f < S; ++f) {
@@ -149,18 +155,18 @@ double SyntheticCtrTeacher::LogitNoBias(const int64_t* raw_dense, const uint64_t
     if (f >= 64 || g >= 64) continue;
     double dot = 0;
     for (int r = 0; r < k && r < 16; ++r) dot += u[f][r] * u[g][r];
-    logit += pair_scale_[p] * dot;
+    terms.pairs += pair_scale_[p] * dot;
   }
   double z0 = 0, z1 = 0;
   for (int j = 0; j < options_.num_dense; ++j) {
     const double z = raw_dense[j] > 0 ? std::log1p(static_cast<double>(raw_dense[j])) : 0.0;
-    logit += dense_a_[j] * std::tanh(z - dense_m_[j]);
+    terms.dense += dense_a_[j] * std::tanh(z - dense_m_[j]);
     if (j == 0) z0 = z;
     if (j == 1) z1 = z;
   }
   if (options_.num_dense > 1)
-    logit += options_.dense_scale * 0.15 * std::tanh(z0 - dense_m_[0]) * std::tanh(z1 - dense_m_[1]);
-  return logit;
+    terms.dense += options_.dense_scale * 0.15 * std::tanh(z0 - dense_m_[0]) * std::tanh(z1 - dense_m_[1]);
+  return terms;
 }
 
 void SyntheticCtrTeacher::SampleBags(uint64_t seed, uint64_t row, std::vector<std::vector<uint64_t>>* bags) const {
@@ -234,7 +240,7 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
   const std::string tmp = out_path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return Status::IoError("cannot create " + tmp + ": " + std::strerror(errno));
-  std::vector<float> probs(o.rows), labels(o.rows);
+  std::vector<float> probs(o.rows), labels(o.rows), without_pairs(o.rows), first_order(o.rows);
   std::vector<int64_t> dense(o.num_dense);
   std::vector<uint64_t> ranks(o.num_sparse);
   std::vector<std::vector<uint64_t>> bags;
@@ -244,11 +250,16 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
   double psum = 0, ysum = 0;
   for (uint64_t row = 0; row < o.rows; ++row) {
     teacher.Sample(o.seed, row, dense.data(), ranks.data());
-    double logit = teacher.Logit(dense.data(), ranks.data());
+    const auto terms = teacher.Terms(dense.data(), ranks.data());
+    double logit = teacher.bias() + terms.first_order + terms.pairs + terms.dense;
+    double bag = 0;
     if (o.multi_hot > 0) {
       teacher.SampleBags(o.seed, row, &bags);
-      logit += teacher.BagLogit(bags, ranks.data());
+      bag = teacher.BagLogit(bags, ranks.data());
+      logit += bag;
     }
+    without_pairs[row] = static_cast<float>(terms.first_order + terms.dense + bag);
+    first_order[row] = static_cast<float>(terms.first_order);
     const double p = Sigmoid(logit);
     const bool y = UnitFromHash(Mix64(PairSeed(o.seed ^ 0x1abe1, row))) < p;
     probs[row] = static_cast<float>(p);
@@ -296,11 +307,15 @@ Result<OracleStats> WriteSyntheticCtr(const SyntheticCtrOptions& o, const std::s
   stats.rows = o.rows;
   stats.auc = ExactAuc(probs, labels);
   stats.logloss = LogLoss(probs, labels);
+  stats.auc_without_pairs = ExactAuc(without_pairs, labels);
+  stats.auc_first_order = ExactAuc(first_order, labels);
   stats.ctr = o.rows ? ysum / o.rows : 0;
   stats.mean_probability = o.rows ? psum / o.rows : 0;
   nlohmann::json j = {
       {"auc", stats.auc},
       {"logloss", stats.logloss},
+      {"auc_without_pairs", stats.auc_without_pairs},
+      {"auc_first_order", stats.auc_first_order},
       {"rows", stats.rows},
       {"ctr", stats.ctr},
       {"mean_probability", stats.mean_probability},

@@ -358,6 +358,25 @@ TEST(SyntheticCtr, LongTailTeacherGivesRareValuesFullEffects) {
   EXPECT_LT(lt_tail, 1.4 * lt_head);
   std::printf("logit spread over 400 values of C26: default head %.3f tail %.5f; longtail head %.3f tail %.3f\n", head,
               tail, lt_head, lt_tail);
+  // The oracle's terms: its AUC without the categorical pairs, and with the first-order terms
+  // alone, below the whole logit's (what the pairs and the dense terms can add at most), and the
+  // terms sum to the logit.
+  o.teacher = "longtail";
+  const std::string lt = TempFile("lt.tsv", "");
+  auto stats = WriteSyntheticCtr(o, lt);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_LT(stats->auc_first_order, stats->auc_without_pairs);
+  EXPECT_LT(stats->auc_without_pairs, stats->auc);
+  EXPECT_GT(stats->auc_first_order, 0.75);
+  EXPECT_NE(ReadFile(lt + ".oracle.json")->find("\"auc_without_pairs\""), std::string::npos);
+  SyntheticCtrTeacher t(o);
+  std::vector<int64_t> dense(static_cast<size_t>(o.num_dense));
+  std::vector<uint64_t> ranks(static_cast<size_t>(o.num_sparse));
+  t.Sample(7, 3, dense.data(), ranks.data());
+  const auto terms = t.Terms(dense.data(), ranks.data());
+  EXPECT_NE(terms.pairs, 0);
+  EXPECT_NE(terms.dense, 0);
+  EXPECT_NEAR(t.bias() + terms.first_order + terms.pairs + terms.dense, t.Logit(dense.data(), ranks.data()), 1e-12);
   o.teacher = "flat";
   EXPECT_EQ(WriteSyntheticCtr(o, "/tmp/unused.tsv").status().message(),
             "--teacher 'flat' is not one of default, longtail");

@@ -67,6 +67,11 @@ class SyntheticCtrTeacher {
   uint64_t IdOfRank(int field, uint64_t rank) const;
   // Logit of an example: raw integer values (negative = missing) and value ranks per field.
   double Logit(const int64_t* raw_dense, const uint64_t* ranks) const;
+  // The same logit by its terms (Logit = bias + first_order + pairs + dense).
+  struct LogitTerms {
+    double first_order = 0, pairs = 0, dense = 0;
+  };
+  LogitTerms Terms(const int64_t* raw_dense, const uint64_t* ranks) const;
 
   // Draws example `row` of the stream seeded by `seed`: raw dense values (-1 = missing) and the
   // rank of each field's value (its id is IdOfRank).
@@ -108,6 +113,11 @@ class ZipfSampler {
 struct OracleStats {
   uint64_t rows = 0;
   double auc = 0;
+  // The AUC of the oracle's logit without its categorical pairs (first-order and dense terms
+  // and bags only), and of its first-order terms alone: what learning every pairwise
+  // interaction, or every interaction and dense term, can add at most.
+  double auc_without_pairs = 0;
+  double auc_first_order = 0;
   double logloss = 0;
   double ctr = 0;  // observed click rate
   double mean_probability = 0;
