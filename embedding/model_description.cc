@@ -19,6 +19,7 @@ nlohmann::json ModelDescription::ToJson() const {
                       {"cross_layers", cross_layers},
                       {"cross_structure", cross_structure},
                       {"cross_rank", cross_rank},
+                      {"first_order", first_order},
                       {"fields", fs},
                       {"groups", gs},
                       {"step", step}};
@@ -43,6 +44,7 @@ Result<ModelDescription> ModelDescription::FromJson(const nlohmann::json& j) {
     if (j.contains("cross_layers")) d.cross_layers = at("cross_layers").get<int>();
     if (j.contains("cross_structure")) d.cross_structure = at("cross_structure").get<std::string>();
     if (j.contains("cross_rank")) d.cross_rank = at("cross_rank").get<int>();
+    if (j.contains("first_order")) d.first_order = at("first_order").get<bool>();
     for (const auto& f : at("fields"))
       d.fields.push_back({f.at("name").get<std::string>(), f.at("vocab").get<uint64_t>()});
     if (at("num_fields").get<size_t>() != d.fields.size())

@@ -127,6 +127,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
             models::CrossStructureName)},
       {"model.cross_rank", "int", "`0`", "`dcn_v2`: rank of each cross layer's matrix (`0` = full rank)",
        Int(AT(trainer.model.cross_rank), 0, 65536)},
+      {"model.first_order", "bool", "`false`",
+       "`dlrm` and `dcn_v2`: add first-order weights (1-wide rows trained with `linear.*`, FTRL by default) and a "
+       "dense linear term to the logit, like Wide & Deep's wide part beside the interactions",
+       Bool(AT(trainer.model.first_order))},
       {"model.layers", "int", "`2`", "session models: Transformer encoder layers",
        Int(AT(session_model.layers), 1, 64)},
       {"model.attention_heads", "int", "`2`", "session models: attention heads (must divide the item width)",
@@ -163,7 +167,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.budget", "float, int or string", "none",
        "memory budget of the embedding parameters: a fraction of the full fp32 table (`0.1`, `\"1/100\"`) or bytes "
        "(`5000000`, `\"64MiB\"`, `\"2GB\"`). The full table is one row per distinct training value of every field, "
-       "counted from `data.train` (cached in `<train>.fields.json`), in every embedding group of the model (DeepFM, Wide "
+       "counted from `data.train` (cached in `<train>.fields.json`), in every embedding group of the model (DeepFM, "
+       "Wide "
        "& Deep and FM add 1-wide first-order weights); each group gets bytes in proportion to its width. Each method "
        "turns its share into sizes: `hash` rows, `unified` rows per table, `dsl` density, `optembed` a search "
        "constraint (first-order weights beside `dsl` or `optembed` are hashed into their share); `full` must fit as "

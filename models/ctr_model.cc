@@ -49,15 +49,21 @@ class Dlrm final : public CtrModel {
     std::vector<int64_t> top = c.top_mlp;
     top.push_back(1);
     top_ = register_module("top", Mlp((bottom ? c.embedding_dim : 0) + static_cast<int64_t>(flat.size()), top, false));
+    if (c.first_order) dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
     auto e = groups[0].values.view({B, F, d});  // [B, F, d]
-    if (!bottom_) return top_->forward(DotInteraction(e, tri_)).squeeze(1);
-    auto x = bottom_->forward(dense);             // [B, d]
-    auto t = torch::cat({x.unsqueeze(1), e}, 1);  // [B, F+1, d]
-    auto inter = DotInteraction(t, tri_);         // [B, F(F+1)/2]: the pairs' dot products
-    return top_->forward(torch::cat({x, inter}, 1)).squeeze(1);
+    torch::Tensor out;
+    if (!bottom_) {
+      out = top_->forward(DotInteraction(e, tri_)).squeeze(1);
+    } else {
+      auto x = bottom_->forward(dense);             // [B, d]
+      auto t = torch::cat({x.unsqueeze(1), e}, 1);  // [B, F+1, d]
+      auto inter = DotInteraction(t, tri_);         // [B, F(F+1)/2]: the pairs' dot products
+      out = top_->forward(torch::cat({x, inter}, 1)).squeeze(1);
+    }
+    return dense_linear_ ? out + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) : out;
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "dlrm"; }
@@ -65,6 +71,7 @@ class Dlrm final : public CtrModel {
  private:
   CtrModelConfig c_;
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
+  torch::nn::Linear dense_linear_{nullptr};  // first_order
   torch::Tensor tri_;
 };
 
@@ -128,6 +135,7 @@ class DcnV2 final : public CtrModel {
       mlp_ = register_module("mlp", Mlp(in, c.top_mlp, true));
       head_ = register_module("head", torch::nn::Linear(c.top_mlp.back() + (stacked ? 0 : in), 1));
     }
+    if (c.first_order) dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     auto x0 = c_.num_dense > 0 ? torch::cat({dense, groups[0].values}, 1) : groups[0].values;
@@ -136,9 +144,14 @@ class DcnV2 final : public CtrModel {
       auto w = c_.cross_rank > 0 ? u_[l]->forward(v_[l]->forward(x)) : u_[l]->forward(x);
       x = x0 * w + x;
     }
-    if (!mlp_) return head_->forward(x).squeeze(1);
-    if (c_.cross_structure == CrossStructure::kStacked) return head_->forward(mlp_->forward(x)).squeeze(1);
-    return head_->forward(torch::cat({x, mlp_->forward(x0)}, 1)).squeeze(1);
+    torch::Tensor out;
+    if (!mlp_)
+      out = head_->forward(x).squeeze(1);
+    else if (c_.cross_structure == CrossStructure::kStacked)
+      out = head_->forward(mlp_->forward(x)).squeeze(1);
+    else
+      out = head_->forward(torch::cat({x, mlp_->forward(x0)}, 1)).squeeze(1);
+    return dense_linear_ ? out + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) : out;
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "dcn_v2"; }
@@ -148,6 +161,7 @@ class DcnV2 final : public CtrModel {
   std::vector<torch::nn::Linear> u_, v_;
   torch::nn::Sequential mlp_{nullptr};
   torch::nn::Linear head_{nullptr};
+  torch::nn::Linear dense_linear_{nullptr};  // first_order
 };
 
 class WideDeep final : public CtrModel {
@@ -208,6 +222,7 @@ std::vector<EmbeddingGroupSpec> EmbeddingGroupsOf(const CtrModelConfig& c) {
     case ModelKind::kFm:
       return {{"main", c.embedding_dim}, {"linear", 1, true}};
     default:
+      if (c.first_order) return {{"main", c.embedding_dim}, {"linear", 1, true}};
       return {{"main", c.embedding_dim}};
   }
 }

@@ -76,6 +76,7 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   mc.top_mlp = d.top_mlp;
   mc.cross_layers = d.cross_layers;
   mc.cross_rank = d.cross_rank;
+  mc.first_order = d.first_order;
   {
     auto structure = models::ParseCrossStructure(d.cross_structure);
     if (!structure.ok()) return bad(structure.status().message());

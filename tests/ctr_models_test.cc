@@ -84,8 +84,10 @@ TrainerConfig Config(const std::string& model, int num_sparse) {
   return c;
 }
 
+// `reset_rows`: the embedding rows restart between epochs, as train.reset_rows = "each_epoch"
+// (the default) makes a job do.
 double TrainAndScore(const TrainerConfig& c, const std::vector<data::Batch>& train,
-                     const std::vector<data::Batch>& test, int epochs) {
+                     const std::vector<data::Batch>& test, int epochs, bool reset_rows = false) {
   ps::InProcessClient ps(2);
   LocalCollective coll;
   auto t = Trainer::Create(c, &ps, &coll);
@@ -93,6 +95,7 @@ double TrainAndScore(const TrainerConfig& c, const std::vector<data::Batch>& tra
   ProgressOptions quiet;
   quiet.enabled = false;
   for (int e = 0; e < epochs; ++e) {
+    if (e > 0 && reset_rows) EMBER_CHECK((*t)->ResetRows().ok());
     VectorReader r(&train);
     auto stats = (*t)->TrainEpoch(&r, e, epochs, quiet);
     EMBER_CHECK(stats.ok()) << stats.status().ToString();
@@ -157,6 +160,46 @@ TEST(CtrModels, FtrlFirstOrderWeightsLearnManyValuesEffects) {
   std::printf("5000 values seen 10 times each: lr 1 epoch AUC %.4f, 4 epochs %.4f\n", one, four);
   EXPECT_GT(one, 0.70);
   EXPECT_GT(four, one + 0.005);
+}
+
+// model.first_order: DLRM and DCN-v2 read a 1-wide first-order group beside their rows, and its
+// values (with a dense linear term) add to the logit: the output moves by exactly their sum.
+TEST(CtrModels, FirstOrderWeightsAddToDlrmAndDcnV2Logits) {
+  for (const char* name : {"dlrm", "dcn_v2"}) {
+    models::CtrModelConfig mc = Config(name, 3).model;
+    mc.num_fields = 3;
+    mc.embedding_dim = 8;
+    mc.first_order = true;
+    auto groups = models::EmbeddingGroupsOf(mc);
+    ASSERT_EQ(groups.size(), 2u) << name;
+    EXPECT_EQ(groups[1].dim, 1);
+    EXPECT_TRUE(groups[1].first_order);
+    auto model = models::MakeCtrModel(mc);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(3);
+    const auto dense = torch::randn({4, 2}), rows = torch::randn({4, 3 * 8}), linear = torch::randn({4, 3});
+    auto with = (*model)->Forward(dense, {{rows, {8, 8, 8}}, {linear, {1, 1, 1}}});
+    auto without = (*model)->Forward(dense, {{rows, {8, 8, 8}}, {torch::zeros({4, 3}), {1, 1, 1}}});
+    EXPECT_TRUE(torch::allclose(with - without, linear.sum(1), 1e-5, 1e-5)) << name;
+    // Without the option the model reads one group.
+    mc.first_order = false;
+    EXPECT_EQ(models::EmbeddingGroupsOf(mc).size(), 1u);
+  }
+  // A trainer builds and describes the second group (exports and serving rebuild it).
+  TrainerConfig c = Config("dlrm", 3);
+  c.model.first_order = true;
+  ps::InProcessClient ps(1);
+  LocalCollective coll;
+  auto t = Trainer::Create(c, &ps, &coll);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  const auto d = (*t)->Describe();
+  ASSERT_EQ(d.groups.size(), 2u);
+  EXPECT_TRUE(d.first_order);
+  EXPECT_EQ(d.groups[1].dim, 1);
+  auto back = embedding::ModelDescription::FromJson(d.ToJson());
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->first_order);
 }
 
 // train.reset_rows: the embedding group's rows restart at their initial values, the first-order

@@ -520,6 +520,9 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
        "embedding.fallback_rows=500", "embedding.expire_after_steps=30"},
       "dsl-admission");
   TrainAndCheckExports({"model.name=\"deepfm\"", "embedding.method=\"hash\"", "embedding.rows=3000"}, "deepfm");
+  // DLRM with first-order weights (a second, FTRL-trained group) under a budget: both groups hashed.
+  TrainAndCheckExports({"model.first_order=true", "embedding.method=\"hash\"", "embedding.budget=0.2"},
+                       "dlrm-first-order");
 }
 
 // DCN-v2 (both structures, full and low rank), Wide & Deep and FM under every embedding method:

@@ -35,6 +35,7 @@ embedding::ModelDescription Trainer::Describe() const {
   d.cross_layers = mc.cross_layers;
   d.cross_structure = models::CrossStructureName(mc.cross_structure);
   d.cross_rank = mc.cross_rank;
+  d.first_order = mc.first_order;
   d.fields = config_.fields;
   d.input_schema = config_.input_schema;
   const auto specs = model_->embedding_groups();

@@ -31,6 +31,7 @@ struct ModelDescription {
   int cross_layers = 3;
   std::string cross_structure = "stacked";
   int cross_rank = 0;
+  bool first_order = false;  // DLRM and DCN-v2 with first-order weights (absent: false)
   std::vector<FieldInfo> fields;
   // How a text row reads (data::Schema's JSON: columns, roles, encodings, pooling, dense
   // statistics); "" = the Criteo layout of num_dense integers and the fields as hex ids.

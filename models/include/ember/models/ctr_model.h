@@ -53,6 +53,9 @@ struct CtrModelConfig {
   int cross_layers = 3;
   CrossStructure cross_structure = CrossStructure::kStacked;
   int cross_rank = 0;  // 0: full-rank cross matrices
+  // DLRM and DCN-v2: add first-order weights (a 1-wide group, trained with linear.*) and a dense
+  // linear term to the logit, like Wide & Deep's wide part beside the interactions.
+  bool first_order = false;
 };
 
 // One group's rows for a batch: values [B, sum(widths)], widths per field.
@@ -76,8 +79,8 @@ class CtrModel : public torch::nn::Module {
 };
 
 // The embedding groups a model of this configuration reads, in order (CtrModel::embedding_groups
-// of the built model): DLRM and DCN-v2 {"main", d}; DeepFM, Wide & Deep and FM add {"linear", 1}
-// (first order); LR only {"linear", 1}.
+// of the built model): DLRM and DCN-v2 {"main", d}; DeepFM, Wide & Deep and FM (and DLRM and
+// DCN-v2 with first_order) add {"linear", 1} (first order); LR only {"linear", 1}.
 std::vector<EmbeddingGroupSpec> EmbeddingGroupsOf(const CtrModelConfig& config);
 
 // Returns the model or InvalidArgument naming the bad setting.
