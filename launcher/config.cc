@@ -269,6 +269,10 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
     };
     embedding::MethodConfig main = t->embedding;
     main.dim = groups[0].dim;
+    if (groups[0].first_order && main.dim % main.chunks != 0) {  // LR's 1-wide rows: one chunk
+      main.chunks = 1;
+      main.field_chunks.clear();
+    }
     EMBER_RETURN_IF_ERROR(embedding::ApplyBudget(embedding::Budget{0, std::max<uint64_t>(1, share(main.dim))},
                                                  t->fields, &main, &r.main_budget_bytes));
     main.dim = t->embedding.dim;

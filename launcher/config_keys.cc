@@ -231,8 +231,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "`unified`: shared tables T; chunks are assigned to them round-robin across fields",
        Int(AT(trainer.embedding.tables), 1, 1000)},
       {"embedding.chunks", "int", "`2`",
-       "`unified`: probes per value c; each probe's row is `embedding.dim / c` wide (c must divide every embedding "
-       "group's width, so LR and DeepFM's width-1 linear group need `chunks = 1`)",
+       "`unified`: probes per value c; each probe's row is `embedding.dim / c` wide (c must divide `embedding.dim`; "
+       "the 1-wide first-order weights of LR, DeepFM, Wide & Deep and FM are probed at one chunk)",
        Int(AT(trainer.embedding.chunks), 1, 64)},
       {"embedding.optimizer", "string", "`\"rowwise_adagrad\"`",
        "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`, `ftrl`",

@@ -462,6 +462,21 @@ TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   EXPECT_EQ(tc->embedding.rows, resolved->main_budget_bytes / (8 * 4));
   EXPECT_EQ(tc->first_order_embedding->rows, (resolved->budget_bytes - resolved->main_budget_bytes) / 4);
 
+  // LR's only group is its 1-wide first-order weights: under unified they are probed at one
+  // chunk whatever embedding.chunks says (2 by default), and the budget is theirs alone.
+  auto lr_sets = SmallFiles().Sets();
+  lr_sets.insert(lr_sets.end(), {"model.name=\"lr\"", "embedding.method=\"unified\"", "embedding.budget=\"1/10\""});
+  auto lr = ParseConfig("", "t", lr_sets);
+  ASSERT_TRUE(lr.ok());
+  std::ostringstream lr_plan;
+  ASSERT_TRUE(RunPlan(*lr, lr_plan).ok());
+  EXPECT_NE(lr_plan.str().find("of the full table), within the budget"), std::string::npos) << lr_plan.str();
+  std::ostringstream lr_out;
+  auto lr_run = RunTrain(*lr, lr_out);
+  ASSERT_TRUE(lr_run.ok()) << lr_run.status().ToString();
+  EXPECT_LE(lr_run->param_bytes, lr_run->budget_bytes);
+  EXPECT_EQ(lr_run->budget_bytes, vocab * 4 / 10);
+
   for (const char* method : {"dsl", "optembed"}) {
     std::vector<std::string> extra = {"model.name=\"wide_deep\"",    std::string("embedding.method=\"") + method + "\"",
                                       "embedding.budget=0.3",        "dsl.interval=20",

@@ -78,13 +78,12 @@ Result<std::vector<GroupMethod>> MakeGroupMethods(const TrainerConfig& config) {
       for (auto& m : ec.field_methods)
         if (m == embedding::Method::kDsl) m = embedding::Method::kFull;
     }
-    if (secondary) {
-      if (gs.dim % ec.chunks != 0) {
-        ec.chunks = 1;
-        ec.field_chunks.clear();
-      }
-      ec.field_widths.clear();
+    // First-order groups are 1 wide: unified probes them at one chunk.
+    if (gs.first_order && gs.dim % ec.chunks != 0) {
+      ec.chunks = 1;
+      ec.field_chunks.clear();
     }
+    if (secondary) ec.field_widths.clear();
     auto method = embedding::MakeMethod(ec, config.fields);
     if (!method.ok()) return method.status().WithContext("embedding group '" + gs.name + "'");
     for (const auto& spec : (*method)->tables())

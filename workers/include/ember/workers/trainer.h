@@ -126,9 +126,9 @@ struct GroupMethod {
 };
 // The methods of the model's embedding groups (models::EmbeddingGroupsOf), table ids
 // consecutive from embedding.first_table: the first group takes `embedding` at its width; a
-// later (first-order) group takes `first_order_embedding` where set, else the main method at one
-// chunk, with full tables in place of OptEmbed and DSL (whose masks need width). First-order
-// groups train with `linear_optimizer`. Errors name the group.
+// later (first-order) group takes `first_order_embedding` where set, else the main method, with
+// full tables in place of OptEmbed and DSL (whose masks need width). First-order groups (1 wide)
+// train with `linear_optimizer`, under unified at one chunk. Errors name the group.
 Result<std::vector<GroupMethod>> MakeGroupMethods(const TrainerConfig& config);
 
 // OptEmbed search result: per-field widths, the rows each field keeps, bytes, fitness.
