@@ -41,7 +41,7 @@ size_t SparseRowStore::MemoryBytes() const {
                  rows_.capacity() * sizeof(Row);
   for (size_t c = 0; c < pools_.size(); ++c)
     bytes += pools_[c].blocks.size() * kPoolBlock * sizeof(float) * SlotFloats(static_cast<int>(c)) +
-             pools_[c].free.capacity() * sizeof(uint32_t);
+             pools_[c].owner.capacity() * sizeof(uint32_t);
   return bytes;
 }
 
@@ -49,8 +49,15 @@ uint64_t SparseRowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
   uint64_t vec = 1;
   while (vec < rows) vec *= 2;
   const double floats = SlotFloats(spec.optimizer.kind, static_cast<double>(spec.density) * spec.dim);
-  return KeyIndex::EstimateBytes(rows) + vec * (sizeof(uint64_t) + sizeof(Row)) +
-         static_cast<uint64_t>(static_cast<double>(rows) * floats * sizeof(float));
+  // Dense pools: the slots hold exactly the kept entries (and each row's state) wherever prune
+  // and grow move them, plus each slot's owner and about a block's slack per population (a
+  // partly used block and a spare, at most).
+  // (Owners are vectors per pool: 1.5 times their size on average.) Expiry adds each row's step.
+  const uint64_t partial_blocks = 2 * (static_cast<uint64_t>(spec.dim) + 1);
+  const bool tracked = spec.lifecycle.expires() && !spec.frozen;
+  return KeyIndex::EstimateBytes(rows) + vec * (sizeof(uint64_t) + sizeof(Row) + (tracked ? sizeof(uint64_t) : 0)) +
+         static_cast<uint64_t>(static_cast<double>(rows) * (floats * sizeof(float) + 1.5 * sizeof(uint32_t))) +
+         static_cast<uint64_t>(static_cast<double>(partial_blocks * kPoolBlock) * floats * sizeof(float));
 }
 
 int SparseRowStore::Allotment(const TableSpec& spec, uint64_t key) {
@@ -60,23 +67,34 @@ int SparseRowStore::Allotment(const TableSpec& spec, uint64_t key) {
   return std::min(k, spec.dim);
 }
 
-uint32_t SparseRowStore::Alloc(int count) {
+uint32_t SparseRowStore::Alloc(int count, uint32_t row) {
   Pool& p = pools_[count];
-  if (!p.free.empty()) {
-    const uint32_t s = p.free.back();
-    p.free.pop_back();
-    return s;
-  }
   const size_t floats = static_cast<size_t>(SlotFloats(count));
   if (floats == 0) return 0;  // nothing stored: every row shares slot 0
   const uint32_t s = p.used++;
   if ((s >> kPoolShift) >= p.blocks.size()) p.blocks.emplace_back(new float[kPoolBlock * floats]);
+  p.owner.push_back(row);
   return s;
 }
 
 void SparseRowStore::Free(const Row& r) {
   const int c = __builtin_popcountll(r.mask);
-  if (SlotFloats(c) > 0) pools_[c].free.push_back(r.slot);
+  const size_t floats = static_cast<size_t>(SlotFloats(c));
+  if (floats == 0) return;
+  Pool& p = pools_[c];
+  const uint32_t last = --p.used;
+  if (r.slot != last) {
+    float* dst = p.blocks[r.slot >> kPoolShift].get() + static_cast<size_t>(r.slot & (kPoolBlock - 1)) * floats;
+    const float* src = p.blocks[last >> kPoolShift].get() + static_cast<size_t>(last & (kPoolBlock - 1)) * floats;
+    std::memcpy(dst, src, floats * sizeof(float));
+    const uint32_t moved = p.owner[last];
+    p.owner[r.slot] = moved;
+    rows_[moved].slot = r.slot;
+  }
+  p.owner.pop_back();
+  // Keep one spare block past the last used one: a row moving back and forth across a block
+  // boundary does not allocate each time.
+  while (p.blocks.size() > (static_cast<size_t>(p.used) >> kPoolShift) + 2) p.blocks.pop_back();
 }
 
 uint64_t SparseRowStore::InitialMask(const TableSpec& spec, uint64_t key) {
@@ -115,7 +133,7 @@ uint32_t SparseRowStore::LookupOrInsert(uint64_t key) {
   InitRow(spec_, key, init);
   Row row;
   row.mask = mask;
-  row.slot = Alloc(k);
+  row.slot = Alloc(k, static_cast<uint32_t>(rows_.size()));
   float* p = SlotPtr(row);
   int c = 0;
   for (uint64_t m = mask; m; m &= m - 1) p[c++] = init[__builtin_ctzll(m)];
@@ -257,7 +275,7 @@ Status SparseRowStore::PutRecord(uint64_t key, std::string_view record) {
   values_ -= static_cast<uint64_t>(__builtin_popcountll(row.mask));
   Free(row);
   row.mask = mask;
-  row.slot = Alloc(c);
+  row.slot = Alloc(c, r);
   if (want > sizeof(mask)) std::memcpy(SlotPtr(row), record.data() + sizeof(mask), want - sizeof(mask));
   values_ += static_cast<uint64_t>(c);
   return Status::Ok();
@@ -304,7 +322,7 @@ void SparseRowStore::Remask(uint32_t r, uint64_t new_mask, uint64_t survivors) {
   std::vector<float> old(old_ptr ? old_ptr : nullptr, old_ptr ? old_ptr + SlotFloats(old_c) : nullptr);
   Free(row);
   row.mask = new_mask;
-  row.slot = Alloc(new_c);
+  row.slot = Alloc(new_c, r);
   float* p = SlotPtr(row);
   std::fill(p, p + SlotFloats(new_c), 0.0f);
   // Position of a bit among a mask's set bits.
@@ -411,25 +429,32 @@ bool SparseRowStore::Touched(uint64_t key, uint64_t* step) const {
 
 uint64_t SparseRowStore::EvictIdle(uint64_t before) {
   if (!track_) return 0;
-  // Evicted rows' slots go back to their pools; survivors keep their slots and are compacted in
+  // Evicted rows' slots go back to their pools (the pools' last rows move into them); survivors are compacted in
   // row order (collected growth follows its row); the index is rebuilt.
-  std::unordered_map<uint32_t, std::vector<float>> growth;
-  size_t keep = 0;
-  for (size_t r = 0; r < rows_.size(); ++r) {
+  // Slots first (freeing moves pool rows, by their indices before compaction), then the rows.
+  size_t evicted = 0;
+  for (size_t r = 0; r < rows_.size(); ++r)
     if (touched_[r] < before) {
       values_ -= static_cast<uint64_t>(__builtin_popcountll(rows_[r].mask));
       Free(rows_[r]);
-      continue;
+      ++evicted;
     }
+  if (evicted == 0) return 0;
+  std::unordered_map<uint32_t, std::vector<float>> growth;
+  std::vector<uint32_t> moved_to(rows_.size());
+  size_t keep = 0;
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    if (touched_[r] < before) continue;
     auto g = growth_.find(static_cast<uint32_t>(r));
     if (g != growth_.end()) growth.emplace(static_cast<uint32_t>(keep), std::move(g->second));
+    moved_to[r] = static_cast<uint32_t>(keep);
     rows_[keep] = rows_[r];
     row_keys_[keep] = row_keys_[r];
     touched_[keep] = touched_[r];
     ++keep;
   }
-  const uint64_t evicted = rows_.size() - keep;
-  if (evicted == 0) return 0;
+  for (auto& pool : pools_)
+    for (uint32_t& o : pool.owner) o = moved_to[o];
   rows_.resize(keep);
   row_keys_.resize(keep);
   touched_.resize(keep);

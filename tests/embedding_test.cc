@@ -529,6 +529,63 @@ TEST(SparseRowStore, PruneGrowKeepsTheBudgetExactly) {
   }
 }
 
+// Prune and grow move rows between populations every round; the pools stay dense (a freed slot
+// takes its pool's last row), so the memory is what the plan estimates, every surviving entry
+// keeps its value wherever its row moved, and expiry leaves the survivors intact too. (Not
+// every entry may be 0: an entry that survives with 0 is one pruned and regrown.)
+TEST(SparseRowStore, PoolsStayDenseThroughPruneGrowAndExpiry) {
+  TableSpec spec = SparseSpec(OptimizerKind::kRowwiseAdagrad, 16, 0.5f);
+  spec.lifecycle.expire_after = 3;
+  SparseRowStore s(spec);
+  const size_t n = 40000;
+  std::vector<uint64_t> keys;
+  for (uint64_t i = 0; i < n; ++i) keys.push_back(MakeKey(1, i));
+  std::vector<float> rows(n * 16), before(n * 16), g(n * 16);
+  std::vector<uint8_t> own(n);
+  s.TrainPull(keys.data(), n, rows.data(), own.data(), 1);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  for (int round = 0; round < 8; ++round) {
+    s.SetCollectGrowth(true);
+    for (auto& v : g) v = nd(rng);
+    s.TrainPush(keys.data(), n, g.data(), 1);
+    s.Pull(keys.data(), n, before.data());
+    std::vector<uint64_t> old_masks(n);
+    for (size_t i = 0; i < n; ++i) ASSERT_TRUE(s.Mask(keys[i], &old_masks[i]));
+    s.PruneGrow(0.3, 7 + round);
+    s.Pull(keys.data(), n, rows.data());
+    for (size_t i = 0; i < n; ++i) {
+      uint64_t mask = 0;
+      ASSERT_TRUE(s.Mask(keys[i], &mask));
+      // An entry kept before and after holds its value, or 0 where it was pruned and regrown in
+      // the same round; new and masked entries read 0.
+      for (int j = 0; j < 16; ++j) {
+        const float got = rows[i * 16 + j];
+        if ((mask & old_masks[i]) >> j & 1) {
+          if (got != 0.0f) ASSERT_EQ(got, before[i * 16 + j]) << "row " << i << " entry " << j << " round " << round;
+        } else {
+          ASSERT_EQ(got, 0.0f) << "row " << i << " entry " << j << " round " << round;
+        }
+      }
+    }
+  }
+  // Populations now spread over many pools; the memory is still the estimate's (within the
+  // index's and vectors' own rounding).
+  const double estimate = static_cast<double>(SparseRowStore::EstimateBytes(spec, n));
+  EXPECT_LE(static_cast<double>(s.MemoryBytes()), 1.02 * estimate);
+  EXPECT_GE(static_cast<double>(s.MemoryBytes()), 0.9 * estimate);
+  // Expiry: the even rows are touched at step 10, the odd ones expire at 12; the survivors read
+  // what they held.
+  std::vector<uint64_t> even;
+  for (size_t i = 0; i < n; i += 2) even.push_back(keys[i]);
+  std::vector<float> kept(even.size() * 16), after(even.size() * 16);
+  s.TrainPull(even.data(), even.size(), kept.data(), own.data(), 10);
+  EXPECT_EQ(s.Expire(12), n / 2);
+  s.Pull(even.data(), even.size(), after.data());
+  EXPECT_EQ(after, kept);
+  EXPECT_LE(static_cast<double>(s.MemoryBytes()), 1.02 * estimate);
+}
+
 TEST(SparseRowStore, PruneRemovesTheSmallestMagnitudes) {
   TableSpec spec = SparseSpec(OptimizerKind::kSgd, 4, 1.0f);
   SparseRowStore s(spec);

@@ -83,13 +83,16 @@ class SparseRowStore final : public Table {
     uint64_t mask = 0;
     uint32_t slot = 0;  // in pools_[popcount(mask)]
   };
-  // Rows of one population live in blocks of kPoolBlock slots (blocks never move).
+  // Rows of one population live in blocks of kPoolBlock slots, kept dense: a freed slot takes
+  // the pool's last row (owner says whose it is), and a block no slot uses is released. Prune
+  // and grow move rows between populations all the time; dense pools hold exactly the kept
+  // entries, however they spread over populations.
   static constexpr int kPoolShift = 8;
   static constexpr uint32_t kPoolBlock = 1u << kPoolShift;
   struct Pool {
     std::vector<std::unique_ptr<float[]>> blocks;
     uint32_t used = 0;
-    std::vector<uint32_t> free;
+    std::vector<uint32_t> owner;  // slot -> row index
   };
   int SlotFloats(int count) const;
   // The row's slot; nullptr for a population with nothing to store.
@@ -99,7 +102,9 @@ class SparseRowStore final : public Table {
     if (p.blocks.empty()) return nullptr;
     return p.blocks[r.slot >> kPoolShift].get() + static_cast<size_t>(r.slot & (kPoolBlock - 1)) * SlotFloats(c);
   }
-  uint32_t Alloc(int count);
+  // A slot for row index `row` in the pool of `count` values.
+  uint32_t Alloc(int count, uint32_t row);
+  // Gives back row r's slot (its contents are lost): the pool's last row moves into it.
   void Free(const Row& r);
   // Row index of key, or -1.
   int64_t FindRow(uint64_t key) const;
