@@ -363,16 +363,25 @@ TEST(Commands, ResumeFromAPeriodicCheckpointEndsLikeTheUninterruptedRun) {
       << none.status().ToString();
 }
 
+// `ember plan`'s text for the small files with `extra` settings ("" where it fails).
+std::string PlanText(const std::vector<std::string>& extra) {
+  auto sets = SmallFiles().Sets();
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  auto c = ParseConfig("", "t", sets);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream out;
+  if (!c.ok() || !RunPlan(*c, out).ok()) return "";
+  return out.str();
+}
+
 TEST(Commands, PlanShowsEveryFieldAndTheBudget) {
   auto sets = SmallFiles().Sets();
   sets.push_back("embedding.method=\"hash\"");
   sets.push_back("embedding.budget=\"1/10\"");
   sets.push_back("embedding.field_methods={C1 = \"full\", C2 = \"dsl\"}");
-  auto c = ParseConfig("", "t", sets);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
   std::ostringstream out;
-  ASSERT_TRUE(RunPlan(*c, out).ok());
-  const std::string text = out.str();
+  const std::string text = PlanText({"embedding.method=\"hash\"", "embedding.budget=\"1/10\"",
+                                     "embedding.field_methods={C1 = \"full\", C2 = \"dsl\"}"});
   EXPECT_NE(text.find("within the budget"), std::string::npos) << text;
   EXPECT_NE(text.find("C26"), std::string::npos);
   EXPECT_NE(text.find("sparse"), std::string::npos);  // C2's DSL table
@@ -438,18 +447,16 @@ TEST(Commands, DslUnderABudgetHoldsItsBytes) {
 // whatever the main method; under DSL and OptEmbed (whose masks and widths need width) the
 // first-order weights are hashed into their share. Checkpoints rebuild the hashed group.
 TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
+  const std::vector<std::string> wide = {"model.name=\"wide_deep\"", "embedding.method=\"hash\"",
+                                         "embedding.budget=\"1/10\""};
+  const std::string plan = PlanText(wide);
+  // Both groups' tables, together 1/10 of both groups' full tables (8 + 1 wide: embedding.dim 8).
+  EXPECT_NE(plan.find("(0.1000 of the full table), within the budget"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("the 1-wide group 'linear', hash, in its share of the budget"), std::string::npos) << plan;
   auto sets = SmallFiles().Sets();
-  sets.push_back("model.name=\"wide_deep\"");
-  sets.push_back("embedding.method=\"hash\"");
-  sets.push_back("embedding.budget=\"1/10\"");
+  sets.insert(sets.end(), wide.begin(), wide.end());
   auto c = ParseConfig("", "t", sets);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  std::ostringstream plan;
-  ASSERT_TRUE(RunPlan(*c, plan).ok());
-  // Both groups' tables, together 1/10 of both groups' full tables (8 + 1 wide: embedding.dim 8).
-  EXPECT_NE(plan.str().find("(0.1000 of the full table), within the budget"), std::string::npos) << plan.str();
-  EXPECT_NE(plan.str().find("the 1-wide group 'linear', hash, in its share of the budget"), std::string::npos)
-      << plan.str();
   auto tc = MakeTrainerConfig(*c);
   ASSERT_TRUE(tc.ok());
   auto resolved = ResolveEmbedding(*c, &*tc);
@@ -468,9 +475,9 @@ TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   lr_sets.insert(lr_sets.end(), {"model.name=\"lr\"", "embedding.method=\"unified\"", "embedding.budget=\"1/10\""});
   auto lr = ParseConfig("", "t", lr_sets);
   ASSERT_TRUE(lr.ok());
-  std::ostringstream lr_plan;
-  ASSERT_TRUE(RunPlan(*lr, lr_plan).ok());
-  EXPECT_NE(lr_plan.str().find("of the full table), within the budget"), std::string::npos) << lr_plan.str();
+  const std::string lr_plan =
+      PlanText({"model.name=\"lr\"", "embedding.method=\"unified\"", "embedding.budget=\"1/10\""});
+  EXPECT_NE(lr_plan.find("of the full table), within the budget"), std::string::npos) << lr_plan;
   std::ostringstream lr_out;
   auto lr_run = RunTrain(*lr, lr_out);
   ASSERT_TRUE(lr_run.ok()) << lr_run.status().ToString();

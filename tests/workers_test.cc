@@ -138,10 +138,20 @@ TEST(Trainer, UnifiedEmbeddingTrainsDlrm) {
   EXPECT_LE(fp->first, 4000u);  // T x M rows at most
   auto te = Reader(Data().test, 4096);
   EXPECT_GT((*t)->Evaluate(te.get())->auc, 0.65);
-  // LR's width-1 group cannot be split into 2 chunks: a clear error.
+  // LR's width-1 group is probed at one chunk whatever embedding.chunks says.
   c.model.kind = models::ModelKind::kLr;
   ps::InProcessClient ps2(1);
-  auto bad = Trainer::Create(c, &ps2, &coll);
+  auto lr = Trainer::Create(c, &ps2, &coll);
+  ASSERT_TRUE(lr.ok()) << lr.status().ToString();
+  auto tr = Reader(Data().train, 256);
+  ASSERT_TRUE((*lr)->TrainEpoch(tr.get(), 0, 1, quiet).ok());
+  auto lt = Reader(Data().test, 4096);
+  EXPECT_GT((*lr)->Evaluate(lt.get())->auc, 0.6);
+  // A main group whose width the chunks do not divide: a clear error.
+  c.model.kind = models::ModelKind::kDlrm;
+  c.embedding.chunks = 3;
+  ps::InProcessClient ps3(1);
+  auto bad = Trainer::Create(c, &ps3, &coll);
   EXPECT_NE(bad.status().message().find("embedding.chunks"), std::string::npos) << bad.status().ToString();
 }
 
