@@ -18,7 +18,6 @@ chosen on the validation file) on the same files, in the same run.
 Writes bench/results/quality.{md,csv} and quality-curve.png (test AUC against training rows).
 """
 import argparse
-import csv
 import json
 import os
 import re
