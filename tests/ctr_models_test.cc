@@ -84,10 +84,8 @@ TrainerConfig Config(const std::string& model, int num_sparse) {
   return c;
 }
 
-// `reset_rows`: the embedding rows restart between epochs, as train.reset_rows = "each_epoch"
-// (the default) makes a job do.
 double TrainAndScore(const TrainerConfig& c, const std::vector<data::Batch>& train,
-                     const std::vector<data::Batch>& test, int epochs, bool reset_rows = false) {
+                     const std::vector<data::Batch>& test, int epochs) {
   ps::InProcessClient ps(2);
   LocalCollective coll;
   auto t = Trainer::Create(c, &ps, &coll);
@@ -95,7 +93,6 @@ double TrainAndScore(const TrainerConfig& c, const std::vector<data::Batch>& tra
   ProgressOptions quiet;
   quiet.enabled = false;
   for (int e = 0; e < epochs; ++e) {
-    if (e > 0 && reset_rows) EMBER_CHECK((*t)->ResetRows().ok());
     VectorReader r(&train);
     auto stats = (*t)->TrainEpoch(&r, e, epochs, quiet);
     EMBER_CHECK(stats.ok()) << stats.status().ToString();

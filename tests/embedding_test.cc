@@ -562,7 +562,9 @@ TEST(SparseRowStore, PoolsStayDenseThroughPruneGrowAndExpiry) {
       for (int j = 0; j < 16; ++j) {
         const float got = rows[i * 16 + j];
         if ((mask & old_masks[i]) >> j & 1) {
-          if (got != 0.0f) ASSERT_EQ(got, before[i * 16 + j]) << "row " << i << " entry " << j << " round " << round;
+          if (got != 0.0f) {
+            ASSERT_EQ(got, before[i * 16 + j]) << "row " << i << " entry " << j << " round " << round;
+          }
         } else {
           ASSERT_EQ(got, 0.0f) << "row " << i << " entry " << j << " round " << round;
         }
