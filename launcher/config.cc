@@ -267,28 +267,15 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
     const auto share = [&](int width) {
       return static_cast<uint64_t>(std::floor(static_cast<long double>(bytes) * width / total_width));
     };
-    embedding::MethodConfig main = t->embedding;
-    main.dim = groups[0].dim;
-    if (groups[0].first_order && main.dim % main.chunks != 0) {  // LR's 1-wide rows: one chunk
-      main.chunks = 1;
-      main.field_chunks.clear();
-    }
+    embedding::MethodConfig main = workers::GroupMethodConfig(t->embedding, groups[0], /*secondary=*/false);
     EMBER_RETURN_IF_ERROR(embedding::ApplyBudget(embedding::Budget{0, std::max<uint64_t>(1, share(main.dim))},
                                                  t->fields, &main, &r.main_budget_bytes));
-    main.dim = t->embedding.dim;
-    t->embedding = main;
+    t->embedding.rows = main.rows;  // what ApplyBudget sizes
+    t->embedding.density = main.density;
+    t->embedding.dsl_rows = main.dsl_rows;
     if (groups.size() > 1) {
-      embedding::MethodConfig fo = t->embedding;
-      fo.dim = groups[1].dim;
-      if (fo.method == embedding::Method::kOptEmbed || fo.method == embedding::Method::kDsl)
-        fo.method = embedding::Method::kHash;
-      for (auto& m : fo.field_methods)
-        if (m == embedding::Method::kDsl) m = embedding::Method::kHash;
-      if (fo.dim % fo.chunks != 0) {
-        fo.chunks = 1;
-        fo.field_chunks.clear();
-      }
-      fo.field_widths.clear();
+      embedding::MethodConfig fo =
+          workers::GroupMethodConfig(t->embedding, groups[1], /*secondary=*/true, /*hashed=*/true);
       uint64_t fo_bytes = 0;
       auto applied = embedding::ApplyBudget(embedding::Budget{0, std::max<uint64_t>(1, bytes - share(main.dim))},
                                             t->fields, &fo, &fo_bytes);

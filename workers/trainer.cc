@@ -59,6 +59,25 @@ void BackgroundThread::Loop() {
 
 Trainer::~Trainer() = default;
 
+embedding::MethodConfig GroupMethodConfig(const embedding::MethodConfig& main, const models::EmbeddingGroupSpec& spec,
+                                          bool secondary, bool hashed) {
+  embedding::MethodConfig ec = main;
+  ec.dim = spec.dim;
+  if (secondary) {
+    const embedding::Method instead = hashed ? embedding::Method::kHash : embedding::Method::kFull;
+    if (ec.method == embedding::Method::kOptEmbed || ec.method == embedding::Method::kDsl) ec.method = instead;
+    for (auto& m : ec.field_methods)
+      if (m == embedding::Method::kDsl) m = instead;
+    ec.field_widths.clear();
+  }
+  // First-order groups are 1 wide: unified probes them at one chunk.
+  if (spec.first_order && spec.dim % ec.chunks != 0) {
+    ec.chunks = 1;
+    ec.field_chunks.clear();
+  }
+  return ec;
+}
+
 Result<std::vector<GroupMethod>> MakeGroupMethods(const TrainerConfig& config) {
   models::CtrModelConfig mc = config.model;
   mc.embedding_dim = config.embedding.dim;
@@ -66,24 +85,12 @@ Result<std::vector<GroupMethod>> MakeGroupMethods(const TrainerConfig& config) {
   uint32_t next_table = config.embedding.first_table;
   for (const auto& gs : models::EmbeddingGroupsOf(mc)) {
     const bool secondary = !out.empty();
-    embedding::MethodConfig ec =
-        secondary && config.first_order_embedding ? *config.first_order_embedding : config.embedding;
-    ec.dim = gs.dim;
+    embedding::MethodConfig ec = secondary && config.first_order_embedding
+                                     ? *config.first_order_embedding
+                                     : GroupMethodConfig(config.embedding, gs, secondary);
     ec.first_table = next_table;
     ec.seed = PairSeed(config.embedding.seed, next_table);
     if (gs.first_order) ec.optimizer = config.linear_optimizer;
-    if (secondary && !config.first_order_embedding) {
-      if (ec.method == embedding::Method::kOptEmbed || ec.method == embedding::Method::kDsl)
-        ec.method = embedding::Method::kFull;
-      for (auto& m : ec.field_methods)
-        if (m == embedding::Method::kDsl) m = embedding::Method::kFull;
-    }
-    // First-order groups are 1 wide: unified probes them at one chunk.
-    if (gs.first_order && gs.dim % ec.chunks != 0) {
-      ec.chunks = 1;
-      ec.field_chunks.clear();
-    }
-    if (secondary) ec.field_widths.clear();
     auto method = embedding::MakeMethod(ec, config.fields);
     if (!method.ok()) return method.status().WithContext("embedding group '" + gs.name + "'");
     for (const auto& spec : (*method)->tables())

@@ -124,11 +124,17 @@ struct GroupMethod {
   embedding::MethodConfig config;
   std::unique_ptr<embedding::EmbeddingMethod> method;
 };
+// The method config of embedding group `spec` derived from the main group's `main` (table ids
+// and salts aside): `main` at the group's width; for a later (`secondary`, first-order) group
+// the main method too, except where it needs width (OptEmbed, DSL, per-field DSL), which becomes
+// full tables, or hashed rows with `hashed` (a budget's share). First-order groups (1 wide) are
+// probed at one chunk under unified.
+embedding::MethodConfig GroupMethodConfig(const embedding::MethodConfig& main, const models::EmbeddingGroupSpec& spec,
+                                          bool secondary, bool hashed = false);
 // The methods of the model's embedding groups (models::EmbeddingGroupsOf), table ids
-// consecutive from embedding.first_table: the first group takes `embedding` at its width; a
-// later (first-order) group takes `first_order_embedding` where set, else the main method, with
-// full tables in place of OptEmbed and DSL (whose masks need width). First-order groups (1 wide)
-// train with `linear_optimizer`, under unified at one chunk. Errors name the group.
+// consecutive from embedding.first_table: each by GroupMethodConfig from `embedding`, except a
+// later group where `first_order_embedding` is set, which takes it. First-order groups train
+// with `linear_optimizer`. Errors name the group.
 Result<std::vector<GroupMethod>> MakeGroupMethods(const TrainerConfig& config);
 
 // OptEmbed search result: per-field widths, the rows each field keeps, bytes, fitness.
