@@ -306,10 +306,11 @@ bool IsRegularFile(const std::string& path) {
 }
 
 // Scores an exported model on a data file.
-Result<RunMetrics> EvalExport(const std::string& model_path, const std::string& data, int threads, std::ostream& out) {
+Result<RunMetrics> EvalExport(const std::string& model_path, const std::string& data, int threads,
+                              const std::string& dense_precision, std::ostream& out) {
   if (data.empty()) return Status::InvalidArgument("evaluating an exported model needs --data");
   ConfigureThreads(threads);
-  EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path));
+  EMBER_ASSIGN_OR_RETURN(auto model, serving::ServingModel::Load(model_path, "cpu", dense_precision));
   data::CriteoOptions o;
   o.path = data;
   o.batch_size = 8192;
@@ -328,17 +329,21 @@ Result<RunMetrics> EvalExport(const std::string& model_path, const std::string& 
   m.samples_per_sec = eval.seconds > 0 ? static_cast<double>(eval.samples) / eval.seconds : 0;
   m.peak_rss_bytes = PeakRssBytes();
   char buf[256];
-  std::snprintf(buf, sizeof(buf), "%s (export, %s rows) on %s: %llu samples, AUC %.5f, logloss %.5f\n",
-                model_path.c_str(), embedding::ExportPrecisionName(model->file().precision()), data.c_str(),
-                static_cast<unsigned long long>(m.eval_samples), m.auc, m.logloss);
+  std::snprintf(buf, sizeof(buf), "%s (export, %s rows, %s dense layers) on %s: %llu samples, AUC %.5f, logloss %.5f\n",
+                model_path.c_str(), embedding::ExportPrecisionName(model->file().precision()),
+                model->dense_precision().c_str(), data.c_str(), static_cast<unsigned long long>(m.eval_samples), m.auc,
+                m.logloss);
   out << buf;
   return m;
 }
 }  // namespace
 
-Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads,
-                           std::ostream& out) {
-  if (IsRegularFile(checkpoint)) return EvalExport(checkpoint, data_path, threads, out);
+Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads, std::ostream& out,
+                           const std::string& dense_precision) {
+  if (IsRegularFile(checkpoint)) return EvalExport(checkpoint, data_path, threads, dense_precision, out);
+  if (dense_precision != "fp32")
+    return Status::InvalidArgument("--dense-precision " + dense_precision +
+                                   ": an exported model's option (--model FILE); a checkpoint evaluates at fp32");
   {
     EMBER_ASSIGN_OR_RETURN(const std::string path, workers::ResolveCheckpoint(checkpoint));
     EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(path));
@@ -450,11 +455,13 @@ Status RunServe(const std::string& model_path, const serving::ServeOptions& opti
   std::unique_ptr<serving::ModelWatcher> watcher;
   std::shared_ptr<const serving::ServingModel> model;
   if (std::filesystem::is_directory(model_path)) {
-    watcher = std::make_unique<serving::ModelWatcher>(model_path, options.device, options.poll_seconds,
+    watcher = std::make_unique<serving::ModelWatcher>(model_path, options.device, options.dense_precision,
+                                                      options.poll_seconds,
                                                       [&out](const std::string& line) { out << line << std::endl; });
     EMBER_ASSIGN_OR_RETURN(model, watcher->LoadFirst());
   } else {
-    EMBER_ASSIGN_OR_RETURN(auto loaded, serving::ServingModel::Load(model_path, options.device));
+    EMBER_ASSIGN_OR_RETURN(auto loaded,
+                           serving::ServingModel::Load(model_path, options.device, options.dense_precision));
     model = std::move(loaded);
   }
   serving::PredictionServer server(model, options);

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   plan->add_option("--config", plan_config, "TOML config file")->required()->check(CLI::ExistingFile);
   plan->add_option("--set", plan_sets, "Override a config key (repeatable)");
 
-  std::string checkpoint, eval_data;
+  std::string checkpoint, eval_data, eval_precision = "fp32";
   int eval_threads = 0;
   auto* eval = app.add_subcommand("eval", "Score a checkpoint or an exported model on a data file");
   eval->add_option("--checkpoint,--model", checkpoint,
@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   eval->add_option("--data", eval_data, "Data file (default: the checkpoint config's data.test)");
   eval->add_option("--threads", eval_threads, "Threads (default: the checkpoint config's train.threads)");
   eval->add_option("--metrics-json", metrics_json, "Write metrics as JSON");
+  eval->add_option("--dense-precision", eval_precision,
+                   "An exported model's dense layers: fp32, bf16 or int8 (as ember serve --dense-precision)")
+      ->capture_default_str();
 
   std::string export_checkpoint, export_out, export_precision = "fp32", export_delta, export_flatten;
   auto* exp = app.add_subcommand("export", "Write the compact model of a checkpoint (for ember serve)");
@@ -103,6 +106,11 @@ int main(int argc, char** argv) {
   serve->add_option("--batch-wait-ms", serve_opts.batch_wait_ms, "How long a batch waits for more requests")
       ->capture_default_str();
   serve->add_option("--device", serve_opts.device, "cpu, or cuda (the dense model on the GPU)")->capture_default_str();
+  serve
+      ->add_option("--dense-precision", serve_opts.dense_precision,
+                   "The dense layers' products: fp32, bf16 (fast with AVX512-BF16) or int8 (weights per channel, "
+                   "inputs quantised per call); CPU only")
+      ->capture_default_str();
   serve->add_option("--max-body-bytes", serve_opts.max_body_bytes, "Largest request body (larger: 413)")
       ->capture_default_str();
   serve
@@ -236,7 +244,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (eval->parsed()) {
-    return Report(ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout), metrics_json);
+    return Report(ember::launcher::RunEval(checkpoint, eval_data, eval_threads, std::cout, eval_precision),
+                  metrics_json);
   }
   if (exp->parsed()) {
     if (!export_flatten.empty()) {

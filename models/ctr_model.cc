@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "ember/models/dense_linear.h"
 #include "ember/models/fused_ops.h"
 
 namespace ember::models {
@@ -10,7 +11,7 @@ namespace {
 torch::nn::Sequential Mlp(int64_t in, const std::vector<int64_t>& widths, bool relu_last) {
   torch::nn::Sequential seq;
   for (size_t i = 0; i < widths.size(); ++i) {
-    seq->push_back(torch::nn::Linear(in, widths[i]));
+    seq->push_back(DenseLinear(in, widths[i]));
     if (i + 1 < widths.size() || relu_last) seq->push_back(torch::nn::ReLU());
     in = widths[i];
   }
@@ -18,7 +19,7 @@ torch::nn::Sequential Mlp(int64_t in, const std::vector<int64_t>& widths, bool r
 }
 
 // first-order sum + dense linear term, [B]
-torch::Tensor LinearTerms(torch::nn::Linear& dense_linear, int num_dense, const torch::Tensor& dense,
+torch::Tensor LinearTerms(DenseLinear& dense_linear, int num_dense, const torch::Tensor& dense,
                           const torch::Tensor& first_order) {
   const int64_t B = dense.size(0);
   auto lin = num_dense > 0 ? dense_linear->forward(dense).squeeze(1) : dense_linear->bias.expand({B});
@@ -49,7 +50,7 @@ class Dlrm final : public CtrModel {
     std::vector<int64_t> top = c.top_mlp;
     top.push_back(1);
     top_ = register_module("top", Mlp((bottom ? c.embedding_dim : 0) + static_cast<int64_t>(flat.size()), top, false));
-    if (c.first_order) dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+    if (c.first_order) dense_linear_ = register_module("dense_linear", DenseLinear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
@@ -71,7 +72,7 @@ class Dlrm final : public CtrModel {
  private:
   CtrModelConfig c_;
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
-  torch::nn::Linear dense_linear_{nullptr};  // first_order
+  DenseLinear dense_linear_{nullptr};  // first_order
   torch::Tensor tri_;
 };
 
@@ -81,7 +82,7 @@ class DeepFm final : public CtrModel {
     std::vector<int64_t> deep = c.top_mlp;
     deep.push_back(1);
     deep_ = register_module("deep", Mlp(int64_t{c.num_fields} * c.embedding_dim + c.num_dense, deep, false));
-    dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+    dense_linear_ = register_module("dense_linear", DenseLinear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
@@ -95,13 +96,13 @@ class DeepFm final : public CtrModel {
  private:
   CtrModelConfig c_;
   torch::nn::Sequential deep_{nullptr};
-  torch::nn::Linear dense_linear_{nullptr};
+  DenseLinear dense_linear_{nullptr};
 };
 
 class LogisticRegression final : public CtrModel {
  public:
   explicit LogisticRegression(const CtrModelConfig& c) : c_(c) {
-    dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+    dense_linear_ = register_module("dense_linear", DenseLinear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     return LinearTerms(dense_linear_, c_.num_dense, dense, groups[0].values);
@@ -111,7 +112,7 @@ class LogisticRegression final : public CtrModel {
 
  private:
   CtrModelConfig c_;
-  torch::nn::Linear dense_linear_{nullptr};
+  DenseLinear dense_linear_{nullptr};
 };
 
 class DcnV2 final : public CtrModel {
@@ -122,20 +123,20 @@ class DcnV2 final : public CtrModel {
       const std::string n = "cross" + std::to_string(l);
       if (c.cross_rank > 0) {
         v_.push_back(
-            register_module(n + "_v", torch::nn::Linear(torch::nn::LinearOptions(in, c.cross_rank).bias(false))));
-        u_.push_back(register_module(n + "_u", torch::nn::Linear(c.cross_rank, in)));
+            register_module(n + "_v", DenseLinear(torch::nn::LinearOptions(in, c.cross_rank).bias(false))));
+        u_.push_back(register_module(n + "_u", DenseLinear(c.cross_rank, in)));
       } else {
-        u_.push_back(register_module(n, torch::nn::Linear(in, in)));
+        u_.push_back(register_module(n, DenseLinear(in, in)));
       }
     }
     const bool stacked = c.cross_structure == CrossStructure::kStacked;
     if (c.top_mlp.empty()) {
-      head_ = register_module("head", torch::nn::Linear(in, 1));
+      head_ = register_module("head", DenseLinear(in, 1));
     } else {
       mlp_ = register_module("mlp", Mlp(in, c.top_mlp, true));
-      head_ = register_module("head", torch::nn::Linear(c.top_mlp.back() + (stacked ? 0 : in), 1));
+      head_ = register_module("head", DenseLinear(c.top_mlp.back() + (stacked ? 0 : in), 1));
     }
-    if (c.first_order) dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+    if (c.first_order) dense_linear_ = register_module("dense_linear", DenseLinear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     auto x0 = c_.num_dense > 0 ? torch::cat({dense, groups[0].values}, 1) : groups[0].values;
@@ -158,10 +159,10 @@ class DcnV2 final : public CtrModel {
 
  private:
   CtrModelConfig c_;
-  std::vector<torch::nn::Linear> u_, v_;
+  std::vector<DenseLinear> u_, v_;
   torch::nn::Sequential mlp_{nullptr};
-  torch::nn::Linear head_{nullptr};
-  torch::nn::Linear dense_linear_{nullptr};  // first_order
+  DenseLinear head_{nullptr};
+  DenseLinear dense_linear_{nullptr};  // first_order
 };
 
 class WideDeep final : public CtrModel {
@@ -170,7 +171,7 @@ class WideDeep final : public CtrModel {
     std::vector<int64_t> deep = c.top_mlp;
     deep.push_back(1);
     deep_ = register_module("deep", Mlp(int64_t{c.num_fields} * c.embedding_dim + c.num_dense, deep, false));
-    dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+    dense_linear_ = register_module("dense_linear", DenseLinear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     auto deep_in = c_.num_dense > 0 ? torch::cat({groups[0].values, dense}, 1) : groups[0].values;
@@ -182,13 +183,13 @@ class WideDeep final : public CtrModel {
  private:
   CtrModelConfig c_;
   torch::nn::Sequential deep_{nullptr};
-  torch::nn::Linear dense_linear_{nullptr};
+  DenseLinear dense_linear_{nullptr};
 };
 
 class Fm final : public CtrModel {
  public:
   explicit Fm(const CtrModelConfig& c) : c_(c) {
-    dense_linear_ = register_module("dense_linear", torch::nn::Linear(std::max(1, c.num_dense), 1));
+    dense_linear_ = register_module("dense_linear", DenseLinear(std::max(1, c.num_dense), 1));
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0);
@@ -200,7 +201,7 @@ class Fm final : public CtrModel {
 
  private:
   CtrModelConfig c_;
-  torch::nn::Linear dense_linear_{nullptr};
+  DenseLinear dense_linear_{nullptr};
 };
 
 Status CheckWidths(const std::vector<int64_t>& widths, const char* key) {

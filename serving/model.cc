@@ -11,6 +11,7 @@
 #include "ember/embedding/lookup.h"
 #include "ember/embedding/model_description.h"
 #include "ember/models/ctr_model.h"
+#include "ember/models/dense_linear.h"
 
 namespace ember::serving {
 
@@ -48,9 +49,14 @@ uint64_t ServingModel::rows() const {
   return r;
 }
 
-Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path, const std::string& device) {
+Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path, const std::string& device,
+                                                         const std::string& dense_precision) {
   if (device != "cpu" && device != "cuda")
     return Status::InvalidArgument("--device '" + device + "' is not one of cpu, cuda");
+  EMBER_ASSIGN_OR_RETURN(const models::DensePrecision precision, models::ParseDensePrecision(dense_precision));
+  if (precision != models::DensePrecision::kFp32 && device != "cpu")
+    return Status::InvalidArgument(std::string("dense precision ") + dense_precision +
+                                   " runs on the CPU only, not --device " + device);
   if (device == "cuda" && !torch::cuda::is_available())
     return Status::InvalidArgument(
         "--device cuda: no CUDA device here (this build's LibTorch has no CUDA, or no GPU is visible)");
@@ -133,6 +139,8 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
   m->impl_->device = device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   m->impl_->model->to(m->impl_->device);
   m->impl_->model->eval();
+  EMBER_RETURN_IF_ERROR(models::SetDensePrecision(*m->impl_->model, precision).WithContext(path));
+  m->dense_precision_ = models::DensePrecisionName(precision);
   return m;
 }
 

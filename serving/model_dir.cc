@@ -36,8 +36,13 @@ std::string NewestModel(const std::string& dir) {
   return all.empty() ? "" : all[0].second;
 }
 
-ModelWatcher::ModelWatcher(std::string dir, std::string device, double poll_seconds, Log log)
-    : dir_(std::move(dir)), device_(std::move(device)), poll_seconds_(poll_seconds), log_(std::move(log)) {}
+ModelWatcher::ModelWatcher(std::string dir, std::string device, std::string dense_precision, double poll_seconds,
+                           Log log)
+    : dir_(std::move(dir)),
+      device_(std::move(device)),
+      dense_precision_(std::move(dense_precision)),
+      poll_seconds_(poll_seconds),
+      log_(std::move(log)) {}
 
 ModelWatcher::~ModelWatcher() { Stop(); }
 
@@ -45,7 +50,7 @@ Result<std::shared_ptr<const ServingModel>> ModelWatcher::LoadFirst() {
   if (!std::filesystem::is_directory(dir_)) return Status::NotFound("--model " + dir_ + ": not a directory");
   Status last = Status::NotFound("--model " + dir_ + ": no model-<step>.embx in it yet");
   for (const auto& [step, path] : ListModels(dir_)) {
-    auto m = ServingModel::Load(path, device_);
+    auto m = ServingModel::Load(path, device_, dense_precision_);
     if (m.ok()) {
       live_ = Identity(path);
       return std::shared_ptr<const ServingModel>(std::move(m).value());
@@ -62,7 +67,7 @@ bool ModelWatcher::PollOnce(PredictionServer* server) {
     const std::string id = Identity(path);
     if (id == live_) return false;    // nothing newer (a rewritten file is newer)
     if (failed_.count(id)) continue;  // refused before, unchanged: an older one may still be newer than live
-    auto m = ServingModel::Load(path, device_);
+    auto m = ServingModel::Load(path, device_, dense_precision_);
     if (!m.ok()) {
       failed_.insert(id);
       server->registry().AddCounter("serving_failed_loads_total", 1);

@@ -14,6 +14,7 @@
 #include "ember/embedding/lookup.h"
 #include "ember/embedding/method.h"
 #include "ember/models/ctr_model.h"
+#include "ember/models/dense_linear.h"
 #include "ember/models/fused_ops.h"
 #include "ember/ps/in_process.h"
 #include "ember/workers/trainer.h"
@@ -354,6 +355,60 @@ TEST(CtrModels, ShapesAndRefusals) {
   EXPECT_EQ(cross, 2 * (in * 3 + 3 * in + in));
   EXPECT_FALSE(models::ParseModelKind("dcn").ok());
   EXPECT_EQ(*models::ParseModelKind("wide_deep"), models::ModelKind::kWideDeep);
+}
+
+// Serving's dense precisions (models/dense_linear.h), on untrained models at the reference DLRM
+// shape: bf16 and int8 forwards stay within their rounding of fp32 (measured on the output's
+// spread) and differ from it; with gradients on (training) a model set to int8 computes exactly fp32; fp32 again
+// drops the prepared weights; the layers keep torch::nn::Linear's parameter names.
+TEST(DenseLinear, Bf16AndInt8ForwardsStayWithinTheirRoundingOfFp32) {
+  models::CtrModelConfig c;  // the reference DLRM shape: 13-512-256-64-16, top 367-512-256-1
+  for (auto kind : {models::ModelKind::kDlrm, models::ModelKind::kDcnV2, models::ModelKind::kWideDeep}) {
+    c.kind = kind;
+    auto m = models::MakeCtrModel(c);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    torch::manual_seed(5);
+    const int64_t B = 256;
+    const auto dense = torch::randn({B, 13}).abs().log1p();
+    std::vector<models::GroupInput> in;
+    for (const auto& s : (*m)->embedding_groups())
+      in.push_back({0.3 * torch::randn({B, 26 * s.dim}), std::vector<int>(26, s.dim)});
+    torch::Tensor fp32;
+    {
+      torch::NoGradGuard no_grad;
+      fp32 = (*m)->Forward(dense, in);
+    }
+    const double spread = fp32.std().item<double>();
+    ASSERT_GT(spread, 0.0);
+    for (auto [p, tolerance] : {std::pair{models::DensePrecision::kBf16, 0.05}, {models::DensePrecision::kInt8, 0.15}}) {
+      ASSERT_TRUE(models::SetDensePrecision(**m, p).ok()) << models::DensePrecisionName(p);
+      torch::Tensor low;
+      {
+        torch::NoGradGuard no_grad;
+        low = (*m)->Forward(dense, in);
+      }
+      const double worst = (low - fp32).abs().max().item<double>() / spread;
+      const double mean = (low - fp32).abs().mean().item<double>() / spread;
+      EXPECT_LT(worst, tolerance) << models::ModelKindName(kind) << " " << models::DensePrecisionName(p);
+      EXPECT_LT(mean, tolerance / 4) << models::ModelKindName(kind) << " " << models::DensePrecisionName(p);
+      EXPECT_GT(worst, 0.0) << models::ModelKindName(kind) << " " << models::DensePrecisionName(p);
+      // Training (gradients on) never runs the low-precision forward.
+      EXPECT_TRUE(torch::equal((*m)->Forward(dense, in).detach(), fp32)) << models::DensePrecisionName(p);
+    }
+    ASSERT_TRUE(models::SetDensePrecision(**m, models::DensePrecision::kFp32).ok());
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::equal((*m)->Forward(dense, in), fp32));
+  }
+  // Names and refusals.
+  c.kind = models::ModelKind::kDlrm;
+  EXPECT_EQ(*models::ParseDensePrecision("int8"), models::DensePrecision::kInt8);
+  EXPECT_EQ(models::ParseDensePrecision("fp16").status().message(),
+            "dense precision 'fp16' is not one of fp32, bf16, int8");
+  auto m = models::MakeCtrModel(c);
+  ASSERT_TRUE(m.ok());
+  bool names_kept = false;
+  for (const auto& p : (*m)->named_parameters()) names_kept |= p.key() == "top.0.weight";
+  EXPECT_TRUE(names_kept);
 }
 
 // Multi-hot bags through the lookup: each slot reads the weighted sum of its bag's rows (unified:

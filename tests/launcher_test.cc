@@ -614,6 +614,32 @@ TEST(Serve, DeviceIsCheckedWhenTheModelLoads) {
   EXPECT_NE(cuda.status().message().find("--device cuda: no CUDA device here"), std::string::npos);
 }
 
+// --dense-precision: a trained and exported model scores the test file at bf16 and int8 within
+// 0.002 AUC of fp32 (ember eval --model, as ember serve loads it); an unknown precision, or one
+// with --device cuda, is refused when the model loads; a checkpoint evaluates at fp32 only.
+TEST(Serve, DensePrecisionsScoreLikeFp32) {
+  std::ostringstream out;
+  auto fp32 = RunEval(ServedModel(), SmallFiles().test, 0, out);
+  ASSERT_TRUE(fp32.ok()) << fp32.status().ToString();
+  for (const char* p : {"bf16", "int8"}) {
+    auto low = RunEval(ServedModel(), SmallFiles().test, 0, out, p);
+    ASSERT_TRUE(low.ok()) << p << ": " << low.status().ToString();
+    EXPECT_NEAR(low->auc, fp32->auc, 0.002) << p;
+    EXPECT_EQ(low->eval_samples, fp32->eval_samples);
+  }
+  EXPECT_NE(out.str().find("int8 dense layers"), std::string::npos) << out.str();
+  EXPECT_EQ(serving::ServingModel::Load(ServedModel(), "cpu", "fp16").status().message(),
+            "dense precision 'fp16' is not one of fp32, bf16, int8");
+  EXPECT_EQ(serving::ServingModel::Load(ServedModel(), "cuda", "int8").status().message(),
+            "dense precision int8 runs on the CPU only, not --device cuda");
+  auto m = serving::ServingModel::Load(ServedModel(), "cpu", "int8");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ((*m)->dense_precision(), "int8");
+  const std::string ckpt = Dir() + "/serve";
+  EXPECT_NE(RunEval(ckpt, SmallFiles().test, 0, out, "int8").status().message().find("a checkpoint evaluates at fp32"),
+            std::string::npos);
+}
+
 class ServeTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -182,7 +182,7 @@ TEST(Online, TheWatcherSwapsNewerExportsAndRefusesDamagedOnes) {
   };
   copy(20, "model-20.embx");
   std::vector<std::string> log;
-  serving::ModelWatcher watcher(models, "cpu", 0.05, [&](const std::string& l) { log.push_back(l); });
+  serving::ModelWatcher watcher(models, "cpu", "fp32", 0.05, [&](const std::string& l) { log.push_back(l); });
   auto first = watcher.LoadFirst();
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   EXPECT_EQ((*first)->step(), 20);
@@ -304,7 +304,7 @@ TEST(Online, TheWatcherServesDeltasThroughTheirChainAndRefusesABrokenOne) {
   copy(20, 20);
   copy(40, 40);
   std::vector<std::string> log;
-  serving::ModelWatcher watcher(models, "cpu", 0.05, [&](const std::string& l) { log.push_back(l); });
+  serving::ModelWatcher watcher(models, "cpu", "fp32", 0.05, [&](const std::string& l) { log.push_back(l); });
   auto first = watcher.LoadFirst();
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   EXPECT_EQ((*first)->step(), 40);  // the delta, resolved through model-20

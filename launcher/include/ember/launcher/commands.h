@@ -139,8 +139,10 @@ bool UnderMpi();
 Status RunPlan(const RunConfig& config, std::ostream& out);
 // Evaluates a checkpoint (a ckpt-N directory or a checkpoint.dir root) or an exported model
 // file on a data file (default: the checkpoint config's data.test; an export needs one). A
-// session model's checkpoint: RunSessionEval.
-Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads, std::ostream& out);
+// session model's checkpoint: RunSessionEval. dense_precision ("fp32", "bf16", "int8"): an
+// exported model's dense layers, as `ember serve --dense-precision` runs them.
+Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& data_path, int threads, std::ostream& out,
+                           const std::string& dense_precision = "fp32");
 
 struct ExportReport {
   std::string path;

@@ -22,7 +22,10 @@ class ServingModel {
  public:
   // `device`: "cpu" or "cuda" (the dense model on the GPU; the rows are looked up on the host
   // and copied); "cuda" without a CUDA LibTorch or a visible GPU is an error saying so.
-  static Result<std::unique_ptr<ServingModel>> Load(const std::string& path, const std::string& device = "cpu");
+  // `dense_precision`: "fp32", or "bf16" / "int8" for the dense layers' products on the CPU
+  // (models/dense_linear.h; the rows keep the export's precision).
+  static Result<std::unique_ptr<ServingModel>> Load(const std::string& path, const std::string& device = "cpu",
+                                                    const std::string& dense_precision = "fp32");
   ~ServingModel();
 
   std::string kind() const;  // "ctr"
@@ -36,6 +39,8 @@ class ServingModel {
   // How request rows read: the training data's schema (the Criteo layout when the export has none).
   const data::Schema& schema() const { return schema_; }
   const embedding::ExportFile& file() const { return *file_; }
+  // The dense layers' precision: "fp32", "bf16" or "int8" (Load's dense_precision).
+  const std::string& dense_precision() const { return dense_precision_; }
   // Rows held over all tables.
   uint64_t rows() const;
 
@@ -51,6 +56,7 @@ class ServingModel {
   int num_sparse_ = 0;
   int64_t step_ = 0;
   int64_t written_ns_ = 0;  // the file's modification time
+  std::string dense_precision_ = "fp32";
   data::Schema schema_;
 };
 

@@ -31,7 +31,8 @@ std::string NewestModel(const std::string& dir);
 class ModelWatcher {
  public:
   using Log = std::function<void(const std::string&)>;
-  ModelWatcher(std::string dir, std::string device, double poll_seconds, Log log);
+  // device, dense_precision: as ServingModel::Load takes them, for every model loaded.
+  ModelWatcher(std::string dir, std::string device, std::string dense_precision, double poll_seconds, Log log);
   ~ModelWatcher();
   // The newest model that loads (refusing the ones that do not), or an error when none does.
   Result<std::shared_ptr<const ServingModel>> LoadFirst();
@@ -42,7 +43,7 @@ class ModelWatcher {
   bool PollOnce(PredictionServer* server);
 
  private:
-  std::string dir_, device_;
+  std::string dir_, device_, dense_precision_;
   double poll_seconds_;
   Log log_;
   std::string live_;              // the file served, as name + size + mtime

@@ -40,6 +40,7 @@ struct ServeOptions {
   // for single rows (docs/performance.md).
   int forward_workers = 1;
   std::string device = "cpu";  // --device: "cpu" or "cuda" (ServingModel::Load)
+  std::string dense_precision = "fp32";  // --dense-precision: "fp32", "bf16" or "int8" (ServingModel::Load)
   double poll_seconds = 1;     // --poll-seconds: --model DIR is checked for newer models (0.05 .. 3600)
 };
 // Every option inside its documented range, or an error naming the flag.

@@ -1,0 +1,52 @@
+// DenseLinear: torch::nn::Linear (the same parameters, names, initialisation and training
+// forward) whose inference forward can also run in bf16 or with int8 weights.
+//
+//   fp32  y = x W^T + b (torch::nn::Linear)
+//   bf16  y = float(bf16(x) bf16(W)^T + bf16(b)): oneDNN's bf16 products (fast where the CPU has
+//         AVX512-BF16, emulated and slow elsewhere)
+//   int8  y = dynamic quantisation: W per output channel to int8 (scale max|W_row| / 127), x per
+//         call to uint8 with its own range, products in int32, y in fp32 (LibTorch's
+//         quantized::linear_dynamic on FBGEMM or oneDNN, whichever this LibTorch has)
+//
+// SetDensePrecision() prepares every DenseLinear of a module for serving: the lower-precision
+// forward is used only without gradients (NoGradGuard), so a model being trained keeps fp32
+// whatever it was set to. The prepared weights are copies: set the precision again after the
+// parameters change. CPU only.
+//
+// Thread-safety: forward() is const in effect (it reads the prepared weights); SetDensePrecision
+// must not run concurrently with forward().
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "ember/common/status.h"
+
+namespace ember::models {
+
+enum class DensePrecision { kFp32, kBf16, kInt8 };
+// "fp32", "bf16" or "int8"; anything else is InvalidArgument naming the choices.
+Result<DensePrecision> ParseDensePrecision(const std::string& name);
+const char* DensePrecisionName(DensePrecision p);
+
+class DenseLinearImpl : public torch::nn::LinearImpl {
+ public:
+  using torch::nn::LinearImpl::LinearImpl;
+  torch::Tensor forward(const torch::Tensor& input);
+  DensePrecision precision() const { return precision_; }
+  // Prepares the weights for p (kFp32 drops the prepared copies).
+  Status SetPrecision(DensePrecision p);
+
+ private:
+  DensePrecision precision_ = DensePrecision::kFp32;
+  torch::Tensor weight_bf16_, bias_bf16_;
+  c10::IValue packed_;  // quantized::linear_prepack's packed int8 weights and fp32 bias
+};
+TORCH_MODULE(DenseLinear);
+
+// Sets every DenseLinear in `module` (itself included) to p. InvalidArgument when p needs what
+// this LibTorch lacks (int8: a quantised engine) or a parameter is not on the CPU.
+Status SetDensePrecision(torch::nn::Module& module, DensePrecision p);
+
+}  // namespace ember::models
