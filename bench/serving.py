@@ -63,7 +63,10 @@ def main():
     ap.add_argument("--rows", type=int, default=300000, help="training rows")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--precisions", default="fp32,int8")
+    ap.add_argument("--precisions", default="fp32,int8", help="row precisions (ember export --precision)")
+    ap.add_argument("--dense-precisions", default="fp32,int8,bf16",
+                    help="ember serve --dense-precision values; past fp32, with fp32 rows, the single-row and 256-row "
+                         "tab-separated cases only")
     ap.add_argument("--few-connections", type=int, default=4, help="connections of the low-latency 256-row case")
     ap.add_argument("--forward-workers", default="1,2",
                     help="ember serve --forward-workers values; past the first, the 256-row tab-separated cases only")
@@ -101,9 +104,16 @@ def main():
     runs = []
     for precision in a.precisions.split(","):
         for i, workers in enumerate(int(w) for w in a.forward_workers.split(",")):
-            runs.append((precision, workers, cases if i == 0 else [c for c in cases if c[0] == 256 and c[1] == "tsv"]))
+            runs.append((precision, "fp32", workers,
+                         cases if i == 0 else [c for c in cases if c[0] == 256 and c[1] == "tsv"]))
+    for dense in a.dense_precisions.split(","):
+        if dense == "fp32":
+            continue
+        for i, workers in enumerate(int(w) for w in a.forward_workers.split(",")):
+            runs.append(("fp32", dense, workers,
+                         [c for c in cases if c[1] == "tsv" and (i == 0 or c[0] == 256)]))
     exported = set()
-    for precision, workers, run_cases in runs:
+    for precision, dense, workers, run_cases in runs:
         model = os.path.join(work, f"model-{precision}.embx")
         if precision not in exported:
             exported.add(precision)
@@ -112,7 +122,8 @@ def main():
         size = os.path.getsize(model)
         port = free_port()
         server = subprocess.Popen([ember, "serve", "--model", model, "--port", str(port), "--threads", str(a.threads),
-                                   "--forward-workers", str(workers)], stdout=subprocess.DEVNULL)
+                                   "--forward-workers", str(workers), "--dense-precision", dense],
+                                  stdout=subprocess.DEVNULL)
         try:
             for _ in range(100):
                 try:
@@ -126,31 +137,32 @@ def main():
                 after = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
                 rows = metric(after, "ember_serve_batch_rows_sum") - metric(before, "ember_serve_batch_rows_sum")
                 passes = metric(after, "ember_serve_batch_rows_count") - metric(before, "ember_serve_batch_rows_count")
-                r.update({"precision": precision, "model_bytes": size, "batch": batch, "body": body,
+                r.update({"precision": precision, "dense": dense, "model_bytes": size, "batch": batch, "body": body,
                           "forward_workers": workers,
                           "connections": conns, "predictions_per_sec": r["requests_per_sec"] * batch,
                           "rows_per_forward": rows / passes if passes else 0})
                 results.append(r)
-                print(f"{precision} workers {workers} batch {batch:3d} {body} x{conns}: {r['requests_per_sec']:8.0f} req/s, "
+                print(f"{precision} rows, {dense} dense, workers {workers} batch {batch:3d} {body} x{conns}: {r['requests_per_sec']:8.0f} req/s, "
                       f"{r['predictions_per_sec']:9.0f} predictions/s, p50 {r['p50_ms']:.2f} ms, "
                       f"p99 {r['p99_ms']:.2f} ms, {r['non_2xx']} non-2xx, {r['socket_errors']} socket errors, "
                       f"{r['rows_per_forward']:.1f} rows per forward pass", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    keys = ["precision", "model_bytes", "forward_workers", "batch", "body", "connections", "requests", "requests_per_sec",
+    keys = ["precision", "dense", "model_bytes", "forward_workers", "batch", "body", "connections", "requests", "requests_per_sec",
             "predictions_per_sec", "p50_ms", "p99_ms", "non_2xx", "socket_errors", "rows_per_forward"]
     write_csv(os.path.join(out, "serving.csv"), results, keys)
     md = ["# Serving: POST /v1/predict under wrk", "",
           f"DLRM (the demo model: the reference shape, hashed rows) served by `ember serve` ({a.threads} HTTP "
           "threads, batching); wrk with 1 thread for "
           f"{a.duration} s per row, on the same 2-core machine. Body: JSON rows, or the same rows as "
-          "tab-separated lines.", "",
-          "| rows | model | forward workers | batch | body | connections | requests/s | predictions/s | p50 ms | "
+          "tab-separated lines. Rows: the export's row precision; dense: `ember serve --dense-precision` (the "
+          "dense layers' products).", "",
+          "| rows | dense | model | forward workers | batch | body | connections | requests/s | predictions/s | p50 ms | "
           "p99 ms | errors | rows per forward |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        md.append(f"| {r['precision']} | {r['model_bytes'] / 2**20:.1f} MiB | {r['forward_workers']} | {r['batch']} | "
+        md.append(f"| {r['precision']} | {r['dense']} | {r['model_bytes'] / 2**20:.1f} MiB | {r['forward_workers']} | {r['batch']} | "
                   f"{r['body']} | "
                   f"{r['connections']} | "
                   f"{r['requests_per_sec']:.0f} | {r['predictions_per_sec']:.0f} | {r['p50_ms']:.2f} | "
@@ -162,7 +174,7 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(18, 4.5))
-        labels = [f"{r['precision']} w{r['forward_workers']}\n{r['batch']} {r['body']}\nx{r['connections']}"
+        labels = [f"{r['precision']}/{r['dense']} w{r['forward_workers']}\n{r['batch']} {r['body']}\nx{r['connections']}"
                   for r in results]
         ax.bar(labels, [r["predictions_per_sec"] for r in results])
         ax.set_ylabel("predictions/s")
