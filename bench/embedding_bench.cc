@@ -154,6 +154,31 @@ int main(int argc, char** argv) {
     }
   });
   const double limit = std::max({plain, prefetched, pointers});
+  // The floor of any layout that finds a row through an index: two independent random accesses
+  // per row, a 64-byte line of an index-sized array (8 bytes a row: the slot number and tag the
+  // row's entry needs at least) and then the row, both prefetched ahead as the pull's pipeline
+  // does. The pull is measured against this as well as against the one-access limit.
+  const size_t index_lines = std::max<size_t>(1, a.rows * 8 / 64);
+  std::vector<uint64_t> index_array(index_lines * 8, 1);
+  std::vector<std::vector<size_t>> lines(num_batches);
+  for (size_t i = 0; i < num_batches; ++i)
+    for (size_t k = 0; k < batches[i].size(); ++k) lines[i].push_back(rng() % index_lines);
+  const double two_access = Rate(a.seconds, a.batch, [&](size_t c) {
+    const auto& b = batches[c % num_batches];
+    const auto& l = lines[c % num_batches];
+    constexpr size_t kAhead = 8;
+    uint64_t sink = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+      if (i + 2 * kAhead < b.size()) __builtin_prefetch(&index_array[l[i + 2 * kAhead] * 8]);
+      // The row's address depends on what the index line holds, as in a real lookup.
+      const size_t row = b[i] + (index_array[l[i] * 8] >> 63);  // + 0, unknown to the compiler
+      if (i + kAhead < b.size())
+        __builtin_prefetch(&flat[(b[i + kAhead] + (index_array[l[i + kAhead] * 8] >> 63)) * dim]);
+      sink += index_array[l[i] * 8];
+      std::memcpy(&out[i * dim], &flat[row * dim], dim * sizeof(float));
+    }
+    if (sink == 0) out[0] = 1.0f;
+  });
   flat.clear();
   flat.shrink_to_fit();
 
@@ -218,6 +243,7 @@ int main(int argc, char** argv) {
       {"random gather, prefetched pointers (flat array)", pointers},
       {"gather kernel (rows resolved)", gather_kernel},
       {"row-wise Adagrad kernel (rows resolved)", update_kernel},
+      {"two random accesses per row: index line + row (flat arrays)", two_access},
       {"ember pull (hash index + gather)", pull},
       {"ember push, row-wise Adagrad (hash index + update)", push},
       {"pull, reference twin", pull_ref},

@@ -38,7 +38,7 @@ def main():
     names = [r["operation"] for r in rows]
     rates = [float(r["rows_per_sec"]) / 1e6 for r in rows]
     fig, ax = plt.subplots(figsize=(9, 4))
-    colors = ["#888888" if n.startswith("random gather") else "#c0392b" for n in names]  # the limit grey
+    colors = ["#888888" if n.startswith(("random gather", "two random")) else "#c0392b" for n in names]  # the limit grey
     bars = ax.barh(names[::-1], rates[::-1], color=colors[::-1])
     for bar, r in zip(bars, [float(x["ratio_to_limit"]) for x in rows][::-1]):
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {r:.2f}x", va="center")
