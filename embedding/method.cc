@@ -115,6 +115,12 @@ const char* MethodName(Method method) {
   return "?";
 }
 
+int AutoChunks(int dim) {
+  for (int c = std::min(dim, kMaxAutoChunks); c > 1; --c)
+    if (dim % c == 0) return c;
+  return 1;
+}
+
 Result<Fallback> ParseFallback(const std::string& name) {
   if (name == "oov") return Fallback::kOov;
   if (name == "hash") return Fallback::kHash;

@@ -207,6 +207,7 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   const std::vector<std::string> names = FieldNames(c);
   for (const auto& name : names) t.fields.push_back({name, 0});
   if (c.schema && !c.schema->criteo()) t.input_schema = c.schema->ToJson();
+  if (t.embedding.chunks == 0) t.embedding.chunks = embedding::AutoChunks(t.embedding.dim);
   if (!t.embedding.field_chunks.empty() && t.embedding.field_chunks.size() != static_cast<size_t>(c.num_sparse))
     return Status::InvalidArgument("embedding.field_chunks has " + std::to_string(t.embedding.field_chunks.size()) +
                                    " entries, data.num_sparse is " + std::to_string(c.num_sparse));

@@ -230,10 +230,11 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.tables", "int", "`2`",
        "`unified`: shared tables T; chunks are assigned to them round-robin across fields",
        Int(AT(trainer.embedding.tables), 1, 1000)},
-      {"embedding.chunks", "int", "`2`",
+      {"embedding.chunks", "int", "`0`",
        "`unified`: probes per value c; each probe's row is `embedding.dim / c` wide (c must divide `embedding.dim`; "
-       "the 1-wide first-order weights of LR, DeepFM, Wide & Deep and FM are probed at one chunk)",
-       Int(AT(trainer.embedding.chunks), 1, 64)},
+       "the 1-wide first-order weights of LR, DeepFM, Wide & Deep and FM are probed at one chunk). 0: the most "
+       "probes, at most 8, whose width divides `embedding.dim` (8 at the default dim 16; docs/compression.md)",
+       Int(AT(trainer.embedding.chunks), 0, 64)},
       {"embedding.optimizer", "string", "`\"rowwise_adagrad\"`",
        "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`, `ftrl`",
        Enum(AT(trainer.embedding.optimizer.kind), kSparseOptimizers, embedding::OptimizerName)},

@@ -314,7 +314,20 @@ TEST(Unified, PaddedFieldsTrainAndRoundTrip) {
   auto stats = ps.Stats();
   ASSERT_EQ(stats->size(), 4u);  // 3 shared + field C1's own
   EXPECT_LE((*stats)[3].rows, 10u);
-  ExpectRoundTrip(t->get(), ps, c, 1, "ue");
+  const std::string path = ExpectRoundTrip(t->get(), ps, c, 1, "ue");
+  // A checkpoint keeps the probes it was trained with, whatever the configuration says now (a
+  // configuration that left embedding.chunks to an older default).
+  TrainerConfig later = c;
+  later.embedding.chunks = 8;
+  ASSERT_TRUE(ApplyCheckpointEmbedding(path, &later).ok());
+  EXPECT_EQ(later.embedding.chunks, 4);
+}
+
+// embedding.chunks = 0: the most probes, at most 8, whose width divides the row width.
+TEST(Unified, AutoChunksTakesTheMostProbesThatDivideTheWidth) {
+  const std::vector<std::pair<int, int>> want = {{16, 8}, {12, 6}, {10, 5}, {9, 3}, {7, 7},
+                                                 {64, 8}, {2, 2},  {1, 1},  {13, 1}};
+  for (auto [dim, chunks] : want) EXPECT_EQ(embedding::AutoChunks(dim), chunks) << "dim " << dim;
 }
 
 TEST(TableMetrics, CollisionRateFromVocabulariesOrOccupancy) {

@@ -89,6 +89,19 @@ TEST(Config, DeclaredKeysReachTheirModules) {
             "run.toml:2: embedding.beta1: must be in [0, 0.999999]");
 }
 
+// embedding.chunks left at 0 resolves to the most probes (at most 8) dividing embedding.dim; a
+// value set stays.
+TEST(Config, UnifiedChunksDefaultToTheMostProbesThatDivideTheWidth) {
+  for (auto [sets, want] : std::vector<std::pair<std::vector<std::string>, int>>{
+           {{}, 8}, {{"embedding.dim=12"}, 6}, {{"embedding.chunks=2"}, 2}, {{"embedding.dim=5"}, 5}}) {
+    auto c = ParseConfig("", "run.toml", sets);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto tc = MakeTrainerConfig(*c);
+    ASSERT_TRUE(tc.ok()) << tc.status().ToString();
+    EXPECT_EQ(tc->embedding.chunks, want) << (sets.empty() ? "defaults" : sets[0]);
+  }
+}
+
 // Every default docs/config.md states as a value is the default the code has: parsing the
 // documented value gives the field a default RunConfig holds.
 TEST(Config, DocumentedDefaultsAreTheDefaults) {
@@ -470,7 +483,7 @@ TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   EXPECT_EQ(tc->first_order_embedding->rows, (resolved->budget_bytes - resolved->main_budget_bytes) / 4);
 
   // LR's only group is its 1-wide first-order weights: under unified they are probed at one
-  // chunk whatever embedding.chunks says (2 by default), and the budget is theirs alone.
+  // chunk whatever embedding.chunks says (8 by default), and the budget is theirs alone.
   auto lr_sets = SmallFiles().Sets();
   lr_sets.insert(lr_sets.end(), {"model.name=\"lr\"", "embedding.method=\"unified\"", "embedding.budget=\"1/10\""});
   auto lr = ParseConfig("", "t", lr_sets);
@@ -529,7 +542,8 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
   std::string chunks = "embedding.field_chunks=[1";  // narrower fields are zero-padded
   for (int f = 1; f < 26; ++f) chunks += f % 3 ? ",2" : ",1";
   TrainAndCheckExports(
-      {"embedding.method=\"unified\"", "embedding.rows=2000", "embedding.collisionless_below=50", chunks + "]"},
+      {"embedding.method=\"unified\"", "embedding.chunks=2", "embedding.rows=2000", "embedding.collisionless_below=50",
+       chunks + "]"},
       "unified");
   TrainAndCheckExports({"embedding.method=\"dsl\"", "embedding.density=0.5", "dsl.interval=20"}, "dsl");
   // A budget below a row per value's masks: the values share hashed sparse rows.

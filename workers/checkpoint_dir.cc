@@ -147,6 +147,9 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     config->dsl_rows = main.dsl_rows;
     config->field_widths = main.field_widths;
     config->first_table = main.first_table;
+    // Unified's probes as they were trained: a checkpoint whose configuration leaves
+    // embedding.chunks to its default keeps the default of the ember that wrote it.
+    if (main.method == embedding::Method::kUnified) config->chunks = main.chunks;
     // A first-order group as it was built (under a budget, its hashed share).
     if (d.groups.size() > 1) trainer->first_order_embedding = d.groups[1].method;
     for (size_t f = 0; f < d.fields.size(); ++f) trainer->fields[f].vocab = d.fields[f].vocab;

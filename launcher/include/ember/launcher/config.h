@@ -25,7 +25,10 @@ namespace ember::launcher {
 
 struct RunConfig {
   // The config's defaults where they differ from a module's own.
-  RunConfig() { trainer.embedding.lifecycle.sketch_width = 1 << 16; }
+  RunConfig() {
+    trainer.embedding.lifecycle.sketch_width = 1 << 16;
+    trainer.embedding.chunks = 0;  // embedding.chunks: embedding::AutoChunks(dim) (MakeTrainerConfig)
+  }
 
   // [data]
   std::string train;                     // data.train: training file or glob (several: joined by ", ", for messages)
