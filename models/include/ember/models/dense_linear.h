@@ -6,7 +6,8 @@
 //         AVX512-BF16, emulated and slow elsewhere)
 //   int8  y = dynamic quantisation: W per output channel to int8 (scale max|W_row| / 127), x per
 //         call to uint8 with its own range, products in int32, y in fp32 (LibTorch's
-//         quantized::linear_dynamic on FBGEMM or oneDNN, whichever this LibTorch has)
+//         quantized::linear_dynamic on FBGEMM or oneDNN, whichever this LibTorch has). The
+//         input range is the whole call's, so a row's output depends on the rows beside it.
 //
 // SetDensePrecision() prepares every DenseLinear of a module for serving: the lower-precision
 // forward is used only without gradients (NoGradGuard), so a model being trained keeps fp32
