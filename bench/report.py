@@ -70,7 +70,9 @@ REFERENCE_TEXT = (
     "checkpoints are unchanged) and `DotInteraction` (models/fused_ops.h: the lower-triangle dot products in one "
     "pass per sample, with a hand-written backward) remove both; tests compare each with LibTorch's form. "
     "Before them ember ran at 1.64x the reference at batch 128 and 1.31x at batch 2048 (one measurement at "
-    "100000 rows). At batch 2048 what is left is the matrix products themselves.")
+    "100000 rows). At batch 2048 ember has measured 0.64 to 0.94 of the compute limit in different runs; what "
+    "separates it from the limit is the work besides the matrix products (parsing, lookups, the interaction, the "
+    "optimizer), which on 2 cores shares them with the products.")
 
 MEMORY_TEXT = (
     "`embedding_bench --memory OPTIMIZER` (through `bench/embedding_throughput.py`), one process per table: a "
@@ -180,7 +182,8 @@ def main():
                 "memory access per row. The row *two random accesses per row* is the floor of any layout that "
                 "finds a row through an index: a random 64-byte line of an index-sized array (8 bytes a row), "
                 "then the row it points to (the address depends on the line's contents, as in a lookup), both "
-                "prefetched ahead like the pull's pipeline.", "",
+                "prefetched ahead like the pull's pipeline. More than that floor needs the row inside the index's "
+                "line (one random access a row).", "",
                 open(R("embedding_throughput.md")).read().split("\n", 2)[2].strip(), "",
                 "![kernels](performance-kernels.png)"]
         if plt:
