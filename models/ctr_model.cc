@@ -122,8 +122,7 @@ class DcnV2 final : public CtrModel {
     for (int l = 0; l < c.cross_layers; ++l) {
       const std::string n = "cross" + std::to_string(l);
       if (c.cross_rank > 0) {
-        v_.push_back(
-            register_module(n + "_v", DenseLinear(torch::nn::LinearOptions(in, c.cross_rank).bias(false))));
+        v_.push_back(register_module(n + "_v", DenseLinear(torch::nn::LinearOptions(in, c.cross_rank).bias(false))));
         u_.push_back(register_module(n + "_u", DenseLinear(c.cross_rank, in)));
       } else {
         u_.push_back(register_module(n, DenseLinear(in, in)));

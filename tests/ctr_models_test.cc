@@ -359,8 +359,8 @@ TEST(CtrModels, ShapesAndRefusals) {
 
 // Serving's dense precisions (models/dense_linear.h), on untrained models at the reference DLRM
 // shape: bf16 and int8 forwards stay within their rounding of fp32 (measured on the output's
-// spread) and differ from it; with gradients on (training) a model set to int8 computes exactly fp32; fp32 again
-// drops the prepared weights; the layers keep torch::nn::Linear's parameter names.
+// spread) and differ from it; with gradients on (training) a model set to either computes exactly
+// fp32; fp32 again drops the prepared weights; the layers keep torch::nn::Linear's parameter names.
 TEST(DenseLinear, Bf16AndInt8ForwardsStayWithinTheirRoundingOfFp32) {
   models::CtrModelConfig c;  // the reference DLRM shape: 13-512-256-64-16, top 367-512-256-1
   for (auto kind : {models::ModelKind::kDlrm, models::ModelKind::kDcnV2, models::ModelKind::kWideDeep}) {
@@ -380,7 +380,8 @@ TEST(DenseLinear, Bf16AndInt8ForwardsStayWithinTheirRoundingOfFp32) {
     }
     const double spread = fp32.std().item<double>();
     ASSERT_GT(spread, 0.0);
-    for (auto [p, tolerance] : {std::pair{models::DensePrecision::kBf16, 0.05}, {models::DensePrecision::kInt8, 0.15}}) {
+    for (auto [p, tolerance] :
+         {std::pair{models::DensePrecision::kBf16, 0.05}, {models::DensePrecision::kInt8, 0.15}}) {
       ASSERT_TRUE(models::SetDensePrecision(**m, p).ok()) << models::DensePrecisionName(p);
       torch::Tensor low;
       {

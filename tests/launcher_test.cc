@@ -541,10 +541,9 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
   TrainAndCheckExports({"embedding.method=\"hash\"", "embedding.rows=3000"}, "hash");
   std::string chunks = "embedding.field_chunks=[1";  // narrower fields are zero-padded
   for (int f = 1; f < 26; ++f) chunks += f % 3 ? ",2" : ",1";
-  TrainAndCheckExports(
-      {"embedding.method=\"unified\"", "embedding.chunks=2", "embedding.rows=2000", "embedding.collisionless_below=50",
-       chunks + "]"},
-      "unified");
+  TrainAndCheckExports({"embedding.method=\"unified\"", "embedding.chunks=2", "embedding.rows=2000",
+                        "embedding.collisionless_below=50", chunks + "]"},
+                       "unified");
   TrainAndCheckExports({"embedding.method=\"dsl\"", "embedding.density=0.5", "dsl.interval=20"}, "dsl");
   // A budget below a row per value's masks: the values share hashed sparse rows.
   TrainAndCheckExports({"embedding.method=\"dsl\"", "embedding.budget=0.01", "dsl.interval=20"}, "dsl-shared");

@@ -228,8 +228,9 @@ TEST(Online, DeltaExportsAcrossAReshardResolveToTheCheckpointsFullExport) {
   const std::string root = Dir() + "/delta", ex = root + "/exports";
   std::filesystem::remove_all(root);
   auto sets = D().Sets(root);
-  for (const char* s : {"export.delta=true", "export.every_steps=10", "export.keep=0", "checkpoint.every_steps=10",
-                        "checkpoint.keep=0", "embedding.method=\"unified\"", "embedding.chunks=2", "embedding.rows=2000"})
+  for (const char* s :
+       {"export.delta=true", "export.every_steps=10", "export.keep=0", "checkpoint.every_steps=10", "checkpoint.keep=0",
+        "embedding.method=\"unified\"", "embedding.chunks=2", "embedding.rows=2000"})
     sets.push_back(s);
   sets.push_back("export.dir=\"" + ex + "\"");
   // Two shards up to a stop in step 25; resumed on three to the end (step 60).

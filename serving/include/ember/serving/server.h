@@ -39,9 +39,9 @@ struct ServeOptions {
   // pass's threads waiting for each other: more rows per second at large requests, a higher p99
   // for single rows (docs/performance.md).
   int forward_workers = 1;
-  std::string device = "cpu";  // --device: "cpu" or "cuda" (ServingModel::Load)
+  std::string device = "cpu";            // --device: "cpu" or "cuda" (ServingModel::Load)
   std::string dense_precision = "fp32";  // --dense-precision: "fp32", "bf16" or "int8" (ServingModel::Load)
-  double poll_seconds = 1;     // --poll-seconds: --model DIR is checked for newer models (0.05 .. 3600)
+  double poll_seconds = 1;               // --poll-seconds: --model DIR is checked for newer models (0.05 .. 3600)
 };
 // Every option inside its documented range, or an error naming the flag.
 Status ValidateServeOptions(const ServeOptions& o);
