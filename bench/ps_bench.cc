@@ -78,11 +78,12 @@ struct PlainServer {
 
 int main(int argc, char** argv) {
   CLI::App app{"PS pull+push over loopback TCP vs a plain socket transfer"};
-  int servers = 2, dim = 16, steps = 200;
+  int servers = 2, dim = 16, steps = 200, server_threads = ps::ServerOptions().threads;
   size_t unique = 13000;
   std::string json_path;
   app.add_option("--servers", servers, "PS servers")->capture_default_str();
   app.add_option("--dim", dim, "Row width")->capture_default_str();
+  app.add_option("--server-threads", server_threads, "Threads of each PS server")->capture_default_str();
   app.add_option("--keys", unique, "Unique keys per step")->capture_default_str();
   app.add_option("--steps", steps, "Steps (pull + push)")->capture_default_str();
   app.add_option("--json", json_path, "Write results as JSON");
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
     o.shard_index = i;
     o.num_shards = servers;
     o.secret = secret;
+    o.threads = server_threads;
     ps_servers.push_back(std::make_unique<ps::PsServer>(o));
     EMBER_CHECK(ps_servers.back()->Start().ok());
     endpoints.push_back("127.0.0.1:" + std::to_string(ps_servers.back()->port()));

@@ -33,17 +33,18 @@ Status GroupByServer(const std::vector<Slice>& slices, const std::vector<uint32_
 // One payload per server with keys (encode(positions, out)); servers without keys get none,
 // unless `every` (clocked pushes: every server counts the step).
 template <typename Encode>
-std::vector<const std::string*> Payloads(const std::vector<std::vector<std::vector<size_t>>>& positions,
-                                         std::vector<std::string>* payloads, Encode&& encode, bool every = false) {
+std::vector<std::optional<std::string_view>> Payloads(const std::vector<std::vector<std::vector<size_t>>>& positions,
+                                                      std::vector<ByteBuffer>* payloads, Encode&& encode,
+                                                      bool every = false) {
   payloads->resize(positions.size());
-  std::vector<const std::string*> send(positions.size(), nullptr);
+  std::vector<std::optional<std::string_view>> send(positions.size());
   for (size_t i = 0; i < positions.size(); ++i) {
     size_t keys = 0;
     for (const auto& p : positions[i]) keys += p.size();
     if (!keys && !every) continue;
     (*payloads)[i].clear();  // capacity kept
     encode(positions[i], &(*payloads)[i]);
-    send[i] = &(*payloads)[i];
+    send[i] = (*payloads)[i].view();
   }
   return send;
 }
@@ -98,6 +99,11 @@ Status WriteAll(tcp::socket& s, std::array<asio::const_buffer, 2> bufs, SteadyCl
 Status ReadAll(tcp::socket& s, void* data, size_t bytes, SteadyClock::time_point deadline, const std::string& who) {
   return Transfer(s, asio::mutable_buffer(data, bytes), POLLIN, deadline, who,
                   [&](const asio::mutable_buffer& x, auto& ec) { return s.read_some(asio::buffer(x), ec); });
+}
+
+// A reply's payload: RoundTrip keeps each reply with its header.
+std::string_view Payload(const ByteBuffer& reply) {
+  return reply.size() < wire::kHeaderBytes ? std::string_view() : reply.view().substr(wire::kHeaderBytes);
 }
 
 SteadyClock::time_point After(double seconds) {
@@ -189,58 +195,137 @@ Result<std::unique_ptr<RemoteClient>> RemoteClient::Connect(ClientOptions option
   return c;
 }
 
-Status RemoteClient::RoundTrip(wire::Type type, const std::vector<const std::string*>& payloads,
-                               std::vector<std::string>* replies) {
+Status RemoteClient::RoundTrip(wire::Type type, const std::vector<std::optional<std::string_view>>& payloads,
+                               std::vector<ByteBuffer>* replies) {
   if (!broken_.ok())
     return Status::Unavailable("PS connections unusable after an earlier failure: " + broken_.message());
   auto& sockets = impl_->sockets;
   const size_t n = sockets.size();
   replies->resize(n);
-  for (auto& r : *replies) r.clear();  // capacity kept
-  std::vector<uint64_t> ids(n, 0);
-  std::string frame;
-  const auto deadline = After(options_.timeout_s);
+  // One exchange a server: the request (header, payload) going out, the reply (header, payload)
+  // coming in. Every socket is served as it is ready, so a server works on its request while
+  // the next server's is still being written, and a reply is read while others are computed.
+  struct Exchange {
+    bool active = false;
+    uint64_t id = 0;
+    std::string head;
+    std::string_view payload;
+    size_t sent = 0;  // of head + payload
+    size_t got = 0;   // of reply header + payload
+    wire::Header h;
+    bool done = false;
+  };
+  std::vector<Exchange> ex(n);
+  size_t open = 0;
   for (size_t i = 0; i < n; ++i) {
+    (*replies)[i].clear();  // capacity kept
     if (!payloads[i]) continue;
-    ids[i] = next_id_++;
-    frame.clear();
-    wire::AppendHeader(&frame, type, ids[i], static_cast<uint32_t>(payloads[i]->size()));
-    Status st = WriteAll(sockets[i], {asio::buffer(frame), asio::buffer(*payloads[i])}, deadline, Who(i));
-    if (!st.ok()) return Broken(st);
-    bytes_sent_ += frame.size() + payloads[i]->size();
+    Exchange& e = ex[i];
+    e.active = true;
+    e.id = next_id_++;
+    e.payload = *payloads[i];
+    wire::AppendHeader(&e.head, type, e.id, static_cast<uint32_t>(e.payload.size()));
+    ++open;
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (!payloads[i]) continue;
-    auto& reply = (*replies)[i];
-    auto h = ReadFrame(sockets[i], &reply, options_.max_payload, deadline, Who(i));
-    if (!h.ok()) {
-      const bool timeout = h.status().message().find("deadline") != std::string::npos;
-      return Broken(timeout ? Status::Unavailable(Who(i) + " did not answer a " + wire::TypeName(type) + " within " +
-                                                  std::to_string(options_.timeout_s) + " s (ps.timeout_s)")
-                            : h.status());
-    }
-    bytes_received_ += wire::kHeaderBytes + reply.size();
-    if (h->type == wire::Type::kError) {
-      Status peer;
-      EMBER_RETURN_IF_ERROR(wire::DecodeError(reply, &peer));
-      // The replies of the other servers are still unread: the streams stay usable only if
-      // they are drained here.
-      for (size_t j = i + 1; j < n; ++j) {
-        if (!payloads[j]) continue;
-        std::string ignored;
-        if (!ReadFrame(sockets[j], &ignored, options_.max_payload, deadline, Who(j)).ok())
-          return Broken(peer.WithContext(Who(i)));
+  const auto deadline = After(options_.timeout_s);
+  auto fail = [&](size_t i, const Status& st) -> Status {
+    const bool timeout = st.message().find("deadline") != std::string::npos;
+    return Broken(timeout ? Status::Unavailable(Who(i) + " did not answer a " + wire::TypeName(type) + " within " +
+                                                std::to_string(options_.timeout_s) + " s (ps.timeout_s)")
+                          : st);
+  };
+  // Moves what the socket takes (and, once poll saw it readable, has) without blocking.
+  auto step = [&](size_t i, bool readable) -> Status {
+    Exchange& e = ex[i];
+    tcp::socket& s = sockets[i];
+    boost::system::error_code ec;
+    const size_t out_total = e.head.size() + e.payload.size();
+    while (e.sent < out_total) {
+      std::array<asio::const_buffer, 2> bufs;
+      if (e.sent < e.head.size()) {
+        bufs = {asio::buffer(e.head.data() + e.sent, e.head.size() - e.sent), asio::buffer(e.payload)};
+      } else {
+        const size_t at = e.sent - e.head.size();
+        bufs = {asio::buffer(e.payload.data() + at, e.payload.size() - at), asio::const_buffer()};
       }
+      const size_t k = s.write_some(bufs, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec) return Status::Unavailable(Who(i) + " is gone: " + ec.message());
+      e.sent += k;
+      bytes_sent_ += k;
+    }
+    if (!readable) return Status::Ok();
+    // The reply lands in replies[i] header and all, so that one read can take a small reply
+    // whole; past the header the buffer is cut to the frame, so nothing beyond it is read.
+    ByteBuffer& reply = (*replies)[i];
+    for (;;) {
+      if (e.got < wire::kHeaderBytes) {
+        reply.resize(std::max<size_t>(reply.capacity(), 64 << 10));
+      } else if (e.got == reply.size()) {
+        e.done = true;
+        return Status::Ok();
+      }
+      const size_t k = s.read_some(asio::buffer(reply.data() + e.got, reply.size() - e.got), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) return Status::Ok();
+      if (ec) return Status::Unavailable(Who(i) + " is gone: " + ec.message());
+      const bool had_header = e.got >= wire::kHeaderBytes;
+      e.got += k;
+      bytes_received_ += k;
+      if (!had_header && e.got >= wire::kHeaderBytes) {
+        auto h = wire::ParseHeader(reinterpret_cast<const uint8_t*>(reply.data()), options_.max_payload);
+        if (!h.ok()) return h.status().WithContext(Who(i));
+        e.h = *h;
+        const size_t frame = wire::kHeaderBytes + size_t{e.h.payload_bytes};
+        if (e.got > frame)
+          return Status::Internal(Who(i) + " sent " + std::to_string(e.got - frame) + " bytes past its reply");
+        reply.resize(frame);
+      }
+    }
+  };
+  std::vector<pollfd> fds;
+  std::vector<size_t> which;
+  std::vector<char> readable(n, 0);  // nothing is read before poll says a reply came
+  while (open > 0) {
+    fds.clear();
+    which.clear();
+    for (size_t i = 0; i < n; ++i) {
+      Exchange& e = ex[i];
+      if (!e.active || e.done) continue;
+      if (Status st = step(i, readable[i]); !st.ok()) return fail(i, st);
+      if (e.done) {
+        --open;
+        continue;
+      }
+      const bool sending = e.sent < e.head.size() + e.payload.size();
+      fds.push_back({sockets[i].native_handle(), static_cast<short>(POLLIN | (sending ? POLLOUT : 0)), 0});
+      which.push_back(i);
+    }
+    if (fds.empty()) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
+    if (left <= 0) return fail(which[0], Status::Unavailable(Who(which[0]) + ": no answer within the deadline"));
+    const int r = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+    if (r < 0 && errno != EINTR) return Broken(Status::Unavailable(std::string("poll: ") + std::strerror(errno)));
+    for (size_t j = 0; j < fds.size(); ++j)
+      if (fds[j].revents & (POLLIN | POLLERR | POLLHUP)) readable[which[j]] = 1;
+  }
+  // Every reply is in, so the streams stay usable whatever the replies say.
+  for (size_t i = 0; i < n; ++i) {
+    const Exchange& e = ex[i];
+    if (!e.active) continue;
+    const ByteBuffer& reply = (*replies)[i];
+    if (e.h.type == wire::Type::kError) {
+      Status peer;
+      EMBER_RETURN_IF_ERROR(wire::DecodeError(Payload(reply), &peer));
       return peer.WithContext(Who(i));
     }
-    if (h->type != type || h->request_id != ids[i])
+    if (e.h.type != type || e.h.request_id != e.id)
       return Broken(Status::Internal(Who(i) + ": reply does not match the request"));
   }
   return Status::Ok();
 }
 
-Status RemoteClient::Broadcast(wire::Type type, const std::string& payload, std::vector<std::string>* replies) {
-  return RoundTrip(type, std::vector<const std::string*>(impl_->sockets.size(), &payload), replies);
+Status RemoteClient::Broadcast(wire::Type type, const std::string& payload, std::vector<ByteBuffer>* replies) {
+  return RoundTrip(type, std::vector<std::optional<std::string_view>>(impl_->sockets.size(), payload), replies);
 }
 
 bool RemoteClient::SameKeysAsLastPull(const std::vector<PushSlice>& slices) const {
@@ -261,7 +346,7 @@ Status RemoteClient::CreateTables(const std::vector<embedding::TableSpec>& specs
   std::lock_guard<std::mutex> lock(mu_);
   std::string payload;
   wire::EncodeSpecs(specs, &payload);
-  std::vector<std::string> replies;
+  std::vector<ByteBuffer> replies;
   EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kCreateTables, payload, &replies));
   for (const auto& s : specs) {
     if (table_dims_.size() <= s.id) table_dims_.resize(s.id + 1, 0);
@@ -285,15 +370,15 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
     last_pull_sizes_.push_back(s.n);
     last_pull_keys_.insert(last_pull_keys_.end(), s.keys, s.keys + s.n);
   }
-  const auto send = Payloads(positions, &payloads_, [&](const auto& pos, std::string* out) {
+  const auto send = Payloads(positions, &payloads_, [&](const auto& pos, ByteBuffer* out) {
     wire::EncodePull(slices, pos, clock.wait_for, out);
   });
-  std::vector<std::string>& replies = replies_;
+  std::vector<ByteBuffer>& replies = replies_;
   EMBER_RETURN_IF_ERROR(RoundTrip(wire::Type::kPull, send, &replies));
   uint64_t lowest = UINT64_MAX;
   for (int i = 0; i < n; ++i) {
     if (!send[i]) continue;
-    wire::Reader r(replies[i]);
+    wire::Reader r(Payload(replies[i]));
     uint64_t server_clock = 0;
     if (!r.Pod(&server_clock, "pull reply clock")) return r.status().WithContext("PS server " + std::to_string(i));
     lowest = std::min(lowest, server_clock);
@@ -334,8 +419,8 @@ void RemoteClient::TrimBuffers() {
   // Buffers past this are freed after their call rather than kept for the next.
   constexpr size_t kKeepBytes = 16 << 20;
   for (auto* v : {&payloads_, &replies_})
-    for (std::string& b : *v)
-      if (b.capacity() > kKeepBytes) std::string().swap(b);
+    for (ByteBuffer& b : *v)
+      if (b.capacity() > kKeepBytes) b.Free();
 }
 
 Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock& clock) {
@@ -350,7 +435,7 @@ Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock&
   }
   const auto send = Payloads(
       *positions, &payloads_,
-      [&](const auto& pos, std::string* out) { wire::EncodePush(slices, dims, pos, clock, out); },
+      [&](const auto& pos, ByteBuffer* out) { wire::EncodePush(slices, dims, pos, clock, out); },
       /*every=*/clock.workers > 0);
   const Status st = RoundTrip(wire::Type::kPush, send, &replies_);
   TrimBuffers();
@@ -359,12 +444,12 @@ Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock&
 
 Result<std::vector<TableStats>> RemoteClient::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::string> replies;
+  std::vector<ByteBuffer> replies;
   EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kStats, "", &replies));
   std::vector<TableStats> total;
   for (size_t i = 0; i < replies.size(); ++i) {
     std::vector<TableStats> stats;
-    EMBER_RETURN_IF_ERROR(wire::DecodeStats(replies[i], &stats).WithContext("PS server " + std::to_string(i)));
+    EMBER_RETURN_IF_ERROR(wire::DecodeStats(Payload(replies[i]), &stats).WithContext("PS server " + std::to_string(i)));
     MergeShardStats(static_cast<int>(i), static_cast<int>(replies.size()), stats, &total);
   }
   return total;
@@ -374,12 +459,12 @@ Result<TableOpResult> RemoteClient::Apply(const TableOp& op) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string payload;
   wire::EncodeOp(op, &payload);
-  std::vector<std::string> replies;
+  std::vector<ByteBuffer> replies;
   EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kApply, payload, &replies));
   TableOpResult total;
   for (size_t i = 0; i < replies.size(); ++i) {
     TableOpResult r;
-    EMBER_RETURN_IF_ERROR(wire::DecodeOpResult(replies[i], &r).WithContext("PS server " + std::to_string(i)));
+    EMBER_RETURN_IF_ERROR(wire::DecodeOpResult(Payload(replies[i]), &r).WithContext("PS server " + std::to_string(i)));
     total.rows += r.rows;
     total.values += r.values;
     total.pruned += r.pruned;
@@ -393,12 +478,12 @@ Result<std::vector<ShardFile>> RemoteClient::SaveShards(const std::string& dir) 
   std::lock_guard<std::mutex> lock(mu_);
   std::string payload;
   wire::Writer(&payload).Str(dir);
-  std::vector<std::string> replies;
+  std::vector<ByteBuffer> replies;
   EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kSave, payload, &replies));
   std::vector<ShardFile> files;
   for (size_t i = 0; i < replies.size(); ++i) {
     std::vector<ShardFile> f;
-    EMBER_RETURN_IF_ERROR(wire::DecodeFiles(replies[i], &f).WithContext("PS server " + std::to_string(i)));
+    EMBER_RETURN_IF_ERROR(wire::DecodeFiles(Payload(replies[i]), &f).WithContext("PS server " + std::to_string(i)));
     files.insert(files.end(), f.begin(), f.end());
   }
   return files;
@@ -413,13 +498,13 @@ Status RemoteClient::LoadShards(const std::string& dir, const std::vector<ShardF
   std::lock_guard<std::mutex> lock(mu_);
   std::string payload;
   wire::EncodeLoad({dir, files}, &payload);
-  std::vector<std::string> replies;
+  std::vector<ByteBuffer> replies;
   EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kLoad, payload, &replies));
   // The tables' widths, from any server's stats (every server declares every table).
-  std::vector<std::string> stats;
+  std::vector<ByteBuffer> stats;
   EMBER_RETURN_IF_ERROR(Broadcast(wire::Type::kStats, "", &stats));
   std::vector<TableStats> t;
-  EMBER_RETURN_IF_ERROR(wire::DecodeStats(stats[0], &t));
+  EMBER_RETURN_IF_ERROR(wire::DecodeStats(Payload(stats[0]), &t));
   for (const auto& s : t) {
     if (table_dims_.size() <= s.table) table_dims_.resize(s.table + 1, 0);
     table_dims_[s.table] = static_cast<uint32_t>(s.dim);
@@ -429,7 +514,7 @@ Status RemoteClient::LoadShards(const std::string& dir, const std::vector<ShardF
 
 Status RemoteClient::Shutdown() {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::string> replies;
+  std::vector<ByteBuffer> replies;
   return Broadcast(wire::Type::kShutdown, "", &replies);
 }
 

@@ -157,7 +157,7 @@ ServerSession::Output ServerSession::OnFrame() {
   header_have_ = 0;
   const std::string_view payload(payload_.data(), current_.payload_bytes);
   auto done = [&] {
-    if (payload_.capacity() > kKeepBuffer) std::string().swap(payload_);
+    if (payload_.capacity() > kKeepBuffer) payload_.Free();
     if (reserved_ > payload_.capacity()) {
       server_->Release(reserved_ - payload_.capacity());
       reserved_ = payload_.capacity();
@@ -190,8 +190,7 @@ ServerSession::Output ServerSession::OnFrame() {
     if (!st.ok()) return Reply(wire::Type::kPull, st);
     // Answered now if the step is in (the clock never moves back), else parked on the shard and
     // answered when the step's last push arrives (no thread held while it waits).
-    if (pull_.wait_for == 0 || server_->shard().clock() >= pull_.wait_for)
-      return Reply(wire::Type::kPull, Guarded(server_, [&] { return server_->Pull(pull_); }));
+    if (pull_.wait_for == 0 || server_->shard().clock() >= pull_.wait_for) return ReplyToPull();
     phase_ = Phase::kParked;
     Output o;
     o.park = true;
@@ -207,20 +206,41 @@ ServerSession::Output ServerSession::OnFrame() {
 ServerSession::Output ServerSession::Unpark() {
   if (phase_ != Phase::kParked) return {};  // closed meanwhile
   phase_ = Phase::kIdle;
-  return Reply(wire::Type::kPull, Guarded(server_, [&] { return server_->Pull(pull_); }));
+  return ReplyToPull();
+}
+
+ServerSession::Output ServerSession::ReplyToPull() {
+  auto st = Guarded(server_, [&]() -> Result<std::string> {
+    EMBER_RETURN_IF_ERROR(server_->Pull(pull_, &reply_));
+    return std::string();
+  });
+  if (!st.ok()) return Reply(wire::Type::kPull, st.status());
+  Output o;
+  o.bulk = reply_.view();
+  wire::AppendHeader(&o.head, wire::Type::kPull, current_.request_id, static_cast<uint32_t>(o.bulk.size()));
+  if (reply_.capacity() > kKeepBuffer) {  // sent from a copy, so that the buffer can go
+    o.body.assign(o.bulk);
+    o.bulk = {};
+    reply_.Free();
+  }
+  return o;
 }
 
 // ---------------------------------------------------------------------------------------------
 // The Asio driver
 
+// One io_context a thread, each running its share of the connections (round-robin): a
+// connection's handlers never hop between threads, and no context wakes another.
 struct PsServer::Impl {
-  explicit Impl(int threads)
-      : ioc(std::make_unique<asio::io_context>(std::max(1, threads))),
-        acceptor(std::make_unique<tcp::acceptor>(*ioc)) {}
+  explicit Impl(int threads) {
+    for (int i = 0; i < std::max(1, threads); ++i) iocs.push_back(std::make_unique<asio::io_context>(1));
+    acceptor = std::make_unique<tcp::acceptor>(*iocs[0]);
+  }
   // Owned through pointers: Stop() destroys them, which closes every connection.
-  std::unique_ptr<asio::io_context> ioc;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::unique_ptr<tcp::acceptor> acceptor;
+  size_t next_context = 0;  // the acceptor's context only
   std::vector<std::thread> threads;
   int port = 0;
   std::mutex mu;
@@ -252,7 +272,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   void Send(ServerSession::Output o) {
     if (o.park) {
-      timer_.cancel();
+      deadline_ = SteadyClock::time_point::max();  // a parked pull waits for its step, not a deadline
       server_->shard().WhenClock(o.wait_for, [self = shared_from_this()] {
         asio::post(self->socket_.get_executor(), [self] { self->Send(self->session_.Unpark()); });
       });
@@ -264,7 +284,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return ReadMore();
     }
     out_ = std::move(o);
-    asio::async_write(socket_, std::array<asio::const_buffer, 2>{asio::buffer(out_.head), asio::buffer(out_.body)},
+    asio::async_write(socket_,
+                      std::array<asio::const_buffer, 3>{asio::buffer(out_.head), asio::buffer(out_.body),
+                                                        asio::buffer(out_.bulk.data(), out_.bulk.size())},
                       [self = shared_from_this()](boost::system::error_code ec, size_t) {
                         if (ec || self->out_.close) return self->Close();
                         self->out_ = {};
@@ -287,9 +309,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void ReadMore() {
+    // Bytes an earlier read staged go to the session first, as much as it asks for.
+    while (staged_at_ < staged_end_) {
+      const size_t want = session_.want();
+      if (!want) return;  // parked or closed: the rest waits
+      const size_t take = std::min(want, staged_end_ - staged_at_);
+      std::memcpy(session_.next(), stage_.data() + staged_at_, take);
+      staged_at_ += take;
+      ServerSession::Output o = session_.Received(take);
+      if (!o.head.empty() || o.close || o.park) return Send(std::move(o));
+    }
     const size_t want = session_.want();
     if (!want) return;
     Arm();
+    if (want < stage_.size()) {
+      // A header, or a small payload's rest: one read takes whatever has arrived, usually the
+      // whole of a small request (header and payload in one system call).
+      socket_.async_read_some(asio::buffer(stage_),
+                              [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                                if (ec) return self->Close();
+                                self->staged_at_ = 0;
+                                self->staged_end_ = n;
+                                self->ReadMore();
+                              });
+      return;
+    }
     socket_.async_read_some(asio::buffer(session_.next(), std::min<size_t>(want, 1 << 20)),
                             [self = shared_from_this()](boost::system::error_code ec, size_t n) {
                               if (ec) return self->Close();
@@ -297,24 +341,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             });
   }
 
-  // The read's deadline: the handshake and a frame from their first byte, idle time between.
+  // The read's deadline: the handshake and a frame from their first byte, idle time between. The
+  // timer is moved only when the deadline comes sooner than it; when it fires before the
+  // deadline it waits again, so most reads touch no timer.
   void Arm() {
     const auto& o = server_->options();
     const auto phase = session_.phase();
-    SteadyClock::time_point deadline;
     if (phase == ServerSession::Phase::kHandshake) {
-      deadline = started_ + Seconds(o.timeout_s);
+      deadline_ = started_ + Seconds(o.timeout_s);
     } else if (phase == ServerSession::Phase::kFrame) {
       if (!in_frame_) frame_start_ = SteadyClock::now();
       in_frame_ = true;
-      deadline = frame_start_ + Seconds(o.timeout_s);
+      deadline_ = frame_start_ + Seconds(o.timeout_s);
     } else {
       in_frame_ = false;
-      deadline = SteadyClock::now() + Seconds(o.idle_timeout_s);
+      deadline_ = SteadyClock::now() + Seconds(o.idle_timeout_s);
     }
-    timer_.expires_at(deadline);
+    if (!timer_waiting_ || timer_.expiry() > deadline_) Wait(deadline_);
+  }
+
+  void Wait(SteadyClock::time_point when) {
+    timer_waiting_ = true;
+    timer_.expires_at(when);  // a pending wait ends with operation_aborted
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (ec || self->timer_.expiry() > SteadyClock::now()) return;  // re-armed or cancelled
+      if (ec) return;  // moved (a new wait is pending) or cancelled
+      self->timer_waiting_ = false;
+      if (self->closed_ || self->deadline_ == SteadyClock::time_point::max()) return;
+      if (self->deadline_ > SteadyClock::now()) return self->Wait(self->deadline_);
       self->server_->counters().timeouts++;
       self->Close();
     });
@@ -326,6 +379,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void Close() {
     boost::system::error_code ignored;
+    closed_ = true;
     session_.Closed();
     timer_.cancel();
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -337,12 +391,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::steady_timer timer_;
   ServerSession session_;
   ServerSession::Output out_;
-  SteadyClock::time_point started_, frame_start_;
+  SteadyClock::time_point started_, frame_start_, deadline_ = SteadyClock::time_point::max();
   bool in_frame_ = false;
+  bool timer_waiting_ = false;
+  bool closed_ = false;
+  std::array<char, 16 << 10> stage_;  // a read of small frames (header and payload together)
+  size_t staged_at_ = 0, staged_end_ = 0;
 };
 
 void Accept(PsServer* server, PsServer::Impl* impl) {
-  impl->acceptor->async_accept(asio::make_strand(*impl->ioc), [=](boost::system::error_code ec, tcp::socket socket) {
+  asio::io_context& ioc = *impl->iocs[impl->next_context++ % impl->iocs.size()];
+  impl->acceptor->async_accept(ioc, [=](boost::system::error_code ec, tcp::socket socket) {
     if (!impl->acceptor->is_open()) return;
     if (!ec) std::make_shared<Connection>(server, std::move(socket))->Begin();
     Accept(server, impl);
@@ -370,23 +429,23 @@ Status PsServer::Start() {
   if (!(options_.timeout_s > 0) || !(options_.idle_timeout_s > 0))
     return Status::InvalidArgument("ps server: timeouts must be positive");
   EMBER_ASSIGN_OR_RETURN(impl_->port, ListenOn(impl_->acceptor.get(), options_.bind, options_.port, "ps server"));
-  impl_->work.emplace(impl_->ioc->get_executor());
+  for (auto& ioc : impl_->iocs) impl_->work.push_back(asio::make_work_guard(*ioc));
   Accept(this, impl_.get());
-  for (int i = 0; i < std::max(1, options_.threads); ++i) impl_->threads.emplace_back([this] { impl_->ioc->run(); });
+  for (auto& ioc : impl_->iocs) impl_->threads.emplace_back([c = ioc.get()] { c->run(); });
   return Status::Ok();
 }
 
 void PsServer::Stop() {
   if (!impl_ || impl_->threads.empty()) return;
-  impl_->work.reset();
-  impl_->ioc->stop();
+  impl_->work.clear();
+  for (auto& ioc : impl_->iocs) ioc->stop();
   shard_.DropWaiters();  // parked pulls hold connections of the context destroyed below
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   // Destroying the context destroys its pending handlers and with them every connection: peers
   // see the sockets close, as if the process had died.
   impl_->acceptor.reset();
-  impl_->ioc.reset();
+  impl_->iocs.clear();
   impl_->Shutdown();
 }
 
@@ -452,9 +511,9 @@ Result<std::string> PsServer::ConfinedDir(const std::string& dir) const {
   return target.string();
 }
 
-Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
-  std::string out;
-  wire::Writer w(&out);
+Status PsServer::Pull(const wire::PullRequest& req, ByteBuffer* out) {
+  out->clear();
+  wire::Writer w(out);
   w.Pod<uint64_t>(shard_.clock());
   std::vector<uint8_t> own;
   for (const auto& s : req.slices) {
@@ -463,13 +522,13 @@ Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
     const size_t dim = static_cast<size_t>(t->dim());
     w.Pod<uint32_t>(static_cast<uint32_t>(dim));
     // Rows land in the reply itself (4-byte aligned: every field before them is 4 bytes).
-    const size_t at = out.size();
-    out.resize(at + s.keys.size() * dim * sizeof(float));
+    const size_t at = out->size();
+    out->resize(at + s.keys.size() * dim * sizeof(float));
     own.resize(s.keys.size());
-    EMBER_RETURN_IF_ERROR(shard_.Pull(s.table, s.keys.data(), s.keys.size(), reinterpret_cast<float*>(out.data() + at),
+    EMBER_RETURN_IF_ERROR(shard_.Pull(s.table, s.keys.data(), s.keys.size(), reinterpret_cast<float*>(out->data() + at),
                                       s.create_missing, own.data()));
     // Keys without their own row (feature admission): count, then their positions in the slice.
-    const size_t count_at = out.size();
+    const size_t count_at = out->size();
     uint32_t fell = 0;
     w.Pod<uint32_t>(0);
     for (size_t i = 0; i < own.size(); ++i)
@@ -477,9 +536,9 @@ Result<std::string> PsServer::Pull(const wire::PullRequest& req) {
         w.Pod<uint32_t>(static_cast<uint32_t>(i));
         ++fell;
       }
-    std::memcpy(out.data() + count_at, &fell, sizeof(fell));
+    std::memcpy(out->data() + count_at, &fell, sizeof(fell));
   }
-  return out;
+  return Status::Ok();
 }
 
 Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, uint32_t worker) {
@@ -498,7 +557,9 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, 
     case wire::Type::kPull: {
       wire::PullRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodePull(payload, &req));
-      return Pull(req);
+      ByteBuffer reply;
+      EMBER_RETURN_IF_ERROR(Pull(req, &reply));
+      return std::string(reply.view());
     }
     case wire::Type::kPush: {
       wire::PushRequest req;
@@ -520,7 +581,7 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, 
                                          std::to_string(s.dim) + " wide, the table " + std::to_string(t->dim()));
       }
       std::vector<Shard::Rows> rows;
-      for (const auto& s : req.slices) rows.push_back({s.table, s.keys.data(), s.keys.size(), s.grads.data()});
+      for (const auto& s : req.slices) rows.push_back({s.table, s.keys, s.n, s.grads});
       EMBER_RETURN_IF_ERROR(shard_.PushStep(req.clock, rows));
       return out;
     }

@@ -12,13 +12,34 @@ constexpr uint32_t kMaxSpecs = embedding::kMaxTables;
 Status Malformed(const std::string& why) { return Status::InvalidArgument("malformed frame: " + why); }
 
 // Every key names the slice's table (which also excludes the index's reserved key).
-bool KeysOf(uint32_t table, const std::vector<uint64_t>& keys) {
-  for (uint64_t k : keys)
-    if (embedding::KeyTable(k) != table) return false;
-  return true;
+bool KeysOf(uint32_t table, const uint64_t* keys, size_t n) {
+  bool all = true;  // no early exit: the loop vectorises
+  for (size_t i = 0; i < n; ++i) all &= embedding::KeyTable(keys[i]) == table;
+  return all;
+}
+bool KeysOf(uint32_t table, const std::vector<uint64_t>& keys) { return KeysOf(table, keys.data(), keys.size()); }
+
+// Every value is finite (exponent bits not all set).
+bool AllFinite(const float* v, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, v + i, sizeof(bits));
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
 }
 
-void WriteSpec(Writer& w, const embedding::TableSpec& s) {
+// n values of T at p, in place when p is aligned for T, else copied into *owned.
+template <typename T>
+const T* InPlaceOrCopy(const char* p, size_t n, std::vector<T>* owned) {
+  if (reinterpret_cast<uintptr_t>(p) % alignof(T) == 0) return reinterpret_cast<const T*>(p);
+  owned->resize(n);
+  if (n) std::memcpy(owned->data(), p, n * sizeof(T));
+  return owned->data();
+}
+
+void WriteSpec(Writer<std::string>& w, const embedding::TableSpec& s) {
   w.Pod<uint32_t>(s.id);
   w.Pod<int32_t>(s.dim);
   w.Pod<uint64_t>(s.rows);
@@ -167,16 +188,17 @@ bool Reader::Fail(const char* what, const std::string& why) {
   return false;
 }
 
+template <typename Out>
 void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vector<size_t>>& positions,
-                uint64_t wait_for, std::string* out) {
+                uint64_t wait_for, Out* out) {
   Writer w(out);
-  w.Pod<uint64_t>(wait_for);
-  w.Pod<uint32_t>(static_cast<uint32_t>(slices.size()));
+  w.Pod(static_cast<uint64_t>(wait_for));
+  w.Pod(static_cast<uint32_t>(static_cast<uint32_t>(slices.size())));
   for (size_t i = 0; i < slices.size(); ++i) {
     const auto& pos = positions[i];
-    w.Pod<uint32_t>(slices[i].table);
-    w.Pod<uint8_t>(slices[i].create_missing ? 1 : 0);
-    w.Pod<uint64_t>(pos.size());
+    w.Pod(static_cast<uint32_t>(slices[i].table));
+    w.Pod(static_cast<uint8_t>(slices[i].create_missing ? 1 : 0));
+    w.Pod(static_cast<uint64_t>(pos.size()));
     const size_t at = out->size();
     out->resize(at + pos.size() * sizeof(uint64_t));
     auto* k = reinterpret_cast<char*>(out->data() + at);
@@ -206,21 +228,22 @@ Status DecodePull(std::string_view payload, PullRequest* req) {
   return r.status();
 }
 
+template <typename Out>
 void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t>& dims,
-                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, std::string* out) {
+                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, Out* out) {
   Writer w(out);
-  w.Pod<uint32_t>(clock.worker);
-  w.Pod<uint32_t>(clock.workers);
-  w.Pod<uint64_t>(clock.step);
-  w.Pod<uint32_t>(clock.aggregate ? 1u : 0u);
-  w.Pod<uint32_t>(static_cast<uint32_t>(slices.size()));
+  w.Pod(static_cast<uint32_t>(clock.worker));
+  w.Pod(static_cast<uint32_t>(clock.workers));
+  w.Pod(static_cast<uint64_t>(clock.step));
+  w.Pod(static_cast<uint32_t>(clock.aggregate ? 1u : 0u));
+  w.Pod(static_cast<uint32_t>(static_cast<uint32_t>(slices.size())));
   for (size_t i = 0; i < slices.size(); ++i) {
     const auto& sl = slices[i];
     const auto& pos = positions[i];
     const size_t dim = dims[i], stride = sl.stride ? sl.stride : dim;
-    w.Pod<uint32_t>(sl.table);
-    w.Pod<uint32_t>(dims[i]);
-    w.Pod<uint64_t>(pos.size());
+    w.Pod(static_cast<uint32_t>(sl.table));
+    w.Pod(static_cast<uint32_t>(dims[i]));
+    w.Pod(static_cast<uint64_t>(pos.size()));
     const size_t at = out->size(), row = dim * sizeof(float);
     out->resize(at + pos.size() * (sizeof(uint64_t) + row));
     char* k = out->data() + at;
@@ -248,29 +271,44 @@ Status DecodePush(std::string_view payload, PushRequest* req) {
   for (uint32_t i = 0; r.ok() && i < n; ++i) {
     PushRequest::Slice s;
     uint64_t count = 0;
-    if (!(r.Pod(&s.table, "push.table") && r.Pod(&s.dim, "push.dim") && r.Pod(&count, "push.keys") &&
-          r.Array(count, &s.keys, "push.keys")))
+    const char* keys = nullptr;
+    if (!(r.Pod(&s.table, "push.table") && r.Pod(&s.dim, "push.dim") && r.Pod(&count, "push.keys"))) break;
+    // count * 8 bytes must remain, so count * dim below cannot overflow for dim <= 4096.
+    if (count > payload.size() / sizeof(uint64_t)) {
+      r.Fail("push.keys", "count past the end of the frame");
       break;
+    }
+    if (!(keys = r.Skip(count * sizeof(uint64_t), "push.keys"))) break;
     if (s.dim == 0 || s.dim > 4096) {
       r.Fail("push.dim", "width out of range");
       break;
     }
-    if (!KeysOf(s.table, s.keys)) {
+    s.n = count;
+    s.keys = InPlaceOrCopy(keys, count, &s.owned_keys);
+    if (!KeysOf(s.table, s.keys, s.n)) {
       r.Fail("push.keys", "a key of another table (or the reserved key)");
       break;
     }
-    // count keys were present, so count * dim cannot overflow for dim <= 4096.
-    if (!r.Array(count * s.dim, &s.grads, "push.grads")) break;
-    for (float g : s.grads)
-      if (!std::isfinite(g)) {
-        r.Fail("push.grads", "a gradient that is not finite");
-        break;
-      }
+    const char* grads = r.Skip(count * s.dim * sizeof(float), "push.grads");
+    if (!grads) break;
+    s.grads = InPlaceOrCopy(grads, count * s.dim, &s.owned_grads);
+    if (!AllFinite(s.grads, count * s.dim)) {
+      r.Fail("push.grads", "a gradient that is not finite");
+      break;
+    }
     req->slices.push_back(std::move(s));
   }
   r.End();
   return r.status();
 }
+
+template void EncodePull(const std::vector<PullSlice>&, const std::vector<std::vector<size_t>>&, uint64_t,
+                         std::string*);
+template void EncodePull(const std::vector<PullSlice>&, const std::vector<std::vector<size_t>>&, uint64_t, ByteBuffer*);
+template void EncodePush(const std::vector<PushSlice>&, const std::vector<uint32_t>&,
+                         const std::vector<std::vector<size_t>>&, const PushClock&, std::string*);
+template void EncodePush(const std::vector<PushSlice>&, const std::vector<uint32_t>&,
+                         const std::vector<std::vector<size_t>>&, const PushClock&, ByteBuffer*);
 
 void EncodeSpecs(const std::vector<embedding::TableSpec>& specs, std::string* out) {
   Writer w(out);

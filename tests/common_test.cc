@@ -3,9 +3,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
+#include "ember/common/byte_buffer.h"
 #include "ember/common/env.h"
 #include "ember/common/file.h"
 #include "ember/common/half.h"
@@ -48,6 +50,32 @@ TEST(Status, ResultAndMacros) {
   EXPECT_EQ(v, 4);
   Status st = UseHalf(3, &v);
   EXPECT_EQ(st.message(), "odd");
+}
+
+TEST(ByteBuffer, GrowsKeepingItsBytesAndReusesItsCapacity) {
+  ByteBuffer b;
+  EXPECT_TRUE(b.empty());
+  b.append("abc", 3);
+  b.resize(5);  // two bytes past "abc", left as they are
+  std::memcpy(b.data() + 3, "de", 2);
+  b.append("f", 1);
+  EXPECT_EQ(b.view(), "abcdef");
+  const size_t cap = b.capacity();
+  b.resize(100 * cap);  // a reallocation keeps what was there
+  EXPECT_EQ(b.view().substr(0, 6), "abcdef");
+  EXPECT_GE(b.capacity(), 100 * cap);
+  const char* at = b.data();
+  b.clear();
+  b.resize(10);  // within capacity: the same memory
+  EXPECT_EQ(b.data(), at);
+  ByteBuffer moved(std::move(b));
+  EXPECT_EQ(moved.size(), 10u);
+  EXPECT_EQ(moved.data(), at);
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.capacity(), 0u);
+  moved.Free();
+  EXPECT_EQ(moved.capacity(), 0u);
+  EXPECT_EQ(moved.data(), nullptr);
 }
 
 TEST(Hash, StableAcrossRuns) {

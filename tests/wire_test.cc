@@ -69,8 +69,37 @@ TEST(Wire, PullAndPushRoundTrip) {
   EXPECT_TRUE(ps.clock.aggregate);
   ASSERT_EQ(ps.slices.size(), 1u);
   EXPECT_EQ(ps.slices[0].dim, 3u);
-  EXPECT_EQ(ps.slices[0].keys, (std::vector<uint64_t>{embedding::MakeKey(2, 6), embedding::MakeKey(2, 5)}));
-  EXPECT_EQ(ps.slices[0].grads, (std::vector<float>{4, 5, 6, 1, 2, 3}));  // strided rows, padding dropped
+  const auto& sl = ps.slices[0];
+  ASSERT_EQ(sl.n, 2u);
+  EXPECT_EQ(std::vector<uint64_t>(sl.keys, sl.keys + sl.n),
+            (std::vector<uint64_t>{embedding::MakeKey(2, 6), embedding::MakeKey(2, 5)}));
+  EXPECT_EQ(std::vector<float>(sl.grads, sl.grads + 6),
+            (std::vector<float>{4, 5, 6, 1, 2, 3}));  // strided rows, padding dropped
+}
+
+// A push's keys and gradients are read in place where they are aligned and copied where they
+// are not (a slice after one of an odd number of values), with the same values either way.
+TEST(Wire, PushSlicesInPlaceOrCopied) {
+  const uint64_t a_key = embedding::MakeKey(2, 5);
+  const float a_grads[3] = {1, 2, 3};
+  const uint64_t b_keys[2] = {embedding::MakeKey(4, 8), embedding::MakeKey(4, 9)};
+  const float b_grads[4] = {5, 6, 7, 8};
+  PushSlice a{2, &a_key, 1, a_grads};
+  PushSlice b{4, b_keys, 2, b_grads};
+  ByteBuffer payload;  // the server's buffer type, so that the payload's own alignment is new[]'s
+  EncodePush({a, b}, {3, 2}, {{0}, {0, 1}}, PushClock{}, &payload);
+  PushRequest req;
+  ASSERT_TRUE(DecodePush(payload.view(), &req).ok());
+  ASSERT_EQ(req.slices.size(), 2u);
+  const auto& first = req.slices[0];
+  const auto& second = req.slices[1];
+  EXPECT_TRUE(first.owned_keys.empty());  // in place: 8-aligned in the payload
+  EXPECT_TRUE(first.owned_grads.empty());
+  EXPECT_EQ(first.keys[0], a_key);
+  EXPECT_EQ(std::vector<float>(first.grads, first.grads + 3), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(second.owned_keys, (std::vector<uint64_t>{b_keys[0], b_keys[1]}));  // 4 bytes off: copied
+  EXPECT_EQ(second.keys, second.owned_keys.data());
+  EXPECT_EQ(std::vector<float>(second.grads, second.grads + 4), (std::vector<float>{5, 6, 7, 8}));
 }
 
 TEST(Wire, ControlMessagesRoundTrip) {

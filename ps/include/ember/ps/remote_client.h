@@ -12,7 +12,9 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ember/ps/auth.h"
@@ -57,9 +59,12 @@ class RemoteClient final : public PsClient {
 
  private:
   RemoteClient() = default;
-  // Sends payloads[i] (if non-null) to server i, then reads every reply into replies[i].
-  Status RoundTrip(wire::Type type, const std::vector<const std::string*>& payloads, std::vector<std::string>* replies);
-  Status Broadcast(wire::Type type, const std::string& payload, std::vector<std::string>* replies);
+  // Sends payloads[i] (where set) to server i and reads every reply into replies[i]: all servers
+  // at once, each reply read as it comes while other requests are still being written. A reply
+  // keeps its header (Payload() in the .cc skips it).
+  Status RoundTrip(wire::Type type, const std::vector<std::optional<std::string_view>>& payloads,
+                   std::vector<ByteBuffer>* replies);
+  Status Broadcast(wire::Type type, const std::string& payload, std::vector<ByteBuffer>* replies);
   uint32_t Dim(uint32_t table) const;
   // Frees reused buffers that grew past a limit.
   void TrimBuffers();
@@ -81,7 +86,7 @@ class RemoteClient final : public PsClient {
   // payloads and the replies, so that a step allocates nothing once the buffers have grown.
   using Positions = std::vector<std::vector<std::vector<size_t>>>;  // [server][slice] -> indices
   Positions pull_positions_, push_positions_;
-  std::vector<std::string> payloads_, replies_;
+  std::vector<ByteBuffer> payloads_, replies_;
   // The last pull's tables and keys: a push of the same keys (a training step's) reuses its
   // grouping instead of hashing every key again.
   std::vector<uint32_t> last_pull_tables_;

@@ -78,8 +78,8 @@ class PsServer {
   // Answers one decoded request from `worker` (kNoWorker: not a worker): the reply payload, or
   // an error. Public for tests and the fuzzer; connections call it.
   Result<std::string> Handle(wire::Type type, std::string_view payload, uint32_t worker = kNoWorker);
-  // A decoded pull's reply (its wait_for already met).
-  Result<std::string> Pull(const wire::PullRequest& req);
+  // A decoded pull's reply (its wait_for already met), into *out (replaced).
+  Status Pull(const wire::PullRequest& req, ByteBuffer* out);
   // Buffer accounting of request payloads across connections.
   bool Reserve(uint64_t bytes);
   void Release(uint64_t bytes);
@@ -112,9 +112,10 @@ class ServerSession {
  public:
   enum class Phase { kHandshake, kIdle, kFrame, kParked, kClosed };
   struct Output {
-    std::string head;    // a frame's header (and small payloads)
-    std::string body;    // a reply's payload, written after head (not copied behind it)
-    bool close = false;  // close after writing
+    std::string head;       // a frame's header (and small payloads)
+    std::string body;       // a reply's payload, written after head (not copied behind it)
+    std::string_view bulk;  // or a pull's rows: the session's buffer, valid until its next call
+    bool close = false;     // close after writing
     bool park = false;
     uint64_t wait_for = 0;
   };
@@ -143,6 +144,7 @@ class ServerSession {
   Output OnFrame();
   Output Refuse(const Status& st, bool auth_failure);
   Output Reply(wire::Type type, Result<std::string> reply);
+  Output ReplyToPull();
   void Grow();
   void ReleaseBuffer();
 
@@ -155,8 +157,9 @@ class ServerSession {
   uint8_t header_[wire::kHeaderBytes];
   size_t header_have_ = 0;
   wire::Header current_;
-  std::string payload_;
+  ByteBuffer payload_;
   size_t payload_have_ = 0;
+  ByteBuffer reply_;  // a pull's reply
   uint64_t reserved_ = 0;
   wire::PullRequest pull_;
 };

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ember/common/byte_buffer.h"
 #include "ember/common/status.h"
 #include "ember/embedding/types.h"
 #include "ember/ps/client.h"
@@ -61,10 +62,11 @@ void AppendHeader(std::string* out, Type type, uint64_t request_id, uint32_t pay
 // Parses and validates a header (magic, version, known type, flags, size <= max_payload).
 Result<Header> ParseHeader(const uint8_t* bytes, uint32_t max_payload = kDefaultMaxPayload);
 
-// Little-endian appends.
+// Little-endian appends to a std::string or a ByteBuffer.
+template <typename Out>
 class Writer {
  public:
-  explicit Writer(std::string* out) : out_(out) {}
+  explicit Writer(Out* out) : out_(out) {}
   template <typename T>
   void Pod(T v) {
     out_->append(reinterpret_cast<const char*>(&v), sizeof(T));
@@ -76,7 +78,7 @@ class Writer {
   }
 
  private:
-  std::string* out_;
+  Out* out_;
 };
 
 // Bounds-checked reads from a payload; the first failure sticks and names the field.
@@ -133,13 +135,18 @@ struct PullRequest {
   };
   std::vector<Slice> slices;
 };
+// A push's keys and gradients are read where they lie in the payload (which must outlive the
+// request) when they are aligned for their type, and copied into the slice otherwise.
 struct PushRequest {
   PushClock clock;
   struct Slice {
     uint32_t table = 0;
     uint32_t dim = 0;
-    std::vector<uint64_t> keys;
-    std::vector<float> grads;  // keys.size() x dim
+    size_t n = 0;
+    const uint64_t* keys = nullptr;  // n keys
+    const float* grads = nullptr;    // n x dim
+    std::vector<uint64_t> owned_keys;
+    std::vector<float> owned_grads;
   };
   std::vector<Slice> slices;
 };
@@ -148,11 +155,14 @@ struct LoadRequest {
   std::vector<ShardFile> files;
 };
 
-// Client side: payloads of requests (slices' rows at `dims[i]`, the table's width).
+// Client side: payloads of requests (slices' rows at `dims[i]`, the table's width), appended to a
+// std::string or a ByteBuffer.
+template <typename Out>
 void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vector<size_t>>& positions,
-                uint64_t wait_for, std::string* out);
+                uint64_t wait_for, Out* out);
+template <typename Out>
 void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t>& dims,
-                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, std::string* out);
+                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, Out* out);
 void EncodeSpecs(const std::vector<embedding::TableSpec>& specs, std::string* out);
 void EncodeOp(const TableOp& op, std::string* out);
 void EncodeLoad(const LoadRequest& r, std::string* out);
