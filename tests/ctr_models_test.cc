@@ -412,6 +412,31 @@ TEST(DenseLinear, Bf16AndInt8ForwardsStayWithinTheirRoundingOfFp32) {
   EXPECT_TRUE(names_kept);
 }
 
+// A prepared fp32 model runs passes of at most kSmallBatchRows rows through ember's own product:
+// within fp32 rounding of torch::nn::Linear, every row's answer the same alone as beside others
+// (bitwise), and a pass past the limit on BLAS again. Widths that leave partial tiles (O = 1, 16,
+// 100) and every row count up to the limit (whole groups of 4 and the rest).
+TEST(DenseLinear, SmallFp32PassesMatchBlasAndDoNotDependOnTheirBatch) {
+  constexpr int64_t kMax = models::DenseLinearImpl::kSmallBatchRows;
+  torch::manual_seed(3);
+  for (auto [in, out] : {std::pair<int64_t, int64_t>{367, 512}, {13, 100}, {64, 16}, {256, 1}}) {
+    models::DenseLinear layer(in, out);
+    const auto x = torch::randn({kMax + 1, in});
+    torch::NoGradGuard no_grad;
+    const auto reference = layer->forward(x);  // not prepared: BLAS
+    ASSERT_TRUE(layer->SetPrecision(models::DensePrecision::kFp32).ok());
+    const auto alone = layer->forward(x.narrow(0, 0, 1));
+    for (int64_t b = 1; b <= kMax; ++b) {
+      const auto y = layer->forward(x.narrow(0, 0, b));
+      ASSERT_EQ(y.sizes(), (std::vector<int64_t>{b, out}));
+      const double err = (y - reference.narrow(0, 0, b)).abs().max().item<double>();
+      EXPECT_LT(err, 1e-4) << in << "x" << out << " rows " << b;
+      EXPECT_TRUE(torch::equal(y.narrow(0, 0, 1), alone)) << in << "x" << out << " rows " << b;
+    }
+    EXPECT_TRUE(torch::allclose(layer->forward(x), reference, 1e-5, 1e-5));
+  }
+}
+
 // Multi-hot bags through the lookup: each slot reads the weighted sum of its bag's rows (unified:
 // every probe of every id), an empty bag reads zeros, and each id's row gets its weight times the
 // slot's gradient.
