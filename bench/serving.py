@@ -11,7 +11,10 @@ text/tab-separated-values), with --connections connections, and the 256-row tab-
 also with --few-connections (the p99 of a queue is its depth: 16 x 256 rows in flight wait for
 each other). Reports requests/s, predictions/s, p50/p99 latency as wrk measures it, non-2xx
 responses and socket errors, and the server's mean rows per forward pass (how much concurrent
-requests were batched). Writes bench/results/serving.{md,csv,png}.
+requests were batched). Then times ServingModel::Predict alone (build/bench/serving_forward_bench:
+lookups and the dense forward, no HTTP, parsing or queueing) by batch size and dense precision, so
+that a request's time can be split between the forward pass and the rest. Writes
+bench/results/serving.{md,csv,png}.
 """
 import argparse
 import json
@@ -167,6 +170,15 @@ def main():
                   f"{r['connections']} | "
                   f"{r['requests_per_sec']:.0f} | {r['predictions_per_sec']:.0f} | {r['p50_ms']:.2f} | "
                   f"{r['p99_ms']:.2f} | {r['non_2xx'] + r['socket_errors']} | {r['rows_per_forward']:.1f} |")
+    # The forward pass alone, on the same model and rows.
+    forward = subprocess.run([os.path.join(a.build, "bench", "serving_forward_bench"), "--model",
+                              os.path.join(work, "model-fp32.embx"), "--rows", bodies[(256, "tsv")], "--batches",
+                              "1,4,16,64,256", "--precisions", a.dense_precisions],
+                             check=True, capture_output=True, text=True,
+                             env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE")).stdout
+    md += ["", "The forward pass alone (`serving_forward_bench`: `ServingModel::Predict`, the lookups and the dense "
+           "layers, one thread calling, no HTTP), fp32 rows; passes of at most 16 rows run ember's AVX-512 fp32 "
+           "product whatever the dense precision:", "", forward.strip()]
     open(os.path.join(out, "serving.md"), "w").write("\n".join(md) + "\n")
     print("\n".join(md))
     try:
