@@ -48,7 +48,12 @@ uint64_t EmbeddingMethod::FallbackKey(uint64_t key) const {
 Status EmbeddingMethod::AddLifecycle(const MethodConfig& config, const std::vector<FieldInfo>& fields) {
   const std::vector<size_t>& per_value = per_value_;
   const Lifecycle& life = config.lifecycle;
-  bool any = life.any();
+  // OptEmbed retraining with a hashed fallback: a pruned value (no row in its frozen table) reads
+  // its row of a shared hashed table instead of zeros.
+  bool frozen_fallback = false;
+  if (config.fallback == Fallback::kHash && config.fallback_rows > 0)
+    for (size_t i : per_value) frozen_fallback |= tables_[i].frozen;
+  bool any = life.any() || frozen_fallback;
   for (uint32_t k : config.field_admit_after) any |= k > 1;
   if (!any) return Status::Ok();
   EMBER_RETURN_IF_ERROR(CheckLifecycle(life).WithContext("embedding"));
@@ -68,6 +73,13 @@ Status EmbeddingMethod::AddLifecycle(const MethodConfig& config, const std::vect
     if (dim != 0 && dim != t.dim)
       return Status::InvalidArgument("feature admission needs the admitting tables to share one width");
     dim = t.dim;
+    admitting = true;
+  }
+  if (frozen_fallback) {
+    if (admitting)
+      return Status::InvalidArgument("a hashed fallback for OptEmbed's pruned values and feature admission "
+                                     "cannot be combined");
+    dim = slot_dim_;  // a pruned value's fallback row fills its field's whole slot
     admitting = true;
   }
   bool asked = life.admits();

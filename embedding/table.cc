@@ -51,11 +51,19 @@ bool Table::Admit(uint64_t key) {
   return true;
 }
 
+void Table::MarkOwn(const uint64_t* keys, size_t n, uint8_t* own) const {
+  if (!spec_.frozen) {
+    std::memset(own, 1, n);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) own[i] = Contains(keys[i]) ? 1 : 0;  // OptEmbed: pruned values have none
+}
+
 void Table::TrainPull(const uint64_t* keys, size_t n, float* out, uint8_t* own, uint64_t now) {
   now_ = now;
   if (!counter_) {
-    Pull(keys, n, out);
-    if (own) std::memset(own, 1, n);
+    Pull(keys, n, out);  // a frozen table reads zeros where it has no row
+    if (own) MarkOwn(keys, n, own);
     return;
   }
   picked_.clear();
@@ -83,7 +91,7 @@ void Table::EvalPull(const uint64_t* keys, size_t n, float* out, uint8_t* own) c
   PullReadOnly(keys, n, out);
   if (!own) return;
   if (!counter_) {
-    std::memset(own, 1, n);
+    MarkOwn(keys, n, own);
     return;
   }
   const size_t dim = static_cast<size_t>(spec_.dim);

@@ -304,10 +304,23 @@ class CtrJob {
   // shards, and all retrain.
   Status SearchAndRetrain() {
     const uint32_t next = NextTableId(ctx_.ps->Stats());
+    // Under a budget, optembed.fallback_share of it becomes a hashed table for the pruned values
+    // (weights counted as the search counts kept rows); the search keeps rows within the rest.
+    uint64_t search_budget = resolved_.main_budget_bytes, fallback_rows = 0;
+    const auto& emb = tc_.embedding;
+    const bool admission = emb.lifecycle.admits() || std::any_of(emb.field_admit_after.begin(),
+                                                                 emb.field_admit_after.end(),
+                                                                 [](uint32_t k) { return k > 1; });
+    if (search_budget > 0 && tc_.optembed.fallback_share > 0 && !admission) {
+      const uint64_t row_bytes = static_cast<uint64_t>(emb.dim) * sizeof(float);
+      fallback_rows = static_cast<uint64_t>(tc_.optembed.fallback_share * static_cast<double>(search_budget)) /
+                      row_bytes;
+      search_budget -= fallback_rows * row_bytes;
+    }
     workers::OptEmbedArch arch;
     Status searched = Status::Ok();
     if (lead_) {
-      auto found = SearchOptEmbedStage(trainer_.get(), c_, resolved_.main_budget_bytes, &m_, log_);
+      auto found = SearchOptEmbedStage(trainer_.get(), c_, search_budget, &m_, log_);
       if (found.ok()) arch = *found;
       searched = found.status();
     }
@@ -329,6 +342,11 @@ class CtrJob {
     workers::TrainerConfig rc = tc_;
     rc.embedding.field_widths = arch.widths;
     rc.embedding.first_table = next;
+    if (fallback_rows > 0) {
+      rc.embedding.fallback = embedding::Fallback::kHash;
+      rc.embedding.fallback_rows = fallback_rows;
+      if (lead_) log_ << "optembed retraining: pruned values read a hashed table of " << fallback_rows << " rows\n";
+    }
     EMBER_ASSIGN_OR_RETURN(auto retrainer, workers::Trainer::Create(rc, ctx_.ps, coll_, recorder_));
     retrainer->set_step(trainer_->step());  // the shards refuse steps that move back
     if (lead_)

@@ -147,6 +147,11 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     config->dsl_rows = main.dsl_rows;
     config->field_widths = main.field_widths;
     config->first_table = main.first_table;
+    // OptEmbed's retrained tables with the hashed table their pruned values read.
+    if (!main.field_widths.empty() && main.fallback_rows > 0) {
+      config->fallback = main.fallback;
+      config->fallback_rows = main.fallback_rows;
+    }
     // Unified's probes as they were trained: a checkpoint whose configuration leaves
     // embedding.chunks to its default keeps the default of the ember that wrote it.
     if (main.method == embedding::Method::kUnified) config->chunks = main.chunks;

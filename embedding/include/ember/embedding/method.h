@@ -74,7 +74,9 @@ struct MethodConfig {
   // entries; below it, they share hashed rows kept at this density.
   float dsl_min_density = 0.5f;
   // optembed: empty = the supernet (full-width tables); else the retraining stage, field f
-  // keeping its first field_widths[f] entries in a frozen table of the unpruned rows.
+  // keeping its first field_widths[f] entries in a frozen table of the unpruned rows. With
+  // fallback = kHash and fallback_rows > 0, a pruned value reads its row of a shared hashed
+  // table of fallback_rows full-width rows (else zeros).
   std::vector<int> field_widths;
   uint64_t seed = 0;                       // salts and row initialisation
   uint32_t first_table = 0;                // table ids start here (several methods can share one PS)
@@ -112,7 +114,10 @@ class EmbeddingMethod {
   // Feature admission: whether tables()[i] admits values, and the fallback table (its index in
   // tables(), -1 if none) whose row FallbackKey(key) a key of an admitting table reads while it
   // has no row of its own.
-  bool admits(size_t i) const { return i < tables_.size() && tables_[i].lifecycle.admits(); }
+  // OptEmbed's frozen tables fall back too when the method has a fallback table (pruned values).
+  bool admits(size_t i) const {
+    return i < tables_.size() && (tables_[i].lifecycle.admits() || (tables_[i].frozen && fallback_ >= 0));
+  }
   int fallback_table() const { return fallback_; }
   uint64_t FallbackKey(uint64_t key) const;
 

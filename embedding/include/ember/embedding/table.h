@@ -73,6 +73,7 @@ class Table {
   // TrainPull: a training pull at step `now` of the shard's clock. Each key without a row is
   // counted; own[i] = 1 where keys[i] has (or is now given) its own row, whose weights go to
   // out; 0 where it is not admitted (out rows zero: the worker reads its fallback row instead).
+  // A frozen table (OptEmbed retraining) admits nothing: own[i] = 0 for its pruned values.
   void TrainPull(const uint64_t* keys, size_t n, float* out, uint8_t* own, uint64_t now);
   // An evaluation pull: nothing is created or counted; own[i] = 0 where an admitting table has
   // no row for keys[i] (out rows zero), else the row or, without admission, its initial value.
@@ -98,6 +99,8 @@ class Table {
   // Step of the last training pull or push of key's row; false if the row is absent or untracked.
   virtual bool Touched(uint64_t key, uint64_t* step) const = 0;
   virtual bool Contains(uint64_t key) const = 0;
+  // own[i] for a table without admission: 1, or for a frozen table whether keys[i] has a row.
+  void MarkOwn(const uint64_t* keys, size_t n, uint8_t* own) const;
   // Restore of the lifecycle state: an exact sighting count; a sketch added to this table's.
   Status PutSightings(uint64_t key, uint32_t count);
   Status MergeSketch(std::string_view bytes);

@@ -55,6 +55,9 @@ struct OptEmbedConfig {
   double mutate_prob = 0.1;
   uint64_t search_samples = 8000;  // validation examples scored per candidate
   uint64_t seed = 7;
+  // Under a budget, this share of it goes to a hashed table that pruned values read in
+  // retraining (stage 3) instead of zeros; the search keeps rows within the rest. 0: zeros.
+  double fallback_share = 0.5;
 };
 
 // Dynamic Sparse Learning (docs/compression.md): prune/grow every `interval` steps with the
