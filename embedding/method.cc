@@ -77,8 +77,9 @@ Status EmbeddingMethod::AddLifecycle(const MethodConfig& config, const std::vect
   }
   if (frozen_fallback) {
     if (admitting)
-      return Status::InvalidArgument("a hashed fallback for OptEmbed's pruned values and feature admission "
-                                     "cannot be combined");
+      return Status::InvalidArgument(
+          "a hashed fallback for OptEmbed's pruned values and feature admission "
+          "cannot be combined");
     dim = slot_dim_;  // a pruned value's fallback row fills its field's whole slot
     admitting = true;
   }

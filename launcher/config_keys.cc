@@ -328,8 +328,9 @@ const std::vector<ConfigKey>& ConfigKeys() {
        Int(AT(trainer.optembed.search_samples), 1, INT64_MAX)},
       {"optembed.seed", "int", "`7`", "search seed", Int(AT(trainer.optembed.seed), 0, INT64_MAX)},
       {"optembed.fallback_share", "float", "`0.5`",
-       "under `embedding.budget`: the share of the budget given to a hashed table that pruned values read in "
-       "retraining (the search keeps rows within the rest); 0: pruned values read zeros",
+       "under `embedding.budget`: the share of the budget kept for a hashed table that pruned values read in "
+       "retraining (the search keeps rows within the rest; the table also takes what they leave); 0: pruned "
+       "values read zeros",
        Num(AT(trainer.optembed.fallback_share), 0, 0.95)},
       {"optembed.retrain_init", "string", "`\"fresh\"`",
        "stage 3 starts kept rows from fresh initial values (`fresh`, the paper's default) or the supernet's leading "

@@ -305,16 +305,18 @@ class CtrJob {
   Status SearchAndRetrain() {
     const uint32_t next = NextTableId(ctx_.ps->Stats());
     // Under a budget, optembed.fallback_share of it becomes a hashed table for the pruned values
-    // (weights counted as the search counts kept rows); the search keeps rows within the rest.
-    uint64_t search_budget = resolved_.main_budget_bytes, fallback_rows = 0;
+    // (weights counted as the search counts kept rows); the search keeps rows within the rest,
+    // and what it leaves unused goes to the fallback table too.
+    const uint64_t budget = resolved_.main_budget_bytes;
+    const uint64_t row_bytes = static_cast<uint64_t>(tc_.embedding.dim) * sizeof(float);
+    uint64_t search_budget = budget, fallback_rows = 0;
     const auto& emb = tc_.embedding;
-    const bool admission = emb.lifecycle.admits() || std::any_of(emb.field_admit_after.begin(),
-                                                                 emb.field_admit_after.end(),
-                                                                 [](uint32_t k) { return k > 1; });
-    if (search_budget > 0 && tc_.optembed.fallback_share > 0 && !admission) {
-      const uint64_t row_bytes = static_cast<uint64_t>(emb.dim) * sizeof(float);
-      fallback_rows = static_cast<uint64_t>(tc_.optembed.fallback_share * static_cast<double>(search_budget)) /
-                      row_bytes;
+    const bool admission =
+        emb.lifecycle.admits() ||
+        std::any_of(emb.field_admit_after.begin(), emb.field_admit_after.end(), [](uint32_t k) { return k > 1; });
+    const bool fallback = budget > 0 && tc_.optembed.fallback_share > 0 && !admission;
+    if (fallback) {
+      fallback_rows = static_cast<uint64_t>(tc_.optembed.fallback_share * static_cast<double>(budget)) / row_bytes;
       search_budget -= fallback_rows * row_bytes;
     }
     workers::OptEmbedArch arch;
@@ -326,13 +328,19 @@ class CtrJob {
     }
     EMBER_RETURN_IF_ERROR(AgreeOk(coll_, searched, "the OptEmbed search"));
     const size_t F = tc_.fields.size();
-    std::vector<float> shared(2 * F, 0.0f);
-    if (lead_)
+    // Widths, thresholds and the fallback's rows (in two 24-bit halves, exact in floats).
+    std::vector<float> shared(2 * F + 2, 0.0f);
+    if (lead_) {
       for (size_t f = 0; f < F; ++f) {
         shared[f] = static_cast<float>(arch.widths[f]);
         shared[F + f] = arch.thresholds[f];
       }
+      if (fallback) fallback_rows = (budget - std::min(budget, arch.bytes)) / row_bytes;
+      shared[2 * F] = static_cast<float>(fallback_rows >> 24);
+      shared[2 * F + 1] = static_cast<float>(fallback_rows & 0xffffff);
+    }
     EMBER_RETURN_IF_ERROR(ShareFromLead(coll_, shared.data(), shared.size()));
+    fallback_rows = (static_cast<uint64_t>(shared[2 * F]) << 24) | static_cast<uint64_t>(shared[2 * F + 1]);
     arch.widths.assign(F, 0);
     arch.thresholds.assign(F, 0);
     for (size_t f = 0; f < F; ++f) {

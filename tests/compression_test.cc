@@ -169,6 +169,58 @@ TEST(OptEmbed, RetrainingDropsEverySupernetTable) {
   for (const auto& s : *stats) EXPECT_GE(s.table, 52u) << "supernet table " << s.table << " left on the shards";
 }
 
+// With a hashed fallback (optembed.fallback_share under a budget), a pruned value reads its row of
+// the shared fallback table: retraining trains that table (its rows appear and move) while the
+// frozen tables keep exactly the kept rows; a value with a kept row reads its own row; the
+// fallback's size survives a checkpoint, whose restore predicts exactly as the trainer did.
+TEST(OptEmbed, PrunedValuesReadTheHashedFallback) {
+  auto c = Config("optembed");
+  c.optembed.rounds = 1;
+  c.optembed.population = 3;
+  c.optembed.search_samples = 500;
+  ps::InProcessClient ps(2);
+  LocalCollective coll;
+  auto sup = TrainedSupernet(c, &ps, &coll);
+  const uint64_t all_rows = sup->TableFootprint()->first;
+  auto v = Reader(Data().valid, 1000);
+  auto arch = sup->SearchOptEmbed(v.get(), all_rows * 8 * 4 / 20);  // a twentieth of the table
+  ASSERT_TRUE(arch.ok()) << arch.status().ToString();
+  uint64_t kept = 0;
+  for (uint64_t k : arch->kept_rows) kept += k;
+  ASSERT_LT(kept, all_rows);
+  auto rc = c;
+  rc.embedding.field_widths = arch->widths;
+  rc.embedding.first_table = 26;
+  rc.embedding.fallback = embedding::Fallback::kHash;
+  rc.embedding.fallback_rows = 64;
+  auto re = Trainer::Create(rc, &ps, &coll);
+  ASSERT_TRUE(re.ok()) << re.status().ToString();
+  const auto& tables = (*re)->method(0).tables();
+  ASSERT_EQ(tables.size(), 27u);  // 26 frozen tables and the fallback
+  const auto& fb = tables.back();
+  EXPECT_EQ(fb.id, 52u);
+  EXPECT_EQ(fb.dim, 8);  // full width: a pruned value's row fills its field's slot
+  EXPECT_EQ(fb.rows, 64u);
+  EXPECT_FALSE(fb.frozen);
+  EXPECT_TRUE((*re)->method(0).admits(0));  // frozen tables fall back
+  ASSERT_TRUE((*re)->AdoptOptEmbedRows(*sup, arch->thresholds, /*reinit=*/true).ok());
+  (*re)->set_step(sup->step());
+  auto r = Reader(Data().train, 256);
+  ASSERT_TRUE((*re)->TrainEpoch(r.get(), 0, 1, Quiet()).ok());
+  uint64_t frozen_rows = 0, fallback_rows = 0;
+  const auto stats = ps.Stats();
+  ASSERT_TRUE(stats.ok());
+  for (const auto& s : *stats) (s.table == 52 ? fallback_rows : frozen_rows) += s.rows;
+  EXPECT_EQ(frozen_rows, kept);   // frozen: no row created
+  EXPECT_GT(fallback_rows, 32u);  // pruned values trained the shared rows
+  EXPECT_LE(fallback_rows, 64u);
+  const std::string path = ExpectRoundTrip(re->get(), ps, rc, 3, "oe-fallback");
+  TrainerConfig applied = c;
+  ASSERT_TRUE(ApplyCheckpointEmbedding(path, &applied).ok());
+  EXPECT_EQ(applied.embedding.fallback, embedding::Fallback::kHash);
+  EXPECT_EQ(applied.embedding.fallback_rows, 64u);
+}
+
 // The three stages: the supernet raises thresholds, the search meets the budget, retraining
 // holds only the kept rows at the searched widths, and the result survives a checkpoint.
 TEST(OptEmbed, ThreeStagesUnderABudget) {

@@ -55,8 +55,9 @@ struct OptEmbedConfig {
   double mutate_prob = 0.1;
   uint64_t search_samples = 8000;  // validation examples scored per candidate
   uint64_t seed = 7;
-  // Under a budget, this share of it goes to a hashed table that pruned values read in
-  // retraining (stage 3) instead of zeros; the search keeps rows within the rest. 0: zeros.
+  // Under a budget, this share of it is kept for a hashed table that pruned values read in
+  // retraining (stage 3) instead of zeros; the search keeps rows within the rest, and the table
+  // also takes what the kept rows leave. 0: zeros.
   double fallback_share = 0.5;
 };
 
@@ -262,6 +263,8 @@ class Trainer {
   std::vector<float> thresholds() const;
 
   int64_t step() const { return step_; }
+  // Embedding group g's method (its tables and layouts).
+  const embedding::EmbeddingMethod& method(size_t g) const { return *methods_.at(g); }
   models::CtrModel& model() { return *model_; }
   // Rows and bytes held by the PS, summed over tables.
   Result<std::pair<uint64_t, uint64_t>> TableFootprint();
