@@ -142,14 +142,20 @@ std::unique_ptr<Trainer> TrainedSupernet(const TrainerConfig& c, ps::PsClient* p
   return std::move(sup).value();
 }
 
-// A model with first-order weights: after retraining adopts the kept rows, the shards hold only
-// the retraining trainer's tables (the supernet's first-order table is dropped with its rows).
-TEST(OptEmbed, RetrainingDropsEverySupernetTable) {
+// OptEmbed with a one-round search of 3 candidates on 500 examples.
+TrainerConfig QuickSearchConfig() {
   auto c = Config("optembed");
-  c.model.kind = models::ModelKind::kDeepFm;
   c.optembed.rounds = 1;
   c.optembed.population = 3;
   c.optembed.search_samples = 500;
+  return c;
+}
+
+// A model with first-order weights: after retraining adopts the kept rows, the shards hold only
+// the retraining trainer's tables (the supernet's first-order table is dropped with its rows).
+TEST(OptEmbed, RetrainingDropsEverySupernetTable) {
+  auto c = QuickSearchConfig();
+  c.model.kind = models::ModelKind::kDeepFm;
   ps::InProcessClient ps(2);
   LocalCollective coll;
   auto sup = TrainedSupernet(c, &ps, &coll);
@@ -174,10 +180,7 @@ TEST(OptEmbed, RetrainingDropsEverySupernetTable) {
 // frozen tables keep exactly the kept rows; a value with a kept row reads its own row; the
 // fallback's size survives a checkpoint, whose restore predicts exactly as the trainer did.
 TEST(OptEmbed, PrunedValuesReadTheHashedFallback) {
-  auto c = Config("optembed");
-  c.optembed.rounds = 1;
-  c.optembed.population = 3;
-  c.optembed.search_samples = 500;
+  auto c = QuickSearchConfig();
   ps::InProcessClient ps(2);
   LocalCollective coll;
   auto sup = TrainedSupernet(c, &ps, &coll);
