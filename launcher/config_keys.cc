@@ -327,7 +327,7 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"optembed.search_samples", "int", "`8000`", "validation examples each candidate is scored on",
        Int(AT(trainer.optembed.search_samples), 1, INT64_MAX)},
       {"optembed.seed", "int", "`7`", "search seed", Int(AT(trainer.optembed.seed), 0, INT64_MAX)},
-      {"optembed.fallback_share", "float", "`0.5`",
+      {"optembed.fallback_share", "float", "`0.25`",
        "under `embedding.budget`: the share of the budget kept for a hashed table that pruned values read in "
        "retraining (the search keeps rows within the rest; the table also takes what they leave); 0: pruned "
        "values read zeros",

@@ -308,7 +308,8 @@ class CtrJob {
     // (weights counted as the search counts kept rows); the search keeps rows within the rest,
     // and what it leaves unused goes to the fallback table too.
     const uint64_t budget = resolved_.main_budget_bytes;
-    const uint64_t row_bytes = static_cast<uint64_t>(tc_.embedding.dim) * sizeof(float);
+    // A fallback row is as wide as the main group's slots (LR's only group is 1 wide).
+    const uint64_t row_bytes = static_cast<uint64_t>(trainer_->method(0).slot_dim()) * sizeof(float);
     uint64_t search_budget = budget, fallback_rows = 0;
     const auto& emb = tc_.embedding;
     const bool admission =
@@ -335,7 +336,11 @@ class CtrJob {
         shared[f] = static_cast<float>(arch.widths[f]);
         shared[F + f] = arch.thresholds[f];
       }
-      if (fallback) fallback_rows = (budget - std::min(budget, arch.bytes)) / row_bytes;
+      // Where the search keeps every row, nothing reads a fallback.
+      uint64_t kept = 0, total = 0;
+      for (size_t f = 0; f < arch.kept_rows.size(); ++f) kept += arch.kept_rows[f];
+      for (uint64_t t : arch.total_rows) total += t;
+      fallback_rows = fallback && kept < total ? (budget - std::min(budget, arch.bytes)) / row_bytes : 0;
       shared[2 * F] = static_cast<float>(fallback_rows >> 24);
       shared[2 * F + 1] = static_cast<float>(fallback_rows & 0xffffff);
     }

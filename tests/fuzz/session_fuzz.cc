@@ -106,7 +106,7 @@ class Harness {
       return;
     }
     if (o.head.empty()) return;
-    const std::string frame = o.head + o.body;
+    const std::string frame = o.head + o.body + std::string(o.bulk);  // a pull's rows are in bulk
     auto h = wire::ParseHeader(reinterpret_cast<const uint8_t*>(frame.data()));
     if (!h.ok()) Violation("the server wrote a frame that does not parse");
     if (frame.size() != wire::kHeaderBytes + h->payload_bytes)

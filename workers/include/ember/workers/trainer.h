@@ -58,7 +58,7 @@ struct OptEmbedConfig {
   // Under a budget, this share of it is kept for a hashed table that pruned values read in
   // retraining (stage 3) instead of zeros; the search keeps rows within the rest, and the table
   // also takes what the kept rows leave. 0: zeros.
-  double fallback_share = 0.5;
+  double fallback_share = 0.25;
 };
 
 // Dynamic Sparse Learning (docs/compression.md): prune/grow every `interval` steps with the
