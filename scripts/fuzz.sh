@@ -26,7 +26,8 @@ FLAGS=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
        -Icommon/include -Iembedding/include -Ips/include)
 COMMON=(common/status.cc common/hash.cc common/file.cc common/env.cc)
 EMBEDDING=(embedding/admission.cc embedding/kernels.cc embedding/table.cc embedding/row_store.cc
-           embedding/sparse_store.cc embedding/method.cc embedding/plan.cc embedding/dedup.cc embedding/export.cc)
+           embedding/sparse_store.cc embedding/method.cc embedding/plan.cc embedding/dedup.cc embedding/export.cc
+           embedding/export_chain.cc)
 build() {  # name sources...
   local name=$1; shift
   if [ ! -x "$OUT/$name" ] || [ -n "$(find "$@" ps/include common/include embedding/include -newer "$OUT/$name" 2>/dev/null | head -1)" ]; then
