@@ -306,7 +306,7 @@ Status RemoteClient::RoundTrip(wire::Type type, const std::vector<std::optional<
     const int r = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<int64_t>(left, 1 << 30)));
     if (r < 0 && errno != EINTR) return Broken(Status::Unavailable(std::string("poll: ") + std::strerror(errno)));
     for (size_t j = 0; j < fds.size(); ++j)
-      if (fds[j].revents & (POLLIN | POLLERR | POLLHUP)) readable[which[j]] = 1;
+      if (fds[j].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) readable[which[j]] = 1;  // the read tells which
   }
   // Every reply is in, so the streams stay usable whatever the replies say.
   for (size_t i = 0; i < n; ++i) {
