@@ -273,6 +273,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Send(ServerSession::Output o) {
     if (o.park) {
       deadline_ = SteadyClock::time_point::max();  // a parked pull waits for its step, not a deadline
+      // (the pending wait, if any, finds no deadline when it fires and stops)
       server_->shard().WhenClock(o.wait_for, [self = shared_from_this()] {
         asio::post(self->socket_.get_executor(), [self] { self->Send(self->session_.Unpark()); });
       });
@@ -284,6 +285,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return ReadMore();
     }
     out_ = std::move(o);
+    SetDeadline(SteadyClock::now() + Seconds(server_->options().timeout_s));  // the peer takes its reply in time
     asio::async_write(socket_,
                       std::array<asio::const_buffer, 3>{asio::buffer(out_.head), asio::buffer(out_.body),
                                                         asio::buffer(out_.bulk.data(), out_.bulk.size())},
@@ -341,28 +343,34 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             });
   }
 
-  // The read's deadline: the handshake and a frame from their first byte, idle time between. The
-  // timer is moved only when the deadline comes sooner than it; when it fires before the
-  // deadline it waits again, so most reads touch no timer.
+  // The read's deadline: the handshake and a frame from their first byte, idle time between.
   void Arm() {
     const auto& o = server_->options();
     const auto phase = session_.phase();
     if (phase == ServerSession::Phase::kHandshake) {
-      deadline_ = started_ + Seconds(o.timeout_s);
+      SetDeadline(started_ + Seconds(o.timeout_s));
     } else if (phase == ServerSession::Phase::kFrame) {
       if (!in_frame_) frame_start_ = SteadyClock::now();
       in_frame_ = true;
-      deadline_ = frame_start_ + Seconds(o.timeout_s);
+      SetDeadline(frame_start_ + Seconds(o.timeout_s));
     } else {
       in_frame_ = false;
-      deadline_ = SteadyClock::now() + Seconds(o.idle_timeout_s);
+      SetDeadline(SteadyClock::now() + Seconds(o.idle_timeout_s));
     }
-    if (!timer_waiting_ || timer_.expiry() > deadline_) Wait(deadline_);
+  }
+
+  // The timer never waits more than timeout_s: when it fires before the deadline it waits again
+  // (at most timeout_s more). A deadline set later than the pending wait's end (every read and
+  // reply of a connection in use) touches no timer; only a sooner one moves it.
+  void SetDeadline(SteadyClock::time_point when) {
+    deadline_ = when;
+    if (!timer_waiting_ || timer_.expiry() > when) Wait(when);
   }
 
   void Wait(SteadyClock::time_point when) {
     timer_waiting_ = true;
-    timer_.expires_at(when);  // a pending wait ends with operation_aborted
+    timer_.expires_at(std::min(when, SteadyClock::now() + Seconds(server_->options().timeout_s)));
+    // A pending wait ends with operation_aborted.
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec) return;  // moved (a new wait is pending) or cancelled
       self->timer_waiting_ = false;

@@ -255,6 +255,47 @@ TEST(PsLimits, BuffersGrowWithWhatArrivesAndStalledReadsEnd) {
   EXPECT_NE(ErrorOf(b.ReadToClose()).find("server buffers are full"), std::string::npos);
 }
 
+// A peer that sends a request and never reads the reply is closed when the reply's deadline
+// (timeout_s) passes, not after idle_timeout_s: a pull whose reply outgrows the socket buffers
+// holds its connection and reply for timeout_s at most.
+TEST(PsLimits, APeerThatReadsNoReplyIsClosedAtTheReplyDeadline) {
+  ServerOptions o = testing::TestServerOptions();
+  o.timeout_s = 0.5;
+  o.idle_timeout_s = 3600;
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  embedding::TableSpec wide = Spec();
+  wide.dim = 4096;
+  std::string create;
+  wire::EncodeSpecs({wide}, &create);
+  RawPeer p(server.port());
+  ASSERT_TRUE(p.Authenticate(kTestSecret, kNoWorker).ok());
+  p.Write(Frame(wire::Type::kCreateTables, create));
+  auto h = p.ReadHeader();
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_EQ(h->type, wire::Type::kCreateTables);
+  ASSERT_EQ(h->payload_bytes, 0u);
+  // A small request (12 KiB, read whole with its header) for 1500 rows of 4096 floats: a 23 MiB
+  // reply, far past what the loopback buffers hold.
+  std::vector<uint64_t> keys(1500);
+  std::vector<size_t> positions(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = embedding::MakeKey(0, i + 1);
+    positions[i] = i;
+  }
+  PullSlice pull;
+  pull.keys = keys.data();
+  pull.n = keys.size();
+  std::string payload;
+  wire::EncodePull({pull}, {positions}, 0, &payload);
+  const auto start = std::chrono::steady_clock::now();
+  p.Write(Frame(wire::Type::kPull, payload));
+  while (server.counters().timeouts.load() == 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(server.counters().timeouts.load(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
 // A worker waiting for a reply gives up after its timeout, naming the server, and the client
 // refuses further calls; a server whose worker vanished stops waiting for the job's shutdown.
 TEST(PsLiveness, WaitsEndAtTheirDeadlines) {
