@@ -210,8 +210,9 @@ Status RemoteClient::RoundTrip(wire::Type type, const std::vector<std::optional<
     uint64_t id = 0;
     std::string head;
     std::string_view payload;
-    size_t sent = 0;  // of head + payload
-    size_t got = 0;   // of reply header + payload
+    size_t sent = 0;   // of head + payload
+    size_t got = 0;    // of reply header + payload
+    size_t frame = 0;  // the reply's bytes, header included (known once its header is in)
     wire::Header h;
     bool done = false;
   };
@@ -256,14 +257,17 @@ Status RemoteClient::RoundTrip(wire::Type type, const std::vector<std::optional<
     }
     if (!readable) return Status::Ok();
     // The reply lands in replies[i] header and all, so that one read can take a small reply
-    // whole; past the header the buffer is cut to the frame, so nothing beyond it is read.
+    // whole. Past the header the buffer never extends beyond the frame (nothing after it is
+    // read), and it grows with what arrived, not with what the header claims.
     ByteBuffer& reply = (*replies)[i];
     for (;;) {
       if (e.got < wire::kHeaderBytes) {
         reply.resize(std::max<size_t>(reply.capacity(), 64 << 10));
-      } else if (e.got == reply.size()) {
+      } else if (e.got == e.frame) {
         e.done = true;
         return Status::Ok();
+      } else if (e.got == reply.size()) {
+        reply.resize(std::min(e.frame, std::max<size_t>(2 * e.got, 64 << 10)));
       }
       const size_t k = s.read_some(asio::buffer(reply.data() + e.got, reply.size() - e.got), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) return Status::Ok();
@@ -275,10 +279,10 @@ Status RemoteClient::RoundTrip(wire::Type type, const std::vector<std::optional<
         auto h = wire::ParseHeader(reinterpret_cast<const uint8_t*>(reply.data()), options_.max_payload);
         if (!h.ok()) return h.status().WithContext(Who(i));
         e.h = *h;
-        const size_t frame = wire::kHeaderBytes + size_t{e.h.payload_bytes};
-        if (e.got > frame)
-          return Status::Internal(Who(i) + " sent " + std::to_string(e.got - frame) + " bytes past its reply");
-        reply.resize(frame);
+        e.frame = wire::kHeaderBytes + size_t{e.h.payload_bytes};
+        if (e.got > e.frame)
+          return Status::Internal(Who(i) + " sent " + std::to_string(e.got - e.frame) + " bytes past its reply");
+        reply.resize(std::min(e.frame, reply.size()));
       }
     }
   };
