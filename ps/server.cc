@@ -28,7 +28,7 @@ bool Malformed(const Status& st) { return st.message().rfind("malformed", 0) == 
 // A request that throws (a bug, or memory exhausted) is answered with an error, not a dead
 // server; counted, so that the fuzzer still sees it.
 template <typename Fn>
-Result<std::string> Guarded(PsServer* server, Fn&& fn) {
+auto Guarded(PsServer* server, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const std::exception& e) {
@@ -210,20 +210,16 @@ ServerSession::Output ServerSession::Unpark() {
 }
 
 ServerSession::Output ServerSession::ReplyToPull() {
-  auto st = Guarded(server_, [&]() -> Result<std::string> {
-    EMBER_RETURN_IF_ERROR(server_->Pull(pull_, &reply_));
-    return std::string();
-  });
-  if (!st.ok()) return Reply(wire::Type::kPull, st.status());
+  const Status st = Guarded(server_, [&] { return server_->Pull(pull_, &reply_); });
+  if (!st.ok()) return Reply(wire::Type::kPull, st);
   Output o;
   o.bulk = reply_.view();
   wire::AppendHeader(&o.head, wire::Type::kPull, current_.request_id, static_cast<uint32_t>(o.bulk.size()));
-  if (reply_.capacity() > kKeepBuffer) {  // sent from a copy, so that the buffer can go
-    o.body.assign(o.bulk);
-    o.bulk = {};
-    reply_.Free();
-  }
   return o;
+}
+
+void ServerSession::Sent() {
+  if (reply_.capacity() > kKeepBuffer) reply_.Free();  // an outsized pull's reply goes once written
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,6 +288,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       [self = shared_from_this()](boost::system::error_code ec, size_t) {
                         if (ec || self->out_.close) return self->Close();
                         self->out_ = {};
+                        self->session_.Sent();
                         self->ReadMore();
                       });
   }

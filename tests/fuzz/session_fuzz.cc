@@ -118,6 +118,7 @@ class Harness {
     const uint64_t clock = server_->shard().clock();
     if (clock < last_clock_) Violation("the shard's clock moved back");
     last_clock_ = clock;
+    conns_[k].session->Sent();  // written, as the Asio driver reports
   }
 
   void Unpark() {

@@ -133,6 +133,8 @@ class ServerSession {
   Output Received(size_t n);
   // The parked pull's reply (after wake).
   Output Unpark();
+  // The last Output was written (its bulk is no longer read): an outsized reply buffer is freed.
+  void Sent();
   // The transport closed: nothing more is read or sent, and a worker's departure is noted
   // (idempotent; the destructor calls it).
   void Closed();
