@@ -246,9 +246,11 @@ TEST(CtrModels, ResetRowsRestartsTheEmbeddingsButNotTheFirstOrderWeights) {
   EXPECT_STREQ(RowResetName(RowReset::kEachEpoch), "each_epoch");
 }
 
-// The fused interaction against bmm and a gather of the lower triangle, forward and backward.
+// The fused interaction against bmm and a gather of the lower triangle, forward and backward: the
+// reference DLRM's shape, and shapes with partial blocks of 16 rows or coordinates.
 TEST(DotInteraction, EqualsTheBmmFormAndItsGradient) {
-  for (auto [B, n, d] : {std::tuple<int64_t, int64_t, int64_t>{300, 27, 16}, {7, 5, 3}, {1, 2, 1}}) {
+  for (auto [B, n, d] :
+       {std::tuple<int64_t, int64_t, int64_t>{300, 27, 16}, {70, 40, 20}, {9, 33, 32}, {7, 5, 3}, {1, 2, 1}}) {
     SCOPED_TRACE(n);
     torch::manual_seed(n);
     std::vector<int64_t> flat;
@@ -265,6 +267,42 @@ TEST(DotInteraction, EqualsTheBmmFormAndItsGradient) {
     (ref * w).sum().backward();
     EXPECT_TRUE(torch::allclose(a.grad(), b.grad(), 1e-4, 1e-5)) << (a.grad() - b.grad()).abs().max().item<float>();
   }
+}
+
+// The fused Linear (+ ReLU) against torch::linear and torch::relu, forward and the gradients of its
+// input, weight and bias, with an upstream gradient that is a slice of a wider one (as a cat's
+// backward gives), widths not a multiple of the 64-column blocks, and an input without gradient.
+TEST(LinearActivation, EqualsLinearAndReluAndTheirGradients) {
+  for (auto [B, K, O] : {std::tuple<int64_t, int64_t, int64_t>{300, 13, 130}, {7, 64, 1}, {1, 5, 64}}) {
+    for (bool relu : {true, false}) {
+      SCOPED_TRACE(std::to_string(O) + (relu ? " relu" : ""));
+      torch::manual_seed(O);
+      auto x1 = torch::randn({B, K}).requires_grad_(), x2 = x1.detach().clone().requires_grad_();
+      auto w1 = torch::randn({O, K}).requires_grad_(), w2 = w1.detach().clone().requires_grad_();
+      auto b1 = torch::randn({O}).requires_grad_(), b2 = b1.detach().clone().requires_grad_();
+      auto fused = models::LinearActivation(x1, w1, b1, relu);
+      auto ref = torch::linear(x2, w2, b2);
+      if (relu) ref = torch::relu(ref);
+      ASSERT_EQ(fused.sizes(), ref.sizes());
+      EXPECT_TRUE(torch::allclose(fused, ref, 1e-5, 1e-5));
+      if (relu) EXPECT_GT((fused == 0).sum().item<int64_t>(), 0);
+      auto up = torch::randn({B, O + 3});
+      auto w = up.narrow(1, 2, O);  // non-contiguous
+      torch::autograd::backward({fused}, {w});
+      torch::autograd::backward({ref}, {w.contiguous()});
+      EXPECT_TRUE(torch::allclose(x1.grad(), x2.grad(), 1e-4, 1e-5));
+      EXPECT_TRUE(torch::allclose(w1.grad(), w2.grad(), 1e-4, 1e-5));
+      EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-4, 1e-5));
+    }
+  }
+  // An input that needs no gradient gets none, and the parameters still do.
+  auto x = torch::randn({4, 3});
+  auto wt = torch::randn({2, 3}).requires_grad_();
+  auto bt = torch::zeros({2}).requires_grad_();
+  models::LinearActivation(x, wt, bt, true).sum().backward();
+  EXPECT_FALSE(x.grad().defined());
+  EXPECT_TRUE(wt.grad().defined());
+  EXPECT_TRUE(bt.grad().defined());
 }
 
 // The fused gather against index_select, with repeated rows, forward and backward.
@@ -393,8 +431,10 @@ TEST(DenseLinear, Bf16AndInt8ForwardsStayWithinTheirRoundingOfFp32) {
       EXPECT_LT(worst, tolerance) << models::ModelKindName(kind) << " " << models::DensePrecisionName(p);
       EXPECT_LT(mean, tolerance / 4) << models::ModelKindName(kind) << " " << models::DensePrecisionName(p);
       EXPECT_GT(worst, 0.0) << models::ModelKindName(kind) << " " << models::DensePrecisionName(p);
-      // Training (gradients on) never runs the low-precision forward.
-      EXPECT_TRUE(torch::equal((*m)->Forward(dense, in).detach(), fp32)) << models::DensePrecisionName(p);
+      // Training (gradients on) never runs the low-precision forward: its fp32 products (fused with
+      // the activations) agree with the inference forward's to rounding, far below bf16's.
+      const double train_gap = ((*m)->Forward(dense, in).detach() - fp32).abs().max().item<double>() / spread;
+      EXPECT_LT(train_gap, 1e-5) << models::DensePrecisionName(p);
     }
     ASSERT_TRUE(models::SetDensePrecision(**m, models::DensePrecision::kFp32).ok());
     torch::NoGradGuard no_grad;

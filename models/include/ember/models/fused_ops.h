@@ -24,4 +24,10 @@ torch::Tensor DotInteraction(const torch::Tensor& t, const torch::Tensor& tri);
 // (index_add on the CPU) costs about 8 ms for the reference DLRM's 53k rows at batch 2048 here.
 torch::Tensor GatherRows(const torch::Tensor& leaf, const torch::Tensor& index);
 
+// relu(x W^T + b) (or without the ReLU) for x [B, K], w [O, K], b [O]: the product, then the bias
+// and the activation in place in one pass; backward, the mask and the bias's gradient in one pass,
+// then the two products. The training forward of the models' MLPs (MlpForward); elsewhere (CUDA,
+// other types) torch::linear and torch::relu.
+torch::Tensor LinearActivation(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool relu);
+
 }  // namespace ember::models
