@@ -18,6 +18,27 @@ torch::nn::Sequential Mlp(int64_t in, const std::vector<int64_t>& widths, bool r
   return seq;
 }
 
+// An Mlp's forward. Under training (gradients on) each Linear, with the ReLU after it, runs as one
+// fused operation (LinearActivation); otherwise the modules' own forward (DenseLinear's inference
+// paths).
+torch::Tensor MlpForward(torch::nn::Sequential& seq, torch::Tensor x) {
+  if (!torch::GradMode::is_enabled()) return seq->forward(x);
+  auto it = seq->begin();
+  while (it != seq->end()) {
+    auto* linear = it->ptr()->as<DenseLinearImpl>();
+    if (!linear) {
+      x = it->forward(x);
+      ++it;
+      continue;
+    }
+    ++it;
+    const bool relu = it != seq->end() && it->ptr()->as<torch::nn::ReLUImpl>() != nullptr;
+    if (relu) ++it;
+    x = LinearActivation(x, linear->weight, linear->bias, relu);
+  }
+  return x;
+}
+
 // first-order sum + dense linear term, [B]
 torch::Tensor LinearTerms(DenseLinear& dense_linear, int num_dense, const torch::Tensor& dense,
                           const torch::Tensor& first_order) {
@@ -57,12 +78,12 @@ class Dlrm final : public CtrModel {
     auto e = groups[0].values.view({B, F, d});  // [B, F, d]
     torch::Tensor out;
     if (!bottom_) {
-      out = top_->forward(DotInteraction(e, tri_)).squeeze(1);
+      out = MlpForward(top_, DotInteraction(e, tri_)).squeeze(1);
     } else {
-      auto x = bottom_->forward(dense);             // [B, d]
+      auto x = MlpForward(bottom_, dense);          // [B, d]
       auto t = torch::cat({x.unsqueeze(1), e}, 1);  // [B, F+1, d]
       auto inter = DotInteraction(t, tri_);         // [B, F(F+1)/2]: the pairs' dot products
-      out = top_->forward(torch::cat({x, inter}, 1)).squeeze(1);
+      out = MlpForward(top_, torch::cat({x, inter}, 1)).squeeze(1);
     }
     return dense_linear_ ? out + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) : out;
   }
@@ -87,7 +108,7 @@ class DeepFm final : public CtrModel {
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
     auto e = groups[0].values.view({B, F, d});
-    auto deep = deep_->forward(torch::cat({groups[0].values, dense}, 1)).squeeze(1);
+    auto deep = MlpForward(deep_, torch::cat({groups[0].values, dense}, 1)).squeeze(1);
     return FmPairs(e) + deep + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values);
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
@@ -148,9 +169,9 @@ class DcnV2 final : public CtrModel {
     if (!mlp_)
       out = head_->forward(x).squeeze(1);
     else if (c_.cross_structure == CrossStructure::kStacked)
-      out = head_->forward(mlp_->forward(x)).squeeze(1);
+      out = head_->forward(MlpForward(mlp_, x)).squeeze(1);
     else
-      out = head_->forward(torch::cat({x, mlp_->forward(x0)}, 1)).squeeze(1);
+      out = head_->forward(torch::cat({x, MlpForward(mlp_, x0)}, 1)).squeeze(1);
     return dense_linear_ ? out + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) : out;
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
@@ -174,7 +195,7 @@ class WideDeep final : public CtrModel {
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     auto deep_in = c_.num_dense > 0 ? torch::cat({groups[0].values, dense}, 1) : groups[0].values;
-    return LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) + deep_->forward(deep_in).squeeze(1);
+    return LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) + MlpForward(deep_, deep_in).squeeze(1);
   }
   std::vector<EmbeddingGroupSpec> embedding_groups() const override { return EmbeddingGroupsOf(c_); }
   std::string model_name() const override { return "wide_deep"; }
