@@ -75,15 +75,13 @@ class Dlrm final : public CtrModel {
   }
   torch::Tensor Forward(const torch::Tensor& dense, const std::vector<GroupInput>& groups) override {
     const int64_t B = dense.size(0), F = c_.num_fields, d = c_.embedding_dim;
-    auto e = groups[0].values.view({B, F, d});  // [B, F, d]
     torch::Tensor out;
     if (!bottom_) {
-      out = MlpForward(top_, DotInteraction(e, tri_)).squeeze(1);
+      out = MlpForward(top_, DotInteraction(groups[0].values.view({B, F, d}), tri_)).squeeze(1);
     } else {
-      auto x = MlpForward(bottom_, dense);          // [B, d]
-      auto t = torch::cat({x.unsqueeze(1), e}, 1);  // [B, F+1, d]
-      auto inter = DotInteraction(t, tri_);         // [B, F(F+1)/2]: the pairs' dot products
-      out = MlpForward(top_, torch::cat({x, inter}, 1)).squeeze(1);
+      auto x = MlpForward(bottom_, dense);  // [B, d]
+      // [B, d + F(F+1)/2]: x, then the dot products of the pairs of (x, e_1 .. e_F)
+      out = MlpForward(top_, DotInteractionWithDense(x, groups[0].values, tri_)).squeeze(1);
     }
     return dense_linear_ ? out + LinearTerms(dense_linear_, c_.num_dense, dense, groups[1].values) : out;
   }

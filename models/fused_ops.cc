@@ -144,6 +144,67 @@ class DotInteractionFn : public torch::autograd::Function<DotInteractionFn> {
   }
 };
 
+// DLRM's top-MLP input in one operation: [x, pairs of (x, e_1 .. e_F)] for x [B, d] and e holding
+// B x F x d values. Forward writes x and the pairs into one buffer; backward splits the gradient
+// into x's (its own part plus its row of the pairs') and e's, in e's shape. What it replaces (a
+// cat of x with e, the interaction, a cat of x with the pairs) costs three copies forward and,
+// backward, the slices of both cats made contiguous.
+class DotInteractionWithDenseFn : public torch::autograd::Function<DotInteractionWithDenseFn> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& e_in) {
+    auto x = x_in.contiguous();
+    auto e = e_in.contiguous();
+    ctx->save_for_backward({x, e});
+    const int64_t B = x.size(0), d = x.size(1), F = e.numel() / (B * d), n = F + 1, P = n * (n - 1) / 2;
+    const int64_t np = (n + kLanes - 1) / kLanes * kLanes, W = d + P;
+    auto out = torch::empty({B, W}, x.options());
+    const float* xp = x.data_ptr<float>();
+    const float* ep = e.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    at::parallel_for(0, B, kGrain, [&](int64_t b0, int64_t b1) {
+      std::vector<float> v(static_cast<size_t>(n * d)), vt(static_cast<size_t>(d * np));
+      for (int64_t b = b0; b < b1; ++b) {
+        std::memcpy(v.data(), xp + b * d, static_cast<size_t>(d) * sizeof(float));
+        std::memcpy(v.data() + d, ep + b * F * d, static_cast<size_t>(F * d) * sizeof(float));
+        std::memcpy(op + b * W, xp + b * d, static_cast<size_t>(d) * sizeof(float));
+        DotPairsForward(v.data(), n, d, np, vt.data(), op + b * W + d);
+      }
+    });
+    return out;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& e = saved[1];
+    auto g = grads[0];
+    if (g.stride(1) != 1) g = g.contiguous();
+    const int64_t B = x.size(0), d = x.size(1), F = e.numel() / (B * d), n = F + 1;
+    const int64_t ld = g.stride(0);
+    auto gx = torch::empty_like(x);
+    auto ge = torch::empty_like(e);
+    const float* xp = x.data_ptr<float>();
+    const float* ep = e.data_ptr<float>();
+    const float* gp = g.data_ptr<float>();
+    float* gxp = gx.data_ptr<float>();
+    float* gep = ge.data_ptr<float>();
+    at::parallel_for(0, B, kGrain, [&](int64_t b0, int64_t b1) {
+      std::vector<float> v(static_cast<size_t>(n * d)), c(static_cast<size_t>(n * n)), w(static_cast<size_t>(n * d));
+      for (int64_t b = b0; b < b1; ++b) {
+        std::memcpy(v.data(), xp + b * d, static_cast<size_t>(d) * sizeof(float));
+        std::memcpy(v.data() + d, ep + b * F * d, static_cast<size_t>(F * d) * sizeof(float));
+        const float* gb = gp + b * ld;
+        DotPairsBackward(v.data(), gb + d, n, d, c.data(), w.data());
+        for (int64_t k = 0; k < d; ++k) gxp[b * d + k] = gb[k] + w[k];
+        std::memcpy(gep + b * F * d, w.data() + d, static_cast<size_t>(F * d) * sizeof(float));
+      }
+    });
+    return {gx, ge};
+  }
+};
+
 // y = relu?(y + b) in place, rows [r0, r1) of a [B, O] product.
 EMBER_SIMD_CLONES void BiasActivation(float* __restrict y, int64_t r0, int64_t r1, int64_t O, const float* __restrict b,
                                       bool relu) {
@@ -283,6 +344,16 @@ torch::Tensor LinearActivation(const torch::Tensor& x, const torch::Tensor& w, c
     return LinearActivationFn::apply(x, w, b, relu);
   auto y = torch::linear(x, w, b);
   return relu ? torch::relu(y) : y;
+}
+
+torch::Tensor DotInteractionWithDense(const torch::Tensor& x, const torch::Tensor& e, const torch::Tensor& tri) {
+  const int64_t B = x.size(0), d = x.size(1);
+  TORCH_CHECK(x.dim() == 2 && e.size(0) == B && e.numel() % std::max<int64_t>(B * d, 1) == 0,
+              "DotInteractionWithDense: x [B, d] and e [B, F x d] expected");
+  if (x.device().is_cpu() && x.scalar_type() == torch::kFloat && e.scalar_type() == torch::kFloat && B > 0 && d > 0)
+    return DotInteractionWithDenseFn::apply(x, e);
+  auto t = torch::cat({x.unsqueeze(1), e.reshape({B, -1, d})}, 1);
+  return torch::cat({x, DotInteraction(t, tri)}, 1);
 }
 
 torch::Tensor DotInteraction(const torch::Tensor& t, const torch::Tensor& tri) {

@@ -269,6 +269,38 @@ TEST(DotInteraction, EqualsTheBmmFormAndItsGradient) {
   }
 }
 
+// DLRM's top-MLP input in one operation against its composition (cat of x with e's rows, the
+// interaction, cat of x with the pairs), forward and both gradients, e given flat as the model's
+// embedding group gives it; with an upstream gradient that is a slice of a wider one.
+TEST(DotInteraction, WithDenseEqualsItsComposition) {
+  for (auto [B, F, d] : {std::tuple<int64_t, int64_t, int64_t>{300, 26, 16}, {9, 33, 20}, {3, 1, 3}}) {
+    SCOPED_TRACE(F);
+    torch::manual_seed(F);
+    const int64_t n = F + 1;
+    std::vector<int64_t> flat;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < i; ++j) flat.push_back(i * n + j);
+    auto tri = torch::tensor(flat, torch::kLong);
+    auto x1 = torch::randn({B, d}).requires_grad_(), x2 = x1.detach().clone().requires_grad_();
+    auto e1 = torch::randn({B, F * d}).requires_grad_(), e2 = e1.detach().clone().requires_grad_();
+    auto fused = models::DotInteractionWithDense(x1, e1, tri);
+    auto t = torch::cat({x2.unsqueeze(1), e2.view({B, F, d})}, 1);
+    auto ref = torch::cat({x2, torch::bmm(t, t.transpose(1, 2)).view({B, n * n}).index_select(1, tri)}, 1);
+    ASSERT_EQ(fused.sizes(), ref.sizes());
+    ASSERT_EQ(fused.size(1), d + F * (F + 1) / 2);
+    EXPECT_TRUE(torch::allclose(fused, ref, 1e-5, 1e-5));
+    auto up = torch::randn({B, ref.size(1) + 5});
+    auto w = up.narrow(1, 5, ref.size(1));  // non-contiguous
+    torch::autograd::backward({fused}, {w});
+    torch::autograd::backward({ref}, {w.contiguous()});
+    ASSERT_EQ(e1.grad().sizes(), e1.sizes());
+    EXPECT_TRUE(torch::allclose(x1.grad(), x2.grad(), 1e-4, 1e-5)) << (x1.grad() - x2.grad()).abs().max().item<float>();
+    EXPECT_TRUE(torch::allclose(e1.grad(), e2.grad(), 1e-4, 1e-5)) << (e1.grad() - e2.grad()).abs().max().item<float>();
+  }
+  EXPECT_THROW(models::DotInteractionWithDense(torch::randn({4, 3}), torch::randn({4, 7}), torch::Tensor()),
+               c10::Error);
+}
+
 // The fused Linear (+ ReLU) against torch::linear and torch::relu, forward and the gradients of its
 // input, weight and bias, with an upstream gradient that is a slice of a wider one (as a cat's
 // backward gives), widths not a multiple of the 64-column blocks, and an input without gradient.
@@ -285,7 +317,9 @@ TEST(LinearActivation, EqualsLinearAndReluAndTheirGradients) {
       if (relu) ref = torch::relu(ref);
       ASSERT_EQ(fused.sizes(), ref.sizes());
       EXPECT_TRUE(torch::allclose(fused, ref, 1e-5, 1e-5));
-      if (relu) EXPECT_GT((fused == 0).sum().item<int64_t>(), 0);
+      if (relu) {
+        EXPECT_GT((fused == 0).sum().item<int64_t>(), 0);
+      }
       auto up = torch::randn({B, O + 3});
       auto w = up.narrow(1, 2, O);  // non-contiguous
       torch::autograd::backward({fused}, {w});

@@ -19,6 +19,11 @@ namespace ember::models {
 // `tri` holds the flat indices i * n + j of the pairs (the gather the bmm form needs).
 torch::Tensor DotInteraction(const torch::Tensor& t, const torch::Tensor& tri);
 
+// DLRM's top-MLP input: cat(x, DotInteraction(cat(x as a row, e's F rows))) for x [B, d] and e
+// [B, F x d] (any shape of B x F x d values), as one operation whose backward gives e's gradient
+// in e's shape. `tri` is DotInteraction's, for n = F + 1.
+torch::Tensor DotInteractionWithDense(const torch::Tensor& x, const torch::Tensor& e, const torch::Tensor& tri);
+
 // leaf.index_select(0, index) for a [U, d] leaf and n int64 indices: [n, d]. Its backward adds
 // each row's gradient into its leaf row in one pass; LibTorch 1.13's index_select backward
 // (index_add on the CPU) costs about 8 ms for the reference DLRM's 53k rows at batch 2048 here.
