@@ -8,7 +8,8 @@ could reach. Two shapes (--shapes): `reference`, the Criteo Kaggle DLRM people r
 top 367-512-256-1, ember's default), and `small` (bottom 13-64-16, top 367-64-32-1), where per-op
 overhead dominates. Both sides run with OMP_WAIT_POLICY=PASSIVE (PyTorch's best setting on 2
 cores) and the same BLAS. Runs alternate (ember, reference, ember, ...) so both see the same
-machine noise; each figure is the median of --reps runs. Writes bench/results/reference.{csv,md}.
+machine noise, with the compute limit measured after each pair; each figure is the median of --reps
+runs, and each ratio the median of the ratios within a repeat. Writes bench/results/reference.{csv,md}.
 
     /usr/bin/python3 bench/compare_reference.py [--build build] [--rows 200000] [--reps 3]
 """
@@ -116,24 +117,32 @@ def main():
         for shape in a.shapes.split(","):
             for batch in [int(b) for b in a.batches.split(",")]:
                 runs = {"ember": [], "reference": []}
+                limits = []
+                # Each repeat runs ember, the reference and the limit back to back; the ratios are
+                # taken within a repeat (the machine's speed drifts between repeats), then their
+                # median.
                 for rep in range(a.reps):
                     runs["ember"].append(ember_run(ember, a, shape, batch, metrics))
                     runs["reference"].append(reference_run(a, shape, batch))
+                    limits.append(compute_limit(a, shape, batch))
                     print(f"{shape} batch {batch} rep {rep + 1}/{a.reps}: ember "
                           f"{runs['ember'][-1]['samples_per_sec']:.0f}/s auc {runs['ember'][-1]['auc']:.5f}, "
                           f"reference {runs['reference'][-1]['samples_per_sec']:.0f}/s "
-                          f"auc {runs['reference'][-1]['auc']:.5f}", flush=True)
+                          f"auc {runs['reference'][-1]['auc']:.5f}, compute limit {limits[-1][0]:.0f}/s "
+                          f"({limits[-1][1]:.0f} GFLOP/s)", flush=True)
                 med = {k: {f: statistics.median(r[f] for r in v) for f in ("samples_per_sec", "auc")}
                        for k, v in runs.items()}
-                limit, gflops = compute_limit(a, shape, batch)
-                print(f"{shape} batch {batch}: compute limit {limit:.0f} samples/s ({gflops:.0f} GFLOP/s)", flush=True)
+                limit = statistics.median(x[0] for x in limits)
+                gflops = statistics.median(x[1] for x in limits)
+                speedup = statistics.median(e["samples_per_sec"] / r["samples_per_sec"]
+                                            for e, r in zip(runs["ember"], runs["reference"]))
+                of_limit = statistics.median(e["samples_per_sec"] / x[0] for e, x in zip(runs["ember"], limits))
                 rows.append({"shape": shape, "batch": batch,
                              "ember_samples_per_sec": round(med["ember"]["samples_per_sec"]),
                              "reference_samples_per_sec": round(med["reference"]["samples_per_sec"]),
-                             "speedup": round(med["ember"]["samples_per_sec"] / med["reference"]["samples_per_sec"],
-                                              3),
+                             "speedup": round(speedup, 3),
                              "limit_samples_per_sec": round(limit), "limit_gflops": round(gflops),
-                             "ember_of_limit": round(med["ember"]["samples_per_sec"] / limit, 3),
+                             "ember_of_limit": round(of_limit, 3),
                              "ember_auc": round(med["ember"]["auc"], 5),
                              "reference_auc": round(med["reference"]["auc"], 5), "reps": a.reps})
     benchlib.write_csv(os.path.join(a.out, "reference.csv"), rows)

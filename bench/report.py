@@ -145,7 +145,8 @@ def main():
                 "runs at a third of its speed). `bench/reference_dlrm.py` reads and numbers ids before its clock "
                 "starts; ember's timer includes reading and parsing the file. Training samples/s (median of the "
                 "repeats), then test AUC; the compute limit is the shape's matrix products alone (forward, weight and "
-                "input gradients, PyTorch on the same BLAS and threads), measured in the same run.", "",
+                "input gradients, PyTorch on the same BLAS and threads), measured after each pair of runs. Each ratio is "
+                "the median of the ratios within a repeat (ember, the reference and the limit run back to back).", "",
                 open(R("reference.md")).read().split("\n", 2)[2].strip(), "", REFERENCE_TEXT, "",
                 "![throughput](performance-throughput.png)"]
         if plt:
