@@ -303,9 +303,11 @@ TEST(DotInteraction, WithDenseEqualsItsComposition) {
 
 // The fused Linear (+ ReLU) against torch::linear and torch::relu, forward and the gradients of its
 // input, weight and bias, with an upstream gradient that is a slice of a wider one (as a cat's
-// backward gives), widths not a multiple of the 64-column blocks, and an input without gradient.
+// backward gives), widths not a multiple of the 64-column blocks, inputs narrow enough for the
+// small-input loops (K <= 16) and wider ones (BLAS), and an input without gradient.
 TEST(LinearActivation, EqualsLinearAndReluAndTheirGradients) {
-  for (auto [B, K, O] : {std::tuple<int64_t, int64_t, int64_t>{300, 13, 130}, {7, 64, 1}, {1, 5, 64}}) {
+  for (auto [B, K, O] :
+       {std::tuple<int64_t, int64_t, int64_t>{300, 13, 130}, {7, 64, 1}, {1, 5, 64}, {50, 16, 17}, {9, 17, 70}}) {
     for (bool relu : {true, false}) {
       SCOPED_TRACE(std::to_string(O) + (relu ? " relu" : ""));
       torch::manual_seed(O);
