@@ -8,8 +8,10 @@ could reach. Two shapes (--shapes): `reference`, the Criteo Kaggle DLRM people r
 top 367-512-256-1, ember's default), and `small` (bottom 13-64-16, top 367-64-32-1), where per-op
 overhead dominates. Both sides run with OMP_WAIT_POLICY=PASSIVE (PyTorch's best setting on 2
 cores) and the same BLAS. Runs alternate (ember, reference, ember, ...) so both see the same
-machine noise, with the compute limit measured after each pair; each figure is the median of --reps
-runs, and each ratio the median of the ratios within a repeat. Writes bench/results/reference.{csv,md}.
+machine noise, with the compute limit measured after each pair. In a repeat each side runs --tries
+times back to back and keeps its fastest (noise here only slows runs down, and a run after the other
+side's process sometimes goes at half speed); each figure is the median over --reps repeats, and
+each ratio the median of the ratios within a repeat. Writes bench/results/reference.{csv,md}.
 
     /usr/bin/python3 bench/compare_reference.py [--build build] [--rows 200000] [--reps 3]
 """
@@ -99,12 +101,14 @@ def main():
     ap.add_argument("--batches", default="128,512,2048")
     ap.add_argument("--shapes", default="reference,small")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--tries", type=int, default=2, help="runs per side in a repeat, the fastest kept")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", default="bench/results/reference-data")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
     ember = os.path.join(a.build, "launcher", "ember")
     os.makedirs(a.data, exist_ok=True)
+    os.makedirs(a.out, exist_ok=True)
     a.train = os.path.join(a.data, f"train-{a.rows}.tsv")
     a.test = os.path.join(a.data, f"test-{a.rows // 4}.tsv")
     for path, rows, seed in ((a.train, a.rows, 1), (a.test, a.rows // 4, 2)):
@@ -122,9 +126,14 @@ def main():
                 # taken within a repeat (the machine's speed drifts between repeats), then their
                 # median.
                 for rep in range(a.reps):
-                    runs["ember"].append(ember_run(ember, a, shape, batch, metrics))
-                    runs["reference"].append(reference_run(a, shape, batch))
-                    limits.append(compute_limit(a, shape, batch))
+                    # Each side's best of --tries runs back to back: on these VMs a run sometimes
+                    # goes at half speed (most often the first after the other side's process),
+                    # and the noise only ever slows a run down.
+                    runs["ember"].append(max((ember_run(ember, a, shape, batch, metrics) for _ in range(a.tries)),
+                                             key=lambda r: r["samples_per_sec"]))
+                    runs["reference"].append(max((reference_run(a, shape, batch) for _ in range(a.tries)),
+                                                 key=lambda r: r["samples_per_sec"]))
+                    limits.append(max((compute_limit(a, shape, batch) for _ in range(a.tries)), key=lambda x: x[0]))
                     print(f"{shape} batch {batch} rep {rep + 1}/{a.reps}: ember "
                           f"{runs['ember'][-1]['samples_per_sec']:.0f}/s auc {runs['ember'][-1]['auc']:.5f}, "
                           f"reference {runs['reference'][-1]['samples_per_sec']:.0f}/s "
@@ -144,11 +153,11 @@ def main():
                              "limit_samples_per_sec": round(limit), "limit_gflops": round(gflops),
                              "ember_of_limit": round(of_limit, 3),
                              "ember_auc": round(med["ember"]["auc"], 5),
-                             "reference_auc": round(med["reference"]["auc"], 5), "reps": a.reps})
+                             "reference_auc": round(med["reference"]["auc"], 5), "reps": a.reps, "tries": a.tries})
     benchlib.write_csv(os.path.join(a.out, "reference.csv"), rows)
     with open(os.path.join(a.out, "reference.md"), "w") as f:
         f.write(f"# ember vs the PyTorch reference DLRM ({a.rows} training rows, {a.rows // 4} test rows, "
-                f"{a.threads} threads, median of {a.reps})\n\n")
+                f"{a.threads} threads, median of {a.reps} repeats, best of {a.tries} runs each)\n\n")
         f.write("| shape | batch | ember samples/s | reference samples/s | ember / reference | compute limit "
                 "samples/s (GFLOP/s) | ember / limit | ember AUC | reference AUC |\n")
         f.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")

@@ -49,30 +49,81 @@ PROFILE = """
    middle line too brought the 4M-row pull to 0.31-0.36 (against 0.28-0.29 without it, A/B in one
    sitting). Rows inline in the index (one random access) would cost the whole entry's
    load-factor slack in memory.
-4. **PS over TCP.** 0.3-0.5 of a plain socket moving the same bytes, 0.4-0.6 of the plain socket
-   plus the shard work (which costs about as much as the transfer here). The profile showed
-   zero-filled buffer resizes (`memset`, 9 %) and each row copied through request and reply
-   buffers. The client now reuses its grouping, request and reply buffers from call to call (a
-   push of the pulled keys reuses the pull's grouping) and a server session fills a buffer it
-   holds at once: no change that this VM's noise lets one see (A/B in one sitting, 1.7-3.6 times
-   the plain socket's time both ways). Timers in the client put the round trips at 80 % of a
-   step. Left: uninitialised buffers and scatter-gather replies, and overlapping the shard work
-   with the transfer.
+4. **PS over TCP.** Session 15's profile (`perf`, `strace -c` on `ps_bench`) found the RPC's
+   time outside the bytes: per request about 9 `futex` calls (two threads sharing each server's
+   io_context woke each other for every completion), 4 `epoll_ctl`, 2 `timerfd_settime` (each
+   read re-armed its deadline timer, and the cancelled wait ran a handler), reads of a 24-byte
+   header apart from its payload, and zero-filled `std::string` resizes of every request and
+   reply (`memset`). Changed: wire buffers that grow without zeroing (`ByteBuffer`), pushes
+   decoded in place from the request (copied only where a slice is misaligned), one io_context
+   per server thread (a connection's handlers stay on its thread), small frames read whole with
+   their header, a deadline timer moved only when the deadline comes sooner, and a client that
+   serves every server's socket at once with `poll` (a reply is read while other requests are
+   still being written). `strace -c` over the same run: `futex` 75641 → 37 calls,
+   `epoll_ctl` 29955 → 35, `timerfd_settime` 16026 → 0. A/B in one sitting, three runs each, 2
+   servers, remote / plain socket (remote / (plain + shard work)):
+
+   | unique keys per step | before | after |
+   |---:|---|---|
+   | 1000 | 0.23-0.44 (0.29-0.52) | 0.58-0.87 (0.67-1.04) |
+   | 4000 | 0.36-0.50 (0.50-0.62) | 0.55-0.70 (0.75-0.86) |
+   | 16000 | 0.22-0.46 (0.36-0.58) | 0.38-0.78 (0.64-0.95) |
+   | 64000 | 0.26-0.37 (0.40-0.55) | 0.44-0.59 (0.67-0.84) |
+
+   What is left is the shard work itself (as much CPU as the transfer at these sizes, on the same
+   two cores as the client and the transfer) and the client's gather of each server's gradients
+   and scatter of its rows into the caller's order (a copy of every row each way).
+
+5. **Serving small passes.** `perf` on `ember serve` under single-row load (16 connections,
+   about 8 rows a forward pass): OpenBLAS's `sgemm_incopy` (repacking a layer's weights at every
+   call) took as many samples as its `sgemm_kernel` (16 % each). Passes of at most 16 rows now
+   run ember's AVX-512 fp32 product on weights packed once at load (models/dense_linear.h), at
+   the core's FMA rate (`perf annotate`: the loop is the FMAs and broadcasts). A `Predict` of 8
+   rows took 110 µs against 180 µs (`build/bench/serving_forward_bench`), and the server answered
+   single rows at p99 0.89 ms against 1.44 ms (*Serving*, below).
+
+6. **Training at the reference shape.** Timers around every product of a training step (batch
+   2048) put the matrix products at 34 ms of a 44 ms step; LibTorch's autograd profiler put most
+   of the rest in the glue around them: each Linear's copy of its bias into the output and the
+   ReLU's separate pass and backward (about 5 ms a step together), the two cats around the
+   interaction and the contiguous copies of their gradients' slices (about 2.5 ms), and the first
+   layer's product on 13 inputs, which BLAS runs at a fifth of its speed on wide ones (1.5 ms
+   forward). Now, in models/fused_ops.h, with a test of each against LibTorch's form:
+   `LinearActivation` (the product, then bias and ReLU in place; backward, the mask and the
+   bias's gradient in one pass over 64-column blocks), used by every CTR model's MLP while
+   training; ember's own loops for layers of at most 16 inputs (forward in one pass; backward,
+   the mask, the bias's and the weight's gradients in one pass that keeps the masked gradient
+   only where the input needs one); `DotInteractionWithDense` (DLRM's top-MLP input, x and the
+   pairs, written at once, so no cats); and `DotInteraction` building 16 pairs at a time in
+   registers (an AVX-512 clone chosen at load time). A/B in one sitting: the interaction took
+   1.18 ms forward and 1.06-1.56 ms backward against 2.22 and 3.6 ms (B 2048, 27 vectors of 16);
+   the first layer 0.36-0.40 ms forward and 0.42-0.59 ms backward against 1.12-1.49 and
+   2.36-3.08 ms for LibTorch's addmm and ReLU (in a slow spell of the machine; 0.62-0.71 and
+   1.35-1.98 ms in a faster one); both MLPs' forward and backward 39-52 ms against 40-57 ms at batch 2048 and
+   3.9-4.3 ms against 4.2-4.8 ms at batch 128; `ember train` 45.5-46.3k samples/s against
+   41.3-42.9k at batch 2048 with the interaction alone, then 31.8-33.1k against 29.4-30.6k at
+   batch 128 with the dense input's pairs in one operation. Tried and dropped, no change
+   measurable: gradients dropped instead of zeroed before each step, and the next batch's keys
+   prepared during the step instead of after its push.
 """
 
 
 REFERENCE_TEXT = (
     "Repeats in one run move by 10-30 % on this VM, and the compute limit with them (the same products "
-    "measured 97 to 176 GFLOP/s on different days), which is why each ratio is taken within one run. Profiling "
-    "(`perf`, per-phase timers in the trainer) found LibTorch's Adam step at 2.3 ms a step (ten tensor "
-    "operations per parameter) and the interaction's `bmm` plus triangle gather at about 20 ms a step at batch "
-    "2048. `FusedAdam` (workers/fused_adam.h: Adam's update in one loop per parameter, with Adam's own state, so "
-    "checkpoints are unchanged) and `DotInteraction` (models/fused_ops.h: the lower-triangle dot products in one "
-    "pass per sample, with a hand-written backward) remove both; tests compare each with LibTorch's form. "
-    "Before them ember ran at 1.64x the reference at batch 128 and 1.31x at batch 2048 (one measurement at "
-    "100000 rows). At batch 2048 ember has measured 0.64 to 0.94 of the compute limit in different runs; what "
-    "separates it from the limit is the work besides the matrix products (parsing, lookups, the interaction, the "
-    "optimizer), which on 2 cores shares them with the products.")
+    "measured 97 to 176 GFLOP/s on different days), which is why each ratio is taken within one repeat. Profiling "
+    "(`perf`, per-phase timers in the trainer, LibTorch's autograd profiler) found LibTorch's Adam step at 2.3 ms "
+    "a step (ten tensor operations per parameter), the interaction's `bmm` plus triangle gather at about 20 ms a "
+    "step at batch 2048, and then the glue around the matrix products (*What profiling found*, item 6). "
+    "`FusedAdam` (workers/fused_adam.h: Adam's update in one loop per parameter, with Adam's own state, so "
+    "checkpoints are unchanged), `DotInteraction` and `DotInteractionWithDense` (the lower-triangle dot products "
+    "in one pass per sample, written straight into the top MLP's input) and `LinearActivation` (each layer's "
+    "product, bias and ReLU, and their backward, in two passes besides the products; layers of at most 16 inputs "
+    "on ember's own loops) remove them (models/fused_ops.h; tests compare each with LibTorch's form). Before the "
+    "first two ember ran at 1.64x the reference at batch 128 and 1.31x at batch 2048 (one measurement at 100000 "
+    "rows); before the glue went (this page's run at b713b30) at 2.31x and 1.27x. What separates ember from the "
+    "limit at batch 2048 is the work besides the products (parsing, lookups, the interaction, the optimizer), "
+    "which on 2 cores shares them with the products, and the products themselves run slower between other work "
+    "than back to back (34 ms a step in training against 31 ms alone, timed around each product).")
 
 MEMORY_TEXT = (
     "`embedding_bench --memory OPTIMIZER` (through `bench/embedding_throughput.py`), one process per table: a "
@@ -145,8 +196,10 @@ def main():
                 "runs at a third of its speed). `bench/reference_dlrm.py` reads and numbers ids before its clock "
                 "starts; ember's timer includes reading and parsing the file. Training samples/s (median of the "
                 "repeats), then test AUC; the compute limit is the shape's matrix products alone (forward, weight and "
-                "input gradients, PyTorch on the same BLAS and threads), measured after each pair of runs. Each ratio is "
-                "the median of the ratios within a repeat (ember, the reference and the limit run back to back).", "",
+                "input gradients, PyTorch on the same BLAS and threads), measured after each pair of runs. In a repeat "
+                "each side runs twice back to back and keeps its faster run (this VM's noise only slows runs down, and a "
+                "run right after the other side's process sometimes goes at half speed); each ratio is the median of "
+                "the ratios within a repeat.", "",
                 open(R("reference.md")).read().split("\n", 2)[2].strip(), "", REFERENCE_TEXT, "",
                 "![throughput](performance-throughput.png)"]
         if plt:
