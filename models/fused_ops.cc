@@ -152,11 +152,12 @@ class DotInteractionFn : public torch::autograd::Function<DotInteractionFn> {
 class DotInteractionWithDenseFn : public torch::autograd::Function<DotInteractionWithDenseFn> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
-                               const torch::Tensor& e_in) {
+                               const torch::Tensor& e_in, int64_t F) {
     auto x = x_in.contiguous();
     auto e = e_in.contiguous();
     ctx->save_for_backward({x, e});
-    const int64_t B = x.size(0), d = x.size(1), F = e.numel() / (B * d), n = F + 1, P = n * (n - 1) / 2;
+    ctx->saved_data["fields"] = F;
+    const int64_t B = x.size(0), d = x.size(1), n = F + 1, P = n * (n - 1) / 2;
     const int64_t np = (n + kLanes - 1) / kLanes * kLanes, W = d + P;
     auto out = torch::empty({B, W}, x.options());
     const float* xp = x.data_ptr<float>();
@@ -181,7 +182,7 @@ class DotInteractionWithDenseFn : public torch::autograd::Function<DotInteractio
     const auto& e = saved[1];
     auto g = grads[0];
     if (g.stride(1) != 1) g = g.contiguous();
-    const int64_t B = x.size(0), d = x.size(1), F = e.numel() / (B * d), n = F + 1;
+    const int64_t B = x.size(0), d = x.size(1), F = ctx->saved_data["fields"].toInt(), n = F + 1;
     const int64_t ld = g.stride(0);
     auto gx = torch::empty_like(x);
     auto ge = torch::empty_like(e);
@@ -201,7 +202,7 @@ class DotInteractionWithDenseFn : public torch::autograd::Function<DotInteractio
         std::memcpy(gep + b * F * d, w.data() + d, static_cast<size_t>(F * d) * sizeof(float));
       }
     });
-    return {gx, ge};
+    return {gx, ge, torch::Tensor()};
   }
 };
 
@@ -477,12 +478,13 @@ torch::Tensor LinearActivation(const torch::Tensor& x, const torch::Tensor& w, c
 }
 
 torch::Tensor DotInteractionWithDense(const torch::Tensor& x, const torch::Tensor& e, const torch::Tensor& tri) {
-  const int64_t B = x.size(0), d = x.size(1);
-  TORCH_CHECK(x.dim() == 2 && e.size(0) == B && e.numel() % std::max<int64_t>(B * d, 1) == 0,
-              "DotInteractionWithDense: x [B, d] and e [B, F x d] expected");
-  if (x.device().is_cpu() && x.scalar_type() == torch::kFloat && e.scalar_type() == torch::kFloat && B > 0 && d > 0)
-    return DotInteractionWithDenseFn::apply(x, e);
-  auto t = torch::cat({x.unsqueeze(1), e.reshape({B, -1, d})}, 1);
+  TORCH_CHECK(x.dim() == 2 && (e.dim() == 2 || e.dim() == 3) && e.size(0) == x.size(0) && x.size(1) > 0 &&
+                  (e.dim() == 3 ? e.size(2) == x.size(1) : e.size(1) % x.size(1) == 0),
+              "DotInteractionWithDense: x [B, d] and e [B, F x d] or [B, F, d] expected");
+  const int64_t B = x.size(0), d = x.size(1), F = e.dim() == 3 ? e.size(1) : e.size(1) / d;
+  if (x.device().is_cpu() && x.scalar_type() == torch::kFloat && e.scalar_type() == torch::kFloat)
+    return DotInteractionWithDenseFn::apply(x, e, F);
+  auto t = torch::cat({x.unsqueeze(1), e.reshape({B, F, d})}, 1);
   return torch::cat({x, DotInteraction(t, tri)}, 1);
 }
 

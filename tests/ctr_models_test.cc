@@ -299,6 +299,12 @@ TEST(DotInteraction, WithDenseEqualsItsComposition) {
   }
   EXPECT_THROW(models::DotInteractionWithDense(torch::randn({4, 3}), torch::randn({4, 7}), torch::Tensor()),
                c10::Error);
+  // An empty batch gives an empty [0, d + pairs] input, and e may come as [B, F, d].
+  EXPECT_EQ(models::DotInteractionWithDense(torch::randn({0, 4}), torch::randn({0, 12}), torch::Tensor()).sizes(),
+            (std::vector<int64_t>{0, 4 + 6}));
+  auto x = torch::randn({2, 4}), e = torch::randn({2, 3, 4});
+  EXPECT_TRUE(torch::equal(models::DotInteractionWithDense(x, e, torch::Tensor()),
+                           models::DotInteractionWithDense(x, e.view({2, 12}), torch::Tensor())));
 }
 
 // The fused Linear (+ ReLU) against torch::linear and torch::relu, forward and the gradients of its

@@ -20,7 +20,7 @@ namespace ember::models {
 torch::Tensor DotInteraction(const torch::Tensor& t, const torch::Tensor& tri);
 
 // DLRM's top-MLP input: cat(x, DotInteraction(cat(x as a row, e's F rows))) for x [B, d] and e
-// [B, F x d] (any shape of B x F x d values), as one operation whose backward gives e's gradient
+// [B, F x d] or [B, F, d], as one operation whose backward gives e's gradient
 // in e's shape. `tri` is DotInteraction's, for n = F + 1.
 torch::Tensor DotInteractionWithDense(const torch::Tensor& x, const torch::Tensor& e, const torch::Tensor& tri);
 
