@@ -144,6 +144,12 @@ class DotInteractionFn : public torch::autograd::Function<DotInteractionFn> {
   }
 };
 
+// Sample b's n = F + 1 rows, x's then e's, into v (n x d).
+inline void SampleRows(const float* x, const float* e, int64_t b, int64_t d, int64_t F, float* v) {
+  std::memcpy(v, x + b * d, static_cast<size_t>(d) * sizeof(float));
+  std::memcpy(v + d, e + b * F * d, static_cast<size_t>(F * d) * sizeof(float));
+}
+
 // DLRM's top-MLP input in one operation: [x, pairs of (x, e_1 .. e_F)] for x [B, d] and e holding
 // B x F x d values. Forward writes x and the pairs into one buffer; backward splits the gradient
 // into x's (its own part plus its row of the pairs') and e's, in e's shape. What it replaces (a
@@ -166,8 +172,7 @@ class DotInteractionWithDenseFn : public torch::autograd::Function<DotInteractio
     at::parallel_for(0, B, kGrain, [&](int64_t b0, int64_t b1) {
       std::vector<float> v(static_cast<size_t>(n * d)), vt(static_cast<size_t>(d * np));
       for (int64_t b = b0; b < b1; ++b) {
-        std::memcpy(v.data(), xp + b * d, static_cast<size_t>(d) * sizeof(float));
-        std::memcpy(v.data() + d, ep + b * F * d, static_cast<size_t>(F * d) * sizeof(float));
+        SampleRows(xp, ep, b, d, F, v.data());
         std::memcpy(op + b * W, xp + b * d, static_cast<size_t>(d) * sizeof(float));
         DotPairsForward(v.data(), n, d, np, vt.data(), op + b * W + d);
       }
@@ -194,8 +199,7 @@ class DotInteractionWithDenseFn : public torch::autograd::Function<DotInteractio
     at::parallel_for(0, B, kGrain, [&](int64_t b0, int64_t b1) {
       std::vector<float> v(static_cast<size_t>(n * d)), c(static_cast<size_t>(n * n)), w(static_cast<size_t>(n * d));
       for (int64_t b = b0; b < b1; ++b) {
-        std::memcpy(v.data(), xp + b * d, static_cast<size_t>(d) * sizeof(float));
-        std::memcpy(v.data() + d, ep + b * F * d, static_cast<size_t>(F * d) * sizeof(float));
+        SampleRows(xp, ep, b, d, F, v.data());
         const float* gb = gp + b * ld;
         DotPairsBackward(v.data(), gb + d, n, d, c.data(), w.data());
         for (int64_t k = 0; k < d; ++k) gxp[b * d + k] = gb[k] + w[k];
