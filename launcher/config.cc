@@ -260,6 +260,22 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
   int total_width = 0;
   for (const auto& g : groups) total_width += g.dim;
   const uint64_t full = embedding::FullTableBytes(total_width, t->fields);
+  // DSL learns which entries of a row to keep; a 1-wide row has none to choose between, and under
+  // a budget its masks would cost a byte per 4-byte weight. A model whose main group is 1-wide
+  // (LR) gets DSL's share as hashed rows, as the first-order weights beside a wider group do.
+  std::string dsl_note;
+  if (budget.set() && groups[0].first_order) {
+    bool any = t->embedding.method == embedding::Method::kDsl;
+    if (any) t->embedding.method = embedding::Method::kHash;
+    for (auto& m : t->embedding.field_methods)
+      if (m == embedding::Method::kDsl) {
+        m = embedding::Method::kHash;
+        any = true;
+      }
+    if (any)
+      dsl_note = "embedding.method dsl: model " + std::string(models::ModelKindName(t->model.kind)) +
+                 " embeds 1-wide weights, which DSL cannot sparsify within a row: its budget holds hashed rows";
+  }
   if (budget.set()) {
     const uint64_t bytes =
         std::min(full, budget.bytes ? budget.bytes
@@ -289,6 +305,7 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
   if (budget.set() && r.budget_bytes == full && (budget.bytes >= full || budget.fraction >= 1))
     r.note = "embedding.budget " + c.budget_text + " is at least the full table (" +
              embedding::FormatBytes(static_cast<double>(full)) + "): the budget is the full table";
+  if (!dsl_note.empty()) r.note = r.note.empty() ? dsl_note : r.note + "\n" + dsl_note;
   if (method == embedding::Method::kDsl && c.dsl_decay == "cosine" && r.train_rows > 0)
     t->dsl.total_steps = static_cast<int64_t>((r.train_rows + c.batch_size - 1) / c.batch_size) * c.epochs;
   if (c.dsl_decay == "none") t->dsl.total_steps = 0;

@@ -497,6 +497,36 @@ TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   EXPECT_LE(lr_run->param_bytes, lr_run->budget_bytes);
   EXPECT_EQ(lr_run->budget_bytes, vocab * 4 / 10);
 
+  // Under DSL, LR's 1-wide rows have no entries to choose between: the budget holds hashed rows
+  // (a mask byte beside each 4-byte weight would buy nothing), the run says so, and its
+  // checkpoint evaluates as it trained.
+  {
+    auto dsl_sets = SmallFiles().Sets();
+    dsl_sets.insert(dsl_sets.end(), {"model.name=\"lr\"", "embedding.method=\"dsl\"", "embedding.budget=\"1/10\""});
+    auto dsl = ParseConfig("", "t", dsl_sets);
+    ASSERT_TRUE(dsl.ok());
+    auto dtc = MakeTrainerConfig(*dsl);
+    ASSERT_TRUE(dtc.ok());
+    auto dres = ResolveEmbedding(*dsl, &*dtc);
+    ASSERT_TRUE(dres.ok()) << dres.status().ToString();
+    EXPECT_EQ(dtc->embedding.method, embedding::Method::kHash);
+    EXPECT_EQ(dtc->embedding.rows, vocab * 4 / 10 / 4);
+    EXPECT_EQ(dtc->embedding.dsl_rows, 0u);
+    EXPECT_NE(dres->note.find("DSL cannot sparsify within a row: its budget holds hashed rows"), std::string::npos)
+        << dres->note;
+    std::ostringstream out;
+    auto m = TrainWithCheckpoint({"model.name=\"lr\"", "embedding.method=\"dsl\"", "embedding.budget=\"1/10\""},
+                                 Dir() + "/lr-dsl-budget", out);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_LE(m->param_bytes, m->budget_bytes) << out.str();
+    EXPECT_GT(m->param_bytes, m->budget_bytes / 2) << out.str();
+    EXPECT_NE(out.str().find("its budget holds hashed rows"), std::string::npos) << out.str();
+    std::ostringstream eval_out;
+    auto e = RunEval(m->checkpoint, "", 0, eval_out);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_DOUBLE_EQ(e->auc, m->auc);
+  }
+
   for (const char* method : {"dsl", "optembed"}) {
     std::vector<std::string> extra = {"model.name=\"wide_deep\"",    std::string("embedding.method=\"") + method + "\"",
                                       "embedding.budget=0.3",        "dsl.interval=20",

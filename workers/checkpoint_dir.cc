@@ -142,6 +142,10 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
       return Status::Corruption(path + "/manifest.json: the model description has " + std::to_string(d.fields.size()) +
                                 " fields, the configuration " + std::to_string(trainer->fields.size()));
     const embedding::MethodConfig& main = d.groups[0].method;
+    // The method as the group was built: a 1-wide main group under a budget holds hashed rows
+    // where DSL was asked (launcher/config.cc ResolveEmbedding).
+    config->method = main.method;
+    config->field_methods = main.field_methods;
     config->rows = main.rows;
     config->density = main.density;
     config->dsl_rows = main.dsl_rows;
