@@ -112,6 +112,7 @@ nlohmann::json MethodConfigToJson(const MethodConfig& c) {
           {"tables", c.tables},
           {"chunks", c.chunks},
           {"field_chunks", c.field_chunks},
+          {"sum_probes", c.sum_probes},
           {"collisionless_below", c.collisionless_below},
           {"field_methods", field_methods},
           {"density", c.density},
@@ -141,6 +142,7 @@ Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
     c.tables = j.at("tables").get<int>();
     c.chunks = j.at("chunks").get<int>();
     c.field_chunks = j.at("field_chunks").get<std::vector<int>>();
+    c.sum_probes = j.value("sum_probes", false);  // descriptions before summed probes concatenate
     c.collisionless_below = j.at("collisionless_below").get<uint64_t>();
     for (const auto& name : j.at("field_methods").get<std::vector<std::string>>()) {
       if (name.empty()) {

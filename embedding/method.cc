@@ -231,7 +231,8 @@ void HashMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys
 
 UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields)
     : rows_(config.rows), chunks_(config.chunks) {
-  const int width = config.dim / config.chunks;
+  sum_probes_ = config.sum_probes;
+  const int width = sum_probes_ ? config.dim : config.dim / config.chunks;
   for (int t = 0; t < config.tables; ++t) {
     TableSpec s = MakeSpec(config.first_table + static_cast<uint32_t>(t), rows_, config);
     s.dim = width;
@@ -241,10 +242,13 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
   int next = 0;  // round-robin runs across fields, not per field
   uint32_t next_own = config.first_table + static_cast<uint32_t>(config.tables);
   for (size_t f = 0; f < fields.size(); ++f) {
-    const int c = f < config.field_chunks.size() && config.field_chunks[f] > 0 ? config.field_chunks[f] : chunks_;
-    field_chunks_.push_back(c);
     const bool own = FieldMethod(config, f) == Method::kFull ||
                      (fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below);
+    // Summed probes of a collisionless row would be copies of one row: one probe.
+    const int c = own && sum_probes_                                             ? 1
+                  : f < config.field_chunks.size() && config.field_chunks[f] > 0 ? config.field_chunks[f]
+                                                                                 : chunks_;
+    field_chunks_.push_back(c);
     own_table_.push_back(own);
     FieldLayout l;
     uint32_t own_id = 0;
@@ -267,7 +271,7 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
       l.probe_dims.push_back(width);
     }
     for (int j = 0; j < chunks_; ++j) salts_.push_back(PairSeed(PairSeed(config.seed, f), static_cast<uint64_t>(j)));
-    l.output_dim = width * c;
+    l.output_dim = sum_probes_ ? width : width * c;
     layouts_.push_back(l);
   }
 }
@@ -365,7 +369,7 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
     if (config.rows == 0) return Status::InvalidArgument("embedding.rows must be > 0 for unified");
     if (config.tables < 1 || config.first_table + static_cast<uint64_t>(config.tables) >= kMaxTables)
       return Status::InvalidArgument("embedding.tables must be in [1, " + std::to_string(kMaxTables - 1) + "]");
-    if (config.chunks < 1 || config.dim % config.chunks != 0)
+    if (config.chunks < 1 || (!config.sum_probes && config.dim % config.chunks != 0))
       return Status::InvalidArgument("embedding.chunks (" + std::to_string(config.chunks) +
                                      ") must be >= 1 and divide the embedding width " + std::to_string(config.dim));
     for (size_t f = 0; f < config.field_chunks.size(); ++f)

@@ -154,12 +154,16 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     return Status::Ok();
   }
   if (c->method == Method::kUnified) {
-    if (c->chunks < 1 || c->dim % c->chunks) return Status::InvalidArgument("embedding.chunks must divide dim");
-    const uint64_t chunk_bytes = row_bytes / static_cast<uint64_t>(c->chunks);  // dim % chunks == 0
+    if (c->chunks < 1 || (!c->sum_probes && c->dim % c->chunks))
+      return Status::InvalidArgument("embedding.chunks must divide dim");
+    // A probe's row: dim / chunks wide (dim % chunks == 0), or dim wide where probes are summed.
+    const uint64_t chunk_bytes = c->sum_probes ? row_bytes : row_bytes / static_cast<uint64_t>(c->chunks);
     uint64_t own = 0;
     for (size_t f = 0; f < fields.size(); ++f) {
       if (fields[f].vocab > c->collisionless_below && FieldMethod(*c, f) != Method::kFull) continue;
-      const int cf = f < c->field_chunks.size() && c->field_chunks[f] > 0 ? c->field_chunks[f] : c->chunks;
+      const int cf = c->sum_probes                                          ? 1
+                     : f < c->field_chunks.size() && c->field_chunks[f] > 0 ? c->field_chunks[f]
+                                                                            : c->chunks;
       own += fields[f].vocab * static_cast<uint64_t>(cf) * chunk_bytes;
     }
     if (own >= bytes) return cannot("the collisionless tables alone take " + FormatBytes(static_cast<double>(own)));

@@ -171,7 +171,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "Wide "
        "& Deep and FM add 1-wide first-order weights); each group gets bytes in proportion to its width. Each method "
        "turns its share into sizes: `hash` rows, `unified` rows per table, `dsl` density, `optembed` a search "
-       "constraint (first-order weights beside `dsl` or `optembed` are hashed into their share); `full` must fit as "
+       "constraint (first-order weights beside `dsl` or `optembed` are hashed into their share, and so are LR's under "
+       "`dsl`: 1-wide rows have no entries to sparsify); `full` must fit as "
        "is. A budget a "
        "method cannot meet is an error saying why. `ember plan` shows the result",
        BudgetKey()},
@@ -232,9 +233,14 @@ const std::vector<ConfigKey>& ConfigKeys() {
        Int(AT(trainer.embedding.tables), 1, 1000)},
       {"embedding.chunks", "int", "`0`",
        "`unified`: probes per value c; each probe's row is `embedding.dim / c` wide (c must divide `embedding.dim`; "
-       "the 1-wide first-order weights of LR, DeepFM, Wide & Deep and FM are probed at one chunk). 0: the most "
-       "probes, at most 8, whose width divides `embedding.dim` (8 at the default dim 16; docs/compression.md)",
+       "the 1-wide first-order weights of LR, DeepFM, Wide & Deep and FM are probed at "
+       "`embedding.first_order_chunks`). 0: the most probes, at most 8, whose width divides `embedding.dim` (8 at the "
+       "default dim 16; docs/compression.md)",
        Int(AT(trainer.embedding.chunks), 0, 64)},
+      {"embedding.first_order_chunks", "int", "`1`",
+       "`unified`: probes of each value's 1-wide first-order weight (LR, DeepFM, Wide & Deep, FM), each 1 wide and "
+       "summed; 2 helps LR at moderate budgets and costs a little at 1/100 (docs/compression.md)",
+       Int(AT(trainer.embedding.first_order_chunks), 1, 64)},
       {"embedding.optimizer", "string", "`\"rowwise_adagrad\"`",
        "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`, `ftrl`",
        Enum(AT(trainer.embedding.optimizer.kind), kSparseOptimizers, embedding::OptimizerName)},

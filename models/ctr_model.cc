@@ -308,4 +308,9 @@ torch::Tensor GatherSlots(const torch::Tensor& leaf, const torch::Tensor& index,
   return pooled.view({n, width});
 }
 
+torch::Tensor SumProbes(const torch::Tensor& values, int64_t probes, int64_t dim) {
+  const int64_t n = values.size(0);
+  return values.view({n, -1, probes, dim}).sum(2).view({n, -1});
+}
+
 }  // namespace ember::models

@@ -96,7 +96,7 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
     group.model_dim = g.dim;
     group.slot_dim = group.method->slot_dim();
     group.max_probes = group.method->max_probes();
-    if (group.slot_dim * group.max_probes != group.model_dim) return bad("a group's slots do not match its width");
+    if (group.method->field_dim() != group.model_dim) return bad("a group's slots do not match its width");
     for (const auto& spec : group.method->tables()) {
       if (m->impl_->tables.count(spec.id)) continue;
       EMBER_ASSIGN_OR_RETURN(auto t, embedding::ExportedTable::Open(*m->file_, spec.id));
@@ -182,6 +182,7 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
         models::GatherSlots(leaf, torch::from_blob(slots.data(), {static_cast<int64_t>(slots.size())}, torch::kLong),
                             offsets, weights, static_cast<int64_t>(B), width)
             .to(impl_->device);
+    if (g.method->sums_probes()) in.values = models::SumProbes(in.values, g.max_probes, g.slot_dim);
     in.widths.assign(static_cast<size_t>(g.method->num_fields()), g.model_dim);
     inputs.push_back(std::move(in));
   }

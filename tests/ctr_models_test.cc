@@ -519,6 +519,17 @@ TEST(DenseLinear, SmallFp32PassesMatchBlasAndDoNotDependOnTheirBatch) {
   }
 }
 
+// The summed form of a group's values: [n, F x probes x dim] -> [n, F x dim], gradients to every probe.
+TEST(GatherSlots, SumProbesAddsEachFieldsProbes) {
+  auto v = torch::arange(12, torch::kFloat).view({2, 6}).requires_grad_(true);  // 2 fields x 3 probes x 1
+  auto s = models::SumProbes(v, 3, 1);
+  ASSERT_EQ(s.sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_FLOAT_EQ(s[0][0].item<float>(), 0 + 1 + 2);
+  EXPECT_FLOAT_EQ(s[1][1].item<float>(), 9 + 10 + 11);
+  s.sum().backward();
+  EXPECT_TRUE(torch::equal(v.grad(), torch::ones({2, 6})));
+}
+
 // Multi-hot bags through the lookup: each slot reads the weighted sum of its bag's rows (unified:
 // every probe of every id), an empty bag reads zeros, and each id's row gets its weight times the
 // slot's gradient.

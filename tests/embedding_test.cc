@@ -764,6 +764,45 @@ TEST(Method, UnifiedPerFieldChunksAndCollisionlessSmallFields) {
   EXPECT_NE(MakeMethod(c, {{"a", 1}, {"b", 1}, {"c", 1}}).status().message().find("field_chunks"), std::string::npos);
 }
 
+// 1-wide rows cannot be split into chunks: with sum_probes each of a value's probes is a full
+// (1-wide) row, summed; collisionless fields read one probe; a budget buys rows of dim bytes.
+TEST(Method, UnifiedSummedProbesOfOneWideRows) {
+  MethodConfig c;
+  c.method = embedding::Method::kUnified;
+  c.dim = 1;
+  c.rows = 1000;
+  c.tables = 2;
+  c.chunks = 3;
+  c.sum_probes = true;
+  c.collisionless_below = 50;
+  const std::vector<FieldInfo> fields = {{"a", 100000}, {"b", 20}};
+  auto m = MakeMethod(c, fields);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ((*m)->tables().size(), 3u);
+  for (const auto& t : (*m)->tables()) EXPECT_EQ(t.dim, 1);
+  EXPECT_EQ((*m)->tables()[2].rows, 20u);  // b's own rows: one per value
+  EXPECT_TRUE((*m)->sums_probes());
+  EXPECT_EQ((*m)->max_probes(), 3);
+  EXPECT_EQ((*m)->slot_dim(), 1);
+  EXPECT_EQ((*m)->field_dim(), 1);
+  EXPECT_EQ((*m)->layout(0).probe_tables, (std::vector<uint32_t>{0, 1, 0}));
+  EXPECT_EQ((*m)->layout(0).output_dim, 1);
+  EXPECT_EQ((*m)->layout(1).probe_tables, (std::vector<uint32_t>{2}));
+  // The probes of a value are distinct rows (salted per probe).
+  uint64_t id = 4242, keys[3];
+  (*m)->MapIds(0, &id, 1, keys);
+  EXPECT_EQ(std::set<uint64_t>(keys, keys + 3).size(), 3u);
+  // A budget: b's 20 values x 4 bytes fixed, the rest rows of 4 bytes per shared table.
+  Budget b;
+  b.bytes = 80 + 2 * 4 * 500;
+  uint64_t bytes = 0;
+  ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
+  EXPECT_EQ(c.rows, 500u);
+  // Without sum_probes, 3 chunks cannot divide a 1-wide row.
+  c.sum_probes = false;
+  EXPECT_NE(MakeMethod(c, fields).status().message().find("embedding.chunks"), std::string::npos);
+}
+
 TEST(Method, PerFieldMethodsMixFullHashAndDsl) {
   MethodConfig c;
   c.method = embedding::Method::kHash;

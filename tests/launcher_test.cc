@@ -585,6 +585,14 @@ TEST(Export, EveryMethodServesWhatItsCheckpointEvaluates) {
        "embedding.fallback_rows=500", "embedding.expire_after_steps=30"},
       "dsl-admission");
   TrainAndCheckExports({"model.name=\"deepfm\"", "embedding.method=\"hash\"", "embedding.rows=3000"}, "deepfm");
+  // First-order weights under unified with summed probes (3 salted 1-wide probes per value; the
+  // collisionless small fields read one), beside DeepFM's 8-wide rows and as LR's only group.
+  TrainAndCheckExports({"model.name=\"deepfm\"", "embedding.method=\"unified\"", "embedding.rows=2000",
+                        "embedding.first_order_chunks=3", "embedding.collisionless_below=50"},
+                       "deepfm-summed-probes");
+  TrainAndCheckExports(
+      {"model.name=\"lr\"", "embedding.method=\"unified\"", "embedding.budget=0.2", "embedding.first_order_chunks=2"},
+      "lr-summed-probes");
   // DLRM with first-order weights (a second, FTRL-trained group) under a budget: both groups hashed.
   TrainAndCheckExports({"model.first_order=true", "embedding.method=\"hash\"", "embedding.budget=0.2"},
                        "dlrm-first-order");

@@ -70,9 +70,11 @@ embedding::MethodConfig GroupMethodConfig(const embedding::MethodConfig& main, c
       if (m == embedding::Method::kDsl) m = instead;
     ec.field_widths.clear();
   }
-  // First-order groups are 1 wide: unified probes them at one chunk.
+  // First-order groups are 1 wide: unified probes them at embedding.first_order_chunks probes,
+  // summed where more than one.
   if (spec.first_order && spec.dim % ec.chunks != 0) {
-    ec.chunks = 1;
+    ec.chunks = ec.method == embedding::Method::kUnified ? std::max(1, ec.first_order_chunks) : 1;
+    ec.sum_probes = ec.chunks > 1;
     ec.field_chunks.clear();
   }
   return ec;
@@ -144,7 +146,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainerConfig& config, ps
     g->optembed_supernet = ec.method == embedding::Method::kOptEmbed && ec.field_widths.empty();
     g->first_order = gs.first_order;
     for (const auto& spec : method->tables()) g->dsl |= spec.kind == embedding::TableKind::kSparse;
-    if (g->max_probes * g->dim != gs.dim)
+    if (method->field_dim() != gs.dim)
       return Status::InvalidArgument("embedding group '" + gs.name + "': fields are " + std::to_string(g->max_probes) +
                                      " probes of " + std::to_string(g->dim) + " wide, model " +
                                      models::ModelKindName(mc.kind) + " needs " + std::to_string(gs.dim));
@@ -249,6 +251,7 @@ Status Trainer::FinishLookup(const data::Batch& batch, bool training, std::vecto
     models::GroupInput in;
     const int64_t width = static_cast<int64_t>(g.method->num_fields()) * g.max_probes * g.dim;
     in.values = models::GatherSlots(r.leaf, index, offsets, weights, static_cast<int64_t>(batch.size), width);
+    if (g.method->sums_probes()) in.values = models::SumProbes(in.values, g.max_probes, g.dim);
     if (g.optembed_supernet && mask_rows)
       in.values = models::OptEmbedMask(in.values, thresholds_, g.dim, /*sample_dims=*/training);
     in.widths = g.widths;

@@ -58,6 +58,11 @@ struct MethodConfig {
   uint64_t rows = 1 << 20;  // hash: rows of the one shared table; unified: rows per table
   int tables = 2;           // unified: shared tables T
   int chunks = 2;           // unified: probes per value c (each dim / c wide)
+  // unified: a value's c probes are each `dim` wide and summed instead of concatenated (the
+  // 1-wide first-order weights, which cannot be split); a collisionless field reads one probe.
+  bool sum_probes = false;
+  // unified: probes of a 1-wide first-order group (summed where more than one).
+  int first_order_chunks = 1;
   // unified: per-field chunk counts (0 = `chunks`); a field with fewer chunks is zero-padded.
   std::vector<int> field_chunks;
   // unified: fields whose vocabulary is at most this get their own collisionless rows.
@@ -111,6 +116,11 @@ class EmbeddingMethod {
   // Width of one probe's slot: the widest table, or the method's full width where its tables
   // are narrower (OptEmbed retraining zero-pads each field to it).
   int slot_dim() const;
+  // Whether a field's embedding is its probes' rows summed (each slot_dim wide, the field's
+  // width) rather than concatenated (max_probes x slot_dim).
+  bool sums_probes() const { return sum_probes_; }
+  // The field's width in the model: slot_dim() summed, else max_probes() x slot_dim().
+  int field_dim() const { return sum_probes_ ? slot_dim() : max_probes() * slot_dim(); }
   // Feature admission: whether tables()[i] admits values, and the fallback table (its index in
   // tables(), -1 if none) whose row FallbackKey(key) a key of an admitting table reads while it
   // has no row of its own.
@@ -131,6 +141,7 @@ class EmbeddingMethod {
   std::vector<FieldLayout> layouts_;
   std::vector<bool> hashed_tables_;  // by index into tables_; missing = false
   int slot_dim_ = 0;
+  bool sum_probes_ = false;
   std::vector<size_t> per_value_;  // indices of tables holding one row per value
   std::vector<int> table_field_;   // by table index: the field a per-value table serves
   int fallback_ = -1;

@@ -69,6 +69,8 @@ struct GroupInput {
 // entry's leaf row; offsets: [slots + 1]; weights per entry). Differentiable in `leaf`.
 torch::Tensor GatherSlots(const torch::Tensor& leaf, const torch::Tensor& index, const torch::Tensor& offsets,
                           const torch::Tensor& weights, int64_t n, int64_t width);
+// Values [n, F x probes x dim] of a group whose probes are summed -> [n, F x dim].
+torch::Tensor SumProbes(const torch::Tensor& values, int64_t probes, int64_t dim);
 
 class CtrModel : public torch::nn::Module {
  public:
