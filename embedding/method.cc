@@ -369,9 +369,10 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
     if (config.rows == 0) return Status::InvalidArgument("embedding.rows must be > 0 for unified");
     if (config.tables < 1 || config.first_table + static_cast<uint64_t>(config.tables) >= kMaxTables)
       return Status::InvalidArgument("embedding.tables must be in [1, " + std::to_string(kMaxTables - 1) + "]");
-    if (config.chunks < 1 || (!config.sum_probes && config.dim % config.chunks != 0))
-      return Status::InvalidArgument("embedding.chunks (" + std::to_string(config.chunks) +
-                                     ") must be >= 1 and divide the embedding width " + std::to_string(config.dim));
+    if (config.chunks < 1 || config.chunks > kMaxChunks || (!config.sum_probes && config.dim % config.chunks != 0))
+      return Status::InvalidArgument("embedding.chunks (" + std::to_string(config.chunks) + ") must be in [1, " +
+                                     std::to_string(kMaxChunks) + "] and divide the embedding width " +
+                                     std::to_string(config.dim) + (config.sum_probes ? " unless probes are summed" : ""));
     for (size_t f = 0; f < config.field_chunks.size(); ++f)
       if (config.field_chunks[f] < 0 || config.field_chunks[f] > config.chunks)
         return Status::InvalidArgument("embedding.field_chunks: field " + std::to_string(f) + " has " +

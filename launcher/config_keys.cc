@@ -240,7 +240,7 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.first_order_chunks", "int", "`1`",
        "`unified`: probes of each value's 1-wide first-order weight (LR, DeepFM, Wide & Deep, FM), each 1 wide and "
        "summed; 2 helps LR at moderate budgets and costs a little at 1/100 (docs/compression.md)",
-       Int(AT(trainer.embedding.first_order_chunks), 1, 64)},
+       Int(AT(trainer.embedding.first_order_chunks), 1, embedding::kMaxChunks)},
       {"embedding.optimizer", "string", "`\"rowwise_adagrad\"`",
        "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`, `ftrl`",
        Enum(AT(trainer.embedding.optimizer.kind), kSparseOptimizers, embedding::OptimizerName)},

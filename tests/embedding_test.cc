@@ -798,6 +798,10 @@ TEST(Method, UnifiedSummedProbesOfOneWideRows) {
   uint64_t bytes = 0;
   ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
   EXPECT_EQ(c.rows, 500u);
+  // A description naming more probes than any configuration allows is refused, not allocated.
+  c.chunks = 1 << 30;
+  EXPECT_NE(MakeMethod(c, fields).status().message().find("must be in [1, 64]"), std::string::npos);
+  c.chunks = 3;
   // Without sum_probes, 3 chunks cannot divide a 1-wide row.
   c.sum_probes = false;
   EXPECT_NE(MakeMethod(c, fields).status().message().find("embedding.chunks"), std::string::npos);

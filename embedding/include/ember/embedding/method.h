@@ -44,6 +44,8 @@ Result<Method> ParseMethod(const std::string& name);
 // More probes average out collisions: on long-tailed data at 1/10 to 1/1000 of the full table,
 // 8 probes beat 2 by 0.004 to 0.02 test AUC (docs/compression.md).
 constexpr int kMaxAutoChunks = 8;
+// The most probes per value unified takes (embedding.chunks, embedding.first_order_chunks).
+constexpr int kMaxChunks = 64;
 int AutoChunks(int dim);
 const char* MethodName(Method method);
 // embedding.fallback: where a value without its own row reads.
