@@ -372,7 +372,8 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
     if (config.chunks < 1 || config.chunks > kMaxChunks || (!config.sum_probes && config.dim % config.chunks != 0))
       return Status::InvalidArgument("embedding.chunks (" + std::to_string(config.chunks) + ") must be in [1, " +
                                      std::to_string(kMaxChunks) + "] and divide the embedding width " +
-                                     std::to_string(config.dim) + (config.sum_probes ? " unless probes are summed" : ""));
+                                     std::to_string(config.dim) +
+                                     (config.sum_probes ? " unless probes are summed" : ""));
     for (size_t f = 0; f < config.field_chunks.size(); ++f)
       if (config.field_chunks[f] < 0 || config.field_chunks[f] > config.chunks)
         return Status::InvalidArgument("embedding.field_chunks: field " + std::to_string(f) + " has " +
