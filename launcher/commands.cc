@@ -153,9 +153,10 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
       const std::string id = std::to_string(l.probe_tables[p]);
       if (tables.find(id) == std::string::npos || tables.empty()) tables += (tables.empty() ? "" : ",") + id;
     }
-    std::snprintf(buf, sizeof(buf), "%-7s %-12llu %-13s %zu x %d\n", tc.fields[f].name.c_str(),
+    std::snprintf(buf, sizeof(buf), "%-7s %-12llu %-13s %zu x %d%s\n", tc.fields[f].name.c_str(),
                   static_cast<unsigned long long>(tc.fields[f].vocab), tables.c_str(), l.probe_tables.size(),
-                  l.probe_dims.empty() ? 0 : l.probe_dims[0]);
+                  l.probe_dims.empty() ? 0 : l.probe_dims[0],
+                  method->sums_probes() && l.probe_tables.size() > 1 ? ", summed" : "");
     out << buf;
   }
   out << "\ntable  kind    rows         width  params        optimizer     resident (est.)\n";
@@ -191,6 +192,7 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
     const auto& fo = model_plan.groups[1];
     out << "(" << models::ModelKindName(tc.model.kind) << "'s first-order weights: the " << fo.spec.dim
         << "-wide group '" << fo.spec.name << "', " << embedding::MethodName(fo.config.method)
+        << (fo.config.sum_probes ? ", " + std::to_string(fo.config.chunks) + " probes summed" : std::string())
         << (resolved.budget_bytes ? ", in its share of the budget" : "") << "; tables from " << fo.config.first_table
         << ")\n";
   }

@@ -491,6 +491,14 @@ TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   const std::string lr_plan =
       PlanText({"model.name=\"lr\"", "embedding.method=\"unified\"", "embedding.budget=\"1/10\""});
   EXPECT_NE(lr_plan.find("of the full table), within the budget"), std::string::npos) << lr_plan;
+  // With embedding.first_order_chunks, each value reads that many 1-wide rows, summed.
+  const std::string summed_plan = PlanText({"model.name=\"lr\"", "embedding.method=\"unified\"",
+                                            "embedding.budget=\"1/10\"", "embedding.first_order_chunks=2"});
+  EXPECT_NE(summed_plan.find("2 x 1, summed"), std::string::npos) << summed_plan;
+  const std::string deepfm_plan = PlanText({"model.name=\"deepfm\"", "embedding.method=\"unified\"",
+                                            "embedding.budget=\"1/10\"", "embedding.first_order_chunks=3"});
+  EXPECT_NE(deepfm_plan.find("'linear', unified, 3 probes summed, in its share of the budget"), std::string::npos)
+      << deepfm_plan;
   std::ostringstream lr_out;
   auto lr_run = RunTrain(*lr, lr_out);
   ASSERT_TRUE(lr_run.ok()) << lr_run.status().ToString();
