@@ -171,6 +171,9 @@ TEST(MultiHot, EveryMethodAndModelExportsWhatItEvaluates) {
       {"wide_deep", {"model.name=\"wide_deep\"", "embedding.method=\"hash\"", "embedding.rows=500"}},
       {"dcn_v2", {"model.name=\"dcn_v2\"", "model.cross_layers=1"}},
       {"deepfm", {"model.name=\"deepfm\""}},
+      // Bags of first-order weights read through summed probes (each id's 2 rows, every id pooled).
+      {"lr_summed",
+       {"model.name=\"lr\"", "embedding.method=\"unified\"", "embedding.rows=400", "embedding.first_order_chunks=2"}},
   };
   for (const auto& [tag, extra] : cases) {
     SCOPED_TRACE(tag);
