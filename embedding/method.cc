@@ -128,6 +128,12 @@ const char* MethodName(Method method) {
   return "?";
 }
 
+int UnifiedFieldProbes(const MethodConfig& config, size_t field, bool own) {
+  if (own && config.sum_probes) return 1;
+  return field < config.field_chunks.size() && config.field_chunks[field] > 0 ? config.field_chunks[field]
+                                                                              : config.chunks;
+}
+
 int AutoChunks(int dim) {
   for (int c = std::min(dim, kMaxAutoChunks); c > 1; --c)
     if (dim % c == 0) return c;
@@ -244,10 +250,7 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
   for (size_t f = 0; f < fields.size(); ++f) {
     const bool own = FieldMethod(config, f) == Method::kFull ||
                      (fields[f].vocab > 0 && fields[f].vocab <= config.collisionless_below);
-    // Summed probes of a collisionless row would be copies of one row: one probe.
-    const int c = own && sum_probes_                                             ? 1
-                  : f < config.field_chunks.size() && config.field_chunks[f] > 0 ? config.field_chunks[f]
-                                                                                 : chunks_;
+    const int c = UnifiedFieldProbes(config, f, own);
     field_chunks_.push_back(c);
     own_table_.push_back(own);
     FieldLayout l;

@@ -161,10 +161,7 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     uint64_t own = 0;
     for (size_t f = 0; f < fields.size(); ++f) {
       if (fields[f].vocab > c->collisionless_below && FieldMethod(*c, f) != Method::kFull) continue;
-      const int cf = c->sum_probes                                          ? 1
-                     : f < c->field_chunks.size() && c->field_chunks[f] > 0 ? c->field_chunks[f]
-                                                                            : c->chunks;
-      own += fields[f].vocab * static_cast<uint64_t>(cf) * chunk_bytes;
+      own += fields[f].vocab * static_cast<uint64_t>(UnifiedFieldProbes(*c, f, /*own=*/true)) * chunk_bytes;
     }
     if (own >= bytes) return cannot("the collisionless tables alone take " + FormatBytes(static_cast<double>(own)));
     c->rows = (bytes - own) / (static_cast<uint64_t>(c->tables) * chunk_bytes);

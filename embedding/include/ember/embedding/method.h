@@ -101,6 +101,10 @@ struct MethodConfig {
   uint64_t fallback_rows = 0;
 };
 
+// unified: probes of field f, whose rows are collisionless (`own`) or not: one for a collisionless
+// field whose probes are summed (copies of one row), else embedding.field_chunks or chunks.
+int UnifiedFieldProbes(const MethodConfig& config, size_t field, bool own);
+
 class EmbeddingMethod {
  public:
   virtual ~EmbeddingMethod() = default;
