@@ -141,7 +141,7 @@ class CacheReader final : public BatchReader {
   size_t chunk_ = 0;
   uint64_t chunk_begin_ = 0, chunk_end_ = 0;
   uint64_t next_ = 0, limit_ = 0, bad_lines_ = 0;
-  std::unique_ptr<VocabFilter> vocab_;
+  std::shared_ptr<const VocabFilter> vocab_;
 };
 
 Result<std::unique_ptr<CacheReader>> CacheReader::Open(const CriteoOptions& options, const std::string& path) {
@@ -258,9 +258,11 @@ Result<std::unique_ptr<CacheReader>> CacheReader::Open(const CriteoOptions& opti
     r->chunk_begin_ = r->chunk_end_;
     r->chunk_end_ += r->chunks_[++r->chunk_].rows;
   }
-  if (!options.vocab.empty()) {
+  if (options.vocab_filter) {
+    r->vocab_ = options.vocab_filter;
+  } else if (!options.vocab.empty()) {
     EMBER_ASSIGN_OR_RETURN(Vocabulary v, ReadVocabulary(options.vocab, options.num_sparse));
-    r->vocab_ = std::make_unique<VocabFilter>(v);
+    r->vocab_ = std::make_shared<const VocabFilter>(v);
   }
   return r;
 }

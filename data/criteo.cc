@@ -95,9 +95,11 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const CriteoOptions& op
   } else if (!r->files_.empty()) {
     EMBER_RETURN_IF_ERROR(r->OpenFile(0));
   }
-  if (!options.vocab.empty()) {
+  if (options.vocab_filter) {
+    r->vocab_ = options.vocab_filter;
+  } else if (!options.vocab.empty()) {
     EMBER_ASSIGN_OR_RETURN(Vocabulary v, ReadVocabulary(options.vocab, options.num_sparse));
-    r->vocab_ = std::make_unique<VocabFilter>(v);
+    r->vocab_ = std::make_shared<const VocabFilter>(v);
   }
   return r;
 }

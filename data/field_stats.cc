@@ -80,7 +80,8 @@ Result<FieldStats> LoadOrCountFields(const CriteoOptions& given) {
   if (sources.empty()) return Status::InvalidArgument("no data file to count the fields of");
   const std::string first = sources[0][0].get<std::string>();
   const std::string cache = first + ".fields.json";
-  if (!options.vocab.empty()) {  // the counts are the vocabulary's, which the cache does not know
+  if (!options.vocab.empty() ||
+      options.vocab_filter) {  // the counts are the vocabulary's, which the cache does not know
     EMBER_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(options));
     return CountFields(reader.get());
   }

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <unordered_map>
 
@@ -49,6 +50,45 @@ Result<Vocabulary> CountVocabulary(BatchReader* reader, const VocabCut& cut) {
     }
     v.fields.push_back(std::move(fv));
     c = {};  // free as we go
+  }
+  return v;
+}
+
+Vocabulary TopValues(const Vocabulary& counted, uint64_t n) {
+  Vocabulary v;
+  v.source = counted.source;
+  v.rows = counted.rows;
+  std::vector<uint64_t> all;
+  for (const auto& f : counted.fields) all.insert(all.end(), f.counts.begin(), f.counts.end());
+  // The least count kept: every value above it is kept, and of the values at it the first ones
+  // in field order until n.
+  uint64_t least = 0, at_least = 0;
+  if (n > 0 && n < all.size()) {
+    std::nth_element(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n - 1), all.end(), std::greater<>());
+    least = all[n - 1];
+    uint64_t above = 0;
+    for (uint64_t c : all) above += c > least;
+    at_least = n - above;
+  } else if (n > 0) {
+    least = all.empty() ? 0 : *std::min_element(all.begin(), all.end());
+    at_least = all.size();
+  }
+  v.cut.min_count = std::max<uint64_t>(least, 1);
+  for (const auto& f : counted.fields) {
+    FieldVocab fv;
+    fv.distinct = f.distinct;
+    fv.occurrences = f.occurrences;
+    for (size_t i = 0; i < f.values.size() && n > 0; ++i) {
+      if (f.counts[i] < least) break;  // counts are in descending order
+      if (f.counts[i] == least) {
+        if (at_least == 0) break;
+        --at_least;
+      }
+      fv.values.push_back(f.values[i]);
+      fv.counts.push_back(f.counts[i]);
+      fv.kept_occurrences += f.counts[i];
+    }
+    v.fields.push_back(std::move(fv));
   }
   return v;
 }

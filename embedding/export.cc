@@ -130,7 +130,8 @@ nlohmann::json MethodConfigToJson(const MethodConfig& c) {
             {"expire_after", c.lifecycle.expire_after}}},
           {"field_admit_after", c.field_admit_after},
           {"fallback", FallbackName(c.fallback)},
-          {"fallback_rows", c.fallback_rows}};
+          {"fallback_rows", c.fallback_rows},
+          {"vocabulary", c.vocabulary}};
 }
 
 Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
@@ -154,6 +155,7 @@ Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
     }
     c.density = j.at("density").get<float>();
     c.dsl_rows = j.value("dsl_rows", uint64_t{0});  // older descriptions: a row per value
+    c.vocabulary = j.value("vocabulary", false);    // older descriptions: no vocabulary rule
     c.field_widths = j.at("field_widths").get<std::vector<int>>();
     c.seed = j.at("seed").get<uint64_t>();
     c.first_table = j.at("first_table").get<uint32_t>();

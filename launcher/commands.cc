@@ -138,9 +138,10 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   const embedding::MemoryPlan& plan = model_plan.total;
   const embedding::EmbeddingMethod* method = model_plan.groups[0].method.get();
   char buf[256];
+  // The full table of every value (a full table under a budget keeps fewer).
+  const uint64_t full_bytes = resolved.full_bytes ? resolved.full_bytes : plan.full_bytes;
   std::snprintf(buf, sizeof(buf), "ember plan: method %s, dim %d, %zu fields; full table %s", plan.method.c_str(),
-                tc.embedding.dim, tc.fields.size(),
-                embedding::FormatBytes(static_cast<double>(plan.full_bytes)).c_str());
+                tc.embedding.dim, tc.fields.size(), embedding::FormatBytes(static_cast<double>(full_bytes)).c_str());
   out << buf;
   if (resolved.budget_bytes)
     out << "; budget " << embedding::FormatBytes(static_cast<double>(resolved.budget_bytes)) << " (" << c.budget_text
@@ -171,7 +172,7 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
   }
   std::snprintf(buf, sizeof(buf), "\ntotal: params %s (%.4f of the full table)",
                 embedding::FormatBytes(static_cast<double>(plan.param_bytes)).c_str(),
-                plan.full_bytes ? static_cast<double>(plan.param_bytes) / static_cast<double>(plan.full_bytes) : 0.0);
+                full_bytes ? static_cast<double>(plan.param_bytes) / static_cast<double>(full_bytes) : 0.0);
   out << buf;
   if (resolved.budget_bytes)
     out << ", " << (plan.param_bytes <= resolved.budget_bytes ? "within" : "OVER") << " the budget of "
@@ -281,6 +282,7 @@ struct Restored {
   std::unique_ptr<ps::InProcessClient> ps;
   workers::LocalCollective collective;
   std::unique_ptr<workers::Trainer> trainer;
+  uint64_t budget_bytes = 0;  // a full table's budget, measured against every value of data.train
 };
 
 Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int threads) {
@@ -296,6 +298,16 @@ Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int thr
   EMBER_ASSIGN_OR_RETURN(r->trainer_config, MakeTrainerConfig(r->config));
   // The tables' sizes come from the checkpoint: what a budget chose and OptEmbed's widths.
   EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(r->path, &r->trainer_config));
+  // Full tables under a budget: the evaluation's readers map the values outside the budget's
+  // vocabulary as training did (it is counted again from data.train).
+  if (r->trainer_config.embedding.vocabulary && r->config.vocab.empty()) {
+    workers::TrainerConfig again = r->trainer_config;
+    auto resolved = ResolveEmbedding(r->config, &again);
+    if (!resolved.ok())
+      return resolved.status().WithContext(r->path + ": the budget's vocabulary (counted from data.train)");
+    r->config.budget_vocab = resolved->vocab;
+    r->budget_bytes = resolved->budget_bytes;
+  }
   r->ps = std::make_unique<ps::InProcessClient>(r->config.shards);
   EMBER_ASSIGN_OR_RETURN(r->trainer, workers::Trainer::Create(r->trainer_config, r->ps.get(), &r->collective));
   EMBER_RETURN_IF_ERROR(r->trainer->RestoreCheckpoint(r->path));
@@ -395,7 +407,9 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
     EMBER_ASSIGN_OR_RETURN(auto model_plan, PlanModel(r->trainer_config));
     report.planned_param_bytes = model_plan.total.param_bytes;
     // The budget the run was held to (OptEmbed's plan counts every row; its search prunes to this).
-    if (const embedding::Budget& budget = r->config.budget; budget.set()) {
+    if (r->budget_bytes) {
+      report.budget_bytes = r->budget_bytes;
+    } else if (const embedding::Budget& budget = r->config.budget; budget.set()) {
       const uint64_t full = model_plan.total.full_bytes;
       report.budget_bytes = std::min(
           full, budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full)));

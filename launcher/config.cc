@@ -11,6 +11,7 @@
 #include "config_keys.h"
 #include "ember/common/file.h"
 #include "ember/data/field_stats.h"
+#include "ember/data/vocab.h"
 #include "ember/embedding/plan.h"
 #include "step_hooks.h"
 
@@ -234,8 +235,63 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
   return t;
 }
 
+namespace {
+// Whether every field of the main group has a full table.
+bool FullOnly(const embedding::MethodConfig& e) {
+  if (e.method != embedding::Method::kFull) return false;
+  for (const auto& m : e.field_methods)
+    if (m && *m != embedding::Method::kFull) return false;
+  return true;
+}
+
+// A full table under a budget below it keeps the values of data.train that fit, most frequent
+// first, a row per value in every embedding group; the other values read one out-of-vocabulary
+// row per field, as with data.vocab (the preprocessing of the Unified Embedding and OptEmbed
+// papers, sized by the budget). Sets the fields' table sizes and r's vocabulary and note.
+Status BudgetVocabulary(const RunConfig& c, uint64_t bytes, uint64_t full, int total_width, workers::TrainerConfig* t,
+                        ResolvedEmbedding* r) {
+  const uint64_t row = static_cast<uint64_t>(total_width) * embedding::BytesPerValue(t->embedding.precision);
+  const uint64_t oov = row * t->fields.size();
+  if (bytes < oov + row)
+    return Status::InvalidArgument("embedding.budget: " + embedding::FormatBytes(static_cast<double>(bytes)) +
+                                   " cannot be met by full: the fields' out-of-vocabulary rows alone take " +
+                                   embedding::FormatBytes(static_cast<double>(oov)));
+  const uint64_t n = (bytes - oov) / row;
+  data::CriteoOptions o = MakeReaderOptions(c, c.train, true);
+  o.vocab_filter = nullptr;
+  EMBER_ASSIGN_OR_RETURN(auto reader, data::CriteoReader::Open(o));
+  auto counted = data::CountVocabulary(reader.get(), data::VocabCut{});
+  if (!counted.ok()) return counted.status().WithContext("counting the values of data.train");
+  const data::Vocabulary top = data::TopValues(*counted, n);
+  uint64_t kept = 0, distinct = 0, occurrences = 0, kept_occurrences = 0;
+  for (size_t f = 0; f < t->fields.size() && f < top.fields.size(); ++f) {
+    const data::FieldVocab& fv = top.fields[f];
+    // The field's table: its kept values, and its out-of-vocabulary row where any value is not.
+    t->fields[f].vocab = fv.values.size() + (fv.values.size() < fv.distinct ? 1 : 0);
+    kept += fv.values.size();
+    distinct += fv.distinct;
+    occurrences += fv.occurrences;
+    kept_occurrences += fv.kept_occurrences;
+  }
+  t->embedding.vocabulary = true;
+  r->vocab = std::make_shared<const data::VocabFilter>(top);
+  r->full_bytes = full;
+  r->main_budget_bytes = bytes;
+  char buf[320];
+  std::snprintf(buf, sizeof(buf),
+                "embedding.budget %s: full keeps the %llu most frequent of %llu values of data.train (seen at least "
+                "%llu times; %.1f%% of the occurrences); the others read one out-of-vocabulary row per field",
+                embedding::FormatBytes(static_cast<double>(bytes)).c_str(), static_cast<unsigned long long>(kept),
+                static_cast<unsigned long long>(distinct), static_cast<unsigned long long>(top.cut.min_count),
+                occurrences ? 100.0 * static_cast<double>(kept_occurrences) / static_cast<double>(occurrences) : 0.0);
+  r->note = buf;
+  return Status::Ok();
+}
+}  // namespace
+
 Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerConfig* t, bool count_always) {
   ResolvedEmbedding r;
+  if (!c.vocab.empty()) t->embedding.vocabulary = true;
   const embedding::Budget& budget = c.budget;
   const embedding::Method method = c.method();
   const bool needs_counts = count_always || budget.set() || method == embedding::Method::kFull ||
@@ -281,6 +337,11 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
         std::min(full, budget.bytes ? budget.bytes
                                     : static_cast<uint64_t>(std::floor(budget.fraction * static_cast<double>(full))));
     r.budget_bytes = bytes;
+    if (FullOnly(t->embedding) &&
+        bytes < full / 4 * static_cast<uint64_t>(embedding::BytesPerValue(t->embedding.precision))) {
+      EMBER_RETURN_IF_ERROR(BudgetVocabulary(c, bytes, full, total_width, t, &r));
+      return r;
+    }
     const auto share = [&](int width) {
       return static_cast<uint64_t>(std::floor(static_cast<long double>(bytes) * width / total_width));
     };
@@ -322,6 +383,7 @@ data::CriteoOptions MakeReaderOptions(const RunConfig& c, const std::string& pat
   o.on_bad_line = c.on_bad_line;
   o.max_rows = training ? c.max_rows : 0;
   o.vocab = c.vocab;
+  o.vocab_filter = c.budget_vocab;
   o.max_line_bytes = static_cast<size_t>(c.max_line_bytes);
   o.schema = c.schema;
   if (training && path == c.train && c.follow) {

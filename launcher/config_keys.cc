@@ -172,9 +172,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "& Deep and FM add 1-wide first-order weights); each group gets bytes in proportion to its width. Each method "
        "turns its share into sizes: `hash` rows, `unified` rows per table, `dsl` density, `optembed` a search "
        "constraint (first-order weights beside `dsl` or `optembed` are hashed into their share, and so are LR's under "
-       "`dsl`: 1-wide rows have no entries to sparsify); `full` must fit as "
-       "is. A budget a "
-       "method cannot meet is an error saying why. `ember plan` shows the result",
+       "`dsl`: 1-wide rows have no entries to sparsify); `full` keeps the most frequent values of `data.train` that "
+       "fit (a row each in every group) and maps the others to one out-of-vocabulary row per field, as `data.vocab` "
+       "does (docs/compression.md). A budget a method cannot meet is an error saying why. `ember plan` shows the "
+       "result",
        BudgetKey()},
       {"embedding.precision", "string", "`\"fp32\"`",
        "`fp16` stores dense rows' weights as IEEE half (updates computed in fp32, rounded to nearest even); optimizer "

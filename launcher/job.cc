@@ -200,6 +200,7 @@ class CtrJob {
       EMBER_RETURN_IF_ERROR(resolve());
     }
     if (!resolved_.note.empty()) log_ << resolved_.note << "\n";
+    if (resolved_.vocab) c_.budget_vocab = resolved_.vocab;  // every reader of the job applies it
     return Status::Ok();
   }
 
@@ -208,7 +209,7 @@ class CtrJob {
     m_.budget_bytes = resolved_.budget_bytes;
     EMBER_ASSIGN_OR_RETURN(auto model_plan, PlanModel(tc_));
     const embedding::MemoryPlan& plan = model_plan.total;
-    m_.full_bytes = plan.full_bytes;
+    m_.full_bytes = resolved_.full_bytes ? resolved_.full_bytes : plan.full_bytes;
     m_.planned_param_bytes = plan.param_bytes;
     m_.planned_resident_bytes = plan.resident_bytes;
     log_ << "embedding: " << embedding::MethodName(tc_.embedding.method) << ", params "
@@ -416,7 +417,7 @@ class CtrJob {
     return Status::Ok();
   }
 
-  const RunConfig& c_;
+  RunConfig c_;  // a copy: Resolve() may add a budget's vocabulary
   const JobContext& ctx_;
   workers::Collective* coll_;
   const int worker_, workers_;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 
+#include "ember/data/vocab.h"
 #include "ember/embedding/batch_ids.h"
 #include "ember/embedding/lookup.h"
 #include "ember/embedding/model_description.h"
@@ -21,6 +22,9 @@ struct ServingModel::Impl {
     int model_dim = 0;   // the model's width per field
     int slot_dim = 0;    // one probe's slot: the widest table (narrower rows zero-padded)
     int max_probes = 0;  // slots per field (fields with fewer probes read zero slots)
+    // Trained on a vocabulary (MethodConfig::vocabulary): the key of each one-row-per-value
+    // table's out-of-vocabulary row, which a value without a row of its own reads.
+    std::map<uint32_t, uint64_t> oov_keys;
   };
   std::shared_ptr<models::CtrModel> model;
   torch::Device device = torch::kCPU;
@@ -97,6 +101,17 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
     group.slot_dim = group.method->slot_dim();
     group.max_probes = group.method->max_probes();
     if (group.method->field_dim() != group.model_dim) return bad("a group's slots do not match its width");
+    if (g.method.vocabulary) {
+      const embedding::EmbeddingMethod& em = *group.method;
+      const uint64_t oov = data::kOovId;
+      for (int f = 0; f < em.num_fields(); ++f) {
+        if (em.num_probes(f) != 1) continue;  // one row per value is one probe per value
+        uint64_t key = 0;
+        em.MapIds(f, &oov, 1, &key);
+        const size_t i = embedding::KeyTable(key) - em.tables()[0].id;
+        if (i < em.tables().size() && !em.hashed(i)) group.oov_keys[embedding::KeyTable(key)] = key;
+      }
+    }
     for (const auto& spec : group.method->tables()) {
       if (m->impl_->tables.count(spec.id)) continue;
       EMBER_ASSIGN_OR_RETURN(auto t, embedding::ExportedTable::Open(*m->file_, spec.id));
@@ -162,8 +177,11 @@ Status ServingModel::Predict(const data::Batch& batch, std::vector<float>* proba
     float* rows = leaf.data_ptr<float>();
     lookup.ForEachTable([&](uint32_t id, size_t b, size_t e, bool admits) {
       const embedding::ExportedTable& table = *impl_->tables.at(id);
+      const auto oov = g.oov_keys.find(id);
       for (size_t pos = b; pos < e; ++pos) {
-        const bool found = table.Lookup(lookup.sorted_keys()[pos], rows + pos * D);
+        bool found = table.Lookup(lookup.sorted_keys()[pos], rows + pos * D);
+        // Outside the training vocabulary: the field's out-of-vocabulary row.
+        if (!found && oov != g.oov_keys.end()) found = table.Lookup(oov->second, rows + pos * D);
         if (admits) lookup.own()[pos] = found;  // a value never admitted reads its fallback row, as in training
       }
     });

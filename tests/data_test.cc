@@ -84,6 +84,53 @@ TEST(Vocabulary, CutsWritesReadsAndMapsOutOfVocabularyValues) {
   EXPECT_NE(ReadVocabulary(path, 3).status().message().find("not an ember vocabulary"), std::string::npos);
 }
 
+// A full table's budget: the n most frequent values over every field together, ties by field and
+// then value, and a reader mapping the rest through the in-memory filter.
+TEST(Vocabulary, TopValuesKeepsTheMostFrequentOverEveryField) {
+  // C1: a x3, b x2, c x1; C2: always 7 (x6); C3: 1 x3, missing x2, f x1.
+  const std::string path = TempFile("top.tsv",
+                                    "1\t1\t1\ta\t7\t\n"
+                                    "0\t1\t1\ta\t7\t\n"
+                                    "0\t1\t1\ta\t7\tf\n"
+                                    "1\t1\t1\tb\t7\t1\n"
+                                    "0\t1\t1\tb\t7\t1\n"
+                                    "0\t1\t1\tc\t7\t1\n");
+  auto r = CriteoReader::Open(Small(path, 4));
+  ASSERT_TRUE(r.ok());
+  auto all = CountVocabulary(r->get(), VocabCut{});
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  // Counts over the fields: 7:6, a:3, 1:3, b:2, missing:2, c:1, f:1.
+  auto top4 = TopValues(*all, 4);  // 7, a, 1 and, of the two values seen twice, C1's b
+  EXPECT_EQ(top4.fields[0].values, (std::vector<uint64_t>{0xa, 0xb}));
+  EXPECT_EQ(top4.fields[1].values, (std::vector<uint64_t>{7}));
+  EXPECT_EQ(top4.fields[2].values, (std::vector<uint64_t>{1}));
+  EXPECT_EQ(top4.cut.min_count, 2u);
+  EXPECT_EQ(top4.fields[0].distinct, 3u);
+  EXPECT_EQ(top4.fields[0].kept_occurrences, 5u);
+  EXPECT_EQ(top4.fields[2].occurrences, 6u);
+  auto top5 = TopValues(*all, 5);
+  EXPECT_EQ(top5.fields[2].values, (std::vector<uint64_t>{1, kMissingId}));
+  auto top1 = TopValues(*all, 1);
+  EXPECT_TRUE(top1.fields[0].values.empty());
+  EXPECT_EQ(top1.fields[1].values, (std::vector<uint64_t>{7}));
+  EXPECT_EQ(top1.cut.min_count, 6u);
+  EXPECT_TRUE(TopValues(*all, 0).fields[1].values.empty());
+  auto every = TopValues(*all, 100);
+  for (int f = 0; f < 3; ++f) EXPECT_EQ(every.fields[f].values, all->fields[f].values) << f;
+  EXPECT_EQ(every.cut.min_count, 1u);
+
+  CriteoOptions o = Small(path, 10);
+  o.vocab_filter = std::make_shared<const VocabFilter>(top4);
+  auto vr = CriteoReader::Open(o);
+  ASSERT_TRUE(vr.ok()) << vr.status().ToString();
+  Batch b;
+  ASSERT_TRUE(*(*vr)->Next(&b));
+  EXPECT_EQ(b.field(0)[3], 0xbu);
+  EXPECT_EQ(b.field(0)[5], kOovId);
+  EXPECT_EQ(b.field(2)[0], kOovId);  // the missing value was cut too
+  EXPECT_EQ(b.field(2)[3], 1u);
+}
+
 TEST(CriteoReader, ParsesEveryFieldShape) {
   const std::string path = TempFile("shapes.tsv",
                                     "1\t5\t\tab12\t\tFFFFFFFF\n"

@@ -12,6 +12,7 @@
 #include "ember/common/file.h"
 #include "ember/data/criteo.h"
 #include "ember/data/synthetic_ctr.h"
+#include "ember/data/vocab.h"
 #include "ember/embedding/plan.h"
 #include "ember/embedding/table.h"
 #include "ember/launcher/commands.h"
@@ -401,7 +402,9 @@ TEST(Commands, PlanShowsEveryFieldAndTheBudget) {
   // A budget the method cannot meet is a config error with the reason.
   sets.back() = "embedding.field_methods={C1 = \"full\"}";
   sets.push_back("embedding.method=\"full\"");
+  sets[sets.size() - 3] = "embedding.budget=100";
   auto full = ParseConfig("", "t", sets);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
   auto st = RunPlan(*full, out);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("cannot be met by full"), std::string::npos) << st.ToString();
@@ -459,6 +462,76 @@ TEST(Commands, DslUnderABudgetHoldsItsBytes) {
 // group gets bytes in proportion to its width, so the model's held parameters stay within it
 // whatever the main method; under DSL and OptEmbed (whose masks and widths need width) the
 // first-order weights are hashed into their share. Checkpoints rebuild the hashed group.
+// A full table under a budget keeps the most frequent values of data.train that fit (a row per
+// value in every group), the others read their field's out-of-vocabulary row; the checkpoint and
+// its exports (served from raw values, without the vocabulary) predict as the training job did.
+TEST(Commands, AFullTableUnderABudgetKeepsTheMostFrequentValues) {
+  const std::vector<std::string> extra = {"model.name=\"deepfm\"", "embedding.method=\"full\"",
+                                          "embedding.budget=\"1/10\""};
+  auto sets = SmallFiles().Sets();
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  auto c = ParseConfig("", "t", sets);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto tc = MakeTrainerConfig(*c);
+  ASSERT_TRUE(tc.ok());
+  auto resolved = ResolveEmbedding(*c, &*tc);
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  // Every value of data.train, in both groups (8 + 1 wide), is the full table.
+  auto counted_reader = data::CriteoReader::Open(MakeReaderOptions(*c, c->train, true));
+  ASSERT_TRUE(counted_reader.ok());
+  auto counted = data::CountVocabulary(counted_reader->get(), data::VocabCut{});
+  ASSERT_TRUE(counted.ok());
+  uint64_t distinct = 0;
+  for (const auto& f : counted->fields) distinct += f.distinct;
+  const uint64_t full = distinct * 9 * 4, budget = full / 10, fields = tc->fields.size();
+  EXPECT_EQ(resolved->full_bytes, full);
+  EXPECT_EQ(resolved->budget_bytes, budget);
+  // Each field's out-of-vocabulary row, then as many values as fit.
+  const uint64_t kept = (budget - fields * 9 * 4) / (9 * 4);
+  const data::Vocabulary top = data::TopValues(*counted, kept);
+  uint64_t rows = 0, top_rows = 0;
+  for (size_t f = 0; f < fields; ++f) {
+    rows += tc->fields[f].vocab;
+    top_rows += top.fields[f].values.size() + (top.fields[f].values.size() < top.fields[f].distinct ? 1 : 0);
+  }
+  EXPECT_EQ(rows, top_rows);
+  EXPECT_LE(rows * 9 * 4, budget);
+  EXPECT_TRUE(tc->embedding.vocabulary);
+  ASSERT_NE(resolved->vocab, nullptr);
+  EXPECT_NE(resolved->note.find("full keeps the " + std::to_string(kept) + " most frequent of " +
+                                std::to_string(distinct) + " values of data.train"),
+            std::string::npos)
+      << resolved->note;
+  const std::string plan = PlanText(extra);
+  EXPECT_NE(plan.find("full keeps the " + std::to_string(kept) + " most frequent"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("of the full table), within the budget"), std::string::npos) << plan;
+
+  std::ostringstream out;
+  const std::string root = Dir() + "/full-budget";
+  auto m = TrainWithCheckpoint(extra, root, out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->full_bytes, full);
+  EXPECT_LE(m->param_bytes, m->budget_bytes) << out.str();
+  EXPECT_GT(m->param_bytes, m->budget_bytes * 9 / 10) << out.str();
+  EXPECT_GT(m->auc, 0.6);
+  std::ostringstream eval_out;
+  auto e = RunEval(m->checkpoint, "", 0, eval_out);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_DOUBLE_EQ(e->auc, m->auc);
+  ExpectExportParity(m->checkpoint, "full-budget");
+  // A budget below the fields' out-of-vocabulary rows cannot be met.
+  auto tiny_sets = SmallFiles().Sets();
+  tiny_sets.insert(tiny_sets.end(), {"model.name=\"deepfm\"", "embedding.method=\"full\"", "embedding.budget=100"});
+  auto tiny = ParseConfig("", "t", tiny_sets);
+  ASSERT_TRUE(tiny.ok());
+  auto ttc = MakeTrainerConfig(*tiny);
+  auto refused = ResolveEmbedding(*tiny, &*ttc);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("cannot be met by full: the fields' out-of-vocabulary rows alone take"),
+            std::string::npos)
+      << refused.status().ToString();
+}
+
 TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   const std::vector<std::string> wide = {"model.name=\"wide_deep\"", "embedding.method=\"hash\"",
                                          "embedding.budget=\"1/10\""};

@@ -151,6 +151,7 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     config->dsl_rows = main.dsl_rows;
     config->field_widths = main.field_widths;
     config->first_table = main.first_table;
+    config->vocabulary = main.vocabulary;
     // OptEmbed's retrained tables with the hashed table their pruned values read.
     if (!main.field_widths.empty() && main.fallback_rows > 0) {
       config->fallback = main.fallback;

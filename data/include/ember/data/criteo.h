@@ -46,6 +46,8 @@ struct CriteoOptions {
   StreamCursor resume;
   // A vocabulary file (`ember vocab`): values outside a field's vocabulary read as kOovId.
   std::string vocab;
+  // The same, already in memory (a budget's vocabulary, launcher/config.h); takes precedence.
+  std::shared_ptr<const VocabFilter> vocab_filter;
   // A longer line is an error naming it (data.max_line_bytes).
   size_t max_line_bytes = 1 << 20;
   // The columns (schema.h); null or the "criteo" preset: the Criteo layout of num_dense and
@@ -111,7 +113,7 @@ class CriteoReader final : public BatchReader {
   size_t pos_ = 0;
   bool eof_ = false;
   std::string carry_;
-  std::unique_ptr<VocabFilter> vocab_;
+  std::shared_ptr<const VocabFilter> vocab_;
   std::unique_ptr<SchemaParser> parser_;  // a schema other than Criteo's
   std::vector<uint8_t> multi_hot_;
   bool header_done_ = false;

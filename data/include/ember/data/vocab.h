@@ -44,6 +44,10 @@ struct Vocabulary {
 
 // Counts every field's values over `reader` and applies the cut.
 Result<Vocabulary> CountVocabulary(BatchReader* reader, const VocabCut& cut);
+// The n most frequent values of `counted` (counted with no cut) over every field together, ties
+// broken by field and then by value; each field keeps its values in count order. The result's
+// cut.min_count is the least count kept.
+Vocabulary TopValues(const Vocabulary& counted, uint64_t n);
 // Writes atomically (temp file, fsync, rename).
 Status WriteVocabulary(const std::string& path, const Vocabulary& vocab);
 // Reads a vocabulary file; errors name the file and line. `num_sparse` fields expected.

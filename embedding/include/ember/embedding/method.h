@@ -99,6 +99,11 @@ struct MethodConfig {
   // value's row in a shared hashed table of `fallback_rows` rows).
   Fallback fallback = Fallback::kOov;
   uint64_t fallback_rows = 0;
+  // Trained on a vocabulary (data.vocab, or a full table's budget): the readers mapped every
+  // value outside it to kOovId, so the one-row-per-value tables hold its values and each field's
+  // out-of-vocabulary row. A value such a table has no row for reads that row (serving, where
+  // requests are not mapped), as the readers would have mapped it.
+  bool vocabulary = false;
 };
 
 // unified: probes of field f, whose rows are collisionless (`own`) or not: one for a collisionless

@@ -53,6 +53,9 @@ struct RunConfig {
   int num_sparse = 26;  // data.num_sparse (data.num_dense is trainer.model.num_dense)
   uint64_t max_rows = 0;
   std::string vocab;
+  // A full table under a budget: the vocabulary ResolveEmbedding chose (the most frequent values
+  // of data.train that fit), which every reader of the job applies. Not a configuration key.
+  std::shared_ptr<const data::VocabFilter> budget_vocab;
   int64_t max_line_bytes = 1 << 20;
   // Session data (data.format "diginetica" or "yoochoose"; docs/sessions.md).
   std::string items;
@@ -152,6 +155,10 @@ struct ResolvedEmbedding {
   uint64_t main_budget_bytes = 0;
   uint64_t train_rows = 0;  // known when the training data was counted
   std::string note;         // what was made of the budget, where users should hear it
+  // A full table under a budget: the values kept (RunConfig::budget_vocab), and the full table of
+  // every value of data.train, which the budget is measured against.
+  std::shared_ptr<const data::VocabFilter> vocab;
+  uint64_t full_bytes = 0;
 };
 // `count_always` counts even where nothing needs the vocabularies (plans show them).
 Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& config, workers::TrainerConfig* trainer,
