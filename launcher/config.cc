@@ -257,12 +257,9 @@ Status BudgetVocabulary(const RunConfig& c, uint64_t bytes, uint64_t full, int t
                                    " cannot be met by full: the fields' out-of-vocabulary rows alone take " +
                                    embedding::FormatBytes(static_cast<double>(oov)));
   const uint64_t n = (bytes - oov) / row;
-  data::CriteoOptions o = MakeReaderOptions(c, c.train, true);
-  o.vocab_filter = nullptr;
-  EMBER_ASSIGN_OR_RETURN(auto reader, data::CriteoReader::Open(o));
-  auto counted = data::CountVocabulary(reader.get(), data::VocabCut{});
+  auto counted = data::LoadOrCountTopValues(MakeReaderOptions(c, c.train, true), n);
   if (!counted.ok()) return counted.status().WithContext("counting the values of data.train");
-  const data::Vocabulary top = data::TopValues(*counted, n);
+  const data::Vocabulary& top = *counted;
   uint64_t kept = 0, distinct = 0, occurrences = 0, kept_occurrences = 0;
   for (size_t f = 0; f < t->fields.size() && f < top.fields.size(); ++f) {
     const data::FieldVocab& fv = top.fields[f];

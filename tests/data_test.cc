@@ -6,6 +6,7 @@
 
 #include "ember/common/file.h"
 #include "ember/data/criteo.h"
+#include "ember/data/field_stats.h"
 #include "ember/data/prefetch.h"
 #include "ember/data/sharded.h"
 #include "ember/data/synthetic_ctr.h"
@@ -118,6 +119,21 @@ TEST(Vocabulary, TopValuesKeepsTheMostFrequentOverEveryField) {
   auto every = TopValues(*all, 100);
   for (int f = 0; f < 3; ++f) EXPECT_EQ(every.fields[f].values, all->fields[f].values) << f;
   EXPECT_EQ(every.cut.min_count, 1u);
+  // Counted once, then read from the cache beside the data (which a changed file invalidates).
+  std::filesystem::remove(path + ".top-4.json");
+  for (int pass = 0; pass < 2; ++pass) {
+    auto loaded = LoadOrCountTopValues(Small(path, 4), 4);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_TRUE(std::filesystem::exists(path + ".top-4.json"));
+    for (int f = 0; f < 3; ++f) {
+      EXPECT_EQ(loaded->fields[f].values, top4.fields[f].values) << pass << " " << f;
+      EXPECT_EQ(loaded->fields[f].counts, top4.fields[f].counts) << pass << " " << f;
+      EXPECT_EQ(loaded->fields[f].distinct, top4.fields[f].distinct) << pass << " " << f;
+      EXPECT_EQ(loaded->fields[f].kept_occurrences, top4.fields[f].kept_occurrences) << pass << " " << f;
+    }
+    EXPECT_EQ(loaded->cut.min_count, 2u);
+    EXPECT_EQ(loaded->rows, 6u);
+  }
 
   CriteoOptions o = Small(path, 10);
   o.vocab_filter = std::make_shared<const VocabFilter>(top4);

@@ -13,6 +13,7 @@
 
 #include "ember/common/status.h"
 #include "ember/data/criteo.h"
+#include "ember/data/vocab.h"
 
 namespace ember::data {
 
@@ -28,5 +29,8 @@ Result<FieldStats> CountFields(BatchReader* reader);
 // Reads the cache or counts (under the schema's fingerprint, standardization off) (logging a line when it has to count)
 // and writes the cache.
 Result<FieldStats> LoadOrCountFields(const CriteoOptions& options);
+// TopValues(CountVocabulary(all of `options`' data), n) (vocab.h), cached beside the data as
+// "<file>.top-<n>.json" under the same key (not where `options.vocab` maps the values first).
+Result<Vocabulary> LoadOrCountTopValues(const CriteoOptions& options, uint64_t n);
 
 }  // namespace ember::data
