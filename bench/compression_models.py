@@ -68,9 +68,10 @@ def main():
             for m in METHODS:
                 pts = [(x, r[(m, b)]) for x, b in zip(xs, BUDGETS) if (m, b) in r]
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                            label="full (most frequent values)" if m == "full" else m)
             if ("full", "1") in r:
-                ax.axhline(r[("full", "1")], color="k", linestyle=":", label="full")
+                ax.axhline(r[("full", "1")], color="k", linestyle=":", label="full table")
             ax.set_xscale("log")
             ax.invert_xaxis()
             ax.set_title(model)
