@@ -109,7 +109,10 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
         uint64_t key = 0;
         em.MapIds(f, &oov, 1, &key);
         const size_t i = embedding::KeyTable(key) - em.tables()[0].id;
-        if (i < em.tables().size() && !em.hashed(i)) group.oov_keys[embedding::KeyTable(key)] = key;
+        // Not where a missing row means something else: a value not admitted (its fallback row),
+        // or pruned by OptEmbed (zeros or its hashed fallback).
+        if (i < em.tables().size() && !em.hashed(i) && !em.admits(i) && !em.tables()[i].frozen)
+          group.oov_keys[embedding::KeyTable(key)] = key;
       }
     }
     for (const auto& spec : group.method->tables()) {
