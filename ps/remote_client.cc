@@ -30,7 +30,7 @@ Status GroupByServer(const std::vector<Slice>& slices, const std::vector<uint32_
   return Status::Ok();
 }
 
-// One payload per server with keys (encode(positions, out)); servers without keys get none,
+// One payload per server with keys (encode(server, positions, out)); servers without keys get none,
 // unless `every` (clocked pushes: every server counts the step).
 template <typename Encode>
 std::vector<std::optional<std::string_view>> Payloads(const std::vector<std::vector<std::vector<size_t>>>& positions,
@@ -43,7 +43,7 @@ std::vector<std::optional<std::string_view>> Payloads(const std::vector<std::vec
     for (const auto& p : positions[i]) keys += p.size();
     if (!keys && !every) continue;
     (*payloads)[i].clear();  // capacity kept
-    encode(positions[i], &(*payloads)[i]);
+    encode(i, positions[i], &(*payloads)[i]);
     send[i] = (*payloads)[i].view();
   }
   return send;
@@ -196,7 +196,7 @@ Result<std::unique_ptr<RemoteClient>> RemoteClient::Connect(ClientOptions option
 }
 
 Status RemoteClient::RoundTrip(wire::Type type, const std::vector<std::optional<std::string_view>>& payloads,
-                               std::vector<ByteBuffer>* replies) {
+                               std::vector<ByteBuffer>* replies, std::vector<uint64_t>* ids) {
   if (!broken_.ok())
     return Status::Unavailable("PS connections unusable after an earlier failure: " + broken_.message());
   auto& sockets = impl_->sockets;
@@ -218,12 +218,14 @@ Status RemoteClient::RoundTrip(wire::Type type, const std::vector<std::optional<
   };
   std::vector<Exchange> ex(n);
   size_t open = 0;
+  if (ids) ids->assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
     (*replies)[i].clear();  // capacity kept
     if (!payloads[i]) continue;
     Exchange& e = ex[i];
     e.active = true;
     e.id = next_id_++;
+    if (ids) (*ids)[i] = e.id;
     e.payload = *payloads[i];
     wire::AppendHeader(&e.head, type, e.id, static_cast<uint32_t>(e.payload.size()));
     ++open;
@@ -365,6 +367,7 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
   std::vector<uint32_t> dims(slices.size());
   for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
   last_pull_tables_.clear();  // until this pull's grouping is complete
+  last_pull_ids_.clear();     // until its every reply is in
   Positions& positions = pull_positions_;
   EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "pull from", &positions));
   last_pull_keys_.clear();
@@ -374,11 +377,12 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
     last_pull_sizes_.push_back(s.n);
     last_pull_keys_.insert(last_pull_keys_.end(), s.keys, s.keys + s.n);
   }
-  const auto send = Payloads(positions, &payloads_, [&](const auto& pos, ByteBuffer* out) {
+  const auto send = Payloads(positions, &payloads_, [&](size_t, const auto& pos, ByteBuffer* out) {
     wire::EncodePull(slices, pos, clock.wait_for, out);
   });
   std::vector<ByteBuffer>& replies = replies_;
-  EMBER_RETURN_IF_ERROR(RoundTrip(wire::Type::kPull, send, &replies));
+  std::vector<uint64_t> ids;
+  EMBER_RETURN_IF_ERROR(RoundTrip(wire::Type::kPull, send, &replies, &ids));
   uint64_t lowest = UINT64_MAX;
   for (int i = 0; i < n; ++i) {
     if (!send[i]) continue;
@@ -415,6 +419,7 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
     if (!r.End()) return r.status().WithContext("PS server " + std::to_string(i));
   }
   if (clock.clock) *clock.clock = lowest == UINT64_MAX ? 0 : lowest;
+  last_pull_ids_ = std::move(ids);
   TrimBuffers();
   return Status::Ok();
 }
@@ -433,13 +438,19 @@ Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock&
   std::vector<uint32_t> dims(slices.size());
   for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
   const Positions* positions = &pull_positions_;
-  if (!SameKeysAsLastPull(slices)) {
+  // The keys of the last pull (a training step's): each server that pulled them is sent only the
+  // gradients, with the pull's request id (wire::UsePullKeys).
+  const bool same = SameKeysAsLastPull(slices);
+  if (!same) {
     EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "push to", &push_positions_));
     positions = &push_positions_;
   }
   const auto send = Payloads(
       *positions, &payloads_,
-      [&](const auto& pos, ByteBuffer* out) { wire::EncodePush(slices, dims, pos, clock, out); },
+      [&](size_t i, const auto& pos, ByteBuffer* out) {
+        const uint64_t keys_of_pull = same && i < last_pull_ids_.size() ? last_pull_ids_[i] : 0;
+        wire::EncodePush(slices, dims, pos, clock, out, keys_of_pull);
+      },
       /*every=*/clock.workers > 0);
   const Status st = RoundTrip(wire::Type::kPush, send, &replies_);
   TrimBuffers();

@@ -185,9 +185,11 @@ ServerSession::Output ServerSession::OnFrame() {
   }
   phase_ = Phase::kIdle;
   if (current_.type == wire::Type::kPull) {
+    pull_id_ = 0;
     const Status st = wire::DecodePull(payload, &pull_);
     done();
     if (!st.ok()) return Reply(wire::Type::kPull, st);
+    pull_id_ = current_.request_id;  // a push may name these keys instead of sending them again
     // Answered now if the step is in (the clock never moves back), else parked on the shard and
     // answered when the step's last push arrives (no thread held while it waits).
     if (pull_.wait_for == 0 || server_->shard().clock() >= pull_.wait_for) return ReplyToPull();
@@ -196,6 +198,16 @@ ServerSession::Output ServerSession::OnFrame() {
     o.park = true;
     o.wait_for = pull_.wait_for;
     return o;
+  }
+  if (current_.type == wire::Type::kPush) {
+    const Status st = Guarded(server_, [&]() -> Status {
+      wire::PushRequest req;
+      EMBER_RETURN_IF_ERROR(wire::DecodePush(payload, &req));
+      EMBER_RETURN_IF_ERROR(wire::UsePullKeys(pull_, pull_id_, &req));
+      return server_->Push(req, worker_);
+    });
+    done();  // after the push: its gradients are read where they lie in the payload
+    return Reply(wire::Type::kPush, st.ok() ? Result<std::string>(std::string()) : Result<std::string>(st));
   }
   auto reply = Guarded(server_, [&] { return server_->Handle(current_.type, payload, worker_); });
   done();
@@ -546,6 +558,29 @@ Status PsServer::Pull(const wire::PullRequest& req, ByteBuffer* out) {
   return Status::Ok();
 }
 
+Status PsServer::Push(const wire::PushRequest& req, uint32_t worker) {
+  const PushClock& c = req.clock;
+  if (c.workers == 0 && options_.workers)
+    return Status::FailedPrecondition("a push without a training clock on a server of a " +
+                                      std::to_string(options_.workers) + "-worker job");
+  if (c.workers != 0 && worker == kNoWorker)
+    return Status::FailedPrecondition("a push with a training clock from a connection that is not a worker");
+  if (c.workers != 0 && c.worker != worker)
+    return Status::FailedPrecondition("the connection of worker " + std::to_string(worker) + " pushed as worker " +
+                                      std::to_string(c.worker));
+  for (const auto& s : req.slices) {
+    if (!s.keys && s.n) return Status::Internal("a push whose keys were not resolved");
+    const embedding::Table* t = shard_.table(s.table);
+    if (!t) return Status::NotFound("push to undeclared table " + std::to_string(s.table));
+    if (static_cast<uint32_t>(t->dim()) != s.dim)
+      return Status::InvalidArgument("push to table " + std::to_string(s.table) + ": rows are " +
+                                     std::to_string(s.dim) + " wide, the table " + std::to_string(t->dim()));
+  }
+  std::vector<Shard::Rows> rows;
+  for (const auto& s : req.slices) rows.push_back({s.table, s.keys, s.n, s.grads});
+  return shard_.PushStep(req.clock, rows);
+}
+
 Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, uint32_t worker) {
   std::string out;
   switch (type) {
@@ -569,25 +604,9 @@ Result<std::string> PsServer::Handle(wire::Type type, std::string_view payload, 
     case wire::Type::kPush: {
       wire::PushRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodePush(payload, &req));
-      const PushClock& c = req.clock;
-      if (c.workers == 0 && options_.workers)
-        return Status::FailedPrecondition("a push without a training clock on a server of a " +
-                                          std::to_string(options_.workers) + "-worker job");
-      if (c.workers != 0 && worker == kNoWorker)
-        return Status::FailedPrecondition("a push with a training clock from a connection that is not a worker");
-      if (c.workers != 0 && c.worker != worker)
-        return Status::FailedPrecondition("the connection of worker " + std::to_string(worker) + " pushed as worker " +
-                                          std::to_string(c.worker));
-      for (const auto& s : req.slices) {
-        const embedding::Table* t = shard_.table(s.table);
-        if (!t) return Status::NotFound("push to undeclared table " + std::to_string(s.table));
-        if (static_cast<uint32_t>(t->dim()) != s.dim)
-          return Status::InvalidArgument("push to table " + std::to_string(s.table) + ": rows are " +
-                                         std::to_string(s.dim) + " wide, the table " + std::to_string(t->dim()));
-      }
-      std::vector<Shard::Rows> rows;
-      for (const auto& s : req.slices) rows.push_back({s.table, s.keys, s.n, s.grads});
-      EMBER_RETURN_IF_ERROR(shard_.PushStep(req.clock, rows));
+      if (req.keys_of_pull)
+        return Status::FailedPrecondition("a push naming the keys of a pull outside the pull's connection");
+      EMBER_RETURN_IF_ERROR(Push(req, worker));
       return out;
     }
     case wire::Type::kStats:

@@ -7,6 +7,8 @@
 namespace ember::ps::wire {
 namespace {
 constexpr uint32_t kMaxSlices = 1 << 16;
+// Push flags: the step is aggregated (sync mode); the keys are those of a pull named by its id.
+constexpr uint32_t kPushAggregate = 1, kPushKeysOfPull = 2;
 constexpr uint32_t kMaxSpecs = embedding::kMaxTables;
 
 Status Malformed(const std::string& why) { return Status::InvalidArgument("malformed frame: " + why); }
@@ -230,13 +232,16 @@ Status DecodePull(std::string_view payload, PullRequest* req) {
 
 template <typename Out>
 void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t>& dims,
-                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, Out* out) {
+                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, Out* out,
+                uint64_t keys_of_pull) {
   Writer w(out);
   w.Pod(static_cast<uint32_t>(clock.worker));
   w.Pod(static_cast<uint32_t>(clock.workers));
   w.Pod(static_cast<uint64_t>(clock.step));
-  w.Pod(static_cast<uint32_t>(clock.aggregate ? 1u : 0u));
+  w.Pod(static_cast<uint32_t>((clock.aggregate ? kPushAggregate : 0u) | (keys_of_pull ? kPushKeysOfPull : 0u)));
+  if (keys_of_pull) w.Pod(static_cast<uint64_t>(keys_of_pull));
   w.Pod(static_cast<uint32_t>(static_cast<uint32_t>(slices.size())));
+  const size_t key_bytes = keys_of_pull ? 0 : sizeof(uint64_t);
   for (size_t i = 0; i < slices.size(); ++i) {
     const auto& sl = slices[i];
     const auto& pos = positions[i];
@@ -245,11 +250,11 @@ void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t
     w.Pod(static_cast<uint32_t>(dims[i]));
     w.Pod(static_cast<uint64_t>(pos.size()));
     const size_t at = out->size(), row = dim * sizeof(float);
-    out->resize(at + pos.size() * (sizeof(uint64_t) + row));
+    out->resize(at + pos.size() * (key_bytes + row));
     char* k = out->data() + at;
-    char* g = k + pos.size() * sizeof(uint64_t);
+    char* g = k + pos.size() * key_bytes;
     for (size_t j = 0; j < pos.size(); ++j) {
-      std::memcpy(k + j * 8, &sl.keys[pos[j]], 8);
+      if (key_bytes) std::memcpy(k + j * 8, &sl.keys[pos[j]], 8);
       std::memcpy(g + j * row, sl.grads + pos[j] * stride, row);
     }
   }
@@ -260,12 +265,16 @@ Status DecodePush(std::string_view payload, PushRequest* req) {
   uint32_t n = 0, flags = 0;
   if (r.Pod(&req->clock.worker, "push.worker") && r.Pod(&req->clock.workers, "push.workers") &&
       r.Pod(&req->clock.step, "push.step") && r.Pod(&flags, "push.flags")) {
-    if (flags > 1)
+    if (flags & ~(kPushAggregate | kPushKeysOfPull))
       r.Fail("push.flags", "unknown bits");
     else if (req->clock.workers > 0 && req->clock.worker >= req->clock.workers)
       r.Fail("push.worker", "not below push.workers");
-    req->clock.aggregate = flags == 1;
+    req->clock.aggregate = (flags & kPushAggregate) != 0;
   }
+  req->keys_of_pull = 0;
+  if (r.ok() && (flags & kPushKeysOfPull) && r.Pod(&req->keys_of_pull, "push.keys_of_pull") && req->keys_of_pull == 0)
+    r.Fail("push.keys_of_pull", "not a request id");
+  const bool inline_keys = req->keys_of_pull == 0;
   if (r.ok() && r.Pod(&n, "push.slices") && n > kMaxSlices) r.Fail("push.slices", "too many");
   req->slices.clear();
   for (uint32_t i = 0; r.ok() && i < n; ++i) {
@@ -273,21 +282,23 @@ Status DecodePush(std::string_view payload, PushRequest* req) {
     uint64_t count = 0;
     const char* keys = nullptr;
     if (!(r.Pod(&s.table, "push.table") && r.Pod(&s.dim, "push.dim") && r.Pod(&count, "push.keys"))) break;
-    // count * 8 bytes must remain, so count * dim below cannot overflow for dim <= 4096.
-    if (count > payload.size() / sizeof(uint64_t)) {
+    // count * 4 bytes must remain, so count * dim below cannot overflow for dim <= 4096.
+    if (count > payload.size() / sizeof(float)) {
       r.Fail("push.keys", "count past the end of the frame");
       break;
     }
-    if (!(keys = r.Skip(count * sizeof(uint64_t), "push.keys"))) break;
+    if (inline_keys && !(keys = r.Skip(count * sizeof(uint64_t), "push.keys"))) break;
     if (s.dim == 0 || s.dim > 4096) {
       r.Fail("push.dim", "width out of range");
       break;
     }
     s.n = count;
-    s.keys = InPlaceOrCopy(keys, count, &s.owned_keys);
-    if (!KeysOf(s.table, s.keys, s.n)) {
-      r.Fail("push.keys", "a key of another table (or the reserved key)");
-      break;
+    if (inline_keys) {
+      s.keys = InPlaceOrCopy(keys, count, &s.owned_keys);
+      if (!KeysOf(s.table, s.keys, s.n)) {
+        r.Fail("push.keys", "a key of another table (or the reserved key)");
+        break;
+      }
     }
     const char* grads = r.Skip(count * s.dim * sizeof(float), "push.grads");
     if (!grads) break;
@@ -302,13 +313,36 @@ Status DecodePush(std::string_view payload, PushRequest* req) {
   return r.status();
 }
 
+Status UsePullKeys(const PullRequest& pull, uint64_t pull_id, PushRequest* req) {
+  if (req->keys_of_pull == 0) return Status::Ok();
+  if (req->keys_of_pull != pull_id)
+    return Status::FailedPrecondition("a push naming the keys of pull " + std::to_string(req->keys_of_pull) +
+                                      ", which is not this connection's last pull (" +
+                                      (pull_id ? std::to_string(pull_id) : std::string("none")) + ")");
+  if (req->slices.size() != pull.slices.size())
+    return Status::InvalidArgument("a push naming the keys of pull " + std::to_string(pull_id) + " has " +
+                                   std::to_string(req->slices.size()) + " slices, the pull " +
+                                   std::to_string(pull.slices.size()));
+  for (size_t i = 0; i < req->slices.size(); ++i) {
+    PushRequest::Slice& s = req->slices[i];
+    const PullRequest::Slice& p = pull.slices[i];
+    if (s.table != p.table || s.n != p.keys.size())
+      return Status::InvalidArgument("a push naming the keys of pull " + std::to_string(pull_id) + ": slice " +
+                                     std::to_string(i) + " is " + std::to_string(s.n) + " rows of table " +
+                                     std::to_string(s.table) + ", the pull's " + std::to_string(p.keys.size()) +
+                                     " keys of table " + std::to_string(p.table));
+    s.keys = p.keys.data();
+  }
+  return Status::Ok();
+}
+
 template void EncodePull(const std::vector<PullSlice>&, const std::vector<std::vector<size_t>>&, uint64_t,
                          std::string*);
 template void EncodePull(const std::vector<PullSlice>&, const std::vector<std::vector<size_t>>&, uint64_t, ByteBuffer*);
 template void EncodePush(const std::vector<PushSlice>&, const std::vector<uint32_t>&,
-                         const std::vector<std::vector<size_t>>&, const PushClock&, std::string*);
+                         const std::vector<std::vector<size_t>>&, const PushClock&, std::string*, uint64_t);
 template void EncodePush(const std::vector<PushSlice>&, const std::vector<uint32_t>&,
-                         const std::vector<std::vector<size_t>>&, const PushClock&, ByteBuffer*);
+                         const std::vector<std::vector<size_t>>&, const PushClock&, ByteBuffer*, uint64_t);
 
 void EncodeSpecs(const std::vector<embedding::TableSpec>& specs, std::string* out) {
   Writer w(out);

@@ -400,6 +400,106 @@ TEST(PsFuzzRegressions, HostileRequestsAreRefusedAndTheShardIsUntouched) {
   EXPECT_EQ((*stats)[0].rows, 0u);
   EXPECT_EQ(server.shard().world(), 0u);
 }
+
+// A push may name the keys of its connection's last pull instead of sending them again; only
+// that pull, on that connection, with the same slices and counts: anything else is refused and
+// the shard is untouched.
+TEST(PsTrust, APushNamesOnlyItsOwnConnectionsLastPull) {
+  ServerOptions o = testing::TestServerOptions();
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  auto c = testing::ConnectTest({"127.0.0.1:" + std::to_string(server.port())});
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->CreateTables({Spec()}).ok());
+  const uint64_t keys[2] = {embedding::MakeKey(0, 1), embedding::MakeKey(0, 2)};
+  const float grads[8] = {1, 1, 1, 1, 2, 2, 2, 2};
+  auto frame = [](wire::Type type, uint64_t id, const std::string& payload) {
+    std::string f;
+    wire::AppendHeader(&f, type, id, static_cast<uint32_t>(payload.size()));
+    return f + payload;
+  };
+  auto pull = [&](uint64_t id) {
+    std::vector<float> out(8);
+    PullSlice p{0, keys, 2, out.data()};
+    std::string payload;
+    wire::EncodePull({p}, {{0, 1}}, 0, &payload);
+    return frame(wire::Type::kPull, id, payload);
+  };
+  auto push = [&](uint64_t id, uint64_t keys_of_pull, size_t n) {
+    PushSlice p{0, keys, n, grads};
+    std::vector<size_t> pos(n);
+    for (size_t i = 0; i < n; ++i) pos[i] = i;
+    std::string payload;
+    wire::EncodePush({p}, {4}, {pos}, PushClock{}, &payload, keys_of_pull);
+    return frame(wire::Type::kPush, id, payload);
+  };
+  // One reply: its header and, for an error, the message.
+  auto reply = [](testing::RawPeer& peer) -> std::pair<wire::Type, std::string> {
+    auto h = peer.ReadHeader();
+    if (!h.ok()) return {wire::Type::kError, h.status().ToString()};
+    std::string body(h->payload_bytes, '\0');
+    boost::asio::read(peer.socket(), boost::asio::buffer(body));
+    Status peer_status;
+    if (h->type == wire::Type::kError) (void)wire::DecodeError(body, &peer_status);
+    return {h->type, peer_status.message()};
+  };
+  auto weights = [&](uint64_t key) {
+    std::vector<float> out(4);
+    PullSlice p{0, &key, 1, out.data()};
+    p.create_missing = false;
+    EMBER_CHECK((*c)->Pull({p}).ok());
+    return out;
+  };
+  testing::RawPeer a(server.port());
+  ASSERT_TRUE(a.Authenticate(testing::kTestSecret, 0).ok());
+  // No pull yet on this connection.
+  a.Write(push(1, 5, 2));
+  auto r = reply(a);
+  EXPECT_EQ(r.first, wire::Type::kError);
+  EXPECT_NE(r.second.find("a push naming the keys of pull 5, which is not this connection's last pull (none)"),
+            std::string::npos)
+      << r.second;
+  a.Write(pull(7));
+  EXPECT_EQ(reply(a).first, wire::Type::kPull);
+  const std::vector<float> before = weights(keys[1]);
+  // Another pull's id, another count, another connection: refused, nothing applied.
+  a.Write(push(8, 6, 2));
+  r = reply(a);
+  EXPECT_NE(r.second.find("not this connection's last pull (7)"), std::string::npos) << r.second;
+  a.Write(push(9, 7, 1));
+  r = reply(a);
+  EXPECT_NE(r.second.find("slice 0 is 1 rows of table 0, the pull's 2 keys of table 0"), std::string::npos) << r.second;
+  testing::RawPeer b(server.port());
+  ASSERT_TRUE(b.Authenticate(testing::kTestSecret, 1).ok());
+  b.Write(push(1, 7, 2));
+  r = reply(b);
+  EXPECT_NE(r.second.find("not this connection's last pull (none)"), std::string::npos) << r.second;
+  EXPECT_EQ(weights(keys[1]), before);
+  // The pull's own push: the gradients land on the pull's keys, in its order.
+  a.Write(push(10, 7, 2));
+  EXPECT_EQ(reply(a).first, wire::Type::kPush);
+  const std::vector<float> after = weights(keys[1]);
+  for (int j = 0; j < 4; ++j) EXPECT_LT(after[j], before[j]) << j;  // a positive gradient lowers it
+  // The same pull and push with the keys inline, on a second server: the same rows.
+  PsServer other(o);
+  ASSERT_TRUE(other.Start().ok());
+  auto oc = testing::ConnectTest({"127.0.0.1:" + std::to_string(other.port())});
+  ASSERT_TRUE(oc.ok());
+  ASSERT_TRUE((*oc)->CreateTables({Spec()}).ok());
+  testing::RawPeer d(other.port());
+  ASSERT_TRUE(d.Authenticate(testing::kTestSecret, 0).ok());
+  d.Write(pull(1));
+  EXPECT_EQ(reply(d).first, wire::Type::kPull);
+  d.Write(push(2, 0, 2));
+  EXPECT_EQ(reply(d).first, wire::Type::kPush);
+  for (uint64_t key : keys) {
+    std::vector<float> inline_rows(4);
+    PullSlice p{0, &key, 1, inline_rows.data()};
+    p.create_missing = false;
+    ASSERT_TRUE((*oc)->Pull({p}).ok());
+    EXPECT_EQ(inline_rows, weights(key)) << key;
+  }
+}
 }  // namespace
 }  // namespace ember::ps
 

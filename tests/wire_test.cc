@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <tuple>
 
 namespace ember::ps::wire {
 namespace {
@@ -100,6 +101,46 @@ TEST(Wire, PushSlicesInPlaceOrCopied) {
   EXPECT_EQ(second.owned_keys, (std::vector<uint64_t>{b_keys[0], b_keys[1]}));  // 4 bytes off: copied
   EXPECT_EQ(second.keys, second.owned_keys.data());
   EXPECT_EQ(std::vector<float>(second.grads, second.grads + 4), (std::vector<float>{5, 6, 7, 8}));
+}
+
+// A push naming its pull's keys carries only the gradients; UsePullKeys takes the keys from the
+// pull it names. A zero id and unknown flag bits are malformed.
+TEST(Wire, APushNamingItsPullCarriesNoKeys) {
+  const uint64_t keys[2] = {embedding::MakeKey(4, 8), embedding::MakeKey(4, 9)};
+  const float grads[4] = {5, 6, 7, 8};
+  PushSlice slice{4, keys, 2, grads};
+  ByteBuffer inline_payload, named;
+  EncodePush({slice}, {2}, {{0, 1}}, PushClock{}, &inline_payload);
+  EncodePush({slice}, {2}, {{0, 1}}, PushClock{}, &named, /*keys_of_pull=*/42);
+  EXPECT_EQ(named.size() + 2 * sizeof(uint64_t), inline_payload.size() + sizeof(uint64_t));
+  PushRequest req;
+  ASSERT_TRUE(DecodePush(named.view(), &req).ok());
+  EXPECT_EQ(req.keys_of_pull, 42u);
+  ASSERT_EQ(req.slices.size(), 1u);
+  EXPECT_EQ(req.slices[0].keys, nullptr);
+  EXPECT_EQ(std::vector<float>(req.slices[0].grads, req.slices[0].grads + 4), (std::vector<float>{5, 6, 7, 8}));
+  PullRequest pull;
+  pull.slices.push_back({4, true, {keys[0], keys[1]}});
+  EXPECT_NE(UsePullKeys(pull, 41, &req).message().find("not this connection's last pull (41)"), std::string::npos);
+  ASSERT_TRUE(UsePullKeys(pull, 42, &req).ok());
+  EXPECT_EQ(req.slices[0].keys, pull.slices[0].keys.data());
+  pull.slices[0].keys.pop_back();
+  EXPECT_NE(UsePullKeys(pull, 42, &req).message().find("slice 0 is 2 rows of table 4, the pull's 1 keys"),
+            std::string::npos);
+  for (const auto& [flags, id, why] :
+       {std::tuple<uint32_t, uint64_t, const char*>{2, 0, "push.keys_of_pull: not a request id"},
+        {4, 0, "push.flags: unknown bits"}}) {
+    std::string p;
+    Writer w(&p);
+    w.Pod<uint32_t>(0);
+    w.Pod<uint32_t>(0);
+    w.Pod<uint64_t>(0);
+    w.Pod<uint32_t>(flags);
+    if (flags & 2) w.Pod<uint64_t>(id);
+    w.Pod<uint32_t>(0);
+    const Status st = DecodePush(p, &req);
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.ToString();
+  }
 }
 
 TEST(Wire, ControlMessagesRoundTrip) {

@@ -61,9 +61,9 @@ class RemoteClient final : public PsClient {
   RemoteClient() = default;
   // Sends payloads[i] (where set) to server i and reads every reply into replies[i]: all servers
   // at once, each reply read as it comes while other requests are still being written. A reply
-  // keeps its header (Payload() in the .cc skips it).
+  // keeps its header (Payload() in the .cc skips it). `ids`: each server's request id (0: none sent).
   Status RoundTrip(wire::Type type, const std::vector<std::optional<std::string_view>>& payloads,
-                   std::vector<ByteBuffer>* replies);
+                   std::vector<ByteBuffer>* replies, std::vector<uint64_t>* ids = nullptr);
   Status Broadcast(wire::Type type, const std::string& payload, std::vector<ByteBuffer>* replies);
   uint32_t Dim(uint32_t table) const;
   // Frees reused buffers that grew past a limit.
@@ -92,6 +92,9 @@ class RemoteClient final : public PsClient {
   std::vector<uint32_t> last_pull_tables_;
   std::vector<size_t> last_pull_sizes_;
   std::vector<uint64_t> last_pull_keys_;
+  // Each server's request id of the last pull (0: none went there, or it failed): a push of the
+  // same keys names it instead of sending the keys again (wire::UsePullKeys).
+  std::vector<uint64_t> last_pull_ids_;
   uint64_t bytes_sent_ = 0, bytes_received_ = 0;
 };
 

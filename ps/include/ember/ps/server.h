@@ -80,6 +80,8 @@ class PsServer {
   Result<std::string> Handle(wire::Type type, std::string_view payload, uint32_t worker = kNoWorker);
   // A decoded pull's reply (its wait_for already met), into *out (replaced).
   Status Pull(const wire::PullRequest& req, ByteBuffer* out);
+  // Applies a decoded push (its keys resolved) from the connection of `worker`.
+  Status Push(const wire::PushRequest& req, uint32_t worker);
   // Buffer accounting of request payloads across connections.
   bool Reserve(uint64_t bytes);
   void Release(uint64_t bytes);
@@ -164,6 +166,7 @@ class ServerSession {
   ByteBuffer reply_;  // a pull's reply
   uint64_t reserved_ = 0;
   wire::PullRequest pull_;
+  uint64_t pull_id_ = 0;  // pull_'s request id once decoded (a push may name its keys), else 0
 };
 
 }  // namespace ember::ps

@@ -26,7 +26,8 @@
 namespace ember::ps::wire {
 
 inline constexpr uint32_t kMagic = 0x504d4245;  // "EMBP" little-endian
-inline constexpr uint16_t kVersion = 5;         // 2: training clocks; 3: feature admission; 4: handshake; 5: FTRL
+// 2: training clocks; 3: feature admission; 4: handshake; 5: FTRL; 6: pushes naming their pull's keys
+inline constexpr uint16_t kVersion = 6;
 inline constexpr size_t kHeaderBytes = 24;
 inline constexpr uint32_t kDefaultMaxPayload = 1u << 30;  // 1 GiB
 
@@ -139,6 +140,9 @@ struct PullRequest {
 // request) when they are aligned for their type, and copied into the slice otherwise.
 struct PushRequest {
   PushClock clock;
+  // Non-zero: the request id of the connection's last pull, whose keys the slices carry instead
+  // of their own (UsePullKeys fills `keys` from it); 0: the keys are in the payload.
+  uint64_t keys_of_pull = 0;
   struct Slice {
     uint32_t table = 0;
     uint32_t dim = 0;
@@ -160,9 +164,12 @@ struct LoadRequest {
 template <typename Out>
 void EncodePull(const std::vector<PullSlice>& slices, const std::vector<std::vector<size_t>>& positions,
                 uint64_t wait_for, Out* out);
+// keys_of_pull non-zero: the slices' keys are those of the pull with that request id on the same
+// connection (the same slices, in the same order), and are left out of the payload.
 template <typename Out>
 void EncodePush(const std::vector<PushSlice>& slices, const std::vector<uint32_t>& dims,
-                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, Out* out);
+                const std::vector<std::vector<size_t>>& positions, const PushClock& clock, Out* out,
+                uint64_t keys_of_pull = 0);
 void EncodeSpecs(const std::vector<embedding::TableSpec>& specs, std::string* out);
 void EncodeOp(const TableOp& op, std::string* out);
 void EncodeLoad(const LoadRequest& r, std::string* out);
@@ -170,6 +177,10 @@ void EncodeLoad(const LoadRequest& r, std::string* out);
 // Server side: request decoders (validate everything).
 Status DecodePull(std::string_view payload, PullRequest* r);
 Status DecodePush(std::string_view payload, PushRequest* r);
+// A push naming its pull's keys: takes them from `pull`, the connection's last pull (request id
+// `pull_id`, 0 if none), after checking that the push names that pull and that its slices match
+// the pull's table by table and count by count.
+Status UsePullKeys(const PullRequest& pull, uint64_t pull_id, PushRequest* r);
 Status DecodeSpecs(std::string_view payload, std::vector<embedding::TableSpec>* specs);
 Status DecodeOp(std::string_view payload, TableOp* op);
 Status DecodeLoad(std::string_view payload, LoadRequest* r);
