@@ -7,7 +7,7 @@
 #   wire     the frame parser and every request decoder on their own
 #   bash scripts/fuzz.sh [SECONDS=60] [TARGET=session|wire|all] [RUNS=0 (unbounded)]
 # Prints executions and crashes per target; exits non-zero if a fuzzer found a crash (kept in
-# build-fuzz/crashes-<target>/). Seeds are written by this script (protocol version 4).
+# build-fuzz/crashes-<target>/). Seeds are written by this script (protocol version 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-60}"
@@ -39,7 +39,7 @@ build() {  # name sources...
 python3 - "$OUT" <<'PY'
 import struct, sys, os
 out = sys.argv[1]
-V = 4
+V = 6
 def frame(t, payload, rid=7):
     return struct.pack("<IHHQII", 0x504d4245, V, t, rid, len(payload), 0) + payload
 def spec(tid, dim=4, admit=0, width=0, expire=0, kind=0, density=1.0, opt=2):
@@ -52,6 +52,9 @@ def pull(wait, table, ks, create_missing=1):
 def push(worker, workers, step, agg, table, dim, ks):
     g = struct.pack("<%df" % (dim * len(ks)), *([0.5] * (dim * len(ks))))
     return struct.pack("<IIQII", worker, workers, step, agg, 1) + struct.pack("<IIQ", table, dim, len(ks)) + keys(table, *ks) + g
+def push_ref(worker, workers, step, agg, pull_id, table, dim, n):  # the keys of pull `pull_id`
+    g = struct.pack("<%df" % (dim * n), *([0.5] * (dim * n)))
+    return struct.pack("<IIQIQI", worker, workers, step, agg | 2, pull_id, 1) + struct.pack("<IIQ", table, dim, n) + g
 def op(kind, table, dst=0, value=0.5, reinit=0, seed=1): return struct.pack("<iIIdBQ", kind, table, dst, value, reinit, seed)
 def string(s): return struct.pack("<I", len(s)) + s
 CKPT = b"/tmp/ember-ps-fuzz/ckpt"
@@ -71,6 +74,13 @@ def R(k, raw): return bytes([0, k]) + struct.pack("<H", len(raw)) + raw
 U = bytes([2])
 def NEW(k, worker): return bytes([3, k]) + struct.pack("<I", worker)
 T = create(spec(0, 4), spec(1, 8, kind=1, density=0.5), spec(2, 4, admit=2, width=64, expire=3), spec(3, 2, opt=3))
+def program(*records):  # op-1 records (k, type, payload); a frame's request id is where its record ends
+    out, ids = b"", []
+    for k, t, payload in records:
+        payload = payload(ids) if callable(payload) else payload
+        out += F(k, t, payload)
+        ids.append(len(out))
+    return out
 session = {
     "train_sync": F(0, 2, T) + F(0, 3, pull(0, 0, [1, 2, 3])) + F(0, 4, push(0, 2, 0, 1, 0, 4, [1, 2]))
                   + F(1, 3, pull(1, 0, [1])) + F(1, 4, push(1, 2, 0, 1, 0, 4, [2, 3])) + U
@@ -90,6 +100,13 @@ session = {
                  + NEW(1, 1) + F(1, 11, b"\x00" * 68) + F(0, 4, push(1, 2, 0, 1, 0, 4, [1])),
     "stall": F(0, 2, T) + R(0, struct.pack("<IHHQII", 0x504d4245, V, 4, 1, 60000, 0) + b"\x00" * 100)
              + F(1, 3, pull(0, 0, [2])),
+    # pushes naming a pull's keys: the right one, then another connection's, a stale one, a short one
+    "push_by_reference": program((0, 2, T), (0, 3, pull(0, 0, [1, 2, 3])),
+                                 (0, 4, lambda ids: push_ref(0, 2, 0, 1, ids[1], 0, 4, 3)),
+                                 (1, 4, lambda ids: push_ref(1, 2, 0, 1, ids[1], 0, 4, 3)),
+                                 (1, 3, pull(0, 0, [4])), (0, 3, pull(1, 0, [5, 6])),
+                                 (0, 4, lambda ids: push_ref(0, 2, 1, 0, ids[1], 0, 4, 3)),
+                                 (0, 4, lambda ids: push_ref(0, 2, 1, 0, ids[5], 0, 4, 1))),
 }
 for name, sets in (("wire", wire), ("session", session)):
     d = os.path.join(out, "corpus-" + name)
