@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--dim", type=int, default=16)
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in [int(x) for x in a.keys.split(",")]:
