@@ -334,16 +334,20 @@ Status RemoteClient::Broadcast(wire::Type type, const std::string& payload, std:
   return RoundTrip(type, std::vector<std::optional<std::string_view>>(impl_->sockets.size(), payload), replies);
 }
 
-bool RemoteClient::SameKeysAsLastPull(const std::vector<PushSlice>& slices) const {
-  if (slices.size() != last_pull_tables_.size()) return false;
-  size_t at = 0;
-  for (size_t s = 0; s < slices.size(); ++s) {
-    if (slices[s].table != last_pull_tables_[s] || slices[s].n != last_pull_sizes_[s]) return false;
-    if (slices[s].n && std::memcmp(slices[s].keys, last_pull_keys_.data() + at, slices[s].n * sizeof(uint64_t)) != 0)
-      return false;
-    at += slices[s].n;
+const RemoteClient::PullMemory* RemoteClient::PullOf(const std::vector<PushSlice>& slices) const {
+  for (int k = 0; k < 2; ++k) {
+    const PullMemory& m = pulls_[k == 0 ? last_pull_ : 1 - last_pull_];
+    if (slices.size() != m.tables.size()) continue;
+    bool same = true;
+    size_t at = 0;
+    for (size_t s = 0; same && s < slices.size(); ++s) {
+      same = slices[s].table == m.tables[s] && slices[s].n == m.sizes[s] &&
+             (!slices[s].n || std::memcmp(slices[s].keys, m.keys.data() + at, slices[s].n * sizeof(uint64_t)) == 0);
+      at += slices[s].n;
+    }
+    if (same) return &m;
   }
-  return true;
+  return nullptr;
 }
 
 uint32_t RemoteClient::Dim(uint32_t table) const { return table < table_dims_.size() ? table_dims_[table] : 0; }
@@ -366,16 +370,19 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
   const int n = num_shards();
   std::vector<uint32_t> dims(slices.size());
   for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
-  last_pull_tables_.clear();  // until this pull's grouping is complete
-  last_pull_ids_.clear();     // until its every reply is in
-  Positions& positions = pull_positions_;
+  // The older memory takes this pull; it becomes the latest once grouped.
+  last_pull_ = 1 - last_pull_;
+  PullMemory& memory = pulls_[last_pull_];
+  memory.tables.clear();  // until this pull's grouping is complete
+  memory.ids.clear();     // until its every reply is in
+  Positions& positions = memory.positions;
   EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "pull from", &positions));
-  last_pull_keys_.clear();
-  last_pull_sizes_.clear();
+  memory.keys.clear();
+  memory.sizes.clear();
   for (const PullSlice& s : slices) {
-    last_pull_tables_.push_back(s.table);
-    last_pull_sizes_.push_back(s.n);
-    last_pull_keys_.insert(last_pull_keys_.end(), s.keys, s.keys + s.n);
+    memory.tables.push_back(s.table);
+    memory.sizes.push_back(s.n);
+    memory.keys.insert(memory.keys.end(), s.keys, s.keys + s.n);
   }
   const auto send = Payloads(positions, &payloads_, [&](size_t, const auto& pos, ByteBuffer* out) {
     wire::EncodePull(slices, pos, clock.wait_for, out);
@@ -419,7 +426,7 @@ Status RemoteClient::Pull(const std::vector<PullSlice>& slices, const PullClock&
     if (!r.End()) return r.status().WithContext("PS server " + std::to_string(i));
   }
   if (clock.clock) *clock.clock = lowest == UINT64_MAX ? 0 : lowest;
-  last_pull_ids_ = std::move(ids);
+  memory.ids = std::move(ids);
   TrimBuffers();
   return Status::Ok();
 }
@@ -437,18 +444,15 @@ Status RemoteClient::Push(const std::vector<PushSlice>& slices, const PushClock&
   const int n = num_shards();
   std::vector<uint32_t> dims(slices.size());
   for (size_t s = 0; s < slices.size(); ++s) dims[s] = Dim(slices[s].table);
-  const Positions* positions = &pull_positions_;
-  // The keys of the last pull (a training step's): each server that pulled them is sent only the
-  // gradients, with the pull's request id (wire::UsePullKeys).
-  const bool same = SameKeysAsLastPull(slices);
-  if (!same) {
-    EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "push to", &push_positions_));
-    positions = &push_positions_;
-  }
+  // The keys of one of the last two pulls (a training step's): each server that pulled them is
+  // sent only the gradients, with the pull's request id (wire::UsePullKeys).
+  const PullMemory* pulled = PullOf(slices);
+  const Positions* positions = pulled ? &pulled->positions : &push_positions_;
+  if (!pulled) EMBER_RETURN_IF_ERROR(GroupByServer(slices, dims, n, "push to", &push_positions_));
   const auto send = Payloads(
       *positions, &payloads_,
       [&](size_t i, const auto& pos, ByteBuffer* out) {
-        const uint64_t keys_of_pull = same && i < last_pull_ids_.size() ? last_pull_ids_[i] : 0;
+        const uint64_t keys_of_pull = pulled && i < pulled->ids.size() ? pulled->ids[i] : 0;
         wire::EncodePush(slices, dims, pos, clock, out, keys_of_pull);
       },
       /*every=*/clock.workers > 0);

@@ -185,11 +185,14 @@ ServerSession::Output ServerSession::OnFrame() {
   }
   phase_ = Phase::kIdle;
   if (current_.type == wire::Type::kPull) {
+    // A push may name the keys of this pull or of the one before instead of sending them again.
+    std::swap(prev_pull_, pull_);
+    prev_pull_id_ = pull_id_;
     pull_id_ = 0;
     const Status st = wire::DecodePull(payload, &pull_);
     done();
     if (!st.ok()) return Reply(wire::Type::kPull, st);
-    pull_id_ = current_.request_id;  // a push may name these keys instead of sending them again
+    pull_id_ = current_.request_id;
     // Answered now if the step is in (the clock never moves back), else parked on the shard and
     // answered when the step's last push arrives (no thread held while it waits).
     if (pull_.wait_for == 0 || server_->shard().clock() >= pull_.wait_for) return ReplyToPull();
@@ -203,7 +206,7 @@ ServerSession::Output ServerSession::OnFrame() {
     const Status st = Guarded(server_, [&]() -> Status {
       wire::PushRequest req;
       EMBER_RETURN_IF_ERROR(wire::DecodePush(payload, &req));
-      EMBER_RETURN_IF_ERROR(wire::UsePullKeys(pull_, pull_id_, &req));
+      EMBER_RETURN_IF_ERROR(wire::UsePullKeys({{pull_id_, &pull_}, {prev_pull_id_, &prev_pull_}}, &req));
       return server_->Push(req, worker_);
     });
     done();  // after the push: its gradients are read where they lie in the payload

@@ -313,24 +313,32 @@ Status DecodePush(std::string_view payload, PushRequest* req) {
   return r.status();
 }
 
-Status UsePullKeys(const PullRequest& pull, uint64_t pull_id, PushRequest* req) {
+Status UsePullKeys(std::initializer_list<std::pair<uint64_t, const PullRequest*>> pulls, PushRequest* req) {
   if (req->keys_of_pull == 0) return Status::Ok();
-  if (req->keys_of_pull != pull_id)
-    return Status::FailedPrecondition("a push naming the keys of pull " + std::to_string(req->keys_of_pull) +
-                                      ", which is not this connection's last pull (" +
-                                      (pull_id ? std::to_string(pull_id) : std::string("none")) + ")");
-  if (req->slices.size() != pull.slices.size())
-    return Status::InvalidArgument("a push naming the keys of pull " + std::to_string(pull_id) + " has " +
+  const PullRequest* named = nullptr;
+  std::string known;
+  for (const auto& [id, pull] : pulls) {
+    if (id == 0) continue;
+    if (id == req->keys_of_pull) named = pull;
+    known += (known.empty() ? "" : ", ") + std::to_string(id);
+  }
+  const std::string pull_id = std::to_string(req->keys_of_pull);
+  if (!named)
+    return Status::FailedPrecondition("a push naming the keys of pull " + pull_id +
+                                      ", which is not one of this connection's last pulls (" +
+                                      (known.empty() ? std::string("none") : known) + ")");
+  if (req->slices.size() != named->slices.size())
+    return Status::InvalidArgument("a push naming the keys of pull " + pull_id + " has " +
                                    std::to_string(req->slices.size()) + " slices, the pull " +
-                                   std::to_string(pull.slices.size()));
+                                   std::to_string(named->slices.size()));
   for (size_t i = 0; i < req->slices.size(); ++i) {
     PushRequest::Slice& s = req->slices[i];
-    const PullRequest::Slice& p = pull.slices[i];
+    const PullRequest::Slice& p = named->slices[i];
     if (s.table != p.table || s.n != p.keys.size())
-      return Status::InvalidArgument("a push naming the keys of pull " + std::to_string(pull_id) + ": slice " +
-                                     std::to_string(i) + " is " + std::to_string(s.n) + " rows of table " +
-                                     std::to_string(s.table) + ", the pull's " + std::to_string(p.keys.size()) +
-                                     " keys of table " + std::to_string(p.table));
+      return Status::InvalidArgument("a push naming the keys of pull " + pull_id + ": slice " + std::to_string(i) +
+                                     " is " + std::to_string(s.n) + " rows of table " + std::to_string(s.table) +
+                                     ", the pull's " + std::to_string(p.keys.size()) + " keys of table " +
+                                     std::to_string(p.table));
     s.keys = p.keys.data();
   }
   return Status::Ok();

@@ -456,7 +456,7 @@ TEST(PsTrust, APushNamesOnlyItsOwnConnectionsLastPull) {
   a.Write(push(1, 5, 2));
   auto r = reply(a);
   EXPECT_EQ(r.first, wire::Type::kError);
-  EXPECT_NE(r.second.find("a push naming the keys of pull 5, which is not this connection's last pull (none)"),
+  EXPECT_NE(r.second.find("a push naming the keys of pull 5, which is not one of this connection's last pulls (none)"),
             std::string::npos)
       << r.second;
   a.Write(pull(7));
@@ -465,7 +465,7 @@ TEST(PsTrust, APushNamesOnlyItsOwnConnectionsLastPull) {
   // Another pull's id, another count, another connection: refused, nothing applied.
   a.Write(push(8, 6, 2));
   r = reply(a);
-  EXPECT_NE(r.second.find("not this connection's last pull (7)"), std::string::npos) << r.second;
+  EXPECT_NE(r.second.find("not one of this connection's last pulls (7)"), std::string::npos) << r.second;
   a.Write(push(9, 7, 1));
   r = reply(a);
   EXPECT_NE(r.second.find("slice 0 is 1 rows of table 0, the pull's 2 keys of table 0"), std::string::npos) << r.second;
@@ -473,7 +473,7 @@ TEST(PsTrust, APushNamesOnlyItsOwnConnectionsLastPull) {
   ASSERT_TRUE(b.Authenticate(testing::kTestSecret, 1).ok());
   b.Write(push(1, 7, 2));
   r = reply(b);
-  EXPECT_NE(r.second.find("not this connection's last pull (none)"), std::string::npos) << r.second;
+  EXPECT_NE(r.second.find("not one of this connection's last pulls (none)"), std::string::npos) << r.second;
   EXPECT_EQ(weights(keys[1]), before);
   // The pull's own push: the gradients land on the pull's keys, in its order.
   a.Write(push(10, 7, 2));
@@ -499,6 +499,17 @@ TEST(PsTrust, APushNamesOnlyItsOwnConnectionsLastPull) {
     ASSERT_TRUE((*oc)->Pull({p}).ok());
     EXPECT_EQ(inline_rows, weights(key)) << key;
   }
+  // With rows a step old the next step's pull comes before a step's push: the pull before the
+  // last one may be named too, but none older.
+  a.Write(pull(11));
+  EXPECT_EQ(reply(a).first, wire::Type::kPull);
+  a.Write(pull(12));
+  EXPECT_EQ(reply(a).first, wire::Type::kPull);
+  a.Write(push(13, 7, 2));
+  r = reply(a);
+  EXPECT_NE(r.second.find("not one of this connection's last pulls (12, 11)"), std::string::npos) << r.second;
+  a.Write(push(14, 11, 2));
+  EXPECT_EQ(reply(a).first, wire::Type::kPush);
 }
 }  // namespace
 }  // namespace ember::ps

@@ -119,14 +119,18 @@ TEST(Wire, APushNamingItsPullCarriesNoKeys) {
   ASSERT_EQ(req.slices.size(), 1u);
   EXPECT_EQ(req.slices[0].keys, nullptr);
   EXPECT_EQ(std::vector<float>(req.slices[0].grads, req.slices[0].grads + 4), (std::vector<float>{5, 6, 7, 8}));
-  PullRequest pull;
+  PullRequest pull, other;
   pull.slices.push_back({4, true, {keys[0], keys[1]}});
-  EXPECT_NE(UsePullKeys(pull, 41, &req).message().find("not this connection's last pull (41)"), std::string::npos);
-  ASSERT_TRUE(UsePullKeys(pull, 42, &req).ok());
+  EXPECT_NE(
+      UsePullKeys({{41, &pull}, {0, &other}}, &req).message().find("not one of this connection's last pulls (41)"),
+      std::string::npos);
+  // The latest pull or the one before it.
+  ASSERT_TRUE(UsePullKeys({{43, &other}, {42, &pull}}, &req).ok());
   EXPECT_EQ(req.slices[0].keys, pull.slices[0].keys.data());
   pull.slices[0].keys.pop_back();
-  EXPECT_NE(UsePullKeys(pull, 42, &req).message().find("slice 0 is 2 rows of table 4, the pull's 1 keys"),
-            std::string::npos);
+  EXPECT_NE(
+      UsePullKeys({{42, &pull}, {41, &other}}, &req).message().find("slice 0 is 2 rows of table 4, the pull's 1 keys"),
+      std::string::npos);
   for (const auto& [flags, id, why] :
        {std::tuple<uint32_t, uint64_t, const char*>{2, 0, "push.keys_of_pull: not a request id"},
         {4, 0, "push.flags: unknown bits"}}) {

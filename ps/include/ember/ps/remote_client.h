@@ -69,7 +69,6 @@ class RemoteClient final : public PsClient {
   // Frees reused buffers that grew past a limit.
   void TrimBuffers();
   // Whether a push's tables and keys are exactly the last pull's.
-  bool SameKeysAsLastPull(const std::vector<PushSlice>& slices) const;
 
   std::string Who(size_t server) const;
   // Marks the client unusable (a timeout or a broken stream) and returns `st`.
@@ -85,16 +84,24 @@ class RemoteClient final : public PsClient {
   // Reused from call to call (calls are serialised): the keys' grouping by server, the request
   // payloads and the replies, so that a step allocates nothing once the buffers have grown.
   using Positions = std::vector<std::vector<std::vector<size_t>>>;  // [server][slice] -> indices
-  Positions pull_positions_, push_positions_;
+  Positions push_positions_;
   std::vector<ByteBuffer> payloads_, replies_;
-  // The last pull's tables and keys: a push of the same keys (a training step's) reuses its
-  // grouping instead of hashing every key again.
-  std::vector<uint32_t> last_pull_tables_;
-  std::vector<size_t> last_pull_sizes_;
-  std::vector<uint64_t> last_pull_keys_;
-  // Each server's request id of the last pull (0: none went there, or it failed): a push of the
-  // same keys names it instead of sending the keys again (wire::UsePullKeys).
-  std::vector<uint64_t> last_pull_ids_;
+  // The last two pulls (a training step pushes the keys it pulled; with rows a step old the next
+  // step's pull comes first): their tables and keys, their grouping by server, which a push of
+  // the same keys reuses instead of hashing every key again, and each server's request id (0:
+  // none went there, or the pull failed), which such a push names instead of sending the keys
+  // again (wire::UsePullKeys).
+  struct PullMemory {
+    std::vector<uint32_t> tables;
+    std::vector<size_t> sizes;
+    std::vector<uint64_t> keys;
+    Positions positions;
+    std::vector<uint64_t> ids;
+  };
+  PullMemory pulls_[2];
+  int last_pull_ = 0;  // pulls_[last_pull_] is the latest
+  // The remembered pull holding exactly these keys (the latest first), or null.
+  const PullMemory* PullOf(const std::vector<PushSlice>& slices) const;
   uint64_t bytes_sent_ = 0, bytes_received_ = 0;
 };
 

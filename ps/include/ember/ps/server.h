@@ -166,7 +166,9 @@ class ServerSession {
   ByteBuffer reply_;  // a pull's reply
   uint64_t reserved_ = 0;
   wire::PullRequest pull_;
-  uint64_t pull_id_ = 0;  // pull_'s request id once decoded (a push may name its keys), else 0
+  uint64_t pull_id_ = 0;         // pull_'s request id once decoded (a push may name its keys), else 0
+  wire::PullRequest prev_pull_;  // the pull before (with rows a step old, a step's push follows the next pull)
+  uint64_t prev_pull_id_ = 0;
 };
 
 }  // namespace ember::ps

@@ -14,8 +14,10 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ember/common/byte_buffer.h"
@@ -177,10 +179,10 @@ void EncodeLoad(const LoadRequest& r, std::string* out);
 // Server side: request decoders (validate everything).
 Status DecodePull(std::string_view payload, PullRequest* r);
 Status DecodePush(std::string_view payload, PushRequest* r);
-// A push naming its pull's keys: takes them from `pull`, the connection's last pull (request id
-// `pull_id`, 0 if none), after checking that the push names that pull and that its slices match
-// the pull's table by table and count by count.
-Status UsePullKeys(const PullRequest& pull, uint64_t pull_id, PushRequest* r);
+// A push naming its pull's keys: takes them from the pull it names among `pulls` (the
+// connection's last pulls by request id; id 0: none), after checking that its slices match the
+// pull's table by table and count by count.
+Status UsePullKeys(std::initializer_list<std::pair<uint64_t, const PullRequest*>> pulls, PushRequest* r);
 Status DecodeSpecs(std::string_view payload, std::vector<embedding::TableSpec>* specs);
 Status DecodeOp(std::string_view payload, TableOp* op);
 Status DecodeLoad(std::string_view payload, LoadRequest* r);
