@@ -177,9 +177,27 @@ TEST(RemotePs, APushOfOtherKeysThanTheLastPullIsGroupedAfresh) {
     ASSERT_TRUE(client->Push({PushSlice{2, c.data(), c.size(), grads.data()}}).ok());      // another table
     ASSERT_TRUE(client->Push({PushSlice{0, a.data(), a.size() - 7, grads.data()}}).ok());  // fewer keys
     ASSERT_TRUE(client->Push({PushSlice{0, a.data(), a.size(), grads.data()}}).ok());      // the same keys
+    // The keys of the pull before the last (async training pulls the next step's rows first).
+    ASSERT_TRUE(client->Pull({PullSlice{0, a.data(), a.size(), out.data()}}).ok());
+    ASSERT_TRUE(client->Pull({PullSlice{0, b.data(), b.size(), out.data()}}).ok());
+    ASSERT_TRUE(client->Push({PushSlice{0, a.data(), a.size(), grads.data()}}).ok());
+    ASSERT_TRUE(client->Push({PushSlice{0, b.data(), b.size(), grads.data()}}).ok());
   }
+  // A push of pulled keys names the pull instead of sending them: 8 bytes a key fewer, 8 more a
+  // server for the pull's id.
+  const auto sent_by = [&](const std::vector<uint64_t>& keys) {
+    const uint64_t before = cluster.client->bytes_sent();
+    EXPECT_TRUE(cluster.client->Push({PushSlice{0, keys.data(), keys.size(), grads.data()}}).ok());
+    return cluster.client->bytes_sent() - before;
+  };
+  std::vector<uint64_t> fresh;
+  for (uint64_t i = 0; i < 40; ++i) fresh.push_back(embedding::MakeKey(0, 5000 + i));
+  const uint64_t named = sent_by(b), sent_inline = sent_by(fresh);
+  EXPECT_EQ(sent_inline - named, 40 * 8 - 3 * 8);
+  ASSERT_TRUE(local.Push({PushSlice{0, b.data(), b.size(), grads.data()}}).ok());
+  ASSERT_TRUE(local.Push({PushSlice{0, fresh.data(), fresh.size(), grads.data()}}).ok());
   ExpectSameStats(*cluster.client, local);
-  for (const auto* keys : {&a, &b, &c}) {
+  for (const auto* keys : {&a, &b, &c, &fresh}) {
     const uint32_t table = embedding::KeyTable((*keys)[0]);
     const size_t dim = table == 2 ? 5 : 8;
     std::vector<float> x(keys->size() * dim, -1), y(x.size(), -2);
