@@ -26,8 +26,8 @@ RowStore::RowStore(const TableSpec& spec)
 }
 
 size_t RowStore::MemoryBytes() const {
-  return blocks_.size() * static_cast<size_t>(kBlockSlots) * entry_ * sizeof(float) + index_.MemoryBytes() +
-         touched_.capacity() * sizeof(uint64_t) + blocks_.capacity() * sizeof(blocks_[0]);
+  return SlotCapacity() * entry_ * sizeof(float) + index_.MemoryBytes() + touched_.capacity() * sizeof(uint64_t) +
+         blocks_.capacity() * sizeof(blocks_[0]);
 }
 
 RowStore::MemoryParts RowStore::MemoryByPart() const {
@@ -44,7 +44,31 @@ uint64_t RowStore::EstimateBytes(const TableSpec& spec, uint64_t rows) {
   const int weights = spec.precision == Precision::kFp16 ? (spec.dim + 1) / 2 : spec.dim;
   const uint64_t entry = static_cast<uint64_t>(kKeyFloats + weights + StateFloats(spec.optimizer.kind, spec.dim));
   const uint64_t blocks = (rows + kBlockSlots - 1) / kBlockSlots;
-  return blocks * kBlockSlots * entry * sizeof(float) + SlotIndex::EstimateBytes(rows);
+  const uint64_t slots = blocks > 1 ? blocks * kBlockSlots : rows ? FirstBlockSlots(rows) : 0;
+  return slots * entry * sizeof(float) + SlotIndex::EstimateBytes(rows);
+}
+
+size_t RowStore::FirstBlockSlots(size_t slots) {
+  size_t cap = kFirstBlockSlots;
+  while (cap < slots && cap < kBlockSlots) cap *= 2;
+  return std::min<size_t>(cap, kBlockSlots);
+}
+
+size_t RowStore::SlotCapacity() const {
+  return blocks_.empty() ? 0 : (blocks_.size() - 1) * static_cast<size_t>(kBlockSlots) + first_capacity_;
+}
+
+void RowStore::Reserve(size_t slots) {
+  if (slots <= first_capacity_ || first_capacity_ == kBlockSlots) return;
+  const size_t cap = FirstBlockSlots(slots);
+  std::unique_ptr<float[]> block(new float[cap * static_cast<size_t>(entry_)]);
+  if (!blocks_.empty()) {
+    std::memcpy(block.get(), blocks_[0].get(), size_ * static_cast<size_t>(entry_) * sizeof(float));
+    blocks_[0] = std::move(block);
+  } else {
+    blocks_.push_back(std::move(block));
+  }
+  first_capacity_ = cap;
 }
 
 uint64_t RowStore::ResetRows() {
@@ -64,7 +88,9 @@ uint64_t RowStore::ResetRows() {
 
 uint32_t RowStore::NewSlot(uint64_t key, bool init) {
   const uint32_t slot = static_cast<uint32_t>(size_);
-  if ((slot >> kBlockShift) >= blocks_.size()) {
+  if (slot < kBlockSlots) {
+    Reserve(slot + 1);  // the first block grows by doubling (moving its rows) until whole
+  } else if ((slot >> kBlockShift) >= blocks_.size()) {
     blocks_.emplace_back(new float[static_cast<size_t>(kBlockSlots) * entry_]);
   }
   std::memcpy(EntryPtr(slot), &key, sizeof(key));
@@ -173,6 +199,7 @@ uint64_t RowStore::EvictIdle(uint64_t before) {
   size_ = keep;
   touched_.resize(keep);
   blocks_.resize((keep + kBlockSlots - 1) / kBlockSlots);
+  if (blocks_.empty()) first_capacity_ = 0;
   index_.Rebuild(keep, keep, [this](uint32_t s) { return KeyAt(s); });
   return evicted;
 }
@@ -220,6 +247,13 @@ void RowStore::Resolve(const uint64_t* keys, size_t n, bool create, Fn&& fn) {
     if (last - first > 1) __builtin_prefetch(e + 16, 1);
     __builtin_prefetch(e + entry_ - 1, 1);
   };
+  // Rows created below must not move the first block while the batch's earlier rows are handed
+  // out: room for the keys it lacks first (counted only while that block is not yet whole).
+  if (create && first_capacity_ < kBlockSlots) {
+    size_t fresh = 0;
+    for (size_t i = 0; i < n && size_ + fresh < kBlockSlots; ++i) fresh += FindSlot(keys[i]) == SlotIndex::kAbsent;
+    Reserve(std::min<size_t>(size_ + fresh, kBlockSlots));
+  }
   for (size_t j = 0; j < std::min(n, 2 * kAhead); ++j) stage_group(j);
   for (size_t j = 0; j < std::min(n, kAhead); ++j) stage_row(j);
   for (size_t i = 0; i < n; ++i) {

@@ -9,7 +9,8 @@
 // to fp32 for every pull and update; Find/Put/records then see that storage layout.
 // Rows are created on first Pull or Push with the deterministic initialiser of TableSpec, so a
 // row's initial value depends only on (spec.seed, key). Pointers to rows stay valid for the
-// store's lifetime (blocks never move) until an eviction (Table::Expire) compacts the slots.
+// store's lifetime (blocks never move) until an eviction (Table::Expire) compacts the slots,
+// except while the first block grows (up to kBlockSlots rows): no pointer is kept across calls.
 //
 // Batched calls only: one call moves a batch of keys. Keys in one Push must be unique.
 // Thread-compatible: callers serialise access (ps::Shard holds a mutex).
@@ -90,6 +91,13 @@ class RowStore final : public Table {
  private:
   static constexpr int kBlockShift = 12;  // 4096 entries per block
   static constexpr uint32_t kBlockSlots = 1u << kBlockShift;
+  // The first block starts at this many entries and doubles until whole, so that a small table
+  // (a field of a few values, a full table under a small budget) holds little more than its rows.
+  static constexpr uint32_t kFirstBlockSlots = 64;
+  static size_t FirstBlockSlots(size_t slots);  // its size for `slots` slots
+  size_t SlotCapacity() const;                  // slots allocated
+  // Room for `slots` slots (at most a block) in the first block, moving its rows if it grows.
+  void Reserve(size_t slots);
   static constexpr int kKeyFloats = 2;  // the key's room at the start of an entry
 
   float* EntryPtr(uint32_t slot) const {
@@ -132,6 +140,7 @@ class RowStore final : public Table {
   size_t size_ = 0;
   SlotIndex index_;  // key -> slot
   std::vector<std::unique_ptr<float[]>> blocks_;
+  size_t first_capacity_ = 0;      // slots of blocks_[0] (kBlockSlots once whole)
   std::vector<uint64_t> touched_;  // by slot, with expiry: step of the last Pull/Push
   std::vector<float*> scratch_ptrs_;
   std::vector<float> frozen_grads_;
