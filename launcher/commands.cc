@@ -285,6 +285,20 @@ struct Restored {
   uint64_t budget_bytes = 0;  // a full table's budget, measured against every value of data.train
 };
 
+// A full table under a budget: the vocabulary it kept and the budget, counted again from the
+// checkpoint's data.train (its readers map the values outside the vocabulary as training did).
+Status ResolveBudgetVocabulary(Restored* r) {
+  if (!r->trainer_config.embedding.vocabulary || !r->config.vocab.empty() || !r->config.budget.set())
+    return Status::Ok();
+  workers::TrainerConfig again = r->trainer_config;
+  auto resolved = ResolveEmbedding(r->config, &again);
+  if (!resolved.ok())
+    return resolved.status().WithContext(r->path + ": the budget's vocabulary (counted from data.train)");
+  r->config.budget_vocab = resolved->vocab;
+  r->budget_bytes = resolved->budget_bytes;
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int threads) {
   auto r = std::make_unique<Restored>();
   EMBER_ASSIGN_OR_RETURN(r->path, workers::ResolveCheckpoint(checkpoint));
@@ -298,16 +312,6 @@ Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int thr
   EMBER_ASSIGN_OR_RETURN(r->trainer_config, MakeTrainerConfig(r->config));
   // The tables' sizes come from the checkpoint: what a budget chose and OptEmbed's widths.
   EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(r->path, &r->trainer_config));
-  // Full tables under a budget: the evaluation's readers map the values outside the budget's
-  // vocabulary as training did (it is counted again from data.train).
-  if (r->trainer_config.embedding.vocabulary && r->config.vocab.empty()) {
-    workers::TrainerConfig again = r->trainer_config;
-    auto resolved = ResolveEmbedding(r->config, &again);
-    if (!resolved.ok())
-      return resolved.status().WithContext(r->path + ": the budget's vocabulary (counted from data.train)");
-    r->config.budget_vocab = resolved->vocab;
-    r->budget_bytes = resolved->budget_bytes;
-  }
   r->ps = std::make_unique<ps::InProcessClient>(r->config.shards);
   EMBER_ASSIGN_OR_RETURN(r->trainer, workers::Trainer::Create(r->trainer_config, r->ps.get(), &r->collective));
   EMBER_RETURN_IF_ERROR(r->trainer->RestoreCheckpoint(r->path));
@@ -365,6 +369,7 @@ Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& dat
     if (IsSessionModel(config)) return RunSessionEval(path, std::move(config), data_path, threads, out);
   }
   EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, threads));
+  EMBER_RETURN_IF_ERROR(ResolveBudgetVocabulary(r.get()));
   const std::string data = data_path.empty() ? r->config.test : data_path;
   if (data.empty()) return Status::InvalidArgument("no data file: pass --data (the checkpoint's data.test is empty)");
   EMBER_ASSIGN_OR_RETURN(auto reader, OpenReader(r->config, data, false));
@@ -396,6 +401,9 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
                                const std::string& precision_name, std::ostream& out, const std::string& delta_parent) {
   EMBER_ASSIGN_OR_RETURN(auto precision, embedding::ParseExportPrecision(precision_name));
   EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, 0));
+  // The budget a full table was held to, where data.train is still there to count it (the export
+  // itself needs no data: serving reads the out-of-vocabulary rows for values without a row).
+  (void)ResolveBudgetVocabulary(r.get());
   embedding::ExportWriter writer(precision);
   EMBER_RETURN_IF_ERROR(r->trainer->Export(&writer));
   EMBER_ASSIGN_OR_RETURN(auto stats, r->ps->Stats());
@@ -409,7 +417,9 @@ Result<ExportReport> RunExport(const std::string& checkpoint, const std::string&
     // The budget the run was held to (OptEmbed's plan counts every row; its search prunes to this).
     if (r->budget_bytes) {
       report.budget_bytes = r->budget_bytes;
-    } else if (const embedding::Budget& budget = r->config.budget; budget.set()) {
+    } else if (const embedding::Budget& budget = r->config.budget;
+               budget.set() && !(r->trainer_config.embedding.vocabulary && r->config.vocab.empty())) {
+      // (A full table's budget is measured against data.train's every value, unknown here.)
       const uint64_t full = model_plan.total.full_bytes;
       report.budget_bytes = std::min(
           full, budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.fraction * static_cast<double>(full)));
