@@ -34,16 +34,19 @@ CriteoOptions Small(const std::string& path, size_t batch = 10) {
   return o;
 }
 
+// Six rows for the vocabulary tests. C1: a x3, b x2, c x1; C2: always 7 (x6); C3: 1 x3,
+// missing x2, f x1.
+constexpr const char* kVocabRows =
+    "1\t1\t1\ta\t7\t\n"
+    "0\t1\t1\ta\t7\t\n"
+    "0\t1\t1\ta\t7\tf\n"
+    "1\t1\t1\tb\t7\t1\n"
+    "0\t1\t1\tb\t7\t1\n"
+    "0\t1\t1\tc\t7\t1\n";
+
 // ember vocab: counts, the min-count and top-K cuts, the file round trip and the reader's OOV map.
 TEST(Vocabulary, CutsWritesReadsAndMapsOutOfVocabularyValues) {
-  // Field C1: a x3, b x2, c x1; C2: always 7; C3: missing x2, f x1.
-  const std::string path = TempFile("vocab.tsv",
-                                    "1\t1\t1\ta\t7\t\n"
-                                    "0\t1\t1\ta\t7\t\n"
-                                    "0\t1\t1\ta\t7\tf\n"
-                                    "1\t1\t1\tb\t7\t1\n"
-                                    "0\t1\t1\tb\t7\t1\n"
-                                    "0\t1\t1\tc\t7\t1\n");
+  const std::string path = TempFile("vocab.tsv", kVocabRows);
   auto r = CriteoReader::Open(Small(path, 4));
   ASSERT_TRUE(r.ok());
   auto v = CountVocabulary(r->get(), VocabCut{2, 0});
@@ -88,14 +91,7 @@ TEST(Vocabulary, CutsWritesReadsAndMapsOutOfVocabularyValues) {
 // A full table's budget: the n most frequent values over every field together, ties by field and
 // then value, and a reader mapping the rest through the in-memory filter.
 TEST(Vocabulary, TopValuesKeepsTheMostFrequentOverEveryField) {
-  // C1: a x3, b x2, c x1; C2: always 7 (x6); C3: 1 x3, missing x2, f x1.
-  const std::string path = TempFile("top.tsv",
-                                    "1\t1\t1\ta\t7\t\n"
-                                    "0\t1\t1\ta\t7\t\n"
-                                    "0\t1\t1\ta\t7\tf\n"
-                                    "1\t1\t1\tb\t7\t1\n"
-                                    "0\t1\t1\tb\t7\t1\n"
-                                    "0\t1\t1\tc\t7\t1\n");
+  const std::string path = TempFile("top.tsv", kVocabRows);
   auto r = CriteoReader::Open(Small(path, 4));
   ASSERT_TRUE(r.ok());
   auto all = CountVocabulary(r->get(), VocabCut{});

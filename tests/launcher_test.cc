@@ -378,6 +378,33 @@ TEST(Commands, ResumeFromAPeriodicCheckpointEndsLikeTheUninterruptedRun) {
 }
 
 // `ember plan`'s text for the small files with `extra` settings ("" where it fails).
+// The small files' configuration with `extra`, its trainer configuration and what
+// ResolveEmbedding makes of them (or the error of whichever step failed).
+struct Resolution {
+  RunConfig config;
+  workers::TrainerConfig trainer;
+  Result<ResolvedEmbedding> resolved = Status::Internal("not resolved");
+};
+Resolution ResolveSmall(const std::vector<std::string>& extra) {
+  Resolution r;
+  auto sets = SmallFiles().Sets();
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  auto c = ParseConfig("", "t", sets);
+  if (!c.ok()) {
+    r.resolved = c.status();
+    return r;
+  }
+  r.config = *c;
+  auto tc = MakeTrainerConfig(r.config);
+  if (!tc.ok()) {
+    r.resolved = tc.status();
+    return r;
+  }
+  r.trainer = *tc;
+  r.resolved = ResolveEmbedding(r.config, &r.trainer);
+  return r;
+}
+
 std::string PlanText(const std::vector<std::string>& extra) {
   auto sets = SmallFiles().Sets();
   sets.insert(sets.end(), extra.begin(), extra.end());
@@ -468,14 +495,11 @@ TEST(Commands, DslUnderABudgetHoldsItsBytes) {
 TEST(Commands, AFullTableUnderABudgetKeepsTheMostFrequentValues) {
   const std::vector<std::string> extra = {"model.name=\"deepfm\"", "embedding.method=\"full\"",
                                           "embedding.budget=\"1/10\""};
-  auto sets = SmallFiles().Sets();
-  sets.insert(sets.end(), extra.begin(), extra.end());
-  auto c = ParseConfig("", "t", sets);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
-  auto tc = MakeTrainerConfig(*c);
-  ASSERT_TRUE(tc.ok());
-  auto resolved = ResolveEmbedding(*c, &*tc);
+  auto res = ResolveSmall(extra);
+  const auto& resolved = res.resolved;
   ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  const RunConfig* c = &res.config;
+  const workers::TrainerConfig* tc = &res.trainer;
   // Every value of data.train, in both groups (8 + 1 wide), is the full table.
   auto counted_reader = data::CriteoReader::Open(MakeReaderOptions(*c, c->train, true));
   ASSERT_TRUE(counted_reader.ok());
@@ -520,12 +544,8 @@ TEST(Commands, AFullTableUnderABudgetKeepsTheMostFrequentValues) {
   EXPECT_DOUBLE_EQ(e->auc, m->auc);
   ExpectExportParity(m->checkpoint, "full-budget");
   // A budget below the fields' out-of-vocabulary rows cannot be met.
-  auto tiny_sets = SmallFiles().Sets();
-  tiny_sets.insert(tiny_sets.end(), {"model.name=\"deepfm\"", "embedding.method=\"full\"", "embedding.budget=100"});
-  auto tiny = ParseConfig("", "t", tiny_sets);
-  ASSERT_TRUE(tiny.ok());
-  auto ttc = MakeTrainerConfig(*tiny);
-  auto refused = ResolveEmbedding(*tiny, &*ttc);
+  const auto refused =
+      ResolveSmall({"model.name=\"deepfm\"", "embedding.method=\"full\"", "embedding.budget=100"}).resolved;
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("cannot be met by full: the fields' out-of-vocabulary rows alone take"),
             std::string::npos)
@@ -539,14 +559,10 @@ TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   // Both groups' tables, together 1/10 of both groups' full tables (8 + 1 wide: embedding.dim 8).
   EXPECT_NE(plan.find("(0.1000 of the full table), within the budget"), std::string::npos) << plan;
   EXPECT_NE(plan.find("the 1-wide group 'linear', hash, in its share of the budget"), std::string::npos) << plan;
-  auto sets = SmallFiles().Sets();
-  sets.insert(sets.end(), wide.begin(), wide.end());
-  auto c = ParseConfig("", "t", sets);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
-  auto tc = MakeTrainerConfig(*c);
-  ASSERT_TRUE(tc.ok());
-  auto resolved = ResolveEmbedding(*c, &*tc);
+  auto res = ResolveSmall(wide);
+  const auto& resolved = res.resolved;
   ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  const workers::TrainerConfig* tc = &res.trainer;
   uint64_t vocab = 0;
   for (const auto& f : tc->fields) vocab += f.vocab;
   EXPECT_EQ(resolved->budget_bytes, vocab * 9 * 4 / 10);
@@ -582,14 +598,10 @@ TEST(Commands, ABudgetCoversTheFirstOrderWeights) {
   // (a mask byte beside each 4-byte weight would buy nothing), the run says so, and its
   // checkpoint evaluates as it trained.
   {
-    auto dsl_sets = SmallFiles().Sets();
-    dsl_sets.insert(dsl_sets.end(), {"model.name=\"lr\"", "embedding.method=\"dsl\"", "embedding.budget=\"1/10\""});
-    auto dsl = ParseConfig("", "t", dsl_sets);
-    ASSERT_TRUE(dsl.ok());
-    auto dtc = MakeTrainerConfig(*dsl);
-    ASSERT_TRUE(dtc.ok());
-    auto dres = ResolveEmbedding(*dsl, &*dtc);
+    auto dsl = ResolveSmall({"model.name=\"lr\"", "embedding.method=\"dsl\"", "embedding.budget=\"1/10\""});
+    const auto& dres = dsl.resolved;
     ASSERT_TRUE(dres.ok()) << dres.status().ToString();
+    const workers::TrainerConfig* dtc = &dsl.trainer;
     EXPECT_EQ(dtc->embedding.method, embedding::Method::kHash);
     EXPECT_EQ(dtc->embedding.rows, vocab * 4 / 10 / 4);
     EXPECT_EQ(dtc->embedding.dsl_rows, 0u);

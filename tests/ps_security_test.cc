@@ -401,9 +401,9 @@ TEST(PsFuzzRegressions, HostileRequestsAreRefusedAndTheShardIsUntouched) {
   EXPECT_EQ(server.shard().world(), 0u);
 }
 
-// A push may name the keys of its connection's last pull instead of sending them again; only
-// that pull, on that connection, with the same slices and counts: anything else is refused and
-// the shard is untouched.
+// A push may name the keys of one of its connection's last two pulls instead of sending them
+// again; only those, on that connection, with the same slices and counts: anything else is
+// refused and the shard is untouched.
 TEST(PsTrust, APushNamesOnlyItsOwnConnectionsLastPull) {
   ServerOptions o = testing::TestServerOptions();
   PsServer server(o);

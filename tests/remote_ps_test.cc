@@ -156,7 +156,7 @@ TEST(RemotePs, EquivalentToInProcessShards) {
 }
 
 TEST(RemotePs, APushOfOtherKeysThanTheLastPullIsGroupedAfresh) {
-  // A push reuses the last pull's grouping only for exactly its tables and keys: pushes of other
+  // A push reuses a remembered pull's grouping only for exactly its tables and keys: pushes of other
   // keys of the same count, of the same keys to another table, and of a shorter list must each
   // reach the shards that own their keys, as in process.
   Cluster cluster(3);

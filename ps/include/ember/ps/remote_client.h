@@ -68,8 +68,6 @@ class RemoteClient final : public PsClient {
   uint32_t Dim(uint32_t table) const;
   // Frees reused buffers that grew past a limit.
   void TrimBuffers();
-  // Whether a push's tables and keys are exactly the last pull's.
-
   std::string Who(size_t server) const;
   // Marks the client unusable (a timeout or a broken stream) and returns `st`.
   Status Broken(Status st);

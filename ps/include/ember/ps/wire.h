@@ -142,7 +142,7 @@ struct PullRequest {
 // request) when they are aligned for their type, and copied into the slice otherwise.
 struct PushRequest {
   PushClock clock;
-  // Non-zero: the request id of the connection's last pull, whose keys the slices carry instead
+  // Non-zero: the request id of one of the connection's last two pulls, whose keys the slices carry instead
   // of their own (UsePullKeys fills `keys` from it); 0: the keys are in the payload.
   uint64_t keys_of_pull = 0;
   struct Slice {
