@@ -8,7 +8,6 @@ namespace {
 constexpr size_t kPrefetch = 8;
 
 inline void Prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
-inline void PrefetchW(const void* p) { __builtin_prefetch(p, 1, 3); }
 
 void Sgd(float* __restrict w, const float* __restrict g, int dim, float lr) {
 #pragma omp simd
@@ -84,7 +83,7 @@ void GatherRowsRef(const float* const* rows, size_t n, int dim, float* out) {
 
 void ApplyUpdate(const OptimizerConfig& opt, float* const* rows, size_t n, int dim, const float* grads) {
   for (size_t i = 0; i < n; ++i) {
-    if (i + kPrefetch < n) PrefetchW(rows[i + kPrefetch]);
+    if (i + kPrefetch < n) Prefetch(rows[i + kPrefetch]);  // read: see PrefetchSpan
     float* w = rows[i];
     const float* g = grads + i * dim;
     switch (opt.kind) {

@@ -239,13 +239,8 @@ void RowStore::Resolve(const uint64_t* keys, size_t n, bool create, Fn&& fn) {
     const uint32_t c = index_.FirstCandidate(index_.Home(h), h);
     cand[j % kRing] = c;
     if (c == SlotIndex::kAbsent) return;
-    const float* e = EntryPtr(c);
     // Every cache line of the entry: a 76-byte entry spans three lines one time in eight.
-    __builtin_prefetch(e, 1);
-    const uintptr_t first = reinterpret_cast<uintptr_t>(e) >> 6,
-                    last = reinterpret_cast<uintptr_t>(e + entry_ - 1) >> 6;
-    if (last - first > 1) __builtin_prefetch(e + 16, 1);
-    __builtin_prefetch(e + entry_ - 1, 1);
+    PrefetchSpan(EntryPtr(c), entry_);
   };
   // Rows created below must not move the first block while the batch's earlier rows are handed
   // out: room for the keys it lacks first (counted only while that block is not yet whole).

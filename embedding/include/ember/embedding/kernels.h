@@ -20,10 +20,24 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "ember/embedding/types.h"
 
 namespace ember::embedding {
+
+// Prefetches every cache line of [p, p + floats) into all cache levels. A read prefetch even for
+// rows about to be written: GCC drops __builtin_prefetch(p, 1) unless the target has PREFETCHW
+// (-mprfchw), which the portable build does not assume, and a line no other core holds arrives
+// exclusive, so the write that follows needs no second trip.
+inline void PrefetchSpan(const float* p, int floats) {
+  const char* first = reinterpret_cast<const char*>(p);
+  const char* last = reinterpret_cast<const char*>(p + floats - 1);
+  for (const char* line = first; reinterpret_cast<uintptr_t>(line) >> 6 < (reinterpret_cast<uintptr_t>(last) >> 6);
+       line += 64)
+    __builtin_prefetch(line, 0, 3);
+  __builtin_prefetch(last, 0, 3);
+}
 
 void GatherRows(const float* const* rows, size_t n, int dim, float* out);
 void GatherRowsRef(const float* const* rows, size_t n, int dim, float* out);
