@@ -1,5 +1,6 @@
 // ember: the command-line entry point. Only this file reads argv and the environment.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -34,6 +35,12 @@ int main(int argc, char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
+  }
+  // Servers hold a descriptor per connection: the soft open-files limit is raised to the hard
+  // one (as Go's runtime does), and HttpServer caps its connections within it.
+  if (struct rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);  // best effort
   }
   CLI::App app{"ember: recommendation models with compressed, sharded embedding tables"};
   app.require_subcommand(1);
@@ -118,6 +125,11 @@ int main(int argc, char** argv) {
                    "With --model DIR: how often DIR is checked for a newer model")
       ->capture_default_str();
   serve->add_option("--max-rows", serve_opts.max_rows_per_request, "Most rows per request (more: 413)")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-connections", serve_opts.max_connections,
+                   "Connections open at once (0: 4096, within the open-files limit); past it a new one closes "
+                   "the longest idle")
       ->capture_default_str();
 
   auto* datagen = app.add_subcommand("datagen", "Write synthetic data with a planted ground truth");

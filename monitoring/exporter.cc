@@ -89,6 +89,13 @@ void DescribeMetrics(Registry* r) {
   r->Describe("serve_model_bytes", T::kGauge, "Size of the served model file.");
   r->Describe("http_requests_total", T::kCounter, "HTTP requests answered, by path and status code.");
   r->Describe("http_request_seconds", T::kHistogram, "HTTP request latency (parse to response).", kLatencyBuckets);
+  r->Describe("http_connections_open", T::kGauge, "HTTP connections open now.");
+  r->Describe("http_connections_evicted_total", T::kCounter,
+              "HTTP connections closed at the connection cap to make room (the longest waiting for a request).");
+  r->Describe("http_connections_refused_total", T::kCounter,
+              "HTTP connections closed unanswered at the connection cap (every open one busy, or 64 closing).");
+  r->Describe("http_accept_errors_total", T::kCounter,
+              "Failed accepts for want of descriptors or memory (accepting resumes 50 ms later).");
   // Process.
   r->Describe("process_resident_bytes", T::kGauge, "Resident memory of this process.");
   r->Describe("process_peak_resident_bytes", T::kGauge, "Peak resident memory of this process.");

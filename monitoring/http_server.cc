@@ -1,9 +1,14 @@
 #include "ember/monitoring/http_server.h"
 
+#include <sys/resource.h>
+
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <list>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -17,6 +22,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+class Session;
 }  // namespace
 
 HttpResponse HttpResponse::Error(int status, const std::string& message) {
@@ -72,10 +78,22 @@ struct HttpServer::Impl {
   }
 
   void Accept();
+  // Makes room for one more connection: true if under max_connections, or once the connection
+  // that has waited longest for a request's bytes is told to close; false if every connection
+  // is busy with a request or too many are closing already (the new one is then closed).
+  bool Admit();
 
   const HttpServerOptions& opt;
   std::vector<RouteEntry> routes;
+  // Every open connection: a Session registers itself and leaves in its destructor, under
+  // sessions_mu, so a pointer read under it is alive. Declared before the io_context, whose
+  // destruction destroys the sessions its handlers still hold.
+  std::mutex sessions_mu;
+  std::list<Session*> sessions;
+  size_t evicting = 0;         // sessions told to close and not yet gone (under sessions_mu)
+  size_t max_connections = 0;  // resolved from opt at Start()
   asio::io_context ioc;
+  asio::steady_timer accept_retry{ioc};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
@@ -85,9 +103,44 @@ struct HttpServer::Impl {
 namespace {
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(const HttpServer::Impl* impl, tcp::socket socket) : impl_(impl), stream_(std::move(socket)) {}
+  Session(HttpServer::Impl* impl, tcp::socket socket) : impl_(impl), stream_(std::move(socket)) {}
+  ~Session() {
+    if (!registered_) return;
+    size_t open;
+    {
+      std::lock_guard<std::mutex> lock(impl_->sessions_mu);
+      impl_->sessions.erase(entry_);
+      if (evicted_) --impl_->evicting;
+      open = impl_->sessions.size();
+    }
+    if (impl_->opt.recorder) impl_->opt.recorder->SetGauge("http_connections_open", static_cast<double>(open));
+  }
+  // Joins the server's list of connections (after construction: it needs shared_from_this).
+  void Register() {
+    size_t open;
+    {
+      std::lock_guard<std::mutex> lock(impl_->sessions_mu);
+      entry_ = impl_->sessions.insert(impl_->sessions.end(), this);
+      registered_ = true;
+      open = impl_->sessions.size();
+    }
+    if (impl_->opt.recorder) impl_->opt.recorder->SetGauge("http_connections_open", static_cast<double>(open));
+  }
+  // When it began waiting for a request's bytes (0: it is handling or answering one).
+  int64_t reading_since() const { return reading_since_.load(std::memory_order_relaxed); }
+  // Set once, under the server's sessions_mu, when it is picked to close for a new connection.
+  bool evicted_ = false;
+  // Closes the connection from any thread: its pending read ends and the session goes.
+  void Evict() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->stream_.close();
+    });
+  }
 
   void Read() {
+    reading_since_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     parser_.emplace();
     parser_->body_limit(impl_->opt.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(impl_->opt.max_header_bytes));
@@ -97,6 +150,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void OnRead(beast::error_code ec, size_t) {
+    reading_since_.store(0, std::memory_order_relaxed);
     const auto start = Clock::now();
     if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
         ec == asio::error::connection_reset || ec == asio::error::eof) {
@@ -171,7 +225,10 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
-  const HttpServer::Impl* impl_;
+  HttpServer::Impl* impl_;
+  std::list<Session*>::iterator entry_;
+  bool registered_ = false;
+  std::atomic<int64_t> reading_since_{0};
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -179,10 +236,62 @@ class Session : public std::enable_shared_from_this<Session> {
 };
 }  // namespace
 
+bool HttpServer::Impl::Admit() {
+  std::shared_ptr<Session> oldest;  // released after the lock: the last owner runs ~Session, which locks
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu);
+    if (sessions.size() < max_connections) return true;
+    // Closing takes the connections' own threads a moment: past kEvicting closes in flight a
+    // new connection is refused, so a flood cannot grow the open ones past the cap + kEvicting.
+    constexpr size_t kEvicting = 64;
+    if (evicting >= kEvicting) return false;
+    Session* pick = nullptr;
+    int64_t since = 0;
+    for (Session* s : sessions) {
+      if (s->evicted_) continue;
+      const int64_t t = s->reading_since();
+      if (t != 0 && (since == 0 || t < since)) {
+        since = t;
+        pick = s;
+      }
+    }
+    if (!pick) return false;
+    oldest = pick->weak_from_this().lock();
+    if (!oldest) return true;  // already going (its destructor waits for this lock)
+    pick->evicted_ = true;
+    ++evicting;
+  }
+  oldest->Evict();
+  if (opt.recorder) opt.recorder->AddCounter("http_connections_evicted_total", 1);
+  return true;
+}
+
 void HttpServer::Impl::Accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (!acceptor.is_open()) return;
-    if (!ec) std::make_shared<Session>(this, std::move(socket))->Read();
+    namespace errc = boost::system::errc;
+    if (ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system || ec == errc::not_enough_memory ||
+        ec == errc::no_buffer_space) {
+      // Out of file descriptors or memory: retrying at once would spin until some close. Wait.
+      if (opt.recorder) opt.recorder->AddCounter("http_accept_errors_total", 1);
+      accept_retry.expires_after(std::chrono::milliseconds(50));
+      accept_retry.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && acceptor.is_open()) Accept();
+      });
+      return;
+    }
+    if (!ec) {
+      if (Admit()) {
+        auto session = std::make_shared<Session>(this, std::move(socket));
+        session->Register();
+        session->Read();
+      } else {
+        // Every connection is busy with a request, or 64 are closing: this one is closed unanswered.
+        if (opt.recorder) opt.recorder->AddCounter("http_connections_refused_total", 1);
+        beast::error_code ignored;
+        socket.close(ignored);
+      }
+    }
     Accept();
   });
 }
@@ -201,7 +310,18 @@ void HttpServer::RouteAsync(const std::string& method, const std::string& path, 
   impl_->routes.push_back({method, path, std::move(handler)});
 }
 
+size_t HttpServer::MaxConnections(size_t requested, uint64_t open_files_limit) {
+  // Room for the process's other descriptors (model files, PS and MPI connections, logs).
+  const uint64_t room = open_files_limit > 512 ? (open_files_limit - 256) / 2 : 128;
+  const uint64_t cap = requested ? std::min<uint64_t>(requested, room) : std::min<uint64_t>(4096, room);
+  return static_cast<size_t>(std::max<uint64_t>(cap, 16));
+}
+
 Status HttpServer::Start() {
+  uint64_t limit = 1024;
+  if (struct rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0)
+    limit = files.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : files.rlim_cur;
+  impl_->max_connections = MaxConnections(options_.max_connections, limit);
   EMBER_ASSIGN_OR_RETURN(impl_->port, ListenOn(&impl_->acceptor, options_.bind, options_.port, "http server"));
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->Accept();

@@ -200,6 +200,7 @@ Status ValidateServeOptions(const ServeOptions& o) {
   EMBER_RETURN_IF_ERROR(range("--max-body-bytes", static_cast<double>(o.max_body_bytes), 1024, 1 << 30));
   EMBER_RETURN_IF_ERROR(range("--max-rows", static_cast<double>(o.max_rows_per_request), 1, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--max-batch", static_cast<double>(o.max_batch), 1, 1 << 20));
+  EMBER_RETURN_IF_ERROR(range("--max-connections", static_cast<double>(o.max_connections), 0, 1 << 20));
   EMBER_RETURN_IF_ERROR(range("--batch-wait-ms", o.batch_wait_ms, 0, 1000));
   EMBER_RETURN_IF_ERROR(range("--forward-workers", o.forward_workers, 1, 64));
   EMBER_RETURN_IF_ERROR(range("--poll-seconds", o.poll_seconds, 0.05, 3600));
@@ -345,6 +346,7 @@ Status PredictionServer::Start() {
   o.port = impl_->options.port;
   o.threads = impl_->options.threads;
   o.max_body_bytes = impl_->options.max_body_bytes;
+  o.max_connections = impl_->options.max_connections;
   o.recorder = &reg;
   impl_->server = std::make_unique<monitoring::HttpServer>(o);
   Impl* impl = impl_.get();

@@ -1039,6 +1039,9 @@ TEST(Serve, EveryOptionIsBounded) {
   o = {};
   o.max_rows_per_request = 0;
   refused(o, "--max-rows");
+  o = {};
+  o.max_connections = (1 << 20) + 1;
+  refused(o, "--max-connections");
   std::ostringstream out;
   serving::ServeOptions bad;
   bad.max_batch = 0;

@@ -4,6 +4,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cmath>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -240,6 +241,115 @@ TEST_F(HttpServerTest, KeepAliveAnswersSeveralRequestsOnOneConnection) {
     EXPECT_EQ(res.body(), "POST /echo ? [] " + body);
     EXPECT_TRUE(res.keep_alive());
   }
+}
+
+// The connection cap: within the open-files limit, at least 16.
+TEST(HttpServer, TheConnectionCapStaysWithinTheOpenFilesLimit) {
+  EXPECT_EQ(HttpServer::MaxConnections(0, 1 << 20), 4096u);
+  EXPECT_EQ(HttpServer::MaxConnections(0, 1024), 384u);  // (1024 - 256) / 2
+  EXPECT_EQ(HttpServer::MaxConnections(100, 1 << 20), 100u);
+  EXPECT_EQ(HttpServer::MaxConnections(100000, 20000), 9872u);
+  EXPECT_EQ(HttpServer::MaxConnections(0, 300), 128u);
+  EXPECT_EQ(HttpServer::MaxConnections(3, 1 << 20), 16u);
+}
+
+// A flood of connections that send nothing cannot lock clients out: at the cap, a new
+// connection closes the one that has waited longest for a request's bytes. Connections busy
+// with a request are never closed for a new one; that one is closed instead.
+TEST(HttpServer, AtTheConnectionCapTheLongestIdleConnectionMakesRoom) {
+  Registry registry;
+  HttpServerOptions o;
+  o.max_connections = 16;
+  o.recorder = &registry;
+  HttpServer server(o);
+  AddMetricsRoute(&server, &registry);
+  std::mutex mu;
+  std::vector<HttpServer::Responder> held;
+  server.RouteAsync("GET", "/hold", [&](HttpRequest, HttpServer::Responder respond) {
+    std::lock_guard<std::mutex> lock(mu);
+    held.push_back(std::move(respond));
+  });
+  ASSERT_TRUE(server.Start().ok());
+  const auto gauge = [&](const std::string& name) {
+    const std::string text = registry.Exposition(), key = "\nember_" + name + " ";
+    const auto at = text.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + key.size()));
+  };
+  const auto wait_for = [&](const std::string& name, double value) {
+    for (int i = 0; i < 500 && gauge(name) != value; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return gauge(name);
+  };
+  const asio::ip::tcp::endpoint at{asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(server.port())};
+  asio::io_context ioc;
+  const auto closed_by_server = [&](asio::ip::tcp::socket& s) {
+    char byte;
+    beast::error_code ec;
+    s.read_some(asio::buffer(&byte, 1), ec);  // blocks until the server closes it (or answers)
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  };
+  // 16 connections that send nothing, opened one after another.
+  std::vector<asio::ip::tcp::socket> idle;
+  for (int i = 0; i < 16; ++i) {
+    idle.emplace_back(ioc);
+    idle.back().connect(at);
+    ASSERT_EQ(wait_for("http_connections_open", i + 1), i + 1);
+  }
+  // A 17th client is answered; the first idle connection made room for it.
+  auto res = Exchange(server.port(), Get("/metrics"));
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_TRUE(closed_by_server(idle[0]));
+  EXPECT_EQ(gauge("http_connections_evicted_total"), 1);
+  // The others are still open: each answers a request.
+  for (int i = 1; i < 16; ++i) {
+    asio::write(idle[i], asio::buffer(std::string("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")));
+  }
+  {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (held.size() == 15) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(held.size(), 15u);
+  }
+  // 15 connections busy with a request (the 17th client's closed): a 16th busy one fills the cap.
+  asio::ip::tcp::socket busy(ioc);
+  busy.connect(at);
+  asio::write(busy, asio::buffer(std::string("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")));
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (held.size() == 16) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(wait_for("http_connections_open", 16), 16);
+  // Every connection busy: a new one is closed unanswered, and no busy one is touched.
+  asio::ip::tcp::socket late(ioc);
+  late.connect(at);
+  EXPECT_TRUE(closed_by_server(late));
+  EXPECT_EQ(gauge("http_connections_refused_total"), 1);
+  // The held requests are answered on their connections.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& respond : held) {
+      HttpResponse r;
+      r.body = "held";
+      respond(std::move(r));
+    }
+  }
+  beast::flat_buffer buffer;
+  for (int i = 1; i < 16; ++i) {
+    http::response<http::string_body> r;
+    http::read(idle[i], buffer, r);
+    EXPECT_EQ(r.body(), "held") << i;
+    buffer.clear();
+  }
+  http::response<http::string_body> r;
+  http::read(busy, buffer, r);
+  EXPECT_EQ(r.body(), "held");
 }
 
 TEST(HttpServer, BindErrorsNameTheAddress) {

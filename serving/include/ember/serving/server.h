@@ -33,6 +33,7 @@ struct ServeOptions {
   size_t max_body_bytes = 4 << 20;     // 1 KiB .. 1 GiB
   size_t max_rows_per_request = 4096;  // 1 .. 1M
   size_t max_batch = 1024;             // 1 .. 1M rows per forward pass
+  size_t max_connections = 0;          // 0 (4096 within the open-files limit) .. 1M: HttpServerOptions
   double batch_wait_ms = 0.5;          // 0 .. 1000
   // Forward passes run at once (1 .. 64). With more than one, `ember serve` sets the BLAS and
   // LibTorch's intra-op pools to one thread each, so that passes run side by side instead of one
