@@ -5,6 +5,7 @@
 #include <boost/asio.hpp>
 #include <condition_variable>
 #include <filesystem>
+#include <list>
 #include <optional>
 #include <thread>
 
@@ -242,16 +243,28 @@ void ServerSession::Sent() {
 
 // One io_context a thread, each running its share of the connections (round-robin): a
 // connection's handlers never hop between threads, and no context wakes another.
+namespace {
+class Connection;
+}  // namespace
+
 struct PsServer::Impl {
   explicit Impl(int threads) {
     for (int i = 0; i < std::max(1, threads); ++i) iocs.push_back(std::make_unique<asio::io_context>(1));
     acceptor = std::make_unique<tcp::acceptor>(*iocs[0]);
+    accept_retry = std::make_unique<asio::steady_timer>(*iocs[0]);
   }
+  // Connections that have not finished their handshake, oldest first: a connection joins when
+  // accepted and leaves when authenticated or gone, under handshake_mu (so a pointer read under
+  // it is alive). Past ServerOptions::max_handshaking a new connection closes the oldest.
+  // Declared before the contexts, whose destruction destroys the connections.
+  std::mutex handshake_mu;
+  std::list<Connection*> handshaking;
   // Owned through pointers: Stop() destroys them, which closes every connection.
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::unique_ptr<tcp::acceptor> acceptor;
-  size_t next_context = 0;  // the acceptor's context only
+  std::unique_ptr<asio::steady_timer> accept_retry;  // after an accept failed for want of descriptors
+  size_t next_context = 0;                           // the acceptor's context only
   std::vector<std::thread> threads;
   int port = 0;
   std::mutex mu;
@@ -268,20 +281,49 @@ struct PsServer::Impl {
 namespace {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(PsServer* server, tcp::socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()), session_(server) {
+  Connection(PsServer* server, PsServer::Impl* impl, tcp::socket socket)
+      : server_(server), impl_(impl), socket_(std::move(socket)), timer_(socket_.get_executor()), session_(server) {
     boost::system::error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
     server_->counters().connections++;
   }
+  ~Connection() { LeaveHandshake(); }
 
   void Begin() {
     started_ = SteadyClock::now();
+    std::shared_ptr<Connection> oldest;  // released after the lock: the last owner runs ~Connection
+    {
+      std::lock_guard<std::mutex> lock(impl_->handshake_mu);
+      if (impl_->handshaking.size() >= server_->options().max_handshaking) {
+        Connection* first = impl_->handshaking.front();
+        impl_->handshaking.pop_front();
+        first->handshaking_ = false;
+        oldest = first->weak_from_this().lock();
+      }
+      entry_ = impl_->handshaking.insert(impl_->handshaking.end(), this);
+      handshaking_ = true;
+    }
+    if (oldest) {
+      // On its own thread: one that authenticated meanwhile stays.
+      asio::post(oldest->socket_.get_executor(), [oldest] {
+        if (oldest->session_.phase() != ServerSession::Phase::kHandshake) return;
+        oldest->server_->counters().handshake_evictions++;
+        oldest->Close();
+      });
+    }
     Send(session_.Start());
   }
 
  private:
+  void LeaveHandshake() {
+    std::lock_guard<std::mutex> lock(impl_->handshake_mu);
+    if (!handshaking_) return;
+    impl_->handshaking.erase(entry_);
+    handshaking_ = false;
+  }
+
   void Send(ServerSession::Output o) {
+    if (handshaking_ && session_.phase() != ServerSession::Phase::kHandshake) LeaveHandshake();
     if (o.park) {
       deadline_ = SteadyClock::time_point::max();  // a parked pull waits for its step, not a deadline
       // (the pending wait, if any, finds no deadline when it fires and stops)
@@ -407,6 +449,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   PsServer* server_;
+  PsServer::Impl* impl_;
+  std::list<Connection*>::iterator entry_;  // in impl_->handshaking while handshaking_
+  bool handshaking_ = false;                // under impl_->handshake_mu
   tcp::socket socket_;
   asio::steady_timer timer_;
   ServerSession session_;
@@ -423,7 +468,17 @@ void Accept(PsServer* server, PsServer::Impl* impl) {
   asio::io_context& ioc = *impl->iocs[impl->next_context++ % impl->iocs.size()];
   impl->acceptor->async_accept(ioc, [=](boost::system::error_code ec, tcp::socket socket) {
     if (!impl->acceptor->is_open()) return;
-    if (!ec) std::make_shared<Connection>(server, std::move(socket))->Begin();
+    namespace errc = boost::system::errc;
+    if (ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system || ec == errc::not_enough_memory ||
+        ec == errc::no_buffer_space) {
+      // Out of descriptors or memory: retrying at once would spin until some close. Wait.
+      impl->accept_retry->expires_after(std::chrono::milliseconds(50));
+      impl->accept_retry->async_wait([=](boost::system::error_code wait_ec) {
+        if (!wait_ec && impl->acceptor->is_open()) Accept(server, impl);
+      });
+      return;
+    }
+    if (!ec) std::make_shared<Connection>(server, impl, std::move(socket))->Begin();
     Accept(server, impl);
   });
 }
@@ -448,6 +503,7 @@ Status PsServer::Start() {
                                    " bytes is required (ps::MakeSecret)");
   if (!(options_.timeout_s > 0) || !(options_.idle_timeout_s > 0))
     return Status::InvalidArgument("ps server: timeouts must be positive");
+  if (options_.max_handshaking == 0) return Status::InvalidArgument("ps server: max_handshaking must be positive");
   EMBER_ASSIGN_OR_RETURN(impl_->port, ListenOn(impl_->acceptor.get(), options_.bind, options_.port, "ps server"));
   for (auto& ioc : impl_->iocs) impl_->work.push_back(asio::make_work_guard(*ioc));
   Accept(this, impl_.get());
@@ -464,6 +520,7 @@ void PsServer::Stop() {
   impl_->threads.clear();
   // Destroying the context destroys its pending handlers and with them every connection: peers
   // see the sockets close, as if the process had died.
+  impl_->accept_retry.reset();
   impl_->acceptor.reset();
   impl_->iocs.clear();
   impl_->Shutdown();

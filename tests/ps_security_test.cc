@@ -258,6 +258,43 @@ TEST(PsLimits, BuffersGrowWithWhatArrivesAndStalledReadsEnd) {
 // A peer that sends a request and never reads the reply is closed when the reply's deadline
 // (timeout_s) passes, not after idle_timeout_s: a pull whose reply outgrows the socket buffers
 // holds its connection and reply for timeout_s at most.
+// Peers that connect and never authenticate cannot hold the descriptors workers need: past
+// max_handshaking connections in their handshake, a new one closes the oldest of them; an
+// authenticated connection is never closed for a new one.
+TEST(PsLimits, ConnectionsThatNeverAuthenticateMakeRoomForNewOnes) {
+  ServerOptions o = testing::TestServerOptions();
+  o.max_handshaking = 8;
+  PsServer server(o);
+  ASSERT_TRUE(server.Start().ok());
+  std::vector<std::unique_ptr<RawPeer>> silent;
+  for (int i = 0; i < 8; ++i) {
+    silent.push_back(std::make_unique<RawPeer>(server.port()));
+    silent.back()->SkipChallenge();  // the challenge comes once the server has counted it
+  }
+  EXPECT_EQ(server.counters().handshake_evictions.load(), 0u);
+  // A 9th: the first is closed.
+  silent.push_back(std::make_unique<RawPeer>(server.port()));
+  silent.back()->SkipChallenge();
+  EXPECT_EQ(silent[0]->ReadToClose(), "");
+  EXPECT_EQ(server.counters().handshake_evictions.load(), 1u);
+  // A worker connects (closing the second silent peer on its way in) and, authenticated, leaves
+  // its slot and stays through 20 more silent connections.
+  auto client = testing::ConnectTest({"127.0.0.1:" + std::to_string(server.port())}, 0);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  EXPECT_EQ(silent[1]->ReadToClose(), "");
+  for (int i = 0; i < 20; ++i) {
+    silent.push_back(std::make_unique<RawPeer>(server.port()));
+    silent.back()->SkipChallenge();
+  }
+  ASSERT_TRUE((*client)->CreateTables({Spec()}).ok());
+  const uint64_t key = embedding::MakeKey(0, 5);
+  std::vector<float> row(Spec().dim);
+  ASSERT_TRUE((*client)->Pull({PullSlice{0, &key, 1, row.data()}}).ok());
+  // All but the last 8 silent peers were closed (each read ends when its peer is).
+  for (size_t i = 2; i + 8 < silent.size(); ++i) EXPECT_EQ(silent[i]->ReadToClose(), "") << i;
+  EXPECT_EQ(server.counters().handshake_evictions.load(), 21u);  // 2, then 19 of the 20 (the first filled the slot)
+}
+
 TEST(PsLimits, APeerThatReadsNoReplyIsClosedAtTheReplyDeadline) {
   ServerOptions o = testing::TestServerOptions();
   o.timeout_s = 0.5;

@@ -49,6 +49,10 @@ struct ServerOptions {
   // connection closed before the job's shutdown fails WaitForShutdown after timeout_s.
   double timeout_s = 300;
   double idle_timeout_s = 3600;
+  // Connections in their handshake at once; past it a new connection closes the oldest of
+  // them, so that peers without the secret cannot hold the descriptors workers need (a worker's
+  // handshake takes one round trip).
+  size_t max_handshaking = 1024;
 };
 
 // Counters since the server started (metrics: ember_ps_*).
@@ -58,7 +62,10 @@ struct ServerCounters {
   std::atomic<uint64_t> refused_frames{0};   // malformed or refused requests of authenticated peers
   std::atomic<uint64_t> timeouts{0};         // connections closed by a read deadline
   std::atomic<uint64_t> internal_errors{0};  // requests that threw (answered with an error)
-  std::atomic<uint64_t> buffered_bytes{0};   // now
+  // Connections closed before their handshake ended to make room for a new one (past
+  // ServerOptions::max_handshaking at once).
+  std::atomic<uint64_t> handshake_evictions{0};
+  std::atomic<uint64_t> buffered_bytes{0};  // now
 };
 
 class PsServer {
