@@ -5,7 +5,8 @@
 #            programs of frames from two authenticated workers and a stranger (create, pull,
 #            push, apply, save, load, stats, shutdown, handshakes, raw bytes, parked pulls)
 #   wire     the frame parser and every request decoder on their own
-#   bash scripts/fuzz.sh [SECONDS=60] [TARGET=session|wire|all] [RUNS=0 (unbounded)]
+#   request  `ember serve`'s prediction bodies (JSON and tab-separated) into batches
+#   bash scripts/fuzz.sh [SECONDS=60] [TARGET=session|wire|request|all] [RUNS=0 (unbounded)]
 # Prints executions and crashes per target; exits non-zero if a fuzzer found a crash (kept in
 # build-fuzz/crashes-<target>/). Seeds are written by this script (protocol version 6).
 set -euo pipefail
@@ -108,7 +109,18 @@ session = {
                                  (0, 4, lambda ids: push_ref(0, 2, 1, 0, ids[1], 0, 4, 3)),
                                  (0, 4, lambda ids: push_ref(0, 2, 1, 0, ids[5], 0, 4, 1))),
 }
-for name, sets in (("wire", wire), ("session", session)):
+# --- request: first byte: bit 0 the CSV schema of every column role (else Criteo), bit 1 TSV
+crit = "\t".join(["3", "", "7"] + [""] * 10 + ["68fd1e64", "80e26c9b", ""] + ["0a519c5c"] * 23)
+every = ["1.5", "41", "alice", "ff0a", "17", "a|b|c", "x:0.5;y:2", "14102100"]
+request = {
+    "criteo_json": b"\x00" + ('{"rows": [[%s]]}' % ",".join('"%s"' % f for f in crit.split("\t"))).encode(),
+    "criteo_json_rows": b"\x00" + ('{"rows": [[%s], [%s]]}' % ((",".join('"%s"' % f for f in crit.split("\t")),) * 2)).encode(),
+    "criteo_tsv": b"\x02" + (crit + "\n" + crit + "\r\n").encode(),
+    "every_json_array": b"\x01" + ('{"rows": [[%s]]}' % ",".join('"%s"' % f for f in every)).encode(),
+    "every_json_object": b"\x01" + b'{"rows": [{"price": 2, "tags": ["a", "b"], "clicks": "x:1", "hour": "14102100"}]}',
+    "every_tsv": b"\x03" + ("\t".join(every) + "\n").encode(),
+}
+for name, sets in (("wire", wire), ("session", session), ("request", request)):
     d = os.path.join(out, "corpus-" + name)
     os.makedirs(d, exist_ok=True)
     for k, v in sets.items():
@@ -141,5 +153,11 @@ if [ "$TARGET" = "session" ] || [ "$TARGET" = "all" ]; then
   build session_fuzz tests/fuzz/session_fuzz.cc ps/server.cc ps/shard.cc ps/wire.cc ps/auth.cc ps/in_process.cc \
     "${EMBEDDING[@]}" "${COMMON[@]}"
   run session
+fi
+if [ "$TARGET" = "request" ] || [ "$TARGET" = "all" ]; then
+  FLAGS+=(-Idata/include -Iserving/include)
+  build request_fuzz tests/fuzz/request_fuzz.cc serving/request_rows.cc data/schema.cc data/criteo.cc data/vocab.cc \
+    "${COMMON[@]}"
+  run request
 fi
 exit $status
