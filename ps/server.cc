@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <condition_variable>
 #include <filesystem>
@@ -241,12 +242,12 @@ void ServerSession::Sent() {
 // ---------------------------------------------------------------------------------------------
 // The Asio driver
 
-// One io_context a thread, each running its share of the connections (round-robin): a
-// connection's handlers never hop between threads, and no context wakes another.
 namespace {
 class Connection;
 }  // namespace
 
+// One io_context a thread, each running its share of the connections (round-robin): a
+// connection's handlers never hop between threads, and no context wakes another.
 struct PsServer::Impl {
   explicit Impl(int threads) {
     for (int i = 0; i < std::max(1, threads); ++i) iocs.push_back(std::make_unique<asio::io_context>(1));
@@ -297,11 +298,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (impl_->handshaking.size() >= server_->options().max_handshaking) {
         Connection* first = impl_->handshaking.front();
         impl_->handshaking.pop_front();
-        first->handshaking_ = false;
+        first->handshaking_.store(false, std::memory_order_relaxed);
         oldest = first->weak_from_this().lock();
       }
       entry_ = impl_->handshaking.insert(impl_->handshaking.end(), this);
-      handshaking_ = true;
+      handshaking_.store(true, std::memory_order_relaxed);
     }
     if (oldest) {
       // On its own thread: one that authenticated meanwhile stays.
@@ -317,13 +318,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   void LeaveHandshake() {
     std::lock_guard<std::mutex> lock(impl_->handshake_mu);
-    if (!handshaking_) return;
+    if (!handshaking_.load(std::memory_order_relaxed)) return;
     impl_->handshaking.erase(entry_);
-    handshaking_ = false;
+    handshaking_.store(false, std::memory_order_relaxed);
   }
 
   void Send(ServerSession::Output o) {
-    if (handshaking_ && session_.phase() != ServerSession::Phase::kHandshake) LeaveHandshake();
+    if (handshaking_.load(std::memory_order_relaxed) && session_.phase() != ServerSession::Phase::kHandshake)
+      LeaveHandshake();
     if (o.park) {
       deadline_ = SteadyClock::time_point::max();  // a parked pull waits for its step, not a deadline
       // (the pending wait, if any, finds no deadline when it fires and stops)
@@ -451,7 +453,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   PsServer* server_;
   PsServer::Impl* impl_;
   std::list<Connection*>::iterator entry_;  // in impl_->handshaking while handshaking_
-  bool handshaking_ = false;                // under impl_->handshake_mu
+  // In impl_->handshaking; changed under impl_->handshake_mu (also by another connection's
+  // Begin), read without it only to skip the lock once it is false.
+  std::atomic<bool> handshaking_{false};
   tcp::socket socket_;
   asio::steady_timer timer_;
   ServerSession session_;
