@@ -322,6 +322,12 @@ Status HttpServer::Start() {
   if (struct rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0)
     limit = files.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : files.rlim_cur;
   impl_->max_connections = MaxConnections(options_.max_connections, limit);
+  if (Recorder* r = options_.recorder) {  // exported from the start, so that rates start at zero
+    r->SetGauge("http_connections_open", 0);
+    for (const char* name :
+         {"http_connections_evicted_total", "http_connections_refused_total", "http_accept_errors_total"})
+      r->AddCounter(name, 0);
+  }
   EMBER_ASSIGN_OR_RETURN(impl_->port, ListenOn(&impl_->acceptor, options_.bind, options_.port, "http server"));
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->Accept();

@@ -144,6 +144,15 @@ SERVING = dashboard("ember-serving", "ember: serving", "ember-serve", [
         panel("Error ratio", [(f'sum(rate(ember_http_requests_total{ERRORS}[$__rate_interval])) / '
                                f"sum(rate(ember_http_requests_total{S}[$__rate_interval]))", "4xx and 5xx")],
               unit="percentunit"),
+        panel("Connections", [(f"ember_http_connections_open{S}", "open {{instance}}"),
+                              (f"rate(ember_http_connections_evicted_total{S}[$__rate_interval])",
+                               "closed for a new one /s {{instance}}"),
+                              (f"rate(ember_http_connections_refused_total{S}[$__rate_interval])",
+                               "refused /s {{instance}}"),
+                              (f"rate(ember_http_accept_errors_total{S}[$__rate_interval])",
+                               "accept errors /s {{instance}}")],
+              description="At the cap (ember serve --max-connections) a new connection closes the longest "
+                          "idle one; refused: every connection busy. Accept errors: out of descriptors."),
     ]),
     ("Predictions", [
         panel("Predictions per second", [(f"sum(rate(ember_serve_predictions_total{S}[$__rate_interval]))",
