@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
@@ -36,10 +37,14 @@ int main(int argc, char** argv) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
   }
-  // Servers hold a descriptor per connection: the soft open-files limit is raised to the hard
-  // one (as Go's runtime does), and HttpServer caps its connections within it.
-  if (struct rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
+  // Servers hold a descriptor per connection: the soft open-files limit is raised towards the
+  // hard one (as Go's runtime does), at most to 65536 (enough for HttpServer's default cap of
+  // 4096 connections and the rest, without making helpers that close every descriptor up to
+  // the limit slow), and HttpServer caps its connections within it.
+  constexpr rlim_t kOpenFiles = 65536;
+  if (struct rlimit files{};
+      ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < kOpenFiles && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = std::min(files.rlim_max, kOpenFiles);
     ::setrlimit(RLIMIT_NOFILE, &files);  // best effort
   }
   CLI::App app{"ember: recommendation models with compressed, sharded embedding tables"};
