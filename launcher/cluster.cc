@@ -53,7 +53,7 @@ ps::ServerOptions ServerOptionsOf(const RunConfig& c, int shard, int servers, in
 
 // A server's metrics: its shard's tables (rows, bytes), its connections and refusals.
 void WatchServer(ps::PsServer* srv, int rank, monitoring::MetricsExporter* exporter) {
-  auto last = std::make_shared<std::array<uint64_t, 4>>();  // counters at the previous scrape
+  auto last = std::make_shared<std::array<uint64_t, 5>>();  // counters at the previous scrape
   exporter->registry().AddCollector([srv, rank, last](monitoring::Recorder& r) {
     // One shard's view (skew needs every shard: the lead worker reports it).
     auto stats = srv->shard().Stats();
@@ -62,11 +62,12 @@ void WatchServer(ps::PsServer* srv, int rank, monitoring::MetricsExporter* expor
     workers::RecordTableMetrics(stats, {}, &r);
     r.SetGauge("shard_rows", static_cast<double>(rows), {{"shard", std::to_string(rank)}});
     auto& k = srv->counters();
-    const std::array<uint64_t, 4> now = {k.connections.load(), k.auth_failures.load(), k.refused_frames.load(),
-                                         k.timeouts.load()};
-    const char* names[4] = {"ps_server_connections_total", "ps_server_auth_failures_total",
-                            "ps_server_refused_frames_total", "ps_server_timeouts_total"};
-    for (size_t i = 0; i < 4; ++i) r.AddCounter(names[i], static_cast<double>(now[i] - (*last)[i]));
+    const std::array<uint64_t, 5> now = {k.connections.load(), k.auth_failures.load(), k.refused_frames.load(),
+                                         k.timeouts.load(), k.handshake_evictions.load()};
+    const char* names[5] = {"ps_server_connections_total", "ps_server_auth_failures_total",
+                            "ps_server_refused_frames_total", "ps_server_timeouts_total",
+                            "ps_server_handshake_evictions_total"};
+    for (size_t i = 0; i < 5; ++i) r.AddCounter(names[i], static_cast<double>(now[i] - (*last)[i]));
     *last = now;
     r.SetGauge("ps_server_buffered_bytes", static_cast<double>(k.buffered_bytes.load()));
   });
@@ -92,7 +93,8 @@ Result<RunMetrics> Serve(const RunConfig& c, ps::PsServer* server, int rank, int
   const auto& k = server->counters();
   out << "ps server " << rank << ": " << k.connections.load() << " connections, " << k.auth_failures.load()
       << " refused handshakes, " << k.refused_frames.load() << " refused requests, " << k.timeouts.load()
-      << " closed by deadlines; peak memory " << m.peak_rss_bytes << " bytes" << std::endl;
+      << " closed by deadlines, " << k.handshake_evictions.load()
+      << " closed in their handshake for a new connection; peak memory " << m.peak_rss_bytes << " bytes" << std::endl;
   return m;
 }
 

@@ -65,6 +65,8 @@ void DescribeMetrics(Registry* r) {
   r->Describe("ps_server_refused_frames_total", T::kCounter,
               "Requests of authenticated PS peers answered with an error (malformed or refused).");
   r->Describe("ps_server_timeouts_total", T::kCounter, "PS connections closed by a read deadline.");
+  r->Describe("ps_server_handshake_evictions_total", T::kCounter,
+              "PS connections closed in their handshake to make room for a new one (past 1024 handshaking).");
   r->Describe("ps_server_buffered_bytes", T::kGauge, "Request payload bytes a PS server holds for its connections.");
   r->Describe("shard_rows", T::kGauge, "Rows held by a shard, over all tables.");
   r->Describe("shard_skew", T::kGauge, "Rows of the fullest shard over the mean (1 = even).");
