@@ -269,10 +269,7 @@ bool HttpServer::Impl::Admit() {
 void HttpServer::Impl::Accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (!acceptor.is_open()) return;
-    namespace errc = boost::system::errc;
-    if (ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system || ec == errc::not_enough_memory ||
-        ec == errc::no_buffer_space) {
-      // Out of file descriptors or memory: retrying at once would spin until some close. Wait.
+    if (AcceptStarved(ec)) {
       if (opt.recorder) opt.recorder->AddCounter("http_accept_errors_total", 1);
       accept_retry.expires_after(std::chrono::milliseconds(50));
       accept_retry.async_wait([this](beast::error_code wait_ec) {

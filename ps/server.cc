@@ -472,10 +472,7 @@ void Accept(PsServer* server, PsServer::Impl* impl) {
   asio::io_context& ioc = *impl->iocs[impl->next_context++ % impl->iocs.size()];
   impl->acceptor->async_accept(ioc, [=](boost::system::error_code ec, tcp::socket socket) {
     if (!impl->acceptor->is_open()) return;
-    namespace errc = boost::system::errc;
-    if (ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system || ec == errc::not_enough_memory ||
-        ec == errc::no_buffer_space) {
-      // Out of descriptors or memory: retrying at once would spin until some close. Wait.
+    if (AcceptStarved(ec)) {
       impl->accept_retry->expires_after(std::chrono::milliseconds(50));
       impl->accept_retry->async_wait([=](boost::system::error_code wait_ec) {
         if (!wait_ec && impl->acceptor->is_open()) Accept(server, impl);

@@ -267,14 +267,16 @@ TEST(PsLimits, ConnectionsThatNeverAuthenticateMakeRoomForNewOnes) {
   PsServer server(o);
   ASSERT_TRUE(server.Start().ok());
   std::vector<std::unique_ptr<RawPeer>> silent;
-  for (int i = 0; i < 8; ++i) {
-    silent.push_back(std::make_unique<RawPeer>(server.port()));
-    silent.back()->SkipChallenge();  // the challenge comes once the server has counted it
-  }
+  const auto connect_silent = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      silent.push_back(std::make_unique<RawPeer>(server.port()));
+      silent.back()->SkipChallenge();  // the challenge comes once the server has counted it
+    }
+  };
+  connect_silent(8);
   EXPECT_EQ(server.counters().handshake_evictions.load(), 0u);
   // A 9th: the first is closed.
-  silent.push_back(std::make_unique<RawPeer>(server.port()));
-  silent.back()->SkipChallenge();
+  connect_silent(1);
   EXPECT_EQ(silent[0]->ReadToClose(), "");
   EXPECT_EQ(server.counters().handshake_evictions.load(), 1u);
   // A worker connects (closing the second silent peer on its way in) and, authenticated, leaves
@@ -282,10 +284,7 @@ TEST(PsLimits, ConnectionsThatNeverAuthenticateMakeRoomForNewOnes) {
   auto client = testing::ConnectTest({"127.0.0.1:" + std::to_string(server.port())}, 0);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   EXPECT_EQ(silent[1]->ReadToClose(), "");
-  for (int i = 0; i < 20; ++i) {
-    silent.push_back(std::make_unique<RawPeer>(server.port()));
-    silent.back()->SkipChallenge();
-  }
+  connect_silent(20);
   ASSERT_TRUE((*client)->CreateTables({Spec()}).ok());
   const uint64_t key = embedding::MakeKey(0, 5);
   std::vector<float> row(Spec().dim);

@@ -32,4 +32,12 @@ inline Result<int> ListenOn(boost::asio::ip::tcp::acceptor* acceptor, const std:
   return static_cast<int>(acceptor->local_endpoint().port());
 }
 
+// Whether an accept failed for want of descriptors or memory: the servers wait a moment before
+// the next accept instead of retrying at once, which would spin until some connection closes.
+inline bool AcceptStarved(const boost::system::error_code& ec) {
+  namespace errc = boost::system::errc;
+  return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
+         ec == errc::not_enough_memory || ec == errc::no_buffer_space;
+}
+
 }  // namespace ember
