@@ -203,8 +203,26 @@ Result<size_t> FieldNamed(const std::string& name, const std::vector<std::string
 }
 }  // namespace
 
-Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c) {
+bool RowsCarryOver(const RunConfig& c) {
+  const models::ModelKind k = c.trainer.model.kind;
+  const bool rows = k != models::ModelKind::kLr && k != models::ModelKind::kM2Trec && k != models::ModelKind::kSasRec;
+  return rows && c.epochs > 1 && c.reset_rows == workers::RowReset::kNever;
+}
+
+Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c, int workers) {
   workers::TrainerConfig t = c.trainer;
+  // Epochs after the first (docs/quality.md): where rows carry over, the dense layers that read
+  // them stay as the first epoch left them (trained again on the same examples, they learn to
+  // trust rows that memorised those examples' labels), and the rows' Adagrad steps are capped so
+  // that a row seen a few times moves with its gradients rather than by a whole step each time.
+  const bool carried = RowsCarryOver(c);
+  if (t.dense_lr_decay == RunConfig::kAuto) t.dense_lr_decay = carried ? 0.0 : 0.5;
+  auto& acc = t.embedding.optimizer.initial_accumulator;
+  if (acc == RunConfig::kAuto) {
+    const double batch =
+        static_cast<double>(c.batch_size) * (t.sync.mode == workers::TrainMode::kSync ? std::max(1, workers) : 1);
+    acc = carried ? static_cast<float>(kCarriedAccumulator / (batch * batch)) : 0.0f;
+  }
   const std::vector<std::string> names = FieldNames(c);
   for (const auto& name : names) t.fields.push_back({name, 0});
   if (c.schema && !c.schema->criteo()) t.input_schema = c.schema->ToJson();

@@ -248,7 +248,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.lr", "float", "`0.05`", "sparse learning rate", Num(AT(trainer.embedding.optimizer.lr), 0, 100)},
       {"embedding.eps", "float", "`1e-8`", "denominator term of Adagrad / row-wise Adagrad / Adam",
        Num(AT(trainer.embedding.optimizer.eps), 0, 1)},
-      {"embedding.initial_accumulator", "float", "`0.0`", "starting Adagrad state of new rows",
+      {"embedding.initial_accumulator", "float", "auto",
+       "starting Adagrad / row-wise Adagrad state of new rows; auto: 0, except where rows carry over several epochs "
+       "(`train.reset_rows = \"never\"`, the default): 40 / (global batch)², which caps the steps of rows seen "
+       "rarely so that they move with their gradients instead of memorising their few examples (docs/quality.md)",
        Num(AT(trainer.embedding.optimizer.initial_accumulator), 0, 1e6)},
       {"embedding.beta1", "float", "`0.9`", "`adam`: decay rate of the first-moment estimate",
        Num(AT(trainer.embedding.optimizer.beta1), 0, 0.999999)},
@@ -282,14 +285,17 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.seed", "int", "`0`", "seed of hash salts and row initialisation",
        Int(AT(trainer.embedding.seed), 0, INT64_MAX)},
       {"train.epochs", "int", "`1`", "passes over `data.train`", Int(AT(epochs), 1, 100000)},
-      {"train.lr_decay", "float", "`0.5`",
-       "CTR models: epoch e (from 0) trains the dense model at `train.lr` × `lr_decay`^e",
+      {"train.lr_decay", "float", "auto",
+       "CTR models: epoch e (from 0) trains the dense model at `train.lr` × `lr_decay`^e; auto: 0 (the dense layers "
+       "train in the first epoch only) where embedding rows carry over between epochs (every model but `lr`, with "
+       "`train.reset_rows = \"never\"`), else 0.5 (docs/quality.md)",
        Num(AT(trainer.dense_lr_decay), 0, 1)},
-      {"train.reset_rows", "string", "`\"each_epoch\"`",
-       "CTR models, `each_epoch`: the embedding rows (not the first-order weights) restart from their initial values "
-       "at every "
-       "epoch after the first while the dense model and the first-order weights keep training (MEDA; "
-       "docs/quality.md); `never`",
+      {"train.reset_rows", "string", "`\"never\"`",
+       "CTR models, `never`: the embedding rows carry over from epoch to epoch (with the auto `train.lr_decay` and "
+       "`embedding.initial_accumulator`, the later epochs train the rows and first-order weights against the first "
+       "epoch's dense layers); `each_epoch`: the rows (not the first-order weights) restart from their initial "
+       "values at every epoch after the first while the dense model and the first-order weights keep training "
+       "(MEDA; docs/quality.md)",
        Enum(AT(reset_rows), {workers::RowReset::kEachEpoch, workers::RowReset::kNever}, workers::RowResetName)},
       {"train.batch_size", "int", "`1024`", "examples per step", Int(AT(batch_size), 1, 1 << 24)},
       {"train.lr", "float", "`0.001`", "dense learning rate", Num(AT(trainer.dense_lr), 0, 100)},

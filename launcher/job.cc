@@ -150,7 +150,11 @@ class CtrJob {
           "export.dir with PS servers needs checkpoint.dir: the servers write their rows there for the export");
     if (c_.follow && c_.epochs != 1)
       return Status::InvalidArgument("data.follow trains one endless pass: train.epochs must be 1");
-    EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_));
+    EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_, workers_));
+    if (RowsCarryOver(c_))
+      log_ << "epochs 2-" << c_.epochs << " train the rows and first-order weights against the dense layers of epoch 1"
+           << " (train.reset_rows never, train.lr_decay " << tc_.dense_lr_decay << ", embedding.initial_accumulator "
+           << tc_.embedding.optimizer.initial_accumulator << ")" << std::endl;
     EMBER_RETURN_IF_ERROR(Resolve());
     EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c_, &tc_));
     EMBER_RETURN_IF_ERROR(Plan());

@@ -90,6 +90,40 @@ TEST(Config, DeclaredKeysReachTheirModules) {
             "run.toml:2: embedding.beta1: must be in [0, 0.999999]");
 }
 
+// train.lr_decay and embedding.initial_accumulator left at auto: where rows carry over several
+// epochs (every CTR model but lr, train.reset_rows = "never"), the dense layers train in the first
+// epoch only and row-wise Adagrad starts at 40 / (global batch)^2; else 0.5 and 0. Values set stay.
+TEST(Config, RowsCarriedOverEpochsTrainAgainstTheFirstEpochsDenseLayers) {
+  struct Case {
+    std::vector<std::string> sets;
+    int workers;
+    double decay;
+    float accumulator;
+  };
+  const float per_1024 = static_cast<float>(40.0 / (1024.0 * 1024.0));
+  for (const auto& k : std::vector<Case>{
+           {{}, 1, 0.5, 0.0f},
+           {{"train.epochs=3"}, 1, 0.0, per_1024},
+           {{"train.epochs=3", "model.name=\"deepfm\""}, 1, 0.0, per_1024},
+           {{"train.epochs=3", "model.name=\"lr\""}, 1, 0.5, 0.0f},
+           {{"train.epochs=3", "train.reset_rows=\"each_epoch\""}, 1, 0.5, 0.0f},
+           {{"train.epochs=3"}, 2, 0.0, per_1024 / 4},
+           {{"train.epochs=3", "train.mode=\"async\""}, 2, 0.0, per_1024},
+           {{"train.epochs=3", "train.batch_size=256"}, 1, 0.0, per_1024 * 16},
+           {{"train.epochs=3", "train.lr_decay=0.8", "embedding.initial_accumulator=0.25"}, 1, 0.8, 0.25f},
+       }) {
+    std::string label;
+    for (const auto& s : k.sets) label += s + " ";
+    SCOPED_TRACE(label + "workers " + std::to_string(k.workers));
+    auto c = ParseConfig("", "run.toml", k.sets);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto tc = MakeTrainerConfig(*c, k.workers);
+    ASSERT_TRUE(tc.ok()) << tc.status().ToString();
+    EXPECT_DOUBLE_EQ(tc->dense_lr_decay, k.decay);
+    EXPECT_FLOAT_EQ(tc->embedding.optimizer.initial_accumulator, k.accumulator);
+  }
+}
+
 // embedding.chunks left at 0 resolves to the most probes (at most 8) dividing embedding.dim; a
 // value set stays.
 TEST(Config, UnifiedChunksDefaultToTheMostProbesThatDivideTheWidth) {
@@ -228,7 +262,8 @@ TEST(Commands, EpochsAreChosenOnValidation) {
 TEST(Commands, TheBestEpochIsKeptWithoutACheckpointDir) {
   auto sets = SmallFiles().Sets();
   // The behaviour that lets later epochs overfit: no row reset, no dense decay, a fast rate.
-  sets.insert(sets.end(), {"train.reset_rows=\"never\"", "train.lr_decay=1.0", "embedding.lr=0.5"});
+  sets.insert(sets.end(), {"train.reset_rows=\"never\"", "train.lr_decay=1.0", "embedding.initial_accumulator=0.0",
+                           "embedding.lr=0.5"});
   auto four = sets;
   four.push_back("train.epochs=4");
   auto c = ParseConfig("", "t", four);

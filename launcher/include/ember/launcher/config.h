@@ -28,7 +28,12 @@ struct RunConfig {
   RunConfig() {
     trainer.embedding.lifecycle.sketch_width = 1 << 16;
     trainer.embedding.chunks = 0;  // embedding.chunks: embedding::AutoChunks(dim) (MakeTrainerConfig)
+    // train.lr_decay and embedding.initial_accumulator: auto (ResolveEpochDefaults)
+    trainer.dense_lr_decay = kAuto;
+    trainer.embedding.optimizer.initial_accumulator = kAuto;
   }
+  // A numeric key left at its automatic default (resolved by MakeTrainerConfig).
+  static constexpr float kAuto = -1.0f;
 
   // [data]
   std::string train;                     // data.train: training file or glob (several: joined by ", ", for messages)
@@ -73,7 +78,7 @@ struct RunConfig {
   std::vector<double> head_weights;  // lambda per category head (default 1)
   uint64_t candidates = 0;           // train.candidates: sampled softmax (0 = full)
   int64_t patience = 0;              // train.patience: stop after epochs without val gain (0 = never)
-  workers::RowReset reset_rows = workers::RowReset::kEachEpoch;  // train.reset_rows
+  workers::RowReset reset_rows = workers::RowReset::kNever;  // train.reset_rows
 
   // [embedding] keys resolved against the data: the budget (parsed once, where it is read) and
   // per-field overrides by field name.
@@ -146,8 +151,16 @@ Result<RunConfig> LoadConfig(const std::string& path, const std::vector<std::str
 
 // The trainer's configuration: the embedded one with what needs the data's shape (the fields,
 // per-field overrides by name). Field vocabularies stay 0; ResolveEmbedding fills them from
-// the training data (where the method or budget needs them) and applies the budget.
-Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& config);
+// the training data (where the method or budget needs them) and applies the budget. `workers`:
+// the training job's workers (the global batch of train.mode = "sync" is theirs together).
+Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& config, int workers = 1);
+
+// Whether embedding rows carry over between epochs: a CTR model with rows besides the first-order
+// weights (every model but lr), several epochs, train.reset_rows = "never".
+bool RowsCarryOver(const RunConfig& config);
+// The auto embedding.initial_accumulator where rows carry over, in per-example units: divided by
+// the square of the global batch, as the rows' gradients are of the batch's mean loss.
+constexpr double kCarriedAccumulator = 40.0;
 struct ResolvedEmbedding {
   uint64_t budget_bytes = 0;  // 0 = no budget; else of every embedding group together
   // The main group's share of it (bytes in proportion to the groups' widths): what OptEmbed's
