@@ -114,6 +114,7 @@ nlohmann::json MethodConfigToJson(const MethodConfig& c) {
           {"field_chunks", c.field_chunks},
           {"sum_probes", c.sum_probes},
           {"collisionless_below", c.collisionless_below},
+          {"frequent_counts", c.frequent_counts},
           {"field_methods", field_methods},
           {"density", c.density},
           {"dsl_rows", c.dsl_rows},
@@ -145,6 +146,8 @@ Result<MethodConfig> MethodConfigFromJson(const nlohmann::json& j) {
     c.field_chunks = j.at("field_chunks").get<std::vector<int>>();
     c.sum_probes = j.value("sum_probes", false);  // descriptions before summed probes concatenate
     c.collisionless_below = j.at("collisionless_below").get<uint64_t>();
+    // Older descriptions: no frequent values of their own.
+    c.frequent_counts = j.value("frequent_counts", std::vector<uint64_t>{});
     for (const auto& name : j.at("field_methods").get<std::vector<std::string>>()) {
       if (name.empty()) {
         c.field_methods.emplace_back();

@@ -128,6 +128,8 @@ const char* MethodName(Method method) {
   return "?";
 }
 
+uint64_t UnifiedLocalId(uint64_t id) { return id <= kLocalMask / 64 ? id : Mix64(id) % (kLocalMask / 64); }
+
 int UnifiedFieldProbes(const MethodConfig& config, size_t field, bool own) {
   if (own && config.sum_probes) return 1;
   return field < config.field_chunks.size() && config.field_chunks[field] > 0 ? config.field_chunks[field]
@@ -236,7 +238,7 @@ void HashMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys
 }
 
 UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields)
-    : rows_(config.rows), chunks_(config.chunks) {
+    : rows_(config.rows), chunks_(config.chunks), frequent_(config.frequent) {
   sum_probes_ = config.sum_probes;
   const int width = sum_probes_ ? config.dim : config.dim / config.chunks;
   for (int t = 0; t < config.tables; ++t) {
@@ -277,6 +279,16 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
     l.output_dim = sum_probes_ ? width : width * c;
     layouts_.push_back(l);
   }
+  // Frequent values' collisionless rows: a table per field that keeps any, after the others.
+  frequent_tables_.assign(fields.size(), -1);
+  for (size_t f = 0; f < fields.size() && f < config.frequent_counts.size(); ++f) {
+    if (own_table_[f] || config.frequent_counts[f] == 0) continue;
+    const uint32_t id = next_own++;
+    TableSpec s = MakeSpec(id, config.frequent_counts[f] * static_cast<uint64_t>(field_chunks_[f]), config);
+    s.dim = width;
+    frequent_tables_[f] = id;
+    tables_.push_back(s);
+  }
 }
 
 void UnifiedMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* keys) const {
@@ -285,13 +297,26 @@ void UnifiedMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* k
   const auto& tables = layouts_[field].probe_tables;
   if (own_table_[field]) {
     for (size_t i = 0; i < n; ++i) {
-      const uint64_t id = ids[i] <= kLocalMask / 64 ? ids[i] : Mix64(ids[i]) % (kLocalMask / 64);
+      const uint64_t id = UnifiedLocalId(ids[i]);
       for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(tables[j], id * c + j);
     }
     return;
   }
-  for (size_t i = 0; i < n; ++i)
+  const int64_t frequent_table = frequent_tables_[field];
+  const std::unordered_set<uint64_t>* frequent =
+      frequent_table >= 0 && frequent_ && static_cast<size_t>(field) < frequent_->fields.size()
+          ? &frequent_->fields[field]
+          : nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    if (frequent && !frequent->empty()) {
+      const uint64_t id = UnifiedLocalId(ids[i]);
+      if (frequent->count(id)) {
+        for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(static_cast<uint32_t>(frequent_table), id * c + j);
+        continue;
+      }
+    }
     for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(tables[j], HashId(ids[i], salts[j]) % rows_);
+  }
 }
 
 namespace {
@@ -382,8 +407,22 @@ Result<std::unique_ptr<EmbeddingMethod>> MakeMethodTables(const MethodConfig& co
         return Status::InvalidArgument("embedding.field_chunks: field " + std::to_string(f) + " has " +
                                        std::to_string(config.field_chunks[f]) + " chunks, allowed 1.." +
                                        std::to_string(config.chunks) + " (embedding.chunks)");
-    if (config.first_table + static_cast<uint64_t>(config.tables) + fields.size() >= kMaxTables)
+    if (config.first_table + static_cast<uint64_t>(config.tables) + 2 * fields.size() >= kMaxTables)
       return Status::InvalidArgument("unified: too many tables");
+    if (!config.frequent_counts.empty() && config.frequent_counts.size() != fields.size())
+      return Status::InvalidArgument("unified: frequent values counted for " +
+                                     std::to_string(config.frequent_counts.size()) + " fields, the model has " +
+                                     std::to_string(fields.size()));
+    for (size_t f = 0; f < config.frequent_counts.size(); ++f) {
+      if (config.frequent_counts[f] > (kLocalMask >> 8))
+        return Status::InvalidArgument("unified: field " + fields[f].name + " keeps too many frequent values (" +
+                                       std::to_string(config.frequent_counts[f]) + ")");
+      const size_t held = config.frequent && f < config.frequent->fields.size() ? config.frequent->fields[f].size() : 0;
+      if (config.frequent && held != config.frequent_counts[f])
+        return Status::InvalidArgument("unified: field " + fields[f].name + " keeps " +
+                                       std::to_string(config.frequent_counts[f]) + " frequent values, its list holds " +
+                                       std::to_string(held));
+    }
     return std::unique_ptr<EmbeddingMethod>(new UnifiedMethod(config, fields));
   }
   return Status::InvalidArgument(std::string("embedding.method: no tables for method ") + MethodName(config.method));

@@ -163,6 +163,12 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
       if (fields[f].vocab > c->collisionless_below && FieldMethod(*c, f) != Method::kFull) continue;
       own += fields[f].vocab * static_cast<uint64_t>(UnifiedFieldProbes(*c, f, /*own=*/true)) * chunk_bytes;
     }
+    // Frequent values' collisionless rows (docs/compression.md, *Frequent values*).
+    for (size_t f = 0; f < fields.size() && f < c->frequent_counts.size(); ++f) {
+      if (fields[f].vocab > 0 && fields[f].vocab <= c->collisionless_below) continue;
+      if (FieldMethod(*c, f) == Method::kFull) continue;
+      own += c->frequent_counts[f] * static_cast<uint64_t>(UnifiedFieldProbes(*c, f, /*own=*/false)) * chunk_bytes;
+    }
     if (own >= bytes) return cannot("the collisionless tables alone take " + FormatBytes(static_cast<double>(own)));
     c->rows = (bytes - own) / (static_cast<uint64_t>(c->tables) * chunk_bytes);
     if (c->rows == 0) return cannot("less than one row per shared table");

@@ -154,6 +154,8 @@ Status RunPlan(const RunConfig& c, std::ostream& out) {
       const std::string id = std::to_string(l.probe_tables[p]);
       if (tables.find(id) == std::string::npos || tables.empty()) tables += (tables.empty() ? "" : ",") + id;
     }
+    // Unified's frequent values read their field's own table instead.
+    if (method->frequent_table(f) >= 0) tables += " +" + std::to_string(method->frequent_table(f));
     std::snprintf(buf, sizeof(buf), "%-7s %-12llu %-13s %zu x %d%s\n", tc.fields[f].name.c_str(),
                   static_cast<unsigned long long>(tc.fields[f].vocab), tables.c_str(), l.probe_tables.size(),
                   l.probe_dims.empty() ? 0 : l.probe_dims[0],
@@ -299,7 +301,27 @@ Status ResolveBudgetVocabulary(Restored* r) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int threads) {
+// Unified's frequent values (embedding.frequent_share), counted again from the checkpoint's
+// data.train: the checkpoint holds how many each field kept, which the count must repeat.
+Status ResolveFrequentValues(Restored* r) {
+  workers::TrainerConfig& t = r->trainer_config;
+  uint64_t kept = 0;
+  for (uint64_t n : t.embedding.frequent_counts) kept += n;
+  if (kept == 0) return Status::Ok();
+  workers::TrainerConfig again = t;
+  auto resolved = ResolveEmbedding(r->config, &again);
+  const std::string what =
+      r->path + ": unified's frequent values (counted again from data.train '" + r->config.train + "')";
+  if (!resolved.ok()) return resolved.status().WithContext(what);
+  if (!again.embedding.frequent || again.embedding.frequent_counts != t.embedding.frequent_counts)
+    return Status::FailedPrecondition(what + ": data.train no longer has the values the checkpoint was trained with");
+  t.embedding.frequent = again.embedding.frequent;
+  if (t.first_order_embedding) t.first_order_embedding->frequent = again.embedding.frequent;
+  return Status::Ok();
+}
+
+// `reads_ids`: the restored trainer maps ids to rows (evaluation); an export copies rows only.
+Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int threads, bool reads_ids) {
   auto r = std::make_unique<Restored>();
   EMBER_ASSIGN_OR_RETURN(r->path, workers::ResolveCheckpoint(checkpoint));
   EMBER_ASSIGN_OR_RETURN(std::string text, workers::ReadCheckpointConfig(r->path));
@@ -312,6 +334,7 @@ Result<std::unique_ptr<Restored>> Restore(const std::string& checkpoint, int thr
   EMBER_ASSIGN_OR_RETURN(r->trainer_config, MakeTrainerConfig(r->config));
   // The tables' sizes come from the checkpoint: what a budget chose and OptEmbed's widths.
   EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(r->path, &r->trainer_config));
+  if (reads_ids) EMBER_RETURN_IF_ERROR(ResolveFrequentValues(r.get()));
   r->ps = std::make_unique<ps::InProcessClient>(r->config.shards);
   EMBER_ASSIGN_OR_RETURN(r->trainer, workers::Trainer::Create(r->trainer_config, r->ps.get(), &r->collective));
   EMBER_RETURN_IF_ERROR(r->trainer->RestoreCheckpoint(r->path));
@@ -368,7 +391,7 @@ Result<RunMetrics> RunEval(const std::string& checkpoint, const std::string& dat
     EMBER_ASSIGN_OR_RETURN(auto config, ParseConfig(text, path + "/manifest.json#config"));
     if (IsSessionModel(config)) return RunSessionEval(path, std::move(config), data_path, threads, out);
   }
-  EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, threads));
+  EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, threads, /*reads_ids=*/true));
   EMBER_RETURN_IF_ERROR(ResolveBudgetVocabulary(r.get()));
   const std::string data = data_path.empty() ? r->config.test : data_path;
   if (data.empty()) return Status::InvalidArgument("no data file: pass --data (the checkpoint's data.test is empty)");
@@ -400,7 +423,7 @@ Status RunFlatten(const std::string& in_path, const std::string& out_path, std::
 Result<ExportReport> RunExport(const std::string& checkpoint, const std::string& out_path,
                                const std::string& precision_name, std::ostream& out, const std::string& delta_parent) {
   EMBER_ASSIGN_OR_RETURN(auto precision, embedding::ParseExportPrecision(precision_name));
-  EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, 0));
+  EMBER_ASSIGN_OR_RETURN(auto r, Restore(checkpoint, 0, /*reads_ids=*/false));
   // The budget a full table was held to, where data.train is still there to count it (the export
   // itself needs no data: serving reads the out-of-vocabulary rows for values without a row).
   (void)ResolveBudgetVocabulary(r.get());

@@ -302,6 +302,49 @@ Status BudgetVocabulary(const RunConfig& c, uint64_t bytes, uint64_t full, int t
   r->note = buf;
   return Status::Ok();
 }
+
+// Unified Embedding under a budget: embedding.frequent_share of it buys collisionless rows, in
+// every embedding group, for the most frequent values of data.train; the others probe the shared
+// tables (docs/compression.md, *Frequent values*). Sets the main method's frequent values (the
+// first-order group, made from it, shares them) and r's note.
+Status FrequentValues(const RunConfig& c, uint64_t bytes, int total_width, workers::TrainerConfig* t,
+                      ResolvedEmbedding* r) {
+  embedding::MethodConfig& e = t->embedding;
+  const uint64_t row = static_cast<uint64_t>(total_width) * embedding::BytesPerValue(e.precision);
+  const uint64_t n = static_cast<uint64_t>(std::floor(c.frequent_share * static_cast<double>(bytes))) / row;
+  if (n == 0) return Status::Ok();
+  auto counted = data::LoadOrCountTopValues(MakeReaderOptions(c, c.train, true), n);
+  if (!counted.ok()) return counted.status().WithContext("counting the values of data.train");
+  const data::Vocabulary& top = *counted;
+  auto frequent = std::make_shared<embedding::FrequentValues>();
+  frequent->fields.resize(t->fields.size());
+  e.frequent_counts.assign(t->fields.size(), 0);
+  uint64_t kept = 0, distinct = 0, occurrences = 0, kept_occurrences = 0;
+  for (size_t f = 0; f < t->fields.size() && f < top.fields.size(); ++f) {
+    const data::FieldVocab& fv = top.fields[f];
+    distinct += fv.distinct;
+    occurrences += fv.occurrences;
+    // Fields with collisionless rows for every value need none for their frequent ones.
+    const uint64_t vocab = t->fields[f].vocab;
+    if ((vocab > 0 && vocab <= e.collisionless_below) || embedding::FieldMethod(e, f) == embedding::Method::kFull)
+      continue;
+    for (uint64_t v : fv.values) frequent->fields[f].insert(embedding::UnifiedLocalId(v));
+    e.frequent_counts[f] = frequent->fields[f].size();
+    kept += e.frequent_counts[f];
+    kept_occurrences += fv.kept_occurrences;
+  }
+  e.frequent = std::move(frequent);
+  char buf[320];
+  std::snprintf(buf, sizeof(buf),
+                "embedding.frequent_share %g: unified keeps collisionless rows for the %llu most frequent of %llu "
+                "values of data.train (seen at least %llu times; %.1f%% of the occurrences); the others probe the "
+                "shared tables",
+                c.frequent_share, static_cast<unsigned long long>(kept), static_cast<unsigned long long>(distinct),
+                static_cast<unsigned long long>(top.cut.min_count),
+                occurrences ? 100.0 * static_cast<double>(kept_occurrences) / static_cast<double>(occurrences) : 0.0);
+  r->note = buf;
+  return Status::Ok();
+}
 }  // namespace
 
 Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerConfig* t, bool count_always) {
@@ -357,6 +400,8 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
       EMBER_RETURN_IF_ERROR(BudgetVocabulary(c, bytes, full, total_width, t, &r));
       return r;
     }
+    if (t->embedding.method == embedding::Method::kUnified && c.frequent_share > 0)
+      EMBER_RETURN_IF_ERROR(FrequentValues(c, bytes, total_width, t, &r));
     const auto share = [&](int width) {
       return static_cast<uint64_t>(std::floor(static_cast<long double>(bytes) * width / total_width));
     };
@@ -378,9 +423,11 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
       t->first_order_embedding = fo;
     }
   }
-  if (budget.set() && r.budget_bytes == full && (budget.bytes >= full || budget.fraction >= 1))
-    r.note = "embedding.budget " + c.budget_text + " is at least the full table (" +
-             embedding::FormatBytes(static_cast<double>(full)) + "): the budget is the full table";
+  if (budget.set() && r.budget_bytes == full && (budget.bytes >= full || budget.fraction >= 1)) {
+    const std::string note = "embedding.budget " + c.budget_text + " is at least the full table (" +
+                             embedding::FormatBytes(static_cast<double>(full)) + "): the budget is the full table";
+    r.note = r.note.empty() ? note : note + "\n" + r.note;
+  }
   if (!dsl_note.empty()) r.note = r.note.empty() ? dsl_note : r.note + "\n" + dsl_note;
   if (method == embedding::Method::kDsl && c.dsl_decay == "cosine" && r.train_rows > 0)
     t->dsl.total_steps = static_cast<int64_t>((r.train_rows + c.batch_size - 1) / c.batch_size) * c.epochs;

@@ -221,6 +221,11 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "`unified`: fields with at most this many distinct values get their own collisionless rows (`vocab x c_f` rows "
        "of width dim / chunks), charged to the budget first",
        Int(AT(trainer.embedding.collisionless_below), 0, INT64_MAX)},
+      {"embedding.frequent_share", "float", "`0`",
+       "`unified` under `embedding.budget`: the share of the budget that buys collisionless rows (in every embedding "
+       "group) for the most frequent values of `data.train`; the other values probe the shared tables, which get the "
+       "rest (docs/compression.md, *Frequent values*)",
+       Num(AT(frequent_share), 0, 0.99)},
       {"embedding.field_methods", "table", "`{}`",
        "per-field method overrides, `{ C3 = \"hash\", C7 = \"dsl\" }`: under `full`, `hash` or `dsl` each field may "
        "take any of the three (hash fields share one table of `embedding.rows` rows); under `unified` a field may be "

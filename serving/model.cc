@@ -92,9 +92,30 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
     if (!structure.ok()) return bad(structure.status().message());
     mc.cross_structure = *structure;
   }
-  for (const auto& g : d.groups) {
-    auto method = embedding::MakeMethod(g.method, d.fields);
+  for (const auto& described_group : d.groups) {
+    embedding::MethodConfig gm = described_group.method;
+    auto method = embedding::MakeMethod(gm, d.fields);
     if (!method.ok()) return method.status().WithContext(path);
+    // Unified's frequent values are the values their tables hold a row for.
+    if (std::any_of(gm.frequent_counts.begin(), gm.frequent_counts.end(), [](uint64_t n) { return n > 0; })) {
+      auto frequent = std::make_shared<embedding::FrequentValues>();
+      frequent->fields.resize(d.fields.size());
+      for (int f = 0; f < (*method)->num_fields(); ++f) {
+        const int64_t id = (*method)->frequent_table(f);
+        if (id < 0) continue;
+        EMBER_ASSIGN_OR_RETURN(auto t, embedding::ExportedTable::Open(*m->file_, static_cast<uint32_t>(id)));
+        const uint64_t probes = static_cast<uint64_t>((*method)->num_probes(f));
+        for (uint64_t i = 0; i < t->rows(); ++i) {
+          const uint64_t local = embedding::KeyLocal(t->key(i));
+          if (local % probes == 0) frequent->fields[f].insert(local / probes);
+        }
+        gm.frequent_counts[f] = frequent->fields[f].size();
+      }
+      gm.frequent = std::move(frequent);
+      method = embedding::MakeMethod(gm, d.fields);
+      if (!method.ok()) return method.status().WithContext(path);
+    }
+    const auto& g = described_group;
     Impl::Group group;
     group.method = std::move(method).value();
     group.model_dim = g.dim;

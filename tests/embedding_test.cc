@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <set>
 
@@ -832,6 +834,68 @@ TEST(Method, UnifiedSummedProbesOfOneWideRows) {
   // Without sum_probes, 3 chunks cannot divide a 1-wide row.
   c.sum_probes = false;
   EXPECT_NE(MakeMethod(c, fields).status().message().find("embedding.chunks"), std::string::npos);
+}
+
+// Unified's frequent values read collisionless rows of their own (value v's probe j at row
+// v * c + j of its field's frequent table, after the shared tables); the field's other values
+// probe the shared tables. The budget pays for the frequent rows first; a list that does not
+// match the counts is refused.
+TEST(Method, UnifiedFrequentValuesReadRowsOfTheirOwn) {
+  MethodConfig c;
+  c.method = embedding::Method::kUnified;
+  c.dim = 8;
+  c.rows = 1000;
+  c.tables = 2;
+  c.chunks = 4;  // d = 2
+  const std::vector<FieldInfo> fields = {{"a", 100000}, {"b", 100000}};
+  auto frequent = std::make_shared<FrequentValues>();
+  frequent->fields = {{7, 11, 13}, {}};
+  c.frequent_counts = {3, 0};
+  c.frequent = frequent;
+  auto m = MakeMethod(c, fields);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ((*m)->tables().size(), 3u);  // two shared, a's frequent values
+  EXPECT_EQ((*m)->tables()[2].rows, 12u);
+  EXPECT_EQ((*m)->tables()[2].dim, 2);
+  EXPECT_EQ((*m)->frequent_table(0), 2);
+  EXPECT_EQ((*m)->frequent_table(1), -1);
+  EXPECT_EQ((*m)->layout(0).probe_tables, (std::vector<uint32_t>{0, 1, 0, 1}));
+  const uint64_t ids[2] = {11, 12};
+  uint64_t keys[8];
+  (*m)->MapIds(0, ids, 2, keys);
+  for (uint64_t j = 0; j < 4; ++j) EXPECT_EQ(keys[j], MakeKey(2, 11 * 4 + j));
+  for (uint64_t j = 0; j < 4; ++j) EXPECT_EQ(KeyTable(keys[4 + j]), j % 2);  // 12 is not frequent
+  // Field b keeps none: 11 probes the shared tables there, as without frequent values.
+  MethodConfig plain = c;
+  plain.frequent_counts.clear();
+  plain.frequent.reset();
+  auto p = MakeMethod(plain, fields);
+  ASSERT_TRUE(p.ok());
+  uint64_t with[4], without[4];
+  (*m)->MapIds(1, ids, 1, with);
+  (*p)->MapIds(1, ids, 1, without);
+  EXPECT_TRUE(std::equal(with, with + 4, without));
+  // Without the list (an export, which maps no ids) the tables are the same and every value
+  // probes the shared tables.
+  MethodConfig counted = c;
+  counted.frequent.reset();
+  auto e = MakeMethod(counted, fields);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ((*e)->tables().size(), 3u);
+  (*e)->MapIds(0, ids, 1, with);
+  (*p)->MapIds(0, ids, 1, without);
+  EXPECT_TRUE(std::equal(with, with + 4, without));
+  // The budget: 3 frequent values x 4 probes x 2 floats first, then rows of 8 bytes per table.
+  Budget b;
+  b.bytes = 3 * 4 * 2 * 4 + 2 * 8 * 100;
+  uint64_t bytes = 0;
+  ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
+  EXPECT_EQ(c.rows, 100u);
+  c.frequent_counts = {4, 0};
+  EXPECT_NE(MakeMethod(c, fields).status().message().find("keeps 4 frequent values, its list holds 3"),
+            std::string::npos);
+  c.frequent_counts = {3};
+  EXPECT_NE(MakeMethod(c, fields).status().message().find("frequent values counted for 1 fields"), std::string::npos);
 }
 
 TEST(Method, PerFieldMethodsMixFullHashAndDsl) {

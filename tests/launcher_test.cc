@@ -520,6 +520,13 @@ TEST(Commands, DslUnderABudgetHoldsItsBytes) {
   EXPECT_GT(m->auc, 0.6);
 }
 
+// Every value of data.train counted, with no cut.
+Result<data::Vocabulary> CountEveryValue(const RunConfig& c) {
+  auto reader = data::CriteoReader::Open(MakeReaderOptions(c, c.train, true));
+  if (!reader.ok()) return reader.status();
+  return data::CountVocabulary(reader->get(), data::VocabCut{});
+}
+
 // A budget covers the first-order weights beside the main group (DeepFM, Wide & Deep, FM): each
 // group gets bytes in proportion to its width, so the model's held parameters stay within it
 // whatever the main method; under DSL and OptEmbed (whose masks and widths need width) the
@@ -536,10 +543,8 @@ TEST(Commands, AFullTableUnderABudgetKeepsTheMostFrequentValues) {
   const RunConfig* c = &res.config;
   const workers::TrainerConfig* tc = &res.trainer;
   // Every value of data.train, in both groups (8 + 1 wide), is the full table.
-  auto counted_reader = data::CriteoReader::Open(MakeReaderOptions(*c, c->train, true));
-  ASSERT_TRUE(counted_reader.ok());
-  auto counted = data::CountVocabulary(counted_reader->get(), data::VocabCut{});
-  ASSERT_TRUE(counted.ok());
+  auto counted = CountEveryValue(*c);
+  ASSERT_TRUE(counted.ok()) << counted.status().ToString();
   uint64_t distinct = 0;
   for (const auto& f : counted->fields) distinct += f.distinct;
   const uint64_t full = distinct * 9 * 4, budget = full / 10, fields = tc->fields.size();
@@ -585,6 +590,64 @@ TEST(Commands, AFullTableUnderABudgetKeepsTheMostFrequentValues) {
   EXPECT_NE(refused.status().message().find("cannot be met by full: the fields' out-of-vocabulary rows alone take"),
             std::string::npos)
       << refused.status().ToString();
+}
+
+// Unified under a budget with embedding.frequent_share: that share of the budget buys collisionless
+// rows in both groups for the most frequent values of data.train, the shared tables get the rest;
+// the checkpoint evaluates as the job did (counting the values again) and its exports, served
+// from the values their tables hold, predict as the checkpoint does.
+TEST(Commands, UnifiedFrequentValuesGetRowsOfTheirOwnFromTheBudget) {
+  const std::vector<std::string> extra = {"model.name=\"deepfm\"", "embedding.method=\"unified\"",
+                                          "embedding.budget=\"1/10\"", "embedding.frequent_share=0.5"};
+  auto res = ResolveSmall(extra);
+  const auto& resolved = res.resolved;
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  const RunConfig* c = &res.config;
+  const workers::TrainerConfig* tc = &res.trainer;
+  auto counted = CountEveryValue(*c);
+  ASSERT_TRUE(counted.ok()) << counted.status().ToString();
+  uint64_t distinct = 0;
+  for (const auto& f : counted->fields) distinct += f.distinct;
+  const uint64_t budget = distinct * 9 * 4 / 10, kept = budget / 2 / (9 * 4);
+  EXPECT_EQ(resolved->budget_bytes, budget);
+  const data::Vocabulary top = data::TopValues(*counted, kept);
+  ASSERT_NE(tc->embedding.frequent, nullptr);
+  ASSERT_EQ(tc->embedding.frequent_counts.size(), tc->fields.size());
+  uint64_t total = 0;
+  for (size_t f = 0; f < tc->fields.size(); ++f) {
+    EXPECT_EQ(tc->embedding.frequent_counts[f], top.fields[f].values.size()) << f;
+    for (uint64_t v : top.fields[f].values) EXPECT_EQ(tc->embedding.frequent->fields[f].count(v), 1u) << f;
+    total += tc->embedding.frequent_counts[f];
+  }
+  EXPECT_EQ(total, kept);
+  ASSERT_TRUE(tc->first_order_embedding.has_value());
+  EXPECT_EQ(tc->first_order_embedding->frequent_counts, tc->embedding.frequent_counts);
+  // The shared tables: the main group's share less its frequent rows (8 floats per value).
+  EXPECT_EQ(tc->embedding.rows, (resolved->main_budget_bytes - kept * 8 * 4) / (2 * (8 / tc->embedding.chunks) * 4));
+  EXPECT_NE(resolved->note.find("unified keeps collisionless rows for the " + std::to_string(kept) +
+                                " most frequent of " + std::to_string(distinct) + " values of data.train"),
+            std::string::npos)
+      << resolved->note;
+  const std::string plan = PlanText(extra);
+  EXPECT_NE(plan.find("of the full table), within the budget"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("0,1 +"), std::string::npos) << plan;  // a field's shared tables and its frequent values'
+
+  std::ostringstream out;
+  const std::string root = Dir() + "/unified-frequent";
+  auto m = TrainWithCheckpoint(extra, root, out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_LE(m->param_bytes, m->budget_bytes) << out.str();
+  EXPECT_GT(m->param_bytes, m->budget_bytes * 9 / 10) << out.str();
+  EXPECT_GT(m->auc, 0.6);
+  std::ostringstream eval_out;
+  auto e = RunEval(m->checkpoint, "", 0, eval_out);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_DOUBLE_EQ(e->auc, m->auc);
+  ExpectExportParity(m->checkpoint, "unified-frequent");
+  // Without a budget there is nothing to take a share of: the setting changes nothing.
+  auto plain = ResolveSmall({"model.name=\"deepfm\"", "embedding.method=\"unified\"", "embedding.frequent_share=0.5"});
+  ASSERT_TRUE(plain.resolved.ok()) << plain.resolved.status().ToString();
+  EXPECT_TRUE(plain.trainer.embedding.frequent_counts.empty());
 }
 
 TEST(Commands, ABudgetCoversTheFirstOrderWeights) {

@@ -152,6 +152,10 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     config->field_widths = main.field_widths;
     config->first_table = main.first_table;
     config->vocabulary = main.vocabulary;
+    // Unified's frequent values: how many per field (the values themselves are counted again from
+    // data.train where ids are read: launcher/commands.cc).
+    config->frequent_counts = main.frequent_counts;
+    config->frequent.reset();
     // OptEmbed's retrained tables with the hashed table their pruned values read.
     if (!main.field_widths.empty() && main.fallback_rows > 0) {
       config->fallback = main.fallback;

@@ -157,6 +157,8 @@ class ExportedTable {
   static Result<std::unique_ptr<ExportedTable>> Open(const ExportFile& file, uint32_t id);
   const TableSpec& spec() const { return spec_; }
   uint64_t rows() const { return rows_; }
+  // The key of row i < rows() (ascending).
+  uint64_t key(uint64_t i) const { return keys_[i]; }
   // out[0..dim) = the row of key, dequantized; an absent key reads what a checkpoint's
   // evaluation reads (zero for frozen tables, else its initial value) and returns false.
   bool Lookup(uint64_t key, float* out) const;

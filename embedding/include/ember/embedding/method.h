@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "ember/common/status.h"
@@ -53,6 +54,15 @@ enum class Fallback { kOov, kHash };
 Result<Fallback> ParseFallback(const std::string& name);
 const char* FallbackName(Fallback fallback);
 
+// unified: the values that keep collisionless rows of their own, by field, each as its local id
+// (UnifiedLocalId). docs/compression.md, *Frequent values*.
+struct FrequentValues {
+  std::vector<std::unordered_set<uint64_t>> fields;
+};
+// A value's id as a one-row-per-value unified table keys it: ids up to 2^48 as they are, larger
+// ones hashed below that (collisions negligible), so that local * probes + j fits a local key.
+uint64_t UnifiedLocalId(uint64_t id);
+
 // Method selection and sizes, as given by the `embedding.*` config keys.
 struct MethodConfig {
   Method method = Method::kFull;
@@ -69,6 +79,12 @@ struct MethodConfig {
   std::vector<int> field_chunks;
   // unified: fields whose vocabulary is at most this get their own collisionless rows.
   uint64_t collisionless_below = 0;
+  // unified: per field, how many of its values keep collisionless rows of their own (a table of
+  // frequent_counts[f] x probes rows; empty or 0 = none); the field's other values probe the
+  // shared tables. `frequent` says which values (the same counts); without it (an export, which
+  // reads no ids) every value probes the shared tables.
+  std::vector<uint64_t> frequent_counts;
+  std::shared_ptr<const FrequentValues> frequent;
   // Per-field method (none = `method`). With method full, hash or dsl, each field may be any of
   // the three (hash fields share one table of `rows` rows); with unified, a field may be full
   // (its own collisionless rows, like a small field).
@@ -141,6 +157,10 @@ class EmbeddingMethod {
   }
   int fallback_table() const { return fallback_; }
   uint64_t FallbackKey(uint64_t key) const;
+  // unified: the id of the table holding field f's frequent values' rows, or -1.
+  int64_t frequent_table(int field) const {
+    return static_cast<size_t>(field) < frequent_tables_.size() ? frequent_tables_[field] : -1;
+  }
 
  protected:
   // Gives the per-value tables (indices into tables_) the config's lifecycle and, with
@@ -158,6 +178,7 @@ class EmbeddingMethod {
   int fallback_ = -1;
   uint64_t fallback_rows_ = 0;  // "hash" fallback: rows of the fallback table (0: one per table)
   uint64_t fallback_salt_ = 0;
+  std::vector<int64_t> frequent_tables_;  // by field: its frequent values' table id, or -1
 };
 
 // Full (collisionless) tables: field f has its own table; key local = id (ids >= 2^54 are
@@ -205,7 +226,8 @@ class HashMethod final : public EmbeddingMethod {
 // zero-padded to dim):
 //   key(f, j, v) = (table[f][j], XXH3(v; PairSeed(PairSeed(seed, f), j)) mod rows)
 // A field with vocab <= collisionless_below instead gets its own table of vocab * c_f rows of
-// width d, value v's chunk j at row v * c_f + j: no collisions, same width.
+// width d, value v's chunk j at row v * c_f + j: no collisions, same width. So do a field's
+// frequent values (MethodConfig::frequent), in a table of their own after the shared ones.
 class UnifiedMethod final : public EmbeddingMethod {
  public:
   UnifiedMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);
@@ -218,6 +240,7 @@ class UnifiedMethod final : public EmbeddingMethod {
   std::vector<int> field_chunks_;
   std::vector<bool> own_table_;
   std::vector<uint64_t> salts_;  // [field * chunks + j]
+  std::shared_ptr<const FrequentValues> frequent_;
 };
 
 Result<std::unique_ptr<EmbeddingMethod>> MakeMethod(const MethodConfig& config, const std::vector<FieldInfo>& fields);

@@ -86,6 +86,9 @@ struct RunConfig {
   std::string budget_text;  // as written, for messages ("" = none)
   std::vector<std::pair<std::string, embedding::Method>> field_methods;
   std::vector<std::pair<std::string, int64_t>> field_admit_after;
+  // embedding.frequent_share: unified under a budget, the share of it that buys collisionless rows
+  // for the most frequent values of data.train.
+  double frequent_share = 0;
 
   // [train]
   int epochs = 1;
