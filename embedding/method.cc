@@ -128,6 +128,10 @@ const char* MethodName(Method method) {
   return "?";
 }
 
+uint64_t UnifiedFrequentRows(const MethodConfig& config, size_t field) {
+  return config.sum_probes ? 1 : static_cast<uint64_t>(UnifiedFieldProbes(config, field, /*own=*/false));
+}
+
 uint64_t UnifiedLocalId(uint64_t id) { return id <= kLocalMask / 64 ? id : Mix64(id) % (kLocalMask / 64); }
 
 int UnifiedFieldProbes(const MethodConfig& config, size_t field, bool own) {
@@ -284,7 +288,7 @@ UnifiedMethod::UnifiedMethod(const MethodConfig& config, const std::vector<Field
   for (size_t f = 0; f < fields.size() && f < config.frequent_counts.size(); ++f) {
     if (own_table_[f] || config.frequent_counts[f] == 0) continue;
     const uint32_t id = next_own++;
-    TableSpec s = MakeSpec(id, config.frequent_counts[f] * static_cast<uint64_t>(field_chunks_[f]), config);
+    TableSpec s = MakeSpec(id, config.frequent_counts[f] * UnifiedFrequentRows(config, f), config);
     s.dim = width;
     frequent_tables_[f] = id;
     tables_.push_back(s);
@@ -311,7 +315,9 @@ void UnifiedMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* k
     if (frequent && !frequent->empty()) {
       const uint64_t id = UnifiedLocalId(ids[i]);
       if (frequent->count(id)) {
-        for (size_t j = 0; j < c; ++j) keys[i * c + j] = MakeKey(static_cast<uint32_t>(frequent_table), id * c + j);
+        // Summed probes read the value's one row c times (c times its weight), as budgeted.
+        for (size_t j = 0; j < c; ++j)
+          keys[i * c + j] = MakeKey(static_cast<uint32_t>(frequent_table), sum_probes_ ? id : id * c + j);
         continue;
       }
     }

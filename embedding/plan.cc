@@ -167,7 +167,7 @@ Status ApplyBudget(const Budget& budget, const std::vector<FieldInfo>& fields, M
     for (size_t f = 0; f < fields.size() && f < c->frequent_counts.size(); ++f) {
       if (fields[f].vocab > 0 && fields[f].vocab <= c->collisionless_below) continue;
       if (FieldMethod(*c, f) == Method::kFull) continue;
-      own += c->frequent_counts[f] * static_cast<uint64_t>(UnifiedFieldProbes(*c, f, /*own=*/false)) * chunk_bytes;
+      own += c->frequent_counts[f] * UnifiedFrequentRows(*c, f) * chunk_bytes;
     }
     if (own >= bytes) return cannot("the collisionless tables alone take " + FormatBytes(static_cast<double>(own)));
     c->rows = (bytes - own) / (static_cast<uint64_t>(c->tables) * chunk_bytes);

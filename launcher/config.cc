@@ -203,10 +203,22 @@ Result<size_t> FieldNamed(const std::string& name, const std::vector<std::string
 }
 }  // namespace
 
+workers::RowReset RowResetOf(const RunConfig& c) {
+  if (c.reset_rows != workers::RowReset::kAuto) return c.reset_rows;
+  const models::ModelKind k = c.trainer.model.kind;
+  return k == models::ModelKind::kDeepFm || k == models::ModelKind::kFm ? workers::RowReset::kEachEpoch
+                                                                        : workers::RowReset::kNever;
+}
+
 bool RowsCarryOver(const RunConfig& c) {
   const models::ModelKind k = c.trainer.model.kind;
   const bool rows = k != models::ModelKind::kLr && k != models::ModelKind::kM2Trec && k != models::ModelKind::kSasRec;
-  return rows && c.epochs > 1 && c.reset_rows == workers::RowReset::kNever;
+  return rows && c.epochs > 1 && RowResetOf(c) == workers::RowReset::kNever;
+}
+
+bool CapsRareRowSteps(const RunConfig& c) {
+  const models::ModelKind k = c.trainer.model.kind;
+  return RowsCarryOver(c) || k == models::ModelKind::kDeepFm || k == models::ModelKind::kFm;
 }
 
 Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c, int workers) {
@@ -215,13 +227,15 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c, int workers
   // them stay as the first epoch left them (trained again on the same examples, they learn to
   // trust rows that memorised those examples' labels), and the rows' Adagrad steps are capped so
   // that a row seen a few times moves with its gradients rather than by a whole step each time.
+  // DeepFM and FM cap them in one epoch too: their factorization machine multiplies the rows
+  // directly, pair by pair, where a rare row's whole step is noise in every pair it joins.
   const bool carried = RowsCarryOver(c);
   if (t.dense_lr_decay == RunConfig::kAuto) t.dense_lr_decay = carried ? 0.0 : 0.5;
   auto& acc = t.embedding.optimizer.initial_accumulator;
   if (acc == RunConfig::kAuto) {
     const double batch =
         static_cast<double>(c.batch_size) * (t.sync.mode == workers::TrainMode::kSync ? std::max(1, workers) : 1);
-    acc = carried ? static_cast<float>(kCarriedAccumulator / (batch * batch)) : 0.0f;
+    acc = CapsRareRowSteps(c) ? static_cast<float>(kCarriedAccumulator / (batch * batch)) : 0.0f;
   }
   const std::vector<std::string> names = FieldNames(c);
   for (const auto& name : names) t.fields.push_back({name, 0});

@@ -221,10 +221,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "`unified`: fields with at most this many distinct values get their own collisionless rows (`vocab x c_f` rows "
        "of width dim / chunks), charged to the budget first",
        Int(AT(trainer.embedding.collisionless_below), 0, INT64_MAX)},
-      {"embedding.frequent_share", "float", "`0`",
+      {"embedding.frequent_share", "float", "`0.5`",
        "`unified` under `embedding.budget`: the share of the budget that buys collisionless rows (in every embedding "
        "group) for the most frequent values of `data.train`; the other values probe the shared tables, which get the "
-       "rest (docs/compression.md, *Frequent values*)",
+       "rest (docs/compression.md, *Frequent values*); 0: every value probes them",
        Num(AT(frequent_share), 0, 0.99)},
       {"embedding.field_methods", "table", "`{}`",
        "per-field method overrides, `{ C3 = \"hash\", C7 = \"dsl\" }`: under `full`, `hash` or `dsl` each field may "
@@ -255,8 +255,9 @@ const std::vector<ConfigKey>& ConfigKeys() {
        Num(AT(trainer.embedding.optimizer.eps), 0, 1)},
       {"embedding.initial_accumulator", "float", "auto",
        "starting Adagrad / row-wise Adagrad state of new rows; auto: 0, except where rows carry over several epochs "
-       "(`train.reset_rows = \"never\"`, the default): 40 / (global batch)², which caps the steps of rows seen "
-       "rarely so that they move with their gradients instead of memorising their few examples (docs/quality.md)",
+       "(`train.reset_rows` resolving to `never`) and for `deepfm` and `fm` (whose factorization machine "
+       "multiplies the rows directly): 40 / (global batch)², which caps the steps of rows seen rarely so that they "
+       "move with their gradients instead of memorising their few examples (docs/quality.md)",
        Num(AT(trainer.embedding.optimizer.initial_accumulator), 0, 1e6)},
       {"embedding.beta1", "float", "`0.9`", "`adam`: decay rate of the first-moment estimate",
        Num(AT(trainer.embedding.optimizer.beta1), 0, 0.999999)},
@@ -293,15 +294,17 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"train.lr_decay", "float", "auto",
        "CTR models: epoch e (from 0) trains the dense model at `train.lr` × `lr_decay`^e; auto: 0 (the dense layers "
        "train in the first epoch only) where embedding rows carry over between epochs (every model but `lr`, with "
-       "`train.reset_rows = \"never\"`), else 0.5 (docs/quality.md)",
+       "`train.reset_rows` resolving to `never`), else 0.5 (docs/quality.md)",
        Num(AT(trainer.dense_lr_decay), 0, 1)},
-      {"train.reset_rows", "string", "`\"never\"`",
-       "CTR models, `never`: the embedding rows carry over from epoch to epoch (with the auto `train.lr_decay` and "
+      {"train.reset_rows", "string", "`\"auto\"`",
+       "CTR models, `auto`: `each_epoch` for `deepfm` and `fm`, `never` for the others (docs/quality.md); `never`: "
+       "the embedding rows carry over from epoch to epoch (with the auto `train.lr_decay` and "
        "`embedding.initial_accumulator`, the later epochs train the rows and first-order weights against the first "
        "epoch's dense layers); `each_epoch`: the rows (not the first-order weights) restart from their initial "
        "values at every epoch after the first while the dense model and the first-order weights keep training "
        "(MEDA; docs/quality.md)",
-       Enum(AT(reset_rows), {workers::RowReset::kEachEpoch, workers::RowReset::kNever}, workers::RowResetName)},
+       Enum(AT(reset_rows), {workers::RowReset::kAuto, workers::RowReset::kEachEpoch, workers::RowReset::kNever},
+            workers::RowResetName)},
       {"train.batch_size", "int", "`1024`", "examples per step", Int(AT(batch_size), 1, 1 << 24)},
       {"train.lr", "float", "`0.001`", "dense learning rate", Num(AT(trainer.dense_lr), 0, 100)},
       {"train.optimizer", "string", "`\"adam\"`", "dense optimizer: `adam`, `adagrad`, `sgd`",

@@ -155,6 +155,15 @@ class CtrJob {
       log_ << "epochs 2-" << c_.epochs << " train the rows and first-order weights against the dense layers of epoch 1"
            << " (train.reset_rows never, train.lr_decay " << tc_.dense_lr_decay << ", embedding.initial_accumulator "
            << tc_.embedding.optimizer.initial_accumulator << ")" << std::endl;
+    else if (c_.epochs > 1 && c_.reset_rows == workers::RowReset::kAuto &&
+             RowResetOf(c_) == workers::RowReset::kEachEpoch)
+      log_ << "epochs 2-" << c_.epochs << " restart the embedding rows (train.reset_rows auto for "
+           << models::ModelKindName(c_.model()) << ": each_epoch; train.lr_decay " << tc_.dense_lr_decay
+           << ", embedding.initial_accumulator " << tc_.embedding.optimizer.initial_accumulator << ")" << std::endl;
+    else if (CapsRareRowSteps(c_) && c_.trainer.embedding.optimizer.initial_accumulator == RunConfig::kAuto)
+      log_ << "embedding.initial_accumulator " << tc_.embedding.optimizer.initial_accumulator << " (auto for "
+           << models::ModelKindName(c_.model()) << ": rarely seen rows move with their gradients, docs/quality.md)"
+           << std::endl;
     EMBER_RETURN_IF_ERROR(Resolve());
     EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c_, &tc_));
     EMBER_RETURN_IF_ERROR(Plan());
@@ -249,7 +258,7 @@ class CtrJob {
       // OptEmbed's retraining on inherited rows keeps them (a reset would throw the supernet's away).
       const bool inherited = retraining_ && c_.retrain_init == "inherit";
       if (e > 0 && (e != from.epoch || from.examples == 0) && !inherited &&
-          c_.reset_rows == workers::RowReset::kEachEpoch)
+          RowResetOf(c_) == workers::RowReset::kEachEpoch)
         EMBER_RETURN_IF_ERROR(ResetRows());
       auto opts = MakeReaderOptions(c_, c_.train, true);
       opts.skip_examples = e == from.epoch ? from.examples : 0;  // before the split among workers

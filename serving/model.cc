@@ -104,10 +104,10 @@ Result<std::unique_ptr<ServingModel>> ServingModel::Load(const std::string& path
         const int64_t id = (*method)->frequent_table(f);
         if (id < 0) continue;
         EMBER_ASSIGN_OR_RETURN(auto t, embedding::ExportedTable::Open(*m->file_, static_cast<uint32_t>(id)));
-        const uint64_t probes = static_cast<uint64_t>((*method)->num_probes(f));
+        const uint64_t rows = embedding::UnifiedFrequentRows(gm, static_cast<size_t>(f));
         for (uint64_t i = 0; i < t->rows(); ++i) {
           const uint64_t local = embedding::KeyLocal(t->key(i));
-          if (local % probes == 0) frequent->fields[f].insert(local / probes);
+          if (local % rows == 0) frequent->fields[f].insert(local / rows);
         }
         gm.frequent_counts[f] = frequent->fields[f].size();
       }

@@ -891,6 +891,18 @@ TEST(Method, UnifiedFrequentValuesReadRowsOfTheirOwn) {
   uint64_t bytes = 0;
   ASSERT_TRUE(ApplyBudget(b, fields, &c, &bytes).ok());
   EXPECT_EQ(c.rows, 100u);
+  // Summed probes (1-wide first-order weights): a frequent value holds one row, which its probes
+  // all read.
+  MethodConfig summed = c;
+  summed.dim = 1;
+  summed.chunks = 3;
+  summed.sum_probes = true;
+  auto sm = MakeMethod(summed, fields);
+  ASSERT_TRUE(sm.ok()) << sm.status().ToString();
+  EXPECT_EQ((*sm)->tables()[2].rows, 3u);
+  uint64_t summed_keys[3];
+  (*sm)->MapIds(0, ids, 1, summed_keys);
+  for (uint64_t key : summed_keys) EXPECT_EQ(key, MakeKey(2, 11));
   c.frequent_counts = {4, 0};
   EXPECT_NE(MakeMethod(c, fields).status().message().find("keeps 4 frequent values, its list holds 3"),
             std::string::npos);

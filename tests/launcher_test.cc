@@ -92,7 +92,9 @@ TEST(Config, DeclaredKeysReachTheirModules) {
 
 // train.lr_decay and embedding.initial_accumulator left at auto: where rows carry over several
 // epochs (every CTR model but lr, train.reset_rows = "never"), the dense layers train in the first
-// epoch only and row-wise Adagrad starts at 40 / (global batch)^2; else 0.5 and 0. Values set stay.
+// epoch only and row-wise Adagrad starts at 40 / (global batch)^2; else 0.5 and 0, but deepfm and
+// fm start their rows' Adagrad at 40 / (global batch)^2 whatever the epochs, and their rows restart
+// each epoch (train.reset_rows auto). Values set stay.
 TEST(Config, RowsCarriedOverEpochsTrainAgainstTheFirstEpochsDenseLayers) {
   struct Case {
     std::vector<std::string> sets;
@@ -104,7 +106,13 @@ TEST(Config, RowsCarriedOverEpochsTrainAgainstTheFirstEpochsDenseLayers) {
   for (const auto& k : std::vector<Case>{
            {{}, 1, 0.5, 0.0f},
            {{"train.epochs=3"}, 1, 0.0, per_1024},
-           {{"train.epochs=3", "model.name=\"deepfm\""}, 1, 0.0, per_1024},
+           // deepfm and fm restart their rows each epoch (train.reset_rows auto), at 40 / batch^2.
+           {{"train.epochs=3", "model.name=\"deepfm\""}, 1, 0.5, per_1024},
+           {{"train.epochs=3", "model.name=\"deepfm\"", "train.reset_rows=\"never\""}, 1, 0.0, per_1024},
+           {{"train.epochs=3", "model.name=\"dcn_v2\""}, 1, 0.0, per_1024},
+           {{"model.name=\"deepfm\""}, 1, 0.5, per_1024},  // one epoch: the factorization machine's rows
+           {{"model.name=\"fm\"", "train.reset_rows=\"each_epoch\"", "train.epochs=2"}, 1, 0.5, per_1024},
+           {{"model.name=\"wide_deep\""}, 1, 0.5, 0.0f},
            {{"train.epochs=3", "model.name=\"lr\""}, 1, 0.5, 0.0f},
            {{"train.epochs=3", "train.reset_rows=\"each_epoch\""}, 1, 0.5, 0.0f},
            {{"train.epochs=3"}, 2, 0.0, per_1024 / 4},
@@ -592,13 +600,13 @@ TEST(Commands, AFullTableUnderABudgetKeepsTheMostFrequentValues) {
       << refused.status().ToString();
 }
 
-// Unified under a budget with embedding.frequent_share: that share of the budget buys collisionless
+// Unified under a budget: embedding.frequent_share (by default half) of the budget buys collisionless
 // rows in both groups for the most frequent values of data.train, the shared tables get the rest;
 // the checkpoint evaluates as the job did (counting the values again) and its exports, served
 // from the values their tables hold, predict as the checkpoint does.
 TEST(Commands, UnifiedFrequentValuesGetRowsOfTheirOwnFromTheBudget) {
   const std::vector<std::string> extra = {"model.name=\"deepfm\"", "embedding.method=\"unified\"",
-                                          "embedding.budget=\"1/10\"", "embedding.frequent_share=0.5"};
+                                          "embedding.budget=\"1/10\""};
   auto res = ResolveSmall(extra);
   const auto& resolved = res.resolved;
   ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
@@ -644,10 +652,16 @@ TEST(Commands, UnifiedFrequentValuesGetRowsOfTheirOwnFromTheBudget) {
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   EXPECT_DOUBLE_EQ(e->auc, m->auc);
   ExpectExportParity(m->checkpoint, "unified-frequent");
-  // Without a budget there is nothing to take a share of: the setting changes nothing.
-  auto plain = ResolveSmall({"model.name=\"deepfm\"", "embedding.method=\"unified\"", "embedding.frequent_share=0.5"});
+  // Without a budget there is nothing to take a share of, and a share of 0 keeps none.
+  auto plain = ResolveSmall({"model.name=\"deepfm\"", "embedding.method=\"unified\""});
   ASSERT_TRUE(plain.resolved.ok()) << plain.resolved.status().ToString();
   EXPECT_TRUE(plain.trainer.embedding.frequent_counts.empty());
+  auto none = ResolveSmall({"model.name=\"deepfm\"", "embedding.method=\"unified\"", "embedding.budget=\"1/10\"",
+                            "embedding.frequent_share=0"});
+  ASSERT_TRUE(none.resolved.ok()) << none.resolved.status().ToString();
+  EXPECT_TRUE(none.trainer.embedding.frequent_counts.empty());
+  EXPECT_EQ(none.trainer.embedding.rows,
+            none.resolved->main_budget_bytes / (2 * (8 / none.trainer.embedding.chunks) * 4));
 }
 
 TEST(Commands, ABudgetCoversTheFirstOrderWeights) {

@@ -8,7 +8,9 @@
 
 namespace ember::workers {
 
-const char* RowResetName(RowReset r) { return r == RowReset::kEachEpoch ? "each_epoch" : "never"; }
+const char* RowResetName(RowReset r) {
+  return r == RowReset::kEachEpoch ? "each_epoch" : r == RowReset::kNever ? "never" : "auto";
+}
 
 Status Trainer::ResetRows() {
   for (const auto& g : groups_) {

@@ -62,6 +62,10 @@ struct FrequentValues {
 // A value's id as a one-row-per-value unified table keys it: ids up to 2^48 as they are, larger
 // ones hashed below that (collisions negligible), so that local * probes + j fits a local key.
 uint64_t UnifiedLocalId(uint64_t id);
+struct MethodConfig;
+// unified: the rows a frequent value of field f holds: one per probe, or one where probes are
+// summed (its probes all read it).
+uint64_t UnifiedFrequentRows(const MethodConfig& config, size_t field);
 
 // Method selection and sizes, as given by the `embedding.*` config keys.
 struct MethodConfig {

@@ -78,7 +78,7 @@ struct RunConfig {
   std::vector<double> head_weights;  // lambda per category head (default 1)
   uint64_t candidates = 0;           // train.candidates: sampled softmax (0 = full)
   int64_t patience = 0;              // train.patience: stop after epochs without val gain (0 = never)
-  workers::RowReset reset_rows = workers::RowReset::kNever;  // train.reset_rows
+  workers::RowReset reset_rows = workers::RowReset::kAuto;  // train.reset_rows (RowResetOf resolves auto)
 
   // [embedding] keys resolved against the data: the budget (parsed once, where it is read) and
   // per-field overrides by field name.
@@ -88,7 +88,7 @@ struct RunConfig {
   std::vector<std::pair<std::string, int64_t>> field_admit_after;
   // embedding.frequent_share: unified under a budget, the share of it that buys collisionless rows
   // for the most frequent values of data.train.
-  double frequent_share = 0;
+  double frequent_share = 0.5;
 
   // [train]
   int epochs = 1;
@@ -158,10 +158,16 @@ Result<RunConfig> LoadConfig(const std::string& path, const std::vector<std::str
 // the training job's workers (the global batch of train.mode = "sync" is theirs together).
 Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& config, int workers = 1);
 
+// train.reset_rows resolved: auto is each_epoch for the models whose factorization machine
+// multiplies the rows directly (deepfm, fm), never for the others (docs/quality.md).
+workers::RowReset RowResetOf(const RunConfig& config);
 // Whether embedding rows carry over between epochs: a CTR model with rows besides the first-order
-// weights (every model but lr), several epochs, train.reset_rows = "never".
+// weights (every model but lr), several epochs, train.reset_rows resolving to "never".
 bool RowsCarryOver(const RunConfig& config);
-// The auto embedding.initial_accumulator where rows carry over, in per-example units: divided by
+// Whether the auto embedding.initial_accumulator caps the steps of rarely seen rows: where rows
+// carry over, and for the models whose factorization machine multiplies rows directly (deepfm, fm).
+bool CapsRareRowSteps(const RunConfig& config);
+// The auto embedding.initial_accumulator where it caps them, in per-example units: divided by
 // the square of the global batch, as the rows' gradients are of the batch's mean loss.
 constexpr double kCarriedAccumulator = 40.0;
 struct ResolvedEmbedding {

@@ -77,8 +77,9 @@ struct DslConfig {
 // first-order weights and their optimizers carry on (MEDA, Fan et al. 2024). A second pass over
 // the same examples lets an MLP fit the rows that memorised those examples in the first pass,
 // which ruins the model on new data; fresh rows each epoch let the MLP and the first-order
-// weights keep learning (FM's pairwise rows overfit the same way without an MLP).
-enum class RowReset { kEachEpoch, kNever };
+// weights keep learning (FM's pairwise rows overfit the same way without an MLP). kAuto is a
+// configuration's: the job resolves it per model (launcher RowResetOf).
+enum class RowReset { kEachEpoch, kNever, kAuto };
 const char* RowResetName(RowReset r);
 
 struct TrainerConfig {
