@@ -321,8 +321,8 @@ Status BudgetVocabulary(const RunConfig& c, uint64_t bytes, uint64_t full, int t
 // every embedding group, for the most frequent values of data.train; the others probe the shared
 // tables (docs/compression.md, *Frequent values*). Sets the main method's frequent values (the
 // first-order group, made from it, shares them) and r's note.
-Status FrequentValues(const RunConfig& c, uint64_t bytes, int total_width, workers::TrainerConfig* t,
-                      ResolvedEmbedding* r) {
+Status KeepFrequentValues(const RunConfig& c, uint64_t bytes, int total_width, workers::TrainerConfig* t,
+                          ResolvedEmbedding* r) {
   embedding::MethodConfig& e = t->embedding;
   const uint64_t row = static_cast<uint64_t>(total_width) * embedding::BytesPerValue(e.precision);
   const uint64_t n = static_cast<uint64_t>(std::floor(c.frequent_share * static_cast<double>(bytes))) / row;
@@ -415,7 +415,7 @@ Result<ResolvedEmbedding> ResolveEmbedding(const RunConfig& c, workers::TrainerC
       return r;
     }
     if (t->embedding.method == embedding::Method::kUnified && c.frequent_share > 0)
-      EMBER_RETURN_IF_ERROR(FrequentValues(c, bytes, total_width, t, &r));
+      EMBER_RETURN_IF_ERROR(KeepFrequentValues(c, bytes, total_width, t, &r));
     const auto share = [&](int width) {
       return static_cast<uint64_t>(std::floor(static_cast<long double>(bytes) * width / total_width));
     };

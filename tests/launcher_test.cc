@@ -358,11 +358,45 @@ void TrainAndCheckExports(const std::vector<std::string>& extra, const std::stri
 // Periodic checkpoints keep the newest checkpoint.keep; --resume from one of them continues at its
 // step and data position and ends exactly where the uninterrupted run ended; a truncated shard file
 // is refused by name and inspect reports what a checkpoint holds.
+// Also Unified Embedding under a budget, whose frequent values the resumed job counts again and
+// reads from their own rows, in both of Wide & Deep's groups.
 TEST(Commands, ResumeFromAPeriodicCheckpointEndsLikeTheUninterruptedRun) {
-  const std::string root = Dir() + "/resume-a";
-  std::ostringstream out;
   // 20000 rows / 256 = 79 steps per epoch, 2 epochs: checkpoints every 30 steps, the last 2 kept.
   const std::vector<std::string> periodic = {"train.epochs=2", "checkpoint.every_steps=30", "checkpoint.keep=2"};
+  {
+    SCOPED_TRACE("unified with frequent values");
+    std::vector<std::string> unified = periodic;
+    unified.insert(unified.end(),
+                   {"model.name=\"wide_deep\"", "embedding.method=\"unified\"", "embedding.budget=\"1/10\""});
+    const std::string root = Dir() + "/resume-u";
+    std::ostringstream out;
+    auto full = TrainWithCheckpoint(unified, root, out);
+    ASSERT_TRUE(full.ok()) << full.status().ToString();
+    ASSERT_NE(out.str().find("unified keeps collisionless rows for the"), std::string::npos) << out.str();
+    auto sets = SmallFiles().Sets();
+    sets.insert(sets.end(), unified.begin(), unified.end());
+    sets.push_back("checkpoint.dir=\"" + root + "\"");
+    std::filesystem::remove_all(root + "/ckpt-158");
+    auto c = ParseConfig("", "t", sets);
+    ASSERT_TRUE(c.ok());
+    c->resume = true;
+    std::ostringstream log;
+    auto resumed = RunTrain(*c, log);
+    ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+    EXPECT_NE(log.str().find("resumed from " + root + "/ckpt-150 at step 150"), std::string::npos) << log.str();
+    EXPECT_EQ(resumed->auc, full->auc);
+    EXPECT_EQ(resumed->table_rows, full->table_rows);
+    // Resumed with other frequent values, ids would read other rows: refused.
+    c->frequent_share = 0.25;
+    std::filesystem::remove_all(root + "/ckpt-158");
+    auto refused = RunTrain(*c, log);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("differ from the ones the checkpoint was trained with"),
+              std::string::npos)
+        << refused.status().ToString();
+  }
+  const std::string root = Dir() + "/resume-a";
+  std::ostringstream out;
   auto full = TrainWithCheckpoint(periodic, root, out);
   ASSERT_TRUE(full.ok()) << full.status().ToString();
   std::vector<std::string> kept;

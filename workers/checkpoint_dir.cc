@@ -152,10 +152,17 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     config->field_widths = main.field_widths;
     config->first_table = main.first_table;
     config->vocabulary = main.vocabulary;
-    // Unified's frequent values: how many per field (the values themselves are counted again from
-    // data.train where ids are read: launcher/commands.cc).
+    // Unified's frequent values: how many per field. The values themselves are counted from
+    // data.train (the job's, or launcher/commands.cc's again for a checkpoint alone); counted
+    // already, they must give the checkpoint's counts, or ids would read other rows.
+    if (config->frequent && config->frequent_counts != main.frequent_counts)
+      return Status::FailedPrecondition(path + ": the frequent values counted from data.train differ from the ones " +
+                                        "the checkpoint was trained with (embedding.frequent_share or data.train "
+                                        "changed)");
+    const std::shared_ptr<const embedding::FrequentValues> frequent =
+        main.frequent_counts.empty() ? nullptr : config->frequent;
     config->frequent_counts = main.frequent_counts;
-    config->frequent.reset();
+    config->frequent = frequent;
     // OptEmbed's retrained tables with the hashed table their pruned values read.
     if (!main.field_widths.empty() && main.fallback_rows > 0) {
       config->fallback = main.fallback;
@@ -165,7 +172,10 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     // embedding.chunks to its default keeps the default of the ember that wrote it.
     if (main.method == embedding::Method::kUnified) config->chunks = main.chunks;
     // A first-order group as it was built (under a budget, its hashed share).
-    if (d.groups.size() > 1) trainer->first_order_embedding = d.groups[1].method;
+    if (d.groups.size() > 1) {
+      trainer->first_order_embedding = d.groups[1].method;
+      trainer->first_order_embedding->frequent = d.groups[1].method.frequent_counts.empty() ? nullptr : frequent;
+    }
     for (size_t f = 0; f < d.fields.size(); ++f) trainer->fields[f].vocab = d.fields[f].vocab;
     return Status::Ok();
   }
