@@ -307,12 +307,12 @@ void UnifiedMethod::MapIds(int field, const uint64_t* ids, size_t n, uint64_t* k
     return;
   }
   const int64_t frequent_table = frequent_tables_[field];
-  const std::unordered_set<uint64_t>* frequent =
-      frequent_table >= 0 && frequent_ && static_cast<size_t>(field) < frequent_->fields.size()
-          ? &frequent_->fields[field]
-          : nullptr;
+  const std::unordered_set<uint64_t>* frequent = nullptr;  // the field's frequent values, if any
+  if (frequent_table >= 0 && frequent_ && static_cast<size_t>(field) < frequent_->fields.size() &&
+      !frequent_->fields[field].empty())
+    frequent = &frequent_->fields[field];
   for (size_t i = 0; i < n; ++i) {
-    if (frequent && !frequent->empty()) {
+    if (frequent) {
       const uint64_t id = UnifiedLocalId(ids[i]);
       if (frequent->count(id)) {
         // Summed probes read the value's one row c times (c times its weight), as budgeted.
