@@ -14,6 +14,7 @@ chosen on the validation file) on the same files, in the same run.
 
     /usr/bin/python3 bench/quality.py [--build build] [--rows 300000] [--curve 100000,300000,1000000,3000000]
                                       [--models dlrm,deepfm,dcn_v2,wide_deep,fm,lr] [--data DIR]
+                                      [--teacher-options "--teacher-seed 7 --first-order-scale 0.3 ..."]
 
 Writes bench/results/quality.{md,csv} and quality-curve.png (test AUC against training rows).
 """
@@ -43,10 +44,10 @@ def other_regime(model):
     return CARRIED if model in ("deepfm", "fm") else RESTARTING
 
 
-def gen(ember, path, rows, seed):
+def gen(ember, path, rows, seed, teacher_options=()):
     if not os.path.exists(path):
-        subprocess.run([ember, "datagen", "ctr", "--teacher", "longtail", "--rows", str(rows), "--seed", str(seed),
-                        "--out", path], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([ember, "datagen", "ctr", "--teacher", "longtail", *teacher_options, "--rows", str(rows),
+                        "--seed", str(seed), "--out", path], check=True, stdout=subprocess.DEVNULL)
     return json.load(open(path + ".oracle.json"))
 
 
@@ -107,6 +108,9 @@ def main():
     ap.add_argument("--linear-grid-up-to", type=int, default=1000000,
                     help="tune the linear reference's C up to this many training rows; above, reuse the C chosen there")
     ap.add_argument("--curve-epochs", type=int, default=3)
+    ap.add_argument("--teacher-options", default="",
+                    help="more `ember datagen ctr` options for every file, e.g. \"--teacher-seed 7 --zipf 1.05\" "
+                         "(use a --data directory of their own)")
     ap.add_argument("--data", default="bench/results/quality-data")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
@@ -114,12 +118,13 @@ def main():
     os.makedirs(a.data, exist_ok=True)
     os.makedirs(a.out, exist_ok=True)
     sizes = sorted({a.rows} | {int(s) for s in a.curve.split(",") if s})
-    terms = gen(ember, f"{a.data}/test.tsv", 50000, 2)
+    teacher = a.teacher_options.split()
+    terms = gen(ember, f"{a.data}/test.tsv", 50000, 2, teacher)
     oracle = terms["auc"]
-    gen(ember, f"{a.data}/valid.tsv", 20000, 3)
+    gen(ember, f"{a.data}/valid.tsv", 20000, 3, teacher)
     files = {n: f"{a.data}/train-{n}.tsv" for n in sizes}
     for n in sizes:
-        gen(ember, files[n], n, 1)
+        gen(ember, files[n], n, 1, teacher)
     epochs = [int(e) for e in a.epochs.split(",")]
     rows = []
 
@@ -157,7 +162,8 @@ def main():
     fields = ["model", "rows", "epochs", "variant", "auc", "logloss", "valid_auc_by_epoch", "seconds"]
     benchlib.write_csv(os.path.join(a.out, "quality.csv"), rows, fields)
     at = {(r["model"], r["rows"], r["epochs"], r["variant"]): r for r in rows}
-    md = [f"# Long-tail teacher: test AUC by model and epochs ({a.rows} training rows, oracle {oracle:.4f})", "",
+    md = [f"# Long-tail teacher{' (' + a.teacher_options + ')' if teacher else ''}: test AUC by model and epochs "
+          f"({a.rows} training rows, oracle {oracle:.4f})", "",
           "| model | " + " | ".join(f"{e} epoch{'s' if e > 1 else ''}" for e in epochs) + " |",
           "|---|" + "---:|" * len(epochs)]
     for model in a.models.split(","):
