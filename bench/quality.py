@@ -16,9 +16,11 @@ chosen on the validation file) on the same files, in the same run.
                                       [--models dlrm,deepfm,dcn_v2,wide_deep,fm,lr] [--data DIR]
                                       [--teacher-options "--teacher-seed 7 --first-order-scale 0.3 ..."]
 
-Writes bench/results/quality.{md,csv} and quality-curve.png (test AUC against training rows).
+Writes bench/results/quality.{md,csv} and quality-curve.png (test AUC against training rows); with
+--teacher-options, quality-<tag>.* and the data in quality-data-<tag>, <tag> a hash of the options.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -109,16 +111,19 @@ def main():
                     help="tune the linear reference's C up to this many training rows; above, reuse the C chosen there")
     ap.add_argument("--curve-epochs", type=int, default=3)
     ap.add_argument("--teacher-options", default="",
-                    help="more `ember datagen ctr` options for every file, e.g. \"--teacher-seed 7 --zipf 1.05\" "
-                         "(use a --data directory of their own)")
-    ap.add_argument("--data", default="bench/results/quality-data")
+                    help="more `ember datagen ctr` options for every file, e.g. \"--teacher-seed 7 --zipf 1.05\"; "
+                         "the files and the report then carry a tag of their own")
+    ap.add_argument("--data", help="data and run cache (default bench/results/quality-data[-<tag>])")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
+    teacher = a.teacher_options.split()
+    # Another teacher's files and report must not mix with the default teacher's cached ones.
+    suffix = "-" + hashlib.sha1(" ".join(teacher).encode()).hexdigest()[:8] if teacher else ""
+    a.data = a.data or f"bench/results/quality-data{suffix}"
     ember = os.path.join(a.build, "launcher", "ember")
     os.makedirs(a.data, exist_ok=True)
     os.makedirs(a.out, exist_ok=True)
     sizes = sorted({a.rows} | {int(s) for s in a.curve.split(",") if s})
-    teacher = a.teacher_options.split()
     terms = gen(ember, f"{a.data}/test.tsv", 50000, 2, teacher)
     oracle = terms["auc"]
     gen(ember, f"{a.data}/valid.tsv", 20000, 3, teacher)
@@ -160,7 +165,7 @@ def main():
                      "valid_auc_by_epoch": f"{ref[n]['valid_auc']:.4f}", "seconds": ""})
 
     fields = ["model", "rows", "epochs", "variant", "auc", "logloss", "valid_auc_by_epoch", "seconds"]
-    benchlib.write_csv(os.path.join(a.out, "quality.csv"), rows, fields)
+    benchlib.write_csv(os.path.join(a.out, f"quality{suffix}.csv"), rows, fields)
     at = {(r["model"], r["rows"], r["epochs"], r["variant"]): r for r in rows}
     md = [f"# Long-tail teacher{' (' + a.teacher_options + ')' if teacher else ''}: test AUC by model and epochs "
           f"({a.rows} training rows, oracle {oracle:.4f})", "",
@@ -192,7 +197,7 @@ def main():
         vals = [at.get((m, n, a.curve_epochs, "now")) for m in a.curve_models.split(",")]
         md.append(f"| {n} | " + " | ".join(f"{v['auc']:.4f}" if v else "" for v in vals) +
                   f" | {ref[n]['auc']:.4f} | {oracle:.4f} |")
-    with open(os.path.join(a.out, "quality.md"), "w") as f:
+    with open(os.path.join(a.out, f"quality{suffix}.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(md))
     plt = benchlib.pyplot()
@@ -209,7 +214,7 @@ def main():
         ax.set_title("long-tail teacher: learning curve")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(os.path.join(a.out, "quality-curve.png"), dpi=120)
+        fig.savefig(os.path.join(a.out, f"quality{suffix}-curve.png"), dpi=120)
 
 
 if __name__ == "__main__":
