@@ -39,6 +39,8 @@ def ember_run(ember, a, shape, batch, metrics):
         "embedding.method": '"full"', "embedding.dim": "16", "embedding.optimizer": '"adagrad"',
         "embedding.lr": "0.05", "train.epochs": "1", "train.batch_size": str(batch), "train.lr": "0.001",
         "train.optimizer": '"adam"', "train.threads": str(a.threads),
+        # The reference's model: no first-order weights, rows uniform in [-0.01, 0.01].
+        "model.first_order": "false", "embedding.init_scale": "0.01",
     }
     cmd = [ember, "train", "--config", os.path.join(HERE, "..", "examples", "synthetic_dlrm.toml")]
     for k, v in sets.items():

@@ -229,6 +229,12 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c, int workers
   // that a row seen a few times moves with its gradients rather than by a whole step each time.
   // DeepFM and FM cap them in one epoch too: their factorization machine multiplies the rows
   // directly, pair by pair, where a rare row's whole step is noise in every pair it joins.
+  // DLRM and DCN-v2 read the rows through dot products or crosses: with first-order weights
+  // beside them, the rows need not carry every value's own effect and learn the pairs, from rows
+  // that start large enough for the products' gradients to grow from (docs/quality.md).
+  const bool products = t.model.kind == models::ModelKind::kDlrm || t.model.kind == models::ModelKind::kDcnV2;
+  t.model.first_order = c.first_order.value_or(products);
+  if (t.embedding.init_scale == RunConfig::kAuto) t.embedding.init_scale = products ? 0.1f : 0.01f;
   const bool carried = RowsCarryOver(c);
   if (t.dense_lr_decay == RunConfig::kAuto) t.dense_lr_decay = carried ? 0.0 : 0.5;
   auto& acc = t.embedding.optimizer.initial_accumulator;

@@ -100,6 +100,20 @@ Binding Bool(Get get) {
           [=](const RunConfig& c) { return std::string(get(const_cast<RunConfig&>(c)) ? "true" : "false"); }};
 }
 
+// A bool whose absence means auto (resolved where the config becomes a trainer's).
+template <typename Get>
+Binding OptionalBool(Get get) {
+  return {[=](const toml::node& n, RunConfig* c) {
+            if (!n.is_boolean()) return Status::InvalidArgument("expected true or false");
+            get(*c) = *n.value<bool>();
+            return Status::Ok();
+          },
+          [=](const RunConfig& c) {
+            const auto& v = get(const_cast<RunConfig&>(c));
+            return std::string(!v ? "auto" : *v ? "true" : "false");
+          }};
+}
+
 template <typename T>
 std::string ShowList(const std::vector<T>& v) {
   std::string s = "[";

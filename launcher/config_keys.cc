@@ -127,10 +127,11 @@ const std::vector<ConfigKey>& ConfigKeys() {
             models::CrossStructureName)},
       {"model.cross_rank", "int", "`0`", "`dcn_v2`: rank of each cross layer's matrix (`0` = full rank)",
        Int(AT(trainer.model.cross_rank), 0, 65536)},
-      {"model.first_order", "bool", "`false`",
+      {"model.first_order", "bool", "auto",
        "`dlrm` and `dcn_v2`: add first-order weights (1-wide rows trained with `linear.*`, FTRL by default) and a "
-       "dense linear term to the logit, like Wide & Deep's wide part beside the interactions",
-       Bool(AT(trainer.model.first_order))},
+       "dense linear term to the logit, like Wide & Deep's wide part beside the interactions; auto: `true` for "
+       "both, so that the rows are free to learn the pairs (docs/quality.md)",
+       OptionalBool(AT(first_order))},
       {"model.layers", "int", "`2`", "session models: Transformer encoder layers",
        Int(AT(session_model.layers), 1, 64)},
       {"model.attention_heads", "int", "`2`", "session models: attention heads (must divide the item width)",
@@ -285,8 +286,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
        Num(AT(trainer.linear_optimizer.l2), 0, 1e6)},
       {"linear.initial_accumulator", "float", "`0.0`", "starting Adagrad / FTRL state of the first-order weights",
        Num(AT(trainer.linear_optimizer.initial_accumulator), 0, 1e6)},
-      {"embedding.init_scale", "float", "`0.01`",
-       "new rows are uniform in [-s, s], derived from (seed, key): independent of shard and order",
+      {"embedding.init_scale", "float", "auto",
+       "new rows are uniform in [-s, s], derived from (seed, key): independent of shard and order; auto: 0.1 for "
+       "`dlrm` and `dcn_v2` (rows that meet in dot products or crosses need a start their gradients can grow "
+       "from; docs/quality.md), 0.01 for the others",
        Num(AT(trainer.embedding.init_scale), 0, 10)},
       {"embedding.seed", "int", "`0`", "seed of hash salts and row initialisation",
        Int(AT(trainer.embedding.seed), 0, INT64_MAX)},

@@ -64,7 +64,7 @@ grep -q "has no per-value rows to admit" "$WORK/bad-admit.out" || { cat "$WORK/b
 # inspect: the checkpoint's step and tables as text and JSON; a missing path exits 1 naming it.
 "$EMBER" inspect "$WORK/ckpt" > "$WORK/inspect.out" 2>&1 || { cat "$WORK/inspect.out"; fail "inspect failed"; }
 grep -q "files (all verified)" "$WORK/inspect.out" || { cat "$WORK/inspect.out"; fail "inspect output"; }
-"$EMBER" inspect "$WORK/ckpt" --json | python3 -c "import json,sys; j=json.load(sys.stdin); assert len(j['tables']) == 26 and j['step'] > 0, j" \
+"$EMBER" inspect "$WORK/ckpt" --json | python3 -c "import json,sys; j=json.load(sys.stdin); assert len(j['tables']) == 52 and j['step'] > 0, j" \
   || fail "inspect --json"
 if "$EMBER" inspect "$WORK/no-such" > "$WORK/inspect.err" 2>&1; then fail "inspect of a missing path exited 0"; fi
 grep -q "$WORK/no-such does not exist" "$WORK/inspect.err" || { cat "$WORK/inspect.err"; fail "inspect error"; }

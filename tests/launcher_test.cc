@@ -132,6 +132,42 @@ TEST(Config, RowsCarriedOverEpochsTrainAgainstTheFirstEpochsDenseLayers) {
   }
 }
 
+// model.first_order and embedding.init_scale left unset resolve by model: DLRM and DCN-v2 get
+// first-order weights and rows starting at +-0.1, the others neither; a value set stays.
+TEST(Config, FirstOrderAndInitScaleDefaultByModel) {
+  struct Case {
+    std::vector<std::string> sets;
+    bool first_order;
+    float init_scale;
+  };
+  for (const auto& k : std::vector<Case>{
+           {{}, true, 0.1f},
+           {{"model.name=\"dcn_v2\""}, true, 0.1f},
+           {{"model.name=\"deepfm\""}, false, 0.01f},
+           {{"model.name=\"wide_deep\""}, false, 0.01f},
+           {{"model.name=\"fm\""}, false, 0.01f},
+           {{"model.name=\"lr\""}, false, 0.01f},
+           {{"model.first_order=false"}, false, 0.1f},
+           {{"embedding.init_scale=0.02"}, true, 0.02f},
+           {{"model.name=\"dcn_v2\"", "model.first_order=false", "embedding.init_scale=0"}, false, 0.0f},
+       }) {
+    std::string label;
+    for (const auto& s : k.sets) label += s + " ";
+    SCOPED_TRACE(label);
+    auto c = ParseConfig("", "run.toml", k.sets);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto tc = MakeTrainerConfig(*c);
+    ASSERT_TRUE(tc.ok()) << tc.status().ToString();
+    EXPECT_EQ(tc->model.first_order, k.first_order);
+    EXPECT_FLOAT_EQ(tc->embedding.init_scale, k.init_scale);
+  }
+  EXPECT_EQ(ShowConfigValue(RunConfig(), "model.first_order"), "auto");
+  auto bad = ParseConfig("", "run.toml", {"model.first_order=\"yes\""});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("model.first_order"), std::string::npos) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("expected true or false"), std::string::npos) << bad.status().ToString();
+}
+
 // embedding.chunks left at 0 resolves to the most probes (at most 8) dividing embedding.dim; a
 // value set stays.
 TEST(Config, UnifiedChunksDefaultToTheMostProbesThatDivideTheWidth) {
@@ -432,7 +468,8 @@ TEST(Commands, ResumeFromAPeriodicCheckpointEndsLikeTheUninterruptedRun) {
   EXPECT_NE(info.str().find("checkpoint " + other + "/ckpt-158\n  step 158; data position: 2 epoch(s) done"),
             std::string::npos)
       << info.str();
-  EXPECT_NE(info.str().find("26 tables, " + std::to_string(full->table_rows) + " rows"), std::string::npos)
+  // DLRM's rows and its first-order weights (model.first_order, auto): a table of each per field.
+  EXPECT_NE(info.str().find("52 tables, " + std::to_string(full->table_rows) + " rows"), std::string::npos)
       << info.str();
   // A truncated shard file: inspect and resume refuse it by name; the files are left as they are.
   const std::string shard = other + "/ckpt-158/shard-0.bin";
@@ -552,6 +589,8 @@ TEST(Commands, DslUnderABudgetHoldsItsBytes) {
   sets.push_back("embedding.method=\"dsl\"");
   sets.push_back("embedding.budget=0.6");  // a row per value at density (0.6 * 64 - 2) / 64 >= dsl.min_density
   sets.push_back("dsl.interval=20");
+  // DSL's group alone: a hashed first-order group beside it holds only the rows its values reach.
+  sets.push_back("model.first_order=false");
   auto c = ParseConfig("", "t", sets);
   std::ostringstream out;
   auto m = RunTrain(*c, out);

@@ -56,7 +56,7 @@ kill -9 "$victim"
 if timeout 120 tail --pid=$job -f /dev/null; then :; else kill -9 $job; fail "the job hung after a rank died"; fi
 if wait $job; then fail "the job exited 0 after a rank died"; fi
 grep -Eq "rank 1|PS server 1" "$WORK/kill.out" || { cat "$WORK/kill.out"; fail "the dead rank is not named"; }
-latest=$("$EMBER" inspect "$WORK/a" | head -1 | awk '{print $2}')
+latest=$("$EMBER" inspect "$WORK/a" | awk 'NR == 1 {print $2}')
 echo "killed server rank 1; newest complete checkpoint: $latest"
 
 # The same checkpoint alone in another directory: the uninterrupted run from it.

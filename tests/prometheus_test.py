@@ -181,8 +181,9 @@ linger_s = 60
         ratio = prom.value(f"ember_embedding_compression_ratio{job}")
         check(ratio > 1.5, f"compression ratio {ratio:.2f} > 1.5 (dsl density 0.5)")
         coll = prom.query(f"ember_table_collision_rate{job}")
-        check(len(coll) == 1 and 0 < float(coll[0]["value"][1]) < 1,
-              "one hashed table, collision rate in (0, 1)")
+        # C1's rows and its first-order weights (model.first_order, auto for dlrm): two hashed tables.
+        check(len(coll) == 2 and all(0 < float(c["value"][1]) < 1 for c in coll),
+              "two hashed tables, collision rates in (0, 1)")
         check(prom.value(f"sum(ember_dsl_rounds_total{job})") > 0, "DSL rounds counted")
         check(prom.value(f"sum(ember_dsl_pruned_values_total{job})") ==
               prom.value(f"sum(ember_dsl_regrown_values_total{job})"), "DSL regrows what it prunes")

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,9 +29,10 @@ struct RunConfig {
   RunConfig() {
     trainer.embedding.lifecycle.sketch_width = 1 << 16;
     trainer.embedding.chunks = 0;  // embedding.chunks: embedding::AutoChunks(dim) (MakeTrainerConfig)
-    // train.lr_decay and embedding.initial_accumulator: auto (ResolveEpochDefaults)
+    // train.lr_decay, embedding.initial_accumulator and embedding.init_scale: auto (MakeTrainerConfig)
     trainer.dense_lr_decay = kAuto;
     trainer.embedding.optimizer.initial_accumulator = kAuto;
+    trainer.embedding.init_scale = kAuto;
   }
   // A numeric key left at its automatic default (resolved by MakeTrainerConfig).
   static constexpr float kAuto = -1.0f;
@@ -79,6 +81,9 @@ struct RunConfig {
   uint64_t candidates = 0;           // train.candidates: sampled softmax (0 = full)
   int64_t patience = 0;              // train.patience: stop after epochs without val gain (0 = never)
   workers::RowReset reset_rows = workers::RowReset::kAuto;  // train.reset_rows (RowResetOf resolves auto)
+  // model.first_order (unset: auto, MakeTrainerConfig: true for the models whose rows meet in dot
+  // products or crosses, DLRM and DCN-v2).
+  std::optional<bool> first_order;
 
   // [embedding] keys resolved against the data: the budget (parsed once, where it is read) and
   // per-field overrides by field name.
