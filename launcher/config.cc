@@ -231,10 +231,14 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c, int workers
   // directly, pair by pair, where a rare row's whole step is noise in every pair it joins.
   // DLRM and DCN-v2 read the rows through dot products or crosses: with first-order weights
   // beside them, the rows need not carry every value's own effect and learn the pairs, from rows
-  // that start large enough for the products' gradients to grow from (docs/quality.md).
+  // that start large enough for the products' gradients to grow from, at Adagrad steps twice
+  // the others' (docs/quality.md).
   const bool products = t.model.kind == models::ModelKind::kDlrm || t.model.kind == models::ModelKind::kDcnV2;
   t.model.first_order = c.first_order.value_or(products);
   if (t.embedding.init_scale == RunConfig::kAuto) t.embedding.init_scale = products ? 0.1f : 0.01f;
+  const embedding::OptimizerKind rows = t.embedding.optimizer.kind;
+  const bool adagrad = rows == embedding::OptimizerKind::kRowwiseAdagrad || rows == embedding::OptimizerKind::kAdagrad;
+  if (t.embedding.optimizer.lr == RunConfig::kAuto) t.embedding.optimizer.lr = products && adagrad ? 0.1f : 0.05f;
   const bool carried = RowsCarryOver(c);
   if (t.dense_lr_decay == RunConfig::kAuto) t.dense_lr_decay = carried ? 0.0 : 0.5;
   auto& acc = t.embedding.optimizer.initial_accumulator;

@@ -251,7 +251,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"embedding.optimizer", "string", "`\"rowwise_adagrad\"`",
        "sparse optimizer: `sgd`, `adagrad`, `rowwise_adagrad`, `adam`, `ftrl`",
        Enum(AT(trainer.embedding.optimizer.kind), kSparseOptimizers, embedding::OptimizerName)},
-      {"embedding.lr", "float", "`0.05`", "sparse learning rate", Num(AT(trainer.embedding.optimizer.lr), 0, 100)},
+      {"embedding.lr", "float", "auto",
+       "sparse learning rate; auto: 0.1 for `dlrm` and `dcn_v2` with `adagrad` or `rowwise_adagrad` rows (their rows "
+       "learn the pairs; docs/quality.md), else 0.05",
+       Num(AT(trainer.embedding.optimizer.lr), 0, 100)},
       {"embedding.eps", "float", "`1e-8`", "denominator term of Adagrad / row-wise Adagrad / Adam",
        Num(AT(trainer.embedding.optimizer.eps), 0, 1)},
       {"embedding.initial_accumulator", "float", "auto",

@@ -152,9 +152,9 @@ class CtrJob {
       return Status::InvalidArgument("data.follow trains one endless pass: train.epochs must be 1");
     EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_, workers_));
     if (!c_.first_order && tc_.model.first_order)
-      log_ << "model.first_order true, embedding.init_scale " << tc_.embedding.init_scale << " (auto for "
-           << models::ModelKindName(c_.model()) << ": first-order weights beside rows that learn the pairs, "
-           << "docs/quality.md)" << std::endl;
+      log_ << "model.first_order true (auto for " << models::ModelKindName(c_.model())
+           << ": first-order weights beside rows that learn the pairs, docs/quality.md); rows start in ±"
+           << tc_.embedding.init_scale << ", embedding.lr " << tc_.embedding.optimizer.lr << std::endl;
     if (RowsCarryOver(c_))
       log_ << "epochs 2-" << c_.epochs << " train the rows and first-order weights against the dense layers of epoch 1"
            << " (train.reset_rows never, train.lr_decay " << tc_.dense_lr_decay << ", embedding.initial_accumulator "

@@ -132,24 +132,29 @@ TEST(Config, RowsCarriedOverEpochsTrainAgainstTheFirstEpochsDenseLayers) {
   }
 }
 
-// model.first_order and embedding.init_scale left unset resolve by model: DLRM and DCN-v2 get
-// first-order weights and rows starting at +-0.1, the others neither; a value set stays.
-TEST(Config, FirstOrderAndInitScaleDefaultByModel) {
+// model.first_order, embedding.init_scale and embedding.lr left unset resolve by model: DLRM and
+// DCN-v2 get first-order weights, rows starting at +-0.1 and Adagrad steps at 0.1, the others
+// none of these; a value set stays.
+TEST(Config, FirstOrderInitScaleAndRowStepsDefaultByModel) {
   struct Case {
     std::vector<std::string> sets;
     bool first_order;
     float init_scale;
+    float lr;
   };
   for (const auto& k : std::vector<Case>{
-           {{}, true, 0.1f},
-           {{"model.name=\"dcn_v2\""}, true, 0.1f},
-           {{"model.name=\"deepfm\""}, false, 0.01f},
-           {{"model.name=\"wide_deep\""}, false, 0.01f},
-           {{"model.name=\"fm\""}, false, 0.01f},
-           {{"model.name=\"lr\""}, false, 0.01f},
-           {{"model.first_order=false"}, false, 0.1f},
-           {{"embedding.init_scale=0.02"}, true, 0.02f},
-           {{"model.name=\"dcn_v2\"", "model.first_order=false", "embedding.init_scale=0"}, false, 0.0f},
+           {{}, true, 0.1f, 0.1f},
+           {{"model.name=\"dcn_v2\""}, true, 0.1f, 0.1f},
+           {{"model.name=\"deepfm\""}, false, 0.01f, 0.05f},
+           {{"model.name=\"wide_deep\""}, false, 0.01f, 0.05f},
+           {{"model.name=\"fm\""}, false, 0.01f, 0.05f},
+           {{"model.name=\"lr\""}, false, 0.01f, 0.05f},
+           {{"model.first_order=false"}, false, 0.1f, 0.1f},
+           {{"embedding.init_scale=0.02"}, true, 0.02f, 0.1f},
+           {{"embedding.optimizer=\"adagrad\""}, true, 0.1f, 0.1f},
+           {{"embedding.optimizer=\"adam\""}, true, 0.1f, 0.05f},
+           {{"embedding.lr=0.3"}, true, 0.1f, 0.3f},
+           {{"model.name=\"dcn_v2\"", "model.first_order=false", "embedding.init_scale=0"}, false, 0.0f, 0.1f},
        }) {
     std::string label;
     for (const auto& s : k.sets) label += s + " ";
@@ -160,6 +165,7 @@ TEST(Config, FirstOrderAndInitScaleDefaultByModel) {
     ASSERT_TRUE(tc.ok()) << tc.status().ToString();
     EXPECT_EQ(tc->model.first_order, k.first_order);
     EXPECT_FLOAT_EQ(tc->embedding.init_scale, k.init_scale);
+    EXPECT_FLOAT_EQ(tc->embedding.optimizer.lr, k.lr);
   }
   EXPECT_EQ(ShowConfigValue(RunConfig(), "model.first_order"), "auto");
   auto bad = ParseConfig("", "run.toml", {"model.first_order=\"yes\""});

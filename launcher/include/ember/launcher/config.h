@@ -29,10 +29,12 @@ struct RunConfig {
   RunConfig() {
     trainer.embedding.lifecycle.sketch_width = 1 << 16;
     trainer.embedding.chunks = 0;  // embedding.chunks: embedding::AutoChunks(dim) (MakeTrainerConfig)
-    // train.lr_decay, embedding.initial_accumulator and embedding.init_scale: auto (MakeTrainerConfig)
+    // train.lr_decay, embedding.initial_accumulator, embedding.init_scale and embedding.lr: auto
+    // (MakeTrainerConfig)
     trainer.dense_lr_decay = kAuto;
     trainer.embedding.optimizer.initial_accumulator = kAuto;
     trainer.embedding.init_scale = kAuto;
+    trainer.embedding.optimizer.lr = kAuto;
   }
   // A numeric key left at its automatic default (resolved by MakeTrainerConfig).
   static constexpr float kAuto = -1.0f;
