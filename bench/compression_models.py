@@ -42,7 +42,8 @@ def main():
     models = [m for m in a.models.split(",") if load(a.results, m) is not None]
     md = ["# Compression on the long-tail teacher, every model", "",
           "Test AUC, one epoch, dim 16, 300k training rows; the budget covers every embedding group (the "
-          "first-order weights of deepfm, wide_deep, fm and lr included). Bold: the best method at that budget.", "",
+          "first-order weights included: every model's but those of a dlrm or dcn_v2 run with model.first_order = "
+          "false). Bold: the best method at that budget.", "",
           "| model | method | " + " | ".join(BUDGETS) + " |", "|---|---|" + "---:|" * len(BUDGETS)]
     for model in models:
         r = load(a.results, model)
