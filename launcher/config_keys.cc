@@ -130,7 +130,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"model.first_order", "bool", "auto",
        "`dlrm` and `dcn_v2`: add first-order weights (1-wide rows trained with `linear.*`, FTRL by default) and a "
        "dense linear term to the logit, like Wide & Deep's wide part beside the interactions; auto: `true` for "
-       "both, so that the rows are free to learn the pairs (docs/quality.md)",
+       "both, so that the rows are free to learn the pairs (docs/quality.md), and a checkpoint resumed or scored "
+       "keeps its own",
        OptionalBool(AT(first_order))},
       {"model.layers", "int", "`2`", "session models: Transformer encoder layers",
        Int(AT(session_model.layers), 1, 64)},

@@ -86,8 +86,14 @@ Result<std::string> PrepareResume(const RunConfig& c, workers::TrainerConfig* tc
         "one is not supported");
   auto path = workers::ResolveCheckpoint(c.checkpoint_dir);
   if (!path.ok()) return path.status().WithContext("--resume");
-  // The table sizes the checkpoint was trained with, so that ids map to the same rows.
+  // The table sizes the checkpoint was trained with, so that ids map to the same rows, and its
+  // model: with first-order weights or without, whatever model.first_order's auto says now.
   EMBER_RETURN_IF_ERROR(workers::ApplyCheckpointEmbedding(*path, tc));
+  if (c.first_order && *c.first_order != tc->model.first_order)
+    return Status::InvalidArgument("--resume: " + *path + " holds a " + models::ModelKindName(tc->model.kind) +
+                                   (tc->model.first_order ? " with" : " without") +
+                                   " first-order weights; model.first_order = " + (*c.first_order ? "true" : "false") +
+                                   " cannot continue it (leave model.first_order unset to take the checkpoint's)");
   return path;
 }
 
@@ -151,10 +157,6 @@ class CtrJob {
     if (c_.follow && c_.epochs != 1)
       return Status::InvalidArgument("data.follow trains one endless pass: train.epochs must be 1");
     EMBER_ASSIGN_OR_RETURN(tc_, MakeTrainerConfig(c_, workers_));
-    if (!c_.first_order && tc_.model.first_order)
-      log_ << "model.first_order true (auto for " << models::ModelKindName(c_.model())
-           << ": first-order weights beside rows that learn the pairs, docs/quality.md); rows start in ±"
-           << tc_.embedding.init_scale << ", embedding.lr " << tc_.embedding.optimizer.lr << std::endl;
     if (RowsCarryOver(c_))
       log_ << "epochs 2-" << c_.epochs << " train the rows and first-order weights against the dense layers of epoch 1"
            << " (train.reset_rows never, train.lr_decay " << tc_.dense_lr_decay << ", embedding.initial_accumulator "
@@ -170,6 +172,14 @@ class CtrJob {
            << std::endl;
     EMBER_RETURN_IF_ERROR(Resolve());
     EMBER_ASSIGN_OR_RETURN(const std::string resume_from, PrepareResume(c_, &tc_));
+    if (!c_.first_order && tc_.model.first_order && resume_from.empty())
+      log_ << "model.first_order true (auto for " << models::ModelKindName(c_.model())
+           << ": first-order weights beside rows that learn the pairs, docs/quality.md); rows start in ±"
+           << tc_.embedding.init_scale << ", embedding.lr " << tc_.embedding.optimizer.lr << std::endl;
+    else if (!c_.first_order && !resume_from.empty() &&
+             (c_.model() == models::ModelKind::kDlrm || c_.model() == models::ModelKind::kDcnV2))
+      log_ << "model.first_order " << (tc_.model.first_order ? "true" : "false") << " (auto: as " << resume_from
+           << " was trained)" << std::endl;
     EMBER_RETURN_IF_ERROR(Plan());
     // Declared after the PS (the caller's): stopped (no more scrapes) before the PS goes.
     EMBER_ASSIGN_OR_RETURN(exporter_, StartMetrics(c_, "train", ctx_.rank, log_));

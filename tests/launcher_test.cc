@@ -282,6 +282,51 @@ const Small& SmallFiles() {
   return s;
 }
 
+// A DLRM checkpoint without first-order weights (the default before model.first_order's auto)
+// is scored and resumed as it was built when the configuration leaves model.first_order unset;
+// set to true, --resume refuses it by name.
+TEST(Commands, ACheckpointKeepsItsFirstOrderWeightsOrTheirAbsence) {
+  const std::string root = Dir() + "/ckpt_no_first_order";
+  std::filesystem::remove_all(root);
+  auto sets = SmallFiles().Sets();
+  sets.insert(sets.end(), {"checkpoint.dir=\"" + root + "\"", "train.epochs=2"});
+  auto without = sets;
+  without.push_back("model.first_order=false");
+  auto c = ParseConfig("", "t", without);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ostringstream out;
+  auto m = RunTrain(*c, out);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(out.str().find("model.first_order true"), std::string::npos) << out.str();
+  std::ostringstream quiet;
+  auto e = RunEval(m->checkpoint, SmallFiles().test, 0, quiet);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_DOUBLE_EQ(e->auc, m->auc);
+
+  auto more = sets;
+  more.back() = "train.epochs=3";
+  auto r = ParseConfig("", "t", more);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  r->resume = true;
+  std::ostringstream log;
+  auto resumed = RunTrain(*r, log);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_NE(log.str().find("model.first_order false (auto: as " + m->checkpoint + " was trained)"), std::string::npos)
+      << log.str();
+  EXPECT_EQ(resumed->table_rows, m->table_rows);
+
+  more.push_back("model.first_order=true");
+  auto forced = ParseConfig("", "t", more);
+  ASSERT_TRUE(forced.ok()) << forced.status().ToString();
+  forced->resume = true;
+  auto refused = RunTrain(*forced, log);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("holds a dlrm without first-order weights; model.first_order = true"),
+            std::string::npos)
+      << refused.status().ToString();
+}
+
 // Epochs chosen on data.valid: each scored, the best kept (written to checkpoint.dir/best and,
 // where a later epoch was worse, restored), train.patience stopping the run.
 TEST(Commands, EpochsAreChosenOnValidation) {

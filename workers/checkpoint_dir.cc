@@ -141,6 +141,9 @@ Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* trainer)
     if (d.groups.empty() || d.fields.size() != trainer->fields.size())
       return Status::Corruption(path + "/manifest.json: the model description has " + std::to_string(d.fields.size()) +
                                 " fields, the configuration " + std::to_string(trainer->fields.size()));
+    // The model as it was built: DLRM and DCN-v2 with or without first-order weights (their
+    // default changed; a configuration that leaves it unset means the checkpoint's).
+    trainer->model.first_order = d.first_order;
     const embedding::MethodConfig& main = d.groups[0].method;
     // The method as the group was built: a 1-wide main group under a budget holds hashed rows
     // where DSL was asked (launcher/config.cc ResolveEmbedding).

@@ -350,7 +350,8 @@ Result<EvalResult> EvaluateWith(data::BatchReader* reader, const PredictFn& pred
 Result<std::string> ReadCheckpointConfig(const std::string& path);
 // Applies the embedding sizes a checkpoint was trained with (hashed rows and DSL density a
 // budget chose, field vocabularies, Unified Embedding's probes per value, OptEmbed's retraining
-// widths and table ids) to *config, so that ids map to the same rows without the training data.
+// widths and table ids) and whether the model has first-order weights beside its rows
+// (model.first_order) to *config, so that ids map to the same rows without the training data.
 Status ApplyCheckpointEmbedding(const std::string& path, TrainerConfig* config);
 // Resolves a checkpoint root (containing ckpt-N directories) or a checkpoint directory to the
 // newest complete checkpoint directory.
