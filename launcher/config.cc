@@ -221,6 +221,11 @@ bool CapsRareRowSteps(const RunConfig& c) {
   return RowsCarryOver(c) || k == models::ModelKind::kDeepFm || k == models::ModelKind::kFm;
 }
 
+bool RowsMeetInProducts(const RunConfig& c) {
+  const models::ModelKind k = c.trainer.model.kind;
+  return k == models::ModelKind::kDlrm || k == models::ModelKind::kDcnV2;
+}
+
 Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c, int workers) {
   workers::TrainerConfig t = c.trainer;
   // Epochs after the first (docs/quality.md): where rows carry over, the dense layers that read
@@ -233,7 +238,7 @@ Result<workers::TrainerConfig> MakeTrainerConfig(const RunConfig& c, int workers
   // beside them, the rows need not carry every value's own effect and learn the pairs, from rows
   // that start large enough for the products' gradients to grow from, at Adagrad steps twice
   // the others' (docs/quality.md).
-  const bool products = t.model.kind == models::ModelKind::kDlrm || t.model.kind == models::ModelKind::kDcnV2;
+  const bool products = RowsMeetInProducts(c);
   t.model.first_order = c.first_order.value_or(products);
   if (t.embedding.init_scale == RunConfig::kAuto) t.embedding.init_scale = products ? 0.1f : 0.01f;
   const embedding::OptimizerKind rows = t.embedding.optimizer.kind;

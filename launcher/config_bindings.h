@@ -100,18 +100,16 @@ Binding Bool(Get get) {
           [=](const RunConfig& c) { return std::string(get(const_cast<RunConfig&>(c)) ? "true" : "false"); }};
 }
 
-// A bool whose absence means auto (resolved where the config becomes a trainer's).
+// A bool whose absence means auto (resolved where the config becomes a trainer's): read as Bool
+// reads (a bool assigned sets the std::optional), shown as "auto" while unset.
 template <typename Get>
 Binding OptionalBool(Get get) {
-  return {[=](const toml::node& n, RunConfig* c) {
-            if (!n.is_boolean()) return Status::InvalidArgument("expected true or false");
-            get(*c) = *n.value<bool>();
-            return Status::Ok();
-          },
-          [=](const RunConfig& c) {
-            const auto& v = get(const_cast<RunConfig&>(c));
-            return std::string(!v ? "auto" : *v ? "true" : "false");
-          }};
+  Binding b = Bool(get);
+  b.show = [=](const RunConfig& c) {
+    const auto& v = get(const_cast<RunConfig&>(c));
+    return std::string(!v ? "auto" : *v ? "true" : "false");
+  };
+  return b;
 }
 
 template <typename T>

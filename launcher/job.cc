@@ -176,8 +176,7 @@ class CtrJob {
       log_ << "model.first_order true (auto for " << models::ModelKindName(c_.model())
            << ": first-order weights beside rows that learn the pairs, docs/quality.md); rows start in ±"
            << tc_.embedding.init_scale << ", embedding.lr " << tc_.embedding.optimizer.lr << std::endl;
-    else if (!c_.first_order && !resume_from.empty() &&
-             (c_.model() == models::ModelKind::kDlrm || c_.model() == models::ModelKind::kDcnV2))
+    else if (!c_.first_order && !resume_from.empty() && RowsMeetInProducts(c_))
       log_ << "model.first_order " << (tc_.model.first_order ? "true" : "false") << " (auto: as " << resume_from
            << " was trained)" << std::endl;
     EMBER_RETURN_IF_ERROR(Plan());

@@ -174,6 +174,9 @@ bool RowsCarryOver(const RunConfig& config);
 // Whether the auto embedding.initial_accumulator caps the steps of rarely seen rows: where rows
 // carry over, and for the models whose factorization machine multiplies rows directly (deepfm, fm).
 bool CapsRareRowSteps(const RunConfig& config);
+// Whether the model reads its rows through dot products or crosses (dlrm, dcn_v2): the auto
+// model.first_order, embedding.init_scale and embedding.lr are theirs (docs/quality.md).
+bool RowsMeetInProducts(const RunConfig& config);
 // The auto embedding.initial_accumulator where it caps them, in per-example units: divided by
 // the square of the global batch, as the rows' gradients are of the batch's mean loss.
 constexpr double kCarriedAccumulator = 40.0;
